@@ -1,0 +1,3 @@
+module github.com/marmotws/marmot
+
+go 1.26.8
