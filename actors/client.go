@@ -1,0 +1,804 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/gorilla/websocket"
+	"github.com/sethvargo/go-retry"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/marmotws/marmot/protocol"
+	"github.com/marmotws/marmot/supervisor"
+)
+
+// ClientState is the client's connection state.
+type ClientState int32
+
+// The client states of the seed components.
+const (
+	StateDisconnected ClientState = iota
+	StateConnecting
+	StateConnected
+	StateReconnecting
+	StateDisconnecting
+	StateError
+)
+
+func (s ClientState) String() string {
+	switch s {
+	case StateDisconnected:
+		return "disconnected"
+	case StateConnecting:
+		return "connecting"
+	case StateConnected:
+		return "connected"
+	case StateReconnecting:
+		return "reconnecting"
+	case StateDisconnecting:
+		return "disconnecting"
+	case StateError:
+		return "error"
+	}
+	return fmt.Sprintf("ClientState(%d)", int32(s))
+}
+
+// Description returns a sentence for status bars and logs.
+func (s ClientState) Description() string {
+	switch s {
+	case StateDisconnected:
+		return "Disconnected from server"
+	case StateConnecting:
+		return "Connecting to server..."
+	case StateConnected:
+		return "Connected to server"
+	case StateReconnecting:
+		return "Reconnecting to server..."
+	case StateDisconnecting:
+		return "Disconnecting from server..."
+	case StateError:
+		return "Connection error"
+	}
+	return "Unknown state"
+}
+
+// ReconnectStrategy chooses the delay between reconnect attempts.
+type ReconnectStrategy int
+
+const (
+	// ReconnectFixed waits ReconnectInterval before every attempt (the seed's rsLinear).
+	ReconnectFixed ReconnectStrategy = iota
+	// ReconnectExponential waits ReconnectInterval × 2^(n-1), capped at
+	// MaxReconnectInterval, with ±ReconnectJitter (the seed's rsExponential
+	// as documented; the seed's own code never backs off).
+	ReconnectExponential
+)
+
+func (r ReconnectStrategy) String() string {
+	switch r {
+	case ReconnectFixed:
+		return "fixed"
+	case ReconnectExponential:
+		return "exponential"
+	}
+	return fmt.Sprintf("ReconnectStrategy(%d)", int(r))
+}
+
+// Client errors.
+var (
+	ErrReconnectExhausted = errors.New("marmot: reconnect attempts exhausted")
+	ErrDisconnected       = errors.New("marmot: disconnected by the user")
+	ErrClientClosed       = errors.New("marmot: client closed")
+	ErrBusy               = errors.New("marmot: a disconnect is in progress")
+)
+
+// ClientEvents are the client's callbacks, all optional; they run in order on
+// the ClientActor. A panic in OnDataReceived or OnHandleCommand restarts the
+// actor (the connection survives); panics elsewhere go to OnError.
+type ClientEvents struct {
+	OnConnect         func()
+	OnDisconnect      func(reason *CloseError)
+	OnDataReceived    func(data []byte)
+	OnDataSent        func(data []byte)
+	OnHandleCommand   func(m *Message)
+	OnError           func(err error)
+	OnStateChange     func(old, new ClientState)
+	OnReconnecting    func(attempt int, delay time.Duration)
+	OnReconnectFailed func(attempt int, err error)
+}
+
+// ClientConfig configures a Client. The root package fills in the seed's
+// defaults; here zero disables a limit.
+type ClientConfig struct {
+	URL                  string
+	Subprotocol          string // "" for raw mode
+	Header               http.Header
+	ConnectionTimeout    time.Duration
+	AutoReconnect        bool
+	ReconnectStrategy    ReconnectStrategy
+	ReconnectInterval    time.Duration
+	MaxReconnectInterval time.Duration
+	ReconnectJitter      float64 // fraction, e.g. 0.1 for ±10%
+	MaxReconnectAttempts int     // 0: unlimited
+	KeepAlive            time.Duration
+	WriteTimeout         time.Duration
+	MaxMessageSize       int64
+	MaxQueueBytes        int64
+	MaxRestarts          int
+	RestartWindow        time.Duration
+	Logger               *slog.Logger
+	ActorSystem          *actor.ActorSystem
+	TracerProvider       trace.TracerProvider
+	Events               ClientEvents
+}
+
+// ClientStats are the client's counters.
+type ClientStats struct {
+	BytesReceived    int64
+	BytesSent        int64
+	MessagesReceived int64
+	MessagesSent     int64
+	Reconnects       int64 // reconnect attempts made
+}
+
+// Client is a WebSocket client whose ClientActor owns the connection and its
+// reconnect state machine.
+type Client struct {
+	cfg    ClientConfig
+	log    *slog.Logger
+	sys    *actor.ActorSystem
+	ownSys bool
+	guard  *actor.PID
+	pid    *actor.PID
+	dialer websocket.Dialer
+
+	state      atomic.Int32
+	totals     counters
+	reconnects atomic.Int64
+	closed     atomic.Bool
+	live       sync.WaitGroup // dial and reader goroutines
+
+	mu      sync.Mutex
+	current *link
+	nextReq uint64
+	pending map[uint64]chan reqResult
+
+	// core is the ClientActor's state; it lives here so it survives restarts.
+	core clientCore
+}
+
+type reqResult struct {
+	payload []byte
+	err     error
+}
+
+type clientCore struct {
+	episode     int
+	attempt     int
+	backoff     retry.Backoff
+	cancelDial  context.CancelFunc
+	timer       *time.Timer
+	connWaiters []chan error
+	discWaiters []chan error
+	budgetOut   atomic.Bool
+}
+
+// NewClient creates a client; it does not connect.
+func NewClient(cfg ClientConfig) *Client {
+	c := &Client{cfg: cfg, log: cfg.Logger, pending: make(map[uint64]chan reqResult)}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	c.sys = cfg.ActorSystem
+	if c.sys == nil {
+		c.sys = NewActorSystem(c.log)
+		c.ownSys = true
+	}
+	c.dialer = websocket.Dialer{
+		HandshakeTimeout: cfg.ConnectionTimeout,
+		ReadBufferSize:   4096,
+		WriteBufferSize:  4096,
+	}
+	if cfg.Subprotocol != "" {
+		c.dialer.Subprotocols = []string{cfg.Subprotocol}
+	}
+	strategy := supervisor.New(supervisor.Config{
+		MaxRestarts:    cfg.MaxRestarts,
+		Window:         cfg.RestartWindow,
+		ActorKind:      "client",
+		TracerProvider: cfg.TracerProvider,
+		Logger:         c.log,
+		OnFailure: func(f supervisor.Failure) {
+			if f.BudgetExhausted {
+				c.core.budgetOut.Store(true)
+			}
+			c.reportError(fmt.Errorf("%w: %w", ErrHandlerPanic, f.Err()))
+		},
+	})
+	ready := make(chan *actor.PID, 1)
+	guard := actor.PropsFromFunc(func(ctx actor.Context) {
+		if _, ok := ctx.Message().(*actor.Started); ok {
+			ready <- ctx.Spawn(actor.PropsFromProducer(func() actor.Actor { return &ClientActor{c: c} }))
+		}
+	}, actor.WithSupervisor(strategy))
+	c.guard = c.sys.Root.Spawn(guard)
+	c.pid = <-ready
+	return c
+}
+
+// PID returns the ClientActor's PID.
+func (c *Client) PID() *actor.PID { return c.pid }
+
+// State returns the current connection state.
+func (c *Client) State() ClientState { return ClientState(c.state.Load()) }
+
+// Connected reports whether the client is connected.
+func (c *Client) Connected() bool { return c.State() == StateConnected }
+
+// Reconnecting reports whether the client is between reconnect attempts.
+func (c *Client) Reconnecting() bool { return c.State() == StateReconnecting }
+
+// Stats returns the client's counters.
+func (c *Client) Stats() ClientStats {
+	return ClientStats{
+		BytesReceived:    c.totals.bytesIn.Load(),
+		BytesSent:        c.totals.bytesOut.Load(),
+		MessagesReceived: c.totals.msgsIn.Load(),
+		MessagesSent:     c.totals.msgsOut.Load(),
+		Reconnects:       c.reconnects.Load(),
+	}
+}
+
+// Connect dials the server and returns once connected, or with the first
+// attempt's error (a failed first attempt does not start reconnecting). The
+// attempt is bounded by ctx and by ConnectionTimeout.
+func (c *Client) Connect(ctx context.Context) error {
+	if c.closed.Load() {
+		return ErrClientClosed
+	}
+	reply := make(chan error, 1)
+	c.sys.Root.Send(c.pid, &connectCmd{ctx: ctx, reply: reply})
+	select {
+	case err := <-reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Disconnect closes the connection with 1000 Normal Closure after flushing
+// queued messages, and cancels any reconnecting. It never triggers a
+// reconnect.
+func (c *Client) Disconnect(ctx context.Context) error {
+	if c.closed.Load() {
+		return nil
+	}
+	reply := make(chan error, 1)
+	c.sys.Root.Send(c.pid, &disconnectCmd{ctx: ctx, reply: reply})
+	select {
+	case err := <-reply:
+		return err
+	case <-ctx.Done():
+		c.mu.Lock()
+		if l := c.current; l != nil {
+			_ = l.ws.NetConn().Close()
+		}
+		c.mu.Unlock()
+		return ctx.Err()
+	}
+}
+
+// Close disconnects and releases the client's actors and goroutines. The
+// client cannot be used afterwards.
+func (c *Client) Close(ctx context.Context) error {
+	if c.closed.Load() {
+		return nil
+	}
+	err := c.Disconnect(ctx)
+	c.closed.Store(true)
+	_ = c.sys.Root.StopFuture(c.guard).Wait()
+	c.live.Wait()
+	if c.ownSys {
+		c.sys.Shutdown()
+	}
+	return err
+}
+
+func (c *Client) link() *link {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.current
+}
+
+// Send queues data for the server: a raw frame (text when valid UTF-8) or a
+// data envelope. It fails with ErrNotConnected while disconnected.
+func (c *Client) Send(data []byte) error {
+	l := c.link()
+	if l == nil || c.State() != StateConnected {
+		return ErrNotConnected
+	}
+	return l.sendData(data)
+}
+
+// SendRaw queues a raw frame of the given type (raw mode only).
+func (c *Client) SendRaw(t MessageType, data []byte) error {
+	l := c.link()
+	if l == nil || c.State() != StateConnected {
+		return ErrNotConnected
+	}
+	if l.codec != nil {
+		return fmt.Errorf("marmot: connection speaks %s, not raw frames", l.codec.Subprotocol())
+	}
+	return l.sendRaw(t, data)
+}
+
+// SendCommand queues a named command (envelope subprotocols only).
+func (c *Client) SendCommand(name string, payload []byte) error {
+	l := c.link()
+	if l == nil || c.State() != StateConnected {
+		return ErrNotConnected
+	}
+	return l.sendCommand(name, payload)
+}
+
+// Request sends a named request and waits for the reply or for ctx. A
+// server-side error reply comes back as *RemoteError.
+func (c *Client) Request(ctx context.Context, name string, payload []byte) ([]byte, error) {
+	if name == "" {
+		return nil, ErrEmptyMessage
+	}
+	l := c.link()
+	if l == nil || c.State() != StateConnected {
+		return nil, ErrNotConnected
+	}
+	if l.codec == nil {
+		return nil, ErrRawMode
+	}
+	ch := make(chan reqResult, 1)
+	c.mu.Lock()
+	c.nextReq++
+	id := c.nextReq
+	c.pending[id] = ch
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.pending, id)
+		c.mu.Unlock()
+	}()
+	if err := l.sendEnvelope(&protocol.Envelope{Kind: protocol.KindRequest, ID: id, Name: name, Payload: payload}); err != nil {
+		return nil, err
+	}
+	select {
+	case r := <-ch:
+		return r.payload, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (c *Client) resolve(id uint64, r reqResult) bool {
+	c.mu.Lock()
+	ch := c.pending[id]
+	delete(c.pending, id)
+	c.mu.Unlock()
+	if ch == nil {
+		return false
+	}
+	ch <- r
+	return true
+}
+
+func (c *Client) failPending(err error) {
+	c.mu.Lock()
+	for id, ch := range c.pending {
+		ch <- reqResult{err: err}
+		delete(c.pending, id)
+	}
+	c.mu.Unlock()
+}
+
+func (c *Client) reportError(err error) {
+	c.log.Warn("marmot client error", "err", err)
+	if f := c.cfg.Events.OnError; f != nil {
+		defer func() {
+			if r := recover(); r != nil {
+				c.log.Error("OnError callback panicked", "panic", fmt.Sprint(r))
+			}
+		}()
+		f(err)
+	}
+}
+
+func (c *Client) safeCall(what string, f func()) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.reportError(fmt.Errorf("%w: %s: %v", ErrHandlerPanic, what, r))
+		}
+	}()
+	f()
+}
+
+type connectCmd struct {
+	ctx   context.Context
+	reply chan error
+}
+
+type disconnectCmd struct {
+	ctx   context.Context
+	reply chan error
+}
+
+type dialDone struct {
+	episode int
+	ws      *websocket.Conn
+	err     error
+}
+
+type retryTick struct{ episode int }
+
+type clientLinkLost struct {
+	l   *link
+	err error
+}
+
+// ClientActor runs the client's state machine and is the socket's only
+// writer. Its state lives in the Client so a restart keeps the connection.
+type ClientActor struct {
+	c *Client
+}
+
+// Receive implements actor.Actor.
+func (a *ClientActor) Receive(ctx actor.Context) {
+	c := a.c
+	k := &c.core
+	switch m := ctx.Message().(type) {
+	case *connectCmd:
+		switch c.State() {
+		case StateConnected:
+			m.reply <- nil
+		case StateConnecting, StateReconnecting:
+			k.connWaiters = append(k.connWaiters, m.reply)
+		case StateDisconnecting:
+			m.reply <- ErrBusy
+		default:
+			k.episode++
+			k.attempt = 0
+			k.connWaiters = append(k.connWaiters, m.reply)
+			a.setState(StateConnecting)
+			a.dial(ctx, m.ctx)
+		}
+	case *disconnectCmd:
+		switch c.State() {
+		case StateConnected:
+			a.setState(StateDisconnecting)
+			k.discWaiters = append(k.discWaiters, m.reply)
+			deadline, _ := m.ctx.Deadline()
+			l := c.link()
+			a.flush(l, deadline)
+			l.startClose(CloseNormal, "client disconnect", ErrDisconnected, deadline)
+		case StateConnecting, StateReconnecting:
+			a.abandon(ErrDisconnected)
+			a.setState(StateDisconnected)
+			m.reply <- nil
+		case StateDisconnecting:
+			k.discWaiters = append(k.discWaiters, m.reply)
+		default:
+			m.reply <- nil
+		}
+	case *dialDone:
+		a.dialed(ctx, m)
+	case *retryTick:
+		if m.episode == k.episode && c.State() == StateReconnecting {
+			c.reconnects.Add(1)
+			a.dial(ctx, context.Background())
+		}
+	case *flushSignal:
+		a.flush(c.link(), time.Time{})
+	case *inbound:
+		a.handleInbound(m)
+	case *closeRequest:
+		if m.cause != nil {
+			c.reportError(m.cause)
+		}
+		if l := c.link(); l != nil {
+			l.startClose(m.code, m.text, m.cause, time.Time{})
+		}
+	case *clientLinkLost:
+		a.lost(ctx, m)
+	case *actor.Stopping:
+		a.abandon(ErrClientClosed)
+		if l := c.link(); l != nil {
+			if k.budgetOut.Load() {
+				l.startClose(CloseInternalError, "restart budget exhausted", supervisor.ErrRestartBudgetExhausted, time.Time{})
+			} else {
+				l.startClose(CloseGoingAway, "client closed", ErrClientClosed, time.Time{})
+			}
+		}
+		if k.budgetOut.Load() {
+			c.closed.Store(true)
+			a.setState(StateError)
+		}
+	}
+}
+
+func (a *ClientActor) setState(s ClientState) {
+	c := a.c
+	old := ClientState(c.state.Swap(int32(s)))
+	if old == s {
+		return
+	}
+	c.log.Debug("client state", "from", old.String(), "to", s.String())
+	if f := c.cfg.Events.OnStateChange; f != nil {
+		c.safeCall("OnStateChange", func() { f(old, s) })
+	}
+}
+
+// abandon cancels an in-flight dial or pending retry and answers waiters.
+func (a *ClientActor) abandon(err error) {
+	k := &a.c.core
+	k.episode++
+	if k.cancelDial != nil {
+		k.cancelDial()
+		k.cancelDial = nil
+	}
+	if k.timer != nil {
+		k.timer.Stop()
+		k.timer = nil
+	}
+	for _, w := range k.connWaiters {
+		w <- err
+	}
+	k.connWaiters = nil
+}
+
+func (a *ClientActor) dial(ctx actor.Context, parent context.Context) {
+	c := a.c
+	k := &c.core
+	episode := k.episode
+	dctx, cancel := context.WithCancel(parent)
+	if c.cfg.ConnectionTimeout > 0 {
+		dctx, cancel = context.WithTimeout(parent, c.cfg.ConnectionTimeout)
+	}
+	k.cancelDial = cancel
+	self := ctx.Self()
+	c.live.Add(1)
+	go func() {
+		defer c.live.Done()
+		ws, resp, err := c.dialer.DialContext(dctx, c.cfg.URL, c.cfg.Header)
+		if resp != nil && resp.Body != nil {
+			_ = resp.Body.Close()
+		}
+		if err != nil && resp != nil {
+			err = fmt.Errorf("%w (HTTP %s)", err, resp.Status)
+		}
+		c.sys.Root.Send(self, &dialDone{episode: episode, ws: ws, err: err})
+	}()
+}
+
+func (a *ClientActor) dialed(ctx actor.Context, m *dialDone) {
+	c := a.c
+	k := &c.core
+	if m.episode != k.episode {
+		if m.ws != nil {
+			_ = m.ws.Close()
+		}
+		return
+	}
+	if k.cancelDial != nil {
+		k.cancelDial()
+		k.cancelDial = nil
+	}
+	if m.err != nil {
+		if c.State() == StateReconnecting {
+			if f := c.cfg.Events.OnReconnectFailed; f != nil {
+				c.safeCall("OnReconnectFailed", func() { f(k.attempt, m.err) })
+			}
+			a.scheduleRetry(ctx)
+			return
+		}
+		err := fmt.Errorf("marmot: connect to %s: %w", c.cfg.URL, m.err)
+		c.reportError(err)
+		a.setState(StateError)
+		for _, w := range k.connWaiters {
+			w <- err
+		}
+		k.connWaiters = nil
+		return
+	}
+	if c.cfg.Subprotocol != "" && m.ws.Subprotocol() != c.cfg.Subprotocol {
+		_ = m.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(CloseProtocolError, "subprotocol not accepted"), time.Now().Add(time.Second))
+		_ = m.ws.Close()
+		err := fmt.Errorf("marmot: server did not accept subprotocol %q", c.cfg.Subprotocol)
+		m.err = err
+		a.dialed(ctx, &dialDone{episode: m.episode, err: err})
+		return
+	}
+	l := newLink(m.ws, c.sys, linkConfig{
+		maxQueue:     c.cfg.MaxQueueBytes,
+		writeTimeout: c.cfg.WriteTimeout,
+		keepAlive:    c.cfg.KeepAlive,
+		readLimit:    c.cfg.MaxMessageSize,
+		inflight:     max(c.cfg.MaxMessageSize, 1<<20),
+		totals:       &c.totals,
+	})
+	l.pid = ctx.Self()
+	c.mu.Lock()
+	c.current = l
+	c.mu.Unlock()
+	k.attempt = 0
+	k.backoff = nil
+	l.startKeepAlive()
+	c.live.Add(1)
+	go func() {
+		defer c.live.Done()
+		err := l.readLoop()
+		c.sys.Root.Send(l.pid, &clientLinkLost{l: l, err: err})
+	}()
+	a.setState(StateConnected)
+	for _, w := range k.connWaiters {
+		w <- nil
+	}
+	k.connWaiters = nil
+	if f := c.cfg.Events.OnConnect; f != nil {
+		c.safeCall("OnConnect", f)
+	}
+}
+
+// terminalClose reports close codes after which reconnecting would only
+// repeat the failure or contradict the server (following centrifuge's
+// convention, 4500-4999 are application codes meaning "do not reconnect").
+func terminalClose(r *CloseError) bool {
+	if !r.ByPeer {
+		return false
+	}
+	switch r.Code {
+	case CloseNormal, CloseProtocolError, CloseUnsupportedData, CloseInvalidPayload, 1008, CloseMessageTooBig, 1010:
+		return true
+	}
+	return r.Code >= 4500 && r.Code <= 4999
+}
+
+func (a *ClientActor) lost(ctx actor.Context, m *clientLinkLost) {
+	c := a.c
+	k := &c.core
+	if m.l != c.link() {
+		return
+	}
+	reason := m.l.closeErrorFrom(m.err)
+	m.l.stopKeepAlive()
+	m.l.cancel()
+	if n := m.l.drop(); n > 0 {
+		c.reportError(fmt.Errorf("%w: %d", ErrUndelivered, n))
+	}
+	c.mu.Lock()
+	c.current = nil
+	c.mu.Unlock()
+	c.failPending(&CloseError{Code: reason.Code, Text: reason.Text, ByPeer: reason.ByPeer, Err: ErrConnectionClosed})
+	wasDisconnecting := c.State() == StateDisconnecting
+	if f := c.cfg.Events.OnDisconnect; f != nil {
+		c.safeCall("OnDisconnect", func() { f(reason) })
+	}
+	if wasDisconnecting || c.closed.Load() {
+		a.setState(StateDisconnected)
+		for _, w := range k.discWaiters {
+			w <- nil
+		}
+		k.discWaiters = nil
+		return
+	}
+	if !c.cfg.AutoReconnect || terminalClose(reason) {
+		a.setState(StateDisconnected)
+		return
+	}
+	k.episode++
+	k.attempt = 0
+	k.backoff = a.newBackoff()
+	a.setState(StateReconnecting)
+	a.scheduleRetry(ctx)
+}
+
+func (a *ClientActor) newBackoff() retry.Backoff {
+	cfg := a.c.cfg
+	interval := cfg.ReconnectInterval
+	if interval <= 0 {
+		interval = time.Second
+	}
+	var b retry.Backoff
+	if cfg.ReconnectStrategy == ReconnectExponential {
+		b = retry.NewExponential(interval)
+		if cfg.MaxReconnectInterval > 0 {
+			b = retry.WithCappedDuration(cfg.MaxReconnectInterval, b)
+		}
+	} else {
+		b = retry.NewConstant(interval)
+	}
+	if cfg.ReconnectJitter > 0 {
+		b = retry.WithJitterPercent(uint64(cfg.ReconnectJitter*100), b)
+	}
+	return b
+}
+
+func (a *ClientActor) scheduleRetry(ctx actor.Context) {
+	c := a.c
+	k := &c.core
+	if c.cfg.MaxReconnectAttempts > 0 && k.attempt >= c.cfg.MaxReconnectAttempts {
+		err := fmt.Errorf("%w after %d attempts", ErrReconnectExhausted, k.attempt)
+		c.reportError(err)
+		a.setState(StateError)
+		for _, w := range k.connWaiters {
+			w <- err
+		}
+		k.connWaiters = nil
+		return
+	}
+	if k.backoff == nil {
+		k.backoff = a.newBackoff()
+	}
+	delay, _ := k.backoff.Next()
+	k.attempt++
+	if f := c.cfg.Events.OnReconnecting; f != nil {
+		attempt := k.attempt
+		c.safeCall("OnReconnecting", func() { f(attempt, delay) })
+	}
+	episode := k.episode
+	self := ctx.Self()
+	k.timer = time.AfterFunc(delay, func() { c.sys.Root.Send(self, &retryTick{episode: episode}) })
+}
+
+func (a *ClientActor) flush(l *link, deadline time.Time) {
+	if l == nil {
+		return
+	}
+	var onSent func([]byte)
+	if f := a.c.cfg.Events.OnDataSent; f != nil {
+		onSent = func(b []byte) { a.c.safeCall("OnDataSent", func() { f(b) }) }
+	}
+	_ = l.flush(deadline, onSent)
+}
+
+func (a *ClientActor) handleInbound(in *inbound) {
+	c := a.c
+	l := in.l
+	defer l.processed(in)
+	if l != c.link() {
+		return // input from a connection already replaced
+	}
+	l.received(len(in.data))
+	ev := &c.cfg.Events
+	if ev.OnDataReceived != nil {
+		ev.OnDataReceived(in.data)
+	}
+	m, code, err := decodeInbound(l, in, 0)
+	if err != nil {
+		c.reportError(err)
+		l.startClose(code, err.Error(), err, time.Time{})
+		return
+	}
+	switch m.Kind {
+	case protocol.KindReply:
+		if !c.resolve(m.id, reqResult{payload: m.Payload}) {
+			c.reportError(fmt.Errorf("marmot: reply to unknown or expired request %d", m.id))
+		}
+		return
+	case protocol.KindError:
+		if !c.resolve(m.id, reqResult{err: &RemoteError{Code: m.code, Message: string(m.Payload)}}) {
+			c.reportError(fmt.Errorf("marmot: error reply to unknown or expired request %d", m.id))
+		}
+		return
+	}
+	if ev.OnHandleCommand == nil {
+		if m.IsRequest() {
+			_ = m.ReplyError(501, "no handler")
+		}
+		return
+	}
+	defer replyOnPanic(m)
+	ev.OnHandleCommand(m)
+}

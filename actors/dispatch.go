@@ -1,0 +1,55 @@
+package actors
+
+import (
+	"errors"
+	"fmt"
+	"unicode/utf8"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/marmotws/marmot/protocol"
+)
+
+// errUnexpectedFrame reports a frame type the negotiated protocol does not carry.
+var errUnexpectedFrame = errors.New("marmot: frame type does not match the negotiated subprotocol")
+
+// decodeInbound turns one data frame into a Message. On error it also says
+// which close code the connection must end with.
+func decodeInbound(l *link, in *inbound, id ClientID) (*Message, int, error) {
+	if l.codec == nil {
+		if in.typ == websocket.TextMessage && !utf8.Valid(in.data) {
+			return nil, CloseInvalidPayload, fmt.Errorf("%w: text frame is not valid UTF-8", protocol.ErrMalformed)
+		}
+		return &Message{ClientID: id, Kind: protocol.KindData, Type: MessageType(in.typ), Payload: in.data, out: l}, 0, nil
+	}
+	if in.typ != l.codec.MessageType() {
+		return nil, CloseUnsupportedData, fmt.Errorf("%w: got %s frame on %s", errUnexpectedFrame, MessageType(in.typ), l.codec.Subprotocol())
+	}
+	var env protocol.Envelope
+	if err := l.codec.Decode(in.data, &env); err != nil {
+		return nil, CloseProtocolError, err
+	}
+	return &Message{
+		ClientID: id,
+		Kind:     env.Kind,
+		Type:     MessageType(in.typ),
+		Name:     env.Name,
+		Payload:  env.Payload,
+		Meta:     env.Meta,
+		id:       env.ID,
+		code:     env.Code,
+		out:      l,
+	}, 0, nil
+}
+
+// replyOnPanic answers a request whose handler panicked, so the requester
+// gets an error instead of waiting for its deadline, then lets the panic go on
+// to the supervisor.
+func replyOnPanic(m *Message) {
+	if r := recover(); r != nil {
+		if m != nil && m.IsRequest() && !m.replied {
+			_ = m.ReplyError(500, "internal error: handler failed")
+		}
+		panic(r)
+	}
+}

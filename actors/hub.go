@@ -1,0 +1,753 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/gorilla/websocket"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/marmotws/marmot/protocol"
+	"github.com/marmotws/marmot/supervisor"
+)
+
+// ServerEvents are the server's callbacks, all optional. Events of one
+// connection run in order on that connection's actor; different connections
+// run concurrently. A panic in OnDataReceived or OnHandleCommand restarts the
+// connection's actor (the socket, ID and statistics survive); a panic in any
+// other callback is recovered and reported to OnError.
+type ServerEvents struct {
+	// OnClientConnected runs once per connection, before any of its messages.
+	OnClientConnected func(info ClientInfo)
+	// OnClientDisconnected runs once per connection, after all of its
+	// messages; reason says who closed it, with which code, and why.
+	OnClientDisconnected func(info ClientInfo, reason *CloseError)
+	// OnDataReceived sees every inbound data frame exactly as received, for
+	// statistics and logging; later it will see still-encrypted bytes.
+	OnDataReceived func(id ClientID, data []byte)
+	// OnDataSent sees every outbound frame's payload after it was written.
+	OnDataSent func(id ClientID, data []byte)
+	// OnHandleCommand receives every application message after decoding:
+	// this is where you process data. Answer requests with m.Reply or
+	// m.ReplyError. At most HandlerConcurrency calls run at once.
+	OnHandleCommand func(m *Message)
+	// OnError reports errors; id is 0 for errors not tied to a connection.
+	OnError func(id ClientID, err error)
+}
+
+// HubConfig configures a Hub. Zero values disable a limit or take the
+// default named on the field; the root package marmot fills in the seed's
+// defaults before it gets here.
+type HubConfig struct {
+	MaxConnections     int           // <= 0: unlimited
+	KeepAlive          time.Duration // <= 0: no pings, no read deadline
+	WriteTimeout       time.Duration // <= 0: 10s
+	HandlerConcurrency int           // <= 0: unlimited
+	MaxMessageSize     int64         // <= 0: unlimited
+	MaxQueueBytes      int64         // <= 0: unlimited
+	Subprotocols       []string      // accepted envelope subprotocols, in preference order
+	CheckOrigin        func(r *http.Request) bool
+	MaxRestarts        int           // connection actor restarts allowed within RestartWindow (0: 3; < 0: none)
+	RestartWindow      time.Duration // 0: 10s
+	Logger             *slog.Logger
+	ActorSystem        *actor.ActorSystem // nil: the hub creates and owns one
+	TracerProvider     trace.TracerProvider
+	Events             ServerEvents
+}
+
+// Hub accepts WebSocket connections and runs each as a ConnectionActor under
+// one ServerActor. It implements http.Handler.
+type Hub struct {
+	cfg      HubConfig
+	log      *slog.Logger
+	sys      *actor.ActorSystem
+	ownSys   bool
+	server   *actor.PID
+	upgrader websocket.Upgrader
+	handlers chan struct{}
+
+	nextID   atomic.Uint64
+	admitted atomic.Int64
+
+	// The registry is written only from connection actors' lifecycle and read
+	// by any sender; an RWMutex keeps sends parallel.
+	regMu sync.RWMutex
+	conns map[ClientID]*conn
+	byPID sync.Map // pid.Id -> *conn, for supervision callbacks
+
+	totals     counters
+	totalConns atomic.Int64
+	refused    atomic.Int64
+	slowCloses atomic.Int64
+	restarts   atomic.Int64
+
+	lifeMu   sync.Mutex
+	stopping bool
+	live     sync.WaitGroup // reader goroutines and connection actors
+}
+
+// conn is the part of a connection that survives actor restarts.
+type conn struct {
+	hub         *Hub
+	id          ClientID
+	link        *link
+	remote      net.Addr
+	connectedAt time.Time
+	ready       chan struct{}
+	started     bool
+	budgetOut   atomic.Bool
+	final       *CloseError
+}
+
+func (c *conn) info() ClientInfo {
+	return ClientInfo{
+		ID:               c.id,
+		RemoteAddr:       c.remote,
+		Subprotocol:      c.link.ws.Subprotocol(),
+		ConnectedAt:      c.connectedAt,
+		BytesReceived:    c.link.stats.bytesIn.Load(),
+		BytesSent:        c.link.stats.bytesOut.Load(),
+		MessagesReceived: c.link.stats.msgsIn.Load(),
+		MessagesSent:     c.link.stats.msgsOut.Load(),
+	}
+}
+
+// NewHub starts the ServerActor and returns a hub ready to serve.
+func NewHub(cfg HubConfig) *Hub {
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 10 * time.Second
+	}
+	if cfg.Subprotocols == nil {
+		cfg.Subprotocols = protocol.Subprotocols()
+	}
+	h := &Hub{cfg: cfg, log: cfg.Logger, conns: make(map[ClientID]*conn)}
+	if h.log == nil {
+		h.log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.HandlerConcurrency > 0 {
+		h.handlers = make(chan struct{}, cfg.HandlerConcurrency)
+	}
+	h.sys = cfg.ActorSystem
+	if h.sys == nil {
+		h.sys = NewActorSystem(h.log)
+		h.ownSys = true
+	}
+	h.upgrader = websocket.Upgrader{
+		Subprotocols:    cfg.Subprotocols,
+		CheckOrigin:     cfg.CheckOrigin,
+		ReadBufferSize:  4096,
+		WriteBufferSize: 4096,
+		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
+			http.Error(w, "marmot: websocket upgrade failed: "+reason.Error(), status)
+		},
+	}
+	strategy := supervisor.New(supervisor.Config{
+		MaxRestarts:    cfg.MaxRestarts,
+		Window:         cfg.RestartWindow,
+		ActorKind:      "connection",
+		TracerProvider: cfg.TracerProvider,
+		Logger:         h.log,
+		Attributes: func(child *actor.PID) []attribute.KeyValue {
+			if c := h.connByPID(child); c != nil {
+				return []attribute.KeyValue{attribute.Int64("marmot.client.id", int64(c.id))}
+			}
+			return nil
+		},
+		OnFailure: h.onFailure,
+	})
+	props := actor.PropsFromProducer(func() actor.Actor { return &ServerActor{hub: h} }, actor.WithSupervisor(strategy))
+	h.server = h.sys.Root.Spawn(props)
+	return h
+}
+
+// NewActorSystem returns a protoactor system that logs through log at Warn
+// and above, so actor-system chatter does not drown the application's logs.
+func NewActorSystem(log *slog.Logger) *actor.ActorSystem {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+		return slog.New(minLevelHandler{Handler: log.Handler(), min: slog.LevelWarn}).With("lib", "protoactor")
+	}))
+}
+
+// minLevelHandler raises a handler's threshold; it must wrap WithAttrs and
+// WithGroup too, or a derived logger would lose the filter.
+type minLevelHandler struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (m minLevelHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= m.min && m.Handler.Enabled(ctx, l)
+}
+
+func (m minLevelHandler) WithAttrs(a []slog.Attr) slog.Handler {
+	return minLevelHandler{Handler: m.Handler.WithAttrs(a), min: m.min}
+}
+
+func (m minLevelHandler) WithGroup(name string) slog.Handler {
+	return minLevelHandler{Handler: m.Handler.WithGroup(name), min: m.min}
+}
+
+// PID returns the ServerActor's PID. Other actors may send it *Broadcast
+// and *SendTo messages.
+func (h *Hub) PID() *actor.PID { return h.server }
+
+// ActorSystem returns the actor system the hub runs in.
+func (h *Hub) ActorSystem() *actor.ActorSystem { return h.sys }
+
+func (h *Hub) connByPID(pid *actor.PID) *conn {
+	if pid == nil {
+		return nil
+	}
+	if v, ok := h.byPID.Load(pid.Id); ok {
+		return v.(*conn)
+	}
+	return nil
+}
+
+func (h *Hub) onFailure(f supervisor.Failure) {
+	c := h.connByPID(f.Child)
+	var id ClientID
+	if c != nil {
+		id = c.id
+	}
+	if f.Directive == actor.RestartDirective {
+		h.restarts.Add(1)
+	}
+	if f.BudgetExhausted && c != nil {
+		c.budgetOut.Store(true)
+	}
+	h.reportError(id, fmt.Errorf("%w: %w", ErrHandlerPanic, f.Err()))
+}
+
+func (h *Hub) reportError(id ClientID, err error) {
+	h.log.Warn("marmot error", "client", uint64(id), "err", err)
+	if h.cfg.Events.OnError == nil {
+		return
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			h.log.Error("OnError callback panicked", "panic", fmt.Sprint(r))
+		}
+	}()
+	if id != 0 {
+		err = &ClientError{ClientID: id, Err: err}
+	}
+	h.cfg.Events.OnError(id, err)
+}
+
+// safeCall runs a callback whose panic must not restart the actor.
+func (h *Hub) safeCall(id ClientID, what string, f func()) {
+	defer func() {
+		if r := recover(); r != nil {
+			h.reportError(id, fmt.Errorf("%w: %s: %v", ErrHandlerPanic, what, r))
+		}
+	}()
+	f()
+}
+
+// ServeHTTP upgrades the request to a WebSocket connection and serves it
+// until it closes. Over MaxConnections it answers 503 without upgrading.
+func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.lifeMu.Lock()
+	if h.stopping {
+		h.lifeMu.Unlock()
+		http.Error(w, "marmot: server is shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	h.live.Add(1)
+	h.lifeMu.Unlock()
+	defer h.live.Done()
+
+	if !h.admit() {
+		h.refused.Add(1)
+		msg := fmt.Sprintf("marmot: server at capacity (%d connections)", h.cfg.MaxConnections)
+		w.Header().Set("Retry-After", "5")
+		http.Error(w, msg, http.StatusServiceUnavailable)
+		h.reportError(0, fmt.Errorf("%w: refused %s (limit %d)", ErrMaxConnections, r.RemoteAddr, h.cfg.MaxConnections))
+		return
+	}
+	ws, err := h.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		h.admitted.Add(-1)
+		h.reportError(0, fmt.Errorf("marmot: upgrade from %s failed: %w", r.RemoteAddr, err))
+		return
+	}
+	c := &conn{
+		hub:         h,
+		id:          ClientID(h.nextID.Add(1)),
+		remote:      ws.RemoteAddr(),
+		connectedAt: time.Now(),
+		ready:       make(chan struct{}),
+	}
+	c.link = newLink(ws, h.sys, linkConfig{
+		maxQueue:     h.cfg.MaxQueueBytes,
+		writeTimeout: h.cfg.WriteTimeout,
+		keepAlive:    h.cfg.KeepAlive,
+		readLimit:    h.cfg.MaxMessageSize,
+		inflight:     max(h.cfg.MaxMessageSize, 1<<20),
+		totals:       &h.totals,
+	})
+	h.totalConns.Add(1)
+	h.live.Add(1) // the connection actor, until Stopped
+	h.sys.Root.Send(h.server, &spawnConnection{c: c})
+	<-c.ready
+	err = c.link.readLoop()
+	h.sys.Root.Send(c.link.pid, &linkLost{err: err})
+}
+
+func (h *Hub) admit() bool {
+	for {
+		n := h.admitted.Load()
+		if h.cfg.MaxConnections > 0 && n >= int64(h.cfg.MaxConnections) {
+			return false
+		}
+		if h.admitted.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+func (h *Hub) register(c *conn) {
+	h.byPID.Store(c.link.pid.Id, c)
+	h.regMu.Lock()
+	h.conns[c.id] = c
+	h.regMu.Unlock()
+}
+
+func (h *Hub) unregister(c *conn) {
+	h.regMu.Lock()
+	delete(h.conns, c.id)
+	h.regMu.Unlock()
+	h.byPID.Delete(c.link.pid.Id)
+	h.admitted.Add(-1)
+}
+
+func (h *Hub) lookup(id ClientID) (*conn, error) {
+	h.regMu.RLock()
+	c := h.conns[id]
+	h.regMu.RUnlock()
+	if c == nil {
+		return nil, fmt.Errorf("%w: %d", ErrClientNotFound, id)
+	}
+	return c, nil
+}
+
+// SendToClient queues data for one client: a raw frame (text when data is
+// valid UTF-8, else binary) or a data envelope, depending on what the client
+// negotiated.
+func (h *Hub) SendToClient(id ClientID, data []byte) error {
+	c, err := h.lookup(id)
+	if err != nil {
+		return err
+	}
+	return c.link.sendData(data)
+}
+
+// SendRawToClient queues a raw frame of the given type; it fails with
+// ErrRawMode's opposite when the client negotiated an envelope.
+func (h *Hub) SendRawToClient(id ClientID, t MessageType, data []byte) error {
+	c, err := h.lookup(id)
+	if err != nil {
+		return err
+	}
+	if c.link.codec != nil {
+		return fmt.Errorf("marmot: client %d speaks %s, not raw frames", id, c.link.codec.Subprotocol())
+	}
+	return c.link.sendRaw(t, data)
+}
+
+// SendCommandToClient queues a named command; the client must have
+// negotiated an envelope subprotocol.
+func (h *Hub) SendCommandToClient(id ClientID, name string, payload []byte) error {
+	c, err := h.lookup(id)
+	if err != nil {
+		return err
+	}
+	return c.link.sendCommand(name, payload)
+}
+
+// Broadcast queues data for every client and returns how many accepted it.
+// The data is encoded once per wire format and shared by all recipients.
+func (h *Hub) Broadcast(data []byte) (int, error) {
+	return h.broadcast(0, "", data)
+}
+
+// BroadcastExcept is Broadcast without the client except (usually the sender).
+func (h *Hub) BroadcastExcept(except ClientID, data []byte) (int, error) {
+	return h.broadcast(except, "", data)
+}
+
+// BroadcastCommand queues a named command for every envelope client; raw
+// clients receive the payload alone.
+func (h *Hub) BroadcastCommand(name string, payload []byte) (int, error) {
+	if name == "" {
+		return 0, ErrEmptyMessage
+	}
+	return h.broadcast(0, name, payload)
+}
+
+// preparedSet lazily encodes a broadcast once per wire format.
+type preparedSet struct {
+	name  string
+	data  []byte
+	raw   *outFrame
+	byEnv map[string]*outFrame
+}
+
+func (p *preparedSet) frameFor(codec protocol.Codec) (*outFrame, error) {
+	if codec == nil {
+		if p.raw == nil {
+			typ := rawType(p.data)
+			pm, err := websocket.NewPreparedMessage(typ, p.data)
+			if err != nil {
+				return nil, err
+			}
+			p.raw = &outFrame{typ: typ, data: p.data, prepared: pm}
+		}
+		return p.raw, nil
+	}
+	if f := p.byEnv[codec.Subprotocol()]; f != nil {
+		return f, nil
+	}
+	env := protocol.Envelope{Kind: protocol.KindData, Payload: p.data}
+	if p.name != "" {
+		env.Kind, env.Name = protocol.KindCommand, p.name
+	}
+	buf, err := codec.Append(nil, &env)
+	if err != nil {
+		return nil, err
+	}
+	pm, err := websocket.NewPreparedMessage(codec.MessageType(), buf)
+	if err != nil {
+		return nil, err
+	}
+	if p.byEnv == nil {
+		p.byEnv = make(map[string]*outFrame, 2)
+	}
+	f := &outFrame{typ: codec.MessageType(), data: buf, prepared: pm}
+	p.byEnv[codec.Subprotocol()] = f
+	return f, nil
+}
+
+func (h *Hub) broadcast(except ClientID, name string, data []byte) (int, error) {
+	set := preparedSet{name: name, data: data}
+	n := 0
+	h.regMu.RLock()
+	defer h.regMu.RUnlock()
+	for id, c := range h.conns {
+		if id == except {
+			continue
+		}
+		f, err := set.frameFor(c.link.codec)
+		if err != nil {
+			return n, err
+		}
+		if c.link.send(*f) == nil {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// Disconnect closes one client's connection with code and text.
+func (h *Hub) Disconnect(id ClientID, code int, text string) error {
+	c, err := h.lookup(id)
+	if err != nil {
+		return err
+	}
+	h.sys.Root.Send(c.link.pid, &closeRequest{code: code, text: text})
+	return nil
+}
+
+// ClientCount returns the number of open connections.
+func (h *Hub) ClientCount() int {
+	h.regMu.RLock()
+	defer h.regMu.RUnlock()
+	return len(h.conns)
+}
+
+// ClientIP returns a client's remote IP address.
+func (h *Hub) ClientIP(id ClientID) (string, error) {
+	c, err := h.lookup(id)
+	if err != nil {
+		return "", err
+	}
+	return c.info().IP(), nil
+}
+
+// Client returns a snapshot of one client.
+func (h *Hub) Client(id ClientID) (ClientInfo, error) {
+	c, err := h.lookup(id)
+	if err != nil {
+		return ClientInfo{}, err
+	}
+	return c.info(), nil
+}
+
+// Clients returns a snapshot of every open connection, ordered by ID.
+func (h *Hub) Clients() []ClientInfo {
+	h.regMu.RLock()
+	out := make([]ClientInfo, 0, len(h.conns))
+	for _, c := range h.conns {
+		out = append(out, c.info())
+	}
+	h.regMu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Stats returns the counters; it reads atomics and never blocks senders.
+func (h *Hub) Stats() Stats {
+	n := h.ClientCount()
+	return Stats{
+		ClientCount:            n,
+		TotalConnections:       h.totalConns.Load(),
+		TotalActiveConnections: int64(n),
+		TotalBytesReceived:     h.totals.bytesIn.Load(),
+		TotalBytesSent:         h.totals.bytesOut.Load(),
+		TotalMessagesReceived:  h.totals.msgsIn.Load(),
+		TotalMessagesSent:      h.totals.msgsOut.Load(),
+		RefusedConnections:     h.refused.Load(),
+		SlowConsumerCloses:     h.slowCloses.Load(),
+		ActorRestarts:          h.restarts.Load(),
+	}
+}
+
+// Shutdown stops accepting connections, flushes every client's queue, closes
+// each with 1001 Going Away and waits for them to end. When ctx expires first
+// the remaining sockets are dropped; Shutdown still returns only after every
+// goroutine it started has ended, with ctx's error.
+func (h *Hub) Shutdown(ctx context.Context) error {
+	h.lifeMu.Lock()
+	if h.stopping {
+		h.lifeMu.Unlock()
+		return nil
+	}
+	h.stopping = true
+	h.lifeMu.Unlock()
+
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(30 * time.Second)
+	}
+	h.regMu.RLock()
+	all := make([]*conn, 0, len(h.conns))
+	for _, c := range h.conns {
+		all = append(all, c)
+	}
+	h.regMu.RUnlock()
+	for _, c := range all {
+		h.sys.Root.Send(c.link.pid, &shutdownRequest{deadline: deadline})
+	}
+	done := make(chan struct{})
+	go func() { h.live.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+		h.regMu.RLock()
+		for _, c := range h.conns {
+			_ = c.link.ws.NetConn().Close()
+		}
+		h.regMu.RUnlock()
+		<-done
+	}
+	_ = h.sys.Root.StopFuture(h.server).Wait()
+	if h.ownSys {
+		h.sys.Shutdown()
+	}
+	return err
+}
+
+type spawnConnection struct{ c *conn }
+
+type shutdownRequest struct{ deadline time.Time }
+
+// Broadcast asks the ServerActor to send Data to every client (but Except,
+// when non-zero), as a command when Name is set.
+type Broadcast struct {
+	Name   string
+	Data   []byte
+	Except ClientID
+}
+
+// SendTo asks the ServerActor to send Data to one client, as a command when
+// Name is set.
+type SendTo struct {
+	ID   ClientID
+	Name string
+	Data []byte
+}
+
+// ServerActor is the registry's actor: it spawns and supervises one
+// ConnectionActor per socket and routes Broadcast and SendTo messages from
+// other actors. It answers both with an error value (nil on success).
+type ServerActor struct {
+	hub *Hub
+}
+
+// Receive implements actor.Actor.
+func (s *ServerActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *spawnConnection:
+		c := m.c
+		props := actor.PropsFromProducer(func() actor.Actor { return &ConnectionActor{c: c} })
+		ctx.SpawnPrefix(props, fmt.Sprintf("conn-%d-", c.id))
+	case *Broadcast:
+		var err error
+		if m.Name != "" {
+			_, err = s.hub.broadcast(m.Except, m.Name, m.Data)
+		} else {
+			_, err = s.hub.broadcast(m.Except, "", m.Data)
+		}
+		if ctx.Sender() != nil {
+			ctx.Respond(errValue{err})
+		}
+	case *SendTo:
+		var err error
+		if m.Name != "" {
+			err = s.hub.SendCommandToClient(m.ID, m.Name, m.Data)
+		} else {
+			err = s.hub.SendToClient(m.ID, m.Data)
+		}
+		if ctx.Sender() != nil {
+			ctx.Respond(errValue{err})
+		}
+	}
+}
+
+// errValue carries a possibly-nil error as an actor reply.
+type errValue struct{ Err error }
+
+// ConnectionActor owns one socket: it is the socket's only writer and runs
+// the user's callbacks for that connection, one message at a time.
+type ConnectionActor struct {
+	c *conn
+}
+
+// Receive implements actor.Actor.
+func (a *ConnectionActor) Receive(ctx actor.Context) {
+	c := a.c
+	h := c.hub
+	ev := &h.cfg.Events
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		if c.started {
+			return // a restart: the socket and its state carry on
+		}
+		c.started = true
+		c.link.pid = ctx.Self()
+		h.register(c)
+		close(c.ready)
+		c.link.startKeepAlive()
+		h.log.Debug("client connected", "client", uint64(c.id), "remote", c.remote.String(), "subprotocol", c.link.ws.Subprotocol())
+		if ev.OnClientConnected != nil {
+			h.safeCall(c.id, "OnClientConnected", func() { ev.OnClientConnected(c.info()) })
+		}
+	case *flushSignal:
+		a.flush(time.Time{})
+	case *inbound:
+		a.handleInbound(m)
+	case *closeRequest:
+		if errors.Is(m.cause, ErrSlowConsumer) {
+			h.slowCloses.Add(1)
+		}
+		if m.cause != nil {
+			h.reportError(c.id, m.cause)
+		}
+		c.link.startClose(m.code, m.text, m.cause, time.Time{})
+	case *shutdownRequest:
+		a.flush(m.deadline)
+		c.link.startClose(CloseGoingAway, "server shutting down", nil, m.deadline)
+	case *linkLost:
+		c.final = c.link.closeErrorFrom(m.err)
+		ctx.Stop(ctx.Self())
+	case *actor.Stopping:
+		if c.budgetOut.Load() {
+			c.link.startClose(CloseInternalError, "restart budget exhausted", supervisor.ErrRestartBudgetExhausted, time.Time{})
+		} else {
+			c.link.startClose(CloseGoingAway, "connection actor stopped", nil, time.Time{})
+		}
+	case *actor.Stopped:
+		a.teardown()
+	}
+}
+
+func (a *ConnectionActor) flush(deadline time.Time) {
+	c := a.c
+	var onSent func([]byte)
+	if f := c.hub.cfg.Events.OnDataSent; f != nil {
+		onSent = func(b []byte) { c.hub.safeCall(c.id, "OnDataSent", func() { f(c.id, b) }) }
+	}
+	_ = c.link.flush(deadline, onSent)
+}
+
+func (a *ConnectionActor) handleInbound(in *inbound) {
+	c := a.c
+	h := c.hub
+	ev := &h.cfg.Events
+	defer c.link.processed(in)
+	c.link.received(len(in.data))
+	if ev.OnDataReceived != nil {
+		ev.OnDataReceived(c.id, in.data)
+	}
+	m, code, err := decodeInbound(c.link, in, c.id)
+	if err == nil && (m.Kind == protocol.KindReply || m.Kind == protocol.KindError) {
+		code, err = CloseProtocolError, fmt.Errorf("%w: unexpected %s envelope: the server sent no request", protocol.ErrInvalidEnvelope, m.Kind)
+	}
+	if err != nil {
+		h.reportError(c.id, err)
+		c.link.startClose(code, err.Error(), err, time.Time{})
+		return
+	}
+	if ev.OnHandleCommand == nil {
+		if m.IsRequest() {
+			_ = m.ReplyError(501, "no handler")
+		}
+		return
+	}
+	if h.handlers != nil {
+		h.handlers <- struct{}{}
+		defer func() { <-h.handlers }()
+	}
+	defer replyOnPanic(m)
+	ev.OnHandleCommand(m)
+}
+
+func (a *ConnectionActor) teardown() {
+	c := a.c
+	h := c.hub
+	c.link.stopKeepAlive()
+	c.link.cancel()
+	if n := c.link.drop(); n > 0 {
+		h.reportError(c.id, fmt.Errorf("%w: %d", ErrUndelivered, n))
+	}
+	h.unregister(c)
+	reason := c.final
+	if reason == nil {
+		reason = c.link.closeInfo()
+	}
+	if reason == nil {
+		reason = &CloseError{Code: CloseAbnormal}
+	}
+	h.log.Debug("client disconnected", "client", uint64(c.id), "code", reason.Code, "by_peer", reason.ByPeer)
+	if f := h.cfg.Events.OnClientDisconnected; f != nil {
+		info := c.info()
+		h.safeCall(c.id, "OnClientDisconnected", func() { f(info, reason) })
+	}
+	h.live.Done()
+}

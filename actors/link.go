@@ -1,0 +1,423 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/gorilla/websocket"
+	"golang.org/x/sync/semaphore"
+
+	"github.com/marmotws/marmot/protocol"
+)
+
+// closeGrace bounds how long a closing side waits for the peer to answer its
+// close frame before dropping the TCP connection. Waiting at all matters:
+// closing a socket with unread input makes Linux send RST, and the peer may
+// then lose the close frame it has not read yet.
+const closeGrace = 2 * time.Second
+
+// counters are the seed's traffic statistics; atomics so Stats never locks
+// the hot path.
+type counters struct {
+	bytesIn, bytesOut, msgsIn, msgsOut atomic.Int64
+}
+
+// outFrame is one queued outbound message. prepared is set for broadcasts so
+// the frame is encoded once for every recipient.
+type outFrame struct {
+	typ      int
+	data     []byte
+	prepared *websocket.PreparedMessage
+}
+
+// flushSignal tells the owning actor that its link has queued frames.
+type flushSignal struct{}
+
+var theFlushSignal = &flushSignal{}
+
+// closeRequest asks the owning actor to close the socket with a code.
+type closeRequest struct {
+	code  int
+	text  string
+	cause error
+}
+
+// inbound is one data frame read by the reader goroutine.
+type inbound struct {
+	l    *link
+	typ  int
+	data []byte
+}
+
+// linkLost reports that the reader goroutine ended.
+type linkLost struct{ err error }
+
+// link is a socket plus its bounded outbound queue. The queue lets any
+// goroutine send without blocking on the network while the owning actor stays
+// the socket's only writer: senders append under a short lock, the first one
+// signals the actor, and the actor writes the whole batch.
+type link struct {
+	ws           *websocket.Conn
+	codec        protocol.Codec // nil in raw mode
+	sys          *actor.ActorSystem
+	pid          *actor.PID // owning actor; set before the reader starts
+	maxQueue     int64
+	writeTimeout time.Duration
+	keepAlive    time.Duration
+	stats        counters
+	totals       *counters // aggregate across links; may be nil
+	inflight     *semaphore.Weighted
+	inflightCap  int64
+	ctx          context.Context
+	cancel       context.CancelFunc
+
+	mu           sync.Mutex
+	queue        []outFrame
+	spare        []outFrame
+	queued       int64
+	flushPending bool
+	closing      bool // no more sends accepted
+	handshake    bool // a close frame has been written
+	pinger       *time.Timer
+
+	localClose *CloseError // set when this side decided to close
+}
+
+type linkConfig struct {
+	maxQueue     int64
+	writeTimeout time.Duration
+	keepAlive    time.Duration
+	readLimit    int64
+	inflight     int64
+	totals       *counters
+}
+
+func newLink(ws *websocket.Conn, sys *actor.ActorSystem, cfg linkConfig) *link {
+	codec, _ := protocol.Lookup(ws.Subprotocol())
+	ctx, cancel := context.WithCancel(context.Background())
+	if cfg.inflight <= 0 {
+		cfg.inflight = 1 << 20
+	}
+	l := &link{
+		ws:           ws,
+		codec:        codec,
+		sys:          sys,
+		maxQueue:     cfg.maxQueue,
+		writeTimeout: cfg.writeTimeout,
+		keepAlive:    cfg.keepAlive,
+		totals:       cfg.totals,
+		inflight:     semaphore.NewWeighted(cfg.inflight),
+		inflightCap:  cfg.inflight,
+		ctx:          ctx,
+		cancel:       cancel,
+	}
+	if cfg.readLimit > 0 {
+		ws.SetReadLimit(cfg.readLimit)
+	}
+	return l
+}
+
+// send queues one frame. It never blocks on the network. A queue over its
+// byte bound closes the connection with CloseSlowConsumer rather than
+// dropping the frame silently or growing without limit.
+func (l *link) send(f outFrame) error {
+	size := int64(len(f.data))
+	l.mu.Lock()
+	if l.closing {
+		l.mu.Unlock()
+		return ErrConnectionClosed
+	}
+	// One message larger than the bound is still accepted into an empty queue,
+	// so the bound limits backlog, not message size (the read limit does that).
+	if l.maxQueue > 0 && l.queued > 0 && l.queued+size > l.maxQueue {
+		l.closing = true
+		l.mu.Unlock()
+		l.sys.Root.Send(l.pid, &closeRequest{code: CloseSlowConsumer, text: "slow consumer", cause: ErrSlowConsumer})
+		return ErrSlowConsumer
+	}
+	l.queue = append(l.queue, f)
+	l.queued += size
+	signal := !l.flushPending
+	l.flushPending = true
+	l.mu.Unlock()
+	if signal {
+		l.sys.Root.Send(l.pid, theFlushSignal)
+	}
+	return nil
+}
+
+func rawType(data []byte) int {
+	if utf8.Valid(data) {
+		return websocket.TextMessage
+	}
+	return websocket.BinaryMessage
+}
+
+func (l *link) sendRaw(t MessageType, data []byte) error {
+	if t == 0 {
+		return l.send(outFrame{typ: rawType(data), data: data})
+	}
+	return l.send(outFrame{typ: int(t), data: data})
+}
+
+func (l *link) sendEnvelope(e *protocol.Envelope) error {
+	if l.codec == nil {
+		return ErrRawMode
+	}
+	buf, err := l.codec.Append(nil, e)
+	if err != nil {
+		return err
+	}
+	return l.send(outFrame{typ: l.codec.MessageType(), data: buf})
+}
+
+// sendData sends application data in whatever form the connection speaks:
+// a raw frame (text when valid UTF-8) or a data envelope.
+func (l *link) sendData(data []byte) error {
+	if l.codec == nil {
+		return l.sendRaw(0, data)
+	}
+	return l.sendEnvelope(&protocol.Envelope{Kind: protocol.KindData, Payload: data})
+}
+
+func (l *link) sendCommand(name string, payload []byte) error {
+	if name == "" {
+		return ErrEmptyMessage
+	}
+	if l.codec == nil {
+		return ErrRawMode
+	}
+	return l.sendEnvelope(&protocol.Envelope{Kind: protocol.KindCommand, Name: name, Payload: payload})
+}
+
+// flush writes every queued frame; only the owning actor calls it. onSent
+// sees each frame's wire payload after it was written.
+func (l *link) flush(deadline time.Time, onSent func([]byte)) error {
+	l.mu.Lock()
+	batch := l.queue
+	l.queue = l.spare[:0]
+	l.flushPending = false
+	l.mu.Unlock()
+	if len(batch) == 0 {
+		l.spare = batch
+		return nil
+	}
+	if deadline.IsZero() && l.writeTimeout > 0 {
+		deadline = time.Now().Add(l.writeTimeout)
+	}
+	_ = l.ws.SetWriteDeadline(deadline)
+	var err error
+	var written int64
+	for i := range batch {
+		f := &batch[i]
+		if err == nil {
+			if f.prepared != nil {
+				err = l.ws.WritePreparedMessage(f.prepared)
+			} else {
+				err = l.ws.WriteMessage(f.typ, f.data)
+			}
+			if err == nil {
+				n := int64(len(f.data))
+				l.stats.bytesOut.Add(n)
+				l.stats.msgsOut.Add(1)
+				if l.totals != nil {
+					l.totals.bytesOut.Add(n)
+					l.totals.msgsOut.Add(1)
+				}
+				if onSent != nil {
+					onSent(f.data)
+				}
+			}
+		}
+		written += int64(len(f.data))
+		*f = outFrame{} // let the GC have the payloads
+	}
+	l.mu.Lock()
+	l.queued -= written
+	l.mu.Unlock()
+	l.spare = batch[:0]
+	if err != nil {
+		// A broken socket: stop accepting sends and make the reader finish.
+		l.mu.Lock()
+		l.closing = true
+		l.mu.Unlock()
+		_ = l.ws.NetConn().Close()
+	}
+	return err
+}
+
+// drop discards what is still queued and refuses further sends; it returns
+// how many frames were left undelivered.
+func (l *link) drop() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := len(l.queue)
+	l.queue = nil
+	l.spare = nil
+	l.queued = 0
+	l.closing = true
+	return n
+}
+
+// startClose writes a close frame once and gives the peer closeGrace (or
+// until deadline) to answer before the reader drops the socket.
+func (l *link) startClose(code int, text string, cause error, deadline time.Time) {
+	l.mu.Lock()
+	l.closing = true
+	if l.handshake {
+		l.mu.Unlock()
+		return
+	}
+	l.handshake = true
+	if l.localClose == nil {
+		l.localClose = &CloseError{Code: code, Text: text, Err: cause}
+	}
+	l.mu.Unlock()
+	if len(text) > 120 { // control frames carry at most 125 bytes
+		text = text[:120]
+	}
+	if grace := time.Now().Add(closeGrace); deadline.IsZero() || deadline.After(grace) {
+		deadline = grace
+	}
+	wd := deadline
+	if l.writeTimeout > 0 && time.Until(wd) > l.writeTimeout {
+		wd = time.Now().Add(l.writeTimeout)
+	}
+	if err := l.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), wd); err != nil {
+		_ = l.ws.NetConn().Close()
+		return
+	}
+	_ = l.ws.SetReadDeadline(deadline)
+}
+
+func (l *link) closeInfo() *CloseError {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.localClose
+}
+
+// startKeepAlive pings every keepAlive/2; the reader's deadline closes a peer
+// that stops answering within keepAlive. A timer rather than a goroutine keeps
+// idle connections cheap.
+func (l *link) startKeepAlive() {
+	if l.keepAlive <= 0 {
+		return
+	}
+	l.ws.SetPongHandler(func(string) error {
+		return l.ws.SetReadDeadline(time.Now().Add(l.keepAlive))
+	})
+	interval := l.keepAlive / 2
+	var ping func()
+	ping = func() {
+		l.mu.Lock()
+		if l.closing {
+			l.mu.Unlock()
+			return
+		}
+		l.mu.Unlock()
+		wd := time.Now().Add(interval)
+		if l.writeTimeout > 0 && l.writeTimeout < interval {
+			wd = time.Now().Add(l.writeTimeout)
+		}
+		_ = l.ws.WriteControl(websocket.PingMessage, nil, wd)
+		l.mu.Lock()
+		if !l.closing {
+			l.pinger.Reset(interval)
+		}
+		l.mu.Unlock()
+	}
+	l.mu.Lock()
+	l.pinger = time.AfterFunc(interval, ping)
+	l.mu.Unlock()
+}
+
+func (l *link) stopKeepAlive() {
+	l.mu.Lock()
+	if l.pinger != nil {
+		l.pinger.Stop()
+	}
+	l.mu.Unlock()
+}
+
+// readLoop runs on the reader goroutine until the socket fails. It holds at
+// most inflightCap bytes of unprocessed input: when the actor falls behind,
+// the reader stops reading and TCP pushes back on the peer.
+func (l *link) readLoop() error {
+	defer l.ws.NetConn().Close()
+	for {
+		l.mu.Lock()
+		handshake := l.handshake
+		l.mu.Unlock()
+		if l.keepAlive > 0 && !handshake {
+			_ = l.ws.SetReadDeadline(time.Now().Add(l.keepAlive))
+		}
+		typ, data, err := l.ws.ReadMessage()
+		if err != nil {
+			return err
+		}
+		l.mu.Lock()
+		closing := l.closing
+		l.mu.Unlock()
+		if closing {
+			continue // after a close frame, input is discarded until the peer answers
+		}
+		w := int64(len(data))
+		if w < 1 {
+			w = 1
+		}
+		if w > l.inflightCap {
+			w = l.inflightCap
+		}
+		if err := l.inflight.Acquire(l.ctx, w); err != nil {
+			return err
+		}
+		l.sys.Root.Send(l.pid, &inbound{l: l, typ: typ, data: data})
+	}
+}
+
+// processed releases the inflight budget of one inbound frame.
+func (l *link) processed(in *inbound) {
+	w := int64(len(in.data))
+	if w < 1 {
+		w = 1
+	}
+	if w > l.inflightCap {
+		w = l.inflightCap
+	}
+	l.inflight.Release(w)
+}
+
+// received counts one inbound data frame.
+func (l *link) received(n int) {
+	l.stats.bytesIn.Add(int64(n))
+	l.stats.msgsIn.Add(1)
+	if l.totals != nil {
+		l.totals.bytesIn.Add(int64(n))
+		l.totals.msgsIn.Add(1)
+	}
+}
+
+// closeErrorFrom turns the reader's final error into how the connection ended.
+func (l *link) closeErrorFrom(err error) *CloseError {
+	if local := l.closeInfo(); local != nil {
+		return local
+	}
+	var ce *websocket.CloseError
+	if errors.As(err, &ce) {
+		return &CloseError{Code: ce.Code, Text: ce.Text, ByPeer: true}
+	}
+	if errors.Is(err, websocket.ErrReadLimit) {
+		return &CloseError{Code: CloseMessageTooBig, Text: "message too big", Err: ErrMessageTooLarge}
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return &CloseError{Code: CloseAbnormal, Err: ErrKeepAliveTimeout}
+	}
+	return &CloseError{Code: CloseAbnormal, ByPeer: true, Err: err}
+}

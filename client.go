@@ -1,0 +1,214 @@
+package marmot
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/marmotws/marmot/actors"
+	"github.com/marmotws/marmot/protocol"
+)
+
+// Client defaults. Host, Port and Path point at a marmot server's defaults
+// rather than the seed's localhost:80 "/", so the two work together out of
+// the box.
+const (
+	DefaultClientHost        = "localhost"
+	DefaultClientPort        = 8080
+	DefaultConnectionTimeout = 30 * time.Second
+	DefaultReconnectInterval = 5 * time.Second
+	// DefaultMaxReconnectFactor caps exponential backoff at
+	// ReconnectInterval × 1024, the seed's 2^10.
+	DefaultMaxReconnectFactor = 1024
+	DefaultReconnectJitter    = 0.1
+)
+
+// ClientConfig configures a Client. The zero value of every field means the
+// documented default.
+type ClientConfig struct {
+	// URL is the full ws:// or wss:// endpoint; when set it overrides Host,
+	// Port and Path.
+	URL string
+	// Host is the server's host name or IP. Default "localhost".
+	Host string
+	// Port is the server's port. Default 8080.
+	Port int
+	// Path is the endpoint path. Default "/websocket".
+	Path string
+	// Subprotocol selects the wire format: "" for raw frames,
+	// "marmot.v1" (binary envelope) or "marmot.json.v1" (JSON envelope).
+	// Commands and requests need an envelope.
+	Subprotocol string
+	// Header is sent with the upgrade request (e.g. Authorization).
+	Header http.Header
+	// ConnectionTimeout bounds each connect attempt, handshake included.
+	// Default 30s.
+	ConnectionTimeout time.Duration
+	// AutoReconnect reconnects after a lost connection (never after
+	// Disconnect, nor after close codes that mean "don't come back": 1000,
+	// 1002, 1003, 1007, 1008, 1009, 1010 and 4500-4999). Default off.
+	AutoReconnect bool
+	// ReconnectStrategy is Fixed (the seed's rsLinear) or Exponential.
+	ReconnectStrategy ReconnectStrategy
+	// ReconnectInterval is the fixed delay, or the first exponential one.
+	// Default 5s.
+	ReconnectInterval time.Duration
+	// MaxReconnectInterval caps exponential delays. Default
+	// ReconnectInterval × 1024.
+	MaxReconnectInterval time.Duration
+	// ReconnectJitter spreads exponential delays by ± this fraction so a
+	// restarted server is not hit by every client at once. Default 0.1;
+	// negative disables. Fixed delays are never jittered.
+	ReconnectJitter float64
+	// MaxReconnectAttempts gives up (state Error, OnError with
+	// ErrReconnectExhausted) after this many failed attempts. 0: unlimited.
+	MaxReconnectAttempts int
+	// KeepAlive pings the server every KeepAlive/2 and drops the connection
+	// when it stays silent for KeepAlive. Default 30s; negative disables.
+	KeepAlive time.Duration
+	// WriteTimeout bounds one batch of writes. Default 10s.
+	WriteTimeout time.Duration
+	// MaxMessageSize is the largest message accepted. Default 1 MiB.
+	MaxMessageSize int64
+	// MaxQueueBytes bounds the outbound backlog. Default 4 MiB.
+	MaxQueueBytes int64
+	// MaxRestarts and RestartWindow bound ClientActor restarts after
+	// callback panics. Defaults 3 and 10s.
+	MaxRestarts   int
+	RestartWindow time.Duration
+	// Logger and LogLevel as for the server.
+	Logger   *slog.Logger
+	LogLevel slog.Level
+	// ActorSystem lets the ClientActor live in an existing actor system.
+	ActorSystem *actor.ActorSystem
+	// TracerProvider receives supervision spans. Default: the global one.
+	TracerProvider trace.TracerProvider
+
+	// ClientEvents are the callbacks.
+	ClientEvents
+}
+
+// Client is a WebSocket client; its ClientActor owns the connection and the
+// reconnect state machine. Its methods are safe for concurrent use.
+type Client struct {
+	*actors.Client
+	cfg ClientConfig
+}
+
+// NewClient validates cfg and returns a disconnected client; call Connect.
+// Call Close when done to release its actor.
+func NewClient(cfg ClientConfig) (*Client, error) {
+	if err := cfg.normalize(); err != nil {
+		return nil, err
+	}
+	ac := actors.NewClient(actors.ClientConfig{
+		URL:                  cfg.URL,
+		Subprotocol:          cfg.Subprotocol,
+		Header:               cfg.Header,
+		ConnectionTimeout:    cfg.ConnectionTimeout,
+		AutoReconnect:        cfg.AutoReconnect,
+		ReconnectStrategy:    cfg.ReconnectStrategy,
+		ReconnectInterval:    cfg.ReconnectInterval,
+		MaxReconnectInterval: cfg.MaxReconnectInterval,
+		ReconnectJitter:      max(cfg.ReconnectJitter, 0),
+		MaxReconnectAttempts: cfg.MaxReconnectAttempts,
+		KeepAlive:            cfg.KeepAlive,
+		WriteTimeout:         cfg.WriteTimeout,
+		MaxMessageSize:       cfg.MaxMessageSize,
+		MaxQueueBytes:        cfg.MaxQueueBytes,
+		MaxRestarts:          cfg.MaxRestarts,
+		RestartWindow:        cfg.RestartWindow,
+		Logger:               cfg.Logger,
+		ActorSystem:          cfg.ActorSystem,
+		TracerProvider:       cfg.TracerProvider,
+		Events:               cfg.ClientEvents,
+	})
+	return &Client{Client: ac, cfg: cfg}, nil
+}
+
+func (c *ClientConfig) normalize() error {
+	if c.URL == "" {
+		host := c.Host
+		if host == "" {
+			host = DefaultClientHost
+		}
+		port := c.Port
+		if port == 0 {
+			port = DefaultClientPort
+		}
+		if port < 0 || port > 65535 {
+			return fmt.Errorf("marmot: invalid Port %d", port)
+		}
+		path := c.Path
+		if path == "" {
+			path = DefaultPath
+		}
+		if path[0] != '/' {
+			path = "/" + path
+		}
+		c.URL = "ws://" + net.JoinHostPort(host, strconv.Itoa(port)) + path
+	}
+	u, err := url.Parse(c.URL)
+	if err != nil {
+		return fmt.Errorf("marmot: invalid URL %q: %w", c.URL, err)
+	}
+	if u.Scheme != "ws" && u.Scheme != "wss" {
+		return fmt.Errorf("marmot: invalid URL %q: scheme must be ws or wss", c.URL)
+	}
+	if u.Host == "" {
+		return fmt.Errorf("marmot: invalid URL %q: no host", c.URL)
+	}
+	if c.Subprotocol != "" {
+		if _, ok := protocol.Lookup(c.Subprotocol); !ok {
+			return fmt.Errorf("marmot: unknown Subprotocol %q (want %q, %q or empty for raw)", c.Subprotocol, protocol.SubprotocolBinary, protocol.SubprotocolJSON)
+		}
+	}
+	if c.ReconnectStrategy != ReconnectFixed && c.ReconnectStrategy != ReconnectExponential {
+		return fmt.Errorf("marmot: unknown ReconnectStrategy %d", int(c.ReconnectStrategy))
+	}
+	if c.MaxReconnectAttempts < 0 {
+		return fmt.Errorf("marmot: MaxReconnectAttempts must be >= 0, got %d", c.MaxReconnectAttempts)
+	}
+	c.ConnectionTimeout = defaultDuration(c.ConnectionTimeout, DefaultConnectionTimeout)
+	c.ReconnectInterval = defaultDuration(c.ReconnectInterval, DefaultReconnectInterval)
+	if c.ConnectionTimeout < 0 || c.ReconnectInterval < 0 || c.MaxReconnectInterval < 0 {
+		return fmt.Errorf("marmot: timeouts and intervals must be positive")
+	}
+	if c.MaxReconnectInterval == 0 {
+		c.MaxReconnectInterval = c.ReconnectInterval * DefaultMaxReconnectFactor
+	}
+	switch {
+	case c.ReconnectStrategy == ReconnectFixed:
+		c.ReconnectJitter = 0
+	case c.ReconnectJitter == 0:
+		c.ReconnectJitter = DefaultReconnectJitter
+	case c.ReconnectJitter < 0:
+		c.ReconnectJitter = 0
+	case c.ReconnectJitter >= 1:
+		return fmt.Errorf("marmot: ReconnectJitter must be below 1, got %v", c.ReconnectJitter)
+	}
+	c.KeepAlive = defaultDuration(c.KeepAlive, DefaultKeepAlive)
+	c.WriteTimeout = defaultDuration(c.WriteTimeout, DefaultWriteTimeout)
+	c.MaxMessageSize = defaultInt64(c.MaxMessageSize, DefaultMaxMessageSize)
+	c.MaxQueueBytes = defaultInt64(c.MaxQueueBytes, DefaultMaxQueueBytes)
+	c.MaxRestarts = defaultInt(c.MaxRestarts, DefaultMaxRestarts)
+	c.RestartWindow = defaultDuration(c.RestartWindow, DefaultRestartWindow)
+	c.Logger = levelLogger(c.Logger, c.LogLevel)
+	return nil
+}
+
+// StateDescription describes the connection state for humans.
+func (c *Client) StateDescription() string { return c.State().Description() }
+
+// URL returns the endpoint the client dials.
+func (c *Client) URL() string { return c.cfg.URL }
+
+// Config returns the configuration with defaults filled in.
+func (c *Client) Config() ClientConfig { return c.cfg }

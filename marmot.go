@@ -1,0 +1,121 @@
+// Package marmot is a WebSocket framework for stateful real-time apps built
+// as an actor system: every connection is a supervised protoactor-go actor,
+// messages can be raw frames or named commands and requests, and failures
+// restart the actor without dropping the socket.
+//
+// A [Server] is an http.Handler: start it on its own with Start, or mount it
+// in any mux. A [Client] connects, reconnects with a fixed or exponential
+// backoff, and reports every state change.
+//
+// marmot is the Go counterpart of the Delphi "mORMot2 WebSocket Components":
+// every property, statistic, event and method of those components has a Go
+// name here; README.md has the table.
+//
+// # Threading
+//
+// The events of one connection run one at a time, in order, on that
+// connection's actor. Different connections run concurrently, bounded by
+// ServerConfig.HandlerConcurrency for OnHandleCommand. A slow callback delays
+// only its own connection (and holds one concurrency slot); a panicking one
+// restarts only its own connection's actor.
+package marmot
+
+import (
+	"github.com/marmotws/marmot/actors"
+)
+
+// ClientID identifies a connection on a server: sequential from 1, never
+// reused while the server runs.
+type ClientID = actors.ClientID
+
+// Message is an application message handed to OnHandleCommand.
+type Message = actors.Message
+
+// MessageType is a raw-mode frame type.
+type MessageType = actors.MessageType
+
+// Raw-mode frame types.
+const (
+	TextMessage   = actors.TextMessage
+	BinaryMessage = actors.BinaryMessage
+)
+
+// ClientInfo is a snapshot of one server-side connection.
+type ClientInfo = actors.ClientInfo
+
+// Stats are the server's counters (the seed's seven and a few more).
+type Stats = actors.Stats
+
+// CloseError says how a connection ended.
+type CloseError = actors.CloseError
+
+// ClientError ties an error reported to OnError to a connection.
+type ClientError = actors.ClientError
+
+// RemoteError is a peer's error reply to a request.
+type RemoteError = actors.RemoteError
+
+// ServerEvents are the server's per-connection callbacks.
+type ServerEvents = actors.ServerEvents
+
+// ClientEvents are the client's callbacks.
+type ClientEvents = actors.ClientEvents
+
+// ClientState is the client's connection state.
+type ClientState = actors.ClientState
+
+// Client states.
+const (
+	StateDisconnected  = actors.StateDisconnected
+	StateConnecting    = actors.StateConnecting
+	StateConnected     = actors.StateConnected
+	StateReconnecting  = actors.StateReconnecting
+	StateDisconnecting = actors.StateDisconnecting
+	StateError         = actors.StateError
+)
+
+// ReconnectStrategy chooses the delay between reconnect attempts.
+type ReconnectStrategy = actors.ReconnectStrategy
+
+// Reconnect strategies.
+const (
+	ReconnectFixed       = actors.ReconnectFixed
+	ReconnectExponential = actors.ReconnectExponential
+)
+
+// ClientStats are the client's counters.
+type ClientStats = actors.ClientStats
+
+// Close codes marmot sends; see docs/PROTOCOL.md.
+const (
+	CloseNormal          = actors.CloseNormal
+	CloseGoingAway       = actors.CloseGoingAway
+	CloseProtocolError   = actors.CloseProtocolError
+	CloseUnsupportedData = actors.CloseUnsupportedData
+	CloseAbnormal        = actors.CloseAbnormal
+	CloseInvalidPayload  = actors.CloseInvalidPayload
+	CloseMessageTooBig   = actors.CloseMessageTooBig
+	CloseInternalError   = actors.CloseInternalError
+	CloseSlowConsumer    = actors.CloseSlowConsumer
+)
+
+// Errors, testable with errors.Is.
+var (
+	ErrMaxConnections     = actors.ErrMaxConnections
+	ErrClientNotFound     = actors.ErrClientNotFound
+	ErrConnectionClosed   = actors.ErrConnectionClosed
+	ErrSlowConsumer       = actors.ErrSlowConsumer
+	ErrUndelivered        = actors.ErrUndelivered
+	ErrNotRequest         = actors.ErrNotRequest
+	ErrAlreadyReplied     = actors.ErrAlreadyReplied
+	ErrRawMode            = actors.ErrRawMode
+	ErrKeepAliveTimeout   = actors.ErrKeepAliveTimeout
+	ErrHandlerPanic       = actors.ErrHandlerPanic
+	ErrMessageTooLarge    = actors.ErrMessageTooLarge
+	ErrServerStopped      = actors.ErrServerStopped
+	ErrNotConnected       = actors.ErrNotConnected
+	ErrReconnectExhausted = actors.ErrReconnectExhausted
+	ErrDisconnected       = actors.ErrDisconnected
+	ErrClientClosed       = actors.ErrClientClosed
+	ErrEmptyMessage       = actors.ErrEmptyMessage
+)

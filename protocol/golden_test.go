@@ -1,0 +1,120 @@
+package protocol
+
+import (
+	"bytes"
+	"encoding/hex"
+	"maps"
+	"strings"
+	"testing"
+)
+
+const (
+	traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	tracestate  = "rojo=00f067aa0ba902b7"
+)
+
+// golden holds the test vectors published in docs/PROTOCOL.md. Changing a
+// vector here means changing the wire format: update the document too.
+var golden = []struct {
+	name string
+	env  Envelope
+	bin  string // hex; spaces separate fields and are ignored
+	json string
+}{
+	{
+		name: "data",
+		env:  Envelope{Kind: KindData, Payload: []byte("hi")},
+		bin:  "01 01 00 6869",
+		json: `{"v":1,"kind":"data","payload":"hi"}`,
+	},
+	{
+		name: "data-empty",
+		env:  Envelope{Kind: KindData},
+		bin:  "01 01 00",
+		json: `{"v":1,"kind":"data"}`,
+	},
+	{
+		name: "data-named-binary",
+		env:  Envelope{Kind: KindData, Name: "chat", Payload: []byte{0xff, 0x00}},
+		bin:  "01 01 02 04 63686174 ff00",
+		json: `{"v":1,"kind":"data","name":"chat","payload_b64":"/wA="}`,
+	},
+	{
+		name: "command",
+		env:  Envelope{Kind: KindCommand, Name: "ping"},
+		bin:  "01 02 02 04 70696e67",
+		json: `{"v":1,"kind":"command","name":"ping"}`,
+	},
+	{
+		name: "request",
+		env:  Envelope{Kind: KindRequest, ID: 7, Name: "sum", Payload: []byte("[1,2]")},
+		bin:  "01 03 03 07 03 73756d 5b312c325d",
+		json: `{"v":1,"kind":"request","id":7,"name":"sum","payload":"[1,2]"}`,
+	},
+	{
+		name: "reply",
+		env:  Envelope{Kind: KindReply, ID: 7, Payload: []byte("3")},
+		bin:  "01 04 01 07 33",
+		json: `{"v":1,"kind":"reply","id":7,"payload":"3"}`,
+	},
+	{
+		name: "error",
+		env:  Envelope{Kind: KindError, ID: 7, Code: 404, Payload: []byte("no such command")},
+		bin:  "01 05 09 07 9403 6e6f207375636820636f6d6d616e64",
+		json: `{"v":1,"kind":"error","id":7,"code":404,"payload":"no such command"}`,
+	},
+	{
+		name: "request-traced",
+		env: Envelope{
+			Kind: KindRequest, ID: 300, Name: "sum",
+			Meta:    map[string]string{"traceparent": traceparent, "tracestate": tracestate},
+			Payload: []byte("[1,2]"),
+		},
+		bin: "01 03 07 ac02 03 73756d 02" +
+			" 0b 7472616365706172656e74" +
+			" 37 30302d34626639326633353737623334646136613363653932396430653065343733362d303066303637616130626139303262372d3031" +
+			" 0a 74726163657374617465" +
+			" 15 726f6a6f3d30306630363761613062613930326237" +
+			" 5b312c325d",
+		json: `{"v":1,"kind":"request","id":300,"name":"sum","meta":{"traceparent":"` + traceparent +
+			`","tracestate":"` + tracestate + `"},"payload":"[1,2]"}`,
+	},
+	{
+		name: "error-traced",
+		env: Envelope{
+			Kind: KindError, ID: 1 << 40, Code: 4294967295,
+			Meta:    map[string]string{"traceparent": traceparent},
+			Payload: []byte("boom"),
+		},
+		bin: "01 05 0d 808080808020 ffffffff0f 01" +
+			" 0b 7472616365706172656e74" +
+			" 37 30302d34626639326633353737623334646136613363653932396430653065343733362d303066303637616130626139303262372d3031" +
+			" 626f6f6d",
+		json: `{"v":1,"kind":"error","id":1099511627776,"code":4294967295,"meta":{"traceparent":"` + traceparent +
+			`"},"payload":"boom"}`,
+	},
+	{
+		name: "data-escapes",
+		env:  Envelope{Kind: KindData, Name: "é/\"", Payload: []byte("a\"b\\c\n\r\t\b\f\x01\x1f\x7f€")},
+		bin:  "01 01 02 04 c3a92f22 6122625c630a0d09080c011f7fe282ac",
+		json: `{"v":1,"kind":"data","name":"é/\"","payload":"a\"b\\c\n\r\t\b\f\u0001\u001f` + "\x7f€" + `"}`,
+	},
+}
+
+// unhex decodes a golden hex string, ignoring spaces.
+func unhex(t testing.TB, s string) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(strings.ReplaceAll(s, " ", ""))
+	if err != nil {
+		t.Fatalf("bad test hex %q: %v", s, err)
+	}
+	return b
+}
+
+// equalEnvelope treats nil and empty Meta and Payload alike, as the
+// encodings do.
+func equalEnvelope(a, b *Envelope) bool {
+	return a.Kind == b.Kind && a.ID == b.ID && a.Name == b.Name && a.Code == b.Code &&
+		bytes.Equal(a.Payload, b.Payload) &&
+		(len(a.Meta) == 0 && len(b.Meta) == 0 || maps.Equal(a.Meta, b.Meta))
+}

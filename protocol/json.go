@@ -1,0 +1,710 @@
+package protocol
+
+import (
+	"bytes"
+	"encoding/base64"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// MaxJSONSafeInteger is the largest ID the JSON codec carries: 2^53-1, the
+// largest integer an IEEE 754 double (a JavaScript number) represents
+// exactly. Larger IDs would be silently rounded by browser peers and replies
+// would stop matching their requests, so both directions refuse them.
+const MaxJSONSafeInteger = 1<<53 - 1
+
+// maxJSONDepth bounds nesting while skipping values, so a frame of ten
+// thousand '[' costs an error, not a deep recursion. marmot.json.v1 itself
+// never nests deeper than the meta object.
+const maxJSONDepth = 32
+
+type jsonCodec struct{}
+
+func (jsonCodec) Subprotocol() string { return SubprotocolJSON }
+
+func (jsonCodec) MessageType() int { return textMessage }
+
+// The members of a marmot.json.v1 object, indexed for the decoder's
+// fixed-size table.
+const (
+	jV = iota
+	jKind
+	jID
+	jName
+	jCode
+	jMeta
+	jPayload
+	jPayloadB64
+	jNumFields
+)
+
+var jsonFieldNames = [jNumFields]string{
+	jV:          "v",
+	jKind:       "kind",
+	jID:         "id",
+	jName:       "name",
+	jCode:       "code",
+	jMeta:       "meta",
+	jPayload:    "payload",
+	jPayloadB64: "payload_b64",
+}
+
+var base64Strict = base64.StdEncoding.Strict()
+
+func (jsonCodec) Append(dst []byte, e *Envelope) ([]byte, error) {
+	if err := e.Validate(); err != nil {
+		return dst, err
+	}
+	if e.ID > MaxJSONSafeInteger {
+		return dst, fmt.Errorf("%w: ID %d exceeds 2^53-1, the JSON codec's limit", ErrInvalidEnvelope, e.ID)
+	}
+	dst = append(dst, `{"v":1,"kind":"`...)
+	dst = append(dst, kindNames[e.Kind]...)
+	dst = append(dst, '"')
+	if e.ID != 0 {
+		dst = append(dst, `,"id":`...)
+		dst = strconv.AppendUint(dst, e.ID, 10)
+	}
+	if e.Name != "" {
+		dst = append(dst, `,"name":`...)
+		dst = appendJSONString(dst, e.Name)
+	}
+	if e.Code != 0 {
+		dst = append(dst, `,"code":`...)
+		dst = strconv.AppendUint(dst, uint64(e.Code), 10)
+	}
+	if len(e.Meta) > 0 {
+		var keyBuf [MaxMetaEntries]string
+		keys := keyBuf[:0]
+		for k := range e.Meta {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		dst = append(dst, `,"meta":{`...)
+		for i, k := range keys {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendJSONString(dst, k)
+			dst = append(dst, ':')
+			dst = appendJSONString(dst, e.Meta[k])
+		}
+		dst = append(dst, '}')
+	}
+	if len(e.Payload) > 0 {
+		if utf8.Valid(e.Payload) {
+			dst = append(dst, `,"payload":`...)
+			dst = appendJSONString(dst, e.Payload)
+		} else {
+			dst = append(dst, `,"payload_b64":"`...)
+			dst = base64.StdEncoding.AppendEncode(dst, e.Payload)
+			dst = append(dst, '"')
+		}
+	}
+	return append(dst, '}'), nil
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString appends s as a JSON string. s must be valid UTF-8 (the
+// callers validate). Only what RFC 8259 requires is escaped: '"', '\\' and
+// control characters; everything else, including non-ASCII, is copied.
+func appendJSONString[S ~string | ~[]byte](dst []byte, s S) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		dst = append(dst, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			dst = append(dst, '\\', c)
+		case '\n':
+			dst = append(dst, '\\', 'n')
+		case '\r':
+			dst = append(dst, '\\', 'r')
+		case '\t':
+			dst = append(dst, '\\', 't')
+		case '\b':
+			dst = append(dst, '\\', 'b')
+		case '\f':
+			dst = append(dst, '\\', 'f')
+		default:
+			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+		}
+		start = i + 1
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
+
+// jsonSpan locates one member value inside the message.
+type jsonSpan struct {
+	start, end int  // value bytes, including the quotes of a string
+	escaped    bool // a string value contains backslash escapes
+	set        bool
+}
+
+func (s jsonSpan) isString(msg []byte) bool { return msg[s.start] == '"' }
+
+func (jsonCodec) Decode(msg []byte, e *Envelope) error {
+	prevName := e.Name
+	*e = Envelope{}
+
+	// Pass 1: check the syntax of the whole message and locate the members.
+	// Problems that a newer version could legitimately cause (unknown or
+	// repeated members) are held back until "v" has been checked, so that a
+	// v2 frame yields ErrUnsupportedVersion rather than ErrMalformed.
+	var fields [jNumFields]jsonSpan
+	var deferred error
+	s := jsonScanner{b: msg}
+	s.skipWS()
+	if !s.consume('{') {
+		return fmt.Errorf("%w: message is not a JSON object", ErrMalformed)
+	}
+	s.skipWS()
+	if !s.consume('}') {
+		for {
+			if s.peek() != '"' {
+				return s.syntaxError("member name")
+			}
+			ks := s.i
+			kesc, err := s.scanString()
+			if err != nil {
+				return err
+			}
+			key := stringContent(msg[ks:s.i], kesc)
+			s.skipWS()
+			if !s.consume(':') {
+				return s.syntaxError("':'")
+			}
+			s.skipWS()
+			vs := s.i
+			var vesc bool
+			if s.peek() == '"' {
+				vesc, err = s.scanString()
+			} else {
+				err = s.skipValue(1)
+			}
+			if err != nil {
+				return err
+			}
+			f := jsonFieldIndex(key)
+			switch {
+			case f < 0:
+				if deferred == nil {
+					deferred = fmt.Errorf("%w: unknown member %q", ErrMalformed, truncateForError(string(key)))
+				}
+			case fields[f].set:
+				if deferred == nil {
+					deferred = fmt.Errorf("%w: duplicate member %q", ErrMalformed, jsonFieldNames[f])
+				}
+			default:
+				fields[f] = jsonSpan{start: vs, end: s.i, escaped: vesc, set: true}
+			}
+			s.skipWS()
+			if s.consume(',') {
+				s.skipWS()
+				continue
+			}
+			if s.consume('}') {
+				break
+			}
+			return s.syntaxError("',' or '}'")
+		}
+	}
+	s.skipWS()
+	if s.i != len(msg) {
+		return fmt.Errorf("%w: data after the JSON object at offset %d", ErrMalformed, s.i)
+	}
+
+	// Pass 2: interpret the members, version first.
+	f := fields[jV]
+	if !f.set {
+		return fmt.Errorf("%w: missing \"v\"", ErrMalformed)
+	}
+	v, err := jsonUint(msg, f, "v")
+	if err != nil {
+		return err
+	}
+	if v != Version {
+		return fmt.Errorf("%w: \"v\" is %d, want %d", ErrUnsupportedVersion, v, Version)
+	}
+	if deferred != nil {
+		return deferred
+	}
+
+	f = fields[jKind]
+	if !f.set {
+		return fmt.Errorf("%w: missing \"kind\"", ErrMalformed)
+	}
+	if !f.isString(msg) {
+		return fmt.Errorf("%w: \"kind\" is not a string", ErrMalformed)
+	}
+	kb := stringContent(msg[f.start:f.end], f.escaped)
+	kind, ok := kindFromBytes(kb)
+	if !ok {
+		return fmt.Errorf("%w: %q", ErrUnknownKind, truncateForError(string(kb)))
+	}
+	e.Kind = kind
+
+	if f = fields[jID]; f.set {
+		id, err := jsonUint(msg, f, "id")
+		if err != nil {
+			return err
+		}
+		if id > MaxJSONSafeInteger {
+			return fmt.Errorf("%w: \"id\" %d exceeds 2^53-1", ErrMalformed, id)
+		}
+		e.ID = id
+	}
+	if f = fields[jName]; f.set {
+		if !f.isString(msg) {
+			return fmt.Errorf("%w: \"name\" is not a string", ErrMalformed)
+		}
+		name := stringContent(msg[f.start:f.end], f.escaped)
+		if err := checkNameLen(uint64(len(name))); err != nil {
+			return err
+		}
+		if string(name) == prevName {
+			e.Name = prevName
+		} else {
+			e.Name = string(name)
+		}
+	}
+	if f = fields[jCode]; f.set {
+		code, err := jsonUint(msg, f, "code")
+		if err != nil {
+			return err
+		}
+		if code > math.MaxUint32 {
+			return fmt.Errorf("%w: \"code\" %d does not fit in 32 bits", ErrMalformed, code)
+		}
+		e.Code = uint32(code)
+	}
+	if f = fields[jMeta]; f.set {
+		m, err := decodeJSONMeta(msg[f.start:f.end])
+		if err != nil {
+			return err
+		}
+		e.Meta = m
+	}
+	fp, fb := fields[jPayload], fields[jPayloadB64]
+	switch {
+	case fp.set && fb.set:
+		return fmt.Errorf("%w: both \"payload\" and \"payload_b64\"", ErrMalformed)
+	case fp.set:
+		if !fp.isString(msg) {
+			return fmt.Errorf("%w: \"payload\" is not a string", ErrMalformed)
+		}
+		p := stringContent(msg[fp.start:fp.end], fp.escaped)
+		if len(p) > 0 {
+			e.Payload = p[:len(p):len(p)]
+		}
+	case fb.set:
+		if !fb.isString(msg) {
+			return fmt.Errorf("%w: \"payload_b64\" is not a string", ErrMalformed)
+		}
+		enc := stringContent(msg[fb.start:fb.end], fb.escaped)
+		// encoding/base64 silently skips CR and LF; the format does not
+		// allow them, so that each payload has one encoding.
+		if bytes.ContainsAny(enc, "\r\n") {
+			return fmt.Errorf("%w: \"payload_b64\" contains a line break", ErrMalformed)
+		}
+		if len(enc) > 0 {
+			p := make([]byte, base64Strict.DecodedLen(len(enc)))
+			n, err := base64Strict.Decode(p, enc)
+			if err != nil {
+				return fmt.Errorf("%w: \"payload_b64\": %v", ErrMalformed, err)
+			}
+			if n > 0 {
+				e.Payload = p[:n:n]
+			}
+		}
+	}
+	return e.validateKind()
+}
+
+func jsonFieldIndex(key []byte) int {
+	for i, name := range jsonFieldNames {
+		if string(key) == name {
+			return i
+		}
+	}
+	return -1
+}
+
+func kindFromBytes(b []byte) (Kind, bool) {
+	switch string(b) {
+	case "data":
+		return KindData, true
+	case "command":
+		return KindCommand, true
+	case "request":
+		return KindRequest, true
+	case "reply":
+		return KindReply, true
+	case "error":
+		return KindError, true
+	}
+	return 0, false
+}
+
+// jsonUint interprets a syntactically valid JSON value as a non-negative
+// integer without fraction or exponent. Anything else is a type error:
+// accepting 7.0 or 7e0 would invite peers to send IDs through floating point.
+func jsonUint(msg []byte, f jsonSpan, what string) (uint64, error) {
+	b := msg[f.start:f.end]
+	switch c := b[0]; {
+	case c == '-':
+		return 0, fmt.Errorf("%w: %q is negative", ErrMalformed, what)
+	case c < '0' || c > '9':
+		return 0, fmt.Errorf("%w: %q is not a number", ErrMalformed, what)
+	}
+	var v uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, fmt.Errorf("%w: %q is not an integer", ErrMalformed, what)
+		}
+		d := uint64(c - '0')
+		if v > (math.MaxUint64-d)/10 {
+			return 0, fmt.Errorf("%w: %q overflows 64 bits", ErrMalformed, what)
+		}
+		v = v*10 + d
+	}
+	return v, nil
+}
+
+// decodeJSONMeta interprets a syntactically valid JSON value as the meta
+// object.
+func decodeJSONMeta(b []byte) (map[string]string, error) {
+	if b[0] != '{' {
+		return nil, fmt.Errorf("%w: \"meta\" is not an object", ErrMalformed)
+	}
+	var m map[string]string
+	s := jsonScanner{b: b, i: 1}
+	s.skipWS()
+	if s.consume('}') {
+		return nil, nil
+	}
+	for {
+		// The syntax was checked in pass 1, so the scans below cannot fail.
+		ks := s.i
+		kesc, _ := s.scanString()
+		key := stringContent(b[ks:s.i], kesc)
+		s.skipWS()
+		s.consume(':')
+		s.skipWS()
+		if s.peek() != '"' {
+			return nil, fmt.Errorf("%w: meta value for %q is not a string", ErrMalformed, truncateForError(string(key)))
+		}
+		vs := s.i
+		vesc, _ := s.scanString()
+		val := stringContent(b[vs:s.i], vesc)
+
+		if len(m) == MaxMetaEntries {
+			return nil, checkMetaCount(MaxMetaEntries + 1)
+		}
+		if err := checkMetaKeyLen(uint64(len(key))); err != nil {
+			return nil, err
+		}
+		if err := checkMetaValueLen(uint64(len(val))); err != nil {
+			return nil, err
+		}
+		if _, dup := m[string(key)]; dup {
+			return nil, fmt.Errorf("%w: duplicate meta key %q", ErrMalformed, key)
+		}
+		if m == nil {
+			m = make(map[string]string)
+		}
+		m[string(key)] = string(val)
+
+		s.skipWS()
+		if s.consume('}') {
+			return m, nil
+		}
+		s.consume(',')
+		s.skipWS()
+	}
+}
+
+// stringContent returns the decoded content of a JSON string token that
+// scanString accepted (quotes included). Without escapes it aliases the
+// token.
+func stringContent(tok []byte, escaped bool) []byte {
+	tok = tok[1 : len(tok)-1]
+	if !escaped {
+		return tok
+	}
+	return unescapeJSON(tok)
+}
+
+// unescapeJSON decodes the content of a string that scanString accepted. An
+// escape is never shorter than what it decodes to, so len(src) bounds the
+// allocation.
+func unescapeJSON(src []byte) []byte {
+	dst := make([]byte, 0, len(src))
+	for i := 0; i < len(src); {
+		c := src[i]
+		if c != '\\' {
+			dst = append(dst, c)
+			i++
+			continue
+		}
+		switch src[i+1] {
+		case 'b':
+			dst = append(dst, '\b')
+		case 'f':
+			dst = append(dst, '\f')
+		case 'n':
+			dst = append(dst, '\n')
+		case 'r':
+			dst = append(dst, '\r')
+		case 't':
+			dst = append(dst, '\t')
+		case 'u':
+			r, _ := hex4(src[i+2:])
+			i += 6
+			if utf16.IsSurrogate(r) {
+				r2, _ := hex4(src[i+2:])
+				r = utf16.DecodeRune(r, r2)
+				i += 6
+			}
+			dst = utf8.AppendRune(dst, r)
+			continue
+		default: // '"', '\\', '/'
+			dst = append(dst, src[i+1])
+		}
+		i += 2
+	}
+	return dst
+}
+
+// hex4 decodes the four hex digits at the start of b.
+func hex4(b []byte) (rune, bool) {
+	if len(b) < 4 {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[:4] {
+		switch {
+		case '0' <= c && c <= '9':
+			c -= '0'
+		case 'a' <= c && c <= 'f':
+			c = c - 'a' + 10
+		case 'A' <= c && c <= 'F':
+			c = c - 'A' + 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(c)
+	}
+	return r, true
+}
+
+// jsonScanner is a minimal strict RFC 8259 scanner. It validates without
+// building values, so the decoder allocates only for what it keeps.
+type jsonScanner struct {
+	b []byte
+	i int
+}
+
+func (s *jsonScanner) peek() byte {
+	if s.i < len(s.b) {
+		return s.b[s.i]
+	}
+	return 0
+}
+
+func (s *jsonScanner) consume(c byte) bool {
+	if s.i < len(s.b) && s.b[s.i] == c {
+		s.i++
+		return true
+	}
+	return false
+}
+
+func (s *jsonScanner) skipWS() {
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+func (s *jsonScanner) syntaxError(want string) error {
+	if s.i >= len(s.b) {
+		return fmt.Errorf("%w: truncated JSON, want %s", ErrMalformed, want)
+	}
+	return fmt.Errorf("%w: invalid JSON at offset %d, want %s", ErrMalformed, s.i, want)
+}
+
+// scanString advances over the string token at s.i (which is '"') and
+// reports whether it contains escapes. It enforces what encoding/json lets
+// slide: invalid UTF-8 and unpaired surrogate escapes are errors, not
+// U+FFFD, so that every accepted string round-trips exactly.
+func (s *jsonScanner) scanString() (escaped bool, err error) {
+	b := s.b
+	i := s.i + 1
+	for i < len(b) {
+		c := b[i]
+		switch {
+		case c == '"':
+			s.i = i + 1
+			return escaped, nil
+		case c == '\\':
+			escaped = true
+			if i+1 >= len(b) {
+				return false, fmt.Errorf("%w: truncated JSON string", ErrMalformed)
+			}
+			switch b[i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				i += 2
+			case 'u':
+				r, ok := hex4(b[i+2:])
+				if !ok {
+					return false, fmt.Errorf("%w: bad \\u escape at offset %d", ErrMalformed, i)
+				}
+				if utf16.IsSurrogate(r) {
+					if r >= 0xDC00 {
+						return false, fmt.Errorf("%w: unpaired surrogate escape at offset %d", ErrMalformed, i)
+					}
+					j := i + 6
+					if j+1 >= len(b) || b[j] != '\\' || b[j+1] != 'u' {
+						return false, fmt.Errorf("%w: unpaired surrogate escape at offset %d", ErrMalformed, i)
+					}
+					r2, ok := hex4(b[j+2:])
+					if !ok || r2 < 0xDC00 || r2 > 0xDFFF {
+						return false, fmt.Errorf("%w: unpaired surrogate escape at offset %d", ErrMalformed, i)
+					}
+					i += 6
+				}
+				i += 6
+			default:
+				return false, fmt.Errorf("%w: bad escape at offset %d", ErrMalformed, i)
+			}
+		case c < 0x20:
+			return false, fmt.Errorf("%w: control character in JSON string at offset %d", ErrMalformed, i)
+		case c < utf8.RuneSelf:
+			i++
+		default:
+			r, size := utf8.DecodeRune(b[i:])
+			if r == utf8.RuneError && size == 1 {
+				return false, fmt.Errorf("%w: invalid UTF-8 in JSON string at offset %d", ErrMalformed, i)
+			}
+			i += size
+		}
+	}
+	return false, fmt.Errorf("%w: unterminated JSON string", ErrMalformed)
+}
+
+// skipValue advances over one JSON value at s.i, validating its syntax.
+// depth is the nesting level of the value.
+func (s *jsonScanner) skipValue(depth int) error {
+	switch c := s.peek(); {
+	case c == '"':
+		_, err := s.scanString()
+		return err
+	case c == '{' || c == '[':
+		if depth > maxJSONDepth {
+			return fmt.Errorf("%w: JSON nested deeper than %d", ErrMalformed, maxJSONDepth)
+		}
+		closer := byte('}')
+		if c == '[' {
+			closer = ']'
+		}
+		s.i++
+		s.skipWS()
+		if s.consume(closer) {
+			return nil
+		}
+		for {
+			if c == '{' {
+				if s.peek() != '"' {
+					return s.syntaxError("member name")
+				}
+				if _, err := s.scanString(); err != nil {
+					return err
+				}
+				s.skipWS()
+				if !s.consume(':') {
+					return s.syntaxError("':'")
+				}
+				s.skipWS()
+			}
+			if err := s.skipValue(depth + 1); err != nil {
+				return err
+			}
+			s.skipWS()
+			if s.consume(closer) {
+				return nil
+			}
+			if !s.consume(',') {
+				return s.syntaxError("',' or '" + string(closer) + "'")
+			}
+			s.skipWS()
+		}
+	case c == 't':
+		return s.literal("true")
+	case c == 'f':
+		return s.literal("false")
+	case c == 'n':
+		return s.literal("null")
+	case c == '-' || ('0' <= c && c <= '9'):
+		return s.number()
+	}
+	return s.syntaxError("a value")
+}
+
+func (s *jsonScanner) literal(lit string) error {
+	if !bytes.HasPrefix(s.b[s.i:], []byte(lit)) {
+		return s.syntaxError(lit)
+	}
+	s.i += len(lit)
+	return nil
+}
+
+// number advances over a number token following the RFC 8259 grammar:
+// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+func (s *jsonScanner) number() error {
+	s.consume('-')
+	switch c := s.peek(); {
+	case c == '0':
+		s.i++
+	case '1' <= c && c <= '9':
+		s.digits()
+	default:
+		return s.syntaxError("a digit")
+	}
+	if s.consume('.') {
+		if s.digits() == 0 {
+			return s.syntaxError("a digit")
+		}
+	}
+	if s.consume('e') || s.consume('E') {
+		if !s.consume('+') {
+			s.consume('-')
+		}
+		if s.digits() == 0 {
+			return s.syntaxError("a digit")
+		}
+	}
+	return nil
+}
+
+func (s *jsonScanner) digits() int {
+	start := s.i
+	for s.i < len(s.b) && '0' <= s.b[s.i] && s.b[s.i] <= '9' {
+		s.i++
+	}
+	return s.i - start
+}

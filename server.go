@@ -1,0 +1,512 @@
+package marmot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/marmotws/marmot/actors"
+	"github.com/marmotws/marmot/protocol"
+)
+
+// Server defaults, matching the seed components where they have one.
+const (
+	DefaultAddr               = ":8080"
+	DefaultPath               = "/websocket"
+	DefaultMaxConnections     = 1000
+	DefaultKeepAlive          = 30 * time.Second
+	DefaultHandlerConcurrency = 32
+	DefaultMaxMessageSize     = 1 << 20
+	DefaultMaxQueueBytes      = 4 << 20
+	DefaultWriteTimeout       = 10 * time.Second
+	DefaultMaxRestarts        = 3
+	DefaultRestartWindow      = 10 * time.Second
+)
+
+// ServerConfig configures a Server. The zero value of every field means the
+// documented default.
+type ServerConfig struct {
+	// Addr is the listen address for Start. Default ":8080".
+	Addr string
+	// Path is the WebSocket endpoint Start serves. Default "/websocket".
+	// (The seed's WebSocketsURI; the seed never used it.)
+	Path string
+	// MaxConnections refuses upgrades beyond this many open connections
+	// with HTTP 503. Default 1000; negative means unlimited.
+	MaxConnections int
+	// KeepAlive is how long a silent peer may go without answering a ping
+	// before it is closed; pings go out every KeepAlive/2. Default 30s;
+	// negative disables pings.
+	KeepAlive time.Duration
+	// HandlerConcurrency bounds how many OnHandleCommand calls run at once
+	// across all connections (the seed's ServerThreadPoolCount). Default 32;
+	// negative means unbounded.
+	HandlerConcurrency int
+	// MaxMessageSize is the largest message accepted; a larger one closes
+	// the connection with 1009. Default 1 MiB; negative means unlimited.
+	MaxMessageSize int64
+	// MaxQueueBytes bounds each connection's outbound backlog; a client that
+	// falls further behind is closed with 4008 (slow consumer). Default 4 MiB;
+	// negative means unbounded.
+	MaxQueueBytes int64
+	// WriteTimeout bounds one batch of writes to a socket. Default 10s.
+	WriteTimeout time.Duration
+	// DisableJSON refuses the marmot.json.v1 subprotocol meant for browsers.
+	// The seed's WebSocketsAjax (default true) maps to DisableJSON=false.
+	DisableJSON bool
+	// CheckOrigin vets the Origin header; nil accepts requests without an
+	// Origin header and those whose Origin host equals the Host header.
+	CheckOrigin func(r *http.Request) bool
+	// MaxRestarts is how many times a connection's actor may restart within
+	// RestartWindow after handler panics; one more closes the connection
+	// with 1011. Default 3; negative closes on the first panic.
+	MaxRestarts int
+	// RestartWindow is the sliding window for MaxRestarts. Default 10s.
+	RestartWindow time.Duration
+	// Logger receives marmot's logs. Default slog.Default().
+	Logger *slog.Logger
+	// LogLevel filters Logger (the seed's logging levels). Default Info.
+	LogLevel slog.Level
+	// ActorSystem lets connection actors live in an existing actor system.
+	// Default: the server creates its own.
+	ActorSystem *actor.ActorSystem
+	// TracerProvider receives supervision spans. Default: the global one.
+	TracerProvider trace.TracerProvider
+
+	// ServerEvents are the per-connection callbacks.
+	ServerEvents
+	// OnServerStateChange runs after every server state change.
+	OnServerStateChange func(old, new ServerState)
+}
+
+// ServerState is the server's lifecycle state.
+type ServerState int32
+
+// Server states, as in the seed.
+const (
+	ServerIdle ServerState = iota
+	ServerStarting
+	ServerListening
+	ServerStopping
+	ServerError
+)
+
+func (s ServerState) String() string {
+	switch s {
+	case ServerIdle:
+		return "idle"
+	case ServerStarting:
+		return "starting"
+	case ServerListening:
+		return "listening"
+	case ServerStopping:
+		return "stopping"
+	case ServerError:
+		return "error"
+	}
+	return fmt.Sprintf("ServerState(%d)", int32(s))
+}
+
+// Server is a WebSocket server. It is an http.Handler, so it can be mounted
+// in any mux instead of (or besides) listening itself with Start.
+type Server struct {
+	cfg ServerConfig
+	log *slog.Logger
+
+	state atomic.Int32
+	hub   atomic.Pointer[actors.Hub]
+
+	mu        sync.Mutex // serialises Start and Stop
+	httpSrv   *http.Server
+	ln        net.Listener
+	serveDone chan struct{}
+}
+
+// NewServer validates cfg, fills in defaults and returns a server that can
+// serve requests through ServeHTTP at once; Start also listens on Addr.
+func NewServer(cfg ServerConfig) (*Server, error) {
+	if err := cfg.normalize(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger}
+	s.hub.Store(s.newHub())
+	return s, nil
+}
+
+func (c *ServerConfig) normalize() error {
+	if c.Addr == "" {
+		c.Addr = DefaultAddr
+	}
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		return fmt.Errorf("marmot: invalid Addr %q: %w", c.Addr, err)
+	}
+	if c.Path == "" {
+		c.Path = DefaultPath
+	}
+	if c.Path[0] != '/' {
+		c.Path = "/" + c.Path
+	}
+	c.MaxConnections = defaultInt(c.MaxConnections, DefaultMaxConnections)
+	c.HandlerConcurrency = defaultInt(c.HandlerConcurrency, DefaultHandlerConcurrency)
+	c.MaxRestarts = defaultInt(c.MaxRestarts, DefaultMaxRestarts)
+	c.KeepAlive = defaultDuration(c.KeepAlive, DefaultKeepAlive)
+	c.WriteTimeout = defaultDuration(c.WriteTimeout, DefaultWriteTimeout)
+	c.RestartWindow = defaultDuration(c.RestartWindow, DefaultRestartWindow)
+	c.MaxMessageSize = defaultInt64(c.MaxMessageSize, DefaultMaxMessageSize)
+	c.MaxQueueBytes = defaultInt64(c.MaxQueueBytes, DefaultMaxQueueBytes)
+	if c.WriteTimeout < 0 {
+		return fmt.Errorf("marmot: WriteTimeout must be positive, got %v", c.WriteTimeout)
+	}
+	if c.RestartWindow < 0 {
+		return fmt.Errorf("marmot: RestartWindow must be positive, got %v", c.RestartWindow)
+	}
+	c.Logger = levelLogger(c.Logger, c.LogLevel)
+	return nil
+}
+
+func defaultInt(v, def int) int {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+func defaultInt64(v, def int64) int64 {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+func defaultDuration(v, def time.Duration) time.Duration {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+// levelLogger filters base (default slog.Default()) at level.
+func levelLogger(base *slog.Logger, level slog.Level) *slog.Logger {
+	if base == nil {
+		base = slog.Default()
+	}
+	return slog.New(levelHandler{Handler: base.Handler(), level: level})
+}
+
+type levelHandler struct {
+	slog.Handler
+	level slog.Level
+}
+
+func (h levelHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.level && h.Handler.Enabled(ctx, l)
+}
+
+func (h levelHandler) WithAttrs(a []slog.Attr) slog.Handler {
+	return levelHandler{Handler: h.Handler.WithAttrs(a), level: h.level}
+}
+
+func (h levelHandler) WithGroup(name string) slog.Handler {
+	return levelHandler{Handler: h.Handler.WithGroup(name), level: h.level}
+}
+
+func (s *Server) newHub() *actors.Hub {
+	c := s.cfg
+	subs := protocol.Subprotocols()
+	if c.DisableJSON {
+		subs = []string{protocol.SubprotocolBinary}
+	}
+	return actors.NewHub(actors.HubConfig{
+		MaxConnections:     c.MaxConnections,
+		KeepAlive:          c.KeepAlive,
+		WriteTimeout:       c.WriteTimeout,
+		HandlerConcurrency: c.HandlerConcurrency,
+		MaxMessageSize:     c.MaxMessageSize,
+		MaxQueueBytes:      c.MaxQueueBytes,
+		Subprotocols:       subs,
+		CheckOrigin:        c.CheckOrigin,
+		MaxRestarts:        c.MaxRestarts,
+		RestartWindow:      c.RestartWindow,
+		Logger:             c.Logger,
+		ActorSystem:        c.ActorSystem,
+		TracerProvider:     c.TracerProvider,
+		Events:             c.ServerEvents,
+	})
+}
+
+// State returns the server's lifecycle state.
+func (s *Server) State() ServerState { return ServerState(s.state.Load()) }
+
+// StateDescription describes the state for humans, as the seed does.
+func (s *Server) StateDescription() string {
+	return fmt.Sprintf("Server is %s on %s", s.State(), s.listenAddr())
+}
+
+func (s *Server) listenAddr() string {
+	if a := s.Addr(); a != nil {
+		return a.String()
+	}
+	return s.cfg.Addr
+}
+
+func (s *Server) setState(n ServerState) {
+	old := ServerState(s.state.Swap(int32(n)))
+	if old == n {
+		return
+	}
+	s.log.Debug("server state", "from", old.String(), "to", n.String())
+	if f := s.cfg.OnServerStateChange; f != nil {
+		defer func() {
+			if r := recover(); r != nil {
+				s.log.Error("OnServerStateChange panicked", "panic", fmt.Sprint(r))
+			}
+		}()
+		f(old, n)
+	}
+}
+
+// Start listens on Addr and serves Path until Stop. It returns once the
+// listener is open; use Addr to learn the port when Addr ends in ":0".
+func (s *Server) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.httpSrv != nil {
+		return errors.New("marmot: server already started")
+	}
+	s.setState(ServerStarting)
+	if s.hub.Load() == nil {
+		s.hub.Store(s.newHub())
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.cfg.Addr)
+	if err != nil {
+		err = fmt.Errorf("marmot: listen on %s: %w", s.cfg.Addr, err)
+		s.setState(ServerError)
+		if f := s.cfg.OnError; f != nil {
+			f(0, err)
+		}
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle(s.cfg.Path, s)
+	s.ln = ln
+	s.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	s.serveDone = make(chan struct{})
+	go func(srv *http.Server, done chan struct{}) {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("marmot server stopped serving", "err", err)
+		}
+	}(s.httpSrv, s.serveDone)
+	s.setState(ServerListening)
+	s.log.Info("marmot server listening", "addr", ln.Addr().String(), "path", s.cfg.Path)
+	return nil
+}
+
+// Addr returns the listening address, or nil before Start.
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+// URL returns the ws:// URL of the endpoint, or "" before Start.
+func (s *Server) URL() string {
+	a := s.Addr()
+	if a == nil {
+		return ""
+	}
+	host, port, _ := net.SplitHostPort(a.String())
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return "ws://" + net.JoinHostPort(host, port) + s.cfg.Path
+}
+
+// Stop shuts down gracefully: no new connections, every client's queue is
+// flushed and it gets 1001 Going Away, then sockets close. When ctx ends
+// first the rest are dropped and ctx's error returned. After Stop the
+// server can Start again (client IDs restart at 1, as in the seed).
+func (s *Server) Stop(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.setState(ServerStopping)
+	var errs []error
+	if s.httpSrv != nil {
+		// Shutdown closes the listener; hijacked WebSocket connections are
+		// the hub's to close.
+		if err := s.httpSrv.Shutdown(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if h := s.hub.Swap(nil); h != nil {
+		if err := h.Shutdown(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if s.serveDone != nil {
+		<-s.serveDone
+	}
+	s.httpSrv, s.ln, s.serveDone = nil, nil, nil
+	s.setState(ServerIdle)
+	return errors.Join(errs...)
+}
+
+// ServeHTTP upgrades r to a WebSocket connection; after Stop it answers 503.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := s.hub.Load()
+	if h == nil {
+		http.Error(w, "marmot: server stopped", http.StatusServiceUnavailable)
+		return
+	}
+	h.ServeHTTP(w, r)
+}
+
+func (s *Server) current() (*actors.Hub, error) {
+	h := s.hub.Load()
+	if h == nil {
+		return nil, ErrServerStopped
+	}
+	return h, nil
+}
+
+// SendToClient queues data for one client (the seed's SendCommandToClient):
+// a raw frame, text when data is valid UTF-8, or a data envelope.
+func (s *Server) SendToClient(id ClientID, data []byte) error {
+	h, err := s.current()
+	if err != nil {
+		return err
+	}
+	return h.SendToClient(id, data)
+}
+
+// SendRawToClient queues a raw frame of the given type to a raw-mode client.
+func (s *Server) SendRawToClient(id ClientID, t MessageType, data []byte) error {
+	h, err := s.current()
+	if err != nil {
+		return err
+	}
+	return h.SendRawToClient(id, t, data)
+}
+
+// SendCommandToClient queues a named command to an envelope client.
+func (s *Server) SendCommandToClient(id ClientID, name string, payload []byte) error {
+	h, err := s.current()
+	if err != nil {
+		return err
+	}
+	return h.SendCommandToClient(id, name, payload)
+}
+
+// Broadcast queues data for every client (the seed's BroadcastCommand) and
+// returns how many accepted it. It is encoded once per wire format.
+func (s *Server) Broadcast(data []byte) (int, error) {
+	h, err := s.current()
+	if err != nil {
+		return 0, err
+	}
+	return h.Broadcast(data)
+}
+
+// BroadcastExcept is Broadcast to every client but one.
+func (s *Server) BroadcastExcept(except ClientID, data []byte) (int, error) {
+	h, err := s.current()
+	if err != nil {
+		return 0, err
+	}
+	return h.BroadcastExcept(except, data)
+}
+
+// BroadcastCommand queues a named command for every client.
+func (s *Server) BroadcastCommand(name string, payload []byte) (int, error) {
+	h, err := s.current()
+	if err != nil {
+		return 0, err
+	}
+	return h.BroadcastCommand(name, payload)
+}
+
+// Disconnect closes one client's connection with code and text.
+func (s *Server) Disconnect(id ClientID, code int, text string) error {
+	h, err := s.current()
+	if err != nil {
+		return err
+	}
+	return h.Disconnect(id, code, text)
+}
+
+// ClientCount returns the number of open connections.
+func (s *Server) ClientCount() int {
+	if h := s.hub.Load(); h != nil {
+		return h.ClientCount()
+	}
+	return 0
+}
+
+// ConnectionsRemaining returns how many more connections MaxConnections
+// allows, or -1 when unlimited.
+func (s *Server) ConnectionsRemaining() int {
+	if s.cfg.MaxConnections < 0 {
+		return -1
+	}
+	return max(s.cfg.MaxConnections-s.ClientCount(), 0)
+}
+
+// ClientIP returns a client's remote IP address.
+func (s *Server) ClientIP(id ClientID) (string, error) {
+	h, err := s.current()
+	if err != nil {
+		return "", err
+	}
+	return h.ClientIP(id)
+}
+
+// Client returns a snapshot of one client.
+func (s *Server) Client(id ClientID) (ClientInfo, error) {
+	h, err := s.current()
+	if err != nil {
+		return ClientInfo{}, err
+	}
+	return h.Client(id)
+}
+
+// Clients returns a snapshot of every open connection, ordered by ID.
+func (s *Server) Clients() []ClientInfo {
+	if h := s.hub.Load(); h != nil {
+		return h.Clients()
+	}
+	return nil
+}
+
+// Stats returns the server's counters without blocking senders.
+func (s *Server) Stats() Stats {
+	if h := s.hub.Load(); h != nil {
+		return h.Stats()
+	}
+	return Stats{}
+}
+
+// PID returns the ServerActor's PID for actors that want to send it
+// *actors.Broadcast or *actors.SendTo; nil after Stop.
+func (s *Server) PID() *actor.PID {
+	if h := s.hub.Load(); h != nil {
+		return h.PID()
+	}
+	return nil
+}
+
+// Config returns the configuration with defaults filled in.
+func (s *Server) Config() ServerConfig { return s.cfg }
+
