@@ -93,6 +93,7 @@ type Hub struct {
 
 	lifeMu   sync.Mutex
 	stopping bool
+	draining atomic.Bool // set under lifeMu with stopping; read by register
 	live     sync.WaitGroup // reader goroutines and connection actors
 }
 
@@ -176,7 +177,9 @@ func NewActorSystem(log *slog.Logger) *actor.ActorSystem {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+	// A short dead-letter throttle interval keeps protoactor's throttle
+	// goroutine from outliving a shut-down system by a whole second.
+	return actor.NewActorSystem(actor.WithDeadLetterThrottleInterval(50*time.Millisecond), actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return slog.New(minLevelHandler{Handler: log.Handler(), min: slog.LevelWarn}).With("lib", "protoactor")
 	}))
 }
@@ -320,11 +323,16 @@ func (h *Hub) admit() bool {
 	}
 }
 
-func (h *Hub) register(c *conn) {
+// register adds c to the registry and reports whether the hub is already
+// draining. Shutdown sets draining before it snapshots the registry, so a
+// connection either is in that snapshot or sees draining here: none is missed.
+func (h *Hub) register(c *conn) (draining bool) {
 	h.byPID.Store(c.link.pid.Id, c)
 	h.regMu.Lock()
 	h.conns[c.id] = c
+	draining = h.draining.Load()
 	h.regMu.Unlock()
+	return draining
 }
 
 func (h *Hub) unregister(c *conn) {
@@ -537,6 +545,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	h.stopping = true
+	h.draining.Store(true)
 	h.lifeMu.Unlock()
 
 	deadline, ok := ctx.Deadline()
@@ -651,9 +660,12 @@ func (a *ConnectionActor) Receive(ctx actor.Context) {
 		}
 		c.started = true
 		c.link.pid = ctx.Self()
-		h.register(c)
+		draining := h.register(c)
 		close(c.ready)
 		c.link.startKeepAlive()
+		if draining {
+			ctx.Send(ctx.Self(), &shutdownRequest{deadline: time.Now().Add(closeGrace)})
+		}
 		h.log.Debug("client connected", "client", uint64(c.id), "remote", c.remote.String(), "subprotocol", c.link.ws.Subprotocol())
 		if ev.OnClientConnected != nil {
 			h.safeCall(c.id, "OnClientConnected", func() { ev.OnClientConnected(c.info()) })

@@ -84,6 +84,7 @@ type link struct {
 	flushPending bool
 	closing      bool // no more sends accepted
 	handshake    bool // a close frame has been written
+	closeBy      time.Time // read deadline once handshake is set
 	pinger       *time.Timer
 
 	localClose *CloseError // set when this side decided to close
@@ -293,7 +294,28 @@ func (l *link) startClose(code int, text string, cause error, deadline time.Time
 		_ = l.ws.NetConn().Close()
 		return
 	}
+	l.mu.Lock()
+	l.closeBy = deadline
 	_ = l.ws.SetReadDeadline(deadline)
+	l.mu.Unlock()
+}
+
+// armReadDeadline gives the peer KeepAlive to send anything, or, once a
+// close frame is out, until closeBy to answer it. The lock keeps the reader
+// from overwriting the close deadline with a later keep-alive one.
+func (l *link) armReadDeadline() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.handshake {
+		if !l.closeBy.IsZero() {
+			return l.ws.SetReadDeadline(l.closeBy)
+		}
+		return nil
+	}
+	if l.keepAlive > 0 {
+		return l.ws.SetReadDeadline(time.Now().Add(l.keepAlive))
+	}
+	return nil
 }
 
 func (l *link) closeInfo() *CloseError {
@@ -309,9 +331,7 @@ func (l *link) startKeepAlive() {
 	if l.keepAlive <= 0 {
 		return
 	}
-	l.ws.SetPongHandler(func(string) error {
-		return l.ws.SetReadDeadline(time.Now().Add(l.keepAlive))
-	})
+	l.ws.SetPongHandler(func(string) error { return l.armReadDeadline() })
 	interval := l.keepAlive / 2
 	var ping func()
 	ping = func() {
@@ -351,12 +371,7 @@ func (l *link) stopKeepAlive() {
 func (l *link) readLoop() error {
 	defer l.ws.NetConn().Close()
 	for {
-		l.mu.Lock()
-		handshake := l.handshake
-		l.mu.Unlock()
-		if l.keepAlive > 0 && !handshake {
-			_ = l.ws.SetReadDeadline(time.Now().Add(l.keepAlive))
-		}
+		_ = l.armReadDeadline()
 		typ, data, err := l.ws.ReadMessage()
 		if err != nil {
 			return err

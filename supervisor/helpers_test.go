@@ -30,8 +30,10 @@ func newSystem(t *testing.T) *actor.ActorSystem {
 		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 			return slog.New(slog.DiscardHandler)
 		}),
-		// A dead letter starts a throttle goroutine that lives for this
-		// interval (1s by default, longer than goleak's retries).
+		// A dead letter (a message to a stopped actor) starts a throttle
+		// goroutine that lives for this interval: 1s by default, longer than
+		// goleak's retries. No test sends dead letters today; this keeps
+		// goleak reliable if one does.
 		actor.WithDeadLetterThrottleInterval(10*time.Millisecond),
 	)
 	t.Cleanup(system.Shutdown)

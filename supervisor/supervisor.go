@@ -19,7 +19,7 @@ import (
 const (
 	// DefaultMaxRestarts is the restart budget used when Config.MaxRestarts is 0.
 	DefaultMaxRestarts = 3
-	// DefaultWindow is the sliding window used when Config.Window is 0.
+	// DefaultWindow is the sliding window used when Config.Window is 0 or negative.
 	DefaultWindow = 10 * time.Second
 )
 
@@ -81,7 +81,8 @@ type Config struct {
 	MaxRestarts int
 
 	// Window is the sliding window in which failures are counted, using the
-	// child's *actor.RestartStatistics. 0 means DefaultWindow (10s).
+	// child's *actor.RestartStatistics. 0 (or a negative value) means
+	// DefaultWindow (10s).
 	Window time.Duration
 
 	// Decider chooses the directive for a failure reason (the panic value).
@@ -190,7 +191,7 @@ func (s *Strategy) maxRestarts() int {
 }
 
 func (s *Strategy) window() time.Duration {
-	if s.cfg.Window == 0 {
+	if s.cfg.Window <= 0 {
 		return DefaultWindow
 	}
 
