@@ -509,4 +509,3 @@ func (s *Server) PID() *actor.PID {
 
 // Config returns the configuration with defaults filled in.
 func (s *Server) Config() ServerConfig { return s.cfg }
-

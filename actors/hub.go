@@ -93,7 +93,7 @@ type Hub struct {
 
 	lifeMu   sync.Mutex
 	stopping bool
-	draining atomic.Bool // set under lifeMu with stopping; read by register
+	draining atomic.Bool    // set under lifeMu with stopping; read by register
 	live     sync.WaitGroup // reader goroutines and connection actors
 }
 

@@ -82,8 +82,8 @@ type link struct {
 	spare        []outFrame
 	queued       int64
 	flushPending bool
-	closing      bool // no more sends accepted
-	handshake    bool // a close frame has been written
+	closing      bool      // no more sends accepted
+	handshake    bool      // a close frame has been written
 	closeBy      time.Time // read deadline once handshake is set
 	pinger       *time.Timer
 
