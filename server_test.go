@@ -171,10 +171,12 @@ func TestEventsAndStats(t *testing.T) {
 // every broadcast exactly once, in order, and every targeted message.
 func TestBroadcastThousandClients(t *testing.T) {
 	const clients, rounds = 1000, 5
-	var connected sync.WaitGroup
+	var connected, written sync.WaitGroup
 	connected.Add(clients)
+	written.Add(clients * (rounds + 1))
 	s := startServer(t, marmot.ServerConfig{ServerEvents: marmot.ServerEvents{
 		OnClientConnected: func(marmot.ClientInfo) { connected.Done() },
+		OnDataSent:        func(marmot.ClientID, []byte) { written.Done() },
 	}})
 	conns := make([]*websocket.Conn, clients)
 	for i := range conns {
@@ -220,6 +222,9 @@ func TestBroadcastThousandClients(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
+	// A client can read a frame before the server's write call returns and
+	// counts it; OnDataSent runs after the count.
+	written.Wait()
 	if st := s.Stats(); st.TotalMessagesSent != clients*(rounds+1) {
 		t.Fatalf("messages sent %d, want %d", st.TotalMessagesSent, clients*(rounds+1))
 	}
