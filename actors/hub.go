@@ -604,7 +604,7 @@ type SendTo struct {
 
 // ServerActor is the registry's actor: it spawns and supervises one
 // ConnectionActor per socket and routes Broadcast and SendTo messages from
-// other actors. It answers both with an error value (nil on success).
+// other actors, answering each with an *Ack when it has a sender.
 type ServerActor struct {
 	hub *Hub
 }
@@ -624,7 +624,7 @@ func (s *ServerActor) Receive(ctx actor.Context) {
 			_, err = s.hub.broadcast(m.Except, "", m.Data)
 		}
 		if ctx.Sender() != nil {
-			ctx.Respond(errValue{err})
+			ctx.Respond(&Ack{Err: err})
 		}
 	case *SendTo:
 		var err error
@@ -634,13 +634,14 @@ func (s *ServerActor) Receive(ctx actor.Context) {
 			err = s.hub.SendToClient(m.ID, m.Data)
 		}
 		if ctx.Sender() != nil {
-			ctx.Respond(errValue{err})
+			ctx.Respond(&Ack{Err: err})
 		}
 	}
 }
 
-// errValue carries a possibly-nil error as an actor reply.
-type errValue struct{ Err error }
+// Ack answers a Broadcast or SendTo that was sent with a sender (Request or
+// RequestFuture); Err is nil on success.
+type Ack struct{ Err error }
 
 // ConnectionActor owns one socket: it is the socket's only writer and runs
 // the user's callbacks for that connection, one message at a time.
