@@ -56,10 +56,15 @@ func (c *Cipher) Mode() Mode { return c.mode }
 // KeySize returns the cipher's key size.
 func (c *Cipher) KeySize() KeySize { return c.size }
 
-func (c *Cipher) String() string { return "crypto.Cipher{AES-" + c.size.String() + "-" + c.mode.String() + ", key:REDACTED}" }
+func (c *Cipher) String() string {
+	return "crypto.Cipher{AES-" + c.size.String() + "-" + c.mode.String() + ", key:REDACTED}"
+}
 
 // GoString implements fmt.GoStringer without revealing the key.
 func (c *Cipher) GoString() string { return c.String() }
+
+// Format implements fmt.Formatter so that no verb prints key material.
+func (c *Cipher) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(c.String())) }
 
 // Encrypt appends the encryption of src to dst and returns the result.
 func (c *Cipher) Encrypt(dst, iv, src []byte) ([]byte, error) {
@@ -78,17 +83,26 @@ func rawCrypt(b cipher.Block, mode Mode, enc bool, dst, iv, src []byte) ([]byte,
 	if mode.padded() && len(src)%BlockSize != 0 {
 		return dst, fmt.Errorf("%w: %s input must be whole %d-byte blocks", ErrMalformed, mode, BlockSize)
 	}
-	if mode == ModeGCM && len(src) > maxGCMCTRBlocks*BlockSize {
+	if mode == ModeGCM && uint64(len(src)) > maxGCMCTRBlocks*BlockSize {
 		return dst, fmt.Errorf("%w: GCM message too long", ErrUnsupported)
 	}
 	ret, out := sliceForAppend(dst, len(src))
-	cryptInto(b, mode, enc, out, (*[BlockSize]byte)(iv), src)
+	cryptInto(b, mode, enc, out, (*[BlockSize]byte)(iv), src, nil)
 	return ret, nil
 }
 
+// scratch holds the CFB/OFB registers; keeping it in a long-lived struct
+// avoids two heap allocations per message (arrays passed to cipher.Block
+// methods escape).
+type scratch struct{ reg, ks [BlockSize]byte }
+
 // cryptInto runs mode over src into out (len(out) == len(src); they may
-// alias exactly). iv may be nil for ECB. Lengths are the caller's job.
-func cryptInto(b cipher.Block, mode Mode, enc bool, out []byte, iv *[BlockSize]byte, src []byte) {
+// alias exactly). iv may be nil for ECB; sc may be nil. Lengths are the
+// caller's job.
+func cryptInto(b cipher.Block, mode Mode, enc bool, out []byte, iv *[BlockSize]byte, src []byte, sc *scratch) {
+	if sc == nil && (mode == ModeCFB || mode == ModeCFC || mode == ModeOFB || mode == ModeOFC) {
+		sc = new(scratch)
+	}
 	switch mode {
 	case ModeECB:
 		for i := 0; i < len(src); i += BlockSize {
@@ -108,9 +122,9 @@ func cryptInto(b cipher.Block, mode Mode, enc bool, out []byte, iv *[BlockSize]b
 			cipher.NewCBCDecrypter(b, iv[:]).CryptBlocks(out, src)
 		}
 	case ModeCFB, ModeCFC:
-		cfb(b, enc, out, iv, src)
+		cfb(b, enc, out, iv, src, sc)
 	case ModeOFB, ModeOFC:
-		ofb(b, out, iv, src)
+		ofb(b, out, iv, src, sc)
 	case ModeCTR, ModeCTC:
 		if len(src) > 0 {
 			cipher.NewCTR(b, iv[:]).XORKeyStream(out, src)
@@ -129,9 +143,9 @@ func cryptInto(b cipher.Block, mode Mode, enc bool, out []byte, iv *[BlockSize]b
 
 // cfb is CFB-128 (SP 800-38A): C_i = P_i ⊕ E(C_{i-1}), C_0 = IV; a final
 // partial block uses the leading keystream bytes. out and src may alias.
-func cfb(b cipher.Block, enc bool, out []byte, iv *[BlockSize]byte, src []byte) {
-	var reg, ks [BlockSize]byte
-	reg = *iv
+func cfb(b cipher.Block, enc bool, out []byte, iv *[BlockSize]byte, src []byte, sc *scratch) {
+	reg, ks := &sc.reg, &sc.ks
+	*reg = *iv
 	for len(src) > 0 {
 		b.Encrypt(ks[:], reg[:])
 		n := min(len(src), BlockSize)
@@ -147,8 +161,9 @@ func cfb(b cipher.Block, enc bool, out []byte, iv *[BlockSize]byte, src []byte) 
 }
 
 // ofb is OFB (SP 800-38A): O_i = E(O_{i-1}), O_0 = IV, C_i = P_i ⊕ O_i.
-func ofb(b cipher.Block, out []byte, iv *[BlockSize]byte, src []byte) {
-	reg := *iv
+func ofb(b cipher.Block, out []byte, iv *[BlockSize]byte, src []byte, sc *scratch) {
+	reg := &sc.reg
+	*reg = *iv
 	for len(src) > 0 {
 		b.Encrypt(reg[:], reg[:])
 		n := subtle.XORBytes(out, src, reg[:])

@@ -141,6 +141,9 @@ func (a *CRCAEAD) String() string { return "crypto.CRCAEAD{" + a.mode.String() +
 // GoString implements fmt.GoStringer without revealing the key.
 func (a *CRCAEAD) GoString() string { return a.String() }
 
+// Format implements fmt.Formatter so that no verb prints key material.
+func (a *CRCAEAD) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(a.String())) }
+
 // Seal encrypts plaintext with the 16-byte iv, appends ciphertext ‖ tag to
 // dst and returns the result. dst and plaintext may alias exactly or not at
 // all.
@@ -149,7 +152,7 @@ func (a *CRCAEAD) Seal(dst, iv []byte, state MACState, plaintext []byte) []byte 
 		panic("crypto: CRCAEAD IV must be 16 bytes")
 	}
 	ret, out := sliceForAppend(dst, len(plaintext)+CRCTagSize)
-	crcSealInto(a.block, a.mode, out, (*[BlockSize]byte)(iv), &state, plaintext)
+	crcSealInto(a.block, a.mode, out, (*[BlockSize]byte)(iv), &state, plaintext, nil)
 	return ret
 }
 
@@ -164,7 +167,7 @@ func (a *CRCAEAD) Open(dst, iv []byte, state MACState, sealed []byte) ([]byte, e
 	}
 	n := len(sealed) - CRCTagSize
 	ret, out := sliceForAppend(dst, n)
-	if !crcOpenInto(a.block, a.mode, out, (*[BlockSize]byte)(iv), &state, sealed[:n], sealed[n:]) {
+	if !crcOpenInto(a.block, a.mode, out, (*[BlockSize]byte)(iv), &state, sealed[:n], sealed[n:], nil) {
 		clear(out)
 		return dst, ErrAuthFailed
 	}
@@ -173,24 +176,24 @@ func (a *CRCAEAD) Open(dst, iv []byte, state MACState, sealed []byte) ([]byte, e
 
 // crcSealInto writes the ciphertext and the tag into out
 // (len(out) == len(src)+32).
-func crcSealInto(b cipher.Block, mode Mode, out []byte, iv *[BlockSize]byte, st *MACState, src []byte) {
+func crcSealInto(b cipher.Block, mode Mode, out []byte, iv *[BlockSize]byte, st *MACState, src []byte, sc *scratch) {
 	n := len(src)
 	full := n &^ (BlockSize - 1)
 	st.plain.blocks(src[:full])
 	if n > full { // mORMot: trailing plaintext bytes go into lane 0 (crc32c with inversions)
 		st.plain[0] = crc32.Update(st.plain[0], castagnoli, src[full:])
 	}
-	cryptInto(b, mode, true, out[:n], iv, src)
+	cryptInto(b, mode, true, out[:n], iv, src, sc)
 	st.encrypted.blocks(out[:full]) // mORMot leaves trailing ciphertext out
-	crcTag(b, st, (*[CRCTagSize]byte)(out[n:]))
+	crcTag(b, st, (*[CRCTagSize]byte)(out[n:]), sc)
 }
 
 // crcOpenInto decrypts ct into out and checks tag in constant time.
-func crcOpenInto(b cipher.Block, mode Mode, out []byte, iv *[BlockSize]byte, st *MACState, ct, tag []byte) bool {
+func crcOpenInto(b cipher.Block, mode Mode, out []byte, iv *[BlockSize]byte, st *MACState, ct, tag []byte, sc *scratch) bool {
 	n := len(ct)
 	full := n &^ (BlockSize - 1)
 	st.encrypted.blocks(ct[:full])
-	cryptInto(b, mode, false, out[:n], iv, ct)
+	cryptInto(b, mode, false, out[:n], iv, ct, sc)
 	st.plain.blocks(out[:full])
 	if n > full {
 		// Symmetric with Seal. (mORMot's own OFC/CTC decryption folds a
@@ -198,14 +201,23 @@ func crcOpenInto(b cipher.Block, mode Mode, out []byte, iv *[BlockSize]byte, st 
 		// unpadded tails never verify there; mORMot always pads.)
 		st.plain[0] = crc32.Update(st.plain[0], castagnoli, out[full:n])
 	}
-	var want [CRCTagSize]byte
-	crcTag(b, st, &want)
-	return subtle.ConstantTimeCompare(want[:], tag) == 1
+	if sc == nil {
+		sc = new(scratch)
+	}
+	crcTag(b, st, nil, sc)
+	return subtle.ConstantTimeCompare(sc.reg[:], tag[:16])&subtle.ConstantTimeCompare(sc.ks[:], tag[16:]) == 1
 }
 
-func crcTag(b cipher.Block, st *MACState, tag *[CRCTagSize]byte) {
-	p := st.plain.bytes()
-	b.Encrypt(tag[:16], p[:])
-	e := st.encrypted.bytes()
-	copy(tag[16:], e[:])
+// crcTag computes the tag into tag, or into sc.reg ‖ sc.ks if tag is nil.
+func crcTag(b cipher.Block, st *MACState, tag *[CRCTagSize]byte, sc *scratch) {
+	if sc == nil {
+		sc = new(scratch)
+	}
+	sc.ks = st.plain.bytes()
+	b.Encrypt(sc.reg[:], sc.ks[:])
+	sc.ks = st.encrypted.bytes()
+	if tag != nil {
+		copy(tag[:16], sc.reg[:])
+		copy(tag[16:], sc.ks[:])
+	}
 }

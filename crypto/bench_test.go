@@ -1,0 +1,186 @@
+package crypto
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+)
+
+var benchSizes = []int{64, 1 << 10, 64 << 10}
+
+// BenchmarkRawGCM is the baseline: crypto/aes + crypto/cipher GCM Seal+Open
+// with a fixed nonce and no framing.
+func BenchmarkRawGCM(b *testing.B) {
+	for k := KeySize128; k < numKeySizes; k++ {
+		for _, n := range benchSizes {
+			b.Run(fmt.Sprintf("%s/%d", k, n), func(b *testing.B) {
+				blk, _ := aes.NewCipher(make([]byte, k.Bytes()))
+				g, _ := cipher.NewGCM(blk)
+				nonce := make([]byte, 12)
+				plain := testPlain(n)
+				ct := make([]byte, 0, n+16)
+				pt := make([]byte, 0, n)
+				b.SetBytes(int64(n))
+				b.ReportAllocs()
+				for b.Loop() {
+					ct = g.Seal(ct[:0], nonce, plain, nil)
+					var err error
+					if pt, err = g.Open(pt[:0], nonce, ct, nil); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkSecure measures Session.Seal + Session.Open of one frame.
+func BenchmarkSecure(b *testing.B) {
+	for m := ModeECB; m < numModes; m++ {
+		for k := KeySize128; k < numKeySizes; k++ {
+			for _, n := range benchSizes {
+				b.Run(fmt.Sprintf("%s/%s/%d", m, k, n), func(b *testing.B) {
+					ss, cs := pair(b, m, k)
+					plain := testPlain(n)
+					frame := make([]byte, 0, cs.SealedSize(n))
+					out := make([]byte, 0, n+BlockSize)
+					b.SetBytes(int64(n))
+					b.ReportAllocs()
+					for b.Loop() {
+						frame, _ = cs.Seal(frame[:0], plain)
+						var err error
+						if out, err = ss.Open(out[:0], frame); err != nil {
+							b.Fatal(err)
+						}
+					}
+				})
+			}
+		}
+	}
+}
+
+// BenchmarkCompat measures CompatCodec Seal + Open (256-bit).
+func BenchmarkCompat(b *testing.B) {
+	for m := ModeECB; m < numModes; m++ {
+		for _, n := range benchSizes {
+			b.Run(fmt.Sprintf("%s/%d", m, n), func(b *testing.B) {
+				c := compat(b, m, KeySize256, SaltCurrent)
+				plain := testPlain(n)
+				frame := make([]byte, 0, c.SealedSize(n))
+				out := make([]byte, 0, n+BlockSize)
+				b.SetBytes(int64(n))
+				b.ReportAllocs()
+				for b.Loop() {
+					frame, _ = c.Seal(frame[:0], plain)
+					var err error
+					if out, _, _, err = c.Open(out[:0], frame); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkHandshake is the full per-connection cost on both sides once
+// the master key exists (what a connection storm costs the server: only
+// the server half of it).
+func BenchmarkHandshake(b *testing.B) {
+	kr := testKeyring(b, "correct horse battery staple")
+	sc := ServerConfig{Key: testMaster, Mode: ModeGCM, KeySize: KeySize256}
+	cc := ClientConfig{Keyring: kr, Mode: ModeGCM, KeySize: KeySize256, Limits: testLimits}
+	b.ReportAllocs()
+	for b.Loop() {
+		pairWith(b, sc, cc)
+	}
+}
+
+// BenchmarkServerHandshake is the server's share only.
+func BenchmarkServerHandshake(b *testing.B) {
+	kr := testKeyring(b, "correct horse battery staple")
+	sc := ServerConfig{Key: testMaster, Mode: ModeGCM, KeySize: KeySize256}
+	cc := ClientConfig{Keyring: kr, Mode: ModeGCM, KeySize: KeySize256, Limits: testLimits}
+	sh0, _ := NewServerHandshake(sc)
+	ch, _ := NewClientHandshake(cc, sh0.Hello())
+	_ = ch
+	b.ReportAllocs()
+	for b.Loop() {
+		sh, err := NewServerHandshake(sc)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		ch, err := NewClientHandshake(cc, sh.Hello())
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		if _, _, err := sh.Finish(ch.Hello()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDeriveMasterKey shows the one-off stretching cost at defaults.
+func BenchmarkDeriveMasterKey(b *testing.B) {
+	salt := make([]byte, 16)
+	for _, p := range []KDFParams{{}, {Algorithm: KDFArgon2id}} {
+		b.Run(p.Algorithm.String(), func(b *testing.B) {
+			for b.Loop() {
+				if _, err := DeriveMasterKey([]byte("pw"), salt, p); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// TestGCMRatio measures secure-profile GCM against raw crypto/cipher GCM by
+// alternating short timed rounds of each and keeping each side's best
+// round, which is robust on a shared, loaded machine. Opt-in:
+//
+//	MARMOT_GCM_RATIO=1 go test ./crypto/ -run TestGCMRatio -v
+func TestGCMRatio(t *testing.T) {
+	if os.Getenv("MARMOT_GCM_RATIO") == "" {
+		t.Skip("set MARMOT_GCM_RATIO=1")
+	}
+	for k := KeySize128; k < numKeySizes; k++ {
+		for _, n := range benchSizes {
+			blk, _ := aes.NewCipher(make([]byte, k.Bytes()))
+			g, _ := cipher.NewGCM(blk)
+			nonce := make([]byte, 12)
+			ss, cs := pair(t, ModeGCM, k)
+			plain := testPlain(n)
+			ct := make([]byte, 0, n+64)
+			pt := make([]byte, 0, n)
+			iters := max(1, (1<<20)/max(n, 1024)) // ~1 MiB per round
+			raw := func() {
+				for range iters {
+					ct = g.Seal(ct[:0], nonce, plain, nil)
+					pt, _ = g.Open(pt[:0], nonce, ct, nil)
+				}
+			}
+			sec := func() {
+				for range iters {
+					ct, _ = cs.Seal(ct[:0], plain)
+					pt, _ = ss.Open(pt[:0], ct)
+				}
+			}
+			bestRaw, bestSec := time.Duration(1<<62), time.Duration(1<<62)
+			for range 200 {
+				t0 := time.Now()
+				raw()
+				t1 := time.Now()
+				sec()
+				t2 := time.Now()
+				bestRaw, bestSec = min(bestRaw, t1.Sub(t0)), min(bestSec, t2.Sub(t1))
+			}
+			mb := func(d time.Duration) float64 { return float64(n*iters) / d.Seconds() / 1e6 }
+			t.Logf("AES-%s-GCM %6d B: raw %6.0f MB/s  secure %6.0f MB/s  ratio %5.1f %%",
+				k, n, mb(bestRaw), mb(bestSec), 100*float64(bestRaw)/float64(bestSec))
+		}
+	}
+}
