@@ -34,7 +34,9 @@ func (binaryCodec) Subprotocol() string { return SubprotocolBinary }
 func (binaryCodec) MessageType() int { return binaryMessage }
 
 func (binaryCodec) Append(dst []byte, e *Envelope) ([]byte, error) {
-	if err := e.Validate(); err != nil {
+	var metaBuf [MaxMetaEntries]metaKV
+	meta, err := e.validate(&metaBuf)
+	if err != nil {
 		return dst, err
 	}
 	var flags byte
@@ -51,17 +53,12 @@ func (binaryCodec) Append(dst []byte, e *Envelope) ([]byte, error) {
 		flags |= flagCode
 		n += uvarintLen(uint64(e.Code))
 	}
-	// Validate bounded len(e.Meta), so the sorted key list fits on the stack.
-	var keyBuf [MaxMetaEntries]string
-	keys := keyBuf[:0]
-	if len(e.Meta) > 0 {
+	if len(meta) > 0 {
 		flags |= flagMeta
-		n += uvarintLen(uint64(len(e.Meta)))
-		for k, v := range e.Meta {
-			keys = append(keys, k)
-			n += uvarintLen(uint64(len(k))) + len(k) + uvarintLen(uint64(len(v))) + len(v)
+		n += uvarintLen(uint64(len(meta)))
+		for _, kv := range meta {
+			n += uvarintLen(uint64(len(kv.k))) + len(kv.k) + uvarintLen(uint64(len(kv.v))) + len(kv.v)
 		}
-		slices.Sort(keys)
 	}
 
 	dst = slices.Grow(dst, n)
@@ -77,13 +74,12 @@ func (binaryCodec) Append(dst []byte, e *Envelope) ([]byte, error) {
 		dst = binary.AppendUvarint(dst, uint64(e.Code))
 	}
 	if flags&flagMeta != 0 {
-		dst = binary.AppendUvarint(dst, uint64(len(keys)))
-		for _, k := range keys {
-			v := e.Meta[k]
-			dst = binary.AppendUvarint(dst, uint64(len(k)))
-			dst = append(dst, k...)
-			dst = binary.AppendUvarint(dst, uint64(len(v)))
-			dst = append(dst, v...)
+		dst = binary.AppendUvarint(dst, uint64(len(meta)))
+		for _, kv := range meta {
+			dst = binary.AppendUvarint(dst, uint64(len(kv.k)))
+			dst = append(dst, kv.k...)
+			dst = binary.AppendUvarint(dst, uint64(len(kv.v)))
+			dst = append(dst, kv.v...)
 		}
 	}
 	return append(dst, e.Payload...), nil
@@ -185,7 +181,7 @@ func (binaryCodec) Decode(msg []byte, e *Envelope) error {
 // decodeBinaryMeta parses the meta section at the start of p and returns the
 // rest of p. It validates the whole section before allocating, then copies
 // it into a single string that all keys and values slice, so that a frame
-// with trace context costs two allocations (map and string), not one per
+// with trace context costs the map plus one string, not an allocation per
 // key and value.
 func decodeBinaryMeta(p []byte) (map[string]string, []byte, error) {
 	count, n, err := readUvarint(p, "meta count")

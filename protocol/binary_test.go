@@ -63,7 +63,8 @@ func TestBinaryDecodePayloadAliasesInput(t *testing.T) {
 
 func TestBinaryDecodeReusesEnvelope(t *testing.T) {
 	var e Envelope
-	if err := Binary.Decode(unhex(t, golden[len(golden)-3].bin), &e); err != nil { // request-traced
+	_, traced := goldenVector(t, "request-traced")
+	if err := Binary.Decode(traced, &e); err != nil {
 		t.Fatal(err)
 	}
 	if err := Binary.Decode(unhex(t, "01 01 00"), &e); err != nil {
@@ -79,14 +80,8 @@ func TestBinaryDecodeTruncated(t *testing.T) {
 	// the payload yields a valid envelope with a shorter payload, since the
 	// payload is "the rest of the frame".
 	for _, name := range []string{"request-traced", "error-traced", "data-named-binary", "error"} {
-		var tc = golden[0]
-		for _, g := range golden {
-			if g.name == name {
-				tc = g
-			}
-		}
-		full := unhex(t, tc.bin)
-		header := len(full) - len(tc.env.Payload)
+		env, full := goldenVector(t, name)
+		header := len(full) - len(env.Payload)
 		for n := range header {
 			var e Envelope
 			err := Binary.Decode(full[:n], &e)
@@ -100,7 +95,7 @@ func TestBinaryDecodeTruncated(t *testing.T) {
 				t.Errorf("%s truncated to %d bytes (in payload): %v", name, n, err)
 				continue
 			}
-			if !bytes.Equal(e.Payload, tc.env.Payload[:n-header]) {
+			if !bytes.Equal(e.Payload, env.Payload[:n-header]) {
 				t.Errorf("%s truncated to %d bytes: payload %q", name, n, e.Payload)
 			}
 		}
@@ -265,9 +260,11 @@ func TestBinaryDecodeHugeClaimsDoNotAllocate(t *testing.T) {
 		if err := Binary.Decode(frame, &e); err == nil {
 			t.Fatalf("%s: decoded", h)
 		}
-		// Only the error value (message formatting) may allocate.
+		// Only the error value (message formatting) may allocate: about
+		// 100-150 bytes, a little more under the race detector. The claims
+		// are 2^32 and more, and even a 32-entry map would exceed 512 bytes.
 		got := bytesPerRun(100, func() { _ = Binary.Decode(frame, &e) })
-		if got > 256 {
+		if got > 512 {
 			t.Errorf("%s: %d bytes allocated per rejected %d-byte frame", h, got, len(frame))
 		}
 	}
@@ -292,7 +289,7 @@ func TestBinaryDecodeAllocs(t *testing.T) {
 			t.Errorf("%s: %v allocs per Decode, want 0", name, n)
 		}
 	}
-	traced := unhex(t, golden[len(golden)-3].bin)
+	_, traced := goldenVector(t, "request-traced")
 	var e Envelope
 	if n := testing.AllocsPerRun(100, func() { _ = Binary.Decode(traced, &e) }); n > 3 {
 		t.Errorf("traced: %v allocs per Decode, want <= 3 (map header, map group, one string)", n)

@@ -43,11 +43,13 @@ type Codec interface {
 	Decode(msg []byte, e *Envelope) error
 }
 
-// Binary is the marmot.v1 codec. It is the compact, allocation-free choice
-// and the server's preferred subprotocol.
+// Binary is the marmot.v1 codec and the server's preferred subprotocol: it
+// is compact, and it encodes into a reused buffer and decodes envelopes
+// without Meta with no allocation at all.
 var Binary Codec = binaryCodec{}
 
-// JSON is the marmot.json.v1 codec.
+// JSON is the marmot.json.v1 codec, for peers that prefer readable text
+// frames over speed.
 var JSON Codec = jsonCodec{}
 
 // Lookup returns the codec for a negotiated subprotocol. It reports false

@@ -25,9 +25,10 @@ const (
 	MaxMetaEntries = 32
 	// MaxMetaKeyLen bounds each Meta key in bytes.
 	MaxMetaKeyLen = 64
-	// MaxMetaValueLen bounds each Meta value in bytes; a W3C tracestate
-	// header is at most 512 bytes, so this leaves room without inviting bulk
-	// data into headers.
+	// MaxMetaValueLen bounds each Meta value in bytes. W3C Trace Context
+	// asks propagators to keep tracestate values of at least 512
+	// characters, so this leaves room without inviting bulk data into
+	// headers.
 	MaxMetaValueLen = 1024
 )
 
@@ -37,12 +38,14 @@ const (
 var (
 	// ErrMalformed reports a frame that is not a well-formed encoding at
 	// all: truncated, bad varint, bad JSON, reserved bits set, invalid UTF-8
-	// in a name or meta entry, non-canonical encodings. The peer is buggy or
-	// hostile; the connection should not continue.
+	// in a name or meta entry, non-canonical encodings. A conforming peer
+	// never produces one, so it points at a buggy or hostile peer rather than
+	// at an application error.
 	ErrMalformed = errors.New("protocol: malformed envelope")
-	// ErrUnsupportedVersion reports a well-framed message whose version is
-	// not Version. It is checked before anything else so that a newer peer
-	// gets a clear answer rather than a generic parse error.
+	// ErrUnsupportedVersion reports a message whose version is not Version.
+	// The version is checked before the rest of the message is interpreted,
+	// so that a newer peer gets a clear answer rather than a generic parse
+	// error.
 	ErrUnsupportedVersion = errors.New("protocol: unsupported version")
 	// ErrUnknownKind reports a kind outside KindData..KindError. Unknown
 	// kinds are rejected, never skipped: silently dropping, for example, a
@@ -98,22 +101,32 @@ func (k Kind) String() string {
 }
 
 // ParseKind is the inverse of Kind.String for the five defined kinds. Names
-// are case-sensitive and "kind(N)" is not accepted, because the JSON codec
-// uses ParseKind and must reject anything a conforming peer would not send.
+// are case-sensitive and "kind(N)" is not accepted: these are the kind names
+// of marmot.json.v1, whose decoder must reject anything a conforming peer
+// would not send.
 func ParseKind(s string) (Kind, error) {
-	switch s {
-	case "data":
-		return KindData, nil
-	case "command":
-		return KindCommand, nil
-	case "request":
-		return KindRequest, nil
-	case "reply":
-		return KindReply, nil
-	case "error":
-		return KindError, nil
+	if k, ok := parseKind(s); ok {
+		return k, nil
 	}
 	return 0, fmt.Errorf("%w: %q", ErrUnknownKind, truncateForError(s))
+}
+
+// parseKind serves ParseKind and the JSON decoder, which has bytes and must
+// not allocate.
+func parseKind[S ~string | ~[]byte](s S) (Kind, bool) {
+	switch string(s) {
+	case "data":
+		return KindData, true
+	case "command":
+		return KindCommand, true
+	case "request":
+		return KindRequest, true
+	case "reply":
+		return KindReply, true
+	case "error":
+		return KindError, true
+	}
+	return 0, false
 }
 
 // Envelope is one application message in the envelope protocols (marmot.v1
@@ -158,33 +171,63 @@ type Envelope struct {
 // Both codecs call it in Append and apply the same rules in Decode, so a
 // handler never sees an envelope that would have been refused on the way out.
 func (e *Envelope) Validate() error {
+	_, err := e.validate(nil)
+	return err
+}
+
+// metaKV is one Meta entry. Encoders need the entries sorted by key; sorting
+// a stack array of pairs gathered during validation saves a second pass over
+// the map and a map lookup per key.
+type metaKV struct{ k, v string }
+
+// validate implements Validate. If buf is not nil it also returns the Meta
+// entries sorted by key, in buf's storage.
+func (e *Envelope) validate(buf *[MaxMetaEntries]metaKV) ([]metaKV, error) {
 	if err := e.validateKind(); err != nil {
-		return err
+		return nil, err
 	}
 	if len(e.Name) > MaxNameLen {
-		return fmt.Errorf("%w: name is %d bytes, limit is %d", ErrInvalidEnvelope, len(e.Name), MaxNameLen)
+		return nil, fmt.Errorf("%w: name is %d bytes, limit is %d", ErrInvalidEnvelope, len(e.Name), MaxNameLen)
 	}
 	if !utf8.ValidString(e.Name) {
-		return fmt.Errorf("%w: name is not valid UTF-8", ErrInvalidEnvelope)
+		return nil, fmt.Errorf("%w: name is not valid UTF-8", ErrInvalidEnvelope)
 	}
-	if len(e.Meta) > MaxMetaEntries {
-		return fmt.Errorf("%w: %d meta entries, limit is %d", ErrInvalidEnvelope, len(e.Meta), MaxMetaEntries)
+	if len(e.Meta) == 0 {
+		return nil, nil
+	}
+	if err := checkMetaCount(uint64(len(e.Meta))); err != nil {
+		return nil, err
+	}
+	var kvs []metaKV
+	if buf != nil {
+		kvs = buf[:0]
 	}
 	for k, v := range e.Meta {
 		if err := checkMetaKeyLen(uint64(len(k))); err != nil {
-			return err
+			return nil, err
 		}
 		if err := checkMetaValueLen(uint64(len(v))); err != nil {
-			return err
+			return nil, err
 		}
 		if !utf8.ValidString(k) {
-			return fmt.Errorf("%w: meta key %q is not valid UTF-8", ErrInvalidEnvelope, k)
+			return nil, fmt.Errorf("%w: meta key %q is not valid UTF-8", ErrInvalidEnvelope, k)
 		}
 		if !utf8.ValidString(v) {
-			return fmt.Errorf("%w: meta value for %q is not valid UTF-8", ErrInvalidEnvelope, k)
+			return nil, fmt.Errorf("%w: meta value for %q is not valid UTF-8", ErrInvalidEnvelope, k)
+		}
+		if buf != nil {
+			kvs = append(kvs, metaKV{k, v})
 		}
 	}
-	return nil
+	// Insertion sort: at most MaxMetaEntries entries, usually one or two,
+	// and no closure or interface to allocate. String comparison is
+	// bytewise, the order the binary decoder demands.
+	for i := 1; i < len(kvs); i++ {
+		for j := i; j > 0 && kvs[j].k < kvs[j-1].k; j-- {
+			kvs[j], kvs[j-1] = kvs[j-1], kvs[j]
+		}
+	}
+	return kvs, nil
 }
 
 // validateKind checks the per-kind rules only. Decoders call it after they

@@ -95,10 +95,22 @@ var golden = []struct {
 	},
 	{
 		name: "data-escapes",
-		env:  Envelope{Kind: KindData, Name: "é/\"", Payload: []byte("a\"b\\c\n\r\t\b\f\x01\x1f\x7f€")},
-		bin:  "01 01 02 04 c3a92f22 6122625c630a0d09080c011f7fe282ac",
-		json: `{"v":1,"kind":"data","name":"é/\"","payload":"a\"b\\c\n\r\t\b\f\u0001\u001f` + "\x7f€" + `"}`,
+		env:  Envelope{Kind: KindData, Name: "é/\"", Payload: []byte("a\"b\\c\n\r\t\b\f\x01\x1f€")},
+		bin:  "01 01 02 04 c3a92f22 6122625c630a0d09080c011fe282ac",
+		json: `{"v":1,"kind":"data","name":"é/\"","payload":"a\"b\\c\n\r\t\b\f\u0001\u001f€"}`,
 	},
+}
+
+// goldenVector returns the golden vector called name.
+func goldenVector(t testing.TB, name string) (Envelope, []byte) {
+	t.Helper()
+	for _, g := range golden {
+		if g.name == name {
+			return g.env, unhex(t, g.bin)
+		}
+	}
+	t.Fatalf("no golden vector %q", name)
+	return Envelope{}, nil
 }
 
 // unhex decodes a golden hex string, ignoring spaces.

@@ -56,12 +56,23 @@ var jsonFieldNames = [jNumFields]string{
 var base64Strict = base64.StdEncoding.Strict()
 
 func (jsonCodec) Append(dst []byte, e *Envelope) ([]byte, error) {
-	if err := e.Validate(); err != nil {
+	var metaBuf [MaxMetaEntries]metaKV
+	meta, err := e.validate(&metaBuf)
+	if err != nil {
 		return dst, err
 	}
 	if e.ID > MaxJSONSafeInteger {
 		return dst, fmt.Errorf("%w: ID %d exceeds 2^53-1, the JSON codec's limit", ErrInvalidEnvelope, e.ID)
 	}
+	// Grow once for the usual case of few escapes, rather than repeatedly
+	// while appending a large payload to a fresh buffer.
+	n := len(`{"v":1,"kind":"command","id":9007199254740991,"code":4294967295,"meta":{},"payload_b64":""}`) +
+		len(e.Name) + 2
+	for _, kv := range meta {
+		n += len(kv.k) + len(kv.v) + 6
+	}
+	n += base64.StdEncoding.EncodedLen(len(e.Payload))
+	dst = slices.Grow(dst, n)
 	dst = append(dst, `{"v":1,"kind":"`...)
 	dst = append(dst, kindNames[e.Kind]...)
 	dst = append(dst, '"')
@@ -77,21 +88,15 @@ func (jsonCodec) Append(dst []byte, e *Envelope) ([]byte, error) {
 		dst = append(dst, `,"code":`...)
 		dst = strconv.AppendUint(dst, uint64(e.Code), 10)
 	}
-	if len(e.Meta) > 0 {
-		var keyBuf [MaxMetaEntries]string
-		keys := keyBuf[:0]
-		for k := range e.Meta {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
+	if len(meta) > 0 {
 		dst = append(dst, `,"meta":{`...)
-		for i, k := range keys {
+		for i, kv := range meta {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			dst = appendJSONString(dst, k)
+			dst = appendJSONString(dst, kv.k)
 			dst = append(dst, ':')
-			dst = appendJSONString(dst, e.Meta[k])
+			dst = appendJSONString(dst, kv.v)
 		}
 		dst = append(dst, '}')
 	}
@@ -110,6 +115,17 @@ func (jsonCodec) Append(dst []byte, e *Envelope) ([]byte, error) {
 
 const hexDigits = "0123456789abcdef"
 
+// jsonASCII[c] is true for the ASCII bytes that stand for themselves inside
+// a JSON string (all printable ASCII but '"' and '\\'). Table lookups keep
+// the per-byte loops of the encoder and the scanner short; they dominate the
+// cost of text payloads.
+var jsonASCII = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
 // appendJSONString appends s as a JSON string. s must be valid UTF-8 (the
 // callers validate). Only what RFC 8259 requires is escaped: '"', '\\' and
 // control characters; everything else, including non-ASCII, is copied.
@@ -117,8 +133,15 @@ func appendJSONString[S ~string | ~[]byte](dst []byte, s S) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); i++ {
+		// Skip eight bytes at a time while none needs escaping.
+		for i+8 <= len(s) && !swarSpecial(load64(s, i)) {
+			i += 8
+		}
+		if i == len(s) {
+			break
+		}
 		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' {
+		if jsonASCII[c] || c >= utf8.RuneSelf {
 			continue
 		}
 		dst = append(dst, s[start:i]...)
@@ -142,6 +165,34 @@ func appendJSONString[S ~string | ~[]byte](dst []byte, s S) []byte {
 	}
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
+}
+
+// SWAR ("SIMD within a register") constants for scanning eight bytes at a
+// time; see Hacker's Delight or the bit-twiddling hacks "hasless" and
+// "haszero". As booleans these tests are exact: a borrow can only start at a
+// byte that matches.
+const (
+	swarLow  = 0x0101010101010101
+	swarHigh = 0x8080808080808080
+)
+
+// swarSpecial reports whether any byte of x is a control character, '"' or
+// '\\'. Bytes >= 0x80 never match.
+func swarSpecial(x uint64) bool {
+	ctl := (x - 0x20*swarLow) &^ x
+	q := x ^ '"'*swarLow
+	q = (q - swarLow) &^ q
+	bs := x ^ '\\'*swarLow
+	bs = (bs - swarLow) &^ bs
+	return (ctl|q|bs)&swarHigh != 0
+}
+
+// load64 reads eight bytes of s starting at i, little-endian (the order does
+// not matter to the SWAR tests, only that every byte is included).
+func load64[S ~string | ~[]byte](s S, i int) uint64 {
+	s = s[i : i+8]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
 }
 
 // jsonSpan locates one member value inside the message.
@@ -234,7 +285,7 @@ func (jsonCodec) Decode(msg []byte, e *Envelope) error {
 		return err
 	}
 	if v != Version {
-		return fmt.Errorf("%w: \"v\" is %d, want %d", ErrUnsupportedVersion, v, Version)
+		return fmt.Errorf("%w: \"v\" is %s, want %d", ErrUnsupportedVersion, truncateForError(string(msg[f.start:f.end])), Version)
 	}
 	if deferred != nil {
 		return deferred
@@ -248,7 +299,7 @@ func (jsonCodec) Decode(msg []byte, e *Envelope) error {
 		return fmt.Errorf("%w: \"kind\" is not a string", ErrMalformed)
 	}
 	kb := stringContent(msg[f.start:f.end], f.escaped)
-	kind, ok := kindFromBytes(kb)
+	kind, ok := parseKind(kb)
 	if !ok {
 		return fmt.Errorf("%w: %q", ErrUnknownKind, truncateForError(string(kb)))
 	}
@@ -260,7 +311,7 @@ func (jsonCodec) Decode(msg []byte, e *Envelope) error {
 			return err
 		}
 		if id > MaxJSONSafeInteger {
-			return fmt.Errorf("%w: \"id\" %d exceeds 2^53-1", ErrMalformed, id)
+			return fmt.Errorf("%w: \"id\" exceeds 2^53-1", ErrMalformed)
 		}
 		e.ID = id
 	}
@@ -284,7 +335,7 @@ func (jsonCodec) Decode(msg []byte, e *Envelope) error {
 			return err
 		}
 		if code > math.MaxUint32 {
-			return fmt.Errorf("%w: \"code\" %d does not fit in 32 bits", ErrMalformed, code)
+			return fmt.Errorf("%w: \"code\" does not fit in 32 bits", ErrMalformed)
 		}
 		e.Code = uint32(code)
 	}
@@ -340,25 +391,11 @@ func jsonFieldIndex(key []byte) int {
 	return -1
 }
 
-func kindFromBytes(b []byte) (Kind, bool) {
-	switch string(b) {
-	case "data":
-		return KindData, true
-	case "command":
-		return KindCommand, true
-	case "request":
-		return KindRequest, true
-	case "reply":
-		return KindReply, true
-	case "error":
-		return KindError, true
-	}
-	return 0, false
-}
-
 // jsonUint interprets a syntactically valid JSON value as a non-negative
 // integer without fraction or exponent. Anything else is a type error:
 // accepting 7.0 or 7e0 would invite peers to send IDs through floating point.
+// Values above 2^64-1 saturate: every caller enforces a smaller range, and a
+// huge "v" is still just "not version 1".
 func jsonUint(msg []byte, f jsonSpan, what string) (uint64, error) {
 	b := msg[f.start:f.end]
 	switch c := b[0]; {
@@ -374,20 +411,32 @@ func jsonUint(msg []byte, f jsonSpan, what string) (uint64, error) {
 		}
 		d := uint64(c - '0')
 		if v > (math.MaxUint64-d)/10 {
-			return 0, fmt.Errorf("%w: %q overflows 64 bits", ErrMalformed, what)
+			v = math.MaxUint64
+		} else {
+			v = v*10 + d
 		}
-		v = v*10 + d
 	}
 	return v, nil
 }
 
 // decodeJSONMeta interprets a syntactically valid JSON value as the meta
-// object.
+// object. Keys and values without escapes are substrings of one copy of the
+// object's text, which saves an allocation per string.
 func decodeJSONMeta(b []byte) (map[string]string, error) {
 	if b[0] != '{' {
 		return nil, fmt.Errorf("%w: \"meta\" is not an object", ErrMalformed)
 	}
 	var m map[string]string
+	var text string // string(b), made on first use
+	str := func(start, end int, escaped bool, content []byte) string {
+		if escaped {
+			return string(content)
+		}
+		if text == "" {
+			text = string(b)
+		}
+		return text[start+1 : end-1]
+	}
 	s := jsonScanner{b: b, i: 1}
 	s.skipWS()
 	if s.consume('}') {
@@ -397,7 +446,8 @@ func decodeJSONMeta(b []byte) (map[string]string, error) {
 		// The syntax was checked in pass 1, so the scans below cannot fail.
 		ks := s.i
 		kesc, _ := s.scanString()
-		key := stringContent(b[ks:s.i], kesc)
+		ke := s.i
+		key := stringContent(b[ks:ke], kesc)
 		s.skipWS()
 		s.consume(':')
 		s.skipWS()
@@ -406,10 +456,11 @@ func decodeJSONMeta(b []byte) (map[string]string, error) {
 		}
 		vs := s.i
 		vesc, _ := s.scanString()
-		val := stringContent(b[vs:s.i], vesc)
+		ve := s.i
+		val := stringContent(b[vs:ve], vesc)
 
 		if len(m) == MaxMetaEntries {
-			return nil, checkMetaCount(MaxMetaEntries + 1)
+			return nil, fmt.Errorf("%w: more than %d meta entries", ErrInvalidEnvelope, MaxMetaEntries)
 		}
 		if err := checkMetaKeyLen(uint64(len(key))); err != nil {
 			return nil, err
@@ -423,7 +474,7 @@ func decodeJSONMeta(b []byte) (map[string]string, error) {
 		if m == nil {
 			m = make(map[string]string)
 		}
-		m[string(key)] = string(val)
+		m[str(ks, ke, kesc, key)] = str(vs, ve, vesc, val)
 
 		s.skipWS()
 		if s.consume('}') {
@@ -556,6 +607,20 @@ func (s *jsonScanner) scanString() (escaped bool, err error) {
 	b := s.b
 	i := s.i + 1
 	for i < len(b) {
+		// Skip eight bytes at a time while all are plain ASCII.
+		for i+8 <= len(b) {
+			if x := load64(b, i); swarSpecial(x) || x&swarHigh != 0 {
+				break
+			}
+			i += 8
+		}
+		if i == len(b) {
+			break
+		}
+		if jsonASCII[b[i]] {
+			i++
+			continue
+		}
 		c := b[i]
 		switch {
 		case c == '"':
@@ -594,8 +659,6 @@ func (s *jsonScanner) scanString() (escaped bool, err error) {
 			}
 		case c < 0x20:
 			return false, fmt.Errorf("%w: control character in JSON string at offset %d", ErrMalformed, i)
-		case c < utf8.RuneSelf:
-			i++
 		default:
 			r, size := utf8.DecodeRune(b[i:])
 			if r == utf8.RuneError && size == 1 {

@@ -145,7 +145,9 @@ func TestJSONDecodeErrors(t *testing.T) {
 		{"v string", `{"v":"1","kind":"data"}`, ErrMalformed},
 		{"v float", `{"v":1.0,"kind":"data"}`, ErrMalformed},
 		{"v null", `{"v":null,"kind":"data"}`, ErrMalformed},
-		{"v huge", `{"v":99999999999999999999999,"kind":"data"}`, ErrMalformed},
+		{"v huge", `{"v":99999999999999999999999,"kind":"data"}`, ErrUnsupportedVersion},
+		{"v 1 then digits", `{"v":18446744073709551617,"kind":"data"}`, ErrUnsupportedVersion},
+		{"v negative", `{"v":-1,"kind":"data"}`, ErrMalformed},
 
 		{"unknown member", `{` + d + `,"nmae":"x"}`, ErrMalformed},
 		{"duplicate member", `{` + d + `,"kind":"data"}`, ErrMalformed},

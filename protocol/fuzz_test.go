@@ -1,0 +1,157 @@
+package protocol
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"testing"
+)
+
+// sentinel returns the sentinel error err wraps, so that fuzz properties can
+// compare error classes.
+func sentinel(err error) error {
+	for _, s := range []error{ErrMalformed, ErrUnsupportedVersion, ErrUnknownKind, ErrInvalidEnvelope} {
+		if errors.Is(err, s) {
+			return s
+		}
+	}
+	return err
+}
+
+// checkCrossCodec checks that an envelope one codec accepted survives the
+// other codec too: the two formats carry the same envelopes.
+func checkCrossCodec(t *testing.T, e *Envelope) {
+	t.Helper()
+	for _, c := range []Codec{Binary, JSON} {
+		out, err := c.Append(nil, e)
+		if c == JSON && e.ID > MaxJSONSafeInteger {
+			if !errors.Is(err, ErrInvalidEnvelope) {
+				t.Fatalf("JSON Append with ID %d: %v", e.ID, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s Append of a decoded envelope %+v: %v", c.Subprotocol(), e, err)
+		}
+		var d Envelope
+		if err := c.Decode(out, &d); err != nil {
+			t.Fatalf("%s Decode(%q): %v", c.Subprotocol(), out, err)
+		}
+		if !equalEnvelope(&d, e) {
+			t.Fatalf("%s round trip: got %+v, want %+v", c.Subprotocol(), d, *e)
+		}
+	}
+}
+
+func FuzzBinaryDecode(f *testing.F) {
+	for _, tc := range golden {
+		f.Add(unhex(f, tc.bin))
+	}
+	f.Add([]byte{})
+	f.Add([]byte{1, 1, 4, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Add([]byte{1, 1, 4, 2, 1, 'a', 0, 1, 'b', 0})
+	f.Add([]byte{1, 3, 3, 0x80, 0x01, 1, 'x'})
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		var e Envelope
+		if err := Binary.Decode(msg, &e); err != nil {
+			if sentinel(err) == err {
+				t.Fatalf("error without a sentinel: %v", err)
+			}
+			return
+		}
+		// The encoding is canonical: what decodes re-encodes to the same
+		// bytes.
+		out, err := Binary.Append(nil, &e)
+		if err != nil {
+			t.Fatalf("Append of decoded %+v: %v", e, err)
+		}
+		if !bytes.Equal(out, msg) {
+			t.Fatalf("not canonical:\n in %x\nout %x", msg, out)
+		}
+		checkCrossCodec(t, &e)
+	})
+}
+
+func FuzzJSONDecode(f *testing.F) {
+	for _, tc := range golden {
+		f.Add([]byte(tc.json))
+	}
+	for _, s := range []string{
+		``, `{}`, `{"v":1,"kind":"data","payload_b64":"/wA="}`,
+		`{"v":1,"kind":"command","name":"\ud83d\ude00\u0000","meta":{"a":"\"","b":""}}`,
+		`{"kind":"data","x":[1,{"y":null}],"v":2}`,
+		`{"v":1,"kind":"reply","id":9007199254740991,"payload":" \t"}`,
+		`{"v":1.5e3,"kind":"data"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		var e Envelope
+		if err := JSON.Decode(msg, &e); err != nil {
+			if sentinel(err) == err {
+				t.Fatalf("error without a sentinel: %v", err)
+			}
+			return
+		}
+		// We are stricter than encoding/json, never laxer.
+		if !json.Valid(msg) {
+			t.Fatalf("accepted invalid JSON %q", msg)
+		}
+		out, err := JSON.Append(nil, &e)
+		if err != nil {
+			t.Fatalf("Append of decoded %+v: %v", e, err)
+		}
+		var d Envelope
+		if err := JSON.Decode(out, &d); err != nil {
+			t.Fatalf("Decode(%s): %v", out, err)
+		}
+		if !equalEnvelope(&d, &e) {
+			t.Fatalf("round trip: got %+v, want %+v", d, e)
+		}
+		// The encoder's output is a fixed point.
+		again, _ := JSON.Append(nil, &d)
+		if !bytes.Equal(again, out) {
+			t.Fatalf("encoding not deterministic:\n%s\n%s", out, again)
+		}
+		checkCrossCodec(t, &e)
+	})
+}
+
+func FuzzRoundTrip(f *testing.F) {
+	f.Add(uint8(KindRequest), uint64(7), "sum", uint32(0), "traceparent", traceparent, "", "", []byte("[1,2]"))
+	f.Add(uint8(KindError), uint64(1<<60), "", uint32(404), "a", "", "b", "\xff", []byte{0xff})
+	f.Add(uint8(KindData), uint64(0), "é\"\\\n", uint32(0), "", "", "", "", []byte("\x00\x01"))
+	f.Add(uint8(0), uint64(0), "", uint32(0), "", "", "", "", []byte(nil))
+	f.Fuzz(func(t *testing.T, kind uint8, id uint64, name string, code uint32, k1, v1, k2, v2 string, payload []byte) {
+		e := Envelope{Kind: Kind(kind), ID: id, Name: name, Code: code, Payload: payload}
+		if k1 != "" || v1 != "" || k2 != "" || v2 != "" {
+			e.Meta = map[string]string{k1: v1, k2: v2}
+		}
+		verr := e.Validate()
+		for _, c := range []Codec{Binary, JSON} {
+			out, err := c.Append(nil, &e)
+			if verr != nil {
+				if sentinel(err) != sentinel(verr) {
+					t.Fatalf("%s Append: %v; Validate: %v", c.Subprotocol(), err, verr)
+				}
+				continue
+			}
+			if c == JSON && id > MaxJSONSafeInteger {
+				if !errors.Is(err, ErrInvalidEnvelope) {
+					t.Fatalf("JSON Append with ID %d: %v", id, err)
+				}
+				continue
+			}
+			if err != nil {
+				t.Fatalf("%s Append of valid %+v: %v", c.Subprotocol(), e, err)
+			}
+			var d Envelope
+			if err := c.Decode(out, &d); err != nil {
+				t.Fatalf("%s Decode(%q): %v", c.Subprotocol(), out, err)
+			}
+			if !equalEnvelope(&d, &e) {
+				t.Fatalf("%s round trip: got %+v, want %+v", c.Subprotocol(), d, e)
+			}
+		}
+	})
+}
