@@ -91,6 +91,9 @@ type ClientConfig struct {
 	// TracerProvider receives supervision spans. Default: the global one.
 	TracerProvider trace.TracerProvider
 
+	// EncryptionConfig is the seed's AES encryption; off by default. It
+	// picks the subprotocol: marmot.v1 (secure) or synopsejson (compat).
+	EncryptionConfig
 	// ClientEvents are the callbacks.
 	ClientEvents
 }
@@ -107,6 +110,13 @@ type Client struct {
 func NewClient(cfg ClientConfig) (*Client, error) {
 	if err := cfg.normalize(); err != nil {
 		return nil, err
+	}
+	enc, err := cfg.clientEncryption(cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	if enc != nil && cfg.Subprotocol != "" && cfg.Subprotocol != enc.Subprotocol() {
+		return nil, fmt.Errorf("marmot: Subprotocol %q cannot carry encryption (it uses %q)", cfg.Subprotocol, enc.Subprotocol())
 	}
 	ac := actors.NewClient(actors.ClientConfig{
 		URL:                  cfg.URL,
@@ -128,6 +138,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		Logger:               cfg.Logger,
 		ActorSystem:          cfg.ActorSystem,
 		TracerProvider:       cfg.TracerProvider,
+		Encryption:           enc,
 		Events:               cfg.ClientEvents,
 	})
 	return &Client{Client: ac, cfg: cfg}, nil

@@ -82,6 +82,8 @@ type ServerConfig struct {
 	// TracerProvider receives supervision spans. Default: the global one.
 	TracerProvider trace.TracerProvider
 
+	// EncryptionConfig is the seed's AES encryption; off by default.
+	EncryptionConfig
 	// ServerEvents are the per-connection callbacks.
 	ServerEvents
 	// OnServerStateChange runs after every server state change.
@@ -121,6 +123,7 @@ func (s ServerState) String() string {
 type Server struct {
 	cfg ServerConfig
 	log *slog.Logger
+	enc *actors.Encryption
 
 	state atomic.Int32
 	hub   atomic.Pointer[actors.Hub]
@@ -137,7 +140,11 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if err := cfg.normalize(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger}
+	enc, err := cfg.serverEncryption(cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, enc: enc}
 	s.hub.Store(s.newHub())
 	return s, nil
 }
@@ -239,6 +246,7 @@ func (s *Server) newHub() *actors.Hub {
 		Logger:             c.Logger,
 		ActorSystem:        c.ActorSystem,
 		TracerProvider:     c.TracerProvider,
+		Encryption:         s.enc,
 		Events:             c.ServerEvents,
 	})
 }

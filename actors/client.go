@@ -15,6 +15,7 @@ import (
 	"github.com/sethvargo/go-retry"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/marmotws/marmot/crypto"
 	"github.com/marmotws/marmot/protocol"
 	"github.com/marmotws/marmot/supervisor"
 )
@@ -136,7 +137,10 @@ type ClientConfig struct {
 	Logger               *slog.Logger
 	ActorSystem          *actor.ActorSystem
 	TracerProvider       trace.TracerProvider
-	Events               ClientEvents
+	// Encryption, when set, encrypts every message; it decides the
+	// subprotocol (marmot.v1 for the secure profile, synopsejson for compat).
+	Encryption *Encryption
+	Events     ClientEvents
 }
 
 // ClientStats are the client's counters.
@@ -206,8 +210,11 @@ func NewClient(cfg ClientConfig) *Client {
 		ReadBufferSize:   4096,
 		WriteBufferSize:  4096,
 	}
-	if cfg.Subprotocol != "" {
-		c.dialer.Subprotocols = []string{cfg.Subprotocol}
+	if cfg.Encryption != nil {
+		c.cfg.Subprotocol = cfg.Encryption.Subprotocol()
+	}
+	if c.cfg.Subprotocol != "" {
+		c.dialer.Subprotocols = []string{c.cfg.Subprotocol}
 	}
 	strategy := supervisor.New(supervisor.Config{
 		MaxRestarts:    cfg.MaxRestarts,
@@ -438,6 +445,7 @@ type disconnectCmd struct {
 type dialDone struct {
 	episode int
 	ws      *websocket.Conn
+	sess    *crypto.Session
 	err     error
 }
 
@@ -578,7 +586,18 @@ func (a *ClientActor) dial(ctx actor.Context, parent context.Context) {
 		if err != nil && resp != nil {
 			err = fmt.Errorf("%w (HTTP %s)", err, resp.Status)
 		}
-		c.sys.Root.Send(self, &dialDone{episode: episode, ws: ws, err: err})
+		var sess *crypto.Session
+		if enc := c.cfg.Encryption; err == nil && enc != nil && enc.Profile == crypto.ProfileSecure {
+			deadline, ok := dctx.Deadline()
+			if !ok {
+				deadline = enc.handshakeDeadline()
+			}
+			if sess, err = clientHandshake(ws, enc, deadline); err != nil {
+				_ = ws.Close()
+				ws = nil
+			}
+		}
+		c.sys.Root.Send(self, &dialDone{episode: episode, ws: ws, sess: sess, err: err})
 	}()
 }
 
@@ -596,7 +615,10 @@ func (a *ClientActor) dialed(ctx actor.Context, m *dialDone) {
 		k.cancelDial = nil
 	}
 	if m.err != nil {
-		if c.State() == StateReconnecting {
+		// A wrong key or an impossible mode stays so: retrying would only
+		// hammer the server.
+		hopeless := errors.Is(m.err, crypto.ErrWrongKey) || errors.Is(m.err, crypto.ErrModeMismatch)
+		if c.State() == StateReconnecting && !hopeless {
 			if f := c.cfg.Events.OnReconnectFailed; f != nil {
 				c.safeCall("OnReconnectFailed", func() { f(k.attempt, m.err) })
 			}
@@ -629,6 +651,10 @@ func (a *ClientActor) dialed(ctx actor.Context, m *dialDone) {
 		totals:       &c.totals,
 	})
 	l.pid = ctx.Self()
+	l.sess = m.sess
+	if enc := c.cfg.Encryption; enc != nil && enc.Profile == crypto.ProfileCompat {
+		l.compat = enc.Compat
+	}
 	c.mu.Lock()
 	c.current = l
 	c.mu.Unlock()

@@ -16,17 +16,22 @@ var errUnexpectedFrame = errors.New("marmot: frame type does not match the negot
 // decodeInbound turns one data frame into a Message. On error it also says
 // which close code the connection must end with.
 func decodeInbound(l *link, in *inbound, id ClientID) (*Message, int, error) {
+	data, code, err := l.open(in)
+	if err != nil {
+		return nil, code, err
+	}
 	if l.codec == nil {
-		if in.typ == websocket.TextMessage && !utf8.Valid(in.data) {
+		// Compat-profile plaintext is the seed's opaque bytes, not text.
+		if in.typ == websocket.TextMessage && l.compat == nil && !utf8.Valid(data) {
 			return nil, CloseInvalidPayload, fmt.Errorf("%w: text frame is not valid UTF-8", protocol.ErrMalformed)
 		}
-		return &Message{ClientID: id, Kind: protocol.KindData, Type: MessageType(in.typ), Payload: in.data, out: l}, 0, nil
+		return &Message{ClientID: id, Kind: protocol.KindData, Type: MessageType(in.typ), Payload: data, out: l}, 0, nil
 	}
-	if in.typ != l.codec.MessageType() {
+	if l.sess == nil && in.typ != l.codec.MessageType() {
 		return nil, CloseUnsupportedData, fmt.Errorf("%w: got %s frame on %s", errUnexpectedFrame, MessageType(in.typ), l.codec.Subprotocol())
 	}
 	var env protocol.Envelope
-	if err := l.codec.Decode(in.data, &env); err != nil {
+	if err := l.codec.Decode(data, &env); err != nil {
 		return nil, CloseProtocolError, err
 	}
 	return &Message{

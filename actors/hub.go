@@ -17,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/marmotws/marmot/crypto"
 	"github.com/marmotws/marmot/protocol"
 	"github.com/marmotws/marmot/supervisor"
 )
@@ -62,7 +63,10 @@ type HubConfig struct {
 	Logger             *slog.Logger
 	ActorSystem        *actor.ActorSystem // nil: the hub creates and owns one
 	TracerProvider     trace.TracerProvider
-	Events             ServerEvents
+	// Encryption, when set, is required of every connection: clients must
+	// offer its subprotocol and, in the secure profile, pass the handshake.
+	Encryption *Encryption
+	Events     ServerEvents
 }
 
 // Hub accepts WebSocket connections and runs each as a ConnectionActor under
@@ -88,6 +92,7 @@ type Hub struct {
 	totals     counters
 	totalConns atomic.Int64
 	refused    atomic.Int64
+	handshakes atomic.Int64 // failed encryption handshakes
 	slowCloses atomic.Int64
 	restarts   atomic.Int64
 
@@ -128,7 +133,9 @@ func NewHub(cfg HubConfig) *Hub {
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = 10 * time.Second
 	}
-	if cfg.Subprotocols == nil {
+	if cfg.Encryption != nil {
+		cfg.Subprotocols = []string{cfg.Encryption.Subprotocol()}
+	} else if cfg.Subprotocols == nil {
 		cfg.Subprotocols = protocol.Subprotocols()
 	}
 	h := &Hub{cfg: cfg, log: cfg.Logger, conns: make(map[ClientID]*conn)}
@@ -282,11 +289,29 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.reportError(0, fmt.Errorf("%w: refused %s (limit %d)", ErrMaxConnections, r.RemoteAddr, h.cfg.MaxConnections))
 		return
 	}
+	if enc := h.cfg.Encryption; enc != nil && !offers(r, enc.Subprotocol()) {
+		h.admitted.Add(-1)
+		h.handshakes.Add(1)
+		err := fmt.Errorf("%w: %s did not offer subprotocol %q", ErrEncryptionRequired, r.RemoteAddr, enc.Subprotocol())
+		http.Error(w, "marmot: this endpoint requires encryption: offer subprotocol "+enc.Subprotocol(), http.StatusBadRequest)
+		h.reportError(0, err)
+		return
+	}
 	ws, err := h.upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		h.admitted.Add(-1)
 		h.reportError(0, fmt.Errorf("marmot: upgrade from %s failed: %w", r.RemoteAddr, err))
 		return
+	}
+	var sess *crypto.Session
+	if enc := h.cfg.Encryption; enc != nil && enc.Profile == crypto.ProfileSecure {
+		if sess, err = serverHandshake(ws, enc); err != nil {
+			h.admitted.Add(-1)
+			h.handshakes.Add(1)
+			h.reportError(0, fmt.Errorf("marmot: client %s: %w", r.RemoteAddr, err))
+			_ = ws.Close()
+			return
+		}
 	}
 	c := &conn{
 		hub:         h,
@@ -303,12 +328,25 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		inflight:     max(h.cfg.MaxMessageSize, 1<<20),
 		totals:       &h.totals,
 	})
+	c.link.sess = sess
+	if enc := h.cfg.Encryption; enc != nil && enc.Profile == crypto.ProfileCompat {
+		c.link.compat = enc.Compat
+	}
 	h.totalConns.Add(1)
 	h.live.Add(1) // the connection actor, until Stopped
 	h.sys.Root.Send(h.server, &spawnConnection{c: c})
 	<-c.ready
 	err = c.link.readLoop()
 	h.sys.Root.Send(c.link.pid, &linkLost{err: err})
+}
+
+func offers(r *http.Request, sub string) bool {
+	for _, s := range websocket.Subprotocols(r) {
+		if s == sub {
+			return true
+		}
+	}
+	return false
 }
 
 func (h *Hub) admit() bool {
@@ -529,6 +567,7 @@ func (h *Hub) Stats() Stats {
 		TotalMessagesReceived:  h.totals.msgsIn.Load(),
 		TotalMessagesSent:      h.totals.msgsOut.Load(),
 		RefusedConnections:     h.refused.Load(),
+		HandshakeFailures:      h.handshakes.Load(),
 		SlowConsumerCloses:     h.slowCloses.Load(),
 		ActorRestarts:          h.restarts.Load(),
 	}

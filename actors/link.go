@@ -13,6 +13,7 @@ import (
 	"github.com/gorilla/websocket"
 	"golang.org/x/sync/semaphore"
 
+	"github.com/marmotws/marmot/crypto"
 	"github.com/marmotws/marmot/protocol"
 )
 
@@ -88,6 +89,14 @@ type link struct {
 	pinger       *time.Timer
 
 	localClose *CloseError // set when this side decided to close
+
+	// Encryption: at most one of sess (secure) and compat is set. Only the
+	// owning actor seals and opens, so no lock guards them.
+	sess        *crypto.Session
+	compat      *crypto.CompatCodec
+	peerMode    crypto.Mode
+	peerKeySize crypto.KeySize
+	peerSet     bool
 }
 
 type linkConfig struct {
@@ -218,13 +227,22 @@ func (l *link) flush(deadline time.Time, onSent func([]byte)) error {
 	for i := range batch {
 		f := &batch[i]
 		if err == nil {
-			if f.prepared != nil {
+			wire := f.data
+			switch {
+			case l.encrypted():
+				// Per-connection keys: a broadcast's shared encoding is
+				// sealed separately for every recipient.
+				var typ int
+				if typ, wire, err = l.seal(f); err == nil {
+					err = l.ws.WriteMessage(typ, wire)
+				}
+			case f.prepared != nil:
 				err = l.ws.WritePreparedMessage(f.prepared)
-			} else {
+			default:
 				err = l.ws.WriteMessage(f.typ, f.data)
 			}
 			if err == nil {
-				n := int64(len(f.data))
+				n := int64(len(wire))
 				l.stats.bytesOut.Add(n)
 				l.stats.msgsOut.Add(1)
 				if l.totals != nil {
@@ -232,7 +250,7 @@ func (l *link) flush(deadline time.Time, onSent func([]byte)) error {
 					l.totals.msgsOut.Add(1)
 				}
 				if onSent != nil {
-					onSent(f.data)
+					onSent(wire)
 				}
 			}
 		}

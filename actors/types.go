@@ -148,6 +148,9 @@ type Stats struct {
 	TotalMessagesSent      int64
 	// RefusedConnections counts upgrades refused because MaxConnections was reached.
 	RefusedConnections int64
+	// HandshakeFailures counts connections refused by the encryption
+	// requirement or its handshake.
+	HandshakeFailures int64
 	// SlowConsumerCloses counts connections closed because their queue overflowed.
 	SlowConsumerCloses int64
 	// ActorRestarts counts connection actor restarts after a handler panic.

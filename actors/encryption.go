@@ -1,0 +1,219 @@
+package actors
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/marmotws/marmot/crypto"
+	"github.com/marmotws/marmot/protocol"
+)
+
+// SubprotocolCompat is the subprotocol of the Delphi components; marmot
+// speaks it, encrypted in the compat profile, to talk to Delphi peers.
+const SubprotocolCompat = "synopsejson"
+
+// Encryption close codes; see docs/PROTOCOL.md. 4501 is in the range that
+// tells marmot clients not to reconnect: a wrong key stays wrong.
+const (
+	CloseDecryptFailed   = 4002
+	CloseHandshakeFailed = 4501
+)
+
+// Encryption errors. Decryption and handshake errors also wrap the precise
+// crypto sentinel (crypto.ErrWrongKey, crypto.ErrReplay, ...).
+var (
+	ErrEncryptionRequired = errors.New("marmot: this endpoint requires encryption")
+	ErrHandshakeFailed    = errors.New("marmot: encryption handshake failed")
+	ErrDecryptFailed      = errors.New("marmot: could not decrypt a frame")
+)
+
+// Encryption configures message encryption for a hub or a client. Exactly
+// one profile's fields are used: Server or Client for the secure profile
+// (by side), Compat for the compat profile.
+type Encryption struct {
+	Profile crypto.Profile
+	// Server is the secure profile's server side; its MasterKey is derived
+	// once, so a connection storm never runs the slow KDF.
+	Server *crypto.ServerConfig
+	// Client is the secure profile's client side.
+	Client *crypto.ClientConfig
+	// Compat seals and opens the Delphi components' format.
+	Compat *crypto.CompatCodec
+	// HandshakeTimeout bounds the secure handshake after the upgrade.
+	HandshakeTimeout time.Duration
+}
+
+// Subprotocol returns the subprotocol that carries this profile.
+func (e *Encryption) Subprotocol() string {
+	if e.Profile == crypto.ProfileCompat {
+		return SubprotocolCompat
+	}
+	return protocol.SubprotocolBinary
+}
+
+func (e *Encryption) handshakeDeadline() time.Time {
+	d := e.HandshakeTimeout
+	if d <= 0 {
+		d = 10 * time.Second
+	}
+	return time.Now().Add(d)
+}
+
+// Close reasons double as a tiny vocabulary so the other side can tell a
+// wrong key from a mode mismatch without either side revealing anything.
+const (
+	reasonWrongKey     = "wrong key"
+	reasonModeMismatch = "mode mismatch"
+	reasonHandshake    = "handshake failed"
+)
+
+func handshakeReason(err error) string {
+	switch {
+	case errors.Is(err, crypto.ErrWrongKey), errors.Is(err, crypto.ErrAuthFailed):
+		return reasonWrongKey
+	case errors.Is(err, crypto.ErrModeMismatch):
+		return reasonModeMismatch
+	}
+	return reasonHandshake
+}
+
+// peerHandshakeError turns the peer's 4501 close into the error it stands for.
+func peerHandshakeError(err error) error {
+	var ce *websocket.CloseError
+	if errors.As(err, &ce) && ce.Code == CloseHandshakeFailed {
+		switch ce.Text {
+		case reasonWrongKey:
+			return fmt.Errorf("%w: peer says %w", ErrHandshakeFailed, crypto.ErrWrongKey)
+		case reasonModeMismatch:
+			return fmt.Errorf("%w: peer says %w", ErrHandshakeFailed, crypto.ErrModeMismatch)
+		}
+	}
+	return fmt.Errorf("%w: %w", ErrHandshakeFailed, err)
+}
+
+func failHandshake(ws *websocket.Conn, err error) error {
+	_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(CloseHandshakeFailed, handshakeReason(err)), time.Now().Add(time.Second))
+	return fmt.Errorf("%w: %w", ErrHandshakeFailed, err)
+}
+
+func readHandshakeFrame(ws *websocket.Conn) ([]byte, error) {
+	typ, msg, err := ws.ReadMessage()
+	if err != nil {
+		return nil, peerHandshakeError(err)
+	}
+	if typ != websocket.BinaryMessage {
+		return nil, fmt.Errorf("%w: handshake message in a text frame", ErrHandshakeFailed)
+	}
+	return msg, nil
+}
+
+// serverHandshake runs the secure handshake on a fresh connection, before
+// its actor exists: ServerHello, ClientHello, ServerFinished.
+func serverHandshake(ws *websocket.Conn, enc *Encryption) (*crypto.Session, error) {
+	hs, err := crypto.NewServerHandshake(*enc.Server)
+	if err != nil {
+		return nil, failHandshake(ws, err)
+	}
+	deadline := enc.handshakeDeadline()
+	_ = ws.SetWriteDeadline(deadline)
+	_ = ws.SetReadDeadline(deadline)
+	if err := ws.WriteMessage(websocket.BinaryMessage, hs.Hello()); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrHandshakeFailed, err)
+	}
+	hello, err := readHandshakeFrame(ws)
+	if err != nil {
+		return nil, err
+	}
+	sess, fin, err := hs.Finish(hello)
+	if err != nil {
+		return nil, failHandshake(ws, err)
+	}
+	if err := ws.WriteMessage(websocket.BinaryMessage, fin); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrHandshakeFailed, err)
+	}
+	_ = ws.SetWriteDeadline(time.Time{})
+	_ = ws.SetReadDeadline(time.Time{})
+	return sess, nil
+}
+
+// clientHandshake is the client's half of serverHandshake.
+func clientHandshake(ws *websocket.Conn, enc *Encryption, deadline time.Time) (*crypto.Session, error) {
+	_ = ws.SetWriteDeadline(deadline)
+	_ = ws.SetReadDeadline(deadline)
+	hello, err := readHandshakeFrame(ws)
+	if err != nil {
+		return nil, err
+	}
+	hs, err := crypto.NewClientHandshake(*enc.Client, hello)
+	if err != nil {
+		return nil, failHandshake(ws, err)
+	}
+	if err := ws.WriteMessage(websocket.BinaryMessage, hs.Hello()); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrHandshakeFailed, err)
+	}
+	fin, err := readHandshakeFrame(ws)
+	if err != nil {
+		return nil, err
+	}
+	sess, err := hs.Finish(fin)
+	if err != nil {
+		return nil, failHandshake(ws, err)
+	}
+	_ = ws.SetWriteDeadline(time.Time{})
+	_ = ws.SetReadDeadline(time.Time{})
+	return sess, nil
+}
+
+// seal encrypts one outbound payload; only the owning actor calls it, which
+// keeps the session's sequence numbers in write order.
+func (l *link) seal(f *outFrame) (typ int, wire []byte, err error) {
+	switch {
+	case l.sess != nil:
+		wire, err = l.sess.Seal(make([]byte, 0, l.sess.SealedSize(len(f.data))), f.data)
+		return websocket.BinaryMessage, wire, err
+	case l.compat != nil:
+		if l.peerSet {
+			wire, err = l.compat.SealAs(nil, f.data, l.peerMode, l.peerKeySize)
+		} else {
+			wire, err = l.compat.Seal(nil, f.data)
+		}
+		// The seed sends and accepts only text frames, binary ciphertext
+		// included.
+		return websocket.TextMessage, wire, err
+	}
+	return f.typ, f.data, nil
+}
+
+// open decrypts one inbound frame; on failure it also says which close code
+// ends the connection.
+func (l *link) open(in *inbound) ([]byte, int, error) {
+	switch {
+	case l.sess != nil:
+		if in.typ != websocket.BinaryMessage {
+			return nil, CloseUnsupportedData, fmt.Errorf("%w: encrypted frames travel as binary messages", errUnexpectedFrame)
+		}
+		plain, err := l.sess.Open(nil, in.data)
+		if err != nil {
+			return nil, CloseDecryptFailed, fmt.Errorf("%w: %w", ErrDecryptFailed, err)
+		}
+		return plain, 0, nil
+	case l.compat != nil:
+		if in.typ != websocket.TextMessage {
+			return nil, CloseUnsupportedData, fmt.Errorf("%w: synopsejson frames travel as text messages", errUnexpectedFrame)
+		}
+		plain, mode, size, err := l.compat.Open(nil, in.data)
+		if err != nil {
+			return nil, CloseDecryptFailed, fmt.Errorf("%w: %w", ErrDecryptFailed, err)
+		}
+		// The seed's automatic coordination, made explicit: answer in the
+		// mode the peer used (Open only accepts modes in the allow-list).
+		l.peerMode, l.peerKeySize, l.peerSet = mode, size, true
+		return plain, 0, nil
+	}
+	return in.data, 0, nil
+}
+
+func (l *link) encrypted() bool { return l.sess != nil || l.compat != nil }
