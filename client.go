@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/marmotws/marmot/actors"
@@ -88,8 +90,15 @@ type ClientConfig struct {
 	LogLevel slog.Level
 	// ActorSystem lets the ClientActor live in an existing actor system.
 	ActorSystem *actor.ActorSystem
-	// TracerProvider receives supervision spans. Default: the global one.
+	// TracerProvider receives marmot's spans (docs/OBSERVABILITY.md).
+	// Default: the global one. marmot never installs exporters itself.
 	TracerProvider trace.TracerProvider
+	// MeterProvider receives marmot's metrics, and protoactor's when marmot
+	// creates the actor system. Default: the global one.
+	MeterProvider metric.MeterProvider
+	// Propagator carries trace context inside envelopes and the upgrade
+	// request. Default: W3C trace context and baggage.
+	Propagator propagation.TextMapPropagator
 
 	// EncryptionConfig is the seed's AES encryption; off by default. It
 	// picks the subprotocol: marmot.v1 (secure) or synopsejson (compat).
@@ -138,6 +147,8 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		Logger:               cfg.Logger,
 		ActorSystem:          cfg.ActorSystem,
 		TracerProvider:       cfg.TracerProvider,
+		MeterProvider:        cfg.MeterProvider,
+		Propagator:           cfg.Propagator,
 		Encryption:           enc,
 		Events:               cfg.ClientEvents,
 	})

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/marmotws/marmot/actors"
@@ -79,8 +81,15 @@ type ServerConfig struct {
 	// ActorSystem lets connection actors live in an existing actor system.
 	// Default: the server creates its own.
 	ActorSystem *actor.ActorSystem
-	// TracerProvider receives supervision spans. Default: the global one.
+	// TracerProvider receives marmot's spans (docs/OBSERVABILITY.md).
+	// Default: the global one. marmot never installs exporters itself.
 	TracerProvider trace.TracerProvider
+	// MeterProvider receives marmot's metrics, and protoactor's when marmot
+	// creates the actor system. Default: the global one.
+	MeterProvider metric.MeterProvider
+	// Propagator carries trace context inside envelopes and the upgrade
+	// request. Default: W3C trace context and baggage.
+	Propagator propagation.TextMapPropagator
 
 	// EncryptionConfig is the seed's AES encryption; off by default.
 	EncryptionConfig
@@ -127,6 +136,9 @@ type Server struct {
 
 	state atomic.Int32
 	hub   atomic.Pointer[actors.Hub]
+	// final keeps the counters of the last stopped hub, so Stats still
+	// reports a finished run after Stop.
+	final atomic.Pointer[Stats]
 
 	mu        sync.Mutex // serialises Start and Stop
 	httpSrv   *http.Server
@@ -246,6 +258,9 @@ func (s *Server) newHub() *actors.Hub {
 		Logger:             c.Logger,
 		ActorSystem:        c.ActorSystem,
 		TracerProvider:     c.TracerProvider,
+		MeterProvider:      c.MeterProvider,
+		Propagator:         c.Propagator,
+		Name:               c.Addr,
 		Encryption:         s.enc,
 		Events:             c.ServerEvents,
 	})
@@ -363,6 +378,8 @@ func (s *Server) Stop(ctx context.Context) error {
 		if err := h.Shutdown(ctx); err != nil {
 			errs = append(errs, err)
 		}
+		st := h.Stats()
+		s.final.Store(&st)
 	}
 	if s.serveDone != nil {
 		<-s.serveDone
@@ -426,6 +443,15 @@ func (s *Server) Broadcast(data []byte) (int, error) {
 		return 0, err
 	}
 	return h.Broadcast(data)
+}
+
+// BroadcastContext is Broadcast with its span parented to ctx's span.
+func (s *Server) BroadcastContext(ctx context.Context, data []byte) (int, error) {
+	h, err := s.current()
+	if err != nil {
+		return 0, err
+	}
+	return h.BroadcastContext(ctx, data)
 }
 
 // BroadcastExcept is Broadcast to every client but one.
@@ -498,10 +524,15 @@ func (s *Server) Clients() []ClientInfo {
 	return nil
 }
 
-// Stats returns the server's counters without blocking senders.
+// Stats returns the server's counters without blocking senders. After Stop
+// it returns the final counters of the run that ended; Start begins a new run
+// from zero, as the seed does.
 func (s *Server) Stats() Stats {
 	if h := s.hub.Load(); h != nil {
 		return h.Stats()
+	}
+	if st := s.final.Load(); st != nil {
+		return *st
 	}
 	return Stats{}
 }

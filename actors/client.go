@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,6 +15,11 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/gorilla/websocket"
 	"github.com/sethvargo/go-retry"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/marmotws/marmot/crypto"
@@ -137,6 +144,8 @@ type ClientConfig struct {
 	Logger               *slog.Logger
 	ActorSystem          *actor.ActorSystem
 	TracerProvider       trace.TracerProvider
+	MeterProvider        metric.MeterProvider
+	Propagator           propagation.TextMapPropagator
 	// Encryption, when set, encrypts every message; it decides the
 	// subprotocol (marmot.v1 for the secure profile, synopsejson for compat).
 	Encryption *Encryption
@@ -162,6 +171,7 @@ type Client struct {
 	guard  *actor.PID
 	pid    *actor.PID
 	dialer websocket.Dialer
+	tel    *telemetry
 
 	state      atomic.Int32
 	totals     counters
@@ -189,6 +199,7 @@ type clientCore struct {
 	backoff     retry.Backoff
 	cancelDial  context.CancelFunc
 	timer       *time.Timer
+	delay       time.Duration // before the current reconnect attempt
 	connWaiters []chan error
 	discWaiters []chan error
 	budgetOut   atomic.Bool
@@ -200,9 +211,10 @@ func NewClient(cfg ClientConfig) *Client {
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
+	c.tel = newTelemetry(cfg.TracerProvider, cfg.MeterProvider, cfg.Propagator)
 	c.sys = cfg.ActorSystem
 	if c.sys == nil {
-		c.sys = NewActorSystem(c.log)
+		c.sys = newActorSystem(c.log, cfg.MeterProvider)
 		c.ownSys = true
 	}
 	c.dialer = websocket.Dialer{
@@ -379,7 +391,26 @@ func (c *Client) Request(ctx context.Context, name string, payload []byte) ([]by
 		delete(c.pending, id)
 		c.mu.Unlock()
 	}()
-	if err := l.sendEnvelope(&protocol.Envelope{Kind: protocol.KindRequest, ID: id, Name: name, Payload: payload}); err != nil {
+	ctx, span := c.tel.tracer.Start(ctx, "send "+name, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
+		semconv.MessagingSystemKey.String(MessagingSystem),
+		semconv.MessagingOperationTypeSend,
+		semconv.MessagingOperationNameKey.String("request"),
+		semconv.MessagingDestinationNameKey.String(name),
+		semconv.MessagingMessageIDKey.String(strconv.FormatUint(id, 10)),
+		semconv.MessagingMessageBodySizeKey.Int(len(payload)),
+	))
+	payload, err := c.awaitReply(ctx, l, ch, &protocol.Envelope{Kind: protocol.KindRequest, ID: id, Name: name,
+		Payload: payload, Meta: c.tel.inject(ctx, nil)})
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
+	return payload, err
+}
+
+func (c *Client) awaitReply(ctx context.Context, l *link, ch chan reqResult, e *protocol.Envelope) ([]byte, error) {
+	if err := l.sendEnvelope(e); err != nil {
 		return nil, err
 	}
 	select {
@@ -576,10 +607,34 @@ func (a *ClientActor) dial(ctx actor.Context, parent context.Context) {
 	}
 	k.cancelDial = cancel
 	self := ctx.Self()
+	attrs := []attribute.KeyValue{AttrAttempt.Int(k.attempt), AttrDelay.Int64(k.delay.Milliseconds())}
+	if u, err := url.Parse(c.cfg.URL); err == nil {
+		attrs = append(attrs, serverAttrs(u.Host)...)
+		attrs = append(attrs, semconv.URLPathKey.String(u.Path))
+	}
+	if k.attempt > 0 {
+		c.tel.reconnects.Add(context.Background(), 1)
+	}
+	sctx, span := c.tel.tracer.Start(parent, "marmot.connect", trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
+	header := c.cfg.Header
+	if trace.SpanContextFromContext(sctx).IsValid() {
+		header = header.Clone()
+		if header == nil {
+			header = http.Header{}
+		}
+		c.tel.prop.Inject(sctx, propagation.HeaderCarrier(header))
+	}
 	c.live.Add(1)
 	go func() {
 		defer c.live.Done()
-		ws, resp, err := c.dialer.DialContext(dctx, c.cfg.URL, c.cfg.Header)
+		ws, resp, err := c.dialer.DialContext(dctx, c.cfg.URL, header)
+		defer func() {
+			if err != nil {
+				span.RecordError(err)
+				span.SetStatus(codes.Error, err.Error())
+			}
+			span.End()
+		}()
 		if resp != nil && resp.Body != nil {
 			_ = resp.Body.Close()
 		}
@@ -698,11 +753,15 @@ func (a *ClientActor) lost(ctx actor.Context, m *clientLinkLost) {
 		return
 	}
 	reason := m.l.closeErrorFrom(m.err)
+	if reason.ByPeer {
+		m.l.answerPeerClose(reason, a.onSent())
+	}
 	m.l.stopKeepAlive()
 	m.l.cancel()
 	if n := m.l.drop(); n > 0 {
 		c.reportError(fmt.Errorf("%w: %d", ErrUndelivered, n))
 	}
+	m.l.release()
 	c.mu.Lock()
 	c.current = nil
 	c.mu.Unlock()
@@ -769,6 +828,7 @@ func (a *ClientActor) scheduleRetry(ctx actor.Context) {
 	}
 	delay, _ := k.backoff.Next()
 	k.attempt++
+	k.delay = delay
 	if f := c.cfg.Events.OnReconnecting; f != nil {
 		attempt := k.attempt
 		c.safeCall("OnReconnecting", func() { f(attempt, delay) })
@@ -778,15 +838,18 @@ func (a *ClientActor) scheduleRetry(ctx actor.Context) {
 	k.timer = time.AfterFunc(delay, func() { c.sys.Root.Send(self, &retryTick{episode: episode}) })
 }
 
+func (a *ClientActor) onSent() func([]byte) {
+	if f := a.c.cfg.Events.OnDataSent; f != nil {
+		return func(b []byte) { a.c.safeCall("OnDataSent", func() { f(b) }) }
+	}
+	return nil
+}
+
 func (a *ClientActor) flush(l *link, deadline time.Time) {
 	if l == nil {
 		return
 	}
-	var onSent func([]byte)
-	if f := a.c.cfg.Events.OnDataSent; f != nil {
-		onSent = func(b []byte) { a.c.safeCall("OnDataSent", func() { f(b) }) }
-	}
-	_ = l.flush(deadline, onSent)
+	_ = l.flush(deadline, a.onSent())
 }
 
 func (a *ClientActor) handleInbound(in *inbound) {
@@ -819,6 +882,16 @@ func (a *ClientActor) handleInbound(in *inbound) {
 		}
 		return
 	}
+	ctx, span := c.tel.startProcess(m, true)
+	in.ctx, m.ctx = ctx, ctx
+	start := time.Now()
+	defer func() {
+		r := recover()
+		c.tel.finishProcess(ctx, span, start, r)
+		if r != nil {
+			panic(r)
+		}
+	}()
 	if ev.OnHandleCommand == nil {
 		if m.IsRequest() {
 			_ = m.ReplyError(501, "no handler")

@@ -15,6 +15,10 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/gorilla/websocket"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/marmotws/marmot/crypto"
@@ -63,6 +67,14 @@ type HubConfig struct {
 	Logger             *slog.Logger
 	ActorSystem        *actor.ActorSystem // nil: the hub creates and owns one
 	TracerProvider     trace.TracerProvider
+	// MeterProvider receives marmot's metrics (and protoactor's, when the
+	// hub creates its actor system). Default: the global one.
+	MeterProvider metric.MeterProvider
+	// Propagator carries trace context in envelopes. Default: W3C trace
+	// context and baggage.
+	Propagator propagation.TextMapPropagator
+	// Name labels this hub's metrics (marmot.server.name).
+	Name string
 	// Encryption, when set, is required of every connection: clients must
 	// offer its subprotocol and, in the secure profile, pass the handshake.
 	Encryption *Encryption
@@ -93,8 +105,12 @@ type Hub struct {
 	totalConns atomic.Int64
 	refused    atomic.Int64
 	handshakes atomic.Int64 // failed encryption handshakes
+	decrypts   atomic.Int64 // frames that failed to open
 	slowCloses atomic.Int64
 	restarts   atomic.Int64
+
+	tel        *telemetry
+	metricsReg metric.Registration
 
 	lifeMu   sync.Mutex
 	stopping bool
@@ -145,11 +161,13 @@ func NewHub(cfg HubConfig) *Hub {
 	if cfg.HandlerConcurrency > 0 {
 		h.handlers = make(chan struct{}, cfg.HandlerConcurrency)
 	}
+	h.tel = newTelemetry(cfg.TracerProvider, cfg.MeterProvider, cfg.Propagator)
 	h.sys = cfg.ActorSystem
 	if h.sys == nil {
-		h.sys = NewActorSystem(h.log)
+		h.sys = newActorSystem(h.log, cfg.MeterProvider)
 		h.ownSys = true
 	}
+	h.registerHubMetrics()
 	h.upgrader = websocket.Upgrader{
 		Subprotocols:    cfg.Subprotocols,
 		CheckOrigin:     cfg.CheckOrigin,
@@ -181,14 +199,26 @@ func NewHub(cfg HubConfig) *Hub {
 // NewActorSystem returns a protoactor system that logs through log at Warn
 // and above, so actor-system chatter does not drown the application's logs.
 func NewActorSystem(log *slog.Logger) *actor.ActorSystem {
+	return newActorSystem(log, nil)
+}
+
+func newActorSystem(log *slog.Logger, mp metric.MeterProvider) *actor.ActorSystem {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	// A short dead-letter throttle interval keeps protoactor's throttle
 	// goroutine from outliving a shut-down system by a whole second.
-	return actor.NewActorSystem(actor.WithDeadLetterThrottleInterval(50*time.Millisecond), actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
-		return slog.New(minLevelHandler{Handler: log.Handler(), min: slog.LevelWarn}).With("lib", "protoactor")
-	}))
+	opts := []actor.ConfigOption{
+		actor.WithDeadLetterThrottleInterval(50 * time.Millisecond),
+		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+			return slog.New(minLevelHandler{Handler: log.Handler(), min: slog.LevelWarn}).With("lib", "protoactor")
+		}),
+	}
+	if mp != nil {
+		// protoactor's own actor metrics (mailbox length, restarts, ...).
+		opts = append(opts, actor.WithMetricProviders(mp))
+	}
+	return actor.NewActorSystem(opts...)
 }
 
 // minLevelHandler raises a handler's threshold; it must wrap WithAttrs and
@@ -281,7 +311,30 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.lifeMu.Unlock()
 	defer h.live.Done()
 
+	// The client's traceparent header, if any, puts the upgrade in its trace.
+	remote := h.tel.prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+	_, span := h.tel.tracer.Start(remote, "marmot.upgrade", trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(append(append(peerAttrs(remoteAddr(r.RemoteAddr)), serverAttrs(r.Host)...),
+			semconv.URLPathKey.String(r.URL.Path))...))
+	spanOpen := true
+	endSpan := func(reason string, err error) {
+		if !spanOpen {
+			return
+		}
+		spanOpen = false
+		if reason != "" {
+			span.SetAttributes(AttrRefusalReason.String(reason))
+			span.SetStatus(codes.Error, reason)
+		}
+		if err != nil {
+			span.RecordError(err)
+		}
+		span.End()
+	}
+	defer endSpan("", nil)
+
 	if !h.admit() {
+		endSpan("max_connections", nil)
 		h.refused.Add(1)
 		msg := fmt.Sprintf("marmot: server at capacity (%d connections)", h.cfg.MaxConnections)
 		w.Header().Set("Retry-After", "5")
@@ -294,20 +347,24 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.handshakes.Add(1)
 		err := fmt.Errorf("%w: %s did not offer subprotocol %q", ErrEncryptionRequired, r.RemoteAddr, enc.Subprotocol())
 		http.Error(w, "marmot: this endpoint requires encryption: offer subprotocol "+enc.Subprotocol(), http.StatusBadRequest)
+		endSpan("encryption_required", err)
 		h.reportError(0, err)
 		return
 	}
 	ws, err := h.upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		h.admitted.Add(-1)
+		endSpan("upgrade_failed", err)
 		h.reportError(0, fmt.Errorf("marmot: upgrade from %s failed: %w", r.RemoteAddr, err))
 		return
 	}
+	span.SetAttributes(AttrSubprotocol.String(ws.Subprotocol()), AttrEncrypted.Bool(h.cfg.Encryption != nil))
 	var sess *crypto.Session
 	if enc := h.cfg.Encryption; enc != nil && enc.Profile == crypto.ProfileSecure {
 		if sess, err = serverHandshake(ws, enc); err != nil {
 			h.admitted.Add(-1)
 			h.handshakes.Add(1)
+			endSpan("handshake_failed", err)
 			h.reportError(0, fmt.Errorf("marmot: client %s: %w", r.RemoteAddr, err))
 			_ = ws.Close()
 			return
@@ -336,8 +393,18 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.live.Add(1) // the connection actor, until Stopped
 	h.sys.Root.Send(h.server, &spawnConnection{c: c})
 	<-c.ready
+	span.SetAttributes(AttrClientID.Int64(int64(c.id)))
+	endSpan("", nil)
 	err = c.link.readLoop()
 	h.sys.Root.Send(c.link.pid, &linkLost{err: err})
+}
+
+func remoteAddr(s string) net.Addr {
+	a, err := net.ResolveTCPAddr("tcp", s)
+	if err != nil {
+		return nil
+	}
+	return a
 }
 
 func offers(r *http.Request, sub string) bool {
@@ -428,12 +495,17 @@ func (h *Hub) SendCommandToClient(id ClientID, name string, payload []byte) erro
 // Broadcast queues data for every client and returns how many accepted it.
 // The data is encoded once per wire format and shared by all recipients.
 func (h *Hub) Broadcast(data []byte) (int, error) {
-	return h.broadcast(0, "", data)
+	return h.broadcast(context.Background(), 0, "", data)
+}
+
+// BroadcastContext is Broadcast with the broadcast span parented to ctx's.
+func (h *Hub) BroadcastContext(ctx context.Context, data []byte) (int, error) {
+	return h.broadcast(ctx, 0, "", data)
 }
 
 // BroadcastExcept is Broadcast without the client except (usually the sender).
 func (h *Hub) BroadcastExcept(except ClientID, data []byte) (int, error) {
-	return h.broadcast(except, "", data)
+	return h.broadcast(context.Background(), except, "", data)
 }
 
 // BroadcastCommand queues a named command for every envelope client; raw
@@ -442,12 +514,13 @@ func (h *Hub) BroadcastCommand(name string, payload []byte) (int, error) {
 	if name == "" {
 		return 0, ErrEmptyMessage
 	}
-	return h.broadcast(0, name, payload)
+	return h.broadcast(context.Background(), 0, name, payload)
 }
 
 // preparedSet lazily encodes a broadcast once per wire format.
 type preparedSet struct {
 	name  string
+	meta  map[string]string
 	data  []byte
 	raw   *outFrame
 	byEnv map[string]*outFrame
@@ -468,7 +541,7 @@ func (p *preparedSet) frameFor(codec protocol.Codec) (*outFrame, error) {
 	if f := p.byEnv[codec.Subprotocol()]; f != nil {
 		return f, nil
 	}
-	env := protocol.Envelope{Kind: protocol.KindData, Payload: p.data}
+	env := protocol.Envelope{Kind: protocol.KindData, Payload: p.data, Meta: p.meta}
 	if p.name != "" {
 		env.Kind, env.Name = protocol.KindCommand, p.name
 	}
@@ -488,9 +561,28 @@ func (p *preparedSet) frameFor(codec protocol.Codec) (*outFrame, error) {
 	return f, nil
 }
 
-func (h *Hub) broadcast(except ClientID, name string, data []byte) (int, error) {
-	set := preparedSet{name: name, data: data}
-	n := 0
+func (h *Hub) broadcast(ctx context.Context, except ClientID, name string, data []byte) (n int, err error) {
+	attrs := []attribute.KeyValue{
+		semconv.MessagingSystemKey.String(MessagingSystem),
+		semconv.MessagingOperationTypeSend,
+		semconv.MessagingOperationNameKey.String("broadcast"),
+		semconv.MessagingMessageBodySizeKey.Int(len(data)),
+	}
+	if name != "" {
+		attrs = append(attrs, semconv.MessagingDestinationNameKey.String(name))
+	}
+	ctx, span := h.tel.tracer.Start(ctx, "broadcast", trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(attrs...))
+	defer func() {
+		span.SetAttributes(AttrFanout.Int(n), semconv.MessagingBatchMessageCountKey.Int(n))
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+		h.tel.fanout.Record(ctx, int64(n))
+	}()
+	// Receivers link their process spans to this one through the envelope.
+	set := preparedSet{name: name, data: data, meta: h.tel.inject(ctx, nil)}
 	h.regMu.RLock()
 	defer h.regMu.RUnlock()
 	for id, c := range h.conns {
@@ -568,6 +660,7 @@ func (h *Hub) Stats() Stats {
 		TotalMessagesSent:      h.totals.msgsOut.Load(),
 		RefusedConnections:     h.refused.Load(),
 		HandshakeFailures:      h.handshakes.Load(),
+		DecryptFailures:        h.decrypts.Load(),
 		SlowConsumerCloses:     h.slowCloses.Load(),
 		ActorRestarts:          h.restarts.Load(),
 	}
@@ -614,6 +707,9 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		h.regMu.RUnlock()
 		<-done
 	}
+	if h.metricsReg != nil {
+		_ = h.metricsReg.Unregister()
+	}
 	_ = h.sys.Root.StopFuture(h.server).Wait()
 	if h.ownSys {
 		h.sys.Shutdown()
@@ -656,12 +752,7 @@ func (s *ServerActor) Receive(ctx actor.Context) {
 		props := actor.PropsFromProducer(func() actor.Actor { return &ConnectionActor{c: c} })
 		ctx.SpawnPrefix(props, fmt.Sprintf("conn-%d-", c.id))
 	case *Broadcast:
-		var err error
-		if m.Name != "" {
-			_, err = s.hub.broadcast(m.Except, m.Name, m.Data)
-		} else {
-			_, err = s.hub.broadcast(m.Except, "", m.Data)
-		}
+		_, err := s.hub.broadcast(context.Background(), m.Except, m.Name, m.Data)
 		if ctx.Sender() != nil {
 			ctx.Respond(&Ack{Err: err})
 		}
@@ -727,6 +818,9 @@ func (a *ConnectionActor) Receive(ctx actor.Context) {
 		c.link.startClose(CloseGoingAway, "server shutting down", nil, m.deadline)
 	case *linkLost:
 		c.final = c.link.closeErrorFrom(m.err)
+		if c.final.ByPeer {
+			a.answerPeerClose(c.final)
+		}
 		ctx.Stop(ctx.Self())
 	case *actor.Stopping:
 		if c.budgetOut.Load() {
@@ -739,13 +833,20 @@ func (a *ConnectionActor) Receive(ctx actor.Context) {
 	}
 }
 
-func (a *ConnectionActor) flush(deadline time.Time) {
+func (a *ConnectionActor) onSent() func([]byte) {
 	c := a.c
-	var onSent func([]byte)
 	if f := c.hub.cfg.Events.OnDataSent; f != nil {
-		onSent = func(b []byte) { c.hub.safeCall(c.id, "OnDataSent", func() { f(c.id, b) }) }
+		return func(b []byte) { c.hub.safeCall(c.id, "OnDataSent", func() { f(c.id, b) }) }
 	}
-	_ = c.link.flush(deadline, onSent)
+	return nil
+}
+
+func (a *ConnectionActor) flush(deadline time.Time) {
+	_ = a.c.link.flush(deadline, a.onSent())
+}
+
+func (a *ConnectionActor) answerPeerClose(ce *CloseError) {
+	a.c.link.answerPeerClose(ce, a.onSent())
 }
 
 func (a *ConnectionActor) handleInbound(in *inbound) {
@@ -762,10 +863,23 @@ func (a *ConnectionActor) handleInbound(in *inbound) {
 		code, err = CloseProtocolError, fmt.Errorf("%w: unexpected %s envelope: the server sent no request", protocol.ErrInvalidEnvelope, m.Kind)
 	}
 	if err != nil {
+		if errors.Is(err, ErrDecryptFailed) {
+			h.decrypts.Add(1)
+		}
 		h.reportError(c.id, err)
 		c.link.startClose(code, err.Error(), err, time.Time{})
 		return
 	}
+	ctx, span := h.tel.startProcess(m, false, AttrClientID.Int64(int64(c.id)))
+	in.ctx, m.ctx = ctx, ctx // the supervisor parents a failure span to in.ctx
+	start := time.Now()
+	defer func() {
+		r := recover()
+		h.tel.finishProcess(ctx, span, start, r)
+		if r != nil {
+			panic(r)
+		}
+	}()
 	if ev.OnHandleCommand == nil {
 		if m.IsRequest() {
 			_ = m.ReplyError(501, "no handler")
@@ -788,6 +902,7 @@ func (a *ConnectionActor) teardown() {
 	if n := c.link.drop(); n > 0 {
 		h.reportError(c.id, fmt.Errorf("%w: %d", ErrUndelivered, n))
 	}
+	c.link.release()
 	h.unregister(c)
 	reason := c.final
 	if reason == nil {

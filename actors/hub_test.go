@@ -43,10 +43,17 @@ func TestActorsRouteThroughServerActor(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	idA, idB := <-ids, <-ids
-	if idA > idB {
-		a, b = b, a
-		idA, idB = idB, idA
+	<-ids
+	<-ids
+	// IDs are assigned after the upgrade, so learn which socket got which
+	// from the hub rather than from dial order.
+	byPort := map[string]actors.ClientID{}
+	for _, ci := range hub.Clients() {
+		byPort[ci.RemoteAddr.String()] = ci.ID
+	}
+	idA, idB := byPort[a.LocalAddr().String()], byPort[b.LocalAddr().String()]
+	if idA == 0 || idB == 0 {
+		t.Fatalf("client ids not found: %v", byPort)
 	}
 
 	res, err := sys.Root.RequestFuture(hub.PID(), &actors.Broadcast{Data: []byte("all"), Except: idB}, 10*time.Second).Result()

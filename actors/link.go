@@ -54,6 +54,16 @@ type inbound struct {
 	l    *link
 	typ  int
 	data []byte
+	ctx  context.Context // the process span, once handling starts
+}
+
+// TraceContext implements supervisor.Traced, so a handler panic's failure
+// span joins the trace of the message that caused it.
+func (in *inbound) TraceContext() context.Context {
+	if in.ctx == nil {
+		return context.Background()
+	}
+	return in.ctx
 }
 
 // linkLost reports that the reader goroutine ended.
@@ -85,6 +95,8 @@ type link struct {
 	flushPending bool
 	closing      bool      // no more sends accepted
 	handshake    bool      // a close frame has been written
+	readerDone   bool      // the reader goroutine has returned
+	released     bool      // the owning actor is done with the link
 	closeBy      time.Time // read deadline once handshake is set
 	pinger       *time.Timer
 
@@ -386,8 +398,13 @@ func (l *link) stopKeepAlive() {
 // readLoop runs on the reader goroutine until the socket fails. It holds at
 // most inflightCap bytes of unprocessed input: when the actor falls behind,
 // the reader stops reading and TCP pushes back on the peer.
+//
+// The peer's close frame is not answered here (gorilla's default would
+// answer at once, cutting off replies still queued): the owning actor
+// flushes the queue first, then echoes the close (see answerPeerClose).
 func (l *link) readLoop() error {
-	defer l.ws.NetConn().Close()
+	l.ws.SetCloseHandler(func(int, string) error { return nil })
+	defer l.readerExited()
 	for {
 		_ = l.armReadDeadline()
 		typ, data, err := l.ws.ReadMessage()
@@ -395,10 +412,10 @@ func (l *link) readLoop() error {
 			return err
 		}
 		l.mu.Lock()
-		closing := l.closing
+		failed := l.localClose != nil && l.localClose.Code != CloseNormal && l.localClose.Code != CloseGoingAway
 		l.mu.Unlock()
-		if closing {
-			continue // after a close frame, input is discarded until the peer answers
+		if failed {
+			continue // after an error close, input is garbage until the peer answers
 		}
 		w := int64(len(data))
 		if w < 1 {
@@ -412,6 +429,56 @@ func (l *link) readLoop() error {
 		}
 		l.sys.Root.Send(l.pid, &inbound{l: l, typ: typ, data: data})
 	}
+}
+
+// readerExited and release together close the socket exactly once, after
+// both the reader has stopped and the actor has finished with the link, so
+// neither a pending close handshake nor a final flush is cut short.
+func (l *link) readerExited() {
+	l.mu.Lock()
+	l.readerDone = true
+	closeNow := l.released
+	l.mu.Unlock()
+	if closeNow {
+		_ = l.ws.NetConn().Close()
+	}
+}
+
+func (l *link) release() {
+	l.mu.Lock()
+	l.released = true
+	closeNow := l.readerDone
+	handshake := l.handshake
+	l.mu.Unlock()
+	if closeNow {
+		_ = l.ws.NetConn().Close()
+		return
+	}
+	if !handshake {
+		// No close frame went out, so nothing is worth waiting for: make
+		// the reader return now.
+		_ = l.ws.SetReadDeadline(time.Now())
+	}
+}
+
+// answerPeerClose flushes what is queued and echoes the peer's close code,
+// completing the closing handshake the peer started.
+func (l *link) answerPeerClose(ce *CloseError, onSent func([]byte)) {
+	l.mu.Lock()
+	if l.handshake {
+		l.mu.Unlock()
+		return
+	}
+	l.handshake = true
+	l.closing = true
+	l.mu.Unlock()
+	deadline := time.Now().Add(closeGrace)
+	_ = l.flush(deadline, onSent)
+	code := ce.Code
+	if code == CloseNoStatus || code == CloseAbnormal || code == 0 {
+		code = CloseNormal
+	}
+	_ = l.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), deadline)
 }
 
 // processed releases the inflight budget of one inbound frame.

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -151,6 +152,8 @@ type Stats struct {
 	// HandshakeFailures counts connections refused by the encryption
 	// requirement or its handshake.
 	HandshakeFailures int64
+	// DecryptFailures counts encrypted frames that failed to open.
+	DecryptFailures int64
 	// SlowConsumerCloses counts connections closed because their queue overflowed.
 	SlowConsumerCloses int64
 	// ActorRestarts counts connection actor restarts after a handler panic.
@@ -174,10 +177,21 @@ type Message struct {
 	// Meta holds the envelope's string headers (nil in raw mode).
 	Meta map[string]string
 
+	ctx     context.Context
 	id      uint64
 	code    uint32
 	out     *link
 	replied bool
+}
+
+// Context returns the context of the message's process span, so a handler
+// can start child spans or pass it to calls that take a context. It carries
+// no deadline.
+func (m *Message) Context() context.Context {
+	if m.ctx == nil {
+		return context.Background()
+	}
+	return m.ctx
 }
 
 // IsRequest reports whether the sender waits for Reply or ReplyError.

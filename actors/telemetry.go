@@ -1,0 +1,228 @@
+package actors
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/marmotws/marmot/protocol"
+)
+
+// InstrumentationName names marmot's tracer and meter.
+const InstrumentationName = "github.com/marmotws/marmot"
+
+// MessagingSystem is the messaging.system attribute of marmot's spans.
+const MessagingSystem = "marmot"
+
+// Attribute keys marmot adds where OpenTelemetry has no convention; see
+// docs/OBSERVABILITY.md.
+const (
+	AttrClientID       = attribute.Key("marmot.client.id")
+	AttrMessageKind    = attribute.Key("marmot.message.kind")
+	AttrSubprotocol    = attribute.Key("marmot.subprotocol")
+	AttrRefusalReason  = attribute.Key("marmot.refusal.reason")
+	AttrFanout         = attribute.Key("marmot.broadcast.fanout")
+	AttrAttempt        = attribute.Key("marmot.reconnect.attempt")
+	AttrDelay          = attribute.Key("marmot.reconnect.delay_ms")
+	AttrServerName     = attribute.Key("marmot.server.name")
+	AttrEncrypted      = attribute.Key("marmot.encrypted")
+	AttrCloseCode      = attribute.Key("marmot.close.code")
+	AttrMessageDropped = attribute.Key("marmot.message.dropped")
+)
+
+// telemetry bundles a hub's or client's tracer, propagator and instruments.
+// With the default no-op providers every call is a cheap no-op, and trace
+// context is only injected into envelopes when a span is valid.
+type telemetry struct {
+	tracer     trace.Tracer
+	prop       propagation.TextMapPropagator
+	handlerDur metric.Float64Histogram
+	fanout     metric.Int64Histogram
+	reconnects metric.Int64Counter
+	meter      metric.Meter
+}
+
+func newTelemetry(tp trace.TracerProvider, mp metric.MeterProvider, prop propagation.TextMapPropagator) *telemetry {
+	if tp == nil {
+		tp = otel.GetTracerProvider()
+	}
+	if mp == nil {
+		mp = otel.GetMeterProvider()
+	}
+	if prop == nil {
+		prop = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+	}
+	t := &telemetry{
+		tracer: tp.Tracer(InstrumentationName),
+		prop:   prop,
+		meter:  mp.Meter(InstrumentationName),
+	}
+	// Instrument creation only fails on invalid names; ours are constant.
+	t.handlerDur, _ = t.meter.Float64Histogram("marmot.handler.duration", metric.WithUnit("s"),
+		metric.WithDescription("Time spent in OnHandleCommand per message."))
+	t.fanout, _ = t.meter.Int64Histogram("marmot.broadcast.fanout", metric.WithUnit("{connection}"),
+		metric.WithDescription("Recipients per broadcast."))
+	t.reconnects, _ = t.meter.Int64Counter("marmot.client.reconnect.attempts", metric.WithUnit("{attempt}"),
+		metric.WithDescription("Reconnect attempts made by clients."))
+	return t
+}
+
+// inject writes ctx's trace context into meta (allocating it when needed);
+// without a valid span it leaves meta alone, so tracing off costs nothing.
+func (t *telemetry) inject(ctx context.Context, meta map[string]string) map[string]string {
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		return meta
+	}
+	if meta == nil {
+		meta = make(map[string]string, 2)
+	}
+	t.prop.Inject(ctx, propagation.MapCarrier(meta))
+	return meta
+}
+
+func (t *telemetry) extract(meta map[string]string) context.Context {
+	if len(meta) == 0 {
+		return context.Background()
+	}
+	return t.prop.Extract(context.Background(), propagation.MapCarrier(meta))
+}
+
+// startProcess opens the span of one inbound application message. Requests
+// and direct messages continue the sender's trace; pushes from a server
+// (broadcasts) link to it instead, since one send fans out to many traces.
+func (t *telemetry) startProcess(m *Message, link bool, extra ...attribute.KeyValue) (context.Context, trace.Span) {
+	remote := t.extract(m.Meta)
+	kind := trace.SpanKindConsumer
+	if m.IsRequest() {
+		kind = trace.SpanKindServer
+	}
+	name := "process"
+	if m.Name != "" {
+		name += " " + m.Name
+	}
+	attrs := append([]attribute.KeyValue{
+		semconv.MessagingSystemKey.String(MessagingSystem),
+		semconv.MessagingOperationTypeProcess,
+		semconv.MessagingOperationNameKey.String("process"),
+		semconv.MessagingMessageBodySizeKey.Int(len(m.Payload)),
+		AttrMessageKind.String(m.Kind.String()),
+	}, extra...)
+	if m.Name != "" {
+		attrs = append(attrs, semconv.MessagingDestinationNameKey.String(m.Name))
+	}
+	if m.id != 0 {
+		attrs = append(attrs, semconv.MessagingMessageIDKey.String(strconv.FormatUint(m.id, 10)))
+	}
+	opts := []trace.SpanStartOption{trace.WithSpanKind(kind), trace.WithAttributes(attrs...)}
+	parent := context.Background()
+	if sc := trace.SpanContextFromContext(remote); sc.IsValid() {
+		if link {
+			opts = append(opts, trace.WithLinks(trace.Link{SpanContext: sc}))
+		} else {
+			parent = remote
+		}
+	}
+	return t.tracer.Start(parent, name, opts...)
+}
+
+// finishProcess ends a process span, marking a panic that is on its way to
+// the supervisor.
+func (t *telemetry) finishProcess(ctx context.Context, span trace.Span, start time.Time, panicked any) {
+	if panicked != nil {
+		span.SetStatus(codes.Error, "handler panicked")
+	}
+	span.End()
+	t.handlerDur.Record(ctx, time.Since(start).Seconds())
+}
+
+func peerAttrs(addr net.Addr) []attribute.KeyValue {
+	if addr == nil {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return []attribute.KeyValue{semconv.NetworkPeerAddressKey.String(addr.String())}
+	}
+	p, _ := strconv.Atoi(port)
+	return []attribute.KeyValue{semconv.NetworkPeerAddressKey.String(host), semconv.NetworkPeerPortKey.Int(p)}
+}
+
+func serverAttrs(hostport string) []attribute.KeyValue {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return []attribute.KeyValue{semconv.ServerAddressKey.String(hostport)}
+	}
+	p, _ := strconv.Atoi(port)
+	return []attribute.KeyValue{semconv.ServerAddressKey.String(host), semconv.ServerPortKey.Int(p)}
+}
+
+// registerHubMetrics exposes the hub's counters as observable instruments,
+// read from the same atomics as Stats so both always agree.
+func (h *Hub) registerHubMetrics() {
+	m := h.tel.meter
+	mk := func(name, unit, desc string) metric.Int64ObservableCounter {
+		c, _ := m.Int64ObservableCounter(name, metric.WithUnit(unit), metric.WithDescription(desc))
+		return c
+	}
+	active, _ := m.Int64ObservableGauge("marmot.connections.active", metric.WithUnit("{connection}"),
+		metric.WithDescription("Open connections (the seed's ClientCount)."))
+	queued, _ := m.Int64ObservableGauge("marmot.queue.bytes", metric.WithUnit("By"),
+		metric.WithDescription("Bytes waiting in outbound queues."))
+	total := mk("marmot.connections.total", "{connection}", "Connections accepted (the seed's TotalConnections).")
+	refused := mk("marmot.connections.refused", "{connection}", "Upgrades refused at MaxConnections.")
+	bytesIn := mk("marmot.bytes.received", "By", "Wire payload bytes received (the seed's TotalBytesReceived).")
+	bytesOut := mk("marmot.bytes.sent", "By", "Wire payload bytes sent (the seed's TotalBytesSent).")
+	msgsIn := mk("marmot.messages.received", "{message}", "Messages received (the seed's TotalMessagesReceived).")
+	msgsOut := mk("marmot.messages.sent", "{message}", "Messages sent (the seed's TotalMessagesSent).")
+	slow := mk("marmot.slow_consumer.closes", "{connection}", "Connections closed as slow consumers.")
+	restarts := mk("marmot.actor.restarts", "{restart}", "Connection actor restarts after handler panics.")
+	handshakes := mk("marmot.handshake.failures", "{connection}", "Connections refused by the encryption requirement or handshake.")
+	decrypts := mk("marmot.decrypt.failures", "{frame}", "Encrypted frames that failed to open.")
+	var attrs metric.MeasurementOption = metric.WithAttributes()
+	if h.cfg.Name != "" {
+		attrs = metric.WithAttributes(AttrServerName.String(h.cfg.Name))
+	}
+	reg, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		st := h.Stats()
+		o.ObserveInt64(active, int64(st.ClientCount), attrs)
+		o.ObserveInt64(total, st.TotalConnections, attrs)
+		o.ObserveInt64(refused, st.RefusedConnections, attrs)
+		o.ObserveInt64(bytesIn, st.TotalBytesReceived, attrs)
+		o.ObserveInt64(bytesOut, st.TotalBytesSent, attrs)
+		o.ObserveInt64(msgsIn, st.TotalMessagesReceived, attrs)
+		o.ObserveInt64(msgsOut, st.TotalMessagesSent, attrs)
+		o.ObserveInt64(slow, st.SlowConsumerCloses, attrs)
+		o.ObserveInt64(restarts, st.ActorRestarts, attrs)
+		o.ObserveInt64(handshakes, st.HandshakeFailures, attrs)
+		o.ObserveInt64(decrypts, st.DecryptFailures, attrs)
+		o.ObserveInt64(queued, h.queuedBytes(), attrs)
+		return nil
+	}, active, queued, total, refused, bytesIn, bytesOut, msgsIn, msgsOut, slow, restarts, handshakes, decrypts)
+	if err == nil {
+		h.metricsReg = reg
+	}
+}
+
+func (h *Hub) queuedBytes() int64 {
+	var n int64
+	h.regMu.RLock()
+	for _, c := range h.conns {
+		c.link.mu.Lock()
+		n += c.link.queued
+		c.link.mu.Unlock()
+	}
+	h.regMu.RUnlock()
+	return n
+}
+
+// Kinds of inbound messages as span attribute values.
+var _ = protocol.KindData

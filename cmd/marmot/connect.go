@@ -1,0 +1,306 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/marmotws/marmot"
+	"github.com/marmotws/marmot/protocol"
+)
+
+// disconnectTimeout bounds the close handshake when the user quits.
+const disconnectTimeout = 10 * time.Second
+
+// connectFlags holds "marmot connect" options.
+type connectFlags struct {
+	cfg            marmot.ClientConfig
+	strategy       string
+	requestTimeout time.Duration
+	logLevel       logLevel
+}
+
+func newConnectFlags(stderr io.Writer) (*flag.FlagSet, *connectFlags) {
+	// Error by default: the client logs every error it reports at warn, and
+	// OnError already prints them in the session's own format.
+	f := &connectFlags{logLevel: logLevel{slog.LevelError}}
+	fs := flag.NewFlagSet("connect", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `Usage: marmot connect [flags] URL
+
+Connects to a WebSocket server. Every stdin line is sent as one message
+(empty lines are skipped); incoming messages are printed on stdout as
+"< message". Connection events go to stderr. EOF on stdin disconnects.
+
+With --subprotocol marmot.v1 or marmot.json.v1, two line forms are special:
+  /cmd NAME [payload]   send a named command
+  /req NAME [payload]   send a request and print its reply as "< [reply] payload"
+Without a subprotocol (raw mode) every line is sent as it is.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	c := &f.cfg
+	fs.StringVar(&c.Subprotocol, "subprotocol", "", "wire format: empty for raw frames, "+protocol.SubprotocolBinary+" or "+protocol.SubprotocolJSON)
+	fs.DurationVar(&c.ConnectionTimeout, "connect-timeout", marmot.DefaultConnectionTimeout, "bound on each connect attempt, handshake included")
+	fs.BoolVar(&c.AutoReconnect, "auto-reconnect", false, "reconnect after a lost connection")
+	fs.StringVar(&f.strategy, "reconnect-strategy", "fixed", "delay between reconnect attempts: fixed or exponential")
+	fs.DurationVar(&c.ReconnectInterval, "reconnect-interval", marmot.DefaultReconnectInterval, "fixed reconnect delay, or the first exponential one")
+	fs.IntVar(&c.MaxReconnectAttempts, "max-reconnect-attempts", 0, "give up after this many failed reconnect attempts (0: never)")
+	fs.DurationVar(&c.KeepAlive, "keepalive", marmot.DefaultKeepAlive, "drop the connection when the server stays silent this long; pings every half of it (negative: no pings)")
+	fs.Int64Var(&c.MaxMessageSize, "max-message-size", marmot.DefaultMaxMessageSize, "largest message accepted, and longest stdin line sent, in bytes")
+	fs.DurationVar(&f.requestTimeout, "request-timeout", 10*time.Second, "how long /req waits for its reply")
+	fs.Var(&f.logLevel, "log-level", "log `level`: debug, info, warn or error")
+	return fs, f
+}
+
+func runConnect(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs, f := newConnectFlags(stderr)
+	pos, code, ok := parseFlags(fs, args)
+	if !ok {
+		return code
+	}
+	switch len(pos) {
+	case 0:
+		return usageError(fs, "missing URL (e.g. ws://127.0.0.1:8080/websocket)")
+	case 1:
+		f.cfg.URL = pos[0]
+	default:
+		return usageError(fs, "want one URL, got %d arguments", len(pos))
+	}
+	switch f.strategy {
+	case "fixed":
+		f.cfg.ReconnectStrategy = marmot.ReconnectFixed
+	case "exponential":
+		f.cfg.ReconnectStrategy = marmot.ReconnectExponential
+	default:
+		return usageError(fs, "invalid value %q for flag -reconnect-strategy: want fixed or exponential", f.strategy)
+	}
+	// As for serve: 0 would silently mean the default.
+	c := &f.cfg
+	for _, z := range []struct {
+		name string
+		bad  bool
+		hint string
+	}{
+		{"connect-timeout", c.ConnectionTimeout <= 0, "must be positive"},
+		{"reconnect-interval", c.ReconnectInterval <= 0, "must be positive"},
+		{"keepalive", c.KeepAlive == 0, "0 is not allowed; use a negative value to disable pings"},
+		{"max-message-size", c.MaxMessageSize <= 0, "must be positive"},
+		{"request-timeout", f.requestTimeout <= 0, "must be positive"},
+	} {
+		if z.bad {
+			return usageError(fs, "invalid value for flag -%s: %s", z.name, z.hint)
+		}
+	}
+
+	s := &session{out: stdout, errw: stderr, ended: make(chan struct{}, 1)}
+	cfg := f.cfg
+	cfg.Logger = newLogger(stderr, f.logLevel.level)
+	cfg.LogLevel = f.logLevel.level
+	cfg.ClientEvents = s.events()
+	client, err := marmot.NewClient(cfg)
+	if err != nil {
+		return usageError(fs, "%v", err)
+	}
+	s.client = client
+	defer func() {
+		// Close releases the client's actor and goroutines in every case.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), disconnectTimeout)
+		defer cancel()
+		_ = client.Close(cctx)
+	}()
+
+	if err := client.Connect(ctx); err != nil {
+		fmt.Fprintf(stderr, "marmot connect: %v\n", err)
+		return exitFailure
+	}
+	fmt.Fprintf(stderr, "* connected to %s (%s)\n", client.URL(), subprotocolName(cfg.Subprotocol))
+	return s.loop(ctx, stdin, int(cfg.MaxMessageSize), f.requestTimeout)
+}
+
+// session is one interactive connection: the callbacks print what happens and
+// loop turns stdin lines into messages.
+type session struct {
+	client *marmot.Client
+	out    io.Writer // incoming messages
+	errw   io.Writer // connection events
+
+	quitting atomic.Bool // set once the user asked to leave
+	lastCode atomic.Int64
+	ended    chan struct{} // the connection is gone for good
+}
+
+func (s *session) events() marmot.ClientEvents {
+	return marmot.ClientEvents{
+		OnHandleCommand: s.print,
+		OnDisconnect: func(r *marmot.CloseError) {
+			s.lastCode.Store(int64(r.Code))
+			who := "locally"
+			if r.ByPeer {
+				who = "by the server"
+			}
+			msg := fmt.Sprintf("* closed %s with code %d", who, r.Code)
+			if r.Text != "" {
+				msg += " (" + r.Text + ")"
+			}
+			fmt.Fprintln(s.errw, msg)
+		},
+		OnStateChange: func(old, new marmot.ClientState) {
+			fmt.Fprintf(s.errw, "* state %s -> %s\n", old, new)
+			// Disconnected and Error are final unless the user reconnects,
+			// which this tool does not; the loop must end then.
+			if new == marmot.StateDisconnected || new == marmot.StateError {
+				select {
+				case s.ended <- struct{}{}:
+				default:
+				}
+			}
+		},
+		OnReconnecting: func(attempt int, delay time.Duration) {
+			fmt.Fprintf(s.errw, "* reconnect attempt %d in %v\n", attempt, delay.Round(time.Millisecond))
+		},
+		OnReconnectFailed: func(attempt int, err error) {
+			fmt.Fprintf(s.errw, "* reconnect attempt %d failed: %v\n", attempt, err)
+		},
+		OnError: func(err error) {
+			if s.quitting.Load() && errors.Is(err, marmot.ErrDisconnected) {
+				return // our own goodbye, not news
+			}
+			fmt.Fprintf(s.errw, "! %v\n", err)
+		},
+	}
+}
+
+// print shows one incoming message. Text goes out as it is; bytes that are
+// not UTF-8 are shown in hex so the terminal stays sane.
+func (s *session) print(m *marmot.Message) {
+	var b strings.Builder
+	b.WriteString("< ")
+	if m.Name != "" {
+		b.WriteString("[" + m.Name + "] ")
+	}
+	if m.IsRequest() {
+		// Nothing here can answer it; an error reply beats a requester
+		// waiting for its deadline.
+		_ = m.ReplyError(501, "marmot connect does not answer requests")
+		b.WriteString("(request, answered 501) ")
+	}
+	writePayload(&b, m.Payload)
+	fmt.Fprintln(s.out, b.String())
+}
+
+func writePayload(b *strings.Builder, p []byte) {
+	if utf8.Valid(p) {
+		b.Write(p)
+		return
+	}
+	fmt.Fprintf(b, "[%d bytes] %s", len(p), hex.EncodeToString(p))
+}
+
+// loop sends stdin lines until EOF, ctx's end or the connection's end.
+func (s *session) loop(ctx context.Context, stdin io.Reader, maxLine int, reqTimeout time.Duration) int {
+	lines := make(chan string)
+	readDone := make(chan error, 1)
+	stop := make(chan struct{})
+	defer close(stop)
+	// Reading stdin blocks without a way to cancel it, so it gets its own
+	// goroutine; it ends at EOF, or at its next line once stop is closed.
+	go func() {
+		sc := bufio.NewScanner(stdin)
+		sc.Buffer(make([]byte, 0, 64<<10), maxLine+1)
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			case <-stop:
+				return
+			}
+		}
+		readDone <- sc.Err()
+	}()
+
+	envelope := s.client.Config().Subprotocol != ""
+	for {
+		select {
+		case line := <-lines:
+			s.send(ctx, line, envelope, reqTimeout)
+		case err := <-readDone:
+			if err != nil {
+				fmt.Fprintf(s.errw, "marmot connect: reading stdin: %v\n", err)
+				s.disconnect(ctx)
+				return exitFailure
+			}
+			s.disconnect(ctx)
+			return exitOK
+		case <-ctx.Done():
+			s.disconnect(ctx)
+			return exitOK
+		case <-s.ended:
+			if s.lastCode.Load() == marmot.CloseNormal {
+				return exitOK
+			}
+			return exitFailure
+		}
+	}
+}
+
+func (s *session) disconnect(ctx context.Context) {
+	s.quitting.Store(true)
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), disconnectTimeout)
+	defer cancel()
+	if err := s.client.Disconnect(dctx); err != nil {
+		fmt.Fprintf(s.errw, "! disconnect: %v\n", err)
+	}
+}
+
+func (s *session) send(ctx context.Context, line string, envelope bool, reqTimeout time.Duration) {
+	if line == "" {
+		return
+	}
+	if envelope {
+		if verb, rest, ok := strings.Cut(line, " "); ok || verb == "/cmd" || verb == "/req" {
+			switch verb {
+			case "/cmd", "/req":
+				name, payload, _ := strings.Cut(rest, " ")
+				if name == "" {
+					fmt.Fprintf(s.errw, "! usage: %s NAME [payload]\n", verb)
+					return
+				}
+				if verb == "/cmd" {
+					s.report("send command", s.client.SendCommand(name, []byte(payload)))
+					return
+				}
+				rctx, cancel := context.WithTimeout(ctx, reqTimeout)
+				defer cancel()
+				reply, err := s.client.Request(rctx, name, []byte(payload))
+				if err != nil {
+					s.report("request "+name, err)
+					return
+				}
+				var b strings.Builder
+				b.WriteString("< [reply] ")
+				writePayload(&b, reply)
+				fmt.Fprintln(s.out, b.String())
+				return
+			}
+		}
+	}
+	s.report("send", s.client.Send([]byte(line)))
+}
+
+func (s *session) report(what string, err error) {
+	if err != nil {
+		fmt.Fprintf(s.errw, "! %s: %v\n", what, err)
+	}
+}

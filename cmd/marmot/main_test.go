@@ -1,0 +1,349 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// guard bounds every wait; it only fires when a test is already failing.
+const guard = 20 * time.Second
+
+// lineLog collects the lines a command writes so tests can wait for one
+// without ever blocking the writer.
+type lineLog struct {
+	name    string
+	mu      sync.Mutex
+	lines   []string
+	next    int           // expect's cursor
+	changed chan struct{} // closed and replaced on every new line
+	closed  bool
+}
+
+func newLineLog(name string, r io.Reader) *lineLog {
+	l := &lineLog{name: name, changed: make(chan struct{})}
+	go func() {
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			l.mu.Lock()
+			l.lines = append(l.lines, sc.Text())
+			close(l.changed)
+			l.changed = make(chan struct{})
+			l.mu.Unlock()
+		}
+		l.mu.Lock()
+		l.closed = true
+		close(l.changed)
+		l.mu.Unlock()
+	}()
+	return l
+}
+
+// expect waits for a line containing want after the previous match and
+// returns it.
+func (l *lineLog) expect(t *testing.T, want string) string {
+	t.Helper()
+	timeout := time.After(guard)
+	for {
+		l.mu.Lock()
+		for i := l.next; i < len(l.lines); i++ {
+			if strings.Contains(l.lines[i], want) {
+				l.next = i + 1
+				line := l.lines[i]
+				l.mu.Unlock()
+				return line
+			}
+		}
+		ch, closed := l.changed, l.closed
+		all := strings.Join(l.lines, "\n")
+		l.mu.Unlock()
+		if closed {
+			t.Fatalf("%s ended without a line containing %q; got:\n%s", l.name, want, all)
+		}
+		select {
+		case <-ch:
+		case <-timeout:
+			t.Fatalf("timed out waiting for %s line containing %q; got:\n%s", l.name, want, all)
+		}
+	}
+}
+
+func (l *lineLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.lines, "\n")
+}
+
+// proc is one in-process run of the command, wired to pipes.
+type proc struct {
+	stdin  *io.PipeWriter
+	stdout *lineLog
+	stderr *lineLog
+	cancel context.CancelFunc
+	done   chan int
+}
+
+func start(t *testing.T, args ...string) *proc {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	errR, errW := io.Pipe()
+	p := &proc{
+		stdin:  inW,
+		stdout: newLineLog(args[0]+" stdout", outR),
+		stderr: newLineLog(args[0]+" stderr", errR),
+		cancel: cancel,
+		done:   make(chan int, 1),
+	}
+	go func() {
+		code := run(ctx, args, inR, outW, errW)
+		// Closing the pipes ends the line readers, and closing stdin's read
+		// side ends connect's stdin goroutine if it is still reading.
+		_ = inR.Close()
+		_ = outW.Close()
+		_ = errW.Close()
+		p.done <- code
+	}()
+	t.Cleanup(func() {
+		cancel()
+		_ = inW.Close()
+		p.wait(t)
+	})
+	return p
+}
+
+// wait returns the exit code once the command has returned.
+func (p *proc) wait(t *testing.T) int {
+	t.Helper()
+	select {
+	case code := <-p.done:
+		p.done <- code // later waits see it too
+		return code
+	case <-time.After(guard):
+		t.Fatalf("command did not exit; stderr:\n%s", p.stderr)
+		return -1
+	}
+}
+
+func (p *proc) send(t *testing.T, line string) {
+	t.Helper()
+	if _, err := io.WriteString(p.stdin, line+"\n"); err != nil {
+		t.Fatalf("writing %q to stdin: %v", line, err)
+	}
+}
+
+// serve starts "marmot serve" on a free port and returns it with its URL,
+// read from the line it prints on stdout.
+func serve(t *testing.T, args ...string) (*proc, string) {
+	t.Helper()
+	p := start(t, append([]string{"serve", "--addr", "127.0.0.1:0"}, args...)...)
+	line := p.stdout.expect(t, "marmot listening on ")
+	url := strings.TrimPrefix(line, "marmot listening on ")
+	if !strings.HasPrefix(url, "ws://127.0.0.1:") || !strings.HasSuffix(url, "/websocket") {
+		t.Fatalf("unexpected URL line %q", line)
+	}
+	return p, url
+}
+
+// connect starts "marmot connect" and waits until it is connected.
+func connect(t *testing.T, url string, args ...string) *proc {
+	t.Helper()
+	p := start(t, append([]string{"connect", url}, args...)...)
+	p.stderr.expect(t, "* connected to ")
+	return p
+}
+
+// stop cancels the command as SIGINT would and checks it exits with 0.
+func (p *proc) stop(t *testing.T) {
+	t.Helper()
+	p.cancel()
+	if code := p.wait(t); code != exitOK {
+		t.Fatalf("exit code %d, want 0; stderr:\n%s", code, p.stderr)
+	}
+}
+
+// quit closes stdin and checks that the command exits with 0.
+func (p *proc) quit(t *testing.T) {
+	t.Helper()
+	_ = p.stdin.Close()
+	if code := p.wait(t); code != exitOK {
+		t.Fatalf("exit code %d, want 0; stderr:\n%s", code, p.stderr)
+	}
+}
+
+func TestEchoRaw(t *testing.T) {
+	srv, url := serve(t)
+	c := connect(t, url)
+	srv.stderr.expect(t, "client connected")
+	for _, msg := range []string{"hello", "/cmd not special in raw mode", "ünïcödé ✓"} {
+		c.send(t, msg)
+		c.stdout.expect(t, "< "+msg)
+	}
+	c.quit(t)
+	c.stderr.expect(t, "closed locally with code 1000")
+	srv.stderr.expect(t, "client disconnected")
+	srv.stop(t)
+	srv.stderr.expect(t, "msgs_in=3 msgs_out=3")
+}
+
+func TestEchoEnvelopes(t *testing.T) {
+	srv, url := serve(t)
+	for _, sub := range []string{"marmot.v1", "marmot.json.v1"} {
+		t.Run(sub, func(t *testing.T) {
+			c := connect(t, url, "--subprotocol", sub)
+			c.send(t, "plain data")
+			c.stdout.expect(t, "< plain data")
+			c.send(t, "/cmd greet hello there")
+			c.stdout.expect(t, "< [greet] hello there")
+			c.send(t, "/req sum 1 2 3")
+			c.stdout.expect(t, "< [reply] 1 2 3")
+			c.send(t, "/req")
+			c.stderr.expect(t, "usage: /req NAME [payload]")
+			c.quit(t)
+		})
+	}
+	srv.stop(t)
+}
+
+func TestBroadcast(t *testing.T) {
+	srv, url := serve(t, "--mode", "broadcast")
+	a := connect(t, url)
+	b := connect(t, url, "--subprotocol", "marmot.json.v1")
+	// Both handshakes are complete, but the server registers a connection
+	// on its actor; wait for both registrations so neither misses the
+	// broadcast.
+	srv.stderr.expect(t, "client connected")
+	srv.stderr.expect(t, "client connected")
+
+	a.send(t, "hi all")
+	a.stdout.expect(t, "< hi all") // the sender is included
+	b.stdout.expect(t, "< hi all")
+
+	b.send(t, "/req shout hey")
+	a.stdout.expect(t, "< hey")
+	b.stdout.expect(t, "< hey")       // queued before the reply
+	b.stdout.expect(t, "< [reply] 2") // the requester learns the fan-out
+
+	a.quit(t)
+	b.quit(t)
+	srv.stop(t)
+}
+
+func TestReconnectShownAndStdinEOFStops(t *testing.T) {
+	srv, url := serve(t)
+	c := connect(t, url, "--auto-reconnect", "--reconnect-strategy", "exponential",
+		"--reconnect-interval", "50ms", "--connect-timeout", "2s")
+	srv.stderr.expect(t, "client connected")
+	srv.stop(t) // the client gets 1001 Going Away and starts reconnecting
+	c.stderr.expect(t, "closed by the server with code 1001")
+	c.stderr.expect(t, "* state connected -> reconnecting")
+	c.stderr.expect(t, "* reconnect attempt 1 in")
+	c.stderr.expect(t, "* reconnect attempt 1 failed")
+	c.quit(t) // EOF cancels reconnecting
+	c.stderr.expect(t, "-> disconnected")
+}
+
+func TestConnectEndsWhenServerCloses(t *testing.T) {
+	srv, url := serve(t)
+	c := connect(t, url)
+	srv.stderr.expect(t, "client connected")
+	srv.stop(t)
+	if code := c.wait(t); code != exitFailure {
+		t.Fatalf("exit code %d after the server went away, want %d", code, exitFailure)
+	}
+	c.stderr.expect(t, "closed by the server with code 1001")
+}
+
+func TestConnectRefused(t *testing.T) {
+	// A port that was free a moment ago: nothing listens there.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	p := start(t, "connect", "--connect-timeout", "5s", "ws://"+addr+"/websocket")
+	if code := p.wait(t); code != exitFailure {
+		t.Fatalf("exit code %d, want %d", code, exitFailure)
+	}
+	p.stderr.expect(t, "marmot connect: ")
+}
+
+func TestServeAddressInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	p := start(t, "serve", "--addr", ln.Addr().String())
+	if code := p.wait(t); code != exitFailure {
+		t.Fatalf("exit code %d, want %d", code, exitFailure)
+	}
+	p.stderr.expect(t, "address already in use")
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{nil, exitUsage, "Usage:"},
+		{[]string{"frobnicate"}, exitUsage, `unknown command "frobnicate"`},
+		{[]string{"help"}, exitOK, "marmot serve"},
+		{[]string{"serve", "-h"}, exitOK, "-max-queue-bytes"},
+		{[]string{"serve", "--bogus"}, exitUsage, "flag provided but not defined: -bogus"},
+		{[]string{"serve", "--mode", "shout"}, exitUsage, `invalid value "shout" for flag -mode: want echo or broadcast`},
+		{[]string{"serve", "--log-level", "loud"}, exitUsage, `invalid value "loud" for flag -log-level: want debug, info, warn or error`},
+		{[]string{"serve", "--max-connections", "many"}, exitUsage, `invalid value "many" for flag -max-connections`},
+		{[]string{"serve", "--max-connections", "0"}, exitUsage, "-max-connections: 0 is not allowed; use a negative value for unlimited"},
+		{[]string{"serve", "--keepalive", "soon"}, exitUsage, `invalid value "soon" for flag -keepalive`},
+		{[]string{"serve", "--write-timeout", "-1s"}, exitUsage, "-write-timeout: must be positive"},
+		{[]string{"serve", "--addr", "nowhere"}, exitUsage, `invalid Addr "nowhere"`},
+		{[]string{"serve", "extra"}, exitUsage, `unexpected argument "extra"`},
+		{[]string{"connect"}, exitUsage, "missing URL"},
+		{[]string{"connect", "ws://127.0.0.1:1/a", "ws://127.0.0.1:1/b"}, exitUsage, "want one URL, got 2"},
+		{[]string{"connect", "http://127.0.0.1:1/"}, exitUsage, "scheme must be ws or wss"},
+		{[]string{"connect", "--subprotocol", "marmot.v9", "ws://127.0.0.1:1/"}, exitUsage, `unknown Subprotocol "marmot.v9"`},
+		{[]string{"connect", "ws://127.0.0.1:1/", "--reconnect-strategy", "linear"}, exitUsage, `invalid value "linear" for flag -reconnect-strategy`},
+		{[]string{"connect", "ws://127.0.0.1:1/", "--max-reconnect-attempts", "-1"}, exitUsage, "MaxReconnectAttempts must be >= 0"},
+		{[]string{"connect", "ws://127.0.0.1:1/", "--keepalive", "0"}, exitUsage, "-keepalive: 0 is not allowed"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			var out, errOut strings.Builder
+			code := run(context.Background(), tc.args, strings.NewReader(""), &out, &errOut)
+			if code != tc.code {
+				t.Errorf("exit code %d, want %d; stderr:\n%s", code, tc.code, errOut.String())
+			}
+			if all := out.String() + errOut.String(); !strings.Contains(all, tc.want) {
+				t.Errorf("output does not contain %q:\n%s", tc.want, all)
+			}
+		})
+	}
+}
+
+func TestParseFlagsInterspersed(t *testing.T) {
+	fs, f := newConnectFlags(io.Discard)
+	pos, _, ok := parseFlags(fs, []string{"ws://h/x", "--subprotocol", "marmot.v1", "--", "--not-a-flag"})
+	if !ok {
+		t.Fatal("parse failed")
+	}
+	if f.cfg.Subprotocol != "marmot.v1" {
+		t.Errorf("subprotocol %q, want marmot.v1", f.cfg.Subprotocol)
+	}
+	if want := []string{"ws://h/x", "--not-a-flag"}; strings.Join(pos, " ") != strings.Join(want, " ") {
+		t.Errorf("positional %q, want %q", pos, want)
+	}
+}

@@ -1,0 +1,169 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/marmotws/marmot"
+)
+
+// stopTimeout bounds the graceful shutdown after SIGINT/SIGTERM: queues are
+// flushed and clients get 1001, but a stuck peer cannot hold the process.
+const stopTimeout = 10 * time.Second
+
+// Server modes.
+const (
+	modeEcho      = "echo"
+	modeBroadcast = "broadcast"
+)
+
+// serveFlags holds "marmot serve" options: one flag per ServerConfig setting
+// that can be written on a command line, plus the mode.
+type serveFlags struct {
+	cfg      marmot.ServerConfig
+	mode     string
+	logLevel logLevel
+}
+
+func newServeFlags(stderr io.Writer) (*flag.FlagSet, *serveFlags) {
+	f := &serveFlags{logLevel: logLevel{slog.LevelInfo}}
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), "Usage: marmot serve [flags]\n\nRuns a marmot WebSocket server until SIGINT or SIGTERM.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	c := &f.cfg
+	fs.StringVar(&f.mode, "mode", modeEcho, "echo: every message goes back to its sender; broadcast: every message goes to all clients, sender included")
+	fs.StringVar(&c.Addr, "addr", marmot.DefaultAddr, "listen address (host:port; port 0 picks a free one)")
+	fs.StringVar(&c.Path, "path", marmot.DefaultPath, "WebSocket endpoint path")
+	fs.IntVar(&c.MaxConnections, "max-connections", marmot.DefaultMaxConnections, "refuse connections beyond this many with HTTP 503 (negative: unlimited)")
+	fs.DurationVar(&c.KeepAlive, "keepalive", marmot.DefaultKeepAlive, "close peers silent for this long; pings every half of it (negative: no pings)")
+	fs.IntVar(&c.HandlerConcurrency, "handler-concurrency", marmot.DefaultHandlerConcurrency, "handler calls running at once across all connections (negative: unbounded)")
+	fs.Int64Var(&c.MaxMessageSize, "max-message-size", marmot.DefaultMaxMessageSize, "largest message accepted in bytes; larger closes with 1009 (negative: unlimited)")
+	fs.Int64Var(&c.MaxQueueBytes, "max-queue-bytes", marmot.DefaultMaxQueueBytes, "outbound backlog per connection in bytes; beyond it the client is closed with 4008 (negative: unbounded)")
+	fs.DurationVar(&c.WriteTimeout, "write-timeout", marmot.DefaultWriteTimeout, "bound on one batch of socket writes")
+	fs.IntVar(&c.MaxRestarts, "max-restarts", marmot.DefaultMaxRestarts, "connection actor restarts allowed within --restart-window after handler panics (negative: close on the first)")
+	fs.DurationVar(&c.RestartWindow, "restart-window", marmot.DefaultRestartWindow, "sliding window for --max-restarts")
+	fs.BoolVar(&c.DisableJSON, "disable-json", false, "refuse the marmot.json.v1 subprotocol (raw and marmot.v1 remain)")
+	fs.Var(&f.logLevel, "log-level", "log `level`: debug, info, warn or error (default info)")
+
+	// ---- Extension point for other features' flags ----
+	// Encryption (key/mode) and metrics (listen address) flags go here, each
+	// bound to the ServerConfig field it sets. Add them together with that
+	// field, never before: a flag that does nothing is worse than none.
+	// ---------------------------------------------------
+
+	return fs, f
+}
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs, f := newServeFlags(stderr)
+	pos, code, ok := parseFlags(fs, args)
+	if !ok {
+		return code
+	}
+	if len(pos) > 0 {
+		return usageError(fs, "unexpected argument %q", pos[0])
+	}
+	if f.mode != modeEcho && f.mode != modeBroadcast {
+		return usageError(fs, "invalid value %q for flag -mode: want echo or broadcast", f.mode)
+	}
+	// Zero means "use the default" in ServerConfig, so a literal 0 on the
+	// command line would silently become 1000 connections or a 30s
+	// keep-alive. Whoever types 0 means "none" or "unlimited": say how.
+	c := &f.cfg
+	for _, z := range []struct {
+		name string
+		bad  bool
+		hint string
+	}{
+		{"max-connections", c.MaxConnections == 0, "0 is not allowed; use a negative value for unlimited"},
+		{"keepalive", c.KeepAlive == 0, "0 is not allowed; use a negative value to disable pings"},
+		{"handler-concurrency", c.HandlerConcurrency == 0, "0 is not allowed; use a negative value for unbounded"},
+		{"max-message-size", c.MaxMessageSize == 0, "0 is not allowed; use a negative value for unlimited"},
+		{"max-queue-bytes", c.MaxQueueBytes == 0, "0 is not allowed; use a negative value for unbounded"},
+		{"max-restarts", c.MaxRestarts == 0, "0 is not allowed; use a negative value to close on the first panic"},
+		{"write-timeout", c.WriteTimeout <= 0, "must be positive"},
+		{"restart-window", c.RestartWindow <= 0, "must be positive"},
+	} {
+		if z.bad {
+			return usageError(fs, "invalid value for flag -%s: %s", z.name, z.hint)
+		}
+	}
+
+	log := newLogger(stderr, f.logLevel.level)
+	cfg := f.cfg
+	cfg.Logger = log
+	cfg.LogLevel = f.logLevel.level
+
+	// srv is set before Start, and callbacks run only for connections Start
+	// accepts, so they always see it.
+	var srv *marmot.Server
+	cfg.OnClientConnected = func(info marmot.ClientInfo) {
+		log.Info("client connected", "client", uint64(info.ID), "remote", info.IP(), "subprotocol", subprotocolName(info.Subprotocol))
+	}
+	cfg.OnClientDisconnected = func(info marmot.ClientInfo, reason *marmot.CloseError) {
+		log.Info("client disconnected", "client", uint64(info.ID), "code", reason.Code, "by_peer", reason.ByPeer,
+			"messages_in", info.MessagesReceived, "messages_out", info.MessagesSent)
+	}
+	// No OnError: the server already logs every error it reports at warn.
+	switch f.mode {
+	case modeEcho:
+		cfg.OnHandleCommand = func(m *marmot.Message) {
+			if err := m.Reply(m.Payload); err != nil {
+				log.Debug("echo failed", "client", uint64(m.ClientID), "err", err)
+			}
+		}
+	case modeBroadcast:
+		cfg.OnHandleCommand = func(m *marmot.Message) {
+			n, err := srv.Broadcast(m.Payload)
+			if err != nil {
+				log.Warn("broadcast failed", "client", uint64(m.ClientID), "err", err)
+			}
+			// A requester waits for an answer; tell it how many clients
+			// the message reached rather than leaving it to time out.
+			if m.IsRequest() {
+				_ = m.Reply([]byte(strconv.Itoa(n)))
+			}
+		}
+	}
+
+	var err error
+	srv, err = marmot.NewServer(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "marmot serve: %v\n", err)
+		return exitUsage // NewServer only fails on invalid settings
+	}
+	if err := srv.Start(ctx); err != nil {
+		fmt.Fprintf(stderr, "marmot serve: %v\n", err)
+		return exitFailure
+	}
+	// The URL goes to stdout, alone on its line, so scripts (and the tests)
+	// can learn the port chosen for ":0".
+	fmt.Fprintf(stdout, "marmot listening on %s\n", srv.URL())
+
+	<-ctx.Done()
+	// Stats go with the hub on Stop, so log them first.
+	log.Info("shutting down", "stats", srv.Stats().String())
+	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopTimeout)
+	defer cancel()
+	if err := srv.Stop(stopCtx); err != nil {
+		fmt.Fprintf(stderr, "marmot serve: stop: %v\n", err)
+		return exitFailure
+	}
+	log.Info("stopped")
+	return exitOK
+}
+
+func subprotocolName(s string) string {
+	if s == "" {
+		return "raw"
+	}
+	return s
+}
