@@ -27,6 +27,7 @@ type connectFlags struct {
 	strategy       string
 	requestTimeout time.Duration
 	logLevel       logLevel
+	encrypt        *encryptFlags
 }
 
 func newConnectFlags(stderr io.Writer) (*flag.FlagSet, *connectFlags) {
@@ -62,6 +63,7 @@ Flags:
 	fs.Int64Var(&c.MaxMessageSize, "max-message-size", marmot.DefaultMaxMessageSize, "largest message accepted, and longest stdin line sent, in bytes")
 	fs.DurationVar(&f.requestTimeout, "request-timeout", 10*time.Second, "how long /req waits for its reply")
 	fs.Var(&f.logLevel, "log-level", "log `level`: debug, info, warn or error")
+	f.encrypt = addEncryptFlags(fs)
 	return fs, f
 }
 
@@ -103,6 +105,10 @@ func runConnect(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		if z.bad {
 			return usageError(fs, "invalid value for flag -%s: %s", z.name, z.hint)
 		}
+	}
+
+	if err := f.encrypt.apply(&c.EncryptionConfig); err != nil {
+		return usageError(fs, "%v", err)
 	}
 
 	s := &session{out: stdout, errw: stderr, ended: make(chan struct{}, 1)}

@@ -5,6 +5,8 @@ import (
 	"context"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -345,5 +347,34 @@ func TestParseFlagsInterspersed(t *testing.T) {
 	}
 	if want := []string{"ws://h/x", "--not-a-flag"}; strings.Join(pos, " ") != strings.Join(want, " ") {
 		t.Errorf("positional %q, want %q", pos, want)
+	}
+}
+
+func TestEncryptedEchoAndWrongKey(t *testing.T) {
+	keyFile := filepath.Join(t.TempDir(), "key")
+	if err := os.WriteFile(keyFile, []byte("MySecretKey123!\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv, url := serve(t, "--encrypt-key-file", keyFile, "--encrypt-mode", "gcm")
+	c := connect(t, url, "--encrypt-key-file", keyFile, "--encrypt-mode", "gcm")
+	c.send(t, "secret hello")
+	c.stdout.expect(t, "< secret hello")
+	c.send(t, "/req echo ping")
+	c.stdout.expect(t, "ping")
+	c.quit(t)
+
+	bad := start(t, "connect", "--encrypt-key", "wrong", "--encrypt-mode", "gcm", url)
+	if code := bad.wait(t); code != exitFailure {
+		t.Fatalf("wrong key: exit code %d, want %d", code, exitFailure)
+	}
+	bad.stderr.expect(t, "wrong passphrase")
+	srv.stop(t)
+	if strings.Contains(srv.stderr.String(), "MySecretKey123!") || strings.Contains(bad.stderr.String(), "wrong\n") {
+		t.Fatal("a passphrase appeared in the output")
+	}
+
+	both := start(t, "serve", "--encrypt-key", "a", "--encrypt-key-file", keyFile)
+	if code := both.wait(t); code != exitUsage {
+		t.Fatalf("both key flags: exit code %d, want %d", code, exitUsage)
 	}
 }

@@ -28,6 +28,7 @@ type serveFlags struct {
 	cfg      marmot.ServerConfig
 	mode     string
 	logLevel logLevel
+	encrypt  *encryptFlags
 }
 
 func newServeFlags(stderr io.Writer) (*flag.FlagSet, *serveFlags) {
@@ -53,11 +54,9 @@ func newServeFlags(stderr io.Writer) (*flag.FlagSet, *serveFlags) {
 	fs.BoolVar(&c.DisableJSON, "disable-json", false, "refuse the marmot.json.v1 subprotocol (raw and marmot.v1 remain)")
 	fs.Var(&f.logLevel, "log-level", "log `level`: debug, info, warn or error (default info)")
 
-	// ---- Extension point for other features' flags ----
-	// Encryption (key/mode) and metrics (listen address) flags go here, each
-	// bound to the ServerConfig field it sets. Add them together with that
-	// field, never before: a flag that does nothing is worse than none.
-	// ---------------------------------------------------
+	f.encrypt = addEncryptFlags(fs)
+	// Metrics and tracing flags go here, each bound to what it sets: a flag
+	// that does nothing is worse than none.
 
 	return fs, f
 }
@@ -95,6 +94,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		if z.bad {
 			return usageError(fs, "invalid value for flag -%s: %s", z.name, z.hint)
 		}
+	}
+
+	if err := f.encrypt.apply(&c.EncryptionConfig); err != nil {
+		return usageError(fs, "%v", err)
 	}
 
 	log := newLogger(stderr, f.logLevel.level)
