@@ -357,3 +357,41 @@ func TestClientHandlerPanicRestartsActor(t *testing.T) {
 		t.Fatalf("state %v", c.State())
 	}
 }
+
+// TestRequestFromClientCallback calls Request inside client callbacks: the
+// reply must not wait for the (busy) ClientActor.
+func TestRequestFromClientCallback(t *testing.T) {
+	s := echoServer(t, marmot.ServerConfig{})
+	results := make(chan string, 2)
+	var c *marmot.Client
+	c = newClient(t, marmot.ClientConfig{URL: s.URL(), Subprotocol: protocol.SubprotocolBinary, ClientEvents: marmot.ClientEvents{
+		OnConnect: func() {
+			r, err := c.Request(ctxTimeout(t), "echo", []byte("from OnConnect"))
+			if err != nil {
+				results <- err.Error()
+				return
+			}
+			results <- string(r)
+		},
+		OnHandleCommand: func(m *marmot.Message) {
+			r, err := c.Request(ctxTimeout(t), "echo", []byte("from handler"))
+			if err != nil {
+				results <- err.Error()
+				return
+			}
+			results <- string(r)
+		},
+	}})
+	if err := c.Connect(ctxTimeout(t)); err != nil {
+		t.Fatal(err)
+	}
+	if r := recv(t, results, "OnConnect request"); r != "from OnConnect" {
+		t.Fatalf("OnConnect: %s", r)
+	}
+	if err := c.SendCommand("poke", nil); err != nil {
+		t.Fatal(err)
+	}
+	if r := recv(t, results, "handler request"); r != "from handler" {
+		t.Fatalf("handler: %s", r)
+	}
+}

@@ -174,6 +174,7 @@ type Client struct {
 	tel    *telemetry
 
 	state      atomic.Int32
+	inCallback atomic.Int32 // >0 while the ClientActor runs a user callback
 	totals     counters
 	reconnects atomic.Int64
 	closed     atomic.Bool
@@ -368,7 +369,10 @@ func (c *Client) SendCommand(name string, payload []byte) error {
 }
 
 // Request sends a named request and waits for the reply or for ctx. A
-// server-side error reply comes back as *RemoteError.
+// server-side error reply comes back as *RemoteError. It may be called from
+// the client's own callbacks. The reply is handed over as soon as it is
+// read, so Request can return before OnHandleCommand has run for messages
+// that arrived just ahead of the reply.
 func (c *Client) Request(ctx context.Context, name string, payload []byte) ([]byte, error) {
 	if name == "" {
 		return nil, ErrEmptyMessage
@@ -413,6 +417,11 @@ func (c *Client) awaitReply(ctx context.Context, l *link, ch chan reqResult, e *
 	if err := l.sendEnvelope(e); err != nil {
 		return nil, err
 	}
+	if c.inCallback.Load() > 0 {
+		// Most likely called from a callback: the actor that would write
+		// the request is the one waiting for it, so write it here.
+		_ = l.flush(time.Time{}, (&ClientActor{c: c}).onSent())
+	}
 	select {
 	case r := <-ch:
 		return r.payload, r.err
@@ -431,6 +440,18 @@ func (c *Client) resolve(id uint64, r reqResult) bool {
 	}
 	ch <- r
 	return true
+}
+
+// early runs on the reader goroutine and hands replies to their Request
+// calls directly; the actor still sees the frame for statistics and events.
+func (c *Client) early(in *inbound) {
+	m := in.msg
+	switch m.Kind {
+	case protocol.KindReply:
+		in.resolved = c.resolve(m.id, reqResult{payload: m.Payload})
+	case protocol.KindError:
+		in.resolved = c.resolve(m.id, reqResult{err: &RemoteError{Code: m.code, Message: string(m.Payload)}})
+	}
 }
 
 func (c *Client) failPending(err error) {
@@ -455,6 +476,8 @@ func (c *Client) reportError(err error) {
 }
 
 func (c *Client) safeCall(what string, f func()) {
+	c.inCallback.Add(1)
+	defer c.inCallback.Add(-1)
 	defer func() {
 		if r := recover(); r != nil {
 			c.reportError(fmt.Errorf("%w: %s: %v", ErrHandlerPanic, what, r))
@@ -719,7 +742,7 @@ func (a *ClientActor) dialed(ctx actor.Context, m *dialDone) {
 	c.live.Add(1)
 	go func() {
 		defer c.live.Done()
-		err := l.readLoop()
+		err := l.readLoop(0, c.early)
 		c.sys.Root.Send(l.pid, &clientLinkLost{l: l, err: err})
 	}()
 	a.setState(StateConnected)
@@ -862,23 +885,20 @@ func (a *ClientActor) handleInbound(in *inbound) {
 	l.received(len(in.data))
 	ev := &c.cfg.Events
 	if ev.OnDataReceived != nil {
+		c.inCallback.Add(1)
+		defer c.inCallback.Add(-1)
 		ev.OnDataReceived(in.data)
 	}
-	m, code, err := decodeInbound(l, in, 0)
+	m, code, err := in.msg, in.code, in.err
 	if err != nil {
 		c.reportError(err)
 		l.startClose(code, err.Error(), err, time.Time{})
 		return
 	}
 	switch m.Kind {
-	case protocol.KindReply:
-		if !c.resolve(m.id, reqResult{payload: m.Payload}) {
-			c.reportError(fmt.Errorf("marmot: reply to unknown or expired request %d", m.id))
-		}
-		return
-	case protocol.KindError:
-		if !c.resolve(m.id, reqResult{err: &RemoteError{Code: m.code, Message: string(m.Payload)}}) {
-			c.reportError(fmt.Errorf("marmot: error reply to unknown or expired request %d", m.id))
+	case protocol.KindReply, protocol.KindError:
+		if !in.resolved {
+			c.reportError(fmt.Errorf("marmot: %s for unknown or expired request %d", m.Kind, m.id))
 		}
 		return
 	}
@@ -898,6 +918,8 @@ func (a *ClientActor) handleInbound(in *inbound) {
 		}
 		return
 	}
+	c.inCallback.Add(1)
+	defer c.inCallback.Add(-1)
 	defer replyOnPanic(m)
 	ev.OnHandleCommand(m)
 }

@@ -168,15 +168,19 @@ func clientHandshake(ws *websocket.Conn, enc *Encryption, deadline time.Time) (*
 }
 
 // seal encrypts one outbound payload; only the owning actor calls it, which
-// keeps the session's sequence numbers in write order.
+// keeps the session's sequence numbers in write order. (open runs on the
+// reader goroutine: the two directions of a session are independent.)
 func (l *link) seal(f *outFrame) (typ int, wire []byte, err error) {
 	switch {
 	case l.sess != nil:
 		wire, err = l.sess.Seal(make([]byte, 0, l.sess.SealedSize(len(f.data))), f.data)
 		return websocket.BinaryMessage, wire, err
 	case l.compat != nil:
-		if l.peerSet {
-			wire, err = l.compat.SealAs(nil, f.data, l.peerMode, l.peerKeySize)
+		l.mu.Lock()
+		set, mode, size := l.peerSet, l.peerMode, l.peerKeySize
+		l.mu.Unlock()
+		if set {
+			wire, err = l.compat.SealAs(nil, f.data, mode, size)
 		} else {
 			wire, err = l.compat.Seal(nil, f.data)
 		}
@@ -210,7 +214,9 @@ func (l *link) open(in *inbound) ([]byte, int, error) {
 		}
 		// The seed's automatic coordination, made explicit: answer in the
 		// mode the peer used (Open only accepts modes in the allow-list).
+		l.mu.Lock()
 		l.peerMode, l.peerKeySize, l.peerSet = mode, size, true
+		l.mu.Unlock()
 		return plain, 0, nil
 	}
 	return in.data, 0, nil

@@ -395,7 +395,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	<-c.ready
 	span.SetAttributes(AttrClientID.Int64(int64(c.id)))
 	endSpan("", nil)
-	err = c.link.readLoop()
+	err = c.link.readLoop(c.id, nil)
 	h.sys.Root.Send(c.link.pid, &linkLost{err: err})
 }
 
@@ -858,7 +858,7 @@ func (a *ConnectionActor) handleInbound(in *inbound) {
 	if ev.OnDataReceived != nil {
 		ev.OnDataReceived(c.id, in.data)
 	}
-	m, code, err := decodeInbound(c.link, in, c.id)
+	m, code, err := in.msg, in.code, in.err
 	if err == nil && (m.Kind == protocol.KindReply || m.Kind == protocol.KindError) {
 		code, err = CloseProtocolError, fmt.Errorf("%w: unexpected %s envelope: the server sent no request", protocol.ErrInvalidEnvelope, m.Kind)
 	}

@@ -55,6 +55,13 @@ type inbound struct {
 	typ  int
 	data []byte
 	ctx  context.Context // the process span, once handling starts
+
+	// Set by the reader goroutine (see readLoop): the decoded message, or
+	// the error and the close code it calls for.
+	msg      *Message
+	code     int
+	err      error
+	resolved bool // a reply already handed to its waiting Request
 }
 
 // TraceContext implements supervisor.Traced, so a handler panic's failure
@@ -88,6 +95,7 @@ type link struct {
 	ctx          context.Context
 	cancel       context.CancelFunc
 
+	wmu          sync.Mutex // held while writing data frames
 	mu           sync.Mutex
 	queue        []outFrame
 	spare        []outFrame
@@ -221,6 +229,11 @@ func (l *link) sendCommand(name string, payload []byte) error {
 // flush writes every queued frame; only the owning actor calls it. onSent
 // sees each frame's wire payload after it was written.
 func (l *link) flush(deadline time.Time, onSent func([]byte)) error {
+	// wmu makes flushes exclusive. The owning actor is the writer; the one
+	// exception is a client callback that waits on its own request (see
+	// Client.Request), which flushes from inside the busy actor.
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
 	l.mu.Lock()
 	batch := l.queue
 	l.queue = l.spare[:0]
@@ -402,9 +415,16 @@ func (l *link) stopKeepAlive() {
 // The peer's close frame is not answered here (gorilla's default would
 // answer at once, cutting off replies still queued): the owning actor
 // flushes the queue first, then echoes the close (see answerPeerClose).
-func (l *link) readLoop() error {
+//
+// Decryption and decoding happen here too, off the actor: the session's
+// Open must run on one goroutine in frame order, which the reader is; the
+// actor is left with the callbacks; and early may settle a message at once
+// (the client hands replies to Request here, so a callback that calls
+// Request does not wait on its own busy actor).
+func (l *link) readLoop(id ClientID, early func(*inbound)) error {
 	l.ws.SetCloseHandler(func(int, string) error { return nil })
 	defer l.readerExited()
+	broken := false // after a bad frame, nothing more is decoded
 	for {
 		_ = l.armReadDeadline()
 		typ, data, err := l.ws.ReadMessage()
@@ -427,7 +447,18 @@ func (l *link) readLoop() error {
 		if err := l.inflight.Acquire(l.ctx, w); err != nil {
 			return err
 		}
-		l.sys.Root.Send(l.pid, &inbound{l: l, typ: typ, data: data})
+		in := &inbound{l: l, typ: typ, data: data}
+		if broken {
+			l.processed(in)
+			continue
+		}
+		in.msg, in.code, in.err = decodeInbound(l, in, id)
+		if in.err != nil {
+			broken = true
+		} else if early != nil {
+			early(in)
+		}
+		l.sys.Root.Send(l.pid, in)
 	}
 }
 
