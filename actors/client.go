@@ -879,6 +879,8 @@ func (a *ClientActor) handleInbound(in *inbound) {
 	c := a.c
 	l := in.l
 	defer l.processed(in)
+	l.beginTurn()
+	defer l.endTurn(a.onSent())
 	if l != c.link() {
 		return // input from a connection already replaced
 	}

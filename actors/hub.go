@@ -854,6 +854,8 @@ func (a *ConnectionActor) handleInbound(in *inbound) {
 	h := c.hub
 	ev := &h.cfg.Events
 	defer c.link.processed(in)
+	c.link.beginTurn()
+	defer c.link.endTurn(a.onSent())
 	c.link.received(len(in.data))
 	if ev.OnDataReceived != nil {
 		ev.OnDataReceived(c.id, in.data)

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -95,7 +96,8 @@ type link struct {
 	ctx          context.Context
 	cancel       context.CancelFunc
 
-	wmu          sync.Mutex // held while writing data frames
+	wmu          sync.Mutex  // held while writing data frames
+	inTurn       atomic.Bool // the owning actor is handling an inbound frame
 	mu           sync.Mutex
 	queue        []outFrame
 	spare        []outFrame
@@ -173,7 +175,9 @@ func (l *link) send(f outFrame) error {
 	}
 	l.queue = append(l.queue, f)
 	l.queued += size
-	signal := !l.flushPending
+	// No signal while the owning actor is inside a turn: it flushes at the
+	// end of the turn (endTurn), which saves a mailbox round trip per reply.
+	signal := !l.flushPending && !l.inTurn.Load()
 	l.flushPending = true
 	l.mu.Unlock()
 	if signal {
@@ -427,7 +431,7 @@ func (l *link) readLoop(id ClientID, early func(*inbound)) error {
 	broken := false // after a bad frame, nothing more is decoded
 	for {
 		_ = l.armReadDeadline()
-		typ, data, err := l.ws.ReadMessage()
+		typ, data, err := readMessage(l.ws)
 		if err != nil {
 			return err
 		}
@@ -460,6 +464,31 @@ func (l *link) readLoop(id ClientID, early func(*inbound)) error {
 		}
 		l.sys.Root.Send(l.pid, in)
 	}
+}
+
+// readBuffers are scratch space for reading messages of unknown length.
+var readBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// readMessage is gorilla's ReadMessage with one exact-size allocation per
+// message: ReadMessage's io.ReadAll starts at 512 bytes and grows by
+// doubling, so small messages cost a 512-byte buffer and large ones several
+// copies. The result is owned by the caller.
+func readMessage(ws *websocket.Conn) (int, []byte, error) {
+	typ, r, err := ws.NextReader()
+	if err != nil {
+		return typ, nil, err
+	}
+	buf := readBuffers.Get().(*bytes.Buffer)
+	buf.Reset()
+	_, err = buf.ReadFrom(r)
+	data := bytes.Clone(buf.Bytes())
+	if data == nil {
+		data = []byte{}
+	}
+	if buf.Cap() <= 64<<10 { // don't keep a huge message's buffer alive
+		readBuffers.Put(buf)
+	}
+	return typ, data, err
 }
 
 // readerExited and release together close the socket exactly once, after
@@ -510,6 +539,22 @@ func (l *link) answerPeerClose(ce *CloseError, onSent func([]byte)) {
 		code = CloseNormal
 	}
 	_ = l.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), deadline)
+}
+
+// beginTurn and endTurn bracket the actor's handling of one inbound frame;
+// endTurn writes whatever the turn queued (typically the reply) at once.
+// inTurn is cleared before flushPending is read, so a sender that saw
+// inTurn set is always covered by this flush.
+func (l *link) beginTurn() { l.inTurn.Store(true) }
+
+func (l *link) endTurn(onSent func([]byte)) {
+	l.inTurn.Store(false)
+	l.mu.Lock()
+	pending := l.flushPending
+	l.mu.Unlock()
+	if pending {
+		_ = l.flush(time.Time{}, onSent)
+	}
 }
 
 // processed releases the inflight budget of one inbound frame.

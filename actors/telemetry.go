@@ -99,39 +99,47 @@ func (t *telemetry) extract(meta map[string]string) context.Context {
 // startProcess opens the span of one inbound application message. Requests
 // and direct messages continue the sender's trace; pushes from a server
 // (broadcasts) link to it instead, since one send fans out to many traces.
+// Attributes are only built for a recording span, so tracing off costs one
+// no-op Start per message.
 func (t *telemetry) startProcess(m *Message, link bool, extra ...attribute.KeyValue) (context.Context, trace.Span) {
-	remote := t.extract(m.Meta)
 	kind := trace.SpanKindConsumer
 	if m.IsRequest() {
 		kind = trace.SpanKindServer
 	}
+	parent := context.Background()
+	var remote trace.SpanContext
+	if len(m.Meta) > 0 {
+		remote = trace.SpanContextFromContext(t.extract(m.Meta))
+		if remote.IsValid() && !link {
+			parent = trace.ContextWithRemoteSpanContext(parent, remote)
+		}
+	}
 	name := "process"
 	if m.Name != "" {
-		name += " " + m.Name
+		name = "process " + m.Name
 	}
-	attrs := append([]attribute.KeyValue{
+	ctx, span := t.tracer.Start(parent, name, trace.WithSpanKind(kind))
+	if !span.IsRecording() {
+		return ctx, span
+	}
+	span.SetAttributes(
 		semconv.MessagingSystemKey.String(MessagingSystem),
 		semconv.MessagingOperationTypeProcess,
 		semconv.MessagingOperationNameKey.String("process"),
 		semconv.MessagingMessageBodySizeKey.Int(len(m.Payload)),
 		AttrMessageKind.String(m.Kind.String()),
-	}, extra...)
+	)
+	span.SetAttributes(extra...)
 	if m.Name != "" {
-		attrs = append(attrs, semconv.MessagingDestinationNameKey.String(m.Name))
+		span.SetAttributes(semconv.MessagingDestinationNameKey.String(m.Name))
 	}
 	if m.id != 0 {
-		attrs = append(attrs, semconv.MessagingMessageIDKey.String(strconv.FormatUint(m.id, 10)))
+		span.SetAttributes(semconv.MessagingMessageIDKey.String(strconv.FormatUint(m.id, 10)))
 	}
-	opts := []trace.SpanStartOption{trace.WithSpanKind(kind), trace.WithAttributes(attrs...)}
-	parent := context.Background()
-	if sc := trace.SpanContextFromContext(remote); sc.IsValid() {
-		if link {
-			opts = append(opts, trace.WithLinks(trace.Link{SpanContext: sc}))
-		} else {
-			parent = remote
-		}
+	if link && remote.IsValid() {
+		span.AddLink(trace.Link{SpanContext: remote})
 	}
-	return t.tracer.Start(parent, name, opts...)
+	return ctx, span
 }
 
 // finishProcess ends a process span, marking a panic that is on its way to
