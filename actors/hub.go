@@ -171,8 +171,11 @@ func NewHub(cfg HubConfig) *Hub {
 	h.upgrader = websocket.Upgrader{
 		Subprotocols:    cfg.Subprotocols,
 		CheckOrigin:     cfg.CheckOrigin,
-		ReadBufferSize:  4096,
+		// Idle connections stay cheap: the read side reuses the HTTP
+		// server's hijacked 4 KiB reader, and write buffers come from a
+		// pool only while a message is being written.
 		WriteBufferSize: 4096,
+		WriteBufferPool: &writeBuffers,
 		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
 			http.Error(w, "marmot: websocket upgrade failed: "+reason.Error(), status)
 		},
@@ -195,6 +198,9 @@ func NewHub(cfg HubConfig) *Hub {
 	h.server = h.sys.Root.Spawn(props)
 	return h
 }
+
+// writeBuffers is shared by every hub's connections.
+var writeBuffers sync.Pool
 
 // NewActorSystem returns a protoactor system that logs through log at Warn
 // and above, so actor-system chatter does not drown the application's logs.
