@@ -151,38 +151,41 @@ func (r *resolvedEncryption) compat(e *EncryptionConfig) (*crypto.CompatCodec, e
 // serverEncryption builds the hub's encryption; the slow KDF runs here,
 // once per server.
 func (e *EncryptionConfig) serverEncryption(log *slog.Logger) (*actors.Encryption, error) {
-	if !e.EncryptionEnabled {
-		return nil, nil
-	}
-	r, err := e.resolve(log)
-	if err != nil {
-		return nil, err
-	}
-	out := &actors.Encryption{Profile: r.profile, HandshakeTimeout: e.EncryptionHandshakeTimeout}
-	if r.profile == crypto.ProfileCompat {
-		if out.Compat, err = r.compat(e); err != nil {
-			return nil, err
+	return e.build(log, func(r *resolvedEncryption, out *actors.Encryption) error {
+		salt := e.EncryptionSalt
+		if salt == nil {
+			var err error
+			if salt, err = crypto.NewSalt(); err != nil {
+				return err
+			}
 		}
-		return out, nil
-	}
-	salt := e.EncryptionSalt
-	if salt == nil {
-		if salt, err = crypto.NewSalt(); err != nil {
-			return nil, err
+		key, err := crypto.DeriveMasterKey([]byte(e.EncryptionKey), salt, e.EncryptionKDF)
+		if err != nil {
+			return fmt.Errorf("marmot: deriving the encryption key: %w", err)
 		}
-	}
-	key, err := crypto.DeriveMasterKey([]byte(e.EncryptionKey), salt, e.EncryptionKDF)
-	if err != nil {
-		return nil, fmt.Errorf("marmot: deriving the encryption key: %w", err)
-	}
-	out.Server = &crypto.ServerConfig{Key: key, Mode: r.mode, KeySize: r.keySize,
-		AcceptModes: r.modes, AcceptKeySizes: r.sizes, AllowECB: r.allowECB}
-	return out, nil
+		out.Server = &crypto.ServerConfig{Key: key, Mode: r.mode, KeySize: r.keySize,
+			AcceptModes: r.modes, AcceptKeySizes: r.sizes, AllowECB: r.allowECB}
+		return nil
+	})
 }
 
 // clientEncryption builds the client's encryption; the key is stretched
 // lazily, once per salt a server announces.
 func (e *EncryptionConfig) clientEncryption(log *slog.Logger) (*actors.Encryption, error) {
+	return e.build(log, func(r *resolvedEncryption, out *actors.Encryption) error {
+		ring, err := crypto.NewKeyring([]byte(e.EncryptionKey))
+		if err != nil {
+			return err
+		}
+		out.Client = &crypto.ClientConfig{Keyring: ring, Mode: r.mode, KeySize: r.keySize,
+			AcceptModes: r.modes, AcceptKeySizes: r.sizes, AllowECB: r.allowECB}
+		return nil
+	})
+}
+
+// build resolves the settings and fills the compat codec, or lets secure
+// fill in its side of the secure profile. Disabled encryption is nil.
+func (e *EncryptionConfig) build(log *slog.Logger, secure func(*resolvedEncryption, *actors.Encryption) error) (*actors.Encryption, error) {
 	if !e.EncryptionEnabled {
 		return nil, nil
 	}
@@ -192,16 +195,12 @@ func (e *EncryptionConfig) clientEncryption(log *slog.Logger) (*actors.Encryptio
 	}
 	out := &actors.Encryption{Profile: r.profile, HandshakeTimeout: e.EncryptionHandshakeTimeout}
 	if r.profile == crypto.ProfileCompat {
-		if out.Compat, err = r.compat(e); err != nil {
-			return nil, err
-		}
-		return out, nil
+		out.Compat, err = r.compat(e)
+	} else {
+		err = secure(r, out)
 	}
-	ring, err := crypto.NewKeyring([]byte(e.EncryptionKey))
 	if err != nil {
 		return nil, err
 	}
-	out.Client = &crypto.ClientConfig{Keyring: ring, Mode: r.mode, KeySize: r.keySize,
-		AcceptModes: r.modes, AcceptKeySizes: r.sizes, AllowECB: r.allowECB}
 	return out, nil
 }

@@ -218,24 +218,7 @@ func levelLogger(base *slog.Logger, level slog.Level) *slog.Logger {
 	if base == nil {
 		base = slog.Default()
 	}
-	return slog.New(levelHandler{Handler: base.Handler(), level: level})
-}
-
-type levelHandler struct {
-	slog.Handler
-	level slog.Level
-}
-
-func (h levelHandler) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= h.level && h.Handler.Enabled(ctx, l)
-}
-
-func (h levelHandler) WithAttrs(a []slog.Attr) slog.Handler {
-	return levelHandler{Handler: h.Handler.WithAttrs(a), level: h.level}
-}
-
-func (h levelHandler) WithGroup(name string) slog.Handler {
-	return levelHandler{Handler: h.Handler.WithGroup(name), level: h.level}
+	return slog.New(actors.LevelHandler(base.Handler(), level))
 }
 
 func (s *Server) newHub() *actors.Hub {

@@ -904,24 +904,9 @@ func (a *ClientActor) handleInbound(in *inbound) {
 		}
 		return
 	}
-	ctx, span := c.tel.startProcess(m, true)
-	in.ctx, m.ctx = ctx, ctx
-	start := time.Now()
-	defer func() {
-		r := recover()
-		c.tel.finishProcess(ctx, span, start, r)
-		if r != nil {
-			panic(r)
-		}
-	}()
-	if ev.OnHandleCommand == nil {
-		if m.IsRequest() {
-			_ = m.ReplyError(501, "no handler")
-		}
-		return
-	}
-	c.inCallback.Add(1)
-	defer c.inCallback.Add(-1)
-	defer replyOnPanic(m)
-	ev.OnHandleCommand(m)
+	handle(c.tel, in, m, true, ev.OnHandleCommand, func(run func()) {
+		c.inCallback.Add(1)
+		defer c.inCallback.Add(-1)
+		run()
+	})
 }

@@ -3,7 +3,10 @@ package actors
 import (
 	"errors"
 	"fmt"
+	"time"
 	"unicode/utf8"
+
+	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/gorilla/websocket"
 
@@ -57,4 +60,31 @@ func replyOnPanic(m *Message) {
 		}
 		panic(r)
 	}
+}
+
+// handle runs the application handler for m inside its process span. A
+// request without a handler is answered 501; a panicking handler still
+// answers a pending request (replyOnPanic), ends the span as failed and
+// re-panics for the supervisor.
+func handle(t *telemetry, in *inbound, m *Message, link bool, handler func(*Message), wrap func(func()), extra ...attribute.KeyValue) {
+	ctx, span := t.startProcess(m, link, extra...)
+	in.ctx, m.ctx = ctx, ctx // the supervisor parents a failure span to in.ctx
+	start := time.Now()
+	defer func() {
+		r := recover()
+		t.finishProcess(ctx, span, start, r)
+		if r != nil {
+			panic(r)
+		}
+	}()
+	if handler == nil {
+		if m.IsRequest() {
+			_ = m.ReplyError(501, "no handler")
+		}
+		return
+	}
+	wrap(func() {
+		defer replyOnPanic(m)
+		handler(m)
+	})
 }

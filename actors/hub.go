@@ -169,8 +169,8 @@ func NewHub(cfg HubConfig) *Hub {
 	}
 	h.registerHubMetrics()
 	h.upgrader = websocket.Upgrader{
-		Subprotocols:    cfg.Subprotocols,
-		CheckOrigin:     cfg.CheckOrigin,
+		Subprotocols: cfg.Subprotocols,
+		CheckOrigin:  cfg.CheckOrigin,
 		// Idle connections stay cheap: the read side reuses the HTTP
 		// server's hijacked 4 KiB reader, and write buffers come from a
 		// pool only while a message is being written.
@@ -217,7 +217,7 @@ func newActorSystem(log *slog.Logger, mp metric.MeterProvider) *actor.ActorSyste
 	opts := []actor.ConfigOption{
 		actor.WithDeadLetterThrottleInterval(50 * time.Millisecond),
 		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
-			return slog.New(minLevelHandler{Handler: log.Handler(), min: slog.LevelWarn}).With("lib", "protoactor")
+			return slog.New(LevelHandler(log.Handler(), slog.LevelWarn)).With("lib", "protoactor")
 		}),
 	}
 	if mp != nil {
@@ -225,6 +225,11 @@ func newActorSystem(log *slog.Logger, mp metric.MeterProvider) *actor.ActorSyste
 		opts = append(opts, actor.WithMetricProviders(mp))
 	}
 	return actor.NewActorSystem(opts...)
+}
+
+// LevelHandler returns h without the records below min.
+func LevelHandler(h slog.Handler, min slog.Level) slog.Handler {
+	return minLevelHandler{Handler: h, min: min}
 }
 
 // minLevelHandler raises a handler's threshold; it must wrap WithAttrs and
@@ -878,28 +883,13 @@ func (a *ConnectionActor) handleInbound(in *inbound) {
 		c.link.startClose(code, err.Error(), err, time.Time{})
 		return
 	}
-	ctx, span := h.tel.startProcess(m, false, AttrClientID.Int64(int64(c.id)))
-	in.ctx, m.ctx = ctx, ctx // the supervisor parents a failure span to in.ctx
-	start := time.Now()
-	defer func() {
-		r := recover()
-		h.tel.finishProcess(ctx, span, start, r)
-		if r != nil {
-			panic(r)
+	handle(h.tel, in, m, false, ev.OnHandleCommand, func(run func()) {
+		if h.handlers != nil {
+			h.handlers <- struct{}{}
+			defer func() { <-h.handlers }()
 		}
-	}()
-	if ev.OnHandleCommand == nil {
-		if m.IsRequest() {
-			_ = m.ReplyError(501, "no handler")
-		}
-		return
-	}
-	if h.handlers != nil {
-		h.handlers <- struct{}{}
-		defer func() { <-h.handlers }()
-	}
-	defer replyOnPanic(m)
-	ev.OnHandleCommand(m)
+		run()
+	}, AttrClientID.Int64(int64(c.id)))
 }
 
 func (a *ConnectionActor) teardown() {
