@@ -111,6 +111,7 @@ const (
 	ServerError
 )
 
+// String returns a readable name for logs and errors.
 func (s ServerState) String() string {
 	switch s {
 	case ServerIdle:

@@ -40,6 +40,7 @@ const (
 	StateError
 )
 
+// String returns a readable name for logs and errors.
 func (s ClientState) String() string {
 	switch s {
 	case StateDisconnected:
@@ -89,6 +90,7 @@ const (
 	ReconnectExponential
 )
 
+// String returns a readable name for logs and errors.
 func (r ReconnectStrategy) String() string {
 	switch r {
 	case ReconnectFixed:

@@ -55,6 +55,7 @@ type RemoteError struct {
 	Message string
 }
 
+// Error implements the error interface.
 func (e *RemoteError) Error() string {
 	return fmt.Sprintf("marmot: remote error %d: %s", e.Code, e.Message)
 }
@@ -67,6 +68,7 @@ type CloseError struct {
 	Err    error  // the underlying cause, if any (e.g. ErrSlowConsumer, ErrKeepAliveTimeout)
 }
 
+// Error implements the error interface.
 func (e *CloseError) Error() string {
 	who := "local"
 	if e.ByPeer {
@@ -91,6 +93,7 @@ type ClientError struct {
 	Err      error
 }
 
+// Error implements the error interface.
 func (e *ClientError) Error() string { return fmt.Sprintf("client %d: %v", e.ClientID, e.Err) }
 
 // Unwrap returns the cause.
@@ -105,6 +108,7 @@ const (
 	BinaryMessage MessageType = 2
 )
 
+// String returns a readable name for logs and errors.
 func (t MessageType) String() string {
 	switch t {
 	case TextMessage:

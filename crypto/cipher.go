@@ -56,6 +56,7 @@ func (c *Cipher) Mode() Mode { return c.mode }
 // KeySize returns the cipher's key size.
 func (c *Cipher) KeySize() KeySize { return c.size }
 
+// String returns a readable name for logs and errors.
 func (c *Cipher) String() string {
 	return "crypto.Cipher{AES-" + c.size.String() + "-" + c.mode.String() + ", key:REDACTED}"
 }

@@ -22,6 +22,7 @@ const (
 	SaltJuly2025
 )
 
+// String returns a readable name for logs and errors.
 func (v SaltVariant) String() string {
 	switch v {
 	case SaltCurrent:
@@ -197,6 +198,7 @@ func (c *CompatCodec) Open(dst, frame []byte) ([]byte, Mode, KeySize, error) {
 	return ret[:len(dst)+n], h.Mode, h.KeySize, nil
 }
 
+// String returns a readable name for logs and errors.
 func (c *CompatCodec) String() string {
 	return "crypto.CompatCodec{AES-" + c.cfg.KeySize.String() + "-" + c.cfg.Mode.String() + ", salt:" + c.cfg.Salt.String() + ", key:REDACTED}"
 }

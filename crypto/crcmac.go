@@ -136,6 +136,7 @@ func NewCRCAEAD(mode Mode, key []byte) (*CRCAEAD, error) {
 // Overhead returns the tag size, CRCTagSize.
 func (a *CRCAEAD) Overhead() int { return CRCTagSize }
 
+// String returns a readable name for logs and errors.
 func (a *CRCAEAD) String() string { return "crypto.CRCAEAD{" + a.mode.String() + ", key:REDACTED}" }
 
 // GoString implements fmt.GoStringer without revealing the key.

@@ -47,6 +47,7 @@ type ModeMismatchError struct {
 	PeerKeySize  KeySize
 }
 
+// Error implements the error interface.
 func (e *ModeMismatchError) Error() string {
 	return fmt.Sprintf("crypto: AES mode or key size mismatch: local AES-%s-%s, peer AES-%s-%s (not in the allow-list)",
 		e.LocalKeySize, e.LocalMode, e.PeerKeySize, e.PeerMode)

@@ -23,6 +23,7 @@ const (
 	KDFArgon2id
 )
 
+// String returns a readable name for logs and errors.
 func (a KDFAlgorithm) String() string {
 	switch a {
 	case KDFPBKDF2SHA256:
@@ -205,7 +206,9 @@ func (k *MasterKey) Salt() []byte { return bytes.Clone(k.salt) }
 // Params returns the KDF parameters (with defaults filled in).
 func (k *MasterKey) Params() KDFParams { return k.params }
 
+// String returns a readable name for logs and errors.
 func (k MasterKey) String() string   { return "crypto.MasterKey{REDACTED}" }
+// GoString implements fmt.GoStringer without revealing key material.
 func (k MasterKey) GoString() string { return k.String() }
 
 // Format implements fmt.Formatter so that no verb prints the key.
@@ -265,7 +268,9 @@ func (r *Keyring) MasterKey(salt []byte, params KDFParams) (*MasterKey, error) {
 // Derivations returns how many times this keyring stretched its passphrase.
 func (r *Keyring) Derivations() uint64 { return r.s.derivations.Load() }
 
+// String returns a readable name for logs and errors.
 func (r *Keyring) String() string   { return "crypto.Keyring{REDACTED}" }
+// GoString implements fmt.GoStringer without revealing key material.
 func (r *Keyring) GoString() string { return r.String() }
 
 // Format implements fmt.Formatter so that no verb prints the passphrase.

@@ -318,6 +318,7 @@ func (d *direction) checkSeq(seq uint64) error {
 	return nil
 }
 
+// String returns a readable name for logs and errors.
 func (s *Session) String() string {
 	side := "client"
 	if s.server {
