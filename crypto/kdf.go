@@ -207,7 +207,8 @@ func (k *MasterKey) Salt() []byte { return bytes.Clone(k.salt) }
 func (k *MasterKey) Params() KDFParams { return k.params }
 
 // String returns a readable name for logs and errors.
-func (k MasterKey) String() string   { return "crypto.MasterKey{REDACTED}" }
+func (k MasterKey) String() string { return "crypto.MasterKey{REDACTED}" }
+
 // GoString implements fmt.GoStringer without revealing key material.
 func (k MasterKey) GoString() string { return k.String() }
 
@@ -269,7 +270,8 @@ func (r *Keyring) MasterKey(salt []byte, params KDFParams) (*MasterKey, error) {
 func (r *Keyring) Derivations() uint64 { return r.s.derivations.Load() }
 
 // String returns a readable name for logs and errors.
-func (r *Keyring) String() string   { return "crypto.Keyring{REDACTED}" }
+func (r *Keyring) String() string { return "crypto.Keyring{REDACTED}" }
+
 // GoString implements fmt.GoStringer without revealing key material.
 func (r *Keyring) GoString() string { return r.String() }
 
