@@ -220,10 +220,10 @@ func newActorSystem(log *slog.Logger, mp metric.MeterProvider) *actor.ActorSyste
 			return slog.New(LevelHandler(log.Handler(), slog.LevelWarn)).With("lib", "protoactor")
 		}),
 	}
-	if mp != nil {
-		// protoactor's own actor metrics (mailbox length, restarts, ...).
-		opts = append(opts, actor.WithMetricProviders(mp))
-	}
+	// protoactor's WithMetricProviders is not used: this protoactor version
+	// records to the global meter whatever provider it is given, and
+	// registers a never-removed callback per spawned actor (a leak).
+	_ = mp
 	return actor.NewActorSystem(opts...)
 }
 

@@ -68,12 +68,22 @@ func newTelemetry(tp trace.TracerProvider, mp metric.MeterProvider, prop propaga
 	}
 	// Instrument creation only fails on invalid names; ours are constant.
 	t.handlerDur, _ = t.meter.Float64Histogram("marmot.handler.duration", metric.WithUnit("s"),
-		metric.WithDescription("Time spent in OnHandleCommand per message."))
+		metric.WithDescription("Time spent in OnHandleCommand per message."),
+		metric.WithExplicitBucketBoundaries(handlerBuckets...))
 	t.fanout, _ = t.meter.Int64Histogram("marmot.broadcast.fanout", metric.WithUnit("{connection}"),
 		metric.WithDescription("Recipients per broadcast."))
 	t.reconnects, _ = t.meter.Int64Counter("marmot.client.reconnect.attempts", metric.WithUnit("{attempt}"),
 		metric.WithDescription("Reconnect attempts made by clients."))
 	return t
+}
+
+// handlerBuckets are marmot.handler.duration's bucket bounds in seconds. The
+// SDK's default bounds (0, 5, 10, ... 10000) suit milliseconds: in seconds
+// every handler would land in the first bucket. Handlers usually take
+// microseconds, so the bounds start at 10µs and reach 10s for slow ones.
+var handlerBuckets = []float64{
+	0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005,
+	0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 }
 
 // inject writes ctx's trace context into meta (allocating it when needed);

@@ -28,6 +28,7 @@ type connectFlags struct {
 	requestTimeout time.Duration
 	logLevel       logLevel
 	encrypt        *encryptFlags
+	trace          *traceFlags
 }
 
 func newConnectFlags(stderr io.Writer) (*flag.FlagSet, *connectFlags) {
@@ -64,6 +65,7 @@ Flags:
 	fs.DurationVar(&f.requestTimeout, "request-timeout", 10*time.Second, "how long /req waits for its reply")
 	fs.Var(&f.logLevel, "log-level", "log `level`: debug, info, warn or error")
 	f.encrypt = addEncryptFlags(fs)
+	f.trace = addTraceFlags(fs)
 	return fs, f
 }
 
@@ -115,6 +117,16 @@ func runConnect(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	cfg := f.cfg
 	cfg.Logger = newLogger(stderr, f.logLevel.level)
 	cfg.LogLevel = f.logLevel.level
+	tr, err := setupTracing(ctx, "marmot-client", f.trace, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "marmot connect: %v\n", err)
+		return exitFailure
+	}
+	// Deferred first, so it runs last: after Close, the client's final
+	// spans (the close, a pending request) are flushed too.
+	defer tr.shutdown(ctx)
+	cfg.TracerProvider = tr.provider()
+	cfg.Propagator = propagator
 	cfg.ClientEvents = s.events()
 	client, err := marmot.NewClient(cfg)
 	if err != nil {

@@ -22,6 +22,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/marmotws/marmot"
 )
 
 // Exit codes, following the flag package's convention that usage errors are 2.
@@ -135,9 +137,11 @@ func (l *logLevel) Set(s string) error {
 	return nil
 }
 
-// newLogger logs text lines to w at level and above.
+// newLogger logs text lines to w at level and above. Records logged with a
+// span's context (a handler's m.Context()) carry trace_id and span_id, so a
+// log line leads to its trace.
 func newLogger(w io.Writer, level slog.Level) *slog.Logger {
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+	return slog.New(marmot.NewLogHandler(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})))
 }
 
 // lockedWriter serialises writes to w.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/marmotws/marmot"
+	"github.com/marmotws/marmot/actors"
 )
 
 // stopTimeout bounds the graceful shutdown after SIGINT/SIGTERM: queues are
@@ -29,6 +30,9 @@ type serveFlags struct {
 	mode     string
 	logLevel logLevel
 	encrypt  *encryptFlags
+	// metricsAddr, when set, serves Prometheus /metrics there.
+	metricsAddr string
+	trace       *traceFlags
 }
 
 func newServeFlags(stderr io.Writer) (*flag.FlagSet, *serveFlags) {
@@ -55,8 +59,8 @@ func newServeFlags(stderr io.Writer) (*flag.FlagSet, *serveFlags) {
 	fs.Var(&f.logLevel, "log-level", "log `level`: debug, info, warn or error (default info)")
 
 	f.encrypt = addEncryptFlags(fs)
-	// Metrics and tracing flags go here, each bound to what it sets: a flag
-	// that does nothing is worse than none.
+	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on http://`host:port`/metrics (port 0 picks a free one; empty: no metrics endpoint)")
+	f.trace = addTraceFlags(fs)
 
 	return fs, f
 }
@@ -105,6 +109,36 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	cfg.Logger = log
 	cfg.LogLevel = f.logLevel.level
 
+	// Telemetry is set up before the server and torn down after it, so
+	// the spans and metrics of the last connections are still exported.
+	tr, err := setupTracing(ctx, "marmot-server", f.trace, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "marmot serve: %v\n", err)
+		return exitFailure
+	}
+	defer tr.shutdown(ctx)
+	cfg.TracerProvider = tr.provider()
+	cfg.Propagator = propagator
+	var metrics *metricsEndpoint
+	if f.metricsAddr != "" {
+		if metrics, err = startMetrics(ctx, f.metricsAddr, log); err != nil {
+			fmt.Fprintf(stderr, "marmot serve: %v\n", err)
+			return exitFailure
+		}
+		defer metrics.shutdown(ctx, log)
+		cfg.MeterProvider = metrics.provider()
+		// Given a MeterProvider, marmot would create its actor system
+		// with protoactor's metrics on. That protoactor version ignores
+		// the provider (it records to the global one) and registers a
+		// mailbox callback per spawned actor that is never unregistered,
+		// so every connection's actor would stay in memory for good. An
+		// actor system of our own, without protoactor's metrics, avoids
+		// that; we shut it down after the server has stopped.
+		sys := actors.NewActorSystem(log)
+		defer sys.Shutdown()
+		cfg.ActorSystem = sys
+	}
+
 	// srv is set before Start, and callbacks run only for connections Start
 	// accepts, so they always see it.
 	var srv *marmot.Server
@@ -119,15 +153,20 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	switch f.mode {
 	case modeEcho:
 		cfg.OnHandleCommand = func(m *marmot.Message) {
+			logMessage(log, m)
 			if err := m.Reply(m.Payload); err != nil {
-				log.Debug("echo failed", "client", uint64(m.ClientID), "err", err)
+				log.DebugContext(m.Context(), "echo failed", "client", uint64(m.ClientID), "err", err)
 			}
 		}
 	case modeBroadcast:
 		cfg.OnHandleCommand = func(m *marmot.Message) {
-			n, err := srv.Broadcast(m.Payload)
+			logMessage(log, m)
+			// BroadcastContext makes the broadcast span a child of this
+			// message's process span, so one trace shows the message
+			// and the fan-out it caused.
+			n, err := srv.BroadcastContext(m.Context(), m.Payload)
 			if err != nil {
-				log.Warn("broadcast failed", "client", uint64(m.ClientID), "err", err)
+				log.WarnContext(m.Context(), "broadcast failed", "client", uint64(m.ClientID), "err", err)
 			}
 			// A requester waits for an answer; tell it how many clients
 			// the message reached rather than leaving it to time out.
@@ -137,7 +176,6 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 	}
 
-	var err error
 	srv, err = marmot.NewServer(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "marmot serve: %v\n", err)
@@ -150,6 +188,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	// The URL goes to stdout, alone on its line, so scripts (and the tests)
 	// can learn the port chosen for ":0".
 	fmt.Fprintf(stdout, "marmot listening on %s\n", srv.URL())
+	if metrics != nil {
+		// After the listening line, which scripts wait for first.
+		fmt.Fprintf(stdout, "marmot metrics on %s\n", metrics.url())
+	}
 
 	<-ctx.Done()
 	// Stats go with the hub on Stop, so log them first.
@@ -162,6 +204,16 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	log.Info("stopped")
 	return exitOK
+}
+
+// logMessage logs one inbound message at debug level with the message's
+// context, so the line carries the trace_id and span_id of its process span.
+func logMessage(log *slog.Logger, m *marmot.Message) {
+	ctx := m.Context()
+	if !log.Enabled(ctx, slog.LevelDebug) {
+		return // no attribute boxing on the hot path
+	}
+	log.DebugContext(ctx, "message", "client", uint64(m.ClientID), "kind", m.Kind.String(), "name", m.Name, "size", len(m.Payload))
 }
 
 func subprotocolName(s string) string {

@@ -1,0 +1,280 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"time"
+)
+
+// cliFlags are the flags of the scenario subcommands and of compare.
+type cliFlags struct {
+	impl, url   string
+	pid         int
+	sources     int
+	dialConc    int
+	maxDuration time.Duration
+	json        bool
+	serverArgs  string
+	encrypt     bool
+	key         string
+
+	echo echoOpts
+	bc   broadcastOpts
+	conn connOpts
+}
+
+func (f *cliFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.impl, "impl", "marmot", "server to start in a child process: marmot, gorilla or gws")
+	fs.StringVar(&f.url, "url", "", "drive this ws:// URL instead of starting a server")
+	fs.IntVar(&f.pid, "pid", 0, "with --url: the server's process ID, for its RSS and CPU")
+	fs.IntVar(&f.sources, "sources", 8, "loopback source addresses 127.0.0.2, 127.0.0.3, ... to spread clients over (0: the kernel picks)")
+	fs.IntVar(&f.dialConc, "dial-concurrency", 64, "connections dialled at once")
+	fs.DurationVar(&f.maxDuration, "max-duration", 3*time.Minute, "hard limit on one scenario run, dialling included")
+	fs.BoolVar(&f.json, "json", false, "also print every result as a JSON line")
+	fs.BoolVar(&f.encrypt, "encrypt", false, "echo against marmot only: secure-profile AES-GCM, driven by marmot's own Client (coder/websocket cannot do the handshake)")
+	fs.StringVar(&f.key, "key", defaultKey, "passphrase with --encrypt")
+	fs.StringVar(&f.serverArgs, "server-args", "", "extra flags for the server child, space-separated (e.g. \"--cpuprofile cpu.out\")")
+
+	fs.IntVar(&f.echo.Clients, "clients", 100, "echo: concurrent clients")
+	fs.IntVar(&f.echo.Size, "size", 64, "echo and broadcast: bytes per message")
+	fs.IntVar(&f.echo.Window, "window", 1, "echo: messages in flight per client")
+	fs.DurationVar(&f.echo.Duration, "duration", 5*time.Second, "echo: how long clients send")
+	fs.IntVar(&f.echo.Count, "per-client", 0, "echo: messages per client (0: as many as --duration allows)")
+
+	fs.IntVar(&f.bc.Receivers, "receivers", 1000, "broadcast: receiving clients")
+	fs.IntVar(&f.bc.Count, "count", 200, "broadcast: sequenced messages sent")
+	fs.Float64Var(&f.bc.Rate, "rate", 0, "broadcast: messages per second (0: as fast as possible)")
+
+	fs.IntVar(&f.conn.Conns, "conns", 19000, "connections: idle connections to open")
+	fs.IntVar(&f.conn.Sample, "sample", 100, "connections: how many must still echo at the end")
+	fs.DurationVar(&f.conn.Settle, "settle", 2*time.Second, "connections: pause before reading the server's RSS")
+}
+
+func (f *cliFlags) bcOpts() broadcastOpts {
+	o := f.bc
+	o.Size = f.echo.Size
+	return o
+}
+
+func (f *cliFlags) target(impl, url string, pid int) target {
+	return target{URL: url, PID: pid, Impl: impl, Sources: f.sources, DialConc: f.dialConc, MaxDuration: f.maxDuration}
+}
+
+func modeOf(scenario string) string {
+	if scenario == "broadcast" {
+		return modeBroadcast
+	}
+	return modeEcho
+}
+
+// runScenario runs one scenario against t.
+func runScenario(ctx context.Context, scenario string, t target, f *cliFlags) (*Result, error) {
+	if f.encrypt && scenario != "echo" {
+		return nil, fmt.Errorf("--encrypt is for the echo scenario only")
+	}
+	switch scenario {
+	case "echo":
+		if f.encrypt {
+			return runEchoEncrypted(ctx, t, f.echo, f.key), nil
+		}
+		return runEcho(ctx, t, f.echo), nil
+	case "broadcast":
+		return runBroadcast(ctx, t, f.bcOpts()), nil
+	case "connections":
+		o := f.conn
+		o.Size = f.echo.Size
+		return runConnections(ctx, t, o), nil
+	}
+	return nil, fmt.Errorf("unknown scenario %q (echo, broadcast or connections)", scenario)
+}
+
+// runAgainst starts impl in a child process, runs the scenario and stops it.
+func runAgainst(ctx context.Context, scenario, impl string, f *cliFlags) (*Result, error) {
+	args := []string{"--impl", impl, "--mode", modeOf(scenario), "--addr", "127.0.0.1:0"}
+	if f.encrypt {
+		// The least stretching a marmot client accepts keeps dialling fast.
+		args = append(args, "--encrypt", "--key", f.key, "--kdf-iterations", "100000")
+	}
+	args = append(args, strings.Fields(f.serverArgs)...)
+	c, err := spawnServer(args...)
+	if err != nil {
+		return nil, fmt.Errorf("%s server: %w", impl, err)
+	}
+	r, err := runScenario(ctx, scenario, f.target(impl, c.url, c.pid()), f)
+	if serr := c.stop(); serr != nil && err == nil && r != nil {
+		r.addErr("server exit: %v", serr)
+	}
+	return r, err
+}
+
+// scenarioMain is "load echo|broadcast|connections".
+func scenarioMain(scenario string, args []string) error {
+	fs := flag.NewFlagSet(scenario, flag.ContinueOnError)
+	var f cliFlags
+	f.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctx := context.Background()
+	var r *Result
+	var err error
+	if f.url != "" {
+		r, err = runScenario(ctx, scenario, f.target(f.impl, f.url, f.pid), &f)
+		if r != nil && !isFlagSet(fs, "impl") {
+			r.Impl = f.url
+		}
+	} else {
+		r, err = runAgainst(ctx, scenario, f.impl, &f)
+	}
+	if err != nil {
+		return err
+	}
+	printResults(os.Stdout, []*Result{r})
+	if f.json {
+		r.writeJSON(os.Stdout)
+	}
+	if !r.OK() {
+		return errors.New("the run was not clean (see errors above)")
+	}
+	return nil
+}
+
+func isFlagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(fl *flag.Flag) { set = set || fl.Name == name })
+	return set
+}
+
+// row is one line of the comparison: a scenario with its parameters.
+type row struct {
+	label    string
+	scenario string
+	flags    cliFlags
+}
+
+// compareMain is "load compare": marmot and the baselines back to back,
+// interleaved, --rounds times; then medians with min–max and ratios.
+func compareMain(args []string) error {
+	fs := flag.NewFlagSet("compare", flag.ContinueOnError)
+	var f cliFlags
+	f.register(fs)
+	scenario := fs.String("scenario", "echo", "echo, broadcast or connections")
+	all := fs.Bool("all", false, "run the issue's table: echo 100×64 B, echo 1,000×1 KiB, broadcast 1,000×200, broadcast 5,000×50, 19,000 idle connections")
+	rounds := fs.Int("rounds", 3, "runs of each implementation per row")
+	implList := fs.String("impls", strings.Join(impls, ","), "implementations, comma-separated; marmot first for the ratios")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	names := strings.Split(*implList, ",")
+	var rows []row
+	if *all {
+		rows = allRows(f, isFlagSet(fs, "conns"))
+	} else {
+		rows = []row{{label: label(*scenario, &f), scenario: *scenario, flags: f}}
+	}
+
+	ctx := context.Background()
+	results := make(map[string]map[string][]*Result) // row label → impl → runs
+	load0 := loadAvg()
+	for round := range *rounds {
+		for _, rw := range rows {
+			// Rotate the order each round so no implementation always
+			// runs first (or right after another's connections drain).
+			order := slices.Clone(names)
+			k := round % len(order)
+			order = append(order[k:], order[:k]...)
+			for _, impl := range order {
+				fmt.Fprintf(os.Stderr, "round %d/%d  %-32s %-8s ", round+1, *rounds, rw.label, impl)
+				r, err := runAgainst(ctx, rw.scenario, impl, &rw.flags)
+				if err != nil {
+					return err
+				}
+				r.Round = round + 1
+				fmt.Fprintln(os.Stderr, summary(r))
+				if f.json {
+					r.writeJSON(os.Stdout)
+				}
+				if results[rw.label] == nil {
+					results[rw.label] = make(map[string][]*Result)
+				}
+				results[rw.label][impl] = append(results[rw.label][impl], r)
+			}
+		}
+	}
+	fmt.Printf("\nload average before: %s, after: %s\n\n", load0, loadAvg())
+	printComparison(os.Stdout, rows, names, results)
+	return nil
+}
+
+// allRows is the table.
+func allRows(f cliFlags, connsSet bool) []row {
+	echo100, echo1k, bc1k, bc5k, idle := f, f, f, f, f
+	echo100.echo.Clients, echo100.echo.Size = 100, 64
+	echo1k.echo.Clients, echo1k.echo.Size = 1000, 1024
+	bc1k.bc.Receivers, bc1k.bc.Count, bc1k.echo.Size = 1000, 200, 64
+	bc5k.bc.Receivers, bc5k.bc.Count, bc5k.echo.Size = 5000, 50, 64
+	if !connsSet {
+		idle.conn.Conns = 19000
+	}
+	idle.echo.Size = 64
+	return []row{
+		{label: label("echo", &echo100), scenario: "echo", flags: echo100},
+		{label: label("echo", &echo1k), scenario: "echo", flags: echo1k},
+		{label: label("broadcast", &bc1k), scenario: "broadcast", flags: bc1k},
+		{label: label("broadcast", &bc5k), scenario: "broadcast", flags: bc5k},
+		{label: label("connections", &idle), scenario: "connections", flags: idle},
+	}
+}
+
+func label(scenario string, f *cliFlags) string {
+	switch scenario {
+	case "echo":
+		s := fmt.Sprintf("echo %d clients × %d B", f.echo.Clients, f.echo.Size)
+		if f.echo.Window > 1 {
+			s += fmt.Sprintf(" (window %d)", f.echo.Window)
+		}
+		return s
+	case "broadcast":
+		return fmt.Sprintf("broadcast %d receivers × %d msgs", f.bc.Receivers, f.bc.Count)
+	case "connections":
+		return fmt.Sprintf("idle connections %d", f.conn.Conns)
+	}
+	return scenario
+}
+
+func summary(r *Result) string {
+	var s string
+	switch r.Scenario {
+	case "echo":
+		s = fmt.Sprintf("%9.0f msgs/s  p50 %6.0f µs  p99 %6.0f µs  srv %.2f µs/msg", r.MsgsPerSec, r.P50, r.P99, r.CPUPerMsgUs)
+	case "broadcast":
+		s = fmt.Sprintf("%9.0f deliv/s  p50 %7.0f µs  p99 %7.0f µs  srv %.2f µs/deliv  lost %d dup %d ooo %d",
+			r.DeliveriesPerSec, r.P50, r.P99, r.CPUPerMsgUs, r.Lost, r.Duplicated, r.OutOfOrder)
+	case "connections":
+		s = fmt.Sprintf("%d/%d connected  %6.0f conn/s  %.1f KiB/conn  sample %d/%d", r.Connected, r.Conns, r.ConnectPerSec, r.KiBPerConn, r.SampleOK, r.Sample)
+	}
+	if r.Mismatched > 0 {
+		s += fmt.Sprintf("  MISMATCHED %d", r.Mismatched)
+	}
+	if len(r.Errors) > 0 {
+		s += "  ERRORS: " + strings.Join(r.Errors, "; ")
+	}
+	return s
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}

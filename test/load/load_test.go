@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+// childEnv makes the test binary act as "load server ..." so the
+// child-process path can be tested without building the command.
+const childEnv = "MARMOT_LOAD_SERVER_CHILD"
+
+// TestMain runs the server subcommand when started as a child, and
+// otherwise checks that no goroutine outlives the tests: the in-process
+// servers and every client must shut down completely.
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) == "1" {
+		raiseFileLimit()
+		if err := serverMain(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "load server:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	serverExe = func() (string, []string) {
+		exe, err := os.Executable()
+		if err != nil {
+			panic(err)
+		}
+		return exe, []string{childEnv + "=1"}
+	}
+	goleak.VerifyTestMain(m)
+}
+
+func inProcess(t *testing.T, impl, mode string) target {
+	t.Helper()
+	s, err := startServer(serverOpts{Impl: impl, Addr: "127.0.0.1:0", Mode: mode})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return target{URL: s.URL(), Impl: impl, Sources: 8, DialConc: 8, MaxDuration: 15 * time.Second}
+}
+
+func checkClean(t *testing.T, r *Result) {
+	t.Helper()
+	if !r.OK() {
+		t.Errorf("%s %s not clean: %+v", r.Impl, r.Scenario, *r)
+	}
+}
+
+// TestScenarios runs a tiny version of every scenario against every
+// implementation, in-process.
+func TestScenarios(t *testing.T) {
+	ctx := context.Background()
+	for _, impl := range impls {
+		t.Run(impl, func(t *testing.T) {
+			t.Parallel()
+			t.Run("echo", func(t *testing.T) {
+				tg := inProcess(t, impl, modeEcho)
+				for _, w := range []int{1, 4} {
+					r := runEcho(ctx, tg, echoOpts{Clients: 4, Size: 64, Window: w, Count: 50, Duration: time.Minute})
+					checkClean(t, r)
+					if r.Msgs != 200 || r.Verified != 200 {
+						t.Errorf("window %d: %d msgs, %d verified; want 200", w, r.Msgs, r.Verified)
+					}
+				}
+				r := runEcho(ctx, tg, echoOpts{Clients: 2, Size: 1024, Window: 2, Duration: 100 * time.Millisecond})
+				checkClean(t, r)
+				if r.Msgs == 0 || r.P99 == 0 {
+					t.Errorf("duration-bound echo measured nothing: %+v", *r)
+				}
+			})
+			t.Run("broadcast", func(t *testing.T) {
+				r := runBroadcast(ctx, inProcess(t, impl, modeBroadcast), broadcastOpts{Receivers: 4, Count: 20, Size: 64})
+				checkClean(t, r)
+				if r.Deliveries != 80 {
+					t.Errorf("%d deliveries; want 80", r.Deliveries)
+				}
+			})
+			t.Run("connections", func(t *testing.T) {
+				r := runConnections(ctx, inProcess(t, impl, modeEcho), connOpts{Conns: 20, Sample: 5, Size: 64})
+				checkClean(t, r)
+				if r.Connected != 20 || r.SampleOK != 5 {
+					t.Errorf("connected %d, sample %d/%d; want 20, 5/5", r.Connected, r.SampleOK, r.Sample)
+				}
+			})
+		})
+	}
+}
+
+// TestChildProcess drives a server in its own process, as compare does,
+// and reads its CPU time and RSS.
+func TestChildProcess(t *testing.T) {
+	f := cliFlags{sources: 8, dialConc: 8, maxDuration: 15 * time.Second}
+	f.echo = echoOpts{Clients: 4, Size: 64, Window: 1, Count: 50, Duration: time.Minute}
+	f.bc = broadcastOpts{Receivers: 4, Count: 20}
+	for _, scenario := range []string{"echo", "broadcast"} {
+		r, err := runAgainst(context.Background(), scenario, "gorilla", &f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkClean(t, r)
+		if r.ServerRSSKiB == 0 {
+			t.Errorf("%s: no server RSS: %+v", scenario, *r)
+		}
+	}
+}
+
+func TestProcReaders(t *testing.T) {
+	cpu, err := procCPU(os.Getpid())
+	if err != nil || cpu < 0 {
+		t.Errorf("procCPU = %v, %v", cpu, err)
+	}
+	rss, err := procRSS(os.Getpid())
+	if err != nil || rss <= 0 {
+		t.Errorf("procRSS = %v, %v", rss, err)
+	}
+}
+
+func TestComparisonTable(t *testing.T) {
+	var f cliFlags
+	f.echo = echoOpts{Clients: 2, Size: 64}
+	rows := []row{{label: label("echo", &f), scenario: "echo", flags: f}}
+	res := map[string]map[string][]*Result{rows[0].label: {
+		"marmot": {{MsgsPerSec: 90}, {MsgsPerSec: 110}, {MsgsPerSec: 100}},
+		"gws":    {{MsgsPerSec: 200}, {MsgsPerSec: 200}, {MsgsPerSec: 200}},
+	}}
+	var b strings.Builder
+	printComparison(&b, rows, []string{"marmot", "gws"}, res)
+	if !strings.Contains(b.String(), "| echo 2 clients × 64 B | msgs/s | 100 (90.0–110) | 200 (200–200) | 0.50× |") {
+		t.Errorf("table:\n%s", b.String())
+	}
+}
+
+// TestEncryptedEcho drives marmot's secure profile with marmot's own client.
+func TestEncryptedEcho(t *testing.T) {
+	s, err := startServer(serverOpts{Impl: "marmot", Addr: "127.0.0.1:0", Mode: modeEcho, Encrypt: true, Key: defaultKey, KDFIter: 100_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	tg := target{URL: s.URL(), Impl: "marmot", MaxDuration: 15 * time.Second}
+	r := runEchoEncrypted(context.Background(), tg, echoOpts{Clients: 2, Size: 64, Count: 20, Duration: time.Minute}, defaultKey)
+	checkClean(t, r)
+	if r.Verified != 40 {
+		t.Errorf("%d verified; want 40", r.Verified)
+	}
+}

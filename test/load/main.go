@@ -1,0 +1,66 @@
+// Command load drives a WebSocket server over loopback and measures it.
+//
+// The client side is github.com/coder/websocket, a WebSocket implementation
+// that none of the servers under test uses, so client and server share no
+// bugs. Servers run in their own child process (the same binary with the
+// "server" subcommand) so their RSS and CPU time can be read from /proc.
+//
+// Subcommands:
+//
+//	load server      --impl marmot|gorilla|gws --addr 127.0.0.1:0 --mode echo|broadcast
+//	load echo        --impl marmot --clients 100 --size 64 --duration 5s [--window 1]
+//	load broadcast   --impl marmot --receivers 1000 --count 200 --size 64
+//	load connections --impl marmot --conns 19000 --sample 100
+//	load compare     --scenario echo --clients 100 --size 64 --duration 5s [--rounds 3]
+//	load compare     --all
+//
+// echo, broadcast and connections take --url ws://... instead of --impl to
+// drive a server that is already running (then no server RSS or CPU is
+// reported unless --pid names its process). Every scenario is bounded in
+// count and in time (--max-duration); --json also prints one JSON object per
+// result. docs/PERFORMANCE.md has the measured numbers.
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+func usage() {
+	fmt.Fprint(os.Stderr, `usage: load <server|echo|broadcast|connections|compare> [flags]
+  load server      --impl marmot|gorilla|gws --addr 127.0.0.1:0 --mode echo|broadcast [--encrypt --key K] [--cpuprofile F] [--memprofile F]
+  load echo        (--impl X | --url ws://...) --clients 100 --size 64 --duration 5s --window 1
+  load broadcast   (--impl X | --url ws://...) --receivers 1000 --count 200 --size 64
+  load connections (--impl X | --url ws://...) --conns 19000 --sample 100
+  load compare     --scenario echo|broadcast|connections [scenario flags] --rounds 3 --impls marmot,gorilla,gws
+  load compare     --all
+run "load <subcommand> -h" for every flag
+`)
+}
+
+func main() {
+	if len(os.Args) < 2 {
+		usage()
+		os.Exit(2)
+	}
+	raiseFileLimit()
+	var err error
+	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
+	case "server":
+		err = serverMain(args)
+	case "echo", "broadcast", "connections":
+		err = scenarioMain(cmd, args)
+	case "compare":
+		err = compareMain(args)
+	case "-h", "--help", "help":
+		usage()
+		return
+	default:
+		usage()
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "load:", err)
+		os.Exit(1)
+	}
+}

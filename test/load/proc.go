@@ -1,0 +1,257 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// raiseFileLimit lifts the soft RLIMIT_NOFILE to the hard limit: the load
+// tool holds every client socket, the server process every server socket.
+func raiseFileLimit() {
+	var r syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r); err != nil {
+		return
+	}
+	if r.Cur < r.Max {
+		r.Cur = r.Max
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &r)
+	}
+}
+
+// clockTicks is USER_HZ, the unit of utime and stime in /proc/<pid>/stat;
+// 100 on every Linux architecture Go supports.
+const clockTicks = 100
+
+// procCPU returns the user+system CPU time pid has used.
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may hold spaces; fields count from after
+	// its closing parenthesis, where field 3 (state) begins.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: no ')'", pid)
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64) // field 14
+	stime, err2 := strconv.ParseInt(f[12], 10, 64) // field 15
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, err
+	}
+	return time.Duration(utime+stime) * time.Second / clockTicks, nil
+}
+
+// procRSS returns pid's resident set size in KiB (VmRSS).
+func procRSS(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(string(b)) {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			f := strings.Fields(rest)
+			if len(f) == 0 {
+				break
+			}
+			return strconv.ParseInt(f[0], 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("/proc/%d/status: no VmRSS", pid)
+}
+
+// child is a server under test running in its own process.
+type child struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	url   string
+	done  chan error
+}
+
+// serverExe is the binary to run with "server ..." args: this one, unless a
+// test says otherwise.
+var serverExe = func() (string, []string) {
+	exe, err := os.Executable()
+	if err != nil {
+		exe = os.Args[0]
+	}
+	return exe, nil
+}
+
+// spawnServer starts "<this binary> server args..." and reads the URL it
+// prints. The server stops when its stdin closes (child.stop).
+func spawnServer(args ...string) (*child, error) {
+	exe, env := serverExe()
+	cmd := exec.Command(exe, append([]string{"server"}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	c := &child{cmd: cmd, stdin: stdin, done: make(chan error, 1)}
+	line := make(chan string, 1)
+	go func() {
+		r := bufio.NewReader(stdout)
+		s, _ := r.ReadString('\n')
+		line <- strings.TrimSpace(s)
+		_, _ = io.Copy(os.Stdout, r)
+		c.done <- cmd.Wait()
+	}()
+	select {
+	case c.url = <-line:
+	case <-time.After(60 * time.Second):
+		c.kill()
+		return nil, errors.New("server did not print its URL within 60s")
+	}
+	if !strings.HasPrefix(c.url, "ws://") {
+		c.kill()
+		return nil, fmt.Errorf("server printed %q, not a ws:// URL", c.url)
+	}
+	return c, nil
+}
+
+func (c *child) pid() int { return c.cmd.Process.Pid }
+
+func (c *child) kill() {
+	_ = c.cmd.Process.Kill()
+	_ = c.stdin.Close()
+}
+
+// stop closes the server's stdin and waits for it to exit, killing it after
+// 20 s.
+func (c *child) stop() error {
+	_ = c.stdin.Close()
+	select {
+	case err := <-c.done:
+		return err
+	case <-time.After(20 * time.Second):
+		_ = c.cmd.Process.Kill()
+		<-c.done
+		return errors.New("server did not exit within 20s; killed")
+	}
+}
+
+// dialer opens coder/websocket client connections, spreading them over
+// several loopback source addresses (127.0.0.2, 127.0.0.3, ...) so that tens
+// of thousands of connections do not exhaust one address's ephemeral ports.
+type dialer struct {
+	clients []*http.Client
+	next    atomic.Uint64
+}
+
+// newDialer makes a dialer with sources source addresses; 0 (or a server
+// that is not on a loopback IP) lets the kernel choose.
+func newDialer(serverURL string, sources int) *dialer {
+	u, err := url.Parse(serverURL)
+	if err == nil {
+		if ip := net.ParseIP(u.Hostname()); ip == nil || !ip.IsLoopback() || ip.To4() == nil {
+			sources = 0
+		}
+	}
+	d := &dialer{}
+	for i := range max(sources, 1) {
+		nd := &net.Dialer{Timeout: 30 * time.Second}
+		if sources > 0 {
+			nd.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+i))}
+		}
+		d.clients = append(d.clients, &http.Client{Transport: &http.Transport{
+			DialContext:         nd.DialContext,
+			MaxIdleConnsPerHost: -1,
+			DisableKeepAlives:   true,
+		}})
+	}
+	return d
+}
+
+// dial opens one connection with compression off and a 1 MiB read limit.
+func (d *dialer) dial(ctx context.Context, u string, subprotocols ...string) (*websocket.Conn, error) {
+	hc := d.clients[d.next.Add(1)%uint64(len(d.clients))]
+	c, resp, err := websocket.Dial(ctx, u, &websocket.DialOptions{
+		HTTPClient:      hc,
+		CompressionMode: websocket.CompressionDisabled,
+		Subprotocols:    subprotocols,
+	})
+	if resp != nil && resp.Body != nil && err != nil {
+		_ = resp.Body.Close()
+	}
+	if err != nil {
+		return nil, err
+	}
+	c.SetReadLimit(maxMessage)
+	return c, nil
+}
+
+func (d *dialer) close() {
+	for _, c := range d.clients {
+		c.CloseIdleConnections()
+	}
+}
+
+// dialAll opens n connections, conc at a time, and calls each(i, conn) for
+// every one; it stops at the first error.
+func dialAll(ctx context.Context, d *dialer, u string, n, conc int, each func(int, *websocket.Conn)) error {
+	if conc < 1 {
+		conc = 1
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var next atomic.Int64
+	errc := make(chan error, conc)
+	for range min(conc, n) {
+		go func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n || ctx.Err() != nil {
+					errc <- nil
+					return
+				}
+				c, err := d.dial(ctx, u)
+				if err != nil {
+					err = fmt.Errorf("dial #%d: %w", i, err)
+					cancel(err)
+					errc <- err
+					return
+				}
+				each(i, c)
+			}
+		}()
+	}
+	var first error
+	for range min(conc, n) {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+		}
+	}
+	if first == nil && context.Cause(ctx) != nil && ctx.Err() != nil {
+		first = context.Cause(ctx)
+	}
+	return first
+}

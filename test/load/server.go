@@ -1,0 +1,537 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/pprof"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/lxzan/gws"
+
+	"github.com/marmotws/marmot"
+	"github.com/marmotws/marmot/crypto"
+)
+
+// Server modes.
+const (
+	modeEcho      = "echo"      // every message goes back to its sender
+	modeBroadcast = "broadcast" // every message goes to every other client
+)
+
+var impls = []string{"marmot", "gorilla", "gws"}
+
+// serverOpts configures a server under test.
+type serverOpts struct {
+	Impl    string
+	Addr    string
+	Mode    string
+	Encrypt bool   // marmot only: secure profile, GCM
+	Key     string // the passphrase when Encrypt
+	KDFIter uint32 // PBKDF2 iterations when Encrypt; 0: marmot's default
+}
+
+// testServer is one running server under test.
+type testServer interface {
+	URL() string
+	Close()
+}
+
+func startServer(o serverOpts) (testServer, error) {
+	if o.Mode != modeEcho && o.Mode != modeBroadcast {
+		return nil, fmt.Errorf("unknown mode %q (echo or broadcast)", o.Mode)
+	}
+	if o.Encrypt && o.Impl != "marmot" {
+		return nil, fmt.Errorf("--encrypt is marmot's; %s has no encryption", o.Impl)
+	}
+	switch o.Impl {
+	case "marmot":
+		return startMarmot(o)
+	case "gorilla":
+		return startGorilla(o)
+	case "gws":
+		return startGWS(o)
+	}
+	return nil, fmt.Errorf("unknown implementation %q (marmot, gorilla or gws)", o.Impl)
+}
+
+// serverMain is "load server": it starts one server, prints its URL on
+// stdout, and runs until stdin closes or SIGINT/SIGTERM arrives.
+func serverMain(args []string) error {
+	fs := flag.NewFlagSet("server", flag.ContinueOnError)
+	var o serverOpts
+	fs.StringVar(&o.Impl, "impl", "marmot", "implementation: marmot, gorilla or gws")
+	fs.StringVar(&o.Addr, "addr", "127.0.0.1:0", "listen address")
+	fs.StringVar(&o.Mode, "mode", modeEcho, "echo or broadcast")
+	fs.BoolVar(&o.Encrypt, "encrypt", false, "marmot: secure-profile AES-GCM encryption")
+	fs.StringVar(&o.Key, "key", defaultKey, "marmot: encryption passphrase with --encrypt")
+	kdfIter := fs.Uint("kdf-iterations", 0, "marmot: PBKDF2 iterations with --encrypt (0: marmot's default; clients accept 100000 and up)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the server's whole run to this file")
+	memProfile := fs.String("memprofile", "", "write an allocation profile (allocs) to this file on exit")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	o.KDFIter = uint32(*kdfIter)
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
+	}
+	s, err := startServer(o)
+	if err != nil {
+		return err
+	}
+	fmt.Println(s.URL())
+
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGINT, syscall.SIGTERM)
+	stdinClosed := make(chan struct{})
+	go func() { _, _ = io.Copy(io.Discard, os.Stdin); close(stdinClosed) }()
+	select {
+	case <-stop:
+	case <-stdinClosed:
+	}
+	signal.Stop(stop)
+	if *memProfile != "" {
+		if err := writeHeapProfile(*memProfile); err != nil {
+			fmt.Fprintln(os.Stderr, "memprofile:", err)
+		}
+	}
+	s.Close()
+	return nil
+}
+
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	runtime.GC()
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+const defaultKey = "marmot-load-test-key"
+
+// ---------------------------------------------------------------- marmot
+
+type marmotServer struct{ srv *marmot.Server }
+
+func startMarmot(o serverOpts) (testServer, error) {
+	var srv *marmot.Server
+	handler := func(m *marmot.Message) { _ = m.Reply(m.Payload) }
+	if o.Mode == modeBroadcast {
+		handler = func(m *marmot.Message) { _, _ = srv.BroadcastExcept(m.ClientID, m.Payload) }
+	}
+	cfg := marmot.ServerConfig{
+		Addr:               o.Addr,
+		MaxConnections:     -1,
+		HandlerConcurrency: -1,
+		Logger:             slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		LogLevel:           slog.LevelWarn,
+		ServerEvents:       marmot.ServerEvents{OnHandleCommand: handler},
+	}
+	if o.Encrypt {
+		cfg.EncryptionConfig = marmot.EncryptionConfig{
+			EncryptionEnabled: true,
+			EncryptionKey:     o.Key,
+			EncryptionMode:    "gcm",
+			EncryptionKDF:     crypto.KDFParams{Iterations: o.KDFIter},
+		}
+	}
+	srv, err := marmot.NewServer(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := srv.Start(context.Background()); err != nil {
+		return nil, err
+	}
+	return &marmotServer{srv: srv}, nil
+}
+
+func (m *marmotServer) URL() string { return m.srv.URL() }
+
+func (m *marmotServer) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = m.srv.Stop(ctx)
+}
+
+// ---------------------------------------------------------------- gorilla
+
+// gorillaServer is a plain gorilla/websocket server written the way the
+// library's chat example teaches: per connection a read pump and a write pump
+// goroutine joined by a buffered send channel, and a hub goroutine that owns
+// the client set and fans a broadcast out as one PreparedMessage. The echo
+// reader also sends, so a client is stopped by closing its done channel
+// rather than its send channel (a concurrent send would panic).
+type gorillaServer struct {
+	mode     string
+	upgrader websocket.Upgrader
+	srv      *http.Server
+	ln       net.Listener
+
+	register   chan *gorillaClient
+	unregister chan *gorillaClient
+	broadcast  chan gorillaBroadcast
+	quit       chan struct{}
+
+	wg sync.WaitGroup // hub, pumps and Serve
+}
+
+type gorillaBroadcast struct {
+	from *gorillaClient
+	data []byte
+}
+
+// gorillaFrame is one outbound message.
+type gorillaFrame struct {
+	typ      int
+	data     []byte
+	prepared *websocket.PreparedMessage
+}
+
+type gorillaClient struct {
+	conn *websocket.Conn
+	send chan gorillaFrame
+	done chan struct{} // closed by stop: the write pump says goodbye and closes
+	once sync.Once
+}
+
+func (c *gorillaClient) stop() { c.once.Do(func() { close(c.done) }) }
+
+const (
+	gorillaSendBuffer = 256 // the chat example's value
+	gorillaPongWait   = 60 * time.Second
+	gorillaPingPeriod = gorillaPongWait * 9 / 10
+	gorillaWriteWait  = 10 * time.Second
+	maxMessage        = 1 << 20
+)
+
+func startGorilla(o serverOpts) (testServer, error) {
+	ln, err := net.Listen("tcp", o.Addr)
+	if err != nil {
+		return nil, err
+	}
+	g := &gorillaServer{
+		mode:       o.Mode,
+		upgrader:   websocket.Upgrader{ReadBufferSize: 4096, WriteBufferSize: 4096},
+		ln:         ln,
+		register:   make(chan *gorillaClient),
+		unregister: make(chan *gorillaClient),
+		broadcast:  make(chan gorillaBroadcast),
+		quit:       make(chan struct{}),
+	}
+	g.srv = &http.Server{Handler: g, ReadHeaderTimeout: 10 * time.Second}
+	g.wg.Add(2)
+	go func() { defer g.wg.Done(); g.hub() }()
+	go func() {
+		defer g.wg.Done()
+		if err := g.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			fmt.Fprintln(os.Stderr, "gorilla:", err)
+		}
+	}()
+	return g, nil
+}
+
+func (g *gorillaServer) URL() string { return "ws://" + g.ln.Addr().String() + "/" }
+
+// hub owns the client set; a client whose buffer is full is dropped rather
+// than allowed to block everyone, as in the chat example.
+func (g *gorillaServer) hub() {
+	clients := make(map[*gorillaClient]bool)
+	for {
+		select {
+		case c := <-g.register:
+			clients[c] = true
+		case c := <-g.unregister:
+			delete(clients, c)
+			c.stop()
+		case b := <-g.broadcast:
+			pm, err := websocket.NewPreparedMessage(websocket.BinaryMessage, b.data)
+			if err != nil {
+				panic(err)
+			}
+			for c := range clients {
+				if c == b.from {
+					continue
+				}
+				select {
+				case c.send <- gorillaFrame{prepared: pm}:
+				default:
+					fmt.Fprintln(os.Stderr, "gorilla: dropping a slow client")
+					delete(clients, c)
+					c.stop()
+				}
+			}
+		case <-g.quit:
+			for c := range clients {
+				c.stop()
+			}
+			return
+		}
+	}
+}
+
+func (g *gorillaServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	conn, err := g.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return
+	}
+	c := &gorillaClient{conn: conn, send: make(chan gorillaFrame, gorillaSendBuffer), done: make(chan struct{})}
+	g.wg.Add(2)
+	select {
+	case g.register <- c:
+	case <-g.quit:
+		_ = conn.Close()
+		g.wg.Add(-2)
+		return
+	}
+	go g.writePump(c)
+	go g.readPump(c)
+}
+
+func (g *gorillaServer) readPump(c *gorillaClient) {
+	defer func() {
+		select {
+		case g.unregister <- c:
+		case <-g.quit:
+			c.stop()
+		}
+		_ = c.conn.Close()
+		g.wg.Done()
+	}()
+	c.conn.SetReadLimit(maxMessage)
+	_ = c.conn.SetReadDeadline(time.Now().Add(gorillaPongWait))
+	c.conn.SetPongHandler(func(string) error { return c.conn.SetReadDeadline(time.Now().Add(gorillaPongWait)) })
+	for {
+		typ, data, err := c.conn.ReadMessage()
+		if err != nil {
+			return
+		}
+		if g.mode == modeBroadcast {
+			select {
+			case g.broadcast <- gorillaBroadcast{from: c, data: data}:
+			case <-g.quit:
+				return
+			}
+			continue
+		}
+		// A blocking send keeps the echo lossless: a full buffer pushes
+		// back on this reader, and through TCP on the peer.
+		select {
+		case c.send <- gorillaFrame{typ: typ, data: data}:
+		case <-c.done:
+			return
+		}
+	}
+}
+
+// writePump is the connection's only writer. It drains whatever else is
+// queued before returning to select, like the chat example, and pings.
+func (g *gorillaServer) writePump(c *gorillaClient) {
+	ticker := time.NewTicker(gorillaPingPeriod)
+	defer func() {
+		ticker.Stop()
+		_ = c.conn.Close()
+		g.wg.Done()
+	}()
+	for {
+		select {
+		case <-c.done:
+			_ = c.conn.SetWriteDeadline(time.Now().Add(gorillaWriteWait))
+			_ = c.conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, ""))
+			return
+		case f := <-c.send:
+			_ = c.conn.SetWriteDeadline(time.Now().Add(gorillaWriteWait))
+			if err := gorillaWrite(c.conn, f); err != nil {
+				return
+			}
+			for range len(c.send) {
+				if err := gorillaWrite(c.conn, <-c.send); err != nil {
+					return
+				}
+			}
+		case <-ticker.C:
+			_ = c.conn.SetWriteDeadline(time.Now().Add(gorillaWriteWait))
+			if err := c.conn.WriteMessage(websocket.PingMessage, nil); err != nil {
+				return
+			}
+		}
+	}
+}
+
+func gorillaWrite(conn *websocket.Conn, f gorillaFrame) error {
+	if f.prepared != nil {
+		return conn.WritePreparedMessage(f.prepared)
+	}
+	return conn.WriteMessage(f.typ, f.data)
+}
+
+// Close stops the hub (which stops every client, so write pumps say 1001 and
+// close their sockets, which ends the read pumps) and waits for every
+// goroutine.
+func (g *gorillaServer) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = g.srv.Shutdown(ctx)
+	close(g.quit)
+	g.wg.Wait()
+}
+
+// ---------------------------------------------------------------- gws
+
+// gwsServer is an idiomatic lxzan/gws server: an Upgrader, one ReadLoop
+// goroutine per connection, echo with WriteMessage from OnMessage, broadcast
+// with one gws.Broadcaster per message. A single ticker pings every client
+// and a read deadline, refreshed by pongs, drops the silent ones.
+type gwsServer struct {
+	mode     string
+	upgrader *gws.Upgrader
+	srv      *http.Server
+	ln       net.Listener
+
+	mu       sync.Mutex
+	sessions map[*gws.Conn]struct{}
+
+	quit chan struct{}
+	wg   sync.WaitGroup // Serve, the pinger and every ReadLoop
+}
+
+const (
+	gwsPingInterval = 54 * time.Second
+	gwsPongWait     = 60 * time.Second
+)
+
+func startGWS(o serverOpts) (testServer, error) {
+	ln, err := net.Listen("tcp", o.Addr)
+	if err != nil {
+		return nil, err
+	}
+	s := &gwsServer{mode: o.Mode, ln: ln, sessions: make(map[*gws.Conn]struct{}), quit: make(chan struct{})}
+	s.upgrader = gws.NewUpgrader(s, &gws.ServerOption{ReadMaxPayloadSize: maxMessage})
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		socket, err := s.upgrader.Upgrade(w, r)
+		if err != nil {
+			return
+		}
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); socket.ReadLoop() }()
+	})
+	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			fmt.Fprintln(os.Stderr, "gws:", err)
+		}
+	}()
+	go func() { defer s.wg.Done(); s.pinger() }()
+	return s, nil
+}
+
+func (s *gwsServer) URL() string { return "ws://" + s.ln.Addr().String() + "/" }
+
+func (s *gwsServer) pinger() {
+	t := time.NewTicker(gwsPingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.quit:
+			return
+		case <-t.C:
+			for _, c := range s.snapshot() {
+				_ = c.WritePing(nil)
+			}
+		}
+	}
+}
+
+func (s *gwsServer) snapshot() []*gws.Conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*gws.Conn, 0, len(s.sessions))
+	for c := range s.sessions {
+		out = append(out, c)
+	}
+	return out
+}
+
+func (s *gwsServer) OnOpen(c *gws.Conn) {
+	_ = c.SetReadDeadline(time.Now().Add(gwsPongWait))
+	s.mu.Lock()
+	s.sessions[c] = struct{}{}
+	s.mu.Unlock()
+}
+
+func (s *gwsServer) OnClose(c *gws.Conn, _ error) {
+	s.mu.Lock()
+	delete(s.sessions, c)
+	s.mu.Unlock()
+}
+
+func (s *gwsServer) OnPing(c *gws.Conn, payload []byte) { _ = c.WritePong(payload) }
+
+func (s *gwsServer) OnPong(c *gws.Conn, _ []byte) {
+	_ = c.SetReadDeadline(time.Now().Add(gwsPongWait))
+}
+
+func (s *gwsServer) OnMessage(c *gws.Conn, m *gws.Message) {
+	defer m.Close()
+	if s.mode == modeEcho {
+		_ = c.WriteMessage(m.Opcode, m.Bytes())
+		return
+	}
+	b := gws.NewBroadcaster(gws.OpcodeBinary, m.Bytes())
+	defer b.Close()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for peer := range s.sessions {
+		if peer != c {
+			_ = b.Broadcast(peer)
+		}
+	}
+}
+
+// Close stops accepting, says 1001 to every client and waits for their read
+// loops, cutting the sockets that have not closed after 5 s.
+func (s *gwsServer) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = s.srv.Shutdown(ctx)
+	close(s.quit)
+	conns := s.snapshot()
+	for _, c := range conns {
+		_ = c.WriteClose(1001, nil)
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		for _, c := range s.snapshot() {
+			_ = c.NetConn().Close()
+		}
+		<-done
+	}
+}
