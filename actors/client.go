@@ -217,7 +217,7 @@ func NewClient(cfg ClientConfig) *Client {
 	c.tel = newTelemetry(cfg.TracerProvider, cfg.MeterProvider, cfg.Propagator)
 	c.sys = cfg.ActorSystem
 	if c.sys == nil {
-		c.sys = newActorSystem(c.log, cfg.MeterProvider)
+		c.sys = NewActorSystem(c.log)
 		c.ownSys = true
 	}
 	c.dialer = websocket.Dialer{
@@ -287,10 +287,19 @@ func (c *Client) Connect(ctx context.Context) error {
 	}
 	reply := make(chan error, 1)
 	c.sys.Root.Send(c.pid, &connectCmd{ctx: ctx, reply: reply})
+	return waitReply(ctx, reply, nil)
+}
+
+// waitReply waits for the ClientActor's answer; onCancel runs when ctx ends
+// first.
+func waitReply(ctx context.Context, reply chan error, onCancel func()) error {
 	select {
 	case err := <-reply:
 		return err
 	case <-ctx.Done():
+		if onCancel != nil {
+			onCancel()
+		}
 		return ctx.Err()
 	}
 }
@@ -304,17 +313,13 @@ func (c *Client) Disconnect(ctx context.Context) error {
 	}
 	reply := make(chan error, 1)
 	c.sys.Root.Send(c.pid, &disconnectCmd{ctx: ctx, reply: reply})
-	select {
-	case err := <-reply:
-		return err
-	case <-ctx.Done():
+	return waitReply(ctx, reply, func() {
 		c.mu.Lock()
 		if l := c.current; l != nil {
 			_ = l.ws.NetConn().Close()
 		}
 		c.mu.Unlock()
-		return ctx.Err()
-	}
+	})
 }
 
 // Close disconnects and releases the client's actors and goroutines. The
@@ -653,13 +658,6 @@ func (a *ClientActor) dial(ctx actor.Context, parent context.Context) {
 	go func() {
 		defer c.live.Done()
 		ws, resp, err := c.dialer.DialContext(dctx, c.cfg.URL, header)
-		defer func() {
-			if err != nil {
-				span.RecordError(err)
-				span.SetStatus(codes.Error, err.Error())
-			}
-			span.End()
-		}()
 		if resp != nil && resp.Body != nil {
 			_ = resp.Body.Close()
 		}
@@ -677,6 +675,13 @@ func (a *ClientActor) dial(ctx actor.Context, parent context.Context) {
 				ws = nil
 			}
 		}
+		// The attempt's span ends before anyone learns the outcome, so a
+		// connected client always finds it finished (and exported).
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
 		c.sys.Root.Send(self, &dialDone{episode: episode, ws: ws, sess: sess, err: err})
 	}()
 }

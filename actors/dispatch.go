@@ -6,8 +6,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"go.opentelemetry.io/otel/attribute"
-
 	"github.com/gorilla/websocket"
 
 	"github.com/marmotws/marmot/protocol"
@@ -66,8 +64,8 @@ func replyOnPanic(m *Message) {
 // request without a handler is answered 501; a panicking handler still
 // answers a pending request (replyOnPanic), ends the span as failed and
 // re-panics for the supervisor.
-func handle(t *telemetry, in *inbound, m *Message, link bool, handler func(*Message), wrap func(func()), extra ...attribute.KeyValue) {
-	ctx, span := t.startProcess(m, link, extra...)
+func handle(t *telemetry, in *inbound, m *Message, link bool, handler func(*Message), wrap func(func())) {
+	ctx, span := t.startProcess(m, link)
 	in.ctx, m.ctx = ctx, ctx // the supervisor parents a failure span to in.ctx
 	start := time.Now()
 	defer func() {

@@ -164,7 +164,7 @@ func NewHub(cfg HubConfig) *Hub {
 	h.tel = newTelemetry(cfg.TracerProvider, cfg.MeterProvider, cfg.Propagator)
 	h.sys = cfg.ActorSystem
 	if h.sys == nil {
-		h.sys = newActorSystem(h.log, cfg.MeterProvider)
+		h.sys = NewActorSystem(h.log)
 		h.ownSys = true
 	}
 	h.registerHubMetrics()
@@ -204,11 +204,11 @@ var writeBuffers sync.Pool
 
 // NewActorSystem returns a protoactor system that logs through log at Warn
 // and above, so actor-system chatter does not drown the application's logs.
+//
+// protoactor's WithMetricProviders is deliberately not used: this protoactor
+// version records to the global meter whatever provider it is given, and
+// registers a never-removed callback per spawned actor (a leak).
 func NewActorSystem(log *slog.Logger) *actor.ActorSystem {
-	return newActorSystem(log, nil)
-}
-
-func newActorSystem(log *slog.Logger, mp metric.MeterProvider) *actor.ActorSystem {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -220,10 +220,6 @@ func newActorSystem(log *slog.Logger, mp metric.MeterProvider) *actor.ActorSyste
 			return slog.New(LevelHandler(log.Handler(), slog.LevelWarn)).With("lib", "protoactor")
 		}),
 	}
-	// protoactor's WithMetricProviders is not used: this protoactor version
-	// records to the global meter whatever provider it is given, and
-	// registers a never-removed callback per spawned actor (a leak).
-	_ = mp
 	return actor.NewActorSystem(opts...)
 }
 
@@ -787,7 +783,8 @@ type Ack struct{ Err error }
 // ConnectionActor owns one socket: it is the socket's only writer and runs
 // the user's callbacks for that connection, one message at a time.
 type ConnectionActor struct {
-	c *conn
+	c    *conn
+	sent func([]byte) // OnDataSent adapter, built once per actor
 }
 
 // Receive implements actor.Actor.
@@ -846,10 +843,10 @@ func (a *ConnectionActor) Receive(ctx actor.Context) {
 
 func (a *ConnectionActor) onSent() func([]byte) {
 	c := a.c
-	if f := c.hub.cfg.Events.OnDataSent; f != nil {
-		return func(b []byte) { c.hub.safeCall(c.id, "OnDataSent", func() { f(c.id, b) }) }
+	if f := c.hub.cfg.Events.OnDataSent; f != nil && a.sent == nil {
+		a.sent = func(b []byte) { c.hub.safeCall(c.id, "OnDataSent", func() { f(c.id, b) }) }
 	}
-	return nil
+	return a.sent
 }
 
 func (a *ConnectionActor) flush(deadline time.Time) {
@@ -889,7 +886,7 @@ func (a *ConnectionActor) handleInbound(in *inbound) {
 			defer func() { <-h.handlers }()
 		}
 		run()
-	}, AttrClientID.Int64(int64(c.id)))
+	})
 }
 
 func (a *ConnectionActor) teardown() {

@@ -13,8 +13,6 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
 	"go.opentelemetry.io/otel/trace"
-
-	"github.com/marmotws/marmot/protocol"
 )
 
 // InstrumentationName names marmot's tracer and meter.
@@ -111,7 +109,7 @@ func (t *telemetry) extract(meta map[string]string) context.Context {
 // (broadcasts) link to it instead, since one send fans out to many traces.
 // Attributes are only built for a recording span, so tracing off costs one
 // no-op Start per message.
-func (t *telemetry) startProcess(m *Message, link bool, extra ...attribute.KeyValue) (context.Context, trace.Span) {
+func (t *telemetry) startProcess(m *Message, link bool) (context.Context, trace.Span) {
 	kind := trace.SpanKindConsumer
 	if m.IsRequest() {
 		kind = trace.SpanKindServer
@@ -139,7 +137,9 @@ func (t *telemetry) startProcess(m *Message, link bool, extra ...attribute.KeyVa
 		semconv.MessagingMessageBodySizeKey.Int(len(m.Payload)),
 		AttrMessageKind.String(m.Kind.String()),
 	)
-	span.SetAttributes(extra...)
+	if m.ClientID != 0 {
+		span.SetAttributes(AttrClientID.Int64(int64(m.ClientID)))
+	}
 	if m.Name != "" {
 		span.SetAttributes(semconv.MessagingDestinationNameKey.String(m.Name))
 	}
@@ -241,6 +241,3 @@ func (h *Hub) queuedBytes() int64 {
 	h.regMu.RUnlock()
 	return n
 }
-
-// Kinds of inbound messages as span attribute values.
-var _ = protocol.KindData
