@@ -747,11 +747,10 @@ func (a *ClientActor) dialed(ctx actor.Context, m *dialDone) {
 	k.backoff = nil
 	l.startKeepAlive()
 	c.live.Add(1)
-	go func() {
-		defer c.live.Done()
-		err := l.readLoop(0, c.early)
+	l.startReader(0, c.early, func(err error) {
 		c.sys.Root.Send(l.pid, &clientLinkLost{l: l, err: err})
-	}()
+		c.live.Done()
+	})
 	a.setState(StateConnected)
 	for _, w := range k.connWaiters {
 		w <- nil

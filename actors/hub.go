@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -111,11 +112,12 @@ type Hub struct {
 
 	tel        *telemetry
 	metricsReg metric.Registration
+	polls      *pollGroup
 
 	lifeMu   sync.Mutex
 	stopping bool
 	draining atomic.Bool    // set under lifeMu with stopping; read by register
-	live     sync.WaitGroup // reader goroutines and connection actors
+	live     sync.WaitGroup // readers (running or parked) and connection actors
 }
 
 // conn is the part of a connection that survives actor restarts.
@@ -162,6 +164,7 @@ func NewHub(cfg HubConfig) *Hub {
 		h.handlers = make(chan struct{}, cfg.HandlerConcurrency)
 	}
 	h.tel = newTelemetry(cfg.TracerProvider, cfg.MeterProvider, cfg.Propagator)
+	h.polls = newPollGroup(parkTick)
 	h.sys = cfg.ActorSystem
 	if h.sys == nil {
 		h.sys = NewActorSystem(h.log)
@@ -171,9 +174,11 @@ func NewHub(cfg HubConfig) *Hub {
 	h.upgrader = websocket.Upgrader{
 		Subprotocols: cfg.Subprotocols,
 		CheckOrigin:  cfg.CheckOrigin,
-		// Idle connections stay cheap: the read side reuses the HTTP
-		// server's hijacked 4 KiB reader, and write buffers come from a
-		// pool only while a message is being written.
+		// Idle connections stay cheap: gorilla's own read buffer is small
+		// (frameConn reads through a pooled 4 KiB buffer while input
+		// flows), and write buffers come from a pool only while a message
+		// is being written.
+		ReadBufferSize:  256,
 		WriteBufferSize: 4096,
 		WriteBufferPool: &writeBuffers,
 		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
@@ -358,7 +363,8 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.reportError(0, err)
 		return
 	}
-	ws, err := h.upgrader.Upgrade(w, r, nil)
+	hw := &hijackFrames{ResponseWriter: w}
+	ws, err := h.upgrader.Upgrade(hw, r, nil)
 	if err != nil {
 		h.admitted.Add(-1)
 		endSpan("upgrade_failed", err)
@@ -393,6 +399,8 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		totals:       &h.totals,
 	})
 	c.link.sess = sess
+	c.link.fc = hw.fc
+	c.link.enableParking(c.id, h.polls)
 	if enc := h.cfg.Encryption; enc != nil && enc.Profile == crypto.ProfileCompat {
 		c.link.compat = enc.Compat
 	}
@@ -402,8 +410,29 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	<-c.ready
 	span.SetAttributes(AttrClientID.Int64(int64(c.id)))
 	endSpan("", nil)
-	err = c.link.readLoop(c.id, nil)
-	h.sys.Root.Send(c.link.pid, &linkLost{err: err})
+	h.live.Add(1) // the reader, until it stops for good
+	l := c.link
+	l.startReader(c.id, nil, func(err error) {
+		h.sys.Root.Send(l.pid, &linkLost{err: err})
+		h.live.Done()
+	})
+}
+
+// hijackFrames hands gorilla a frameConn instead of the raw connection, so
+// that idle readers can park (see frameconn.go). gorilla v1.5 upgrades
+// through the http.Hijacker interface, which this wrapper provides.
+type hijackFrames struct {
+	http.ResponseWriter
+	fc *frameConn
+}
+
+func (w *hijackFrames) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	w.fc = newFrameConn(c)
+	return w.fc, brw, nil
 }
 
 func remoteAddr(s string) net.Addr {

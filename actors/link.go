@@ -105,10 +105,22 @@ type link struct {
 	flushPending bool
 	closing      bool      // no more sends accepted
 	handshake    bool      // a close frame has been written
-	readerDone   bool      // the reader goroutine has returned
+	readerDone   bool      // the reader has stopped for good
 	released     bool      // the owning actor is done with the link
-	closeBy      time.Time // read deadline once handshake is set
+	expired      bool      // the peer was silent for keepAlive
+	deadline     time.Time // the read deadline the link wants (zero: none)
 	pinger       *time.Timer
+	lastPing     int64        // monoNow of the last ping; keep-alive timer only
+	lastRead     atomic.Int64 // monoNow of the last frame read
+
+	// The reader: its loop state survives parking (see frameConn).
+	readID ClientID
+	early  func(*inbound)
+	broken bool        // after a bad frame, nothing more is decoded
+	onLost func(error) // called once when the reader stops for good
+	fc     *frameConn  // server links only
+	pollID uint64
+	pollState
 
 	localClose *CloseError // set when this side decided to close
 
@@ -341,28 +353,17 @@ func (l *link) startClose(code int, text string, cause error, deadline time.Time
 		_ = l.ws.NetConn().Close()
 		return
 	}
-	l.mu.Lock()
-	l.closeBy = deadline
-	_ = l.ws.SetReadDeadline(deadline)
-	l.mu.Unlock()
+	l.setDeadline(deadline)
 }
 
-// armReadDeadline gives the peer KeepAlive to send anything, or, once a
-// close frame is out, until closeBy to answer it. The lock keeps the reader
-// from overwriting the close deadline with a later keep-alive one.
-func (l *link) armReadDeadline() error {
+// setDeadline makes the reader give up at t, waking it if it is parked so
+// that it can: parked, nothing would notice the deadline.
+func (l *link) setDeadline(t time.Time) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.handshake {
-		if !l.closeBy.IsZero() {
-			return l.ws.SetReadDeadline(l.closeBy)
-		}
-		return nil
-	}
-	if l.keepAlive > 0 {
-		return l.ws.SetReadDeadline(time.Now().Add(l.keepAlive))
-	}
-	return nil
+	l.deadline = t
+	_ = l.ws.SetReadDeadline(t)
+	l.mu.Unlock()
+	l.wake()
 }
 
 func (l *link) closeInfo() *CloseError {
@@ -371,36 +372,62 @@ func (l *link) closeInfo() *CloseError {
 	return l.localClose
 }
 
-// startKeepAlive pings every keepAlive/2; the reader's deadline closes a peer
-// that stops answering within keepAlive. A timer rather than a goroutine keeps
-// idle connections cheap.
+// clockBase anchors monoNow, a cheap monotonic clock for keep-alive.
+var clockBase = time.Now()
+
+func monoNow() int64 { return int64(time.Since(clockBase)) }
+
+// startKeepAlive pings every keepAlive/2 and ends the connection when the
+// peer has sent nothing (data, pong or ping) for keepAlive. A timer rather
+// than a per-message read deadline: it costs nothing per message, keeps
+// idle connections cheap, and still notices a dead peer whose reader is
+// parked.
 func (l *link) startKeepAlive() {
 	if l.keepAlive <= 0 {
 		return
 	}
-	l.ws.SetPongHandler(func(string) error { return l.armReadDeadline() })
-	interval := l.keepAlive / 2
-	var ping func()
-	ping = func() {
-		l.mu.Lock()
-		if l.closing {
-			l.mu.Unlock()
-			return
-		}
+	l.ws.SetPongHandler(func(string) error { l.lastRead.Store(monoNow()); return nil })
+	ping := l.ws.PingHandler()
+	l.ws.SetPingHandler(func(s string) error { l.lastRead.Store(monoNow()); return ping(s) })
+	now := monoNow()
+	l.lastRead.Store(now)
+	l.lastPing = now
+	l.mu.Lock()
+	l.pinger = time.AfterFunc(l.keepAlive/2, l.keepAliveTick)
+	l.mu.Unlock()
+}
+
+func (l *link) keepAliveTick() {
+	interval := int64(l.keepAlive / 2)
+	now := monoNow()
+	last := l.lastRead.Load()
+	l.mu.Lock()
+	if l.closing || l.expired {
 		l.mu.Unlock()
-		wd := time.Now().Add(interval)
-		if l.writeTimeout > 0 && l.writeTimeout < interval {
+		return
+	}
+	if now-last >= int64(l.keepAlive) {
+		// The reader fails with a timeout, which it reports as
+		// ErrKeepAliveTimeout.
+		l.expired = true
+		l.mu.Unlock()
+		l.setDeadline(aLongTimeAgo)
+		return
+	}
+	l.mu.Unlock()
+	if now-l.lastPing >= interval {
+		wd := time.Now().Add(l.keepAlive / 2)
+		if l.writeTimeout > 0 && l.writeTimeout < l.keepAlive/2 {
 			wd = time.Now().Add(l.writeTimeout)
 		}
 		_ = l.ws.WriteControl(websocket.PingMessage, nil, wd)
-		l.mu.Lock()
-		if !l.closing {
-			l.pinger.Reset(interval)
-		}
-		l.mu.Unlock()
+		l.lastPing = now
 	}
+	next := min(l.lastPing+interval, last+int64(l.keepAlive)) - now
 	l.mu.Lock()
-	l.pinger = time.AfterFunc(interval, ping)
+	if !l.closing {
+		l.pinger.Reset(max(time.Duration(next), time.Millisecond))
+	}
 	l.mu.Unlock()
 }
 
@@ -412,9 +439,83 @@ func (l *link) stopKeepAlive() {
 	l.mu.Unlock()
 }
 
-// readLoop runs on the reader goroutine until the socket fails. It holds at
-// most inflightCap bytes of unprocessed input: when the actor falls behind,
-// the reader stops reading and TCP pushes back on the peer.
+// enableParking lets a server link's reader park when idle. It must run
+// before the owning actor starts, since the actor may wake the reader.
+func (l *link) enableParking(id ClientID, polls *pollGroup) {
+	if l.fc == nil || l.fc.rc == nil || id == 0 {
+		return
+	}
+	if p := polls.join(uint64(id), l); p != nil {
+		l.pollID, l.poll = uint64(id), p
+		l.fc.link = l
+	}
+}
+
+// startReader starts reading on a goroutine of its own. onLost is called
+// once, on the reader's goroutine, when the socket fails or closes.
+func (l *link) startReader(id ClientID, early func(*inbound), onLost func(error)) {
+	l.readID, l.early, l.onLost = id, early, onLost
+	go l.runReader()
+}
+
+// runReader reads until the socket fails or the reader parks.
+func (l *link) runReader() {
+	parked, err := l.readFrames()
+	if parked {
+		return
+	}
+	if l.poll != nil {
+		l.poll.group.leave(l.poll, l.pollID)
+	}
+	l.fc.dropStageIfAny()
+	l.readerExited()
+	if l.onLost != nil {
+		l.onLost(err)
+	}
+}
+
+// wake resumes a parked reader on a new goroutine.
+func (l *link) wake() {
+	if l.poll != nil && l.rstate.CompareAndSwap(readerParked, readerRunning) {
+		go l.runReader()
+	}
+}
+
+// interruptWait ends an idle reader's wait so that it parks (see
+// frameConn.waitRead), unless the link is on its way out.
+func (l *link) interruptWait() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closing || l.released || l.expired {
+		return
+	}
+	if l.rstate.CompareAndSwap(readerWaiting, readerParking) {
+		_ = l.fc.Conn.SetReadDeadline(aLongTimeAgo)
+	}
+}
+
+// park ends the reader goroutine after frameConn handed it parkFrame, with
+// an epoll registration to resume it. It reports false when the reader must
+// go on instead (the link is closing, or epoll refused).
+func (l *link) park() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closing || l.released || l.expired {
+		l.rstate.Store(readerRunning)
+		return false
+	}
+	l.rstate.Store(readerParked)
+	if err := l.poll.arm(l.fc.rc, l.pollID, &l.pollAdded); err != nil {
+		// Stay a plain blocking reader; unless someone already woke us.
+		return !l.rstate.CompareAndSwap(readerParked, readerRunning)
+	}
+	return true
+}
+
+// readFrames reads on the current reader goroutine until the socket fails
+// (parked false) or the reader parks (parked true). It holds at most
+// inflightCap bytes of unprocessed input: when the actor falls behind, the
+// reader stops reading and TCP pushes back on the peer.
 //
 // The peer's close frame is not answered here (gorilla's default would
 // answer at once, cutting off replies still queued): the owning actor
@@ -425,16 +526,20 @@ func (l *link) stopKeepAlive() {
 // actor is left with the callbacks; and early may settle a message at once
 // (the client hands replies to Request here, so a callback that calls
 // Request does not wait on its own busy actor).
-func (l *link) readLoop(id ClientID, early func(*inbound)) error {
+func (l *link) readFrames() (parked bool, err error) {
 	l.ws.SetCloseHandler(func(int, string) error { return nil })
-	defer l.readerExited()
-	broken := false // after a bad frame, nothing more is decoded
 	for {
-		_ = l.armReadDeadline()
 		typ, data, err := readMessage(l.ws)
 		if err != nil {
-			return err
+			return false, err
 		}
+		if l.fc != nil && l.fc.takeInjected() {
+			if l.park() {
+				return true, nil
+			}
+			continue
+		}
+		l.lastRead.Store(monoNow())
 		l.mu.Lock()
 		failed := l.localClose != nil && l.localClose.Code != CloseNormal && l.localClose.Code != CloseGoingAway
 		l.mu.Unlock()
@@ -449,18 +554,18 @@ func (l *link) readLoop(id ClientID, early func(*inbound)) error {
 			w = l.inflightCap
 		}
 		if err := l.inflight.Acquire(l.ctx, w); err != nil {
-			return err
+			return false, err
 		}
 		in := &inbound{l: l, typ: typ, data: data}
-		if broken {
+		if l.broken {
 			l.processed(in)
 			continue
 		}
-		in.msg, in.code, in.err = decodeInbound(l, in, id)
+		in.msg, in.code, in.err = decodeInbound(l, in, l.readID)
 		if in.err != nil {
-			broken = true
-		} else if early != nil {
-			early(in)
+			l.broken = true
+		} else if l.early != nil {
+			l.early(in)
 		}
 		l.sys.Root.Send(l.pid, in)
 	}
@@ -517,7 +622,7 @@ func (l *link) release() {
 	if !handshake {
 		// No close frame went out, so nothing is worth waiting for: make
 		// the reader return now.
-		_ = l.ws.SetReadDeadline(time.Now())
+		l.setDeadline(aLongTimeAgo)
 	}
 }
 

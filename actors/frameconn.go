@@ -1,0 +1,324 @@
+package actors
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Idle connections do not keep a goroutine. A server connection's reader
+// waits for the next message inside frameConn.Read, where it is interruptible:
+// once it has waited a while (see poller), it is handed a synthetic empty
+// frame, gorilla's NextReader returns it, and the reader parks — the
+// goroutine ends and an epoll registration resumes reading on a fresh one
+// when bytes arrive. gorilla stays the frame codec; frameConn only watches
+// frame boundaries go by, so it knows when the stream is between messages
+// (the only place where the synthetic frame is valid).
+
+// Reader states of a parkable link.
+const (
+	readerRunning int32 = iota // a goroutine is reading or handling input
+	readerWaiting              // blocked in frameConn.Read between messages
+	readerParking              // the poller forced the wait to end; about to park
+	readerParked               // no goroutine; epoll wakes the reader
+)
+
+// stageSize is the read size while input flows. The buffer comes from a
+// pool and goes back as soon as it is drained, so an idle connection holds
+// only gorilla's small bufio.Reader.
+const stageSize = 4096
+
+var stageBuffers = sync.Pool{New: func() any { return new([stageSize]byte) }}
+
+// parkFrame is what the reader is handed when it should park: an empty,
+// final, masked binary frame (a client's frames are always masked).
+var parkFrame = [...]byte{0x82, 0x80, 0, 0, 0, 0}
+
+// aLongTimeAgo is a read deadline that ends a blocked Read at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// frameConn is the net.Conn gorilla reads a server connection through.
+type frameConn struct {
+	net.Conn
+	frames frameTracker
+
+	stageBuf *[stageSize]byte
+	stage    []byte // unread part of stageBuf
+
+	rc       syscall.RawConn // nil when c is not a socket
+	link     *link           // set when the reader may park; nil before
+	injected bool  // the last Read returned parkFrame
+}
+
+func newFrameConn(c net.Conn) *frameConn {
+	fc := &frameConn{Conn: c}
+	if sc, ok := c.(syscall.Conn); ok {
+		fc.rc, _ = sc.SyscallConn()
+	}
+	return fc
+}
+
+// Read is called by gorilla's bufio.Reader only; see the package comment
+// above for the waiting protocol.
+func (c *frameConn) Read(p []byte) (int, error) {
+	if len(c.stage) > 0 {
+		n := copy(p, c.stage)
+		c.stage = c.stage[n:]
+		if len(c.stage) == 0 {
+			c.dropStage()
+		}
+		c.frames.observe(p[:n])
+		return n, nil
+	}
+	var n int
+	var err error
+	switch {
+	case !c.frames.betweenMessages():
+		n, err = c.fill(p)
+	case c.link != nil:
+		n, err = c.waitRead(p)
+		if c.injected {
+			return n, err
+		}
+	default:
+		n, err = c.fillWaiting(p)
+	}
+	c.frames.observe(p[:n])
+	return n, err
+}
+
+// fill reads from the socket: straight into p when it is large, else through
+// a pooled stage buffer so that small bufio fills still read a lot at once.
+func (c *frameConn) fill(p []byte) (int, error) {
+	if len(p) >= stageSize {
+		return c.Conn.Read(p)
+	}
+	if c.stageBuf == nil {
+		c.stageBuf = stageBuffers.Get().(*[stageSize]byte)
+	}
+	n, err := c.Conn.Read(c.stageBuf[:])
+	k := copy(p, c.stageBuf[:n])
+	if k < n {
+		c.stage = c.stageBuf[k:n]
+	} else {
+		c.dropStage()
+	}
+	if n > 0 {
+		err = nil // TCP reads return data or an error; keep the data
+	}
+	return k, err
+}
+
+// fillWaiting is fill for a read that may wait long (the next message may
+// be minutes away): the stage buffer is taken only once bytes are there, so
+// a waiting connection holds no buffer.
+func (c *frameConn) fillWaiting(p []byte) (int, error) {
+	if c.rc == nil {
+		return c.fill(p)
+	}
+	var n int
+	var rerr error
+	err := c.rc.Read(func(fd uintptr) bool {
+		if c.stageBuf == nil {
+			c.stageBuf = stageBuffers.Get().(*[stageSize]byte)
+		}
+		for {
+			n, rerr = syscall.Read(int(fd), c.stageBuf[:])
+			if rerr != syscall.EINTR {
+				break
+			}
+		}
+		if rerr == syscall.EAGAIN {
+			c.dropStage()
+			return false // wait for readability (or the deadline)
+		}
+		return true
+	})
+	switch {
+	case err != nil:
+		c.dropStage()
+		return 0, err
+	case rerr != nil:
+		c.dropStage()
+		return 0, &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError("read", rerr)}
+	case n <= 0:
+		c.dropStage()
+		return 0, io.EOF
+	}
+	k := copy(p, c.stageBuf[:n])
+	if k < n {
+		c.stage = c.stageBuf[k:n]
+	} else {
+		c.dropStage()
+	}
+	return k, nil
+}
+
+func (c *frameConn) dropStage() {
+	if c.stageBuf != nil {
+		stageBuffers.Put(c.stageBuf)
+		c.stageBuf, c.stage = nil, nil
+	}
+}
+
+// waitRead reads the first bytes of the next message, or returns parkFrame
+// when the poller decided this connection is idle.
+func (c *frameConn) waitRead(p []byte) (int, error) {
+	l := c.link
+	for {
+		l.waitEpoch.Store(l.poll.epoch.Load())
+		l.rstate.Store(readerWaiting)
+		n, err := c.fillWaiting(p)
+		if l.rstate.CompareAndSwap(readerWaiting, readerRunning) {
+			return n, err
+		}
+		// The poller moved us to readerParking and cut the read short with
+		// a past deadline; under l.mu its SetReadDeadline is done, so the
+		// deadline the link really wants can be put back.
+		l.mu.Lock()
+		_ = c.Conn.SetReadDeadline(l.deadline)
+		if n > 0 || (err != nil && !isTimeout(err)) || l.closing || l.released || l.expired {
+			l.rstate.Store(readerRunning)
+			l.mu.Unlock()
+			if n > 0 || !isTimeout(err) {
+				return n, err
+			}
+			continue // the timeout was ours; wait again under the real deadline
+		}
+		l.mu.Unlock()
+		c.injected = true
+		return copy(p, parkFrame[:]), nil
+	}
+}
+
+// takeInjected reports, once, that the message just read was parkFrame.
+func (c *frameConn) takeInjected() bool {
+	if c.injected {
+		c.injected = false
+		return true
+	}
+	return false
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// frameTracker follows WebSocket frame boundaries in the bytes gorilla reads.
+// It does not validate anything (gorilla does); it only has to agree with
+// gorilla on where frames and messages end for well-formed input, and never
+// misbehave on garbage.
+type frameTracker struct {
+	hdr       [14]byte
+	hlen      int    // header bytes collected
+	need      int    // header length, known once two bytes are in
+	remain    uint64 // payload bytes left in the current frame
+	inPayload bool
+	inMessage bool // a fragmented data message is still open
+}
+
+func (t *frameTracker) betweenMessages() bool {
+	return t.hlen == 0 && !t.inPayload && !t.inMessage
+}
+
+func (t *frameTracker) observe(b []byte) {
+	for len(b) > 0 {
+		if t.inPayload {
+			k := uint64(len(b))
+			if k > t.remain {
+				k = t.remain
+			}
+			t.remain -= k
+			b = b[k:]
+			if t.remain == 0 {
+				t.endFrame()
+			}
+			continue
+		}
+		if t.hlen < 2 {
+			t.hdr[t.hlen] = b[0]
+			t.hlen++
+			b = b[1:]
+			if t.hlen < 2 {
+				continue
+			}
+			t.need = 2
+			switch t.hdr[1] & 0x7f {
+			case 126:
+				t.need += 2
+			case 127:
+				t.need += 8
+			}
+			if t.hdr[1]&0x80 != 0 {
+				t.need += 4
+			}
+		} else {
+			k := copy(t.hdr[t.hlen:t.need], b)
+			t.hlen += k
+			b = b[k:]
+		}
+		if t.hlen == t.need {
+			t.startPayload()
+		}
+	}
+}
+
+func (t *frameTracker) startPayload() {
+	switch n := t.hdr[1] & 0x7f; n {
+	case 126:
+		t.remain = uint64(t.hdr[2])<<8 | uint64(t.hdr[3])
+	case 127:
+		t.remain = 0
+		for _, x := range t.hdr[2:10] {
+			t.remain = t.remain<<8 | uint64(x)
+		}
+	default:
+		t.remain = uint64(n)
+	}
+	t.hlen = 0
+	t.inPayload = true
+	if t.remain == 0 {
+		t.endFrame()
+	}
+}
+
+func (t *frameTracker) endFrame() {
+	t.inPayload = false
+	if op := t.hdr[0] & 0x0f; op < 8 { // data or continuation
+		t.inMessage = t.hdr[0]&0x80 == 0
+	}
+}
+
+// pollState is what a parkable link shares with its poller.
+type pollState struct {
+	poll      *poller
+	rstate    atomic.Int32
+	waitEpoch atomic.Uint64
+	pollAdded bool // registered with poll's epoll set (under link.mu)
+}
+
+// epochCounter counts poller ticks; waiting readers record the epoch they
+// started in, which costs one atomic load instead of a clock read.
+type epochCounter struct{ atomic.Uint64 }
+
+func (e *epochCounter) next() uint64 { return e.Add(1) }
+
+var errParkUnsupported = errors.New("marmot: parking idle readers is not supported on this platform")
+
+// dropStageIfAny returns the stage buffer of a stopped reader to the pool.
+func (c *frameConn) dropStageIfAny() {
+	if c != nil {
+		c.dropStage()
+	}
+}
+
+// parkTick is how often the poller looks for idle readers: a reader parks
+// after waiting one to two ticks for its next message. Busy connections
+// never wait that long, so they keep their goroutine and pay nothing.
+var parkTick = 500 * time.Millisecond
