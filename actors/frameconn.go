@@ -5,9 +5,9 @@ import (
 	"io"
 	"net"
 	"os"
-	"syscall"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -52,7 +52,7 @@ type frameConn struct {
 
 	rc       syscall.RawConn // nil when c is not a socket
 	link     *link           // set when the reader may park; nil before
-	injected bool  // the last Read returned parkFrame
+	injected bool            // the last Read returned parkFrame
 }
 
 func newFrameConn(c net.Conn) *frameConn {

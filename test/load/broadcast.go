@@ -8,8 +8,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/coder/websocket"
 )
 
 type broadcastOpts struct {
@@ -60,21 +58,21 @@ func runBroadcast(ctx context.Context, t target, o broadcastOpts) *Result {
 	ctx, cancel := context.WithTimeout(ctx, t.MaxDuration)
 	defer cancel()
 
-	d := newDialer(t.URL, t.Sources)
+	d := newDialer(t)
 	defer d.close()
-	conns := make([]*websocket.Conn, o.Receivers+1) // the last one sends
+	conns := make([]*conn, o.Receivers+1) // the last one sends
 	defer closeAll(conns)
-	if err := dialAll(ctx, d, t.URL, o.Receivers, t.DialConc, func(i int, c *websocket.Conn) { conns[i] = c }); err != nil {
+	if err := dialAll(ctx, d, o.Receivers, t.DialConc, func(i int, c *conn) { conns[i] = c }); err != nil {
 		res.addErr("%v", err)
 		return res
 	}
-	sender, err := d.dial(ctx, t.URL)
+	sender, err := d.dial(ctx)
 	if err != nil {
 		res.addErr("dial sender: %v", err)
 		return res
 	}
 	conns[o.Receivers] = sender
-	sender.CloseRead(ctx) // answers pings; the sender is sent nothing
+	sender.ws.CloseRead(ctx) // answers pings; the sender is sent nothing
 
 	var (
 		stopping        atomic.Bool
@@ -92,7 +90,7 @@ func runBroadcast(ctx context.Context, t target, o broadcastOpts) *Result {
 			isReady := false
 			want := make([]byte, o.Size)
 			for {
-				_, data, err := c.Read(ctx)
+				data, err := c.read(ctx)
 				now := time.Now()
 				if err != nil {
 					if !stopping.Load() {
@@ -151,7 +149,7 @@ func runBroadcast(ctx context.Context, t target, o broadcastOpts) *Result {
 			return res
 		}
 		fillBroadcast(probe, 0, kindProbe, time.Now().UnixNano())
-		if err := sender.Write(ctx, websocket.MessageBinary, probe); err != nil {
+		if err := sender.write(ctx, probe); err != nil {
 			res.addErr("probe: %v", err)
 			return res
 		}
@@ -168,7 +166,7 @@ func runBroadcast(ctx context.Context, t target, o broadcastOpts) *Result {
 			}
 		}
 		fillBroadcast(buf, uint64(seq), kindData, time.Now().UnixNano())
-		if err := sender.Write(ctx, websocket.MessageBinary, buf); err != nil {
+		if err := sender.write(ctx, buf); err != nil {
 			res.addErr("send #%d: %v", seq, err)
 			break
 		}

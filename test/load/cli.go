@@ -36,7 +36,7 @@ func (f *cliFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.dialConc, "dial-concurrency", 64, "connections dialled at once")
 	fs.DurationVar(&f.maxDuration, "max-duration", 3*time.Minute, "hard limit on one scenario run, dialling included")
 	fs.BoolVar(&f.json, "json", false, "also print every result as a JSON line")
-	fs.BoolVar(&f.encrypt, "encrypt", false, "echo against marmot only: secure-profile AES-GCM, driven by marmot's own Client (coder/websocket cannot do the handshake)")
+	fs.BoolVar(&f.encrypt, "encrypt", false, "marmot only: secure profile, AES-256-GCM; the clients run marmot's handshake and seal/open every message (same as naming the implementation marmot"+gcmSuffix+")")
 	fs.StringVar(&f.key, "key", defaultKey, "passphrase with --encrypt")
 	fs.StringVar(&f.serverArgs, "server-args", "", "extra flags for the server child, space-separated (e.g. \"--cpuprofile cpu.out\")")
 
@@ -61,8 +61,29 @@ func (f *cliFlags) bcOpts() broadcastOpts {
 	return o
 }
 
-func (f *cliFlags) target(impl, url string, pid int) target {
-	return target{URL: url, PID: pid, Impl: impl, Sources: f.sources, DialConc: f.dialConc, MaxDuration: f.maxDuration}
+// gcmSuffix names an implementation with the secure profile on: compare
+// --impls marmot,marmot+gcm runs both in the same rounds.
+const gcmSuffix = "+gcm"
+
+// splitImpl turns "marmot+gcm" into "marmot" and whether to encrypt;
+// --encrypt encrypts whatever the name says.
+func (f *cliFlags) splitImpl(name string) (impl string, encrypt bool) {
+	impl, encrypt = strings.CutSuffix(name, gcmSuffix)
+	return impl, encrypt || f.encrypt
+}
+
+// target describes the server at url for the scenarios; with encrypt, its
+// clients speak the secure profile and results are labelled impl+gcm.
+func (f *cliFlags) target(impl, url string, pid int, encrypt bool) (target, error) {
+	t := target{URL: url, PID: pid, Impl: impl, Sources: f.sources, DialConc: f.dialConc, MaxDuration: f.maxDuration}
+	if encrypt {
+		var err error
+		if t.Secure, err = newSecureClient(f.key); err != nil {
+			return t, fmt.Errorf("--key: %w", err)
+		}
+		t.Impl = impl + gcmSuffix
+	}
+	return t, nil
 }
 
 func modeOf(scenario string) string {
@@ -74,14 +95,8 @@ func modeOf(scenario string) string {
 
 // runScenario runs one scenario against t.
 func runScenario(ctx context.Context, scenario string, t target, f *cliFlags) (*Result, error) {
-	if f.encrypt && scenario != "echo" {
-		return nil, fmt.Errorf("--encrypt is for the echo scenario only")
-	}
 	switch scenario {
 	case "echo":
-		if f.encrypt {
-			return runEchoEncrypted(ctx, t, f.echo, f.key), nil
-		}
 		return runEcho(ctx, t, f.echo), nil
 	case "broadcast":
 		return runBroadcast(ctx, t, f.bcOpts()), nil
@@ -93,10 +108,12 @@ func runScenario(ctx context.Context, scenario string, t target, f *cliFlags) (*
 	return nil, fmt.Errorf("unknown scenario %q (echo, broadcast or connections)", scenario)
 }
 
-// runAgainst starts impl in a child process, runs the scenario and stops it.
-func runAgainst(ctx context.Context, scenario, impl string, f *cliFlags) (*Result, error) {
+// runAgainst starts impl (marmot+gcm: marmot with the secure profile) in a
+// child process, runs the scenario and stops it.
+func runAgainst(ctx context.Context, scenario, name string, f *cliFlags) (*Result, error) {
+	impl, encrypt := f.splitImpl(name)
 	args := []string{"--impl", impl, "--mode", modeOf(scenario), "--addr", "127.0.0.1:0"}
-	if f.encrypt {
+	if encrypt {
 		// The least stretching a marmot client accepts keeps dialling fast.
 		args = append(args, "--encrypt", "--key", f.key, "--kdf-iterations", "100000")
 	}
@@ -105,7 +122,11 @@ func runAgainst(ctx context.Context, scenario, impl string, f *cliFlags) (*Resul
 	if err != nil {
 		return nil, fmt.Errorf("%s server: %w", impl, err)
 	}
-	r, err := runScenario(ctx, scenario, f.target(impl, c.url, c.pid()), f)
+	t, err := f.target(impl, c.url, c.pid(), encrypt)
+	var r *Result
+	if err == nil {
+		r, err = runScenario(ctx, scenario, t, f)
+	}
 	if serr := c.stop(); serr != nil && err == nil && r != nil {
 		r.addErr("server exit: %v", serr)
 	}
@@ -124,9 +145,13 @@ func scenarioMain(scenario string, args []string) error {
 	var r *Result
 	var err error
 	if f.url != "" {
-		r, err = runScenario(ctx, scenario, f.target(f.impl, f.url, f.pid), &f)
-		if r != nil && !isFlagSet(fs, "impl") {
-			r.Impl = f.url
+		impl, encrypt := f.splitImpl(f.impl)
+		if !isFlagSet(fs, "impl") {
+			impl = f.url
+		}
+		var t target
+		if t, err = f.target(impl, f.url, f.pid, encrypt); err == nil {
+			r, err = runScenario(ctx, scenario, t, &f)
 		}
 	} else {
 		r, err = runAgainst(ctx, scenario, f.impl, &f)
@@ -166,15 +191,26 @@ func compareMain(args []string) error {
 	scenario := fs.String("scenario", "echo", "echo, broadcast or connections")
 	all := fs.Bool("all", false, "run the issue's table: echo 100×64 B, echo 1,000×1 KiB, broadcast 1,000×200, broadcast 5,000×50, 19,000 idle connections")
 	rounds := fs.Int("rounds", 3, "runs of each implementation per row")
-	implList := fs.String("impls", strings.Join(impls, ","), "implementations, comma-separated; marmot first for the ratios")
+	encryption := fs.Bool("encryption", false, "run the issue's encryption table, marmot"+gcmSuffix+" against marmot: echo 100 and 1,000 clients × 1 KiB, broadcast 1,000 receivers × 200 msgs of 1 KiB")
+	implList := fs.String("impls", strings.Join(impls, ","), "implementations, comma-separated, marmot"+gcmSuffix+" for marmot encrypted; the first one is divided by each other for the ratios")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if *all && *encryption {
+		return errors.New("--all and --encryption are two different tables; pick one")
+	}
 	names := strings.Split(*implList, ",")
 	var rows []row
-	if *all {
+	switch {
+	case *encryption:
+		rows = encryptionRows(f)
+		if !isFlagSet(fs, "impls") {
+			// First, so the ratio column is marmot+gcm / marmot.
+			names = []string{"marmot" + gcmSuffix, "marmot"}
+		}
+	case *all:
 		rows = allRows(f, isFlagSet(fs, "conns"))
-	} else {
+	default:
 		rows = []row{{label: label(*scenario, &f), scenario: *scenario, flags: f}}
 	}
 
@@ -231,6 +267,20 @@ func allRows(f cliFlags, connsSet bool) []row {
 	}
 }
 
+// encryptionRows is the encryption table: the secure profile must
+// keep ≥ 0.8× marmot's unencrypted throughput for 1 KiB messages.
+func encryptionRows(f cliFlags) []row {
+	echo100, echo1k, bc1k := f, f, f
+	echo100.echo.Clients, echo100.echo.Size = 100, 1024
+	echo1k.echo.Clients, echo1k.echo.Size = 1000, 1024
+	bc1k.bc.Receivers, bc1k.bc.Count, bc1k.echo.Size = 1000, 200, 1024
+	return []row{
+		{label: label("echo", &echo100), scenario: "echo", flags: echo100},
+		{label: label("echo", &echo1k), scenario: "echo", flags: echo1k},
+		{label: label("broadcast", &bc1k), scenario: "broadcast", flags: bc1k},
+	}
+}
+
 func label(scenario string, f *cliFlags) string {
 	switch scenario {
 	case "echo":
@@ -240,7 +290,7 @@ func label(scenario string, f *cliFlags) string {
 		}
 		return s
 	case "broadcast":
-		return fmt.Sprintf("broadcast %d receivers × %d msgs", f.bc.Receivers, f.bc.Count)
+		return fmt.Sprintf("broadcast %d receivers × %d msgs of %d B", f.bc.Receivers, f.bc.Count, f.echo.Size)
 	case "connections":
 		return fmt.Sprintf("idle connections %d", f.conn.Conns)
 	}

@@ -6,8 +6,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/coder/websocket"
 )
 
 type connOpts struct {
@@ -27,9 +25,9 @@ func runConnections(ctx context.Context, t target, o connOpts) *Result {
 	defer cancel()
 
 	rss0 := t.rss()
-	d := newDialer(t.URL, t.Sources)
+	d := newDialer(t)
 	defer d.close()
-	conns := make([]*websocket.Conn, o.Conns)
+	conns := make([]*conn, o.Conns)
 	inbox := make([]chan []byte, o.Conns)
 	var (
 		stopping atomic.Bool
@@ -46,7 +44,7 @@ func runConnections(ctx context.Context, t target, o connOpts) *Result {
 	}()
 
 	start := time.Now()
-	err := dialAll(ctx, d, t.URL, o.Conns, t.DialConc, func(i int, c *websocket.Conn) {
+	err := dialAll(ctx, d, o.Conns, t.DialConc, func(i int, c *conn) {
 		ch := make(chan []byte, 1)
 		connMu.Lock()
 		conns[i], inbox[i] = c, ch
@@ -54,12 +52,12 @@ func runConnections(ctx context.Context, t target, o connOpts) *Result {
 		// Every connection keeps a reader so that it answers pings.
 		readers.Go(func() {
 			for {
-				_, data, err := c.Read(ctx)
+				data, err := c.read(ctx)
 				if err != nil {
 					return
 				}
 				select {
-				case ch <- data:
+				case ch <- bytes.Clone(data): // read may reuse its buffer
 				default:
 					stray.Add(1)
 				}
@@ -106,7 +104,7 @@ func runConnections(ctx context.Context, t target, o connOpts) *Result {
 			fillEcho(buf, uint64(i), 0)
 			wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
 			defer wcancel()
-			if err := conns[i].Write(wctx, websocket.MessageBinary, buf); err != nil {
+			if err := conns[i].write(wctx, buf); err != nil {
 				return
 			}
 			select {

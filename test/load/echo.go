@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"sync"
 	"time"
-
-	"github.com/coder/websocket"
 )
 
 // target is the server a scenario drives.
@@ -19,6 +17,9 @@ type target struct {
 	Impl     string
 	Sources  int // loopback source addresses to spread clients over
 	DialConc int // connections dialled at once
+	// Secure makes every client run marmot's secure handshake and seal
+	// and open every message; nil: plain frames.
+	Secure *secureClient
 	// MaxDuration bounds the whole scenario, dialling included.
 	MaxDuration time.Duration
 }
@@ -80,10 +81,10 @@ func runEcho(ctx context.Context, t target, o echoOpts) *Result {
 	ctx, cancel := context.WithTimeout(ctx, t.MaxDuration)
 	defer cancel()
 
-	d := newDialer(t.URL, t.Sources)
+	d := newDialer(t)
 	defer d.close()
-	conns := make([]*websocket.Conn, o.Clients)
-	err := dialAll(ctx, d, t.URL, o.Clients, t.DialConc, func(i int, c *websocket.Conn) { conns[i] = c })
+	conns := make([]*conn, o.Clients)
+	err := dialAll(ctx, d, o.Clients, t.DialConc, func(i int, c *conn) { conns[i] = c })
 	defer closeAll(conns)
 	if err != nil {
 		res.addErr("%v", err)
@@ -132,7 +133,7 @@ func runEcho(ctx context.Context, t target, o echoOpts) *Result {
 }
 
 // echoLoop is the one-in-flight client: send, wait for the echo, compare.
-func echoLoop(ctx context.Context, c *websocket.Conn, client uint64, o echoOpts, deadline time.Time) echoClient {
+func echoLoop(ctx context.Context, c *conn, client uint64, o echoOpts, deadline time.Time) echoClient {
 	var r echoClient
 	buf := make([]byte, o.Size)
 	for seq := uint64(0); o.Count == 0 || seq < uint64(o.Count); seq++ {
@@ -141,11 +142,11 @@ func echoLoop(ctx context.Context, c *websocket.Conn, client uint64, o echoOpts,
 		}
 		fillEcho(buf, client, seq)
 		t0 := time.Now()
-		if err := c.Write(ctx, websocket.MessageBinary, buf); err != nil {
+		if err := c.write(ctx, buf); err != nil {
 			r.err = fmt.Errorf("write #%d: %w", seq, err)
 			return r
 		}
-		_, data, err := c.Read(ctx)
+		data, err := c.read(ctx)
 		if err != nil {
 			r.err = fmt.Errorf("read #%d: %w", seq, err)
 			return r
@@ -164,7 +165,7 @@ func echoLoop(ctx context.Context, c *websocket.Conn, client uint64, o echoOpts,
 // echoWindow keeps Window messages in flight: a writer goroutine sends
 // whenever the reader has freed a slot, and ends with a sentinel whose echo
 // stops the reader.
-func echoWindow(ctx context.Context, c *websocket.Conn, client uint64, o echoOpts, deadline time.Time) echoClient {
+func echoWindow(ctx context.Context, c *conn, client uint64, o echoOpts, deadline time.Time) echoClient {
 	var r echoClient
 	w := uint64(o.Window)
 	tokens := make(chan struct{}, w)
@@ -192,7 +193,7 @@ func echoWindow(ctx context.Context, c *websocket.Conn, client uint64, o echoOpt
 			if !last {
 				sentAt[seq%w] = time.Now()
 			}
-			if err := c.Write(ctx, websocket.MessageBinary, buf); err != nil {
+			if err := c.write(ctx, buf); err != nil {
 				werr <- fmt.Errorf("write #%d: %w", seq, err)
 				return
 			}
@@ -204,7 +205,7 @@ func echoWindow(ctx context.Context, c *websocket.Conn, client uint64, o echoOpt
 	}()
 	want := make([]byte, o.Size)
 	for seq := uint64(0); ; seq++ {
-		_, data, err := c.Read(ctx)
+		data, err := c.read(ctx)
 		if err != nil {
 			cancel()
 			r.err = errors.Join(fmt.Errorf("read #%d: %w", seq, err), <-werr)
@@ -230,21 +231,4 @@ func echoWindow(ctx context.Context, c *websocket.Conn, client uint64, o echoOpt
 		}
 		tokens <- struct{}{}
 	}
-}
-
-// closeAll closes every connection with 1000, in parallel.
-func closeAll(conns []*websocket.Conn) {
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 256)
-	for _, c := range conns {
-		if c == nil {
-			continue
-		}
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			_ = c.Close(websocket.StatusNormalClosure, "")
-		})
-	}
-	wg.Wait()
 }

@@ -95,19 +95,22 @@ func TestScenarios(t *testing.T) {
 }
 
 // TestChildProcess drives a server in its own process, as compare does,
-// and reads its CPU time and RSS.
+// and reads its CPU time and RSS; marmot+gcm checks that the child gets
+// the secure profile and the clients the key.
 func TestChildProcess(t *testing.T) {
-	f := cliFlags{sources: 8, dialConc: 8, maxDuration: 15 * time.Second}
+	f := cliFlags{sources: 8, dialConc: 8, maxDuration: 15 * time.Second, key: defaultKey}
 	f.echo = echoOpts{Clients: 4, Size: 64, Window: 1, Count: 50, Duration: time.Minute}
 	f.bc = broadcastOpts{Receivers: 4, Count: 20}
-	for _, scenario := range []string{"echo", "broadcast"} {
-		r, err := runAgainst(context.Background(), scenario, "gorilla", &f)
+	for _, run := range []struct{ impl, scenario string }{
+		{"gorilla", "echo"}, {"gorilla", "broadcast"}, {"marmot" + gcmSuffix, "echo"},
+	} {
+		r, err := runAgainst(context.Background(), run.scenario, run.impl, &f)
 		if err != nil {
 			t.Fatal(err)
 		}
 		checkClean(t, r)
-		if r.ServerRSSKiB == 0 {
-			t.Errorf("%s: no server RSS: %+v", scenario, *r)
+		if r.Impl != run.impl || r.ServerRSSKiB == 0 {
+			t.Errorf("%s %s: impl %q, server RSS %d KiB", run.impl, run.scenario, r.Impl, r.ServerRSSKiB)
 		}
 	}
 }
@@ -138,17 +141,56 @@ func TestComparisonTable(t *testing.T) {
 	}
 }
 
-// TestEncryptedEcho drives marmot's secure profile with marmot's own client.
-func TestEncryptedEcho(t *testing.T) {
-	s, err := startServer(serverOpts{Impl: "marmot", Addr: "127.0.0.1:0", Mode: modeEcho, Encrypt: true, Key: defaultKey, KDFIter: 100_000})
+// TestEncrypted drives marmot's secure profile (AES-256-GCM) with the
+// coder/websocket clients of the plain runs: echo, windowed echo and
+// broadcast must be as clean as without encryption.
+func TestEncrypted(t *testing.T) {
+	ctx := context.Background()
+	secure, err := newSecureClient(defaultKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(s.Close)
-	tg := target{URL: s.URL(), Impl: "marmot", MaxDuration: 15 * time.Second}
-	r := runEchoEncrypted(context.Background(), tg, echoOpts{Clients: 2, Size: 64, Count: 20, Duration: time.Minute}, defaultKey)
-	checkClean(t, r)
-	if r.Verified != 40 {
-		t.Errorf("%d verified; want 40", r.Verified)
+	encrypted := func(t *testing.T, mode string) target {
+		t.Helper()
+		s, err := startServer(serverOpts{Impl: "marmot", Addr: "127.0.0.1:0", Mode: mode, Encrypt: true, Key: defaultKey, KDFIter: 100_000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Close)
+		return target{URL: s.URL(), Impl: "marmot+gcm", Secure: secure, Sources: 8, DialConc: 8, MaxDuration: 15 * time.Second}
 	}
+	t.Run("echo", func(t *testing.T) {
+		tg := encrypted(t, modeEcho)
+		for _, w := range []int{1, 4} {
+			r := runEcho(ctx, tg, echoOpts{Clients: 4, Size: 1024, Window: w, Count: 50, Duration: time.Minute})
+			checkClean(t, r)
+			if r.Msgs != 200 || r.Verified != 200 {
+				t.Errorf("window %d: %d msgs, %d verified; want 200", w, r.Msgs, r.Verified)
+			}
+		}
+	})
+	t.Run("broadcast", func(t *testing.T) {
+		r := runBroadcast(ctx, encrypted(t, modeBroadcast), broadcastOpts{Receivers: 4, Count: 20, Size: 1024})
+		checkClean(t, r)
+		if r.Deliveries != 80 {
+			t.Errorf("%d deliveries; want 80", r.Deliveries)
+		}
+	})
+	t.Run("wrong key", func(t *testing.T) {
+		tg := encrypted(t, modeEcho)
+		if tg.Secure, err = newSecureClient("not " + defaultKey); err != nil {
+			t.Fatal(err)
+		}
+		r := runEcho(ctx, tg, echoOpts{Clients: 1, Size: 64, Count: 1, Duration: time.Minute})
+		if len(r.Errors) == 0 || !strings.Contains(r.Errors[0], "server says "+reasonWrongKey) {
+			t.Errorf("errors %q; want the server's %q", r.Errors, reasonWrongKey)
+		}
+	})
+	t.Run("plain client", func(t *testing.T) {
+		tg := encrypted(t, modeEcho)
+		tg.Secure = nil
+		if r := runEcho(ctx, tg, echoOpts{Clients: 1, Size: 64, Count: 1, Duration: time.Minute}); r.OK() {
+			t.Errorf("a plain client echoed through an encrypted server: %+v", *r)
+		}
+	})
 }

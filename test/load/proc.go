@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/marmotws/marmot/protocol"
 )
 
 // raiseFileLimit lifts the soft RLIMIT_NOFILE to the hard limit: the load
@@ -159,24 +161,28 @@ func (c *child) stop() error {
 	}
 }
 
-// dialer opens coder/websocket client connections, spreading them over
-// several loopback source addresses (127.0.0.2, 127.0.0.3, ...) so that tens
-// of thousands of connections do not exhaust one address's ephemeral ports.
+// dialer opens the scenario's client connections with coder/websocket,
+// spreading them over several loopback source addresses (127.0.0.2,
+// 127.0.0.3, ...) so that tens of thousands of connections do not exhaust
+// one address's ephemeral ports.
 type dialer struct {
+	url     string
+	secure  *secureClient // nil: plain connections
 	clients []*http.Client
 	next    atomic.Uint64
 }
 
-// newDialer makes a dialer with sources source addresses; 0 (or a server
-// that is not on a loopback IP) lets the kernel choose.
-func newDialer(serverURL string, sources int) *dialer {
-	u, err := url.Parse(serverURL)
+// newDialer makes a dialer for t's server with t.Sources source addresses;
+// 0 (or a server that is not on a loopback IP) lets the kernel choose.
+func newDialer(t target) *dialer {
+	sources := t.Sources
+	u, err := url.Parse(t.URL)
 	if err == nil {
 		if ip := net.ParseIP(u.Hostname()); ip == nil || !ip.IsLoopback() || ip.To4() == nil {
 			sources = 0
 		}
 	}
-	d := &dialer{}
+	d := &dialer{url: t.URL, secure: t.Secure}
 	for i := range max(sources, 1) {
 		nd := &net.Dialer{Timeout: 30 * time.Second}
 		if sources > 0 {
@@ -192,20 +198,29 @@ func newDialer(serverURL string, sources int) *dialer {
 }
 
 // dial opens one connection with compression off and a 1 MiB read limit.
-func (d *dialer) dial(ctx context.Context, u string, subprotocols ...string) (*websocket.Conn, error) {
+// With d.secure it offers marmot.v1, the subprotocol that carries the
+// secure profile, and runs the handshake before returning.
+func (d *dialer) dial(ctx context.Context) (*conn, error) {
 	hc := d.clients[d.next.Add(1)%uint64(len(d.clients))]
-	c, resp, err := websocket.Dial(ctx, u, &websocket.DialOptions{
-		HTTPClient:      hc,
-		CompressionMode: websocket.CompressionDisabled,
-		Subprotocols:    subprotocols,
-	})
+	opts := &websocket.DialOptions{HTTPClient: hc, CompressionMode: websocket.CompressionDisabled}
+	if d.secure != nil {
+		opts.Subprotocols = []string{protocol.SubprotocolBinary}
+	}
+	ws, resp, err := websocket.Dial(ctx, d.url, opts)
 	if resp != nil && resp.Body != nil && err != nil {
 		_ = resp.Body.Close()
 	}
 	if err != nil {
 		return nil, err
 	}
-	c.SetReadLimit(maxMessage)
+	ws.SetReadLimit(maxMessage)
+	c := &conn{ws: ws}
+	if d.secure != nil {
+		if c.sess, err = d.secure.handshake(ctx, ws); err != nil {
+			_ = ws.CloseNow()
+			return nil, err
+		}
+	}
 	return c, nil
 }
 
@@ -217,7 +232,7 @@ func (d *dialer) close() {
 
 // dialAll opens n connections, conc at a time, and calls each(i, conn) for
 // every one; it stops at the first error.
-func dialAll(ctx context.Context, d *dialer, u string, n, conc int, each func(int, *websocket.Conn)) error {
+func dialAll(ctx context.Context, d *dialer, n, conc int, each func(int, *conn)) error {
 	if conc < 1 {
 		conc = 1
 	}
@@ -233,7 +248,7 @@ func dialAll(ctx context.Context, d *dialer, u string, n, conc int, each func(in
 					errc <- nil
 					return
 				}
-				c, err := d.dial(ctx, u)
+				c, err := d.dial(ctx)
 				if err != nil {
 					err = fmt.Errorf("dial #%d: %w", i, err)
 					cancel(err)

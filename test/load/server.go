@@ -37,7 +37,7 @@ type serverOpts struct {
 	Impl    string
 	Addr    string
 	Mode    string
-	Encrypt bool   // marmot only: secure profile, GCM
+	Encrypt bool   // marmot only: secure profile, AES-256-GCM
 	Key     string // the passphrase when Encrypt
 	KDFIter uint32 // PBKDF2 iterations when Encrypt; 0: marmot's default
 }
@@ -74,7 +74,7 @@ func serverMain(args []string) error {
 	fs.StringVar(&o.Impl, "impl", "marmot", "implementation: marmot, gorilla or gws")
 	fs.StringVar(&o.Addr, "addr", "127.0.0.1:0", "listen address")
 	fs.StringVar(&o.Mode, "mode", modeEcho, "echo or broadcast")
-	fs.BoolVar(&o.Encrypt, "encrypt", false, "marmot: secure-profile AES-GCM encryption")
+	fs.BoolVar(&o.Encrypt, "encrypt", false, "marmot: secure-profile AES-256-GCM encryption")
 	fs.StringVar(&o.Key, "key", defaultKey, "marmot: encryption passphrase with --encrypt")
 	kdfIter := fs.Uint("kdf-iterations", 0, "marmot: PBKDF2 iterations with --encrypt (0: marmot's default; clients accept 100000 and up)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the server's whole run to this file")
@@ -151,10 +151,14 @@ func startMarmot(o serverOpts) (testServer, error) {
 		ServerEvents:       marmot.ServerEvents{OnHandleCommand: handler},
 	}
 	if o.Encrypt {
+		// Mode and key size are spelled out, not left to defaults: the
+		// load clients accept exactly AES-256-GCM and nothing else.
 		cfg.EncryptionConfig = marmot.EncryptionConfig{
 			EncryptionEnabled: true,
 			EncryptionKey:     o.Key,
+			EncryptionProfile: "secure",
 			EncryptionMode:    "gcm",
+			EncryptionKeySize: 256,
 			EncryptionKDF:     crypto.KDFParams{Iterations: o.KDFIter},
 		}
 	}
