@@ -3,7 +3,6 @@ package actors
 import (
 	"errors"
 	"fmt"
-	"time"
 	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
@@ -67,7 +66,7 @@ func replyOnPanic(m *Message) {
 func handle(t *telemetry, in *inbound, m *Message, link bool, handler func(*Message), wrap func(func())) {
 	ctx, span := t.startProcess(m, link)
 	in.ctx, m.ctx = ctx, ctx // the supervisor parents a failure span to in.ctx
-	start := time.Now()
+	start := t.handlerStart()
 	defer func() {
 		r := recover()
 		t.finishProcess(ctx, span, start, r)

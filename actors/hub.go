@@ -128,6 +128,7 @@ type conn struct {
 	remote      net.Addr
 	connectedAt time.Time
 	ready       chan struct{}
+	mbox        *connMailbox
 	started     bool
 	budgetOut   atomic.Bool
 	final       *CloseError
@@ -389,6 +390,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		remote:      ws.RemoteAddr(),
 		connectedAt: time.Now(),
 		ready:       make(chan struct{}),
+		mbox:        newConnMailbox(),
 	}
 	c.link = newLink(ws, h.sys, linkConfig{
 		maxQueue:     h.cfg.MaxQueueBytes,
@@ -412,6 +414,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	endSpan("", nil)
 	h.live.Add(1) // the reader, until it stops for good
 	l := c.link
+	l.deliver = func(in *inbound) { c.mbox.postInline(in) }
 	l.startReader(c.id, nil, func(err error) {
 		h.sys.Root.Send(l.pid, &linkLost{err: err})
 		h.live.Done()
@@ -785,7 +788,8 @@ func (s *ServerActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *spawnConnection:
 		c := m.c
-		props := actor.PropsFromProducer(func() actor.Actor { return &ConnectionActor{c: c} })
+		props := actor.PropsFromProducer(func() actor.Actor { return &ConnectionActor{c: c} },
+			actor.WithMailbox(func() actor.Mailbox { return c.mbox }))
 		ctx.SpawnPrefix(props, fmt.Sprintf("conn-%d-", c.id))
 	case *Broadcast:
 		_, err := s.hub.broadcast(context.Background(), m.Except, m.Name, m.Data)

@@ -118,6 +118,9 @@ type link struct {
 	early  func(*inbound)
 	broken bool        // after a bad frame, nothing more is decoded
 	onLost func(error) // called once when the reader stops for good
+	// deliver hands an inbound frame to the owning actor; nil: a plain
+	// Send. The server's runs the actor on the reader when it is idle.
+	deliver func(*inbound)
 	fc     *frameConn  // server links only
 	pollID uint64
 	pollState
@@ -567,7 +570,11 @@ func (l *link) readFrames() (parked bool, err error) {
 		} else if l.early != nil {
 			l.early(in)
 		}
-		l.sys.Root.Send(l.pid, in)
+		if l.deliver != nil {
+			l.deliver(in)
+		} else {
+			l.sys.Root.Send(l.pid, in)
+		}
 	}
 }
 

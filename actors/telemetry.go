@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"net"
+	"reflect"
 	"strconv"
 	"time"
 
@@ -10,9 +11,11 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
 	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
 	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 )
 
 // InstrumentationName names marmot's tracer and meter.
@@ -47,23 +50,54 @@ type telemetry struct {
 	fanout     metric.Int64Histogram
 	reconnects metric.Int64Counter
 	meter      metric.Meter
+
+	// Per-message work is skipped while nobody could see it: the providers
+	// are no-ops, or the OpenTelemetry globals still hold their built-in
+	// defaults (then a later otel.SetTracerProvider turns tracing on).
+	tracesOff  func() bool
+	metricsOff func() bool
+}
+
+// offWhile returns a check that reports whether current still returns
+// unset, the global's built-in default.
+func offWhile[T comparable](unset T, current func() T) func() bool {
+	return func() bool { return current() == unset }
+}
+
+func alwaysOff() bool { return true }
+func neverOff() bool  { return false }
+
+// isGlobalDefault reports whether p is the OpenTelemetry global's built-in
+// delegating default (otel/internal/global), which records nothing until a
+// real provider is installed.
+func isGlobalDefault(p any) bool {
+	n := reflect.TypeOf(p).String()
+	return n == "*global.tracerProvider" || n == "*global.meterProvider"
 }
 
 func newTelemetry(tp trace.TracerProvider, mp metric.MeterProvider, prop propagation.TextMapPropagator) *telemetry {
-	if tp == nil {
-		tp = otel.GetTracerProvider()
-	}
-	if mp == nil {
-		mp = otel.GetMeterProvider()
-	}
 	if prop == nil {
 		prop = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
 	}
-	t := &telemetry{
-		tracer: tp.Tracer(InstrumentationName),
-		prop:   prop,
-		meter:  mp.Meter(InstrumentationName),
+	t := &telemetry{prop: prop, tracesOff: neverOff, metricsOff: neverOff}
+	if tp == nil {
+		tp = otel.GetTracerProvider()
+		if isGlobalDefault(tp) {
+			t.tracesOff = offWhile(tp, otel.GetTracerProvider)
+		}
+	} else if _, ok := tp.(tracenoop.TracerProvider); ok {
+		t.tracesOff = alwaysOff
 	}
+	if mp == nil {
+		mp = otel.GetMeterProvider()
+		if isGlobalDefault(mp) {
+			t.metricsOff = offWhile(mp, otel.GetMeterProvider)
+		}
+	} else if _, ok := mp.(metricnoop.MeterProvider); ok {
+		t.metricsOff = alwaysOff
+	}
+	t.tracer = tp.Tracer(InstrumentationName)
+	t.meter = mp.Meter(InstrumentationName)
 	// Instrument creation only fails on invalid names; ours are constant.
 	t.handlerDur, _ = t.meter.Float64Histogram("marmot.handler.duration", metric.WithUnit("s"),
 		metric.WithDescription("Time spent in OnHandleCommand per message."),
@@ -107,9 +141,12 @@ func (t *telemetry) extract(meta map[string]string) context.Context {
 // startProcess opens the span of one inbound application message. Requests
 // and direct messages continue the sender's trace; pushes from a server
 // (broadcasts) link to it instead, since one send fans out to many traces.
-// Attributes are only built for a recording span, so tracing off costs one
-// no-op Start per message.
+// Attributes are only built for a recording span; with tracing off there is
+// no span at all (nil), and the context is context.Background().
 func (t *telemetry) startProcess(m *Message, link bool) (context.Context, trace.Span) {
+	if t.tracesOff() {
+		return context.Background(), nil
+	}
 	kind := trace.SpanKindConsumer
 	if m.IsRequest() {
 		kind = trace.SpanKindServer
@@ -155,11 +192,24 @@ func (t *telemetry) startProcess(m *Message, link bool) (context.Context, trace.
 // finishProcess ends a process span, marking a panic that is on its way to
 // the supervisor.
 func (t *telemetry) finishProcess(ctx context.Context, span trace.Span, start time.Time, panicked any) {
-	if panicked != nil {
-		span.SetStatus(codes.Error, "handler panicked")
+	if span != nil {
+		if panicked != nil {
+			span.SetStatus(codes.Error, "handler panicked")
+		}
+		span.End()
 	}
-	span.End()
-	t.handlerDur.Record(ctx, time.Since(start).Seconds())
+	if !start.IsZero() {
+		t.handlerDur.Record(ctx, time.Since(start).Seconds())
+	}
+}
+
+// handlerStart is the start time for marmot.handler.duration, or zero when
+// no meter would record it.
+func (t *telemetry) handlerStart() time.Time {
+	if t.metricsOff() {
+		return time.Time{}
+	}
+	return time.Now()
 }
 
 func peerAttrs(addr net.Addr) []attribute.KeyValue {

@@ -1,0 +1,196 @@
+package actors
+
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"github.com/asynkron/protoactor-go/actor"
+)
+
+// inlineBudget bounds how many messages a connection's reader processes on
+// its own goroutine before it hands the rest of the mailbox to a dispatcher
+// goroutine and goes back to reading, so a burst of outbound flushes cannot
+// starve the connection's input.
+const inlineBudget = 16
+
+// Mailbox scheduler states, as in protoactor's default mailbox.
+const (
+	mailboxIdle int32 = iota
+	mailboxRunning
+)
+
+// connMailbox is the ConnectionActor's mailbox. It keeps protoactor's
+// default mailbox semantics (system messages first, no user messages while
+// suspended by the supervisor, batches of Throughput messages between
+// yields, panics escalated to the supervisor) and adds postInline, with
+// which the connection's reader runs the actor on its own goroutine when the
+// actor is idle. That saves a goroutine hand-off (and its stack growth) per
+// inbound message, the largest per-message cost after the syscalls; the
+// actor still handles one message at a time, in order.
+type connMailbox struct {
+	mu     sync.Mutex
+	user   fifo
+	system fifo
+
+	userN, sysN atomic.Int32
+	status      atomic.Int32
+	suspended   atomic.Bool
+
+	invoker    actor.MessageInvoker
+	dispatcher actor.Dispatcher
+}
+
+func newConnMailbox() *connMailbox { return &connMailbox{} }
+
+// PostUserMessage implements actor.Mailbox.
+func (m *connMailbox) PostUserMessage(msg any) {
+	m.pushUser(msg)
+	m.schedule()
+}
+
+// postInline posts msg and, when the actor is idle, processes the mailbox on
+// the calling goroutine (up to inlineBudget messages).
+func (m *connMailbox) postInline(msg any) {
+	m.pushUser(msg)
+	if m.status.CompareAndSwap(mailboxIdle, mailboxRunning) {
+		m.process(inlineBudget)
+	}
+}
+
+// PostSystemMessage implements actor.Mailbox.
+func (m *connMailbox) PostSystemMessage(msg any) {
+	m.mu.Lock()
+	m.system.push(msg)
+	m.mu.Unlock()
+	m.sysN.Add(1)
+	m.schedule()
+}
+
+// RegisterHandlers implements actor.Mailbox.
+func (m *connMailbox) RegisterHandlers(invoker actor.MessageInvoker, dispatcher actor.Dispatcher) {
+	m.invoker = invoker
+	m.dispatcher = dispatcher
+}
+
+// Start implements actor.Mailbox.
+func (m *connMailbox) Start() {}
+
+// UserMessageCount implements actor.Mailbox.
+func (m *connMailbox) UserMessageCount() int { return int(m.userN.Load()) }
+
+func (m *connMailbox) pushUser(msg any) {
+	m.mu.Lock()
+	m.user.push(msg)
+	m.mu.Unlock()
+	m.userN.Add(1)
+}
+
+func (m *connMailbox) schedule() {
+	if m.status.CompareAndSwap(mailboxIdle, mailboxRunning) {
+		m.dispatcher.Schedule(m.processAll)
+	}
+}
+
+func (m *connMailbox) processAll() { m.process(0) }
+
+// process runs the mailbox until it is empty (or suspended), or until
+// budget user messages (0: no limit) have been handled; what is left then
+// continues on a dispatcher goroutine, the mailbox staying "running".
+// Inside run, a budget of -1 means spent.
+func (m *connMailbox) process(budget int) {
+	for {
+		if !m.run(&budget) {
+			m.dispatcher.Schedule(m.processAll)
+			return
+		}
+		m.status.Store(mailboxIdle)
+		// Messages posted after run saw the queues empty.
+		if m.sysN.Load() == 0 && (m.suspended.Load() || m.userN.Load() == 0) {
+			return
+		}
+		if !m.status.CompareAndSwap(mailboxIdle, mailboxRunning) {
+			return // another poster took over
+		}
+	}
+}
+
+// run reports false when it stopped because the budget ran out.
+func (m *connMailbox) run(budget *int) (done bool) {
+	var msg any
+	defer func() {
+		if r := recover(); r != nil {
+			done = true
+			m.invoker.EscalateFailure(r, msg)
+		}
+	}()
+	i, t := 0, m.dispatcher.Throughput()
+	for {
+		if i > t {
+			i = 0
+			runtime.Gosched()
+		}
+		i++
+		if msg = m.pop(&m.system); msg != nil {
+			m.sysN.Add(-1)
+			switch msg.(type) {
+			case *actor.SuspendMailbox:
+				m.suspended.Store(true)
+			case *actor.ResumeMailbox:
+				m.suspended.Store(false)
+			default:
+				m.invoker.InvokeSystemMessage(msg)
+			}
+			continue
+		}
+		if m.suspended.Load() {
+			return true
+		}
+		if *budget < 0 {
+			return m.userN.Load() == 0 // spent: the rest goes elsewhere
+		}
+		if msg = m.pop(&m.user); msg == nil {
+			return true
+		}
+		m.userN.Add(-1)
+		if *budget > 0 {
+			if *budget--; *budget == 0 {
+				*budget = -1
+			}
+		}
+		m.invoker.InvokeUserMessage(msg)
+	}
+}
+
+func (m *connMailbox) pop(q *fifo) any {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return q.pop()
+}
+
+// fifo is a slice queue that gives its memory back once drained, so an idle
+// connection's mailbox holds nothing.
+type fifo struct {
+	items []any
+	head  int
+}
+
+func (q *fifo) push(v any) { q.items = append(q.items, v) }
+
+func (q *fifo) pop() any {
+	if q.head == len(q.items) {
+		return nil
+	}
+	v := q.items[q.head]
+	q.items[q.head] = nil
+	q.head++
+	if q.head == len(q.items) {
+		if cap(q.items) > 64 {
+			q.items = nil
+		} else {
+			q.items = q.items[:0]
+		}
+		q.head = 0
+	}
+	return v
+}
