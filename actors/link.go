@@ -512,6 +512,9 @@ func (l *link) park() bool {
 		// Stay a plain blocking reader; unless someone already woke us.
 		return !l.rstate.CompareAndSwap(readerParked, readerRunning)
 	}
+	if hook := l.poll.group.onPark; hook != nil {
+		hook(l.pollID)
+	}
 	return true
 }
 

@@ -32,6 +32,10 @@ type pollGroup struct {
 	cur     *poller
 	every   time.Duration // tick interval; a reader parks after 1–2 ticks idle
 	disable bool          // epoll unavailable: readers never park
+
+	// Test hooks: a reader parked; the poller ticked.
+	onPark  func(id uint64)
+	onSweep func(epoch uint64)
 }
 
 func newPollGroup(every time.Duration) *pollGroup { return &pollGroup{every: every} }
@@ -136,9 +140,13 @@ func (p *poller) sweep() {
 		}
 	}
 	p.tick.Reset(p.group.every)
+	hook := p.group.onSweep
 	p.group.mu.Unlock()
 	for _, l := range idle {
 		l.interruptWait()
+	}
+	if hook != nil {
+		hook(epoch)
 	}
 }
 

@@ -9,9 +9,15 @@ import (
 
 // poller is Linux-only (epoll); elsewhere readers never park and every
 // connection keeps its reader goroutine.
-type poller struct{ epoch epochCounter }
+type poller struct {
+	epoch epochCounter
+	group *pollGroup
+}
 
-type pollGroup struct{}
+type pollGroup struct {
+	onPark  func(id uint64)
+	onSweep func(epoch uint64)
+}
 
 func newPollGroup(time.Duration) *pollGroup { return &pollGroup{} }
 
