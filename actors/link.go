@@ -121,8 +121,8 @@ type link struct {
 	// deliver hands an inbound frame to the owning actor; nil: a plain
 	// Send. The server's runs the actor on the reader when it is idle.
 	deliver func(*inbound)
-	fc     *frameConn  // server links only
-	pollID uint64
+	fc      *frameConn // server links only
+	pollID  uint64
 	pollState
 
 	localClose *CloseError // set when this side decided to close
