@@ -910,9 +910,8 @@ func (a *ClientActor) handleInbound(in *inbound) {
 		}
 		return
 	}
-	handle(c.tel, in, m, true, ev.OnHandleCommand, func(run func()) {
-		c.inCallback.Add(1)
-		defer c.inCallback.Add(-1)
-		run()
-	})
+	handle(c.tel, in, m, true, ev.OnHandleCommand, c.enterCallback, c.exitCallback)
 }
+
+func (c *Client) enterCallback() { c.inCallback.Add(1) }
+func (c *Client) exitCallback()  { c.inCallback.Add(-1) }

@@ -13,8 +13,9 @@ import (
 // errUnexpectedFrame reports a frame type the negotiated protocol does not carry.
 var errUnexpectedFrame = errors.New("marmot: frame type does not match the negotiated subprotocol")
 
-// decodeInbound turns one data frame into a Message. On error it also says
-// which close code the connection must end with.
+// decodeInbound turns one data frame into a Message, stored in in itself
+// (one allocation per inbound frame, not two). On error it also says which
+// close code the connection must end with.
 func decodeInbound(l *link, in *inbound, id ClientID) (*Message, int, error) {
 	data, code, err := l.open(in)
 	if err != nil {
@@ -25,7 +26,8 @@ func decodeInbound(l *link, in *inbound, id ClientID) (*Message, int, error) {
 		if in.typ == websocket.TextMessage && l.compat == nil && !utf8.Valid(data) {
 			return nil, CloseInvalidPayload, fmt.Errorf("%w: text frame is not valid UTF-8", protocol.ErrMalformed)
 		}
-		return &Message{ClientID: id, Kind: protocol.KindData, Type: MessageType(in.typ), Payload: data, out: l}, 0, nil
+		in.m = Message{ClientID: id, Kind: protocol.KindData, Type: MessageType(in.typ), Payload: data, out: l}
+		return &in.m, 0, nil
 	}
 	if l.sess == nil && in.typ != l.codec.MessageType() {
 		return nil, CloseUnsupportedData, fmt.Errorf("%w: got %s frame on %s", errUnexpectedFrame, MessageType(in.typ), l.codec.Subprotocol())
@@ -34,7 +36,7 @@ func decodeInbound(l *link, in *inbound, id ClientID) (*Message, int, error) {
 	if err := l.codec.Decode(data, &env); err != nil {
 		return nil, CloseProtocolError, err
 	}
-	return &Message{
+	in.m = Message{
 		ClientID: id,
 		Kind:     env.Kind,
 		Type:     MessageType(in.typ),
@@ -44,7 +46,8 @@ func decodeInbound(l *link, in *inbound, id ClientID) (*Message, int, error) {
 		id:       env.ID,
 		code:     env.Code,
 		out:      l,
-	}, 0, nil
+	}
+	return &in.m, 0, nil
 }
 
 // replyOnPanic answers a request whose handler panicked, so the requester
@@ -63,7 +66,11 @@ func replyOnPanic(m *Message) {
 // request without a handler is answered 501; a panicking handler still
 // answers a pending request (replyOnPanic), ends the span as failed and
 // re-panics for the supervisor.
-func handle(t *telemetry, in *inbound, m *Message, link bool, handler func(*Message), wrap func(func())) {
+//
+// enter and exit, when set, bracket the handler call (the hub's handler
+// concurrency limit, the client's in-callback count); they are built once,
+// not per message.
+func handle(t *telemetry, in *inbound, m *Message, link bool, handler func(*Message), enter, exit func()) {
 	ctx, span := t.startProcess(m, link)
 	in.ctx, m.ctx = ctx, ctx // the supervisor parents a failure span to in.ctx
 	start := t.handlerStart()
@@ -80,8 +87,10 @@ func handle(t *telemetry, in *inbound, m *Message, link bool, handler func(*Mess
 		}
 		return
 	}
-	wrap(func() {
-		defer replyOnPanic(m)
-		handler(m)
-	})
+	if enter != nil {
+		enter()
+		defer exit()
+	}
+	defer replyOnPanic(m)
+	handler(m)
 }

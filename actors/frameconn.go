@@ -51,14 +51,18 @@ type frameConn struct {
 	stage    []byte // unread part of stageBuf
 
 	rc       syscall.RawConn // nil when c is not a socket
-	link     *link           // set when the reader may park; nil before
-	injected bool            // the last Read returned parkFrame
+	readFn   func(fd uintptr) bool
+	rn       int   // rawRead's result
+	rerr     error // rawRead's error
+	link     *link // set when the reader may park; nil before
+	injected bool  // the last Read returned parkFrame
 }
 
 func newFrameConn(c net.Conn) *frameConn {
 	fc := &frameConn{Conn: c}
 	if sc, ok := c.(syscall.Conn); ok {
 		fc.rc, _ = sc.SyscallConn()
+		fc.readFn = fc.rawRead
 	}
 	return fc
 }
@@ -121,24 +125,9 @@ func (c *frameConn) fillWaiting(p []byte) (int, error) {
 	if c.rc == nil {
 		return c.fill(p)
 	}
-	var n int
-	var rerr error
-	err := c.rc.Read(func(fd uintptr) bool {
-		if c.stageBuf == nil {
-			c.stageBuf = stageBuffers.Get().(*[stageSize]byte)
-		}
-		for {
-			n, rerr = syscall.Read(int(fd), c.stageBuf[:])
-			if rerr != syscall.EINTR {
-				break
-			}
-		}
-		if rerr == syscall.EAGAIN {
-			c.dropStage()
-			return false // wait for readability (or the deadline)
-		}
-		return true
-	})
+	err := c.rc.Read(c.readFn)
+	n, rerr := c.rn, c.rerr
+	c.rerr = nil
 	switch {
 	case err != nil:
 		c.dropStage()
@@ -157,6 +146,25 @@ func (c *frameConn) fillWaiting(p []byte) (int, error) {
 		c.dropStage()
 	}
 	return k, nil
+}
+
+// rawRead is fillWaiting's RawConn.Read callback, bound once per connection
+// (readFn) so that a read allocates nothing.
+func (c *frameConn) rawRead(fd uintptr) bool {
+	if c.stageBuf == nil {
+		c.stageBuf = stageBuffers.Get().(*[stageSize]byte)
+	}
+	for {
+		c.rn, c.rerr = syscall.Read(int(fd), c.stageBuf[:])
+		if c.rerr != syscall.EINTR {
+			break
+		}
+	}
+	if c.rerr == syscall.EAGAIN {
+		c.dropStage()
+		return false // wait for readability (or the deadline)
+	}
+	return true
 }
 
 func (c *frameConn) dropStage() {

@@ -91,7 +91,10 @@ type Hub struct {
 	ownSys   bool
 	server   *actor.PID
 	upgrader websocket.Upgrader
-	handlers chan struct{}
+	handlers chan struct{} // HandlerConcurrency slots
+	// enterHandler and exitHandler take and give back a slot; nil when
+	// HandlerConcurrency is unlimited.
+	enterHandler, exitHandler func()
 
 	nextID   atomic.Uint64
 	admitted atomic.Int64
@@ -163,6 +166,8 @@ func NewHub(cfg HubConfig) *Hub {
 	}
 	if cfg.HandlerConcurrency > 0 {
 		h.handlers = make(chan struct{}, cfg.HandlerConcurrency)
+		h.enterHandler = func() { h.handlers <- struct{}{} }
+		h.exitHandler = func() { <-h.handlers }
 	}
 	h.tel = newTelemetry(cfg.TracerProvider, cfg.MeterProvider, cfg.Propagator)
 	h.polls = newPollGroup(parkTick)
@@ -913,13 +918,7 @@ func (a *ConnectionActor) handleInbound(in *inbound) {
 		c.link.startClose(code, err.Error(), err, time.Time{})
 		return
 	}
-	handle(h.tel, in, m, false, ev.OnHandleCommand, func(run func()) {
-		if h.handlers != nil {
-			h.handlers <- struct{}{}
-			defer func() { <-h.handlers }()
-		}
-		run()
-	})
+	handle(h.tel, in, m, false, ev.OnHandleCommand, h.enterHandler, h.exitHandler)
 }
 
 func (a *ConnectionActor) teardown() {

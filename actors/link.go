@@ -63,6 +63,7 @@ type inbound struct {
 	code     int
 	err      error
 	resolved bool // a reply already handed to its waiting Request
+	m        Message
 }
 
 // TraceContext implements supervisor.Traced, so a handler panic's failure
