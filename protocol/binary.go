@@ -34,8 +34,8 @@ func (binaryCodec) Subprotocol() string { return SubprotocolBinary }
 func (binaryCodec) MessageType() int { return binaryMessage }
 
 func (binaryCodec) Append(dst []byte, e *Envelope) ([]byte, error) {
-	var metaBuf [MaxMetaEntries]metaKV
-	meta, err := e.validate(&metaBuf)
+	var metaBuf [smallMeta]metaKV
+	meta, err := e.validate(metaBuf[:0], true)
 	if err != nil {
 		return dst, err
 	}

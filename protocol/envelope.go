@@ -171,7 +171,7 @@ type Envelope struct {
 // Both codecs call it in Append and apply the same rules in Decode, so a
 // handler never sees an envelope that would have been refused on the way out.
 func (e *Envelope) Validate() error {
-	_, err := e.validate(nil)
+	_, err := e.validate(nil, false)
 	return err
 }
 
@@ -180,9 +180,15 @@ func (e *Envelope) Validate() error {
 // the map and a map lookup per key.
 type metaKV struct{ k, v string }
 
-// validate implements Validate. If buf is not nil it also returns the Meta
-// entries sorted by key, in buf's storage.
-func (e *Envelope) validate(buf *[MaxMetaEntries]metaKV) ([]metaKV, error) {
+// smallMeta is the encoders' stack room for Meta entries (trace context
+// needs two). It is kept small on purpose: a MaxMetaEntries array is 1 KiB
+// of stack, which costs a stack copy whenever an encoder runs near the top
+// of a young goroutine's stack; more entries go to the heap.
+const smallMeta = 4
+
+// validate implements Validate. With collect it also returns the Meta
+// entries sorted by key, appended to buf.
+func (e *Envelope) validate(buf []metaKV, collect bool) ([]metaKV, error) {
 	if err := e.validateKind(); err != nil {
 		return nil, err
 	}
@@ -198,9 +204,9 @@ func (e *Envelope) validate(buf *[MaxMetaEntries]metaKV) ([]metaKV, error) {
 	if err := checkMetaCount(uint64(len(e.Meta))); err != nil {
 		return nil, err
 	}
-	var kvs []metaKV
-	if buf != nil {
-		kvs = buf[:0]
+	kvs := buf
+	if collect && len(e.Meta) > cap(buf) {
+		kvs = make([]metaKV, 0, len(e.Meta))
 	}
 	for k, v := range e.Meta {
 		if err := checkMetaKeyLen(uint64(len(k))); err != nil {
@@ -215,7 +221,7 @@ func (e *Envelope) validate(buf *[MaxMetaEntries]metaKV) ([]metaKV, error) {
 		if !utf8.ValidString(v) {
 			return nil, fmt.Errorf("%w: meta value for %q is not valid UTF-8", ErrInvalidEnvelope, k)
 		}
-		if buf != nil {
+		if collect {
 			kvs = append(kvs, metaKV{k, v})
 		}
 	}

@@ -56,8 +56,8 @@ var jsonFieldNames = [jNumFields]string{
 var base64Strict = base64.StdEncoding.Strict()
 
 func (jsonCodec) Append(dst []byte, e *Envelope) ([]byte, error) {
-	var metaBuf [MaxMetaEntries]metaKV
-	meta, err := e.validate(&metaBuf)
+	var metaBuf [smallMeta]metaKV
+	meta, err := e.validate(metaBuf[:0], true)
 	if err != nil {
 		return dst, err
 	}
