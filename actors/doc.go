@@ -5,8 +5,14 @@
 // accepted socket. The ConnectionActor is the socket's only writer (its mailbox
 // serialises writes) and runs the user's callbacks for that connection, so the
 // events of one connection arrive in order while different connections run
-// concurrently. A reader goroutine per socket turns frames into messages for
-// its ConnectionActor.
+// concurrently. A reader turns frames into messages for its ConnectionActor
+// and, when the actor is idle, runs it on its own goroutine (see connMailbox)
+// rather than handing each message to another goroutine.
+//
+// Idle server connections keep no goroutine: after a second or so without
+// input a reader parks, and an epoll set (Linux) resumes it on a fresh
+// goroutine when bytes arrive. gorilla/websocket stays the frame codec; see
+// frameconn.go for how the reader is stopped only between messages.
 //
 // A [Client] owns one ClientActor, which runs the connect/reconnect state
 // machine and is the client socket's only writer.
