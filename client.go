@@ -75,7 +75,8 @@ type ClientConfig struct {
 	// KeepAlive pings the server every KeepAlive/2 and drops the connection
 	// when it stays silent for KeepAlive. Default 30s; negative disables.
 	KeepAlive time.Duration
-	// WriteTimeout bounds one batch of writes. Default 10s.
+	// WriteTimeout bounds one batch of writes: a batch is given between
+	// WriteTimeout/2 and WriteTimeout. Default 10s.
 	WriteTimeout time.Duration
 	// MaxMessageSize is the largest message accepted. Default 1 MiB.
 	MaxMessageSize int64

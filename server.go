@@ -60,7 +60,10 @@ type ServerConfig struct {
 	// falls further behind is closed with 4008 (slow consumer). Default 4 MiB;
 	// negative means unbounded.
 	MaxQueueBytes int64
-	// WriteTimeout bounds one batch of writes to a socket. Default 10s.
+	// WriteTimeout bounds one batch of writes to a socket: a batch is given
+	// between WriteTimeout/2 and WriteTimeout (the deadline is moved only
+	// when half of it has passed, which saves a timer update per message).
+	// Default 10s.
 	WriteTimeout time.Duration
 	// DisableJSON refuses the marmot.json.v1 subprotocol meant for browsers.
 	// The seed's WebSocketsAjax (default true) maps to DisableJSON=false.

@@ -52,10 +52,12 @@ type frameConn struct {
 
 	rc       syscall.RawConn // nil when c is not a socket
 	readFn   func(fd uintptr) bool
-	rn       int   // rawRead's result
-	rerr     error // rawRead's error
-	link     *link // set when the reader may park; nil before
-	injected bool  // the last Read returned parkFrame
+	rn       int       // rawRead's result
+	rerr     error     // rawRead's error
+	link     *link     // set when the reader may park; nil before
+	wd       time.Time // write deadline in force; see SetWriteDeadline
+	wdSet    bool
+	injected bool // the last Read returned parkFrame
 }
 
 func newFrameConn(c net.Conn) *frameConn {
@@ -202,6 +204,17 @@ func (c *frameConn) waitRead(p []byte) (int, error) {
 		c.injected = true
 		return copy(p, parkFrame[:]), nil
 	}
+}
+
+// SetWriteDeadline skips a deadline that is already in force. gorilla sets
+// the write deadline before every frame it writes, always under its write
+// lock, and re-arming a socket deadline costs a runtime timer update.
+func (c *frameConn) SetWriteDeadline(t time.Time) error {
+	if c.wdSet && t.Equal(c.wd) {
+		return nil
+	}
+	c.wd, c.wdSet = t, true
+	return c.Conn.SetWriteDeadline(t)
 }
 
 // takeInjected reports, once, that the message just read was parkFrame.

@@ -98,6 +98,7 @@ type link struct {
 	cancel       context.CancelFunc
 
 	wmu          sync.Mutex  // held while writing data frames
+	wdeadline    time.Time   // the WriteTimeout deadline in force (under wmu)
 	inTurn       atomic.Bool // the owning actor is handling an inbound frame
 	mu           sync.Mutex
 	queue        []outFrame
@@ -264,7 +265,15 @@ func (l *link) flush(deadline time.Time, onSent func([]byte)) error {
 		return nil
 	}
 	if deadline.IsZero() && l.writeTimeout > 0 {
-		deadline = time.Now().Add(l.writeTimeout)
+		// Moved only once half of it has passed: gorilla applies the
+		// deadline to the socket before every frame, and an unchanged one
+		// costs nothing there (frameConn.SetWriteDeadline), so a batch
+		// gets between WriteTimeout/2 and WriteTimeout.
+		now := time.Now()
+		if l.wdeadline.Sub(now) < l.writeTimeout/2 {
+			l.wdeadline = now.Add(l.writeTimeout)
+		}
+		deadline = l.wdeadline
 	}
 	_ = l.ws.SetWriteDeadline(deadline)
 	var err error
