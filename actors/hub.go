@@ -183,7 +183,10 @@ func NewHub(cfg HubConfig) *Hub {
 		// Idle connections stay cheap: gorilla's own read buffer is small
 		// (frameConn reads through a pooled 4 KiB buffer while input
 		// flows), and write buffers come from a pool only while a message
-		// is being written.
+		// is being written. The write buffer must hold the usual message:
+		// gorilla writes a frame that does not fit as two buffers, and
+		// through frameConn (not a *net.TCPConn) that is two write
+		// syscalls instead of one writev.
 		ReadBufferSize:  256,
 		WriteBufferSize: 4096,
 		WriteBufferPool: &writeBuffers,
@@ -209,6 +212,7 @@ func NewHub(cfg HubConfig) *Hub {
 	h.server = h.sys.Root.Spawn(props)
 	return h
 }
+
 
 // writeBuffers is shared by every hub's connections.
 var writeBuffers sync.Pool
