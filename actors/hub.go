@@ -213,7 +213,6 @@ func NewHub(cfg HubConfig) *Hub {
 	return h
 }
 
-
 // writeBuffers is shared by every hub's connections.
 var writeBuffers sync.Pool
 
