@@ -400,6 +400,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ready:       make(chan struct{}),
 		mbox:        newConnMailbox(),
 	}
+	c.mbox.direct = (&ConnectionActor{c: c}).receiveDirect
 	c.link = newLink(ws, h.sys, linkConfig{
 		maxQueue:     h.cfg.MaxQueueBytes,
 		writeTimeout: h.cfg.WriteTimeout,
@@ -411,6 +412,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.link.sess = sess
 	c.link.fc = hw.fc
 	c.link.enableParking(c.id, h.polls)
+	c.link.post = c.mbox.PostUserMessage // before the actor is known to senders
 	if enc := h.cfg.Encryption; enc != nil && enc.Profile == crypto.ProfileCompat {
 		c.link.compat = enc.Compat
 	}
@@ -878,8 +880,23 @@ func (a *ConnectionActor) Receive(ctx actor.Context) {
 			c.link.startClose(CloseGoingAway, "connection actor stopped", nil, time.Time{})
 		}
 	case *actor.Stopped:
+		c.mbox.stopped.Store(true)
 		a.teardown()
 	}
+}
+
+// receiveDirect handles the per-message traffic straight from the mailbox
+// (see connMailbox.direct); the rest goes through Receive.
+func (a *ConnectionActor) receiveDirect(msg any) bool {
+	switch m := msg.(type) {
+	case *inbound:
+		a.handleInbound(m)
+	case *flushSignal:
+		a.flush(time.Time{})
+	default:
+		return false
+	}
+	return true
 }
 
 func (a *ConnectionActor) onSent() func([]byte) {

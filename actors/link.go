@@ -123,8 +123,11 @@ type link struct {
 	// deliver hands an inbound frame to the owning actor; nil: a plain
 	// Send. The server's runs the actor on the reader when it is idle.
 	deliver func(*inbound)
-	fc      *frameConn // server links only
-	pollID  uint64
+	// post puts a message straight into the owning actor's mailbox; nil: a
+	// plain Send.
+	post   func(any)
+	fc     *frameConn // server links only
+	pollID uint64
 	pollState
 
 	localClose *CloseError // set when this side decided to close
@@ -198,7 +201,11 @@ func (l *link) send(f outFrame) error {
 	l.flushPending = true
 	l.mu.Unlock()
 	if signal {
-		l.sys.Root.Send(l.pid, theFlushSignal)
+		if l.post != nil {
+			l.post(theFlushSignal)
+		} else {
+			l.sys.Root.Send(l.pid, theFlushSignal)
+		}
 	}
 	return nil
 }

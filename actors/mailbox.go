@@ -39,6 +39,15 @@ type connMailbox struct {
 
 	invoker    actor.MessageInvoker
 	dispatcher actor.Dispatcher
+
+	// direct, when set, handles the hot messages (inbound frames, flush
+	// signals) rather than protoactor's actor context (middleware chains,
+	// receive timeouts and a type switch the connection does not use); it
+	// reports false for anything else. It runs in the same mailbox turn,
+	// so the actor still sees one message at a time, in order, and a panic
+	// still goes to the supervisor.
+	direct  func(msg any) bool
+	stopped atomic.Bool // the actor has stopped: drop, as protoactor does
 }
 
 func newConnMailbox() *connMailbox { return &connMailbox{} }
@@ -156,6 +165,14 @@ func (m *connMailbox) run(budget *int) (done bool) {
 		if *budget > 0 {
 			if *budget--; *budget == 0 {
 				*budget = -1
+			}
+		}
+		if m.direct != nil {
+			if m.stopped.Load() {
+				continue
+			}
+			if m.direct(msg) {
+				continue
 			}
 		}
 		m.invoker.InvokeUserMessage(msg)
