@@ -57,7 +57,9 @@ type frameConn struct {
 	link     *link     // set when the reader may park; nil before
 	wd       time.Time // write deadline in force; see SetWriteDeadline
 	wdSet    bool
-	injected bool // the last Read returned parkFrame
+	wmu      sync.Mutex
+	batch    *[]byte // open batch (see beginBatch); nil: writes go straight out
+	injected bool    // the last Read returned parkFrame
 }
 
 func newFrameConn(c net.Conn) *frameConn {
@@ -204,6 +206,66 @@ func (c *frameConn) waitRead(p []byte) (int, error) {
 		c.injected = true
 		return copy(p, parkFrame[:]), nil
 	}
+}
+
+// batchLimit bounds a coalesced write; a flush with more goes out in
+// several writes of about this size.
+const batchLimit = 64 << 10
+
+var batchBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b }}
+
+// Write sends p, or while a batch is open appends it to the batch. It is
+// called by gorilla under its write lock; wmu also keeps a control frame
+// written from another goroutine (a keep-alive ping) from landing inside a
+// batch's bytes on the wire. A control frame may overtake the data frames of
+// an open batch, which RFC 6455 allows (control frames can be interleaved
+// between a message's frames, let alone between messages).
+func (c *frameConn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.batch == nil {
+		return c.Conn.Write(p)
+	}
+	if len(*c.batch)+len(p) > batchLimit {
+		if err := c.writeBatch(); err != nil {
+			return 0, err
+		}
+		if len(p) > batchLimit/2 {
+			return c.Conn.Write(p)
+		}
+	}
+	*c.batch = append(*c.batch, p...)
+	return len(p), nil
+}
+
+// beginBatch starts collecting writes; endBatch sends them in one write.
+func (c *frameConn) beginBatch() {
+	c.wmu.Lock()
+	c.batch = batchBuffers.Get().(*[]byte)
+	c.wmu.Unlock()
+}
+
+// endBatch writes what the batch collected. Its error is the error of
+// every frame in the batch: gorilla was told they were written.
+func (c *frameConn) endBatch() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	err := c.writeBatch()
+	if cap(*c.batch) <= batchLimit*2 {
+		batchBuffers.Put(c.batch)
+	}
+	c.batch = nil
+	return err
+}
+
+func (c *frameConn) writeBatch() error {
+	b := *c.batch
+	*c.batch = b[:0]
+	if len(b) == 0 {
+		return nil
+	}
+	_, err := c.Conn.Write(b)
+	return err
 }
 
 // SetWriteDeadline skips a deadline that is already in force. gorilla sets

@@ -1,8 +1,10 @@
 package actors
 
 import (
+	"bytes"
 	"encoding/binary"
 	"math/rand/v2"
+	"net"
 	"testing"
 )
 
@@ -99,4 +101,62 @@ func FuzzFrameTracker(f *testing.F) {
 			t.Fatalf("state after whole read %+v differs from state after %d-byte reads %+v", whole, step, split)
 		}
 	})
+}
+
+// countingConn records each Write it gets.
+type countingConn struct {
+	net.Conn
+	writes [][]byte
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	c.writes = append(c.writes, bytes.Clone(p))
+	return len(p), nil
+}
+
+// A batch reaches the socket as one write, in order, and a batch larger
+// than batchLimit in a few writes of about that size; outside a batch every
+// Write goes straight out.
+func TestFrameConnBatchesWrites(t *testing.T) {
+	cc := &countingConn{}
+	fc := &frameConn{Conn: cc}
+	_, _ = fc.Write([]byte("solo"))
+	fc.beginBatch()
+	var want []byte
+	for i := range 3 {
+		p := bytes.Repeat([]byte{byte('a' + i)}, 100)
+		want = append(want, p...)
+		if n, err := fc.Write(p); n != len(p) || err != nil {
+			t.Fatalf("Write = %d, %v", n, err)
+		}
+	}
+	if len(cc.writes) != 1 {
+		t.Fatalf("%d socket writes before endBatch, want 1 (the solo write)", len(cc.writes))
+	}
+	if err := fc.endBatch(); err != nil {
+		t.Fatal(err)
+	}
+	if len(cc.writes) != 2 || !bytes.Equal(cc.writes[1], want) {
+		t.Fatalf("socket writes %d; batch write %d bytes, want one write of %d", len(cc.writes), len(cc.writes[len(cc.writes)-1]), len(want))
+	}
+
+	cc.writes = nil
+	fc.beginBatch()
+	big := make([]byte, batchLimit/4)
+	for range 9 {
+		_, _ = fc.Write(big)
+	}
+	if err := fc.endBatch(); err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for _, w := range cc.writes {
+		if len(w) > batchLimit {
+			t.Fatalf("a %d-byte write exceeds batchLimit", len(w))
+		}
+		total += len(w)
+	}
+	if total != 9*len(big) || len(cc.writes) != 3 {
+		t.Fatalf("%d writes carrying %d bytes, want 3 carrying %d", len(cc.writes), total, 9*len(big))
+	}
 }

@@ -283,8 +283,15 @@ func (l *link) flush(deadline time.Time, onSent func([]byte)) error {
 		deadline = l.wdeadline
 	}
 	_ = l.ws.SetWriteDeadline(deadline)
+	// Several frames go out in one write syscall (frameConn collects what
+	// gorilla writes); OnDataSent then runs once that write succeeded.
+	coalesce := len(batch) > 1 && l.fc != nil
+	if coalesce {
+		l.fc.beginBatch()
+	}
 	var err error
-	var written int64
+	var written, outBytes, outMsgs int64
+	var wires [][]byte // written frames awaiting onSent while coalescing
 	for i := range batch {
 		f := &batch[i]
 		if err == nil {
@@ -303,20 +310,33 @@ func (l *link) flush(deadline time.Time, onSent func([]byte)) error {
 				err = l.ws.WriteMessage(f.typ, f.data)
 			}
 			if err == nil {
-				n := int64(len(wire))
-				l.stats.bytesOut.Add(n)
-				l.stats.msgsOut.Add(1)
-				if l.totals != nil {
-					l.totals.bytesOut.Add(n)
-					l.totals.msgsOut.Add(1)
-				}
-				if onSent != nil {
+				outBytes += int64(len(wire))
+				outMsgs++
+				switch {
+				case onSent == nil:
+				case coalesce:
+					wires = append(wires, wire)
+				default:
 					onSent(wire)
 				}
 			}
 		}
 		written += int64(len(f.data))
 		*f = outFrame{} // let the GC have the payloads
+	}
+	if coalesce {
+		if werr := l.fc.endBatch(); werr != nil && err == nil {
+			err, outBytes, outMsgs, wires = werr, 0, 0, nil
+		}
+	}
+	l.stats.bytesOut.Add(outBytes)
+	l.stats.msgsOut.Add(outMsgs)
+	if l.totals != nil {
+		l.totals.bytesOut.Add(outBytes)
+		l.totals.msgsOut.Add(outMsgs)
+	}
+	for _, w := range wires {
+		onSent(w)
 	}
 	l.mu.Lock()
 	l.queued -= written
