@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"net/http/httptest"
+	"runtime"
 	"runtime/pprof"
 	"strings"
 	"testing"
@@ -122,6 +123,11 @@ func TestIdleReaderParksAndResumes(t *testing.T) {
 	for round := range 3 {
 		for range conns {
 			waitFor(t, h.parked, "a reader to park")
+		}
+		// The hook runs just before the parked reader's goroutine returns.
+		deadline := time.Now().Add(5 * time.Second)
+		for readerGoroutines() != 0 && time.Now().Before(deadline) {
+			runtime.Gosched()
 		}
 		if n := readerGoroutines(); n != 0 {
 			t.Fatalf("round %d: %d reader goroutines with every connection parked", round, n)
