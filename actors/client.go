@@ -737,6 +737,7 @@ func (a *ClientActor) dialed(ctx actor.Context, m *dialDone) {
 	})
 	l.pid = ctx.Self()
 	l.sess = m.sess
+	l.keepRaw = c.cfg.Events.OnDataReceived != nil
 	if enc := c.cfg.Encryption; enc != nil && enc.Profile == crypto.ProfileCompat {
 		l.compat = enc.Compat
 	}
@@ -890,7 +891,7 @@ func (a *ClientActor) handleInbound(in *inbound) {
 	if l != c.link() {
 		return // input from a connection already replaced
 	}
-	l.received(len(in.data))
+	l.received(in.size)
 	ev := &c.cfg.Events
 	if ev.OnDataReceived != nil {
 		c.inCallback.Add(1)

@@ -170,19 +170,23 @@ func clientHandshake(ws *websocket.Conn, enc *Encryption, deadline time.Time) (*
 // seal encrypts one outbound payload; only the owning actor calls it, which
 // keeps the session's sequence numbers in write order. (open runs on the
 // reader goroutine: the two directions of a session are independent.)
-func (l *link) seal(f *outFrame) (typ int, wire []byte, err error) {
+// dst is reused storage for the sealed frame (nil: allocate).
+func (l *link) seal(f *outFrame, dst []byte) (typ int, wire []byte, err error) {
 	switch {
 	case l.sess != nil:
-		wire, err = l.sess.Seal(make([]byte, 0, l.sess.SealedSize(len(f.data))), f.data)
+		if n := l.sess.SealedSize(len(f.data)); cap(dst) < n {
+			dst = make([]byte, 0, n)
+		}
+		wire, err = l.sess.Seal(dst[:0], f.data)
 		return websocket.BinaryMessage, wire, err
 	case l.compat != nil:
 		l.mu.Lock()
 		set, mode, size := l.peerSet, l.peerMode, l.peerKeySize
 		l.mu.Unlock()
 		if set {
-			wire, err = l.compat.SealAs(nil, f.data, mode, size)
+			wire, err = l.compat.SealAs(dst[:0], f.data, mode, size)
 		} else {
-			wire, err = l.compat.Seal(nil, f.data)
+			wire, err = l.compat.Seal(dst[:0], f.data)
 		}
 		// The seed sends and accepts only text frames, binary ciphertext
 		// included.

@@ -413,6 +413,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.link.fc = hw.fc
 	c.link.enableParking(c.id, h.polls)
 	c.link.post = c.mbox.PostUserMessage // before the actor is known to senders
+	c.link.keepRaw = h.cfg.Events.OnDataReceived != nil
 	if enc := h.cfg.Encryption; enc != nil && enc.Profile == crypto.ProfileCompat {
 		c.link.compat = enc.Compat
 	}
@@ -922,7 +923,7 @@ func (a *ConnectionActor) handleInbound(in *inbound) {
 	defer c.link.processed(in)
 	c.link.beginTurn()
 	defer c.link.endTurn(a.onSent())
-	c.link.received(len(in.data))
+	c.link.received(in.size)
 	if ev.OnDataReceived != nil {
 		ev.OnDataReceived(c.id, in.data)
 	}

@@ -63,6 +63,7 @@ type inbound struct {
 	code     int
 	err      error
 	resolved bool // a reply already handed to its waiting Request
+	size     int  // frame length as received (data may be dropped once opened)
 	m        Message
 }
 
@@ -123,6 +124,7 @@ type link struct {
 	// deliver hands an inbound frame to the owning actor; nil: a plain
 	// Send. The server's runs the actor on the reader when it is idle.
 	deliver func(*inbound)
+	keepRaw bool // OnDataReceived wants inbound frames as received
 	// post puts a message straight into the owning actor's mailbox; nil: a
 	// plain Send.
 	post   func(any)
@@ -292,6 +294,18 @@ func (l *link) flush(deadline time.Time, onSent func([]byte)) error {
 	var err error
 	var written, outBytes, outMsgs int64
 	var wires [][]byte // written frames awaiting onSent while coalescing
+	// Sealed frames are copied out by gorilla (or into the batch) before
+	// WriteMessage returns, so one buffer serves the whole flush, unless
+	// onSent still has to see them after the batch is written.
+	var sealBuf *[]byte
+	if l.encrypted() && (onSent == nil || !coalesce) {
+		sealBuf = sealBuffers.Get().(*[]byte)
+		defer func() {
+			if cap(*sealBuf) <= 64<<10 {
+				sealBuffers.Put(sealBuf)
+			}
+		}()
+	}
 	for i := range batch {
 		f := &batch[i]
 		if err == nil {
@@ -301,7 +315,14 @@ func (l *link) flush(deadline time.Time, onSent func([]byte)) error {
 				// Per-connection keys: a broadcast's shared encoding is
 				// sealed separately for every recipient.
 				var typ int
-				if typ, wire, err = l.seal(f); err == nil {
+				var dst []byte
+				if sealBuf != nil {
+					dst = *sealBuf
+				}
+				if typ, wire, err = l.seal(f, dst); err == nil {
+					if sealBuf != nil {
+						*sealBuf = wire
+					}
 					err = l.ws.WriteMessage(typ, wire)
 				}
 			case f.prepared != nil:
@@ -571,12 +592,18 @@ func (l *link) park() bool {
 // Request does not wait on its own busy actor).
 func (l *link) readFrames() (parked bool, err error) {
 	l.ws.SetCloseHandler(func(int, string) error { return nil })
+	// Ciphertext is only needed until it is opened, unless OnDataReceived
+	// wants the frame as received: then it is not copied out of the
+	// scratch buffer at all.
+	keep := l.sess == nil && l.compat == nil || l.keepRaw
 	for {
-		typ, data, err := readMessage(l.ws)
+		typ, data, scratch, err := readMessage(l.ws, keep)
 		if err != nil {
+			putScratch(scratch)
 			return false, err
 		}
 		if l.fc != nil && l.fc.takeInjected() {
+			putScratch(scratch)
 			if l.park() {
 				return true, nil
 			}
@@ -587,24 +614,24 @@ func (l *link) readFrames() (parked bool, err error) {
 		failed := l.localClose != nil && l.localClose.Code != CloseNormal && l.localClose.Code != CloseGoingAway
 		l.mu.Unlock()
 		if failed {
+			putScratch(scratch)
 			continue // after an error close, input is garbage until the peer answers
 		}
-		w := int64(len(data))
-		if w < 1 {
-			w = 1
-		}
-		if w > l.inflightCap {
-			w = l.inflightCap
-		}
-		if err := l.inflight.Acquire(l.ctx, w); err != nil {
+		in := &inbound{l: l, typ: typ, data: data, size: len(data)}
+		if err := l.inflight.Acquire(l.ctx, l.weight(in)); err != nil {
+			putScratch(scratch)
 			return false, err
 		}
-		in := &inbound{l: l, typ: typ, data: data}
 		if l.broken {
+			putScratch(scratch)
 			l.processed(in)
 			continue
 		}
 		in.msg, in.code, in.err = decodeInbound(l, in, l.readID)
+		if scratch != nil {
+			in.data = nil
+			putScratch(scratch)
+		}
 		if in.err != nil {
 			l.broken = true
 		} else if l.early != nil {
@@ -618,29 +645,39 @@ func (l *link) readFrames() (parked bool, err error) {
 	}
 }
 
+// sealBuffers hold a flush's sealed frames.
+var sealBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
 // readBuffers are scratch space for reading messages of unknown length.
 var readBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
-// readMessage is gorilla's ReadMessage with one exact-size allocation per
-// message: ReadMessage's io.ReadAll starts at 512 bytes and grows by
-// doubling, so small messages cost a 512-byte buffer and large ones several
-// copies. The result is owned by the caller.
-func readMessage(ws *websocket.Conn) (int, []byte, error) {
+// readMessage is gorilla's ReadMessage without its growth copies: the
+// message is read into a pooled buffer. With keep the result is copied out
+// at its exact size and owned by the caller; otherwise it aliases scratch,
+// which the caller hands back with putScratch when done.
+func readMessage(ws *websocket.Conn, keep bool) (typ int, data []byte, scratch *bytes.Buffer, err error) {
 	typ, r, err := ws.NextReader()
 	if err != nil {
-		return typ, nil, err
+		return typ, nil, nil, err
 	}
 	buf := readBuffers.Get().(*bytes.Buffer)
 	buf.Reset()
 	_, err = buf.ReadFrom(r)
-	data := bytes.Clone(buf.Bytes())
+	if !keep {
+		return typ, buf.Bytes(), buf, err
+	}
+	data = bytes.Clone(buf.Bytes())
 	if data == nil {
 		data = []byte{}
 	}
-	if buf.Cap() <= 64<<10 { // don't keep a huge message's buffer alive
+	putScratch(buf)
+	return typ, data, nil, err
+}
+
+func putScratch(buf *bytes.Buffer) {
+	if buf != nil && buf.Cap() <= 64<<10 { // don't keep a huge message's buffer alive
 		readBuffers.Put(buf)
 	}
-	return typ, data, err
 }
 
 // readerExited and release together close the socket exactly once, after
@@ -709,17 +746,13 @@ func (l *link) endTurn(onSent func([]byte)) {
 	}
 }
 
-// processed releases the inflight budget of one inbound frame.
-func (l *link) processed(in *inbound) {
-	w := int64(len(in.data))
-	if w < 1 {
-		w = 1
-	}
-	if w > l.inflightCap {
-		w = l.inflightCap
-	}
-	l.inflight.Release(w)
+// weight is what one inbound frame counts against the inflight budget.
+func (l *link) weight(in *inbound) int64 {
+	return min(max(int64(in.size), 1), l.inflightCap)
 }
+
+// processed releases the inflight budget of one inbound frame.
+func (l *link) processed(in *inbound) { l.inflight.Release(l.weight(in)) }
 
 // received counts one inbound data frame.
 func (l *link) received(n int) {
