@@ -116,7 +116,7 @@ type ClientEvents struct {
 	OnConnect         func()
 	OnDisconnect      func(reason *CloseError)
 	OnDataReceived    func(data []byte)
-	OnDataSent        func(data []byte)
+	OnDataSent        func(data []byte) // data is valid only during the call
 	OnHandleCommand   func(m *Message)
 	OnError           func(err error)
 	OnStateChange     func(old, new ClientState)

@@ -32,8 +32,8 @@ func decodeInbound(l *link, in *inbound, id ClientID) (*Message, int, error) {
 	if l.sess == nil && in.typ != l.codec.MessageType() {
 		return nil, CloseUnsupportedData, fmt.Errorf("%w: got %s frame on %s", errUnexpectedFrame, MessageType(in.typ), l.codec.Subprotocol())
 	}
-	var env protocol.Envelope
-	if err := l.codec.Decode(data, &env); err != nil {
+	env := &in.env // in is on the heap anyway; a local would escape too
+	if err := l.codec.Decode(data, env); err != nil {
 		return nil, CloseProtocolError, err
 	}
 	in.m = Message{

@@ -42,6 +42,8 @@ type ServerEvents struct {
 	// statistics and logging; later it will see still-encrypted bytes.
 	OnDataReceived func(id ClientID, data []byte)
 	// OnDataSent sees every outbound frame's payload after it was written.
+	// data is only valid during the call (its buffer is reused): copy it
+	// to keep it.
 	OnDataSent func(id ClientID, data []byte)
 	// OnHandleCommand receives every application message after decoding:
 	// this is where you process data. Answer requests with m.Reply or

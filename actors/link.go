@@ -36,6 +36,16 @@ type outFrame struct {
 	typ      int
 	data     []byte
 	prepared *websocket.PreparedMessage
+	pooled   *[]byte // data's storage, from envBuffers; back there once written
+}
+
+// envBuffers hold encoded envelopes from send until flush.
+var envBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+func putEnvBuffer(b *[]byte) {
+	if b != nil && cap(*b) <= 64<<10 {
+		envBuffers.Put(b)
+	}
 }
 
 // flushSignal tells the owning actor that its link has queued frames.
@@ -64,6 +74,7 @@ type inbound struct {
 	err      error
 	resolved bool // a reply already handed to its waiting Request
 	size     int  // frame length as received (data may be dropped once opened)
+	env      protocol.Envelope
 	m        Message
 }
 
@@ -230,11 +241,18 @@ func (l *link) sendEnvelope(e *protocol.Envelope) error {
 	if l.codec == nil {
 		return ErrRawMode
 	}
-	buf, err := l.codec.Append(nil, e)
+	bp := envBuffers.Get().(*[]byte)
+	buf, err := l.codec.Append((*bp)[:0], e)
 	if err != nil {
+		putEnvBuffer(bp)
 		return err
 	}
-	return l.send(outFrame{typ: l.codec.MessageType(), data: buf})
+	*bp = buf
+	if err := l.send(outFrame{typ: l.codec.MessageType(), data: buf, pooled: bp}); err != nil {
+		putEnvBuffer(bp)
+		return err
+	}
+	return nil
 }
 
 // sendData sends application data in whatever form the connection speaks:
@@ -341,6 +359,11 @@ func (l *link) flush(deadline time.Time, onSent func([]byte)) error {
 					onSent(wire)
 				}
 			}
+		}
+		// gorilla has copied the frame by now; a frame OnDataSent will
+		// still see after the batch is left to the GC instead.
+		if f.pooled != nil && !(coalesce && onSent != nil) {
+			putEnvBuffer(f.pooled)
 		}
 		written += int64(len(f.data))
 		*f = outFrame{} // let the GC have the payloads
