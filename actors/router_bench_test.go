@@ -36,6 +36,9 @@ func routerHub(b *testing.B, n int, codec protocol.Codec) (*Hub, []*link) {
 // drain empties the queues the way a flush does, keeping their storage.
 func drain(links []*link) {
 	for _, l := range links {
+		for _, f := range l.queue {
+			putEnvBuffer(f.pooled)
+		}
 		clear(l.queue)
 		l.queue = l.queue[:0]
 		l.queued = 0
