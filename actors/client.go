@@ -316,7 +316,7 @@ func (c *Client) Disconnect(ctx context.Context) error {
 	return waitReply(ctx, reply, func() {
 		c.mu.Lock()
 		if l := c.current; l != nil {
-			_ = l.ws.NetConn().Close()
+			l.closeSocket()
 		}
 		c.mu.Unlock()
 	})

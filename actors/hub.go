@@ -754,7 +754,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		err = ctx.Err()
 		h.regMu.RLock()
 		for _, c := range h.conns {
-			_ = c.link.ws.NetConn().Close()
+			c.link.closeSocket()
 		}
 		h.regMu.RUnlock()
 		<-done

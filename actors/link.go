@@ -391,7 +391,7 @@ func (l *link) flush(deadline time.Time, onSent func([]byte)) error {
 		l.mu.Lock()
 		l.closing = true
 		l.mu.Unlock()
-		_ = l.ws.NetConn().Close()
+		l.closeSocket()
 	}
 	return err
 }
@@ -434,10 +434,18 @@ func (l *link) startClose(code int, text string, cause error, deadline time.Time
 		wd = time.Now().Add(l.writeTimeout)
 	}
 	if err := l.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), wd); err != nil {
-		_ = l.ws.NetConn().Close()
+		l.closeSocket()
 		return
 	}
 	l.setDeadline(deadline)
+}
+
+// closeSocket drops the TCP connection. A parked reader is woken to see
+// it: a closed descriptor leaves the epoll set without an event, and a
+// reader that never runs again would never report the link lost.
+func (l *link) closeSocket() {
+	_ = l.ws.NetConn().Close()
+	l.wake()
 }
 
 // setDeadline makes the reader give up at t, waking it if it is parked so
@@ -712,7 +720,7 @@ func (l *link) readerExited() {
 	closeNow := l.released
 	l.mu.Unlock()
 	if closeNow {
-		_ = l.ws.NetConn().Close()
+		l.closeSocket()
 	}
 }
 
@@ -723,7 +731,7 @@ func (l *link) release() {
 	handshake := l.handshake
 	l.mu.Unlock()
 	if closeNow {
-		_ = l.ws.NetConn().Close()
+		l.closeSocket()
 		return
 	}
 	if !handshake {

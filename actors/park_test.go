@@ -251,3 +251,18 @@ func TestShutdownClosesParkedConnections(t *testing.T) {
 		t.Fatalf("Shutdown: %v", err)
 	}
 }
+
+// A socket closed under a parked reader (a failed write does that) leaves
+// the epoll set without an event; the reader must still wake, see the
+// closed socket and report the connection lost.
+func TestClosedSocketWakesParkedReader(t *testing.T) {
+	h := newParkHarness(t, HubConfig{})
+	h.dial(t)
+	id := waitFor(t, h.parked, "the reader to park")
+	c, err := h.hub.lookup(ClientID(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.link.closeSocket()
+	waitFor(t, h.closed, "OnClientDisconnected")
+}
