@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -895,6 +896,10 @@ func (a *ConnectionActor) receiveDirect(msg any) bool {
 	case *inbound:
 		a.handleInbound(m)
 	case *flushSignal:
+		// Frames queued by other goroutines (broadcasts, targeted sends)
+		// usually come in bursts: one yield lets the rest of the burst
+		// reach the queue, so that one write carries them all.
+		runtime.Gosched()
 		a.flush(time.Time{})
 	default:
 		return false
