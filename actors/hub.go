@@ -108,13 +108,15 @@ type Hub struct {
 	conns map[ClientID]*conn
 	byPID sync.Map // pid.Id -> *conn, for supervision callbacks
 
-	totals     counters
-	totalConns atomic.Int64
-	refused    atomic.Int64
-	handshakes atomic.Int64 // failed encryption handshakes
-	decrypts   atomic.Int64 // frames that failed to open
-	slowCloses atomic.Int64
-	restarts   atomic.Int64
+	// closedTotals holds the traffic of closed connections (under regMu);
+	// Stats adds the open ones'.
+	closedTotals counters
+	totalConns   atomic.Int64
+	refused      atomic.Int64
+	handshakes   atomic.Int64 // failed encryption handshakes
+	decrypts     atomic.Int64 // frames that failed to open
+	slowCloses   atomic.Int64
+	restarts     atomic.Int64
 
 	tel        *telemetry
 	metricsReg metric.Registration
@@ -410,7 +412,6 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		keepAlive:    h.cfg.KeepAlive,
 		readLimit:    h.cfg.MaxMessageSize,
 		inflight:     max(h.cfg.MaxMessageSize, 1<<20),
-		totals:       &h.totals,
 	})
 	c.link.sess = sess
 	c.link.fc = hw.fc
@@ -496,6 +497,7 @@ func (h *Hub) register(c *conn) (draining bool) {
 func (h *Hub) unregister(c *conn) {
 	h.regMu.Lock()
 	delete(h.conns, c.id)
+	h.closedTotals.add(&c.link.stats) // final: the actor has stopped
 	h.regMu.Unlock()
 	h.byPID.Delete(c.link.pid.Id)
 	h.admitted.Add(-1)
@@ -701,16 +703,27 @@ func (h *Hub) Clients() []ClientInfo {
 }
 
 // Stats returns the counters; it reads atomics and never blocks senders.
+//
+// The traffic totals are summed over the open connections (plus those
+// already closed) rather than kept in hub-wide counters: a counter every
+// connection bumps per message is one cache line fought over by every core.
 func (h *Hub) Stats() Stats {
-	n := h.ClientCount()
+	h.regMu.RLock()
+	n := len(h.conns)
+	var t counterValues
+	t.addFrom(&h.closedTotals)
+	for _, c := range h.conns {
+		t.addFrom(&c.link.stats)
+	}
+	h.regMu.RUnlock()
 	return Stats{
 		ClientCount:            n,
 		TotalConnections:       h.totalConns.Load(),
 		TotalActiveConnections: int64(n),
-		TotalBytesReceived:     h.totals.bytesIn.Load(),
-		TotalBytesSent:         h.totals.bytesOut.Load(),
-		TotalMessagesReceived:  h.totals.msgsIn.Load(),
-		TotalMessagesSent:      h.totals.msgsOut.Load(),
+		TotalBytesReceived:     t.bytesIn,
+		TotalBytesSent:         t.bytesOut,
+		TotalMessagesReceived:  t.msgsIn,
+		TotalMessagesSent:      t.msgsOut,
 		RefusedConnections:     h.refused.Load(),
 		HandshakeFailures:      h.handshakes.Load(),
 		DecryptFailures:        h.decrypts.Load(),

@@ -30,6 +30,24 @@ type counters struct {
 	bytesIn, bytesOut, msgsIn, msgsOut atomic.Int64
 }
 
+// counterValues is a snapshot of counters.
+type counterValues struct{ bytesIn, bytesOut, msgsIn, msgsOut int64 }
+
+func (v *counterValues) addFrom(c *counters) {
+	v.bytesIn += c.bytesIn.Load()
+	v.bytesOut += c.bytesOut.Load()
+	v.msgsIn += c.msgsIn.Load()
+	v.msgsOut += c.msgsOut.Load()
+}
+
+// add folds another connection's final counters into c.
+func (c *counters) add(o *counters) {
+	c.bytesIn.Add(o.bytesIn.Load())
+	c.bytesOut.Add(o.bytesOut.Load())
+	c.msgsIn.Add(o.msgsIn.Load())
+	c.msgsOut.Add(o.msgsOut.Load())
+}
+
 // outFrame is one queued outbound message. prepared is set for broadcasts so
 // the frame is encoded once for every recipient.
 type outFrame struct {
