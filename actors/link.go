@@ -78,14 +78,14 @@ type closeRequest struct {
 	cause error
 }
 
-// inbound is one data frame read by the reader goroutine.
+// inbound is one data frame read by the reader.
 type inbound struct {
 	l    *link
 	typ  int
 	data []byte
 	ctx  context.Context // the process span, once handling starts
 
-	// Set by the reader goroutine (see readLoop): the decoded message, or
+	// Set by the reader (see readFrames): the decoded message, or
 	// the error and the close code it calls for.
 	msg      *Message
 	code     int
@@ -105,7 +105,7 @@ func (in *inbound) TraceContext() context.Context {
 	return in.ctx
 }
 
-// linkLost reports that the reader goroutine ended.
+// linkLost reports that the reader stopped for good.
 type linkLost struct{ err error }
 
 // link is a socket plus its bounded outbound queue. The queue lets any
