@@ -898,7 +898,7 @@ func (a *ClientActor) handleInbound(in *inbound) {
 		defer c.inCallback.Add(-1)
 		ev.OnDataReceived(in.data)
 	}
-	m, code, err := in.msg, in.code, in.err
+	m, code, err := in.msg, int(in.code), in.err
 	if err != nil {
 		c.reportError(err)
 		l.startClose(code, err.Error(), err, time.Time{})

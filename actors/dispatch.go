@@ -3,12 +3,15 @@ package actors
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
 
 	"github.com/marmotws/marmot/protocol"
 )
+
+var envelopes = sync.Pool{New: func() any { return new(protocol.Envelope) }}
 
 // errUnexpectedFrame reports a frame type the negotiated protocol does not carry.
 var errUnexpectedFrame = errors.New("marmot: frame type does not match the negotiated subprotocol")
@@ -29,10 +32,16 @@ func decodeInbound(l *link, in *inbound, id ClientID) (*Message, int, error) {
 		in.m = Message{ClientID: id, Kind: protocol.KindData, Type: MessageType(in.typ), Payload: data, out: l}
 		return &in.m, 0, nil
 	}
-	if l.sess == nil && in.typ != l.codec.MessageType() {
+	if l.sess == nil && int(in.typ) != l.codec.MessageType() {
 		return nil, CloseUnsupportedData, fmt.Errorf("%w: got %s frame on %s", errUnexpectedFrame, MessageType(in.typ), l.codec.Subprotocol())
 	}
-	env := &in.env // in is on the heap anyway; a local would escape too
+	// Decode's interface call makes a local Envelope escape; a pooled one
+	// keeps it out of every frame's allocation.
+	env := envelopes.Get().(*protocol.Envelope)
+	defer func() {
+		*env = protocol.Envelope{}
+		envelopes.Put(env)
+	}()
 	if err := l.codec.Decode(data, env); err != nil {
 		return nil, CloseProtocolError, err
 	}
@@ -72,7 +81,7 @@ func replyOnPanic(m *Message) {
 // not per message.
 func handle(t *telemetry, in *inbound, m *Message, link bool, handler func(*Message), enter, exit func()) {
 	ctx, span := t.startProcess(m, link)
-	in.ctx, m.ctx = ctx, ctx // the supervisor parents a failure span to in.ctx
+	m.ctx = ctx // the supervisor parents a failure span to it (inbound.TraceContext)
 	start := t.handlerStart()
 	defer func() {
 		r := recover()

@@ -947,7 +947,7 @@ func (a *ConnectionActor) handleInbound(in *inbound) {
 	if ev.OnDataReceived != nil {
 		ev.OnDataReceived(c.id, in.data)
 	}
-	m, code, err := in.msg, in.code, in.err
+	m, code, err := in.msg, int(in.code), in.err
 	if err == nil && (m.Kind == protocol.KindReply || m.Kind == protocol.KindError) {
 		code, err = CloseProtocolError, fmt.Errorf("%w: unexpected %s envelope: the server sent no request", protocol.ErrInvalidEnvelope, m.Kind)
 	}

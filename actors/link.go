@@ -78,31 +78,31 @@ type closeRequest struct {
 	cause error
 }
 
-// inbound is one data frame read by the reader.
+// inbound is one data frame read by the reader. It is allocated per frame
+// and carries the Message handed to the application, so it is kept small
+// (it is most of the garbage a small message makes).
 type inbound struct {
 	l    *link
-	typ  int
 	data []byte
-	ctx  context.Context // the process span, once handling starts
-
-	// Set by the reader (see readFrames): the decoded message, or
-	// the error and the close code it calls for.
-	msg      *Message
-	code     int
-	err      error
+	typ  int32
+	// Set by the reader (see readFrames): the decoded message, or the
+	// error and the close code it calls for.
+	code     int32
 	resolved bool // a reply already handed to its waiting Request
 	size     int  // frame length as received (data may be dropped once opened)
-	env      protocol.Envelope
+	msg      *Message
+	err      error
 	m        Message
 }
 
 // TraceContext implements supervisor.Traced, so a handler panic's failure
-// span joins the trace of the message that caused it.
+// span joins the trace of the message that caused it (the process span,
+// once handling has started).
 func (in *inbound) TraceContext() context.Context {
-	if in.ctx == nil {
+	if in.m.ctx == nil {
 		return context.Background()
 	}
-	return in.ctx
+	return in.m.ctx
 }
 
 // linkLost reports that the reader stopped for good.
@@ -666,7 +666,7 @@ func (l *link) readFrames() (parked bool, err error) {
 			putScratch(scratch)
 			continue // after an error close, input is garbage until the peer answers
 		}
-		in := &inbound{l: l, typ: typ, data: data, size: len(data)}
+		in := &inbound{l: l, typ: int32(typ), data: data, size: len(data)}
 		if err := l.inflight.Acquire(l.ctx, l.weight(in)); err != nil {
 			putScratch(scratch)
 			return false, err
@@ -676,7 +676,9 @@ func (l *link) readFrames() (parked bool, err error) {
 			l.processed(in)
 			continue
 		}
-		in.msg, in.code, in.err = decodeInbound(l, in, l.readID)
+		var code int
+		in.msg, code, in.err = decodeInbound(l, in, l.readID)
+		in.code = int32(code)
 		if scratch != nil {
 			in.data = nil
 			putScratch(scratch)

@@ -150,7 +150,7 @@ func benchInbound(b *testing.B, l *link, typ int, frame []byte) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(frame)))
 	for b.Loop() {
-		in := &inbound{l: l, typ: typ, data: frame}
+		in := &inbound{l: l, typ: int32(typ), data: frame}
 		if _, _, err := decodeInbound(l, in, 1); err != nil {
 			b.Fatal(err)
 		}
