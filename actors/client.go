@@ -845,8 +845,9 @@ func (a *ClientActor) scheduleRetry(ctx actor.Context) {
 	k := &c.core
 	if c.cfg.MaxReconnectAttempts > 0 && k.attempt >= c.cfg.MaxReconnectAttempts {
 		err := fmt.Errorf("%w after %d attempts", ErrReconnectExhausted, k.attempt)
-		c.reportError(err)
+		// The state first, so that whoever OnError tells sees StateError.
 		a.setState(StateError)
+		c.reportError(err)
 		for _, w := range k.connWaiters {
 			w <- err
 		}
