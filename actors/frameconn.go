@@ -110,16 +110,23 @@ func (c *frameConn) fill(p []byte) (int, error) {
 		c.stageBuf = stageBuffers.Get().(*[stageSize]byte)
 	}
 	n, err := c.Conn.Read(c.stageBuf[:])
+	if n > 0 {
+		return c.handOut(p, n), nil // TCP reads return data or an error; keep the data
+	}
+	c.dropStage()
+	return 0, err
+}
+
+// handOut copies what fits of the n staged bytes into p and keeps the rest
+// for the next Read (or gives the stage buffer back when nothing is left).
+func (c *frameConn) handOut(p []byte, n int) int {
 	k := copy(p, c.stageBuf[:n])
 	if k < n {
 		c.stage = c.stageBuf[k:n]
 	} else {
 		c.dropStage()
 	}
-	if n > 0 {
-		err = nil // TCP reads return data or an error; keep the data
-	}
-	return k, err
+	return k
 }
 
 // fillWaiting is fill for a read that may wait long (the next message may
@@ -143,13 +150,7 @@ func (c *frameConn) fillWaiting(p []byte) (int, error) {
 		c.dropStage()
 		return 0, io.EOF
 	}
-	k := copy(p, c.stageBuf[:n])
-	if k < n {
-		c.stage = c.stageBuf[k:n]
-	} else {
-		c.dropStage()
-	}
-	return k, nil
+	return c.handOut(p, n), nil
 }
 
 // rawRead is fillWaiting's RawConn.Read callback, bound once per connection
@@ -212,7 +213,7 @@ func (c *frameConn) waitRead(p []byte) (int, error) {
 // several writes of about this size.
 const batchLimit = 64 << 10
 
-var batchBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b }}
+var batchBuffers = newBytePool(8 << 10)
 
 // Write sends p, or while a batch is open appends it to the batch. It is
 // called by gorilla under its write lock; wmu also keeps a control frame
@@ -241,7 +242,7 @@ func (c *frameConn) Write(p []byte) (int, error) {
 // beginBatch starts collecting writes; endBatch sends them in one write.
 func (c *frameConn) beginBatch() {
 	c.wmu.Lock()
-	c.batch = batchBuffers.Get().(*[]byte)
+	c.batch = batchBuffers.get()
 	c.wmu.Unlock()
 }
 
@@ -251,9 +252,7 @@ func (c *frameConn) endBatch() error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	err := c.writeBatch()
-	if cap(*c.batch) <= batchLimit*2 {
-		batchBuffers.Put(c.batch)
-	}
+	batchBuffers.put(c.batch)
 	c.batch = nil
 	return err
 }
@@ -393,13 +392,6 @@ type epochCounter struct{ atomic.Uint64 }
 func (e *epochCounter) next() uint64 { return e.Add(1) }
 
 var errParkUnsupported = errors.New("marmot: parking idle readers is not supported on this platform")
-
-// dropStageIfAny returns the stage buffer of a stopped reader to the pool.
-func (c *frameConn) dropStageIfAny() {
-	if c != nil {
-		c.dropStage()
-	}
-}
 
 // parkTick is how often the poller looks for idle readers: a reader parks
 // after waiting one to two ticks for its next message. Busy connections

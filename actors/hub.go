@@ -416,7 +416,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.link.sess = sess
 	c.link.fc = hw.fc
 	c.link.enableParking(c.id, h.polls)
-	c.link.post = c.mbox.PostUserMessage // before the actor is known to senders
+	c.link.mbox = c.mbox // before the actor is known to senders
 	c.link.keepRaw = h.cfg.Events.OnDataReceived != nil
 	if enc := h.cfg.Encryption; enc != nil && enc.Profile == crypto.ProfileCompat {
 		c.link.compat = enc.Compat
@@ -429,7 +429,6 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	endSpan("", nil)
 	h.live.Add(1) // the reader, until it stops for good
 	l := c.link
-	l.deliver = func(in *inbound) { c.mbox.postInline(in) }
 	l.startReader(c.id, nil, func(err error) {
 		h.sys.Root.Send(l.pid, &linkLost{err: err})
 		h.live.Done()

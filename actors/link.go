@@ -57,14 +57,29 @@ type outFrame struct {
 	pooled   *[]byte // data's storage, from envBuffers; back there once written
 }
 
-// envBuffers hold encoded envelopes from send until flush.
-var envBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+// bytePool hands out reusable byte slices. Slices that grew past 64 KiB
+// are left to the GC, so one huge message does not pin its buffer.
+type bytePool struct{ p sync.Pool }
 
-func putEnvBuffer(b *[]byte) {
+func newBytePool(size int) *bytePool {
+	bp := &bytePool{}
+	bp.p.New = func() any { b := make([]byte, 0, size); return &b }
+	return bp
+}
+
+func (bp *bytePool) get() *[]byte { return bp.p.Get().(*[]byte) }
+
+func (bp *bytePool) put(b *[]byte) {
 	if b != nil && cap(*b) <= 64<<10 {
-		envBuffers.Put(b)
+		*b = (*b)[:0]
+		bp.p.Put(b)
 	}
 }
+
+var (
+	envBuffers  = newBytePool(512)  // encoded envelopes, from send until flush
+	sealBuffers = newBytePool(4096) // a flush's sealed frames
+)
 
 // flushSignal tells the owning actor that its link has queued frames.
 type flushSignal struct{}
@@ -150,15 +165,13 @@ type link struct {
 	early  func(*inbound)
 	broken bool        // after a bad frame, nothing more is decoded
 	onLost func(error) // called once when the reader stops for good
-	// deliver hands an inbound frame to the owning actor; nil: a plain
-	// Send. The server's runs the actor on the reader when it is idle.
-	deliver func(*inbound)
-	keepRaw bool // OnDataReceived wants inbound frames as received
-	// post puts a message straight into the owning actor's mailbox; nil: a
-	// plain Send.
-	post   func(any)
-	fc     *frameConn // server links only
-	pollID uint64
+	// mbox is the owning actor's mailbox on the server, where frames and
+	// flush signals go straight in (and the reader runs an idle actor
+	// itself); nil on the client: a plain Send.
+	mbox    *connMailbox
+	keepRaw bool       // OnDataReceived wants inbound frames as received
+	fc      *frameConn // server links only
+	pollID  uint64
 	pollState
 
 	localClose *CloseError // set when this side decided to close
@@ -232,8 +245,8 @@ func (l *link) send(f outFrame) error {
 	l.flushPending = true
 	l.mu.Unlock()
 	if signal {
-		if l.post != nil {
-			l.post(theFlushSignal)
+		if l.mbox != nil {
+			l.mbox.PostUserMessage(theFlushSignal)
 		} else {
 			l.sys.Root.Send(l.pid, theFlushSignal)
 		}
@@ -259,15 +272,15 @@ func (l *link) sendEnvelope(e *protocol.Envelope) error {
 	if l.codec == nil {
 		return ErrRawMode
 	}
-	bp := envBuffers.Get().(*[]byte)
+	bp := envBuffers.get()
 	buf, err := l.codec.Append((*bp)[:0], e)
 	if err != nil {
-		putEnvBuffer(bp)
+		envBuffers.put(bp)
 		return err
 	}
 	*bp = buf
 	if err := l.send(outFrame{typ: l.codec.MessageType(), data: buf, pooled: bp}); err != nil {
-		putEnvBuffer(bp)
+		envBuffers.put(bp)
 		return err
 	}
 	return nil
@@ -335,12 +348,8 @@ func (l *link) flush(deadline time.Time, onSent func([]byte)) error {
 	// onSent still has to see them after the batch is written.
 	var sealBuf *[]byte
 	if l.encrypted() && (onSent == nil || !coalesce) {
-		sealBuf = sealBuffers.Get().(*[]byte)
-		defer func() {
-			if cap(*sealBuf) <= 64<<10 {
-				sealBuffers.Put(sealBuf)
-			}
-		}()
+		sealBuf = sealBuffers.get()
+		defer sealBuffers.put(sealBuf)
 	}
 	for i := range batch {
 		f := &batch[i]
@@ -381,7 +390,7 @@ func (l *link) flush(deadline time.Time, onSent func([]byte)) error {
 		// gorilla has copied the frame by now; a frame OnDataSent will
 		// still see after the batch is left to the GC instead.
 		if f.pooled != nil && !(coalesce && onSent != nil) {
-			putEnvBuffer(f.pooled)
+			envBuffers.put(f.pooled)
 		}
 		written += int64(len(f.data))
 		*f = outFrame{} // let the GC have the payloads
@@ -577,7 +586,9 @@ func (l *link) runReader() {
 	if l.poll != nil {
 		l.poll.group.leave(l.poll, l.pollID)
 	}
-	l.fc.dropStageIfAny()
+	if l.fc != nil {
+		l.fc.dropStage()
+	}
 	l.readerExited()
 	if l.onLost != nil {
 		l.onLost(err)
@@ -688,16 +699,13 @@ func (l *link) readFrames() (parked bool, err error) {
 		} else if l.early != nil {
 			l.early(in)
 		}
-		if l.deliver != nil {
-			l.deliver(in)
+		if l.mbox != nil {
+			l.mbox.postInline(in)
 		} else {
 			l.sys.Root.Send(l.pid, in)
 		}
 	}
 }
-
-// sealBuffers hold a flush's sealed frames.
-var sealBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
 // readBuffers are scratch space for reading messages of unknown length.
 var readBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}

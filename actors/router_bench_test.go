@@ -37,7 +37,7 @@ func routerHub(b *testing.B, n int, codec protocol.Codec) (*Hub, []*link) {
 func drain(links []*link) {
 	for _, l := range links {
 		for _, f := range l.queue {
-			putEnvBuffer(f.pooled)
+			envBuffers.put(f.pooled)
 		}
 		clear(l.queue)
 		l.queue = l.queue[:0]
