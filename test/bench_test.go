@@ -56,7 +56,7 @@ func BenchmarkBroadcast(b *testing.B) {
 	})
 	b.Run("gorilla", func(b *testing.B) {
 		g := startGorilla(b, false)
-		benchBroadcast(b, g.URL(), g.connected, g.Broadcast)
+		benchBroadcast(b, g.URL(), g.Connected, g.Broadcast)
 	})
 }
 

@@ -17,11 +17,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/gorilla/websocket"
 	"github.com/lxzan/gws"
 
 	"github.com/marmotws/marmot"
 	"github.com/marmotws/marmot/crypto"
+	"github.com/marmotws/marmot/test/internal/gorillahub"
 )
 
 // Server modes.
@@ -182,224 +182,19 @@ func (m *marmotServer) Close() {
 
 // ---------------------------------------------------------------- gorilla
 
-// gorillaServer is a plain gorilla/websocket server written the way the
-// library's chat example teaches: per connection a read pump and a write pump
-// goroutine joined by a buffered send channel, and a hub goroutine that owns
-// the client set and fans a broadcast out as one PreparedMessage. The echo
-// reader also sends, so a client is stopped by closing its done channel
-// rather than its send channel (a concurrent send would panic).
-type gorillaServer struct {
-	mode     string
-	upgrader websocket.Upgrader
-	srv      *http.Server
-	ln       net.Listener
+// maxMessage is every server's read limit.
+const maxMessage = gorillahub.MaxMessage
 
-	register   chan *gorillaClient
-	unregister chan *gorillaClient
-	broadcast  chan gorillaBroadcast
-	quit       chan struct{}
-
-	wg sync.WaitGroup // hub, pumps and Serve
-}
-
-type gorillaBroadcast struct {
-	from *gorillaClient
-	data []byte
-}
-
-// gorillaFrame is one outbound message.
-type gorillaFrame struct {
-	typ      int
-	data     []byte
-	prepared *websocket.PreparedMessage
-}
-
-type gorillaClient struct {
-	conn *websocket.Conn
-	send chan gorillaFrame
-	done chan struct{} // closed by stop: the write pump says goodbye and closes
-	once sync.Once
-}
-
-func (c *gorillaClient) stop() { c.once.Do(func() { close(c.done) }) }
-
-const (
-	gorillaSendBuffer = 256 // the chat example's value
-	gorillaPongWait   = 60 * time.Second
-	gorillaPingPeriod = gorillaPongWait * 9 / 10
-	gorillaWriteWait  = 10 * time.Second
-	maxMessage        = 1 << 20
-)
-
+// startGorilla starts the plain gorilla/websocket baseline (the chat
+// example's design; see test/internal/gorillahub).
 func startGorilla(o serverOpts) (testServer, error) {
-	ln, err := net.Listen("tcp", o.Addr)
-	if err != nil {
-		return nil, err
+	mode := gorillahub.Echo
+	if o.Mode == modeBroadcast {
+		mode = gorillahub.Relay
 	}
-	g := &gorillaServer{
-		mode:       o.Mode,
-		upgrader:   websocket.Upgrader{ReadBufferSize: 4096, WriteBufferSize: 4096},
-		ln:         ln,
-		register:   make(chan *gorillaClient),
-		unregister: make(chan *gorillaClient),
-		broadcast:  make(chan gorillaBroadcast),
-		quit:       make(chan struct{}),
-	}
-	g.srv = &http.Server{Handler: g, ReadHeaderTimeout: 10 * time.Second}
-	g.wg.Add(2)
-	go func() { defer g.wg.Done(); g.hub() }()
-	go func() {
-		defer g.wg.Done()
-		if err := g.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			fmt.Fprintln(os.Stderr, "gorilla:", err)
-		}
-	}()
-	return g, nil
-}
-
-func (g *gorillaServer) URL() string { return "ws://" + g.ln.Addr().String() + "/" }
-
-// hub owns the client set; a client whose buffer is full is dropped rather
-// than allowed to block everyone, as in the chat example.
-func (g *gorillaServer) hub() {
-	clients := make(map[*gorillaClient]bool)
-	for {
-		select {
-		case c := <-g.register:
-			clients[c] = true
-		case c := <-g.unregister:
-			delete(clients, c)
-			c.stop()
-		case b := <-g.broadcast:
-			pm, err := websocket.NewPreparedMessage(websocket.BinaryMessage, b.data)
-			if err != nil {
-				panic(err)
-			}
-			for c := range clients {
-				if c == b.from {
-					continue
-				}
-				select {
-				case c.send <- gorillaFrame{prepared: pm}:
-				default:
-					fmt.Fprintln(os.Stderr, "gorilla: dropping a slow client")
-					delete(clients, c)
-					c.stop()
-				}
-			}
-		case <-g.quit:
-			for c := range clients {
-				c.stop()
-			}
-			return
-		}
-	}
-}
-
-func (g *gorillaServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	conn, err := g.upgrader.Upgrade(w, r, nil)
-	if err != nil {
-		return
-	}
-	c := &gorillaClient{conn: conn, send: make(chan gorillaFrame, gorillaSendBuffer), done: make(chan struct{})}
-	g.wg.Add(2)
-	select {
-	case g.register <- c:
-	case <-g.quit:
-		_ = conn.Close()
-		g.wg.Add(-2)
-		return
-	}
-	go g.writePump(c)
-	go g.readPump(c)
-}
-
-func (g *gorillaServer) readPump(c *gorillaClient) {
-	defer func() {
-		select {
-		case g.unregister <- c:
-		case <-g.quit:
-			c.stop()
-		}
-		_ = c.conn.Close()
-		g.wg.Done()
-	}()
-	c.conn.SetReadLimit(maxMessage)
-	_ = c.conn.SetReadDeadline(time.Now().Add(gorillaPongWait))
-	c.conn.SetPongHandler(func(string) error { return c.conn.SetReadDeadline(time.Now().Add(gorillaPongWait)) })
-	for {
-		typ, data, err := c.conn.ReadMessage()
-		if err != nil {
-			return
-		}
-		if g.mode == modeBroadcast {
-			select {
-			case g.broadcast <- gorillaBroadcast{from: c, data: data}:
-			case <-g.quit:
-				return
-			}
-			continue
-		}
-		// A blocking send keeps the echo lossless: a full buffer pushes
-		// back on this reader, and through TCP on the peer.
-		select {
-		case c.send <- gorillaFrame{typ: typ, data: data}:
-		case <-c.done:
-			return
-		}
-	}
-}
-
-// writePump is the connection's only writer. It drains whatever else is
-// queued before returning to select, like the chat example, and pings.
-func (g *gorillaServer) writePump(c *gorillaClient) {
-	ticker := time.NewTicker(gorillaPingPeriod)
-	defer func() {
-		ticker.Stop()
-		_ = c.conn.Close()
-		g.wg.Done()
-	}()
-	for {
-		select {
-		case <-c.done:
-			_ = c.conn.SetWriteDeadline(time.Now().Add(gorillaWriteWait))
-			_ = c.conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, ""))
-			return
-		case f := <-c.send:
-			_ = c.conn.SetWriteDeadline(time.Now().Add(gorillaWriteWait))
-			if err := gorillaWrite(c.conn, f); err != nil {
-				return
-			}
-			for range len(c.send) {
-				if err := gorillaWrite(c.conn, <-c.send); err != nil {
-					return
-				}
-			}
-		case <-ticker.C:
-			_ = c.conn.SetWriteDeadline(time.Now().Add(gorillaWriteWait))
-			if err := c.conn.WriteMessage(websocket.PingMessage, nil); err != nil {
-				return
-			}
-		}
-	}
-}
-
-func gorillaWrite(conn *websocket.Conn, f gorillaFrame) error {
-	if f.prepared != nil {
-		return conn.WritePreparedMessage(f.prepared)
-	}
-	return conn.WriteMessage(f.typ, f.data)
-}
-
-// Close stops the hub (which stops every client, so write pumps say 1001 and
-// close their sockets, which ends the read pumps) and waits for every
-// goroutine.
-func (g *gorillaServer) Close() {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_ = g.srv.Shutdown(ctx)
-	close(g.quit)
-	g.wg.Wait()
+	return gorillahub.Start(o.Addr, mode, func(format string, args ...any) {
+		fmt.Fprintf(os.Stderr, format+"\n", args...)
+	})
 }
 
 // ---------------------------------------------------------------- gws
