@@ -94,28 +94,39 @@ func benchEcho(b *testing.B, url string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
+	roundTrips(b, len(conns), func(i int) error {
+		c := conns[i]
+		if err := c.Write(ctx, websocket.MessageText, msg); err != nil {
+			return fmt.Errorf("write: %w", err)
+		}
+		typ, data, err := c.Read(ctx)
+		if err != nil {
+			return fmt.Errorf("read: %w", err)
+		}
+		if typ != websocket.MessageText || len(data) != echoSize {
+			return fmt.Errorf("echo: %v of %d bytes", typ, len(data))
+		}
+		return nil
+	})
+}
+
+// roundTrips spreads b.N round trips over workers goroutines (worker i
+// calls trip(i) until its share is done or a trip fails), reports msgs/s
+// and returns the time per round trip.
+func roundTrips(b *testing.B, workers int, trip func(i int) error) time.Duration {
 	b.ReportAllocs()
 	b.ResetTimer()
 	start := time.Now()
 	var wg sync.WaitGroup
-	for i, c := range conns {
-		n := b.N / echoConns
-		if i < b.N%echoConns {
+	for i := range workers {
+		n := b.N / workers
+		if i < b.N%workers {
 			n++
 		}
 		wg.Go(func() {
 			for range n {
-				if err := c.Write(ctx, websocket.MessageText, msg); err != nil {
-					b.Errorf("write: %v", err)
-					return
-				}
-				typ, data, err := c.Read(ctx)
-				if err != nil {
-					b.Errorf("read: %v", err)
-					return
-				}
-				if typ != websocket.MessageText || len(data) != echoSize {
-					b.Errorf("echo: %v of %d bytes", typ, len(data))
+				if err := trip(i); err != nil {
+					b.Error(err)
 					return
 				}
 			}
@@ -125,6 +136,7 @@ func benchEcho(b *testing.B, url string) {
 	elapsed := time.Since(start)
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
+	return elapsed / time.Duration(max(b.N, 1))
 }
 
 // benchBroadcast dials bcReceivers clients, waits for the server to have

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -114,32 +113,15 @@ func benchEchoTracing(b *testing.B, v tracingVariant) float64 {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
-	b.ReportAllocs()
-	b.ResetTimer()
-	start := time.Now()
-	var wg sync.WaitGroup
-	for i, c := range clients {
-		n := b.N / tracingConns
-		if i < b.N%tracingConns {
-			n++
+	perTrip := roundTrips(b, len(clients), func(i int) error {
+		reply, err := clients[i].Request(ctx, "echo", msg)
+		if err != nil {
+			return fmt.Errorf("request: %w", err)
 		}
-		wg.Go(func() {
-			for range n {
-				reply, err := c.Request(ctx, "echo", msg)
-				if err != nil {
-					b.Errorf("request: %v", err)
-					return
-				}
-				if len(reply) != echoSize {
-					b.Errorf("reply of %d bytes", len(reply))
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	b.StopTimer()
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
-	return float64(elapsed.Nanoseconds()) / float64(b.N)
+		if len(reply) != echoSize {
+			return fmt.Errorf("reply of %d bytes", len(reply))
+		}
+		return nil
+	})
+	return float64(perTrip.Nanoseconds())
 }
