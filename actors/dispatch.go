@@ -29,7 +29,7 @@ func decodeInbound(l *link, in *inbound, id ClientID) (*Message, int, error) {
 		if in.typ == websocket.TextMessage && l.compat == nil && !utf8.Valid(data) {
 			return nil, CloseInvalidPayload, fmt.Errorf("%w: text frame is not valid UTF-8", protocol.ErrMalformed)
 		}
-		in.m = Message{ClientID: id, Kind: protocol.KindData, Type: MessageType(in.typ), Payload: data, out: l}
+		in.m = Message{ClientID: id, Kind: protocol.KindData, Type: MessageType(in.typ), Payload: data, out: l, in: in}
 		return &in.m, 0, nil
 	}
 	if l.sess == nil && int(in.typ) != l.codec.MessageType() {
@@ -55,6 +55,7 @@ func decodeInbound(l *link, in *inbound, id ClientID) (*Message, int, error) {
 		id:       env.ID,
 		code:     env.Code,
 		out:      l,
+		in:       in,
 	}
 	return &in.m, 0, nil
 }
@@ -87,6 +88,9 @@ func handle(t *telemetry, in *inbound, m *Message, link bool, handler func(*Mess
 		r := recover()
 		t.finishProcess(ctx, span, start, r)
 		if r != nil {
+			// The supervisor keeps the failed frame (its trace context),
+			// so it must not be reused even if the handler released it.
+			in.ref()
 			panic(r)
 		}
 	}()

@@ -203,16 +203,16 @@ func (l *link) open(in *inbound) ([]byte, int, error) {
 		if in.typ != websocket.BinaryMessage {
 			return nil, CloseUnsupportedData, fmt.Errorf("%w: encrypted frames travel as binary messages", errUnexpectedFrame)
 		}
-		plain, err := l.sess.Open(nil, in.data)
+		plain, err := l.sess.Open(l.plainStorage(in), in.data)
 		if err != nil {
 			return nil, CloseDecryptFailed, fmt.Errorf("%w: %w", ErrDecryptFailed, err)
 		}
-		return plain, 0, nil
+		return l.keepPlain(in, plain), 0, nil
 	case l.compat != nil:
 		if in.typ != websocket.TextMessage {
 			return nil, CloseUnsupportedData, fmt.Errorf("%w: synopsejson frames travel as text messages", errUnexpectedFrame)
 		}
-		plain, mode, size, err := l.compat.Open(nil, in.data)
+		plain, mode, size, err := l.compat.Open(l.plainStorage(in), in.data)
 		if err != nil {
 			return nil, CloseDecryptFailed, fmt.Errorf("%w: %w", ErrDecryptFailed, err)
 		}
@@ -221,9 +221,26 @@ func (l *link) open(in *inbound) ([]byte, int, error) {
 		l.mu.Lock()
 		l.peerMode, l.peerKeySize, l.peerSet = mode, size, true
 		l.mu.Unlock()
-		return plain, 0, nil
+		return l.keepPlain(in, plain), 0, nil
 	}
 	return in.data, 0, nil
+}
+
+// plainStorage is where a frame's plaintext goes: the frame's own storage,
+// unless that holds the ciphertext (kept for OnDataReceived).
+func (l *link) plainStorage(in *inbound) []byte {
+	if l.keepRaw {
+		return nil
+	}
+	return in.buf[:0]
+}
+
+// keepPlain makes plain the frame's storage, so it is reused with the frame.
+func (l *link) keepPlain(in *inbound, plain []byte) []byte {
+	if !l.keepRaw {
+		in.buf = plain
+	}
+	return plain[:len(plain):len(plain)]
 }
 
 func (l *link) encrypted() bool { return l.sess != nil || l.compat != nil }

@@ -54,7 +54,8 @@ type outFrame struct {
 	typ      int
 	data     []byte
 	prepared *websocket.PreparedMessage
-	pooled   *[]byte // data's storage, from envBuffers; back there once written
+	pooled   *[]byte  // data's storage, from envBuffers; back there once written
+	hold     *inbound // data may be a received payload: a reference to it until written
 }
 
 // bytePool hands out reusable byte slices. Slices that grew past 64 KiB
@@ -93,12 +94,16 @@ type closeRequest struct {
 	cause error
 }
 
-// inbound is one data frame read by the reader. It is allocated per frame
-// and carries the Message handed to the application, so it is kept small
-// (it is most of the garbage a small message makes).
+// inbound is one data frame read by the reader. It carries the Message
+// handed to the application and the storage of its payload, and comes from
+// a pool: an application that releases its messages (Message.Release)
+// makes no garbage per message; one that does not pays one allocation for
+// the frame and one for the payload.
 type inbound struct {
 	l    *link
 	data []byte
+	buf  []byte // storage the payload lives in; kept when in is recycled
+	refs atomic.Int32
 	typ  int32
 	// Set by the reader (see readFrames): the decoded message, or the
 	// error and the close code it calls for.
@@ -118,6 +123,56 @@ func (in *inbound) TraceContext() context.Context {
 		return context.Background()
 	}
 	return in.m.ctx
+}
+
+// maxPooledPayload bounds the storage a recycled inbound keeps, so one huge
+// message does not pin its buffer.
+const maxPooledPayload = 64 << 10
+
+var inbounds = sync.Pool{New: func() any { return new(inbound) }}
+
+// newInbound takes a frame from the pool with two references: one for the
+// reader's pipeline, dropped once the frame is processed, and one for the
+// application, dropped by Message.Release. A frame the application never
+// releases is never reused; the GC has it.
+func newInbound(l *link, typ int) *inbound {
+	in := inbounds.Get().(*inbound)
+	in.l, in.typ = l, int32(typ)
+	in.refs.Store(2)
+	return in
+}
+
+// store copies b into in's own storage and returns the copy.
+func (in *inbound) store(b []byte) []byte {
+	in.buf = append(in.buf[:0], b...)
+	if in.buf == nil {
+		return []byte{}
+	}
+	return in.buf[:len(b):len(b)]
+}
+
+// ref adds a reference for a frame queued with data that may alias the
+// payload (Message.Reply), so the payload outlives Release until written.
+func (in *inbound) ref() *inbound {
+	if in != nil {
+		in.refs.Add(1)
+	}
+	return in
+}
+
+// unref drops one reference; the last one recycles in. A reference that
+// is never dropped only costs the reuse.
+func (in *inbound) unref() {
+	if in == nil || in.refs.Add(-1) != 0 {
+		return
+	}
+	buf := in.buf[:0]
+	if cap(buf) > maxPooledPayload {
+		buf = nil
+	}
+	*in = inbound{}
+	in.buf = buf
+	inbounds.Put(in)
 }
 
 // linkLost reports that the reader stopped for good.
@@ -175,6 +230,9 @@ type link struct {
 	pollState
 
 	localClose *CloseError // set when this side decided to close
+	// failed is set with a localClose for an error (not 1000 or 1001):
+	// the reader then discards input until the peer answers.
+	failed atomic.Bool
 
 	// Encryption: at most one of sess (secure) and compat is set. Only the
 	// owning actor seals and opens, so no lock guards them.
@@ -262,10 +320,21 @@ func rawType(data []byte) int {
 }
 
 func (l *link) sendRaw(t MessageType, data []byte) error {
+	return l.sendRawHeld(t, data, nil)
+}
+
+// sendRawHeld is sendRaw for data that may be hold's payload: the queued
+// frame keeps a reference to hold until it is written.
+func (l *link) sendRawHeld(t MessageType, data []byte, hold *inbound) error {
+	typ := int(t)
 	if t == 0 {
-		return l.send(outFrame{typ: rawType(data), data: data})
+		typ = rawType(data)
 	}
-	return l.send(outFrame{typ: int(t), data: data})
+	if err := l.send(outFrame{typ: typ, data: data, hold: hold.ref()}); err != nil {
+		hold.unref()
+		return err
+	}
+	return nil
 }
 
 func (l *link) sendEnvelope(e *protocol.Envelope) error {
@@ -389,8 +458,9 @@ func (l *link) flush(deadline time.Time, onSent func([]byte)) error {
 		}
 		// gorilla has copied the frame by now; a frame OnDataSent will
 		// still see after the batch is left to the GC instead.
-		if f.pooled != nil && !(coalesce && onSent != nil) {
+		if !(coalesce && onSent != nil) {
 			envBuffers.put(f.pooled)
+			f.hold.unref()
 		}
 		written += int64(len(f.data))
 		*f = outFrame{} // let the GC have the payloads
@@ -448,6 +518,7 @@ func (l *link) startClose(code int, text string, cause error, deadline time.Time
 	l.handshake = true
 	if l.localClose == nil {
 		l.localClose = &CloseError{Code: code, Text: text, Err: cause}
+		l.failed.Store(code != CloseNormal && code != CloseGoingAway)
 	}
 	l.mu.Unlock()
 	if len(text) > 120 { // control frames carry at most 125 bytes
@@ -657,7 +728,7 @@ func (l *link) readFrames() (parked bool, err error) {
 	// scratch buffer at all.
 	keep := l.sess == nil && l.compat == nil || l.keepRaw
 	for {
-		typ, data, scratch, err := readMessage(l.ws, keep)
+		typ, scratch, err := readMessage(l.ws)
 		if err != nil {
 			putScratch(scratch)
 			return false, err
@@ -670,14 +741,12 @@ func (l *link) readFrames() (parked bool, err error) {
 			continue
 		}
 		l.lastRead.Store(monoNow())
-		l.mu.Lock()
-		failed := l.localClose != nil && l.localClose.Code != CloseNormal && l.localClose.Code != CloseGoingAway
-		l.mu.Unlock()
-		if failed {
+		if l.failed.Load() {
 			putScratch(scratch)
 			continue // after an error close, input is garbage until the peer answers
 		}
-		in := &inbound{l: l, typ: int32(typ), data: data, size: len(data)}
+		in := newInbound(l, typ)
+		in.size = scratch.Len()
 		if err := l.inflight.Acquire(l.ctx, l.weight(in)); err != nil {
 			putScratch(scratch)
 			return false, err
@@ -686,6 +755,13 @@ func (l *link) readFrames() (parked bool, err error) {
 			putScratch(scratch)
 			l.processed(in)
 			continue
+		}
+		if keep {
+			in.data = in.store(scratch.Bytes())
+			putScratch(scratch)
+			scratch = nil
+		} else {
+			in.data = scratch.Bytes()
 		}
 		var code int
 		in.msg, code, in.err = decodeInbound(l, in, l.readID)
@@ -711,26 +787,17 @@ func (l *link) readFrames() (parked bool, err error) {
 var readBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // readMessage is gorilla's ReadMessage without its growth copies: the
-// message is read into a pooled buffer. With keep the result is copied out
-// at its exact size and owned by the caller; otherwise it aliases scratch,
-// which the caller hands back with putScratch when done.
-func readMessage(ws *websocket.Conn, keep bool) (typ int, data []byte, scratch *bytes.Buffer, err error) {
+// message is read into a pooled scratch buffer, which the caller hands
+// back with putScratch when done.
+func readMessage(ws *websocket.Conn) (typ int, scratch *bytes.Buffer, err error) {
 	typ, r, err := ws.NextReader()
 	if err != nil {
-		return typ, nil, nil, err
+		return typ, nil, err
 	}
 	buf := readBuffers.Get().(*bytes.Buffer)
 	buf.Reset()
 	_, err = buf.ReadFrom(r)
-	if !keep {
-		return typ, buf.Bytes(), buf, err
-	}
-	data = bytes.Clone(buf.Bytes())
-	if data == nil {
-		data = []byte{}
-	}
-	putScratch(buf)
-	return typ, data, nil, err
+	return typ, buf, err
 }
 
 func putScratch(buf *bytes.Buffer) {
@@ -810,8 +877,12 @@ func (l *link) weight(in *inbound) int64 {
 	return min(max(int64(in.size), 1), l.inflightCap)
 }
 
-// processed releases the inflight budget of one inbound frame.
-func (l *link) processed(in *inbound) { l.inflight.Release(l.weight(in)) }
+// processed releases the inflight budget of one inbound frame and the
+// pipeline's reference to it.
+func (l *link) processed(in *inbound) {
+	l.inflight.Release(l.weight(in))
+	in.unref()
+}
 
 // received counts one inbound data frame.
 func (l *link) received(n int) {

@@ -96,65 +96,87 @@ func BenchmarkRouterSendToClient(b *testing.B) {
 	}
 }
 
-// BenchmarkInbound is the reader's per-frame work after gorilla: open
-// (decrypt, for the secure profile) and decode into a Message.
+// BenchmarkInbound is the reader's per-frame work after gorilla: store the
+// frame (plaintext) or open it (secure profile), decode it into a Message,
+// drop the pipeline's reference. The /released variants have the handler
+// release the message, so frames and their storage are reused.
 func BenchmarkInbound(b *testing.B) {
 	for _, size := range []int{64, 1024} {
-		payload := make([]byte, size)
-		env, err := protocol.Binary.Append(nil, &protocol.Envelope{Kind: protocol.KindData, Payload: payload})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Run(fmt.Sprintf("raw/%dB", size), func(b *testing.B) {
-			l := &link{}
-			benchInbound(b, l, websocket.BinaryMessage, payload)
-		})
-		b.Run(fmt.Sprintf("marmot.v1/%dB", size), func(b *testing.B) {
-			l := &link{codec: protocol.Binary}
-			benchInbound(b, l, websocket.BinaryMessage, env)
-		})
-		for _, ks := range []crypto.KeySize{crypto.KeySize128, crypto.KeySize256} {
-			b.Run(fmt.Sprintf("marmot.v1+gcm%d/%dB", ks.Bits(), size), func(b *testing.B) {
-				server, client := sessionPair(b, ks)
-				l := &link{codec: protocol.Binary, sess: server}
-				frames := make([][]byte, 4096)
-				for i := range frames {
-					if frames[i], err = client.Seal(nil, env); err != nil {
-						b.Fatal(err)
-					}
-				}
-				b.ReportAllocs()
-				b.SetBytes(int64(len(env)))
-				i := 0
-				for b.Loop() {
-					if i == len(frames) { // sequence numbers: seal more
-						b.StopTimer()
-						for j := range frames {
-							frames[j], _ = client.Seal(frames[j][:0], env)
-						}
-						i = 0
-						b.StartTimer()
-					}
-					in := &inbound{l: l, typ: websocket.BinaryMessage, data: frames[i]}
-					i++
-					if _, _, err := decodeInbound(l, in, 1); err != nil {
-						b.Fatal(err)
-					}
-				}
+		for _, release := range []bool{false, true} {
+			suffix := ""
+			if release {
+				suffix = "/released"
+			}
+			payload := make([]byte, size)
+			env, err := protocol.Binary.Append(nil, &protocol.Envelope{Kind: protocol.KindData, Payload: payload})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Run(fmt.Sprintf("raw/%dB%s", size, suffix), func(b *testing.B) {
+				l := &link{}
+				benchInbound(b, l, websocket.BinaryMessage, payload, release)
 			})
+			b.Run(fmt.Sprintf("marmot.v1/%dB%s", size, suffix), func(b *testing.B) {
+				l := &link{codec: protocol.Binary}
+				benchInbound(b, l, websocket.BinaryMessage, env, release)
+			})
+			for _, ks := range []crypto.KeySize{crypto.KeySize128, crypto.KeySize256} {
+				b.Run(fmt.Sprintf("marmot.v1+gcm%d/%dB%s", ks.Bits(), size, suffix), func(b *testing.B) {
+					server, client := sessionPair(b, ks)
+					l := &link{codec: protocol.Binary, sess: server}
+					frames := make([][]byte, 4096)
+					for i := range frames {
+						if frames[i], err = client.Seal(nil, env); err != nil {
+							b.Fatal(err)
+						}
+					}
+					b.ReportAllocs()
+					b.SetBytes(int64(len(env)))
+					i := 0
+					for b.Loop() {
+						if i == len(frames) { // sequence numbers: seal more
+							b.StopTimer()
+							for j := range frames {
+								frames[j], _ = client.Seal(frames[j][:0], env)
+							}
+							i = 0
+							b.StartTimer()
+						}
+						inboundStep(b, l, websocket.BinaryMessage, frames[i], release)
+						i++
+					}
+				})
+			}
 		}
 	}
 }
 
-func benchInbound(b *testing.B, l *link, typ int, frame []byte) {
+func benchInbound(b *testing.B, l *link, typ int, frame []byte, release bool) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(frame)))
 	for b.Loop() {
-		in := &inbound{l: l, typ: int32(typ), data: frame}
-		if _, _, err := decodeInbound(l, in, 1); err != nil {
-			b.Fatal(err)
-		}
+		inboundStep(b, l, typ, frame, release)
 	}
+}
+
+// inboundStep is what readFrames and the actor do with one frame, minus
+// the socket and the mailbox.
+func inboundStep(b *testing.B, l *link, typ int, frame []byte, release bool) {
+	in := newInbound(l, typ)
+	in.size = len(frame)
+	if l.encrypted() {
+		in.data = frame
+	} else {
+		in.data = in.store(frame)
+	}
+	m, _, err := decodeInbound(l, in, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if release {
+		m.Release()
+	}
+	in.unref()
 }
 
 // sessionPair runs the secure handshake in memory (cheap KDF: only the

@@ -165,8 +165,8 @@ type Stats struct {
 }
 
 // Message is one application message, as handed to OnHandleCommand after
-// decoding. Payload is owned by the handler: it is not reused after the
-// callback returns.
+// decoding. m and its Payload belong to the handler and stay valid after it
+// returns, unless the handler gives them back with Release.
 type Message struct {
 	// ClientID is the sender on the server side; 0 on the client side.
 	ClientID ClientID
@@ -185,7 +185,26 @@ type Message struct {
 	id      uint64
 	code    uint32
 	out     *link
+	in      *inbound // the frame m and Payload live in; nil once released
 	replied bool
+}
+
+// Release gives m and the storage of its Payload back to marmot, which
+// reuses them for later messages: a handler that releases every message
+// makes no garbage per message on a busy connection. Releasing is
+// optional; an unreleased message is left to the garbage collector.
+//
+// Call Release last: afterwards neither m nor Payload (nor any slice of
+// it, nor the data OnDataReceived saw for this frame) may be used. A
+// Reply made before Release is safe, since the queued reply keeps the
+// payload until it is written; data passed to Send, SendToClient or
+// Broadcast is not tracked, so copy it first or do not release. A second
+// Release does nothing.
+func (m *Message) Release() {
+	if in := m.in; in != nil {
+		m.in = nil
+		in.unref()
+	}
 }
 
 // Context returns the context of the message's process span, so a handler
@@ -217,7 +236,9 @@ func (m *Message) Reply(payload []byte) error {
 		return m.out.sendEnvelope(&protocol.Envelope{Kind: protocol.KindReply, ID: m.id, Payload: payload})
 	}
 	if m.out.codec == nil {
-		return m.out.sendRaw(m.Type, payload)
+		// payload is usually m.Payload, so the reply holds m's frame
+		// until written, in case the handler releases m.
+		return m.out.sendRawHeld(m.Type, payload, m.in)
 	}
 	return m.out.sendEnvelope(&protocol.Envelope{Kind: m.Kind, Name: m.Name, Payload: payload})
 }

@@ -138,7 +138,9 @@ type marmotServer struct{ srv *marmot.Server }
 
 func startMarmot(o serverOpts) (testServer, error) {
 	var srv *marmot.Server
-	handler := func(m *marmot.Message) { _ = m.Reply(m.Payload) }
+	// Like the gws handler (which closes its message), the echo gives the
+	// message back for reuse once replied.
+	handler := func(m *marmot.Message) { _ = m.Reply(m.Payload); m.Release() }
 	if o.Mode == modeBroadcast {
 		handler = func(m *marmot.Message) { _, _ = srv.BroadcastExcept(m.ClientID, m.Payload) }
 	}
