@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,7 +14,6 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/gorilla/websocket"
-	"golang.org/x/sync/semaphore"
 
 	"github.com/marmotws/marmot/crypto"
 	"github.com/marmotws/marmot/protocol"
@@ -192,13 +193,14 @@ type link struct {
 	keepAlive    time.Duration
 	stats        counters
 	totals       *counters // aggregate across links; may be nil
-	inflight     *semaphore.Weighted
+	inflight     *inputBudget
 	inflightCap  int64
 	ctx          context.Context
 	cancel       context.CancelFunc
 
 	wmu          sync.Mutex  // held while writing data frames
 	wdeadline    time.Time   // the WriteTimeout deadline in force (under wmu)
+	wdMove       int64       // monoNow after which wdeadline moves (under wmu)
 	inTurn       atomic.Bool // the owning actor is handling an inbound frame
 	mu           sync.Mutex
 	queue        []outFrame
@@ -266,7 +268,7 @@ func newLink(ws *websocket.Conn, sys *actor.ActorSystem, cfg linkConfig) *link {
 		writeTimeout: cfg.writeTimeout,
 		keepAlive:    cfg.keepAlive,
 		totals:       cfg.totals,
-		inflight:     semaphore.NewWeighted(cfg.inflight),
+		inflight:     newInputBudget(cfg.inflight),
 		inflightCap:  cfg.inflight,
 		ctx:          ctx,
 		cancel:       cancel,
@@ -396,9 +398,11 @@ func (l *link) flush(deadline time.Time, onSent func([]byte)) error {
 		// deadline to the socket before every frame, and an unchanged one
 		// costs nothing there (frameConn.SetWriteDeadline), so a batch
 		// gets between WriteTimeout/2 and WriteTimeout.
-		now := time.Now()
-		if l.wdeadline.Sub(now) < l.writeTimeout/2 {
-			l.wdeadline = now.Add(l.writeTimeout)
+		// The check reads the cheap monotonic clock; the wall clock only
+		// when the deadline moves.
+		if now := monoNow(); now >= l.wdMove {
+			l.wdeadline = time.Now().Add(l.writeTimeout)
+			l.wdMove = now + int64(l.writeTimeout/2)
 		}
 		deadline = l.wdeadline
 	}
@@ -728,13 +732,11 @@ func (l *link) readFrames() (parked bool, err error) {
 	// scratch buffer at all.
 	keep := l.sess == nil && l.compat == nil || l.keepRaw
 	for {
-		typ, scratch, err := readMessage(l.ws)
+		typ, r, err := l.ws.NextReader()
 		if err != nil {
-			putScratch(scratch)
 			return false, err
 		}
 		if l.fc != nil && l.fc.takeInjected() {
-			putScratch(scratch)
 			if l.park() {
 				return true, nil
 			}
@@ -742,12 +744,15 @@ func (l *link) readFrames() (parked bool, err error) {
 		}
 		l.lastRead.Store(monoNow())
 		if l.failed.Load() {
-			putScratch(scratch)
-			continue // after an error close, input is garbage until the peer answers
+			continue // after an error close, input is garbage until the peer answers (NextReader skips it)
 		}
 		in := newInbound(l, typ)
-		in.size = scratch.Len()
-		if err := l.inflight.Acquire(l.ctx, l.weight(in)); err != nil {
+		scratch, err := in.readBody(r, keep)
+		if err != nil {
+			putScratch(scratch)
+			return false, err
+		}
+		if err := l.inflight.acquire(l.ctx, l.weight(in)); err != nil {
 			putScratch(scratch)
 			return false, err
 		}
@@ -755,13 +760,6 @@ func (l *link) readFrames() (parked bool, err error) {
 			putScratch(scratch)
 			l.processed(in)
 			continue
-		}
-		if keep {
-			in.data = in.store(scratch.Bytes())
-			putScratch(scratch)
-			scratch = nil
-		} else {
-			in.data = scratch.Bytes()
 		}
 		var code int
 		in.msg, code, in.err = decodeInbound(l, in, l.readID)
@@ -786,18 +784,52 @@ func (l *link) readFrames() (parked bool, err error) {
 // readBuffers are scratch space for reading messages of unknown length.
 var readBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
-// readMessage is gorilla's ReadMessage without its growth copies: the
-// message is read into a pooled scratch buffer, which the caller hands
-// back with putScratch when done.
-func readMessage(ws *websocket.Conn) (typ int, scratch *bytes.Buffer, err error) {
-	typ, r, err := ws.NextReader()
-	if err != nil {
-		return typ, nil, err
+// directMin is the storage a recycled frame needs for the next message to
+// be read straight into it.
+const directMin = 512
+
+// readBody reads the rest of the message from r and sets in.size. With
+// keep, the message ends up in in.data, in the frame's own storage: read
+// straight into it when in came back from the pool with storage (no copy),
+// otherwise through a pooled scratch buffer and copied out at its exact
+// size (so an application that never releases pays one allocation of the
+// right size). Without keep (encrypted frames, opened later) it stays in
+// the scratch buffer, returned for the caller to hand back with putScratch.
+func (in *inbound) readBody(r io.Reader, keep bool) (scratch *bytes.Buffer, err error) {
+	if keep && cap(in.buf) >= directMin {
+		buf := in.buf[:0]
+		for {
+			if len(buf) == cap(buf) {
+				buf = slices.Grow(buf, len(buf))
+			}
+			var n int
+			n, err = r.Read(buf[len(buf):cap(buf)])
+			buf = buf[:len(buf)+n]
+			if err != nil {
+				break
+			}
+		}
+		in.buf = buf
+		in.size = len(buf)
+		in.data = buf[:len(buf):len(buf)]
+		if err == io.EOF {
+			err = nil
+		}
+		return nil, err
 	}
-	buf := readBuffers.Get().(*bytes.Buffer)
-	buf.Reset()
-	_, err = buf.ReadFrom(r)
-	return typ, buf, err
+	scratch = readBuffers.Get().(*bytes.Buffer)
+	scratch.Reset()
+	if _, err = scratch.ReadFrom(r); err != nil {
+		return scratch, err
+	}
+	in.size = scratch.Len()
+	if !keep {
+		in.data = scratch.Bytes()
+		return scratch, nil
+	}
+	in.data = in.store(scratch.Bytes())
+	putScratch(scratch)
+	return nil, nil
 }
 
 func putScratch(buf *bytes.Buffer) {
@@ -880,7 +912,7 @@ func (l *link) weight(in *inbound) int64 {
 // processed releases the inflight budget of one inbound frame and the
 // pipeline's reference to it.
 func (l *link) processed(in *inbound) {
-	l.inflight.Release(l.weight(in))
+	l.inflight.release(l.weight(in))
 	in.unref()
 }
 
