@@ -205,14 +205,14 @@ type link struct {
 	mu           sync.Mutex
 	queue        []outFrame
 	spare        []outFrame
-	queued       int64
-	flushPending bool
-	closing      bool      // no more sends accepted
-	handshake    bool      // a close frame has been written
-	readerDone   bool      // the reader has stopped for good
-	released     bool      // the owning actor is done with the link
-	expired      bool      // the peer was silent for keepAlive
-	deadline     time.Time // the read deadline the link wants (zero: none)
+	queued       atomic.Int64 // bytes queued, not yet written
+	flushPending atomic.Bool  // frames wait for a flush; written under mu
+	closing      bool         // no more sends accepted
+	handshake    bool         // a close frame has been written
+	readerDone   bool         // the reader has stopped for good
+	released     bool         // the owning actor is done with the link
+	expired      bool         // the peer was silent for keepAlive
+	deadline     time.Time    // the read deadline the link wants (zero: none)
 	pinger       *time.Timer
 	lastPing     int64        // monoNow of the last ping; keep-alive timer only
 	lastRead     atomic.Int64 // monoNow of the last frame read
@@ -291,18 +291,19 @@ func (l *link) send(f outFrame) error {
 	}
 	// One message larger than the bound is still accepted into an empty queue,
 	// so the bound limits backlog, not message size (the read limit does that).
-	if l.maxQueue > 0 && l.queued > 0 && l.queued+size > l.maxQueue {
+	if q := l.queued.Load(); l.maxQueue > 0 && q > 0 && q+size > l.maxQueue {
 		l.closing = true
 		l.mu.Unlock()
 		l.sys.Root.Send(l.pid, &closeRequest{code: CloseSlowConsumer, text: "slow consumer", cause: ErrSlowConsumer})
 		return ErrSlowConsumer
 	}
 	l.queue = append(l.queue, f)
-	l.queued += size
+	l.queued.Add(size)
 	// No signal while the owning actor is inside a turn: it flushes at the
 	// end of the turn (endTurn), which saves a mailbox round trip per reply.
-	signal := !l.flushPending && !l.inTurn.Load()
-	l.flushPending = true
+	// flushPending is set before inTurn is read, and endTurn clears
+	// inTurn before it reads flushPending: one of the two sees the other.
+	signal := !l.flushPending.Swap(true) && !l.inTurn.Load()
 	l.mu.Unlock()
 	if signal {
 		if l.mbox != nil {
@@ -387,7 +388,7 @@ func (l *link) flush(deadline time.Time, onSent func([]byte)) error {
 	l.mu.Lock()
 	batch := l.queue
 	l.queue = l.spare[:0]
-	l.flushPending = false
+	l.flushPending.Store(false)
 	l.mu.Unlock()
 	if len(batch) == 0 {
 		l.spare = batch
@@ -483,9 +484,7 @@ func (l *link) flush(deadline time.Time, onSent func([]byte)) error {
 	for _, w := range wires {
 		onSent(w)
 	}
-	l.mu.Lock()
-	l.queued -= written
-	l.mu.Unlock()
+	l.queued.Add(-written)
 	l.spare = batch[:0]
 	if err != nil {
 		// A broken socket: stop accepting sends and make the reader finish.
@@ -505,7 +504,7 @@ func (l *link) drop() int {
 	n := len(l.queue)
 	l.queue = nil
 	l.spare = nil
-	l.queued = 0
+	l.queued.Store(0)
 	l.closing = true
 	return n
 }
@@ -800,6 +799,11 @@ func (in *inbound) readBody(r io.Reader, keep bool) (scratch *bytes.Buffer, err 
 		buf := in.buf[:0]
 		for {
 			if len(buf) == cap(buf) {
+				// A message that fills the storage exactly ends here:
+				// an empty read finds the end without growing.
+				if _, err = r.Read(nil); err != nil {
+					break
+				}
 				buf = slices.Grow(buf, len(buf))
 			}
 			var n int
@@ -826,6 +830,11 @@ func (in *inbound) readBody(r io.Reader, keep bool) (scratch *bytes.Buffer, err 
 	if !keep {
 		in.data = scratch.Bytes()
 		return scratch, nil
+	}
+	if in.buf != nil && cap(in.buf) < directMin {
+		// in was recycled, so the application releases its messages:
+		// room for the next ones to be read straight in.
+		in.buf = make([]byte, 0, directMin)
 	}
 	in.data = in.store(scratch.Bytes())
 	putScratch(scratch)
@@ -896,10 +905,7 @@ func (l *link) beginTurn() { l.inTurn.Store(true) }
 
 func (l *link) endTurn(onSent func([]byte)) {
 	l.inTurn.Store(false)
-	l.mu.Lock()
-	pending := l.flushPending
-	l.mu.Unlock()
-	if pending {
+	if l.flushPending.Load() {
 		_ = l.flush(time.Time{}, onSent)
 	}
 }

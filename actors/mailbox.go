@@ -61,9 +61,36 @@ func (m *connMailbox) PostUserMessage(msg any) {
 // postInline posts msg and, when the actor is idle, processes the mailbox on
 // the calling goroutine (up to inlineBudget messages).
 func (m *connMailbox) postInline(msg any) {
+	if m.status.CompareAndSwap(mailboxIdle, mailboxRunning) {
+		if m.direct != nil && m.sysN.Load() == 0 && m.userN.Load() == 0 &&
+			!m.suspended.Load() && !m.stopped.Load() {
+			// Nothing is queued ahead of msg: handle it without the queue.
+			// Whatever is posted meanwhile finds the mailbox running and
+			// is left to the process call below.
+			m.runDirect(msg)
+			m.process(inlineBudget - 1)
+			return
+		}
+		m.pushUser(msg)
+		m.process(inlineBudget)
+		return
+	}
 	m.pushUser(msg)
+	// The runner may have gone idle before the push: take over then.
 	if m.status.CompareAndSwap(mailboxIdle, mailboxRunning) {
 		m.process(inlineBudget)
+	}
+}
+
+// runDirect handles one message as run would, panics included.
+func (m *connMailbox) runDirect(msg any) {
+	defer func() {
+		if r := recover(); r != nil {
+			m.invoker.EscalateFailure(r, msg)
+		}
+	}()
+	if !m.direct(msg) {
+		m.invoker.InvokeUserMessage(msg)
 	}
 }
 
@@ -140,7 +167,11 @@ func (m *connMailbox) run(budget *int) (done bool) {
 			runtime.Gosched()
 		}
 		i++
-		if msg = m.pop(&m.system); msg != nil {
+		// The counters are raised after a push, so a zero skips the
+		// queue's lock; a message they miss is caught by process.
+		if m.sysN.Load() == 0 {
+			msg = nil
+		} else if msg = m.pop(&m.system); msg != nil {
 			m.sysN.Add(-1)
 			switch msg.(type) {
 			case *actor.SuspendMailbox:
@@ -157,6 +188,9 @@ func (m *connMailbox) run(budget *int) (done bool) {
 		}
 		if *budget < 0 {
 			return m.userN.Load() == 0 // spent: the rest goes elsewhere
+		}
+		if m.userN.Load() == 0 {
+			return true
 		}
 		if msg = m.pop(&m.user); msg == nil {
 			return true

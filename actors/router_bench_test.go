@@ -25,7 +25,7 @@ func routerHub(b *testing.B, n int, codec protocol.Codec) (*Hub, []*link) {
 	for i := range links {
 		l := &link{codec: codec, maxQueue: 4 << 20}
 		// Pretend a flush is already signalled, so send only queues.
-		l.flushPending = true
+		l.flushPending.Store(true)
 		id := ClientID(i + 1)
 		h.conns[id] = &conn{hub: h, id: id, link: l}
 		links[i] = l
@@ -41,7 +41,7 @@ func drain(links []*link) {
 		}
 		clear(l.queue)
 		l.queue = l.queue[:0]
-		l.queued = 0
+		l.queued.Store(0)
 	}
 }
 

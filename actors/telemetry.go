@@ -284,9 +284,7 @@ func (h *Hub) queuedBytes() int64 {
 	var n int64
 	h.regMu.RLock()
 	for _, c := range h.conns {
-		c.link.mu.Lock()
-		n += c.link.queued
-		c.link.mu.Unlock()
+		n += c.link.queued.Load()
 	}
 	h.regMu.RUnlock()
 	return n
