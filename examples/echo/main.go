@@ -39,6 +39,9 @@ func main() {
 			// commands and requests alike.
 			OnHandleCommand: func(m *marmot.Message) {
 				_ = m.Reply(append([]byte("Echo: "), m.Payload...))
+				// Optional: hand the message back so the next ones reuse
+				// its storage (m is not touched after this).
+				m.Release()
 			},
 		},
 	})

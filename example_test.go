@@ -1,0 +1,150 @@
+package marmot_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"time"
+
+	"github.com/marmotws/marmot"
+	"github.com/marmotws/marmot/protocol"
+)
+
+// A server that echoes, and a client that asks it something.
+func Example() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	srv, err := marmot.NewServer(marmot.ServerConfig{
+		Addr:   "127.0.0.1:0", // any free port; the default is ":8080"
+		Logger: slog.New(slog.DiscardHandler),
+		ServerEvents: marmot.ServerEvents{
+			OnHandleCommand: func(m *marmot.Message) {
+				_ = m.Reply(append([]byte("Echo: "), m.Payload...))
+			},
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := srv.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
+	defer srv.Stop(ctx)
+
+	c, err := marmot.NewClient(marmot.ClientConfig{
+		URL:         srv.URL(),
+		Subprotocol: protocol.SubprotocolBinary, // envelopes: commands and requests
+		Logger:      slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := c.Connect(ctx); err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close(ctx)
+
+	reply, err := c.Request(ctx, "echo", []byte("hello"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(string(reply))
+	// Output: Echo: hello
+}
+
+// A busy handler gives each message back once it has replied, so the
+// next messages reuse its storage instead of allocating.
+func ExampleMessage_Release() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	srv, err := marmot.NewServer(marmot.ServerConfig{
+		Addr:   "127.0.0.1:0",
+		Logger: slog.New(slog.DiscardHandler),
+		ServerEvents: marmot.ServerEvents{
+			OnHandleCommand: func(m *marmot.Message) {
+				_ = m.Reply(m.Payload) // the reply keeps the payload until it is written
+				m.Release()            // m and m.Payload are not touched after this
+			},
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := srv.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
+	defer srv.Stop(ctx)
+
+	c, err := marmot.NewClient(marmot.ClientConfig{
+		URL:         srv.URL(),
+		Subprotocol: protocol.SubprotocolBinary, // envelopes: commands and requests
+		Logger:      slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := c.Connect(ctx); err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close(ctx)
+
+	for _, word := range []string{"one", "two", "three"} {
+		reply, err := c.Request(ctx, "echo", []byte(word))
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(string(reply))
+	}
+	// Output:
+	// one
+	// two
+	// three
+}
+
+// A Server is an http.Handler: mount it in any mux, next to other routes.
+func ExampleServer_ServeHTTP() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	srv, err := marmot.NewServer(marmot.ServerConfig{
+		Logger: slog.New(slog.DiscardHandler),
+		ServerEvents: marmot.ServerEvents{
+			OnHandleCommand: func(m *marmot.Message) { _ = m.Reply(append([]byte("mux: "), m.Payload...)) },
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/ws", srv)
+	mux.HandleFunc("/health", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, "ok") })
+	hs := httptest.NewServer(mux)
+	defer hs.Close()
+	defer srv.Stop(ctx) // says 1001 Going Away to the connections it accepted
+
+	c, err := marmot.NewClient(marmot.ClientConfig{
+		URL:         "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws",
+		Subprotocol: protocol.SubprotocolBinary,
+		Logger:      slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := c.Connect(ctx); err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close(ctx)
+
+	reply, err := c.Request(ctx, "hi", []byte("hello"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(string(reply))
+	// Output: mux: hello
+}
