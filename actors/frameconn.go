@@ -184,7 +184,11 @@ func (c *frameConn) dropStage() {
 func (c *frameConn) waitRead(p []byte) (int, error) {
 	l := c.link
 	for {
-		l.waitEpoch.Store(l.poll.epoch.Load())
+		// Stored only when it changed (every parkTick): a load is cheaper
+		// than the locked store.
+		if e := l.poll.epoch.Load(); l.waitEpoch.Load() != e {
+			l.waitEpoch.Store(e)
+		}
 		l.rstate.Store(readerWaiting)
 		n, err := c.fillWaiting(p)
 		if l.rstate.CompareAndSwap(readerWaiting, readerRunning) {

@@ -104,7 +104,7 @@ type inbound struct {
 	l    *link
 	data []byte
 	buf  []byte // storage the payload lives in; kept when in is recycled
-	refs atomic.Int32
+	refs int32  // atomic once in is shared; see newInbound
 	typ  int32
 	// Set by the reader (see readFrames): the decoded message, or the
 	// error and the close code it calls for.
@@ -139,7 +139,7 @@ var inbounds = sync.Pool{New: func() any { return new(inbound) }}
 func newInbound(l *link, typ int) *inbound {
 	in := inbounds.Get().(*inbound)
 	in.l, in.typ = l, int32(typ)
-	in.refs.Store(2)
+	in.refs = 2 // not shared yet: the post to the actor publishes it
 	return in
 }
 
@@ -156,7 +156,7 @@ func (in *inbound) store(b []byte) []byte {
 // payload (Message.Reply), so the payload outlives Release until written.
 func (in *inbound) ref() *inbound {
 	if in != nil {
-		in.refs.Add(1)
+		atomic.AddInt32(&in.refs, 1)
 	}
 	return in
 }
@@ -164,7 +164,7 @@ func (in *inbound) ref() *inbound {
 // unref drops one reference; the last one recycles in. A reference that
 // is never dropped only costs the reuse.
 func (in *inbound) unref() {
-	if in == nil || in.refs.Add(-1) != 0 {
+	if in == nil || atomic.AddInt32(&in.refs, -1) != 0 {
 		return
 	}
 	buf := in.buf[:0]
@@ -184,62 +184,68 @@ type linkLost struct{ err error }
 // the socket's only writer: senders append under a short lock, the first one
 // signals the actor, and the actor writes the whole batch.
 type link struct {
-	ws           *websocket.Conn
-	codec        protocol.Codec // nil in raw mode
-	sys          *actor.ActorSystem
-	pid          *actor.PID // owning actor; set before the reader starts
-	maxQueue     int64
-	writeTimeout time.Duration
-	keepAlive    time.Duration
-	stats        counters
-	totals       *counters // aggregate across links; may be nil
-	inflight     *inputBudget
-	inflightCap  int64
-	ctx          context.Context
-	cancel       context.CancelFunc
+	// Fields are grouped by when they are touched, the per-message ones
+	// first, so that a message touches few cache lines: on a busy server
+	// the connection's goroutine often resumes on another core.
 
-	wmu          sync.Mutex  // held while writing data frames
-	wdeadline    time.Time   // the WriteTimeout deadline in force (under wmu)
-	wdMove       int64       // monoNow after which wdeadline moves (under wmu)
-	inTurn       atomic.Bool // the owning actor is handling an inbound frame
-	mu           sync.Mutex
-	queue        []outFrame
-	spare        []outFrame
-	queued       atomic.Int64 // bytes queued, not yet written
-	flushPending atomic.Bool  // frames wait for a flush; written under mu
-	closing      bool         // no more sends accepted
-	handshake    bool         // a close frame has been written
-	readerDone   bool         // the reader has stopped for good
-	released     bool         // the owning actor is done with the link
-	expired      bool         // the peer was silent for keepAlive
-	deadline     time.Time    // the read deadline the link wants (zero: none)
-	pinger       *time.Timer
-	lastPing     int64        // monoNow of the last ping; keep-alive timer only
-	lastRead     atomic.Int64 // monoNow of the last frame read
-
-	// The reader: its loop state survives parking (see frameConn).
-	readID ClientID
-	early  func(*inbound)
-	broken bool        // after a bad frame, nothing more is decoded
-	onLost func(error) // called once when the reader stops for good
+	// The reader, per message. Its loop state survives parking (see
+	// frameConn).
+	ws       *websocket.Conn
+	fc       *frameConn     // server links only
+	codec    protocol.Codec // nil in raw mode
+	sess     *crypto.Session
+	compat   *crypto.CompatCodec
+	inflight inputBudget
 	// mbox is the owning actor's mailbox on the server, where frames and
 	// flush signals go straight in (and the reader runs an idle actor
 	// itself); nil on the client: a plain Send.
-	mbox    *connMailbox
-	keepRaw bool       // OnDataReceived wants inbound frames as received
-	fc      *frameConn // server links only
-	pollID  uint64
-	pollState
-
-	localClose *CloseError // set when this side decided to close
+	mbox        *connMailbox
+	early       func(*inbound)
+	readID      ClientID
+	inflightCap int64
+	lastRead    atomic.Int64 // monoNow of the last frame read (see touch)
 	// failed is set with a localClose for an error (not 1000 or 1001):
 	// the reader then discards input until the peer answers.
-	failed atomic.Bool
+	failed  atomic.Bool
+	broken  bool // after a bad frame, nothing more is decoded
+	keepRaw bool // OnDataReceived wants inbound frames as received
+	pollState
 
-	// Encryption: at most one of sess (secure) and compat is set. Only the
-	// owning actor seals and opens, so no lock guards them.
-	sess        *crypto.Session
-	compat      *crypto.CompatCodec
+	// The actor and senders, per message.
+	inTurn       atomic.Bool // the owning actor is handling an inbound frame
+	flushPending atomic.Bool // frames wait for a flush; written under mu
+	closing      bool        // no more sends accepted (under mu)
+	mu           sync.Mutex
+	queue        []outFrame
+	queued       atomic.Int64 // bytes queued, not yet written
+	maxQueue     int64
+	wmu          sync.Mutex // held while writing data frames
+	spare        []outFrame
+	writeTimeout time.Duration
+	wdMove       int64     // monoNow after which wdeadline moves (under wmu)
+	wdeadline    time.Time // the WriteTimeout deadline in force (under wmu)
+	stats        counters
+	totals       *counters // aggregate across links; may be nil
+
+	// The rest: setup, keep-alive, closing.
+	sys        *actor.ActorSystem
+	pid        *actor.PID // owning actor; set before the reader starts
+	keepAlive  time.Duration
+	ctx        context.Context
+	cancel     context.CancelFunc
+	handshake  bool      // a close frame has been written
+	readerDone bool      // the reader has stopped for good
+	released   bool      // the owning actor is done with the link
+	expired    bool      // the peer was silent for keepAlive
+	deadline   time.Time // the read deadline the link wants (zero: none)
+	pinger     *time.Timer
+	lastPing   int64       // monoNow of the last ping; keep-alive timer only
+	onLost     func(error) // called once when the reader stops for good
+	pollID     uint64
+	localClose *CloseError // set when this side decided to close
+
+	// Encryption: at most one of sess (secure) and compat is set, above.
+	// Only the owning actor seals and opens, so no lock guards them.
 	peerMode    crypto.Mode
 	peerKeySize crypto.KeySize
 	peerSet     bool
@@ -268,7 +274,7 @@ func newLink(ws *websocket.Conn, sys *actor.ActorSystem, cfg linkConfig) *link {
 		writeTimeout: cfg.writeTimeout,
 		keepAlive:    cfg.keepAlive,
 		totals:       cfg.totals,
-		inflight:     newInputBudget(cfg.inflight),
+		inflight:     inputBudget{limit: cfg.inflight},
 		inflightCap:  cfg.inflight,
 		ctx:          ctx,
 		cancel:       cancel,
@@ -565,6 +571,15 @@ func (l *link) closeInfo() *CloseError {
 	return l.localClose
 }
 
+// touch records input for keep-alive. It stores only when the clock moved
+// on by a millisecond (keep-alive works in seconds): an atomic store is a
+// locked instruction, a load is not.
+func (l *link) touch() {
+	if now := monoNow(); now-l.lastRead.Load() >= int64(time.Millisecond) {
+		l.lastRead.Store(now)
+	}
+}
+
 // clockBase anchors monoNow, a cheap monotonic clock for keep-alive.
 var clockBase = time.Now()
 
@@ -741,7 +756,7 @@ func (l *link) readFrames() (parked bool, err error) {
 			}
 			continue
 		}
-		l.lastRead.Store(monoNow())
+		l.touch()
 		if l.failed.Load() {
 			continue // after an error close, input is garbage until the peer answers (NextReader skips it)
 		}
