@@ -58,8 +58,9 @@ type frameConn struct {
 	wd       time.Time // write deadline in force; see SetWriteDeadline
 	wdSet    bool
 	wmu      sync.Mutex
-	batch    *[]byte // open batch (see beginBatch); nil: writes go straight out
-	injected bool    // the last Read returned parkFrame
+	batch    *[]byte     // open batch (see beginBatch); nil: writes go straight out
+	batching atomic.Bool // batch != nil, readable without wmu
+	injected bool        // the last Read returned parkFrame
 }
 
 func newFrameConn(c net.Conn) *frameConn {
@@ -225,7 +226,13 @@ var batchBuffers = newBytePool(8 << 10)
 // batch's bytes on the wire. A control frame may overtake the data frames of
 // an open batch, which RFC 6455 allows (control frames can be interleaved
 // between a message's frames, let alone between messages).
+//
+// Outside a batch no lock is taken: gorilla serializes its own writes, and
+// the socket never interleaves the bytes of two Write calls.
 func (c *frameConn) Write(p []byte) (int, error) {
+	if !c.batching.Load() {
+		return c.Conn.Write(p)
+	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.batch == nil {
@@ -247,6 +254,7 @@ func (c *frameConn) Write(p []byte) (int, error) {
 func (c *frameConn) beginBatch() {
 	c.wmu.Lock()
 	c.batch = batchBuffers.get()
+	c.batching.Store(true)
 	c.wmu.Unlock()
 }
 
@@ -258,6 +266,7 @@ func (c *frameConn) endBatch() error {
 	err := c.writeBatch()
 	batchBuffers.put(c.batch)
 	c.batch = nil
+	c.batching.Store(false)
 	return err
 }
 
