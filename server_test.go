@@ -610,3 +610,37 @@ func TestEnvelopeCommandsRaw(t *testing.T) {
 		t.Fatalf("error reply %+v", e)
 	}
 }
+
+// TestReplyKeepsOrderWithQueuedSends: a reply may be written at once, but
+// never ahead of frames the same handler queued before it.
+func TestReplyKeepsOrderWithQueuedSends(t *testing.T) {
+	var srv *marmot.Server
+	srv = startServer(t, marmot.ServerConfig{ServerEvents: marmot.ServerEvents{
+		OnHandleCommand: func(m *marmot.Message) {
+			switch string(m.Payload) {
+			case "send-then-reply":
+				_ = srv.SendToClient(m.ClientID, []byte("1: sent"))
+				_ = m.Reply([]byte("2: reply"))
+			case "reply-then-send":
+				_ = m.Reply([]byte("1: reply"))
+				_ = srv.SendToClient(m.ClientID, []byte("2: sent"))
+			}
+		},
+	}})
+	ws := dial(t, srv.URL(), "")
+	_ = ws.SetReadDeadline(time.Now().Add(waitTimeout))
+	for _, order := range []string{"send-then-reply", "reply-then-send", "send-then-reply"} {
+		if err := ws.WriteMessage(websocket.TextMessage, []byte(order)); err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{"1: ", "2: "} {
+			_, got, err := ws.ReadMessage()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.HasPrefix(string(got), want) {
+				t.Fatalf("%s: got %q, want it to start with %q", order, got, want)
+			}
+		}
+	}
+}

@@ -418,6 +418,11 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.link.enableParking(c.id, h.polls)
 	c.link.mbox = c.mbox // before the actor is known to senders
 	c.link.keepRaw = h.cfg.Events.OnDataReceived != nil
+	c.link.direct = true // replies from the handler may be written at once (writeNow)
+	if f := h.cfg.Events.OnDataSent; f != nil {
+		id := c.id
+		c.link.onSent = func(b []byte) { h.safeCall(id, "OnDataSent", func() { f(id, b) }) }
+	}
 	if enc := h.cfg.Encryption; enc != nil && enc.Profile == crypto.ProfileCompat {
 		c.link.compat = enc.Compat
 	}

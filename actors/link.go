@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"slices"
@@ -226,6 +227,10 @@ type link struct {
 	wdeadline    time.Time // the WriteTimeout deadline in force (under wmu)
 	stats        counters
 	totals       *counters // aggregate across links; may be nil
+	// onSent is OnDataSent for writeNow, set by a server connection's
+	// actor before it starts; writeNow is only used when direct is set.
+	onSent func([]byte)
+	direct bool
 
 	// The rest: setup, keep-alive, closing.
 	sys        *actor.ActorSystem
@@ -328,6 +333,14 @@ func rawType(data []byte) int {
 	return websocket.BinaryMessage
 }
 
+// rawFrameType is t as a gorilla frame type; 0 picks text for valid UTF-8.
+func rawFrameType(t MessageType, data []byte) int {
+	if t == 0 {
+		return rawType(data)
+	}
+	return int(t)
+}
+
 func (l *link) sendRaw(t MessageType, data []byte) error {
 	return l.sendRawHeld(t, data, nil)
 }
@@ -335,18 +348,18 @@ func (l *link) sendRaw(t MessageType, data []byte) error {
 // sendRawHeld is sendRaw for data that may be hold's payload: the queued
 // frame keeps a reference to hold until it is written.
 func (l *link) sendRawHeld(t MessageType, data []byte, hold *inbound) error {
-	typ := int(t)
-	if t == 0 {
-		typ = rawType(data)
-	}
-	if err := l.send(outFrame{typ: typ, data: data, hold: hold.ref()}); err != nil {
+	if err := l.send(outFrame{typ: rawFrameType(t, data), data: data, hold: hold.ref()}); err != nil {
 		hold.unref()
 		return err
 	}
 	return nil
 }
 
-func (l *link) sendEnvelope(e *protocol.Envelope) error {
+func (l *link) sendEnvelope(e *protocol.Envelope) error { return l.sendEnvelopeNow(e, false) }
+
+// sendEnvelopeNow is sendEnvelope; with now, the frame is written at once
+// when the link is idle (see writeNow).
+func (l *link) sendEnvelopeNow(e *protocol.Envelope, now bool) error {
 	if l.codec == nil {
 		return ErrRawMode
 	}
@@ -357,7 +370,13 @@ func (l *link) sendEnvelope(e *protocol.Envelope) error {
 		return err
 	}
 	*bp = buf
-	if err := l.send(outFrame{typ: l.codec.MessageType(), data: buf, pooled: bp}); err != nil {
+	f := outFrame{typ: l.codec.MessageType(), data: buf, pooled: bp}
+	if now {
+		if done, err := l.writeNow(f); done {
+			return err // writeFrames has put bp back
+		}
+	}
+	if err := l.send(f); err != nil {
 		envBuffers.put(bp)
 		return err
 	}
@@ -400,6 +419,39 @@ func (l *link) flush(deadline time.Time, onSent func([]byte)) error {
 		l.spare = batch
 		return nil
 	}
+	written, err := l.writeFrames(batch, deadline, onSent)
+	l.queued.Add(-written)
+	l.spare = batch[:0]
+	return err
+}
+
+// writeNow writes f at once, on the caller's goroutine, when nothing is
+// queued ahead of it and no flush is under way; otherwise it reports false
+// and the caller queues f. A reply from the handler that does not wait for
+// the end of the turn saves the queue's bookkeeping (and its locked
+// instructions) on the hottest path, the request-reply round trip. Frames
+// stay in order: a flush holds wmu while it writes, and the queue is empty.
+func (l *link) writeNow(f outFrame) (bool, error) {
+	if !l.wmu.TryLock() {
+		return false, nil
+	}
+	defer l.wmu.Unlock()
+	l.mu.Lock()
+	idle := !l.closing && len(l.queue) == 0
+	l.mu.Unlock()
+	if !idle {
+		return false, nil
+	}
+	one := [1]outFrame{f}
+	if _, err := l.writeFrames(one[:], time.Time{}, l.onSent); err != nil {
+		return true, fmt.Errorf("%w: %w", ErrConnectionClosed, err)
+	}
+	return true, nil
+}
+
+// writeFrames writes batch (under wmu) and reports the queue bytes it
+// accounted for. On error the link stops taking sends and the socket closes.
+func (l *link) writeFrames(batch []outFrame, deadline time.Time, onSent func([]byte)) (written int64, err error) {
 	if deadline.IsZero() && l.writeTimeout > 0 {
 		// Moved only once half of it has passed: gorilla applies the
 		// deadline to the socket before every frame, and an unchanged one
@@ -420,8 +472,7 @@ func (l *link) flush(deadline time.Time, onSent func([]byte)) error {
 	if coalesce {
 		l.fc.beginBatch()
 	}
-	var err error
-	var written, outBytes, outMsgs int64
+	var outBytes, outMsgs int64
 	var wires [][]byte // written frames awaiting onSent while coalescing
 	// Sealed frames are copied out by gorilla (or into the batch) before
 	// WriteMessage returns, so one buffer serves the whole flush, unless
@@ -490,8 +541,6 @@ func (l *link) flush(deadline time.Time, onSent func([]byte)) error {
 	for _, w := range wires {
 		onSent(w)
 	}
-	l.queued.Add(-written)
-	l.spare = batch[:0]
 	if err != nil {
 		// A broken socket: stop accepting sends and make the reader finish.
 		l.mu.Lock()
@@ -499,7 +548,7 @@ func (l *link) flush(deadline time.Time, onSent func([]byte)) error {
 		l.mu.Unlock()
 		l.closeSocket()
 	}
-	return err
+	return written, err
 }
 
 // drop discards what is still queued and refuses further sends; it returns

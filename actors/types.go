@@ -228,19 +228,29 @@ func (m *Message) Reply(payload []byte) error {
 	if m.out == nil {
 		return ErrConnectionClosed
 	}
+	l := m.out
+	// Usually this is the handler answering during its turn: then the
+	// reply is written at once rather than at the end of the turn (see
+	// link.writeNow).
+	now := l.direct && l.inTurn.Load()
 	if m.IsRequest() {
 		if m.replied {
 			return ErrAlreadyReplied
 		}
 		m.replied = true
-		return m.out.sendEnvelope(&protocol.Envelope{Kind: protocol.KindReply, ID: m.id, Payload: payload})
+		return l.sendEnvelopeNow(&protocol.Envelope{Kind: protocol.KindReply, ID: m.id, Payload: payload}, now)
 	}
-	if m.out.codec == nil {
+	if l.codec == nil {
+		if now {
+			if done, err := l.writeNow(outFrame{typ: rawFrameType(m.Type, payload), data: payload}); done {
+				return err
+			}
+		}
 		// payload is usually m.Payload, so the reply holds m's frame
 		// until written, in case the handler releases m.
-		return m.out.sendRawHeld(m.Type, payload, m.in)
+		return l.sendRawHeld(m.Type, payload, m.in)
 	}
-	return m.out.sendEnvelope(&protocol.Envelope{Kind: m.Kind, Name: m.Name, Payload: payload})
+	return l.sendEnvelopeNow(&protocol.Envelope{Kind: m.Kind, Name: m.Name, Payload: payload}, now)
 }
 
 // ReplyError answers a request with an error; the requester's Request call
