@@ -68,6 +68,17 @@ func (m *connMailbox) postInline(msg any) {
 			// Whatever is posted meanwhile finds the mailbox running and
 			// is left to the process call below.
 			m.runDirect(msg)
+			if m.sysN.Load() == 0 && m.userN.Load() == 0 {
+				// Usually nothing came in meanwhile: go idle as process
+				// would, without setting up a run.
+				m.status.Store(mailboxIdle)
+				if m.sysN.Load() == 0 && (m.suspended.Load() || m.userN.Load() == 0) {
+					return
+				}
+				if !m.status.CompareAndSwap(mailboxIdle, mailboxRunning) {
+					return // another poster took over
+				}
+			}
 			m.process(inlineBudget - 1)
 			return
 		}
