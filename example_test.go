@@ -81,17 +81,7 @@ func ExampleMessage_Release() {
 	}
 	defer srv.Stop(ctx)
 
-	c, err := marmot.NewClient(marmot.ClientConfig{
-		URL:         srv.URL(),
-		Subprotocol: protocol.SubprotocolBinary, // envelopes: commands and requests
-		Logger:      slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		log.Fatal(err)
-	}
-	if err := c.Connect(ctx); err != nil {
-		log.Fatal(err)
-	}
+	c := exampleClient(ctx, srv.URL()) // as in Example
 	defer c.Close(ctx)
 
 	for _, word := range []string{"one", "two", "three"} {
@@ -128,8 +118,22 @@ func ExampleServer_ServeHTTP() {
 	defer hs.Close()
 	defer srv.Stop(ctx) // says 1001 Going Away to the connections it accepted
 
+	c := exampleClient(ctx, "ws"+strings.TrimPrefix(hs.URL, "http")+"/ws") // as in Example
+	defer c.Close(ctx)
+
+	reply, err := c.Request(ctx, "hi", []byte("hello"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(string(reply))
+	// Output: mux: hello
+}
+
+// exampleClient connects a client that speaks marmot.v1 to url, as Example
+// shows in full.
+func exampleClient(ctx context.Context, url string) *marmot.Client {
 	c, err := marmot.NewClient(marmot.ClientConfig{
-		URL:         "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws",
+		URL:         url,
 		Subprotocol: protocol.SubprotocolBinary,
 		Logger:      slog.New(slog.DiscardHandler),
 	})
@@ -139,12 +143,5 @@ func ExampleServer_ServeHTTP() {
 	if err := c.Connect(ctx); err != nil {
 		log.Fatal(err)
 	}
-	defer c.Close(ctx)
-
-	reply, err := c.Request(ctx, "hi", []byte("hello"))
-	if err != nil {
-		log.Fatal(err)
-	}
-	fmt.Println(string(reply))
-	// Output: mux: hello
+	return c
 }
