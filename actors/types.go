@@ -196,8 +196,8 @@ type Message struct {
 //
 // Call Release last: afterwards neither m nor Payload (nor any slice of
 // it, nor the data OnDataReceived saw for this frame) may be used. A
-// Reply made before Release is safe, since the queued reply keeps the
-// payload until it is written; data passed to Send, SendToClient or
+// Reply made before Release is safe, since a reply that is queued rather
+// than written at once keeps the payload until it is written; data passed to Send, SendToClient or
 // Broadcast is not tracked, so copy it first or do not release. A second
 // Release does nothing.
 func (m *Message) Release() {
@@ -224,6 +224,10 @@ func (m *Message) IsRequest() bool { return m.Kind == protocol.KindRequest }
 // envelope with its correlation ID; any other message gets payload back in the
 // same form it arrived (same frame type in raw mode, same kind and name in
 // the envelope protocols), which makes an echo one call.
+//
+// Called by a server handler while nothing else is queued for the
+// connection, Reply writes the frame before it returns (an error then says
+// the connection failed); otherwise it queues the frame behind the others.
 func (m *Message) Reply(payload []byte) error {
 	if m.out == nil {
 		return ErrConnectionClosed
