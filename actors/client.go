@@ -520,7 +520,8 @@ type clientLinkLost struct {
 // ClientActor runs the client's state machine and is the socket's only
 // writer. Its state lives in the Client so a restart keeps the connection.
 type ClientActor struct {
-	c *Client
+	c    *Client
+	sent func([]byte) // OnDataSent as the flushes call it; built once
 }
 
 // Receive implements actor.Actor.
@@ -870,10 +871,10 @@ func (a *ClientActor) scheduleRetry(ctx actor.Context) {
 }
 
 func (a *ClientActor) onSent() func([]byte) {
-	if f := a.c.cfg.Events.OnDataSent; f != nil {
-		return func(b []byte) { a.c.safeCall("OnDataSent", func() { f(b) }) }
+	if f := a.c.cfg.Events.OnDataSent; f != nil && a.sent == nil {
+		a.sent = func(b []byte) { a.c.safeCall("OnDataSent", func() { f(b) }) }
 	}
-	return nil
+	return a.sent
 }
 
 func (a *ClientActor) flush(l *link, deadline time.Time) {
