@@ -23,9 +23,20 @@ func newInputBudget(limit int64) *inputBudget { return &inputBudget{limit: limit
 // acquire takes n (at most limit) once used+n fits, or fails with ctx.
 // Only one goroutine (the link's reader) calls it.
 func (b *inputBudget) acquire(ctx context.Context, n int64) error {
-	if b.used.Add(n) <= b.limit {
+	if b.take(n) {
 		return nil
 	}
+	return b.wait(ctx, n)
+}
+
+// take adds n and reports whether it fit; if not, the caller must wait
+// (wait), which keeps n added. Split from acquire so that the fast path
+// does not even load the context.
+func (b *inputBudget) take(n int64) bool { return b.used.Add(n) <= b.limit }
+
+// wait blocks until the n that take added fits, or fails with ctx (then n
+// is given back).
+func (b *inputBudget) wait(ctx context.Context, n int64) error {
 	for {
 		b.mu.Lock()
 		// waiting is published before used is re-read, and release adds

@@ -44,23 +44,25 @@ var aLongTimeAgo = time.Unix(1, 0)
 
 // frameConn is the net.Conn gorilla reads a server connection through.
 type frameConn struct {
+	// Fields in the order a message touches them, packed so that it touches
+	// three cache lines (see link).
 	net.Conn
 	frames frameTracker
 
 	stageBuf *[stageSize]byte
-	stage    []byte // unread part of stageBuf
-
+	stage    []byte          // unread part of stageBuf
 	rc       syscall.RawConn // nil when c is not a socket
 	readFn   func(fd uintptr) bool
-	rn       int       // rawRead's result
-	rerr     error     // rawRead's error
-	link     *link     // set when the reader may park; nil before
-	wd       time.Time // write deadline in force; see SetWriteDeadline
-	wdSet    bool
-	wmu      sync.Mutex
-	batch    *[]byte     // open batch (see beginBatch); nil: writes go straight out
+	rn       int // rawRead's result
+
+	rerr     error       // rawRead's error
+	link     *link       // set when the reader may park; nil before
 	batching atomic.Bool // batch != nil, readable without wmu
 	injected bool        // the last Read returned parkFrame
+	wdSet    bool
+	wd       time.Time // write deadline in force; see SetWriteDeadline
+	wmu      sync.Mutex
+	batch    *[]byte // open batch (see beginBatch); nil: writes go straight out
 }
 
 func newFrameConn(c net.Conn) *frameConn {
