@@ -347,8 +347,11 @@ func (s *Server) URL() string {
 
 // Stop shuts down gracefully: no new connections, every client's queue is
 // flushed and it gets 1001 Going Away, then sockets close. When ctx ends
-// first the rest are dropped and ctx's error returned. After Stop the
-// server can Start again (client IDs restart at 1, as in the seed).
+// first the rest are dropped and ctx's error returned; a handler that
+// still has not returned 2 s after that is left to finish on its own (the
+// error says how many), so Stop never outlives its deadline by more.
+// After Stop the server can Start again (client IDs restart at 1, as in
+// the seed).
 func (s *Server) Stop(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

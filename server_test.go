@@ -644,3 +644,35 @@ func TestReplyKeepsOrderWithQueuedSends(t *testing.T) {
 		}
 	}
 }
+
+// TestStopReturnsWithStuckHandler: Stop honours its context even when a
+// handler never returns; that connection's actor finishes once it does.
+func TestStopReturnsWithStuckHandler(t *testing.T) {
+	release := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	s, err := marmot.NewServer(marmot.ServerConfig{Addr: "127.0.0.1:0", Logger: quietLogger(), ServerEvents: marmot.ServerEvents{
+		OnHandleCommand: func(*marmot.Message) {
+			entered <- struct{}{}
+			<-release
+		},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ws := dial(t, s.URL(), "")
+	if err := ws.WriteMessage(websocket.TextMessage, []byte("block")); err != nil {
+		t.Fatal(err)
+	}
+	recv(t, entered, "the handler to start")
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	stopped := make(chan error, 1)
+	go func() { stopped <- s.Stop(ctx) }()
+	if err := recv(t, stopped, "Stop to return"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Stop = %v, want context.DeadlineExceeded", err)
+	}
+	close(release) // the actor can finish now; goleak checks that it does
+}

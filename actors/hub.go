@@ -775,12 +775,28 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 			c.link.closeSocket()
 		}
 		h.regMu.RUnlock()
-		<-done
+		// Readers end with their sockets; an actor stuck in a handler
+		// does not. Past the caller's deadline, wait closeGrace for them,
+		// then return rather than hang: those actors finish on their own
+		// once their handlers return.
+		select {
+		case <-done:
+		case <-time.After(closeGrace):
+			h.regMu.RLock()
+			busy := len(h.conns)
+			h.regMu.RUnlock()
+			err = fmt.Errorf("%w: %d connection(s) still inside a handler", err, busy)
+		}
 	}
 	if h.metricsReg != nil {
 		_ = h.metricsReg.Unregister()
 	}
-	_ = h.sys.Root.StopFuture(h.server).Wait()
+	select {
+	case <-done:
+		_ = h.sys.Root.StopFuture(h.server).Wait()
+	default:
+		h.sys.Root.Stop(h.server) // its stuck children would hold StopFuture
+	}
 	if h.ownSys {
 		h.sys.Shutdown()
 	}
