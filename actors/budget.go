@@ -7,31 +7,21 @@ import (
 )
 
 // inputBudget bounds the bytes a link's reader has read but its actor has
-// not processed yet. The reader acquires, the actor releases; both are one
-// atomic add unless the reader has to wait. (A general weighted semaphore
+// not processed yet. The reader takes (and waits when that did not fit), the
+// actor releases; both are one atomic add unless the reader has to wait. (A general weighted semaphore
 // takes a lock on every call, twice per message.)
 type inputBudget struct {
 	used    atomic.Int64
 	limit   int64
-	waiting atomic.Bool // the reader is (about to be) blocked in acquire
+	waiting atomic.Bool // the reader is (about to be) blocked in wait
 	mu      sync.Mutex
 	wake    chan struct{} // closed to wake the waiting reader
 }
 
-func newInputBudget(limit int64) *inputBudget { return &inputBudget{limit: limit} }
-
-// acquire takes n (at most limit) once used+n fits, or fails with ctx.
-// Only one goroutine (the link's reader) calls it.
-func (b *inputBudget) acquire(ctx context.Context, n int64) error {
-	if b.take(n) {
-		return nil
-	}
-	return b.wait(ctx, n)
-}
-
-// take adds n and reports whether it fit; if not, the caller must wait
-// (wait), which keeps n added. Split from acquire so that the fast path
-// does not even load the context.
+// take adds n (at most limit) and reports whether it fit; if not, the
+// caller must wait, which keeps n added. Only one goroutine (the link's
+// reader) takes and waits. Two calls rather than one so that the fast
+// path does not even load the context.
 func (b *inputBudget) take(n int64) bool { return b.used.Add(n) <= b.limit }
 
 // wait blocks until the n that take added fits, or fails with ctx (then n

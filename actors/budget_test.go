@@ -9,6 +9,14 @@ import (
 	"testing"
 )
 
+// acquire is what the reader does: take, and wait when that did not fit.
+func acquire(b *inputBudget, ctx context.Context, n int64) error {
+	if b.take(n) {
+		return nil
+	}
+	return b.wait(ctx, n)
+}
+
 // waitUntil spins until cond holds; the conditions it waits for are set by
 // a goroutine that is already running, so this ends without a clock.
 func waitUntil(cond func() bool) {
@@ -18,12 +26,12 @@ func waitUntil(cond func() bool) {
 }
 
 func TestInputBudgetBlocksUntilReleased(t *testing.T) {
-	b := newInputBudget(100)
-	if err := b.acquire(context.Background(), 60); err != nil {
+	b := &inputBudget{limit: 100}
+	if err := acquire(b, context.Background(), 60); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- b.acquire(context.Background(), 50) }()
+	go func() { done <- acquire(b, context.Background(), 50) }()
 	waitUntil(b.waiting.Load)
 	select {
 	case err := <-done:
@@ -40,13 +48,13 @@ func TestInputBudgetBlocksUntilReleased(t *testing.T) {
 }
 
 func TestInputBudgetCancel(t *testing.T) {
-	b := newInputBudget(10)
-	if err := b.acquire(context.Background(), 10); err != nil {
+	b := &inputBudget{limit: 10}
+	if err := acquire(b, context.Background(), 10); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- b.acquire(ctx, 5) }()
+	go func() { done <- acquire(b, ctx, 5) }()
 	waitUntil(b.waiting.Load)
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
@@ -63,7 +71,7 @@ func TestInputBudgetCancel(t *testing.T) {
 // wait ends.
 func TestInputBudgetNeverOverCommits(t *testing.T) {
 	const limit = 1000
-	b := newInputBudget(limit)
+	b := &inputBudget{limit: limit}
 	var held atomic.Int64
 	grants := make(chan int64, 64)
 	go func() {
@@ -75,7 +83,7 @@ func TestInputBudgetNeverOverCommits(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
 	for range 20000 {
 		n := 1 + r.Int64N(limit)
-		if err := b.acquire(context.Background(), n); err != nil {
+		if err := acquire(b, context.Background(), n); err != nil {
 			t.Fatal(err)
 		}
 		if h := held.Add(n); h > limit {

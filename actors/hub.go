@@ -418,7 +418,6 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.link.enableParking(c.id, h.polls)
 	c.link.mbox = c.mbox // before the actor is known to senders
 	c.link.keepRaw = h.cfg.Events.OnDataReceived != nil
-	c.link.direct = true // replies from the handler may be written at once (writeNow)
 	if f := h.cfg.Events.OnDataSent; f != nil {
 		id := c.id
 		c.link.onSent = func(b []byte) { h.safeCall(id, "OnDataSent", func() { f(id, b) }) }
@@ -588,7 +587,7 @@ type preparedSet struct {
 func (p *preparedSet) frameFor(codec protocol.Codec) (*outFrame, error) {
 	if codec == nil {
 		if p.raw == nil {
-			typ := rawType(p.data)
+			typ := rawFrameType(0, p.data)
 			pm, err := websocket.NewPreparedMessage(typ, p.data)
 			if err != nil {
 				return nil, err
@@ -863,8 +862,7 @@ type Ack struct{ Err error }
 // ConnectionActor owns one socket: it is the socket's only writer and runs
 // the user's callbacks for that connection, one message at a time.
 type ConnectionActor struct {
-	c    *conn
-	sent func([]byte) // OnDataSent adapter, built once per actor
+	c *conn
 }
 
 // Receive implements actor.Actor.
@@ -940,13 +938,7 @@ func (a *ConnectionActor) receiveDirect(msg any) bool {
 	return true
 }
 
-func (a *ConnectionActor) onSent() func([]byte) {
-	c := a.c
-	if f := c.hub.cfg.Events.OnDataSent; f != nil && a.sent == nil {
-		a.sent = func(b []byte) { c.hub.safeCall(c.id, "OnDataSent", func() { f(c.id, b) }) }
-	}
-	return a.sent
-}
+func (a *ConnectionActor) onSent() func([]byte) { return a.c.link.onSent }
 
 func (a *ConnectionActor) flush(deadline time.Time) {
 	_ = a.c.link.flush(deadline, a.onSent())

@@ -209,7 +209,6 @@ type link struct {
 	failed  atomic.Bool
 	broken  bool // after a bad frame, nothing more is decoded
 	keepRaw bool // OnDataReceived wants inbound frames as received
-	direct  bool // replies from the handler may be written at once (writeNow)
 	pollState
 
 	// The actor and senders, per message.
@@ -223,8 +222,9 @@ type link struct {
 	wmu          sync.Mutex // held while writing data frames
 	writeTimeout time.Duration
 	wdMove       int64 // monoNow after which wdeadline moves (under wmu)
-	// onSent is OnDataSent for writeNow, set by a server connection's
-	// actor before it starts.
+	// onSent is the server's OnDataSent for this connection (nil when
+	// unset), built once when it is accepted; the client passes its own
+	// to flush.
 	onSent    func([]byte)
 	early     func(*inbound)
 	totals    *counters // aggregate across links; may be nil
@@ -329,39 +329,44 @@ func (l *link) send(f outFrame) error {
 	return nil
 }
 
-func rawType(data []byte) int {
-	if utf8.Valid(data) {
+// rawFrameType is t as a gorilla frame type; 0 picks text for valid UTF-8.
+func rawFrameType(t MessageType, data []byte) int {
+	switch {
+	case t != 0:
+		return int(t)
+	case utf8.Valid(data):
 		return websocket.TextMessage
 	}
 	return websocket.BinaryMessage
 }
 
-// rawFrameType is t as a gorilla frame type; 0 picks text for valid UTF-8.
-func rawFrameType(t MessageType, data []byte) int {
-	if t == 0 {
-		return rawType(data)
+// post sends f: with now, written at once when the link is idle (see
+// writeNow), else queued. A queued f keeps a reference to hold (the
+// received frame its data may belong to, see Message.Release) until it is
+// written; a written one needs none.
+func (l *link) post(f outFrame, hold *inbound, now bool) error {
+	if now {
+		if done, err := l.writeNow(f); done {
+			return err
+		}
 	}
-	return int(t)
-}
-
-func (l *link) sendRaw(t MessageType, data []byte) error {
-	return l.sendRawHeld(t, data, nil)
-}
-
-// sendRawHeld is sendRaw for data that may be hold's payload: the queued
-// frame keeps a reference to hold until it is written.
-func (l *link) sendRawHeld(t MessageType, data []byte, hold *inbound) error {
-	if err := l.send(outFrame{typ: rawFrameType(t, data), data: data, hold: hold.ref()}); err != nil {
-		hold.unref()
+	f.hold = hold.ref()
+	if err := l.send(f); err != nil {
+		envBuffers.put(f.pooled)
+		f.hold.unref()
 		return err
 	}
 	return nil
 }
 
+func (l *link) sendRaw(t MessageType, data []byte) error {
+	return l.post(outFrame{typ: rawFrameType(t, data), data: data}, nil, false)
+}
+
 func (l *link) sendEnvelope(e *protocol.Envelope) error { return l.sendEnvelopeNow(e, false) }
 
 // sendEnvelopeNow is sendEnvelope; with now, the frame is written at once
-// when the link is idle (see writeNow).
+// when the link is idle (see post).
 func (l *link) sendEnvelopeNow(e *protocol.Envelope, now bool) error {
 	if l.codec == nil {
 		return ErrRawMode
@@ -373,17 +378,7 @@ func (l *link) sendEnvelopeNow(e *protocol.Envelope, now bool) error {
 		return err
 	}
 	*bp = buf
-	f := outFrame{typ: l.codec.MessageType(), data: buf, pooled: bp}
-	if now {
-		if done, err := l.writeNow(f); done {
-			return err // writeFrames has put bp back
-		}
-	}
-	if err := l.send(f); err != nil {
-		envBuffers.put(bp)
-		return err
-	}
-	return nil
+	return l.post(outFrame{typ: l.codec.MessageType(), data: buf, pooled: bp}, nil, now)
 }
 
 // sendData sends application data in whatever form the connection speaks:
@@ -793,9 +788,9 @@ func (l *link) park() bool {
 // Request does not wait on its own busy actor).
 func (l *link) readFrames() (parked bool, err error) {
 	l.ws.SetCloseHandler(func(int, string) error { return nil })
-	// Ciphertext is only needed until it is opened, unless OnDataReceived
-	// wants the frame as received: then it is not copied out of the
-	// scratch buffer at all.
+	// keep: the frame as received is the frame's own storage (see
+	// readBody). Ciphertext is only needed until it is opened, so it stays
+	// in the scratch buffer, unless OnDataReceived wants it.
 	keep := l.sess == nil && l.compat == nil || l.keepRaw
 	for {
 		typ, r, err := l.ws.NextReader()
@@ -819,11 +814,10 @@ func (l *link) readFrames() (parked bool, err error) {
 			return false, err
 		}
 		if w := l.weight(in); !l.inflight.take(w) {
-			err = l.inflight.wait(l.ctx, w)
-		}
-		if err != nil {
-			putScratch(scratch)
-			return false, err
+			if err := l.inflight.wait(l.ctx, w); err != nil {
+				putScratch(scratch)
+				return false, err
+			}
 		}
 		if l.broken {
 			putScratch(scratch)

@@ -68,16 +68,10 @@ func (m *connMailbox) postInline(msg any) {
 			// Whatever is posted meanwhile finds the mailbox running and
 			// is left to the process call below.
 			m.runDirect(msg)
-			if m.sysN.Load() == 0 && m.userN.Load() == 0 {
-				// Usually nothing came in meanwhile: go idle as process
-				// would, without setting up a run.
-				m.status.Store(mailboxIdle)
-				if m.sysN.Load() == 0 && (m.suspended.Load() || m.userN.Load() == 0) {
-					return
-				}
-				if !m.status.CompareAndSwap(mailboxIdle, mailboxRunning) {
-					return // another poster took over
-				}
+			// Usually nothing came in meanwhile: go idle without
+			// setting up a run.
+			if m.sysN.Load() == 0 && m.userN.Load() == 0 && !m.idle() {
+				return
 			}
 			m.process(inlineBudget - 1)
 			return
@@ -151,15 +145,21 @@ func (m *connMailbox) process(budget int) {
 			m.dispatcher.Schedule(m.processAll)
 			return
 		}
-		m.status.Store(mailboxIdle)
-		// Messages posted after run saw the queues empty.
-		if m.sysN.Load() == 0 && (m.suspended.Load() || m.userN.Load() == 0) {
+		if !m.idle() {
 			return
 		}
-		if !m.status.CompareAndSwap(mailboxIdle, mailboxRunning) {
-			return // another poster took over
-		}
 	}
+}
+
+// idle marks the mailbox idle after a run. It reports true when messages
+// posted after the run saw the queues empty make it take the run back
+// (false too when another poster took it over).
+func (m *connMailbox) idle() bool {
+	m.status.Store(mailboxIdle)
+	if m.sysN.Load() == 0 && (m.suspended.Load() || m.userN.Load() == 0) {
+		return false
+	}
+	return m.status.CompareAndSwap(mailboxIdle, mailboxRunning)
 }
 
 // run reports false when it stopped because the budget ran out.

@@ -45,15 +45,18 @@ func drain(links []*link) {
 	}
 }
 
+// wireModes are the wire formats the router benchmarks run in.
+var wireModes = []struct {
+	name  string
+	codec protocol.Codec
+}{{"raw", nil}, {"marmot.v1", protocol.Binary}}
+
 // BenchmarkRouterBroadcast is one Broadcast to n connections: registry walk,
 // one encoding and one PreparedMessage per wire format, one queue append per
 // connection. allocs/op does not grow with n.
 func BenchmarkRouterBroadcast(b *testing.B) {
 	payload := make([]byte, 64)
-	for _, mode := range []struct {
-		name  string
-		codec protocol.Codec
-	}{{"raw", nil}, {"marmot.v1", protocol.Binary}} {
+	for _, mode := range wireModes {
 		for _, n := range []int{10, 1000, 5000} {
 			b.Run(fmt.Sprintf("%s/%d", mode.name, n), func(b *testing.B) {
 				h, links := routerHub(b, n, mode.codec)
@@ -76,10 +79,7 @@ func BenchmarkRouterBroadcast(b *testing.B) {
 // envelope encoding, one queue append.
 func BenchmarkRouterSendToClient(b *testing.B) {
 	payload := make([]byte, 64)
-	for _, mode := range []struct {
-		name  string
-		codec protocol.Codec
-	}{{"raw", nil}, {"marmot.v1", protocol.Binary}} {
+	for _, mode := range wireModes {
 		b.Run(mode.name, func(b *testing.B) {
 			h, links := routerHub(b, 1000, mode.codec)
 			b.ReportAllocs()

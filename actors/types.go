@@ -236,7 +236,7 @@ func (m *Message) Reply(payload []byte) error {
 	// Usually this is the handler answering during its turn: then the
 	// reply is written at once rather than at the end of the turn (see
 	// link.writeNow).
-	now := l.direct && l.inTurn.Load()
+	now := l.mbox != nil && l.inTurn.Load() // server links only
 	if m.IsRequest() {
 		if m.replied {
 			return ErrAlreadyReplied
@@ -245,14 +245,9 @@ func (m *Message) Reply(payload []byte) error {
 		return l.sendEnvelopeNow(&protocol.Envelope{Kind: protocol.KindReply, ID: m.id, Payload: payload}, now)
 	}
 	if l.codec == nil {
-		if now {
-			if done, err := l.writeNow(outFrame{typ: rawFrameType(m.Type, payload), data: payload}); done {
-				return err
-			}
-		}
-		// payload is usually m.Payload, so the reply holds m's frame
+		// payload is usually m.Payload, so a queued reply holds m's frame
 		// until written, in case the handler releases m.
-		return l.sendRawHeld(m.Type, payload, m.in)
+		return l.post(outFrame{typ: rawFrameType(m.Type, payload), data: payload}, m.in, now)
 	}
 	return l.sendEnvelopeNow(&protocol.Envelope{Kind: m.Kind, Name: m.Name, Payload: payload}, now)
 }
