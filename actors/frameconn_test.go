@@ -3,9 +3,13 @@ package actors
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"math/rand/v2"
 	"net"
 	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 // encodeFrame builds one client frame (masked with a zero key unless told
@@ -103,15 +107,148 @@ func FuzzFrameTracker(f *testing.F) {
 	})
 }
 
-// countingConn records each Write it gets.
+// countingConn records each Write it gets, and the write deadline in force
+// for it.
 type countingConn struct {
 	net.Conn
-	writes [][]byte
+	writes    [][]byte
+	deadlines []time.Time
+	wd        time.Time
+	setWD     int // SetWriteDeadline calls
+	err       error
 }
 
 func (c *countingConn) Write(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
 	c.writes = append(c.writes, bytes.Clone(p))
+	c.deadlines = append(c.deadlines, c.wd)
 	return len(p), nil
+}
+
+func (c *countingConn) SetWriteDeadline(t time.Time) error {
+	c.wd = t
+	c.setWD++
+	return nil
+}
+
+func (c *countingConn) joined() []byte { return bytes.Join(c.writes, nil) }
+
+// The server frames marmot encodes itself are the RFC 6455 encoding (the
+// test's own encoder): unmasked, final, with the shortest length form.
+// Small ones leave in one write (header and payload together).
+func TestServerFramesAreRFC6455(t *testing.T) {
+	for _, n := range []int{0, 1, 125, 126, 127, copyMax, copyMax + 1, 65535, 65536, 70000} {
+		for _, typ := range []int{websocket.TextMessage, websocket.BinaryMessage} {
+			payload := bytes.Repeat([]byte{'x'}, n)
+			want := encodeFrame(true, byte(typ), payload, false)
+			cc := &countingConn{}
+			fc := &frameConn{Conn: cc}
+			if err := fc.writeData(typ, payload); err != nil {
+				t.Fatal(err)
+			}
+			if got := cc.joined(); !bytes.Equal(got, want) {
+				t.Fatalf("writeData(%d, %d bytes) wrote % x..., want % x...", typ, n, got[:min(len(got), 12)], want[:min(len(want), 12)])
+			}
+			if n <= copyMax && len(cc.writes) != 1 {
+				t.Fatalf("%d-byte payload took %d writes, want 1", n, len(cc.writes))
+			}
+			if got := serverFrame(typ, payload); !bytes.Equal(got, want) {
+				t.Fatalf("serverFrame(%d, %d bytes) = % x..., want % x...", typ, n, got[:min(len(got), 12)], want[:min(len(want), 12)])
+			}
+		}
+	}
+}
+
+// Inside a batch, frames of every size and gorilla's control frames reach
+// the socket in the order they were written.
+func TestFrameConnBatchKeepsOrder(t *testing.T) {
+	cc := &countingConn{}
+	fc := &frameConn{Conn: cc}
+	small, large := []byte("small"), bytes.Repeat([]byte{'L'}, batchLimit/2+1)
+	ping := encodeFrame(true, 0x9, nil, false)
+	pre := serverFrame(websocket.TextMessage, []byte("prepared"))
+	fc.beginBatch()
+	var want []byte
+	step := func(err error, frame []byte) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, frame...)
+	}
+	step(fc.writeData(websocket.BinaryMessage, small), encodeFrame(true, 2, small, false))
+	step(fc.writeData(websocket.BinaryMessage, large), encodeFrame(true, 2, large, false))
+	_, err := fc.Write(ping)
+	step(err, ping)
+	step(fc.writeFrame(pre), pre)
+	step(fc.writeData(websocket.TextMessage, small), encodeFrame(true, 1, small, false))
+	if err := fc.endBatch(); err != nil {
+		t.Fatal(err)
+	}
+	if got := cc.joined(); !bytes.Equal(got, want) {
+		t.Fatalf("the socket got %d bytes out of order (want %d)", len(got), len(want))
+	}
+}
+
+// Data frames go out under the data deadline and gorilla's frames under the
+// one gorilla set, whichever was set last; an unchanged deadline is not
+// re-armed.
+func TestFrameConnDeadlines(t *testing.T) {
+	cc := &countingConn{}
+	fc := &frameConn{Conn: cc}
+	data, ctrl := time.Unix(100, 0), time.Unix(200, 0)
+	fc.setDataDeadline(data)
+	_ = fc.SetWriteDeadline(ctrl) // as gorilla does before a control frame
+	_ = fc.writeData(websocket.BinaryMessage, []byte("a"))
+	_, _ = fc.Write([]byte{0x89, 0})
+	_ = fc.writeData(websocket.BinaryMessage, []byte("b"))
+	_ = fc.writeData(websocket.BinaryMessage, []byte("c"))
+	want := []time.Time{data, ctrl, data, data}
+	for i, d := range cc.deadlines {
+		if !d.Equal(want[i]) {
+			t.Fatalf("write %d went out under %v, want %v", i, d, want[i])
+		}
+	}
+	if cc.setWD != 3 {
+		t.Fatalf("the socket deadline was set %d times, want 3 (the last write reuses it)", cc.setWD)
+	}
+}
+
+// After the close frame no data frame is written; after a failed write no
+// later frame is, since the stream may end inside a frame.
+func TestFrameConnRefusesDataAfterCloseOrError(t *testing.T) {
+	cc := &countingConn{}
+	fc := &frameConn{Conn: cc}
+	fc.markCloseSent()
+	closeFrame := encodeFrame(true, 0x8, []byte{3, 232}, false)
+	if _, err := fc.Write(closeFrame); err != nil {
+		t.Fatalf("close frame: %v", err)
+	}
+	if err := fc.writeData(websocket.TextMessage, []byte("late")); !errors.Is(err, websocket.ErrCloseSent) {
+		t.Fatalf("writeData after close = %v, want ErrCloseSent", err)
+	}
+	if err := fc.writeFrame(serverFrame(websocket.TextMessage, []byte("late"))); !errors.Is(err, websocket.ErrCloseSent) {
+		t.Fatalf("writeFrame after close = %v, want ErrCloseSent", err)
+	}
+	if got := cc.joined(); !bytes.Equal(got, closeFrame) {
+		t.Fatalf("socket got % x, want only the close frame", got)
+	}
+
+	broken := errors.New("broken pipe")
+	cc = &countingConn{err: broken}
+	fc = &frameConn{Conn: cc}
+	if err := fc.writeData(websocket.BinaryMessage, []byte("x")); !errors.Is(err, broken) {
+		t.Fatalf("writeData = %v, want %v", err, broken)
+	}
+	cc.err = nil
+	if err := fc.writeData(websocket.BinaryMessage, []byte("y")); !errors.Is(err, broken) {
+		t.Fatalf("writeData after a failed write = %v, want the first error", err)
+	}
+	if len(cc.writes) != 0 {
+		t.Fatalf("%d writes reached the socket after the failure", len(cc.writes))
+	}
 }
 
 // A batch reaches the socket as one write, in order, and a batch larger

@@ -588,11 +588,7 @@ func (p *preparedSet) frameFor(codec protocol.Codec) (*outFrame, error) {
 	if codec == nil {
 		if p.raw == nil {
 			typ := rawFrameType(0, p.data)
-			pm, err := websocket.NewPreparedMessage(typ, p.data)
-			if err != nil {
-				return nil, err
-			}
-			p.raw = &outFrame{typ: typ, data: p.data, prepared: pm}
+			p.raw = &outFrame{typ: typ, data: p.data, frame: serverFrame(typ, p.data)}
 		}
 		return p.raw, nil
 	}
@@ -607,14 +603,10 @@ func (p *preparedSet) frameFor(codec protocol.Codec) (*outFrame, error) {
 	if err != nil {
 		return nil, err
 	}
-	pm, err := websocket.NewPreparedMessage(codec.MessageType(), buf)
-	if err != nil {
-		return nil, err
-	}
 	if p.byEnv == nil {
 		p.byEnv = make(map[string]*outFrame, 2)
 	}
-	f := &outFrame{typ: codec.MessageType(), data: buf, prepared: pm}
+	f := &outFrame{typ: codec.MessageType(), data: buf, frame: serverFrame(codec.MessageType(), buf)}
 	p.byEnv[codec.Subprotocol()] = f
 	return f, nil
 }

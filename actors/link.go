@@ -50,12 +50,12 @@ func (c *counters) add(o *counters) {
 	c.msgsOut.Add(o.msgsOut.Load())
 }
 
-// outFrame is one queued outbound message. prepared is set for broadcasts so
-// the frame is encoded once for every recipient.
+// outFrame is one queued outbound message. frame is set for broadcasts: the
+// data frame encoded once for every recipient (see serverFrame).
 type outFrame struct {
 	typ      int
 	data     []byte
-	prepared *websocket.PreparedMessage
+	frame    []byte
 	pooled   *[]byte  // data's storage, from envBuffers; back there once written
 	hold     *inbound // data may be a received payload: a reference to it until written
 }
@@ -463,7 +463,11 @@ func (l *link) writeFrames(batch []outFrame, deadline time.Time, onSent func([]b
 		}
 		deadline = l.wdeadline
 	}
-	_ = l.ws.SetWriteDeadline(deadline)
+	if l.fc != nil {
+		l.fc.setDataDeadline(deadline)
+	} else {
+		_ = l.ws.SetWriteDeadline(deadline)
+	}
 	// Several frames go out in one write syscall (frameConn collects what
 	// gorilla writes); OnDataSent then runs once that write succeeded.
 	coalesce := len(batch) > 1 && l.fc != nil
@@ -497,12 +501,12 @@ func (l *link) writeFrames(batch []outFrame, deadline time.Time, onSent func([]b
 					if sealBuf != nil {
 						*sealBuf = wire
 					}
-					err = l.ws.WriteMessage(typ, wire)
+					err = l.writeMessage(typ, wire)
 				}
-			case f.prepared != nil:
-				err = l.ws.WritePreparedMessage(f.prepared)
+			case f.frame != nil && l.fc != nil:
+				err = l.fc.writeFrame(f.frame)
 			default:
-				err = l.ws.WriteMessage(f.typ, f.data)
+				err = l.writeMessage(f.typ, f.data)
 			}
 			if err == nil {
 				outBytes += int64(len(wire))
@@ -549,6 +553,23 @@ func (l *link) writeFrames(batch []outFrame, deadline time.Time, onSent func([]b
 	return written, err
 }
 
+// writeMessage writes one data message: on a server link encoded by
+// frameConn (see writeData), on a client link by gorilla, which masks it.
+func (l *link) writeMessage(typ int, data []byte) error {
+	if l.fc != nil {
+		return l.fc.writeData(typ, data)
+	}
+	return l.ws.WriteMessage(typ, data)
+}
+
+// writeClose sends a close frame; no data frame may follow it.
+func (l *link) writeClose(code int, text string, deadline time.Time) error {
+	if l.fc != nil {
+		l.fc.markCloseSent()
+	}
+	return l.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), deadline)
+}
+
 // drop discards what is still queued and refuses further sends; it returns
 // how many frames were left undelivered.
 func (l *link) drop() int {
@@ -587,7 +608,7 @@ func (l *link) startClose(code int, text string, cause error, deadline time.Time
 	if l.writeTimeout > 0 && time.Until(wd) > l.writeTimeout {
 		wd = time.Now().Add(l.writeTimeout)
 	}
-	if err := l.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), wd); err != nil {
+	if err := l.writeClose(code, text, wd); err != nil {
 		l.closeSocket()
 		return
 	}
@@ -958,7 +979,7 @@ func (l *link) answerPeerClose(ce *CloseError, onSent func([]byte)) {
 	if code == CloseNoStatus || code == CloseAbnormal || code == 0 {
 		code = CloseNormal
 	}
-	_ = l.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), deadline)
+	_ = l.writeClose(code, "", deadline)
 }
 
 // beginTurn and endTurn bracket the actor's handling of one inbound frame;
