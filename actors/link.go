@@ -53,11 +53,11 @@ func (c *counters) add(o *counters) {
 // outFrame is one queued outbound message. frame is set for broadcasts: the
 // data frame encoded once for every recipient (see serverFrame).
 type outFrame struct {
-	typ      int
-	data     []byte
-	frame    []byte
-	pooled   *[]byte  // data's storage, from envBuffers; back there once written
-	hold     *inbound // data may be a received payload: a reference to it until written
+	typ    int
+	data   []byte
+	frame  []byte
+	pooled *[]byte  // data's storage, from envBuffers; back there once written
+	hold   *inbound // data may be a received payload: a reference to it until written
 }
 
 // bytePool hands out reusable byte slices. Slices that grew past 64 KiB
