@@ -31,8 +31,9 @@ const (
 )
 
 // stageSize is the read size while input flows. The buffer comes from a
-// pool and goes back as soon as it is drained, so an idle connection holds
-// only gorilla's small bufio.Reader.
+// pool with the first bytes; a parkable reader keeps it while messages keep
+// coming and gives it back when it parks, so an idle connection holds only
+// gorilla's small bufio.Reader.
 const stageSize = 4096
 
 var stageBuffers = sync.Pool{New: func() any { return new([stageSize]byte) }}
@@ -57,16 +58,17 @@ type frameConn struct {
 	readFn   func(fd uintptr) bool
 	rn       int // rawRead's result
 
-	rerr     error // rawRead's error
-	link     *link // set when the reader may park; nil before
-	injected bool  // the last Read returned parkFrame
+	rerr      error // rawRead's error
+	link      *link // set when the reader may park; nil before
+	injected  bool  // the last Read returned parkFrame
+	keepStage bool  // busy: keep stageBuf between messages (see drained)
 
 	// The write side, under wmu (see writeData).
 	wmu       sync.Mutex
 	closeSent bool
 	wdSet     bool
 	wd        time.Time // the write deadline on the socket
-	dataWD    time.Time // the deadline for data frames (setDataDeadline)
+	batchWD   time.Time // the deadline for the open batch
 	gorillaWD time.Time // the deadline for gorilla's next Write
 	werr      error     // a failed data write: the stream is broken
 	batch     *[]byte   // open batch (see beginBatch); nil: writes go straight out
@@ -90,7 +92,7 @@ func (c *frameConn) Read(p []byte) (int, error) {
 		n := copy(p, c.stage)
 		c.stage = c.stage[n:]
 		if len(c.stage) == 0 {
-			c.dropStage()
+			c.drained()
 		}
 		c.frames.observe(p[:n])
 		return n, nil
@@ -136,9 +138,20 @@ func (c *frameConn) handOut(p []byte, n int) int {
 	if k < n {
 		c.stage = c.stageBuf[k:n]
 	} else {
-		c.dropStage()
+		c.drained()
 	}
 	return k
+}
+
+// drained is called when the stage buffer is empty: a busy parkable reader
+// keeps it for the next read (two pool round trips per message saved); it
+// goes back to the pool when the reader parks or ends (see waitRead).
+func (c *frameConn) drained() {
+	if c.keepStage {
+		c.stage = nil
+	} else {
+		c.dropStage()
+	}
 }
 
 // fillWaiting is fill for a read that may wait long (the next message may
@@ -162,6 +175,7 @@ func (c *frameConn) fillWaiting(p []byte) (int, error) {
 		c.dropStage()
 		return 0, io.EOF
 	}
+	c.keepStage = c.link != nil // it parks when idle, dropping the buffer
 	return c.handOut(p, n), nil
 }
 
@@ -173,12 +187,14 @@ func (c *frameConn) rawRead(fd uintptr) bool {
 	}
 	for {
 		c.rn, c.rerr = syscall.Read(int(fd), c.stageBuf[:])
-		if c.rerr != syscall.EINTR {
+		if errno, _ := c.rerr.(syscall.Errno); errno != syscall.EINTR {
 			break
 		}
 	}
-	if c.rerr == syscall.EAGAIN {
-		c.dropStage()
+	if errno, _ := c.rerr.(syscall.Errno); errno == syscall.EAGAIN {
+		if !c.keepStage {
+			c.dropStage() // a connection that waits long holds no buffer
+		}
 		return false // wait for readability (or the deadline)
 	}
 	return true
@@ -220,6 +236,8 @@ func (c *frameConn) waitRead(p []byte) (int, error) {
 			continue // the timeout was ours; wait again under the real deadline
 		}
 		l.mu.Unlock()
+		c.keepStage = false
+		c.dropStage()
 		c.injected = true
 		return copy(p, parkFrame[:]), nil
 	}
@@ -279,13 +297,6 @@ func (c *frameConn) SetWriteDeadline(t time.Time) error {
 	return nil
 }
 
-// setDataDeadline sets the deadline for the data frames that follow.
-func (c *frameConn) setDataDeadline(t time.Time) {
-	c.wmu.Lock()
-	c.dataWD = t
-	c.wmu.Unlock()
-}
-
 // applyDeadline puts t on the socket unless it is already there: re-arming
 // a socket deadline costs a runtime timer update. Under wmu.
 func (c *frameConn) applyDeadline(t time.Time) error {
@@ -305,9 +316,9 @@ func (c *frameConn) markCloseSent() {
 }
 
 // writeData writes payload as one final data frame of message type typ
-// (websocket.TextMessage or BinaryMessage, which are the opcodes), or adds
-// it to the open batch.
-func (c *frameConn) writeData(typ int, payload []byte) error {
+// (websocket.TextMessage or BinaryMessage, which are the opcodes) under
+// deadline, or adds it to the open batch.
+func (c *frameConn) writeData(typ int, payload []byte, deadline time.Time) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if err := c.writable(); err != nil {
@@ -327,7 +338,7 @@ func (c *frameConn) writeData(typ int, payload []byte) error {
 			return nil
 		}
 	}
-	if err := c.applyDeadline(c.dataWD); err != nil {
+	if err := c.applyDeadline(deadline); err != nil {
 		return c.fail(err)
 	}
 	if len(payload) <= copyMax {
@@ -345,8 +356,9 @@ func (c *frameConn) writeData(typ int, payload []byte) error {
 }
 
 // writeFrame writes frame, a complete data frame encoded once for many
-// connections (see serverFrame), or adds it to the open batch.
-func (c *frameConn) writeFrame(frame []byte) error {
+// connections (see serverFrame), under deadline, or adds it to the open
+// batch.
+func (c *frameConn) writeFrame(frame []byte, deadline time.Time) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if err := c.writable(); err != nil {
@@ -355,7 +367,7 @@ func (c *frameConn) writeFrame(frame []byte) error {
 	if c.batch != nil {
 		return c.appendBatch(frame)
 	}
-	if err := c.applyDeadline(c.dataWD); err != nil {
+	if err := c.applyDeadline(deadline); err != nil {
 		return c.fail(err)
 	}
 	_, err := c.Conn.Write(frame)
@@ -389,7 +401,7 @@ func (c *frameConn) appendBatch(p []byte) error {
 			return err
 		}
 		if len(p) > batchLimit/2 {
-			if err := c.applyDeadline(c.dataWD); err != nil {
+			if err := c.applyDeadline(c.batchWD); err != nil {
 				return c.fail(err)
 			}
 			_, err := c.Conn.Write(p)
@@ -400,10 +412,12 @@ func (c *frameConn) appendBatch(p []byte) error {
 	return nil
 }
 
-// beginBatch starts collecting frames; endBatch sends them in one write.
-func (c *frameConn) beginBatch() {
+// beginBatch starts collecting frames; endBatch sends them in one write,
+// under deadline.
+func (c *frameConn) beginBatch(deadline time.Time) {
 	c.wmu.Lock()
 	c.batch = batchBuffers.get()
+	c.batchWD = deadline
 	c.wmu.Unlock()
 }
 
@@ -424,7 +438,7 @@ func (c *frameConn) writeBatch() error {
 	if len(b) == 0 {
 		return nil
 	}
-	if err := c.applyDeadline(c.dataWD); err != nil {
+	if err := c.applyDeadline(c.batchWD); err != nil {
 		return c.fail(err)
 	}
 	_, err := c.Conn.Write(b)

@@ -145,7 +145,7 @@ func TestServerFramesAreRFC6455(t *testing.T) {
 			want := encodeFrame(true, byte(typ), payload, false)
 			cc := &countingConn{}
 			fc := &frameConn{Conn: cc}
-			if err := fc.writeData(typ, payload); err != nil {
+			if err := fc.writeData(typ, payload, time.Time{}); err != nil {
 				t.Fatal(err)
 			}
 			if got := cc.joined(); !bytes.Equal(got, want) {
@@ -169,7 +169,7 @@ func TestFrameConnBatchKeepsOrder(t *testing.T) {
 	small, large := []byte("small"), bytes.Repeat([]byte{'L'}, batchLimit/2+1)
 	ping := encodeFrame(true, 0x9, nil, false)
 	pre := serverFrame(websocket.TextMessage, []byte("prepared"))
-	fc.beginBatch()
+	fc.beginBatch(time.Time{})
 	var want []byte
 	step := func(err error, frame []byte) {
 		t.Helper()
@@ -178,12 +178,12 @@ func TestFrameConnBatchKeepsOrder(t *testing.T) {
 		}
 		want = append(want, frame...)
 	}
-	step(fc.writeData(websocket.BinaryMessage, small), encodeFrame(true, 2, small, false))
-	step(fc.writeData(websocket.BinaryMessage, large), encodeFrame(true, 2, large, false))
+	step(fc.writeData(websocket.BinaryMessage, small, time.Time{}), encodeFrame(true, 2, small, false))
+	step(fc.writeData(websocket.BinaryMessage, large, time.Time{}), encodeFrame(true, 2, large, false))
 	_, err := fc.Write(ping)
 	step(err, ping)
-	step(fc.writeFrame(pre), pre)
-	step(fc.writeData(websocket.TextMessage, small), encodeFrame(true, 1, small, false))
+	step(fc.writeFrame(pre, time.Time{}), pre)
+	step(fc.writeData(websocket.TextMessage, small, time.Time{}), encodeFrame(true, 1, small, false))
 	if err := fc.endBatch(); err != nil {
 		t.Fatal(err)
 	}
@@ -192,19 +192,18 @@ func TestFrameConnBatchKeepsOrder(t *testing.T) {
 	}
 }
 
-// Data frames go out under the data deadline and gorilla's frames under the
-// one gorilla set, whichever was set last; an unchanged deadline is not
-// re-armed.
+// Data frames go out under their own deadline and gorilla's frames under
+// the one gorilla set, however they interleave; an unchanged deadline is
+// not re-armed.
 func TestFrameConnDeadlines(t *testing.T) {
 	cc := &countingConn{}
 	fc := &frameConn{Conn: cc}
 	data, ctrl := time.Unix(100, 0), time.Unix(200, 0)
-	fc.setDataDeadline(data)
 	_ = fc.SetWriteDeadline(ctrl) // as gorilla does before a control frame
-	_ = fc.writeData(websocket.BinaryMessage, []byte("a"))
+	_ = fc.writeData(websocket.BinaryMessage, []byte("a"), data)
 	_, _ = fc.Write([]byte{0x89, 0})
-	_ = fc.writeData(websocket.BinaryMessage, []byte("b"))
-	_ = fc.writeData(websocket.BinaryMessage, []byte("c"))
+	_ = fc.writeData(websocket.BinaryMessage, []byte("b"), data)
+	_ = fc.writeFrame(serverFrame(websocket.BinaryMessage, []byte("c")), data)
 	want := []time.Time{data, ctrl, data, data}
 	for i, d := range cc.deadlines {
 		if !d.Equal(want[i]) {
@@ -226,10 +225,10 @@ func TestFrameConnRefusesDataAfterCloseOrError(t *testing.T) {
 	if _, err := fc.Write(closeFrame); err != nil {
 		t.Fatalf("close frame: %v", err)
 	}
-	if err := fc.writeData(websocket.TextMessage, []byte("late")); !errors.Is(err, websocket.ErrCloseSent) {
+	if err := fc.writeData(websocket.TextMessage, []byte("late"), time.Time{}); !errors.Is(err, websocket.ErrCloseSent) {
 		t.Fatalf("writeData after close = %v, want ErrCloseSent", err)
 	}
-	if err := fc.writeFrame(serverFrame(websocket.TextMessage, []byte("late"))); !errors.Is(err, websocket.ErrCloseSent) {
+	if err := fc.writeFrame(serverFrame(websocket.TextMessage, []byte("late")), time.Time{}); !errors.Is(err, websocket.ErrCloseSent) {
 		t.Fatalf("writeFrame after close = %v, want ErrCloseSent", err)
 	}
 	if got := cc.joined(); !bytes.Equal(got, closeFrame) {
@@ -239,11 +238,11 @@ func TestFrameConnRefusesDataAfterCloseOrError(t *testing.T) {
 	broken := errors.New("broken pipe")
 	cc = &countingConn{err: broken}
 	fc = &frameConn{Conn: cc}
-	if err := fc.writeData(websocket.BinaryMessage, []byte("x")); !errors.Is(err, broken) {
+	if err := fc.writeData(websocket.BinaryMessage, []byte("x"), time.Time{}); !errors.Is(err, broken) {
 		t.Fatalf("writeData = %v, want %v", err, broken)
 	}
 	cc.err = nil
-	if err := fc.writeData(websocket.BinaryMessage, []byte("y")); !errors.Is(err, broken) {
+	if err := fc.writeData(websocket.BinaryMessage, []byte("y"), time.Time{}); !errors.Is(err, broken) {
 		t.Fatalf("writeData after a failed write = %v, want the first error", err)
 	}
 	if len(cc.writes) != 0 {
@@ -258,7 +257,7 @@ func TestFrameConnBatchesWrites(t *testing.T) {
 	cc := &countingConn{}
 	fc := &frameConn{Conn: cc}
 	_, _ = fc.Write([]byte("solo"))
-	fc.beginBatch()
+	fc.beginBatch(time.Time{})
 	var want []byte
 	for i := range 3 {
 		p := bytes.Repeat([]byte{byte('a' + i)}, 100)
@@ -278,7 +277,7 @@ func TestFrameConnBatchesWrites(t *testing.T) {
 	}
 
 	cc.writes = nil
-	fc.beginBatch()
+	fc.beginBatch(time.Time{})
 	big := make([]byte, batchLimit/4)
 	for range 9 {
 		_, _ = fc.Write(big)

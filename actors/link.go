@@ -203,7 +203,8 @@ type link struct {
 	mbox     *connMailbox
 	readID   ClientID
 	inflight inputBudget
-	lastRead atomic.Int64 // monoNow of the last frame read (see touch)
+	heard    atomic.Bool  // a frame was read since the last keep-alive tick (see touch)
+	lastRead atomic.Int64 // monoNow when the peer was last heard from
 	// failed is set with a localClose for an error (not 1000 or 1001):
 	// the reader then discards input until the peer answers.
 	failed  atomic.Bool
@@ -463,16 +464,14 @@ func (l *link) writeFrames(batch []outFrame, deadline time.Time, onSent func([]b
 		}
 		deadline = l.wdeadline
 	}
-	if l.fc != nil {
-		l.fc.setDataDeadline(deadline)
-	} else {
+	if l.fc == nil {
 		_ = l.ws.SetWriteDeadline(deadline)
 	}
 	// Several frames go out in one write syscall (frameConn collects what
 	// gorilla writes); OnDataSent then runs once that write succeeded.
 	coalesce := len(batch) > 1 && l.fc != nil
 	if coalesce {
-		l.fc.beginBatch()
+		l.fc.beginBatch(deadline)
 	}
 	var outBytes, outMsgs int64
 	var wires [][]byte // written frames awaiting onSent while coalescing
@@ -501,12 +500,12 @@ func (l *link) writeFrames(batch []outFrame, deadline time.Time, onSent func([]b
 					if sealBuf != nil {
 						*sealBuf = wire
 					}
-					err = l.writeMessage(typ, wire)
+					err = l.writeMessage(typ, wire, deadline)
 				}
 			case f.frame != nil && l.fc != nil:
-				err = l.fc.writeFrame(f.frame)
+				err = l.fc.writeFrame(f.frame, deadline)
 			default:
-				err = l.writeMessage(f.typ, f.data)
+				err = l.writeMessage(f.typ, f.data, deadline)
 			}
 			if err == nil {
 				outBytes += int64(len(wire))
@@ -554,10 +553,11 @@ func (l *link) writeFrames(batch []outFrame, deadline time.Time, onSent func([]b
 }
 
 // writeMessage writes one data message: on a server link encoded by
-// frameConn (see writeData), on a client link by gorilla, which masks it.
-func (l *link) writeMessage(typ int, data []byte) error {
+// frameConn (see writeData), on a client link by gorilla, which masks it
+// (writeFrames gave gorilla the deadline).
+func (l *link) writeMessage(typ int, data []byte, deadline time.Time) error {
 	if l.fc != nil {
-		return l.fc.writeData(typ, data)
+		return l.fc.writeData(typ, data, deadline)
 	}
 	return l.ws.WriteMessage(typ, data)
 }
@@ -639,12 +639,13 @@ func (l *link) closeInfo() *CloseError {
 	return l.localClose
 }
 
-// touch records input for keep-alive. It stores only when the clock moved
-// on by a millisecond (keep-alive works in seconds): an atomic store is a
-// locked instruction, a load is not.
+// touch records input for keep-alive: a flag, not a timestamp, since a
+// clock read per message costs more than keep-alive needs (the tick turns
+// the flag into lastRead), and stored only when unset, since an atomic store
+// is a locked instruction and a load is not.
 func (l *link) touch() {
-	if now := monoNow(); now-l.lastRead.Load() >= int64(time.Millisecond) {
-		l.lastRead.Store(now)
+	if !l.heard.Load() {
+		l.heard.Store(true)
 	}
 }
 
@@ -654,7 +655,8 @@ var clockBase = time.Now()
 func monoNow() int64 { return int64(time.Since(clockBase)) }
 
 // startKeepAlive pings every keepAlive/2 and ends the connection when the
-// peer has sent nothing (data, pong or ping) for keepAlive. A timer rather
+// peer has sent nothing (data, pong or ping) for keepAlive (data frames are
+// noticed at the next tick, so up to keepAlive/2 later). A timer rather
 // than a per-message read deadline: it costs nothing per message, keeps
 // idle connections cheap, and still notices a dead peer whose reader is
 // parked.
@@ -676,6 +678,11 @@ func (l *link) startKeepAlive() {
 func (l *link) keepAliveTick() {
 	interval := int64(l.keepAlive / 2)
 	now := monoNow()
+	if l.heard.Swap(false) {
+		// A frame came in since the previous tick, at most interval ago:
+		// counting it as now can only make the timeout later, never early.
+		l.lastRead.Store(now)
+	}
 	last := l.lastRead.Load()
 	l.mu.Lock()
 	if l.closing || l.expired {
@@ -783,12 +790,13 @@ func (l *link) park() bool {
 		return false
 	}
 	l.rstate.Store(readerParked)
+	held := l.fc.stageBuf != nil // read before arm: a woken reader owns fc then
 	if err := l.poll.arm(l.fc.rc, l.pollID, &l.pollAdded); err != nil {
 		// Stay a plain blocking reader; unless someone already woke us.
 		return !l.rstate.CompareAndSwap(readerParked, readerRunning)
 	}
 	if hook := l.poll.group.onPark; hook != nil {
-		hook(l.pollID)
+		hook(l.pollID, held)
 	}
 	return true
 }

@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,6 +27,8 @@ type parkHarness struct {
 	ticks   chan uint64
 	closed  chan *CloseError
 	connect chan ClientID
+	// stageHeld counts readers that parked still holding a read buffer.
+	stageHeld atomic.Int32
 }
 
 func newParkHarness(t *testing.T, cfg HubConfig) *parkHarness {
@@ -44,7 +47,10 @@ func newParkHarness(t *testing.T, cfg HubConfig) *parkHarness {
 	cfg.Events.OnClientDisconnected = func(_ ClientInfo, r *CloseError) { h.closed <- r }
 	cfg.Events.OnClientConnected = func(ci ClientInfo) { h.connect <- ci.ID }
 	h.hub = NewHub(cfg)
-	h.hub.polls.onPark = func(id uint64) {
+	h.hub.polls.onPark = func(id uint64, stageHeld bool) {
+		if stageHeld {
+			h.stageHeld.Add(1)
+		}
 		select {
 		case h.parked <- id:
 		default:
@@ -138,6 +144,11 @@ func TestIdleReaderParksAndResumes(t *testing.T) {
 	}
 	if got := h.hub.Stats().TotalMessagesReceived; got != 9 {
 		t.Fatalf("TotalMessagesReceived = %d, want 9", got)
+	}
+	// A busy reader keeps its stage buffer between messages; a parked one
+	// must not (idle connections hold no read buffer).
+	if n := h.stageHeld.Load(); n != 0 {
+		t.Fatalf("%d readers parked holding a stage buffer", n)
 	}
 }
 

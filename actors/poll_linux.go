@@ -33,8 +33,9 @@ type pollGroup struct {
 	every   time.Duration // tick interval; a reader parks after 1–2 ticks idle
 	disable bool          // epoll unavailable: readers never park
 
-	// Test hooks: a reader parked; the poller ticked.
-	onPark  func(id uint64)
+	// Test hooks: a reader parked (still holding a read buffer?); the
+	// poller ticked.
+	onPark  func(id uint64, stageHeld bool)
 	onSweep func(epoch uint64)
 }
 

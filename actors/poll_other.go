@@ -15,7 +15,7 @@ type poller struct {
 }
 
 type pollGroup struct {
-	onPark  func(id uint64)
+	onPark  func(id uint64, stageHeld bool)
 	onSweep func(epoch uint64)
 }
 
