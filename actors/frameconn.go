@@ -31,9 +31,10 @@ const (
 )
 
 // stageSize is the read size while input flows. The buffer comes from a
-// pool with the first bytes; a parkable reader keeps it while messages keep
-// coming and gives it back when it parks, so an idle connection holds only
-// gorilla's small bufio.Reader.
+// pool and goes back as soon as it is drained, so an idle connection holds
+// only gorilla's small bufio.Reader. (Keeping it per connection while busy
+// saves the pool round trips but loses more: a recycled buffer is still in
+// the core's cache, one per connection is not.)
 const stageSize = 4096
 
 var stageBuffers = sync.Pool{New: func() any { return new([stageSize]byte) }}
@@ -58,10 +59,9 @@ type frameConn struct {
 	readFn   func(fd uintptr) bool
 	rn       int // rawRead's result
 
-	rerr      error // rawRead's error
-	link      *link // set when the reader may park; nil before
-	injected  bool  // the last Read returned parkFrame
-	keepStage bool  // busy: keep stageBuf between messages (see drained)
+	rerr     error // rawRead's error
+	link     *link // set when the reader may park; nil before
+	injected bool  // the last Read returned parkFrame
 
 	// The write side, under wmu (see writeData).
 	wmu       sync.Mutex
@@ -92,7 +92,7 @@ func (c *frameConn) Read(p []byte) (int, error) {
 		n := copy(p, c.stage)
 		c.stage = c.stage[n:]
 		if len(c.stage) == 0 {
-			c.drained()
+			c.dropStage()
 		}
 		c.frames.observe(p[:n])
 		return n, nil
@@ -138,20 +138,9 @@ func (c *frameConn) handOut(p []byte, n int) int {
 	if k < n {
 		c.stage = c.stageBuf[k:n]
 	} else {
-		c.drained()
-	}
-	return k
-}
-
-// drained is called when the stage buffer is empty: a busy parkable reader
-// keeps it for the next read (two pool round trips per message saved); it
-// goes back to the pool when the reader parks or ends (see waitRead).
-func (c *frameConn) drained() {
-	if c.keepStage {
-		c.stage = nil
-	} else {
 		c.dropStage()
 	}
+	return k
 }
 
 // fillWaiting is fill for a read that may wait long (the next message may
@@ -175,7 +164,6 @@ func (c *frameConn) fillWaiting(p []byte) (int, error) {
 		c.dropStage()
 		return 0, io.EOF
 	}
-	c.keepStage = c.link != nil // it parks when idle, dropping the buffer
 	return c.handOut(p, n), nil
 }
 
@@ -192,9 +180,7 @@ func (c *frameConn) rawRead(fd uintptr) bool {
 		}
 	}
 	if errno, _ := c.rerr.(syscall.Errno); errno == syscall.EAGAIN {
-		if !c.keepStage {
-			c.dropStage() // a connection that waits long holds no buffer
-		}
+		c.dropStage()
 		return false // wait for readability (or the deadline)
 	}
 	return true
@@ -236,8 +222,6 @@ func (c *frameConn) waitRead(p []byte) (int, error) {
 			continue // the timeout was ours; wait again under the real deadline
 		}
 		l.mu.Unlock()
-		c.keepStage = false
-		c.dropStage()
 		c.injected = true
 		return copy(p, parkFrame[:]), nil
 	}
