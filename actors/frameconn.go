@@ -258,6 +258,11 @@ const copyMax = 4 << 10
 func (c *frameConn) Write(p []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if isCloseFrame(p) {
+		// gorilla closes on its own after some read errors (a protocol
+		// error, a message over the read limit).
+		c.closeSent = true
+	}
 	if c.batch != nil {
 		if err := c.appendBatch(p); err != nil {
 			return 0, err
@@ -289,6 +294,13 @@ func (c *frameConn) applyDeadline(t time.Time) error {
 	}
 	c.wd, c.wdSet = t, true
 	return c.Conn.SetWriteDeadline(t)
+}
+
+// isCloseFrame reports whether p is a whole server close frame, the way
+// gorilla writes control frames: FIN and opcode 8, no mask, the payload
+// length in the second byte, in one Write.
+func isCloseFrame(p []byte) bool {
+	return len(p) >= 2 && p[0] == 0x88 && int(p[1]) == len(p)-2
 }
 
 // markCloseSent refuses data frames from now on: none may follow a close

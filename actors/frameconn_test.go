@@ -235,6 +235,16 @@ func TestFrameConnRefusesDataAfterCloseOrError(t *testing.T) {
 		t.Fatalf("socket got % x, want only the close frame", got)
 	}
 
+	// gorilla writes a close frame by itself after some read errors.
+	cc = &countingConn{}
+	fc = &frameConn{Conn: cc}
+	if _, err := fc.Write(closeFrame); err != nil {
+		t.Fatal(err)
+	}
+	if err := fc.writeData(websocket.TextMessage, []byte("late"), time.Time{}); !errors.Is(err, websocket.ErrCloseSent) {
+		t.Fatalf("writeData after gorilla's close frame = %v, want ErrCloseSent", err)
+	}
+
 	broken := errors.New("broken pipe")
 	cc = &countingConn{err: broken}
 	fc = &frameConn{Conn: cc}
