@@ -467,16 +467,16 @@ func (l *link) writeFrames(batch []outFrame, deadline time.Time, onSent func([]b
 	if l.fc == nil {
 		_ = l.ws.SetWriteDeadline(deadline)
 	}
-	// Several frames go out in one write syscall (frameConn collects what
-	// gorilla writes); OnDataSent then runs once that write succeeded.
+	// Several frames go out in one write syscall (frameConn collects
+	// them); OnDataSent then runs once that write succeeded.
 	coalesce := len(batch) > 1 && l.fc != nil
 	if coalesce {
 		l.fc.beginBatch(deadline)
 	}
 	var outBytes, outMsgs int64
 	var wires [][]byte // written frames awaiting onSent while coalescing
-	// Sealed frames are copied out by gorilla (or into the batch) before
-	// WriteMessage returns, so one buffer serves the whole flush, unless
+	// A sealed frame has been written (or copied into the batch) when
+	// writeMessage returns, so one buffer serves the whole flush, unless
 	// onSent still has to see them after the batch is written.
 	var sealBuf *[]byte
 	if l.encrypted() && (onSent == nil || !coalesce) {
@@ -699,8 +699,11 @@ func (l *link) keepAliveTick() {
 	}
 	l.mu.Unlock()
 	if now-l.lastPing >= interval {
+		// A ping waits its turn behind the data frames being written and
+		// gets the same patience: cut short by a tighter deadline, a
+		// partly written ping would break the stream and the connection.
 		wd := time.Now().Add(l.keepAlive / 2)
-		if l.writeTimeout > 0 && l.writeTimeout < l.keepAlive/2 {
+		if l.writeTimeout > 0 {
 			wd = time.Now().Add(l.writeTimeout)
 		}
 		_ = l.ws.WriteControl(websocket.PingMessage, nil, wd)
