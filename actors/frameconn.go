@@ -287,9 +287,11 @@ func (c *frameConn) SetWriteDeadline(t time.Time) error {
 }
 
 // applyDeadline puts t on the socket unless it is already there: re-arming
-// a socket deadline costs a runtime timer update. Under wmu.
+// a socket deadline costs a runtime timer update. Under wmu. The deadlines
+// are the same values passed around, so == finds them (cheaper than Equal;
+// equal instants that compare unequal only cost a re-arm).
 func (c *frameConn) applyDeadline(t time.Time) error {
-	if c.wdSet && t.Equal(c.wd) {
+	if c.wdSet && t == c.wd {
 		return nil
 	}
 	c.wd, c.wdSet = t, true
