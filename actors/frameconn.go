@@ -237,12 +237,12 @@ var batchBuffers = newBytePool(8 << 10)
 // (writeData): a server frame is a 2–10-byte header and the payload, never
 // masked (RFC 6455 §5.2), while gorilla's writer costs a channel lock, a
 // mutex, a pooled-buffer round trip and an allocation per frame — about a
-// third of the user CPU of an echo. gorilla still reads every frame and
-// writes the handshake and the control frames (pings, pongs, closes), through
-// Write. wmu serializes the two writers, so frames never interleave on the
-// wire, and each write goes out under its own deadline. Compression is never
-// negotiated on server links (the Upgrader does not enable it), so a data
-// frame is always the payload as is.
+// seventh of the server's user CPU in a 64-byte echo. gorilla still reads
+// every frame and writes the handshake and the control frames (pings,
+// pongs, closes), through Write. wmu serializes the two writers, so frames
+// never interleave on the wire, and each write goes out under its own
+// deadline. The frames are never compressed (RSV1 clear), which is valid
+// whatever extensions were negotiated; the Upgrader enables none.
 
 // maxHeader is the longest server frame header: no mask, 64-bit length.
 const maxHeader = 10
