@@ -11,8 +11,11 @@
 //
 // Idle server connections keep no goroutine: after a second or so without
 // input a reader parks, and an epoll set (Linux) resumes it on a fresh
-// goroutine when bytes arrive. gorilla/websocket stays the frame codec; see
-// frameconn.go for how the reader is stopped only between messages.
+// goroutine when bytes arrive. gorilla/websocket stays the frame reader; see
+// frameconn.go for how the reader is stopped only between messages. A
+// server's outgoing data frames (a short header and the payload, never
+// masked) are written by frameConn itself, which costs a fraction of
+// gorilla's writer; gorilla writes the handshake and the control frames.
 //
 // A [Client] owns one ClientActor, which runs the connect/reconnect state
 // machine and is the client socket's only writer.
