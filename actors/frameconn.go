@@ -213,7 +213,7 @@ func (c *frameConn) waitRead(p []byte) (int, error) {
 		// deadline the link really wants can be put back.
 		l.mu.Lock()
 		_ = c.Conn.SetReadDeadline(l.deadline)
-		if n > 0 || (err != nil && !isTimeout(err)) || l.closing || l.released || l.expired {
+		if n > 0 || (err != nil && !isTimeout(err)) || l.closing.Load() || l.released || l.expired {
 			l.rstate.Store(readerRunning)
 			l.mu.Unlock()
 			if n > 0 || !isTimeout(err) {

@@ -215,7 +215,7 @@ type link struct {
 	// The actor and senders, per message.
 	inTurn       atomic.Bool // the owning actor is handling an inbound frame
 	flushPending atomic.Bool // frames wait for a flush; written under mu
-	closing      bool        // no more sends accepted (under mu)
+	closing      atomic.Bool // no more sends accepted (set under mu)
 	mu           sync.Mutex
 	queue        []outFrame
 	queued       atomic.Int64 // bytes queued, not yet written
@@ -258,7 +258,7 @@ type link struct {
 
 	// Up to 512 bytes: objects of that size class start on a cache line,
 	// so the groups above fall on the lines they were packed for.
-	_ [40]byte
+	_ [32]byte
 }
 
 type linkConfig struct {
@@ -300,14 +300,14 @@ func newLink(ws *websocket.Conn, sys *actor.ActorSystem, cfg linkConfig) *link {
 func (l *link) send(f outFrame) error {
 	size := int64(len(f.data))
 	l.mu.Lock()
-	if l.closing {
+	if l.closing.Load() {
 		l.mu.Unlock()
 		return ErrConnectionClosed
 	}
 	// One message larger than the bound is still accepted into an empty queue,
 	// so the bound limits backlog, not message size (the read limit does that).
 	if q := l.queued.Load(); l.maxQueue > 0 && q > 0 && q+size > l.maxQueue {
-		l.closing = true
+		l.closing.Store(true)
 		l.mu.Unlock()
 		l.sys.Root.Send(l.pid, &closeRequest{code: CloseSlowConsumer, text: "slow consumer", cause: ErrSlowConsumer})
 		return ErrSlowConsumer
@@ -435,10 +435,10 @@ func (l *link) writeNow(f outFrame) (bool, error) {
 		return false, nil
 	}
 	defer l.wmu.Unlock()
-	l.mu.Lock()
-	idle := !l.closing && len(l.queue) == 0
-	l.mu.Unlock()
-	if !idle {
+	// Without mu: the queue is empty unless flushPending is set (send sets
+	// it with every append, and only flush, excluded by wmu, clears it),
+	// and a send racing with this check has no order to keep with f.
+	if l.closing.Load() || l.flushPending.Load() {
 		return false, nil
 	}
 	one := [1]outFrame{f}
@@ -545,7 +545,7 @@ func (l *link) writeFrames(batch []outFrame, deadline time.Time, onSent func([]b
 	if err != nil {
 		// A broken socket: stop accepting sends and make the reader finish.
 		l.mu.Lock()
-		l.closing = true
+		l.closing.Store(true)
 		l.mu.Unlock()
 		l.closeSocket()
 	}
@@ -579,7 +579,7 @@ func (l *link) drop() int {
 	l.queue = nil
 	l.spare = nil
 	l.queued.Store(0)
-	l.closing = true
+	l.closing.Store(true)
 	return n
 }
 
@@ -587,7 +587,7 @@ func (l *link) drop() int {
 // until deadline) to answer before the reader drops the socket.
 func (l *link) startClose(code int, text string, cause error, deadline time.Time) {
 	l.mu.Lock()
-	l.closing = true
+	l.closing.Store(true)
 	if l.handshake {
 		l.mu.Unlock()
 		return
@@ -685,7 +685,7 @@ func (l *link) keepAliveTick() {
 	}
 	last := l.lastRead.Load()
 	l.mu.Lock()
-	if l.closing || l.expired {
+	if l.closing.Load() || l.expired {
 		l.mu.Unlock()
 		return
 	}
@@ -711,7 +711,7 @@ func (l *link) keepAliveTick() {
 	}
 	next := min(l.lastPing+interval, last+int64(l.keepAlive)) - now
 	l.mu.Lock()
-	if !l.closing {
+	if !l.closing.Load() {
 		l.pinger.Reset(max(time.Duration(next), time.Millisecond))
 	}
 	l.mu.Unlock()
@@ -774,7 +774,7 @@ func (l *link) wake() {
 func (l *link) interruptWait() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.closing || l.released || l.expired {
+	if l.closing.Load() || l.released || l.expired {
 		return
 	}
 	if l.rstate.CompareAndSwap(readerWaiting, readerParking) {
@@ -788,7 +788,7 @@ func (l *link) interruptWait() {
 func (l *link) park() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.closing || l.released || l.expired {
+	if l.closing.Load() || l.released || l.expired {
 		l.rstate.Store(readerRunning)
 		return false
 	}
@@ -982,7 +982,7 @@ func (l *link) answerPeerClose(ce *CloseError, onSent func([]byte)) {
 		return
 	}
 	l.handshake = true
-	l.closing = true
+	l.closing.Store(true)
 	l.mu.Unlock()
 	deadline := time.Now().Add(closeGrace)
 	_ = l.flush(deadline, onSent)
