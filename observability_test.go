@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -339,6 +340,116 @@ func TestTraceBroadcast(t *testing.T) {
 	}
 	if sp := clientTel.spans.rec.Ended(); countNamed(sp, "process") != 3 {
 		t.Errorf("%d client process spans, want 3", countNamed(sp, "process"))
+	}
+}
+
+// TestTraceTargetedSends checks the Context variants of the one-way sends.
+// The server's send to one client is a producer span under the caller's
+// span, and the client's process span links to it (a push, like a
+// broadcast). The client's send is a producer span whose trace the server's
+// process span continues. Raw frames carry no trace context, but the span
+// is still recorded.
+func TestTraceTargetedSends(t *testing.T) {
+	for _, sub := range []string{protocol.SubprotocolBinary, protocol.SubprotocolJSON, ""} {
+		name := sub
+		if name == "" {
+			name = "raw"
+		}
+		t.Run(name, func(t *testing.T) {
+			serverTel, clientTel := newTelemetryKit(t), newTelemetryKit(t)
+			ids := make(chan marmot.ClientID, 1)
+			atServer := make(chan string, 4)
+			srv := startServer(t, marmot.ServerConfig{
+				TracerProvider: serverTel.tp,
+				ServerEvents: marmot.ServerEvents{
+					OnClientConnected: func(ci marmot.ClientInfo) { ids <- ci.ID },
+					OnHandleCommand:   func(m *marmot.Message) { atServer <- m.Name + ":" + string(m.Payload) },
+				},
+			})
+			atClient := make(chan string, 4)
+			c := newClient(t, marmot.ClientConfig{URL: srv.URL(), Subprotocol: sub, TracerProvider: clientTel.tp,
+				ClientEvents: marmot.ClientEvents{OnHandleCommand: func(m *marmot.Message) { atClient <- m.Name + ":" + string(m.Payload) }}})
+			if err := c.Connect(ctxTimeout(t)); err != nil {
+				t.Fatal(err)
+			}
+			id := recv(t, ids, "connection")
+			raw := sub == ""
+
+			// Server to client.
+			ctx, parent := serverTel.tp.Tracer("test").Start(ctxTimeout(t), "test push")
+			if err := srv.SendToClientContext(ctx, id, []byte("data")); err != nil {
+				t.Fatal(err)
+			}
+			err := srv.SendCommandToClientContext(ctx, id, "notice", []byte("hi"))
+			parent.End()
+			if raw {
+				if !errors.Is(err, marmot.ErrRawMode) {
+					t.Fatalf("SendCommandToClientContext to a raw client = %v, want ErrRawMode", err)
+				}
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if got := recv(t, atClient, "data at the client"); got != ":data" {
+				t.Fatalf("client got %q", got)
+			}
+			send := serverTel.spans.one(t, "send")
+			if send.Parent().SpanID() != parent.SpanContext().SpanID() || send.SpanKind() != trace.SpanKindProducer {
+				t.Errorf("server send span: parent %s kind %v; want the test span %s, producer",
+					send.Parent().SpanID(), send.SpanKind(), parent.SpanContext().SpanID())
+			}
+			wantAttr(t, send, "marmot.client.id", strconv.FormatUint(uint64(id), 10))
+			wantAttr(t, send, "messaging.message.body.size", "4")
+			if raw {
+				failed := serverTel.spans.one(t, "send notice")
+				if failed.Status().Code != codes.Error {
+					t.Errorf("refused send span status %v, want error", failed.Status())
+				}
+			} else {
+				if got := recv(t, atClient, "command at the client"); got != "notice:hi" {
+					t.Fatalf("client got %q", got)
+				}
+				notice := serverTel.spans.one(t, "send notice")
+				wantAttr(t, notice, "messaging.destination.name", "notice")
+				for _, want := range []sdktrace.ReadOnlySpan{send, notice} {
+					process := clientTel.spans.wait(t, 1, "client process linked to "+want.Name(), func(sp sdktrace.ReadOnlySpan) bool {
+						links := sp.Links()
+						return strings.HasPrefix(sp.Name(), "process") && len(links) == 1 &&
+							links[0].SpanContext.SpanID() == want.SpanContext().SpanID()
+					})[0]
+					if process.Parent().IsValid() {
+						t.Errorf("client %q span has a parent, want a root linked to the send", process.Name())
+					}
+				}
+			}
+
+			// Client to server.
+			ctx, root := clientTel.tp.Tracer("test").Start(ctxTimeout(t), "test send")
+			if err := c.SendContext(ctx, []byte("up")); err != nil {
+				t.Fatal(err)
+			}
+			root.End()
+			if got := recv(t, atServer, "data at the server"); got != ":up" {
+				t.Fatalf("server got %q", got)
+			}
+			up := clientTel.spans.one(t, "send")
+			if up.Parent().SpanID() != root.SpanContext().SpanID() {
+				t.Errorf("client send span's parent %s, want the test span %s", up.Parent().SpanID(), root.SpanContext().SpanID())
+			}
+			process := serverTel.spans.one(t, "process")
+			if raw {
+				if process.SpanContext().TraceID() == root.SpanContext().TraceID() {
+					t.Error("a raw frame carried trace context")
+				}
+				return
+			}
+			if !process.Parent().IsRemote() || process.Parent().SpanID() != up.SpanContext().SpanID() {
+				t.Errorf("server process span's parent %s (remote %v), want the client's send span %s",
+					process.Parent().SpanID(), process.Parent().IsRemote(), up.SpanContext().SpanID())
+			}
+			if err := c.SendCommandContext(ctxTimeout(t), "", nil); !errors.Is(err, marmot.ErrEmptyMessage) {
+				t.Errorf("SendCommandContext with no name = %v, want ErrEmptyMessage", err)
+			}
+		})
 	}
 }
 

@@ -425,6 +425,27 @@ func (s *Server) SendCommandToClient(id ClientID, name string, payload []byte) e
 	return h.SendCommandToClient(id, name, payload)
 }
 
+// SendToClientContext is SendToClient under a "send" span parented to
+// ctx's span, whose context travels with the message (envelope clients), so
+// the client's process span links to it.
+func (s *Server) SendToClientContext(ctx context.Context, id ClientID, data []byte) error {
+	h, err := s.current()
+	if err != nil {
+		return err
+	}
+	return h.SendToClientContext(ctx, id, data)
+}
+
+// SendCommandToClientContext is SendCommandToClient under a "send NAME"
+// span parented to ctx's span, whose context travels with the command.
+func (s *Server) SendCommandToClientContext(ctx context.Context, id ClientID, name string, payload []byte) error {
+	h, err := s.current()
+	if err != nil {
+		return err
+	}
+	return h.SendCommandToClientContext(ctx, id, name, payload)
+}
+
 // Broadcast queues data for every client (the seed's BroadcastCommand) and
 // returns how many accepted it. It is encoded once per wire format.
 func (s *Server) Broadcast(data []byte) (int, error) {

@@ -375,6 +375,30 @@ func (c *Client) SendCommand(name string, payload []byte) error {
 	return l.sendCommand(name, payload)
 }
 
+// SendContext is Send under a "send" producer span parented to ctx's span;
+// with an envelope subprotocol the server's process span continues the
+// trace.
+func (c *Client) SendContext(ctx context.Context, data []byte) error {
+	l := c.link()
+	if l == nil || c.State() != StateConnected {
+		return ErrNotConnected
+	}
+	return l.sendTraced(ctx, c.tel, "", data)
+}
+
+// SendCommandContext is SendCommand under a "send NAME" producer span
+// parented to ctx's span; the server's process span continues the trace.
+func (c *Client) SendCommandContext(ctx context.Context, name string, payload []byte) error {
+	if name == "" {
+		return ErrEmptyMessage
+	}
+	l := c.link()
+	if l == nil || c.State() != StateConnected {
+		return ErrNotConnected
+	}
+	return l.sendTraced(ctx, c.tel, name, payload)
+}
+
 // Request sends a named request and waits for the reply or for ctx. A
 // server-side error reply comes back as *RemoteError. It may be called from
 // the client's own callbacks. The reply is handed over as soon as it is

@@ -527,6 +527,30 @@ func (h *Hub) SendToClient(id ClientID, data []byte) error {
 	return c.link.sendData(data)
 }
 
+// SendToClientContext is SendToClient under a "send" producer span
+// parented to ctx's span; an envelope client's process span links to it.
+func (h *Hub) SendToClientContext(ctx context.Context, id ClientID, data []byte) error {
+	c, err := h.lookup(id)
+	if err != nil {
+		return err
+	}
+	return c.link.sendTraced(ctx, h.tel, "", data, AttrClientID.Int64(int64(id)))
+}
+
+// SendCommandToClientContext is SendCommandToClient under a "send NAME"
+// producer span parented to ctx's span; the client's process span links to
+// it.
+func (h *Hub) SendCommandToClientContext(ctx context.Context, id ClientID, name string, payload []byte) error {
+	if name == "" {
+		return ErrEmptyMessage
+	}
+	c, err := h.lookup(id)
+	if err != nil {
+		return err
+	}
+	return c.link.sendTraced(ctx, h.tel, name, payload, AttrClientID.Int64(int64(id)))
+}
+
 // SendRawToClient queues a raw frame of the given type; it fails with
 // ErrRawMode's opposite when the client negotiated an envelope.
 func (h *Hub) SendRawToClient(id ClientID, t MessageType, data []byte) error {

@@ -15,6 +15,10 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/gorilla/websocket"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/marmotws/marmot/crypto"
 	"github.com/marmotws/marmot/protocol"
@@ -399,6 +403,44 @@ func (l *link) sendCommand(name string, payload []byte) error {
 		return ErrRawMode
 	}
 	return l.sendEnvelope(&protocol.Envelope{Kind: protocol.KindCommand, Name: name, Payload: payload})
+}
+
+// sendTraced is sendData (name empty) or sendCommand under a producer span
+// parented to ctx's span. The span's context travels in the envelope's
+// metadata, so the receiver's process span joins the trace; a raw frame has
+// no metadata, so there the trace stops at this span. attrs describe the
+// destination.
+func (l *link) sendTraced(ctx context.Context, tel *telemetry, name string, data []byte, attrs ...attribute.KeyValue) (err error) {
+	spanName := "send"
+	if name != "" {
+		spanName = "send " + name
+	}
+	attrs = append(attrs,
+		semconv.MessagingSystemKey.String(MessagingSystem),
+		semconv.MessagingOperationTypeSend,
+		semconv.MessagingOperationNameKey.String("send"),
+		semconv.MessagingMessageBodySizeKey.Int(len(data)),
+	)
+	if name != "" {
+		attrs = append(attrs, semconv.MessagingDestinationNameKey.String(name))
+	}
+	ctx, span := tel.tracer.Start(ctx, spanName, trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(attrs...))
+	defer func() {
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}()
+	switch {
+	case name == "" && l.codec == nil:
+		return l.sendRaw(0, data)
+	case name == "":
+		return l.sendEnvelope(&protocol.Envelope{Kind: protocol.KindData, Payload: data, Meta: tel.inject(ctx, nil)})
+	case l.codec == nil:
+		return ErrRawMode
+	}
+	return l.sendEnvelope(&protocol.Envelope{Kind: protocol.KindCommand, Name: name, Payload: data, Meta: tel.inject(ctx, nil)})
 }
 
 // flush writes every queued frame; only the owning actor calls it. onSent
