@@ -338,10 +338,15 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer h.live.Done()
 
 	// The client's traceparent header, if any, puts the upgrade in its trace.
-	remote := h.tel.prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
-	_, span := h.tel.tracer.Start(remote, "marmot.upgrade", trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithAttributes(append(append(peerAttrs(remoteAddr(r.RemoteAddr)), serverAttrs(r.Host)...),
-			semconv.URLPathKey.String(r.URL.Path))...))
+	// With tracing off, the span and its attributes are not even built
+	// (a cost per connect otherwise).
+	span := trace.SpanFromContext(context.Background()) // records nothing
+	if !h.tel.tracesOff() {
+		remote := h.tel.prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+		_, span = h.tel.tracer.Start(remote, "marmot.upgrade", trace.WithSpanKind(trace.SpanKindServer),
+			trace.WithAttributes(append(append(peerAttrs(remoteAddr(r.RemoteAddr)), serverAttrs(r.Host)...),
+				semconv.URLPathKey.String(r.URL.Path))...))
+	}
 	spanOpen := true
 	endSpan := func(reason string, err error) {
 		if !spanOpen {
