@@ -641,16 +641,8 @@ func (p *preparedSet) frameFor(codec protocol.Codec) (*outFrame, error) {
 }
 
 func (h *Hub) broadcast(ctx context.Context, except ClientID, name string, data []byte) (n int, err error) {
-	attrs := []attribute.KeyValue{
-		semconv.MessagingSystemKey.String(MessagingSystem),
-		semconv.MessagingOperationTypeSend,
-		semconv.MessagingOperationNameKey.String("broadcast"),
-		semconv.MessagingMessageBodySizeKey.Int(len(data)),
-	}
-	if name != "" {
-		attrs = append(attrs, semconv.MessagingDestinationNameKey.String(name))
-	}
-	ctx, span := h.tel.tracer.Start(ctx, "broadcast", trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(attrs...))
+	ctx, span := h.tel.tracer.Start(ctx, "broadcast", trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(sendAttrs("broadcast", name, len(data))...))
 	defer func() {
 		span.SetAttributes(AttrFanout.Int(n), semconv.MessagingBatchMessageCountKey.Int(n))
 		if err != nil {

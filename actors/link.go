@@ -17,7 +17,6 @@ import (
 	"github.com/gorilla/websocket"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/marmotws/marmot/crypto"
@@ -415,16 +414,8 @@ func (l *link) sendTraced(ctx context.Context, tel *telemetry, name string, data
 	if name != "" {
 		spanName = "send " + name
 	}
-	attrs = append(attrs,
-		semconv.MessagingSystemKey.String(MessagingSystem),
-		semconv.MessagingOperationTypeSend,
-		semconv.MessagingOperationNameKey.String("send"),
-		semconv.MessagingMessageBodySizeKey.Int(len(data)),
-	)
-	if name != "" {
-		attrs = append(attrs, semconv.MessagingDestinationNameKey.String(name))
-	}
-	ctx, span := tel.tracer.Start(ctx, spanName, trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(attrs...))
+	ctx, span := tel.tracer.Start(ctx, spanName, trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(sendAttrs("send", name, len(data), attrs...)...))
 	defer func() {
 		if err != nil {
 			span.RecordError(err)

@@ -212,6 +212,23 @@ func (t *telemetry) handlerStart() time.Time {
 	return time.Now()
 }
 
+// sendAttrs are the attributes of a producer span: operation is "send" or
+// "broadcast", name the command's name (none for data), size the payload's
+// length; extra come first.
+func sendAttrs(operation, name string, size int, extra ...attribute.KeyValue) []attribute.KeyValue {
+	attrs := make([]attribute.KeyValue, 0, len(extra)+5)
+	attrs = append(append(attrs, extra...),
+		semconv.MessagingSystemKey.String(MessagingSystem),
+		semconv.MessagingOperationTypeSend,
+		semconv.MessagingOperationNameKey.String(operation),
+		semconv.MessagingMessageBodySizeKey.Int(size),
+	)
+	if name != "" {
+		attrs = append(attrs, semconv.MessagingDestinationNameKey.String(name))
+	}
+	return attrs
+}
+
 func peerAttrs(addr net.Addr) []attribute.KeyValue {
 	if addr == nil {
 		return nil
