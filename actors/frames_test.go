@@ -17,7 +17,7 @@ import (
 
 // Data frames marmot encodes itself and the control frames gorilla writes
 // (keep-alive pings here) share one socket: with several senders, a
-// broadcaster and pings every 10 ms, every frame must reach a third-party
+// broadcaster and pings every 200 ms, every frame must reach a third-party
 // reader whole (gorilla's client fails on a torn frame), each sender's
 // messages in order and intact, across the write paths: small frames
 // copied, frames over 4 KiB written with writev, frames over 32 KiB written
