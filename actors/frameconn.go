@@ -259,8 +259,10 @@ func (c *frameConn) Write(p []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if isCloseFrame(p) {
-		// gorilla closes on its own after some read errors (a protocol
-		// error, a message over the read limit).
+		// Every close frame goes through here: marmot's own (sent with
+		// gorilla's WriteControl) and those gorilla sends by itself after
+		// some read errors (a protocol error, a message over the read
+		// limit). No data frame may follow it (RFC 6455 §5.5.1).
 		c.closeSent = true
 	}
 	if c.batch != nil {
@@ -303,14 +305,6 @@ func (c *frameConn) applyDeadline(t time.Time) error {
 // length in the second byte, in one Write.
 func isCloseFrame(p []byte) bool {
 	return len(p) >= 2 && p[0] == 0x88 && int(p[1]) == len(p)-2
-}
-
-// markCloseSent refuses data frames from now on: none may follow a close
-// frame (RFC 6455 §5.5.1). Called before the close frame is written.
-func (c *frameConn) markCloseSent() {
-	c.wmu.Lock()
-	c.closeSent = true
-	c.wmu.Unlock()
 }
 
 // writeData writes payload as one final data frame of message type typ

@@ -595,14 +595,6 @@ func (l *link) writeMessage(typ int, data []byte, deadline time.Time) error {
 	return l.ws.WriteMessage(typ, data)
 }
 
-// writeClose sends a close frame; no data frame may follow it.
-func (l *link) writeClose(code int, text string, deadline time.Time) error {
-	if l.fc != nil {
-		l.fc.markCloseSent()
-	}
-	return l.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), deadline)
-}
-
 // drop discards what is still queued and refuses further sends; it returns
 // how many frames were left undelivered.
 func (l *link) drop() int {
@@ -641,7 +633,7 @@ func (l *link) startClose(code int, text string, cause error, deadline time.Time
 	if l.writeTimeout > 0 && time.Until(wd) > l.writeTimeout {
 		wd = time.Now().Add(l.writeTimeout)
 	}
-	if err := l.writeClose(code, text, wd); err != nil {
+	if err := l.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), wd); err != nil {
 		l.closeSocket()
 		return
 	}
@@ -826,12 +818,13 @@ func (l *link) park() bool {
 		return false
 	}
 	l.rstate.Store(readerParked)
-	held := l.fc.stageBuf != nil // read before arm: a woken reader owns fc then
+	hook := l.poll.group.onPark
+	held := hook != nil && l.fc.stageBuf != nil // before arm: a woken reader owns fc then
 	if err := l.poll.arm(l.fc.rc, l.pollID, &l.pollAdded); err != nil {
 		// Stay a plain blocking reader; unless someone already woke us.
 		return !l.rstate.CompareAndSwap(readerParked, readerRunning)
 	}
-	if hook := l.poll.group.onPark; hook != nil {
+	if hook != nil {
 		hook(l.pollID, held)
 	}
 	return true
@@ -1023,7 +1016,7 @@ func (l *link) answerPeerClose(ce *CloseError, onSent func([]byte)) {
 	if code == CloseNoStatus || code == CloseAbnormal || code == 0 {
 		code = CloseNormal
 	}
-	_ = l.writeClose(code, "", deadline)
+	_ = l.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), deadline)
 }
 
 // beginTurn and endTurn bracket the actor's handling of one inbound frame;
