@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/gorilla/websocket"
 	"github.com/sethvargo/go-retry"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -23,6 +22,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/marmotws/marmot/crypto"
+	"github.com/marmotws/marmot/internal/transport"
+	"github.com/marmotws/marmot/internal/wsconn"
 	"github.com/marmotws/marmot/protocol"
 	"github.com/marmotws/marmot/supervisor"
 )
@@ -172,7 +173,7 @@ type Client struct {
 	ownSys bool
 	guard  *actor.PID
 	pid    *actor.PID
-	dialer websocket.Dialer
+	dialer *wsconn.Dialer
 	tel    *telemetry
 
 	state      atomic.Int32
@@ -220,17 +221,14 @@ func NewClient(cfg ClientConfig) *Client {
 		c.sys = NewActorSystem(c.log)
 		c.ownSys = true
 	}
-	c.dialer = websocket.Dialer{
-		HandshakeTimeout: cfg.ConnectionTimeout,
-		ReadBufferSize:   4096,
-		WriteBufferSize:  4096,
-	}
 	if cfg.Encryption != nil {
 		c.cfg.Subprotocol = cfg.Encryption.Subprotocol()
 	}
-	if c.cfg.Subprotocol != "" {
-		c.dialer.Subprotocols = []string{c.cfg.Subprotocol}
-	}
+	c.dialer = wsconn.NewDialer(c.cfg.Subprotocol, cfg.ConnectionTimeout, wsconn.Config{
+		WriteTimeout: cfg.WriteTimeout,
+		KeepAlive:    cfg.KeepAlive,
+		ReadLimit:    cfg.MaxMessageSize,
+	})
 	strategy := supervisor.New(supervisor.Config{
 		MaxRestarts:    cfg.MaxRestarts,
 		Window:         cfg.RestartWindow,
@@ -316,7 +314,7 @@ func (c *Client) Disconnect(ctx context.Context) error {
 	return waitReply(ctx, reply, func() {
 		c.mu.Lock()
 		if l := c.current; l != nil {
-			l.closeSocket()
+			l.t.Drop()
 		}
 		c.mu.Unlock()
 	})
@@ -390,7 +388,7 @@ func (c *Client) SendContext(ctx context.Context, data []byte) error {
 // parented to ctx's span; the server's process span continues the trace.
 func (c *Client) SendCommandContext(ctx context.Context, name string, payload []byte) error {
 	if name == "" {
-		return ErrEmptyMessage
+		return ErrEmptyCommandName
 	}
 	l := c.link()
 	if l == nil || c.State() != StateConnected {
@@ -406,7 +404,7 @@ func (c *Client) SendCommandContext(ctx context.Context, name string, payload []
 // that arrived just ahead of the reply.
 func (c *Client) Request(ctx context.Context, name string, payload []byte) ([]byte, error) {
 	if name == "" {
-		return nil, ErrEmptyMessage
+		return nil, ErrEmptyCommandName
 	}
 	l := c.link()
 	if l == nil || c.State() != StateConnected {
@@ -451,7 +449,7 @@ func (c *Client) awaitReply(ctx context.Context, l *link, ch chan reqResult, e *
 	if c.inCallback.Load() > 0 {
 		// Most likely called from a callback: the actor that would write
 		// the request is the one waiting for it, so write it here.
-		_ = l.flush(time.Time{}, (&ClientActor{c: c}).onSent())
+		_ = l.out.flush(time.Time{}, (&ClientActor{c: c}).onSent())
 	}
 	select {
 	case r := <-ch:
@@ -529,7 +527,7 @@ type disconnectCmd struct {
 
 type dialDone struct {
 	episode int
-	ws      *websocket.Conn
+	t       transport.Conn
 	sess    *crypto.Session
 	err     error
 }
@@ -576,7 +574,7 @@ func (a *ClientActor) Receive(ctx actor.Context) {
 			deadline, _ := m.ctx.Deadline()
 			l := c.link()
 			a.flush(l, deadline)
-			l.startClose(CloseNormal, "client disconnect", ErrDisconnected, deadline)
+			l.close(CloseNormal, "client disconnect", ErrDisconnected, deadline)
 		case StateConnecting, StateReconnecting:
 			a.abandon(ErrDisconnected)
 			a.setState(StateDisconnected)
@@ -602,7 +600,7 @@ func (a *ClientActor) Receive(ctx actor.Context) {
 			c.reportError(m.cause)
 		}
 		if l := c.link(); l != nil {
-			l.startClose(m.code, m.text, m.cause, time.Time{})
+			l.close(m.code, m.text, m.cause, time.Time{})
 		}
 	case *clientLinkLost:
 		a.lost(ctx, m)
@@ -610,9 +608,9 @@ func (a *ClientActor) Receive(ctx actor.Context) {
 		a.abandon(ErrClientClosed)
 		if l := c.link(); l != nil {
 			if k.budgetOut.Load() {
-				l.startClose(CloseInternalError, "restart budget exhausted", supervisor.ErrRestartBudgetExhausted, time.Time{})
+				l.close(CloseInternalError, "restart budget exhausted", supervisor.ErrRestartBudgetExhausted, time.Time{})
 			} else {
-				l.startClose(CloseGoingAway, "client closed", ErrClientClosed, time.Time{})
+				l.close(CloseGoingAway, "client closed", ErrClientClosed, time.Time{})
 			}
 		}
 		if k.budgetOut.Load() {
@@ -682,12 +680,10 @@ func (a *ClientActor) dial(ctx actor.Context, parent context.Context) {
 	c.live.Add(1)
 	go func() {
 		defer c.live.Done()
-		ws, resp, err := c.dialer.DialContext(dctx, c.cfg.URL, header)
-		if resp != nil && resp.Body != nil {
-			_ = resp.Body.Close()
-		}
-		if err != nil && resp != nil {
-			err = fmt.Errorf("%w (HTTP %s)", err, resp.Status)
+		ws, _, err := c.dialer.Dial(dctx, c.cfg.URL, header)
+		var t transport.Conn
+		if err == nil {
+			t = ws
 		}
 		var sess *crypto.Session
 		if enc := c.cfg.Encryption; err == nil && enc != nil && enc.Profile == crypto.ProfileSecure {
@@ -695,9 +691,9 @@ func (a *ClientActor) dial(ctx actor.Context, parent context.Context) {
 			if !ok {
 				deadline = enc.handshakeDeadline()
 			}
-			if sess, err = clientHandshake(ws, enc, deadline); err != nil {
-				_ = ws.Close()
-				ws = nil
+			if sess, err = clientHandshake(t, enc, deadline); err != nil {
+				t.Drop()
+				t = nil
 			}
 		}
 		// The attempt's span ends before anyone learns the outcome, so a
@@ -707,7 +703,7 @@ func (a *ClientActor) dial(ctx actor.Context, parent context.Context) {
 			span.SetStatus(codes.Error, err.Error())
 		}
 		span.End()
-		c.sys.Root.Send(self, &dialDone{episode: episode, ws: ws, sess: sess, err: err})
+		c.sys.Root.Send(self, &dialDone{episode: episode, t: t, sess: sess, err: err})
 	}()
 }
 
@@ -715,8 +711,8 @@ func (a *ClientActor) dialed(ctx actor.Context, m *dialDone) {
 	c := a.c
 	k := &c.core
 	if m.episode != k.episode {
-		if m.ws != nil {
-			_ = m.ws.Close()
+		if m.t != nil {
+			m.t.Drop()
 		}
 		return
 	}
@@ -744,21 +740,18 @@ func (a *ClientActor) dialed(ctx actor.Context, m *dialDone) {
 		k.connWaiters = nil
 		return
 	}
-	if c.cfg.Subprotocol != "" && m.ws.Subprotocol() != c.cfg.Subprotocol {
-		_ = m.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(CloseProtocolError, "subprotocol not accepted"), time.Now().Add(time.Second))
-		_ = m.ws.Close()
+	if c.cfg.Subprotocol != "" && m.t.Subprotocol() != c.cfg.Subprotocol {
+		m.t.Close(CloseProtocolError, "subprotocol not accepted", time.Now().Add(time.Second))
+		m.t.Drop()
 		err := fmt.Errorf("marmot: server did not accept subprotocol %q", c.cfg.Subprotocol)
 		m.err = err
 		a.dialed(ctx, &dialDone{episode: m.episode, err: err})
 		return
 	}
-	l := newLink(m.ws, c.sys, linkConfig{
-		maxQueue:     c.cfg.MaxQueueBytes,
-		writeTimeout: c.cfg.WriteTimeout,
-		keepAlive:    c.cfg.KeepAlive,
-		readLimit:    c.cfg.MaxMessageSize,
-		inflight:     max(c.cfg.MaxMessageSize, 1<<20),
-		totals:       &c.totals,
+	l := newLink(m.t, c.sys, linkConfig{
+		maxQueue: c.cfg.MaxQueueBytes,
+		inflight: max(c.cfg.MaxMessageSize, 1<<20),
+		totals:   &c.totals,
 	})
 	l.pid = ctx.Self()
 	l.sess = m.sess
@@ -771,9 +764,8 @@ func (a *ClientActor) dialed(ctx actor.Context, m *dialDone) {
 	c.mu.Unlock()
 	k.attempt = 0
 	k.backoff = nil
-	l.startKeepAlive()
 	c.live.Add(1)
-	l.startReader(0, c.early, func(err error) {
+	l.start(0, c.early, func(err error) {
 		c.sys.Root.Send(l.pid, &clientLinkLost{l: l, err: err})
 		c.live.Done()
 	})
@@ -811,12 +803,9 @@ func (a *ClientActor) lost(ctx actor.Context, m *clientLinkLost) {
 	if reason.ByPeer {
 		m.l.answerPeerClose(reason, a.onSent())
 	}
-	m.l.stopKeepAlive()
-	m.l.cancel()
-	if n := m.l.drop(); n > 0 {
+	if n := m.l.release(); n > 0 {
 		c.reportError(fmt.Errorf("%w: %d", ErrUndelivered, n))
 	}
-	m.l.release()
 	c.mu.Lock()
 	c.current = nil
 	c.mu.Unlock()
@@ -905,7 +894,7 @@ func (a *ClientActor) flush(l *link, deadline time.Time) {
 	if l == nil {
 		return
 	}
-	_ = l.flush(deadline, a.onSent())
+	_ = l.out.flush(deadline, a.onSent())
 }
 
 func (a *ClientActor) handleInbound(in *inbound) {
@@ -927,7 +916,7 @@ func (a *ClientActor) handleInbound(in *inbound) {
 	m, code, err := in.msg, int(in.code), in.err
 	if err != nil {
 		c.reportError(err)
-		l.startClose(code, err.Error(), err, time.Time{})
+		l.close(code, err.Error(), err, time.Time{})
 		return
 	}
 	switch m.Kind {

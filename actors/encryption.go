@@ -5,9 +5,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/gorilla/websocket"
-
 	"github.com/marmotws/marmot/crypto"
+	"github.com/marmotws/marmot/internal/transport"
 	"github.com/marmotws/marmot/protocol"
 )
 
@@ -82,9 +81,9 @@ func handshakeReason(err error) string {
 
 // peerHandshakeError turns the peer's 4501 close into the error it stands for.
 func peerHandshakeError(err error) error {
-	var ce *websocket.CloseError
-	if errors.As(err, &ce) && ce.Code == CloseHandshakeFailed {
-		switch ce.Text {
+	var pc *transport.PeerClose
+	if errors.As(err, &pc) && pc.Code == CloseHandshakeFailed {
+		switch pc.Text {
 		case reasonWrongKey:
 			return fmt.Errorf("%w: peer says %w", ErrHandshakeFailed, crypto.ErrWrongKey)
 		case reasonModeMismatch:
@@ -94,76 +93,77 @@ func peerHandshakeError(err error) error {
 	return fmt.Errorf("%w: %w", ErrHandshakeFailed, err)
 }
 
-func failHandshake(ws *websocket.Conn, err error) error {
-	_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(CloseHandshakeFailed, handshakeReason(err)), time.Now().Add(time.Second))
+// failHandshake tells the peer why with a 4501 close; the caller drops the
+// connection.
+func failHandshake(t transport.Conn, err error) error {
+	t.Close(CloseHandshakeFailed, handshakeReason(err), time.Now().Add(time.Second))
 	return fmt.Errorf("%w: %w", ErrHandshakeFailed, err)
 }
 
-func readHandshakeFrame(ws *websocket.Conn) ([]byte, error) {
-	typ, msg, err := ws.ReadMessage()
+func readHandshakeFrame(t transport.Conn, deadline time.Time) ([]byte, error) {
+	typ, msg, err := t.ReceiveNow(deadline)
 	if err != nil {
 		return nil, peerHandshakeError(err)
 	}
-	if typ != websocket.BinaryMessage {
+	if typ != transport.BinaryMessage {
 		return nil, fmt.Errorf("%w: handshake message in a text frame", ErrHandshakeFailed)
 	}
 	return msg, nil
 }
 
+func sendHandshakeFrame(t transport.Conn, msg []byte, deadline time.Time) error {
+	if err := t.SendNow(transport.BinaryMessage, msg, deadline); err != nil {
+		return fmt.Errorf("%w: %w", ErrHandshakeFailed, err)
+	}
+	return nil
+}
+
 // serverHandshake runs the secure handshake on a fresh connection, before
 // its actor exists: ServerHello, ClientHello, ServerFinished.
-func serverHandshake(ws *websocket.Conn, enc *Encryption) (*crypto.Session, error) {
+func serverHandshake(t transport.Conn, enc *Encryption) (*crypto.Session, error) {
 	hs, err := crypto.NewServerHandshake(*enc.Server)
 	if err != nil {
-		return nil, failHandshake(ws, err)
+		return nil, failHandshake(t, err)
 	}
 	deadline := enc.handshakeDeadline()
-	_ = ws.SetWriteDeadline(deadline)
-	_ = ws.SetReadDeadline(deadline)
-	if err := ws.WriteMessage(websocket.BinaryMessage, hs.Hello()); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrHandshakeFailed, err)
+	if err := sendHandshakeFrame(t, hs.Hello(), deadline); err != nil {
+		return nil, err
 	}
-	hello, err := readHandshakeFrame(ws)
+	hello, err := readHandshakeFrame(t, deadline)
 	if err != nil {
 		return nil, err
 	}
 	sess, fin, err := hs.Finish(hello)
 	if err != nil {
-		return nil, failHandshake(ws, err)
+		return nil, failHandshake(t, err)
 	}
-	if err := ws.WriteMessage(websocket.BinaryMessage, fin); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrHandshakeFailed, err)
+	if err := sendHandshakeFrame(t, fin, deadline); err != nil {
+		return nil, err
 	}
-	_ = ws.SetWriteDeadline(time.Time{})
-	_ = ws.SetReadDeadline(time.Time{})
 	return sess, nil
 }
 
 // clientHandshake is the client's half of serverHandshake.
-func clientHandshake(ws *websocket.Conn, enc *Encryption, deadline time.Time) (*crypto.Session, error) {
-	_ = ws.SetWriteDeadline(deadline)
-	_ = ws.SetReadDeadline(deadline)
-	hello, err := readHandshakeFrame(ws)
+func clientHandshake(t transport.Conn, enc *Encryption, deadline time.Time) (*crypto.Session, error) {
+	hello, err := readHandshakeFrame(t, deadline)
 	if err != nil {
 		return nil, err
 	}
 	hs, err := crypto.NewClientHandshake(*enc.Client, hello)
 	if err != nil {
-		return nil, failHandshake(ws, err)
+		return nil, failHandshake(t, err)
 	}
-	if err := ws.WriteMessage(websocket.BinaryMessage, hs.Hello()); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrHandshakeFailed, err)
+	if err := sendHandshakeFrame(t, hs.Hello(), deadline); err != nil {
+		return nil, err
 	}
-	fin, err := readHandshakeFrame(ws)
+	fin, err := readHandshakeFrame(t, deadline)
 	if err != nil {
 		return nil, err
 	}
 	sess, err := hs.Finish(fin)
 	if err != nil {
-		return nil, failHandshake(ws, err)
+		return nil, failHandshake(t, err)
 	}
-	_ = ws.SetWriteDeadline(time.Time{})
-	_ = ws.SetReadDeadline(time.Time{})
 	return sess, nil
 }
 
@@ -178,11 +178,11 @@ func (l *link) seal(f *outFrame, dst []byte) (typ int, wire []byte, err error) {
 			dst = make([]byte, 0, n)
 		}
 		wire, err = l.sess.Seal(dst[:0], f.data)
-		return websocket.BinaryMessage, wire, err
+		return transport.BinaryMessage, wire, err
 	case l.compat != nil:
-		l.mu.Lock()
+		l.peerMu.Lock()
 		set, mode, size := l.peerSet, l.peerMode, l.peerKeySize
-		l.mu.Unlock()
+		l.peerMu.Unlock()
 		if set {
 			wire, err = l.compat.SealAs(dst[:0], f.data, mode, size)
 		} else {
@@ -190,7 +190,7 @@ func (l *link) seal(f *outFrame, dst []byte) (typ int, wire []byte, err error) {
 		}
 		// The seed sends and accepts only text frames, binary ciphertext
 		// included.
-		return websocket.TextMessage, wire, err
+		return transport.TextMessage, wire, err
 	}
 	return f.typ, f.data, nil
 }
@@ -200,7 +200,7 @@ func (l *link) seal(f *outFrame, dst []byte) (typ int, wire []byte, err error) {
 func (l *link) open(in *inbound) ([]byte, int, error) {
 	switch {
 	case l.sess != nil:
-		if in.typ != websocket.BinaryMessage {
+		if in.typ != transport.BinaryMessage {
 			return nil, CloseUnsupportedData, fmt.Errorf("%w: encrypted frames travel as binary messages", errUnexpectedFrame)
 		}
 		plain, err := l.sess.Open(l.plainStorage(in), in.data)
@@ -209,7 +209,7 @@ func (l *link) open(in *inbound) ([]byte, int, error) {
 		}
 		return l.keepPlain(in, plain), 0, nil
 	case l.compat != nil:
-		if in.typ != websocket.TextMessage {
+		if in.typ != transport.TextMessage {
 			return nil, CloseUnsupportedData, fmt.Errorf("%w: synopsejson frames travel as text messages", errUnexpectedFrame)
 		}
 		plain, mode, size, err := l.compat.Open(l.plainStorage(in), in.data)
@@ -218,9 +218,9 @@ func (l *link) open(in *inbound) ([]byte, int, error) {
 		}
 		// The seed's automatic coordination, made explicit: answer in the
 		// mode the peer used (Open only accepts modes in the allow-list).
-		l.mu.Lock()
+		l.peerMu.Lock()
 		l.peerMode, l.peerKeySize, l.peerSet = mode, size, true
-		l.mu.Unlock()
+		l.peerMu.Unlock()
 		return l.keepPlain(in, plain), 0, nil
 	}
 	return in.data, 0, nil

@@ -47,7 +47,7 @@ func newParkHarness(t *testing.T, cfg HubConfig) *parkHarness {
 	cfg.Events.OnClientDisconnected = func(_ ClientInfo, r *CloseError) { h.closed <- r }
 	cfg.Events.OnClientConnected = func(ci ClientInfo) { h.connect <- ci.ID }
 	h.hub = NewHub(cfg)
-	h.hub.polls.onPark = func(id uint64, stageHeld bool) {
+	h.hub.acceptor.Polls().OnPark = func(id uint64, stageHeld bool) {
 		if stageHeld {
 			h.stageHeld.Add(1)
 		}
@@ -56,7 +56,7 @@ func newParkHarness(t *testing.T, cfg HubConfig) *parkHarness {
 		default:
 		}
 	}
-	h.hub.polls.onSweep = func(e uint64) {
+	h.hub.acceptor.Polls().OnSweep = func(e uint64) {
 		select {
 		case h.ticks <- e:
 		default:
@@ -99,11 +99,11 @@ func waitFor[T any](t *testing.T, ch <-chan T, what string) T {
 	}
 }
 
-// readerGoroutines counts goroutines running a link's read loop.
+// readerGoroutines counts goroutines running a transport's read loop.
 func readerGoroutines() int {
 	var b bytes.Buffer
 	_ = pprof.Lookup("goroutine").WriteTo(&b, 1)
-	return strings.Count(b.String(), "actors.(*link).runReader")
+	return strings.Count(b.String(), "wsconn.(*Conn).run+")
 }
 
 func echo(t *testing.T, c *websocket.Conn, msg string) {
@@ -274,6 +274,6 @@ func TestClosedSocketWakesParkedReader(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.link.closeSocket()
+	c.link.t.Drop()
 	waitFor(t, h.closed, "OnClientDisconnected")
 }

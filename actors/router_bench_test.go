@@ -23,9 +23,10 @@ func routerHub(b *testing.B, n int, codec protocol.Codec) (*Hub, []*link) {
 	h.tel = newTelemetry(nil, nil, nil)
 	links := make([]*link, n)
 	for i := range links {
-		l := &link{codec: codec, maxQueue: 4 << 20}
+		l := &link{codec: codec}
+		l.out.l, l.out.maxQueue = l, 4<<20
 		// Pretend a flush is already signalled, so send only queues.
-		l.flushPending.Store(true)
+		l.out.flushPending.Store(true)
 		id := ClientID(i + 1)
 		h.conns[id] = &conn{hub: h, id: id, link: l}
 		links[i] = l
@@ -36,12 +37,13 @@ func routerHub(b *testing.B, n int, codec protocol.Codec) (*Hub, []*link) {
 // drain empties the queues the way a flush does, keeping their storage.
 func drain(links []*link) {
 	for _, l := range links {
-		for _, f := range l.queue {
+		o := &l.out
+		for _, f := range o.queue {
 			envBuffers.put(f.pooled)
 		}
-		clear(l.queue)
-		l.queue = l.queue[:0]
-		l.queued.Store(0)
+		clear(o.queue)
+		o.queue = o.queue[:0]
+		o.queued.Store(0)
 	}
 }
 
@@ -159,7 +161,7 @@ func benchInbound(b *testing.B, l *link, typ int, frame []byte, release bool) {
 	}
 }
 
-// inboundStep is what readFrames and the actor do with one frame, minus
+// inboundStep is what link.Message and the actor do with one frame, minus
 // the socket and the mailbox.
 func inboundStep(b *testing.B, l *link, typ int, frame []byte, release bool) {
 	in := newInbound(l, typ)

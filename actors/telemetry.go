@@ -301,7 +301,7 @@ func (h *Hub) queuedBytes() int64 {
 	var n int64
 	h.regMu.RLock()
 	for _, c := range h.conns {
-		n += c.link.queued.Load()
+		n += c.link.out.queued.Load()
 	}
 	h.regMu.RUnlock()
 	return n

@@ -1,4 +1,4 @@
-package actors
+package wsconn
 
 import (
 	"errors"
@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -22,9 +21,10 @@ import (
 // frame boundaries go by, so it knows when the stream is between messages
 // (the only place where the synthetic frame is valid).
 
-// Reader states of a parkable link.
+// Reader states of a parkable connection.
 const (
-	readerRunning int32 = iota // a goroutine is reading or handling input
+	readerUnstarted int32 = iota // Start has not run yet
+	readerRunning                // a goroutine is reading or handling input
 	readerWaiting              // blocked in frameConn.Read between messages
 	readerParking              // the poller forced the wait to end; about to park
 	readerParked               // no goroutine; epoll wakes the reader
@@ -49,7 +49,7 @@ var aLongTimeAgo = time.Unix(1, 0)
 // frameConn is the net.Conn gorilla reads a server connection through.
 type frameConn struct {
 	// Fields in the order a message touches them, packed so that it touches
-	// three cache lines (see link).
+	// three cache lines (see Conn).
 	net.Conn
 	frames frameTracker
 
@@ -60,17 +60,16 @@ type frameConn struct {
 	rn       int // rawRead's result
 
 	rerr     error // rawRead's error
-	link     *link // set when the reader may park; nil before
+	owner    *Conn // set when the reader may park; nil before
 	injected bool  // the last Read returned parkFrame
 
 	// The write side, under wmu (see writeData).
 	wmu       sync.Mutex
-	closeSent bool
 	wdSet     bool
 	wd        time.Time // the write deadline on the socket
 	batchWD   time.Time // the deadline for the open batch
 	gorillaWD time.Time // the deadline for gorilla's next Write
-	werr      error     // a failed data write: the stream is broken
+	werr      error     // a failed write (the stream is broken) or ErrCloseSent
 	batch     *[]byte   // open batch (see beginBatch); nil: writes go straight out
 	hdr       [maxHeader]byte
 	bufs      [][]byte // writev scratch
@@ -102,7 +101,7 @@ func (c *frameConn) Read(p []byte) (int, error) {
 	switch {
 	case !c.frames.betweenMessages():
 		n, err = c.fill(p)
-	case c.link != nil:
+	case c.owner != nil:
 		n, err = c.waitRead(p)
 		if c.injected {
 			return n, err
@@ -196,32 +195,32 @@ func (c *frameConn) dropStage() {
 // waitRead reads the first bytes of the next message, or returns parkFrame
 // when the poller decided this connection is idle.
 func (c *frameConn) waitRead(p []byte) (int, error) {
-	l := c.link
+	o := c.owner
 	for {
-		// Stored only when it changed (every parkTick): a load is cheaper
+		// Stored only when it changed (every tick): a load is cheaper
 		// than the locked store.
-		if e := l.poll.epoch.Load(); l.waitEpoch.Load() != e {
-			l.waitEpoch.Store(e)
+		if e := o.poll.Epoch(); o.waitEpoch.Load() != e {
+			o.waitEpoch.Store(e)
 		}
-		l.rstate.Store(readerWaiting)
+		o.rstate.Store(readerWaiting)
 		n, err := c.fillWaiting(p)
-		if l.rstate.CompareAndSwap(readerWaiting, readerRunning) {
+		if o.rstate.CompareAndSwap(readerWaiting, readerRunning) {
 			return n, err
 		}
 		// The poller moved us to readerParking and cut the read short with
-		// a past deadline; under l.mu its SetReadDeadline is done, so the
-		// deadline the link really wants can be put back.
-		l.mu.Lock()
-		_ = c.Conn.SetReadDeadline(l.deadline)
-		if n > 0 || (err != nil && !isTimeout(err)) || l.closing.Load() || l.released || l.expired {
-			l.rstate.Store(readerRunning)
-			l.mu.Unlock()
+		// a past deadline; under o.mu its SetReadDeadline is done, so the
+		// deadline the connection really wants can be put back.
+		o.mu.Lock()
+		_ = c.Conn.SetReadDeadline(o.deadline)
+		if n > 0 || (err != nil && !isTimeout(err)) || !o.mayPark() {
+			o.rstate.Store(readerRunning)
+			o.mu.Unlock()
 			if n > 0 || !isTimeout(err) {
 				return n, err
 			}
 			continue // the timeout was ours; wait again under the real deadline
 		}
-		l.mu.Unlock()
+		o.mu.Unlock()
 		c.injected = true
 		return copy(p, parkFrame[:]), nil
 	}
@@ -231,9 +230,31 @@ func (c *frameConn) waitRead(p []byte) (int, error) {
 // several writes of about this size.
 const batchLimit = 64 << 10
 
-var batchBuffers = newBytePool(8 << 10)
+var batchBuffers = bytePool{size: 8 << 10}
 
-// A server link's data frames are encoded here, not by gorilla's writer
+// bytePool hands out reusable byte slices; slices that grew past 64 KiB are
+// left to the GC, so one huge write does not pin its buffer.
+type bytePool struct {
+	p    sync.Pool
+	size int
+}
+
+func (bp *bytePool) get() *[]byte {
+	if b, ok := bp.p.Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, 0, bp.size)
+	return &b
+}
+
+func (bp *bytePool) put(b *[]byte) {
+	if b != nil && cap(*b) <= 64<<10 {
+		*b = (*b)[:0]
+		bp.p.Put(b)
+	}
+}
+
+// A server connection's data frames are encoded here, not by gorilla's writer
 // (writeData): a server frame is a 2–10-byte header and the payload, never
 // masked (RFC 6455 §5.2), while gorilla's writer costs a channel lock, a
 // mutex, a pooled-buffer round trip and an allocation per frame — about a
@@ -252,18 +273,18 @@ const maxHeader = 10
 const copyMax = 4 << 10
 
 // Write is how gorilla writes (the handshake and control frames on server
-// links), under gorilla's write lock and with the deadline it set just
+// connections), under gorilla's write lock and with the deadline it set just
 // before (see SetWriteDeadline). While a batch is open the frame joins it,
 // which RFC 6455 allows: control frames may come between data messages.
 func (c *frameConn) Write(p []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if isCloseFrame(p) {
+	if isCloseFrame(p) && c.werr == nil {
 		// Every close frame goes through here: marmot's own (sent with
 		// gorilla's WriteControl) and those gorilla sends by itself after
 		// some read errors (a protocol error, a message over the read
 		// limit). No data frame may follow it (RFC 6455 §5.5.1).
-		c.closeSent = true
+		c.werr = websocket.ErrCloseSent
 	}
 	if c.batch != nil {
 		if err := c.appendBatch(p); err != nil {
@@ -313,8 +334,8 @@ func isCloseFrame(p []byte) bool {
 func (c *frameConn) writeData(typ int, payload []byte, deadline time.Time) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if err := c.writable(); err != nil {
-		return err
+	if c.werr != nil {
+		return c.werr
 	}
 	hdr := appendHeader(c.hdr[:0], typ, len(payload))
 	if c.batch != nil {
@@ -348,13 +369,13 @@ func (c *frameConn) writeData(typ int, payload []byte, deadline time.Time) error
 }
 
 // writeFrame writes frame, a complete data frame encoded once for many
-// connections (see serverFrame), under deadline, or adds it to the open
+// connections (see EncodeFrame), under deadline, or adds it to the open
 // batch.
 func (c *frameConn) writeFrame(frame []byte, deadline time.Time) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if err := c.writable(); err != nil {
-		return err
+	if c.werr != nil {
+		return c.werr
 	}
 	if c.batch != nil {
 		return c.appendBatch(frame)
@@ -364,16 +385,6 @@ func (c *frameConn) writeFrame(frame []byte, deadline time.Time) error {
 	}
 	_, err := c.Conn.Write(frame)
 	return c.fail(err)
-}
-
-func (c *frameConn) writable() error {
-	switch {
-	case c.werr != nil:
-		return c.werr
-	case c.closeSent:
-		return websocket.ErrCloseSent
-	}
-	return nil
 }
 
 // fail keeps a write error: after a partial write the stream is broken, so
@@ -453,9 +464,10 @@ func appendHeader(b []byte, typ, n int) []byte {
 	}
 }
 
-// serverFrame returns data as a complete server data frame of type typ,
-// for writeFrame.
-func serverFrame(typ int, data []byte) []byte {
+// EncodeFrame returns data as a complete server data frame of type typ
+// (text or binary): what [Conn.WriteEncoded] takes, so a broadcast is
+// encoded once for all its recipients.
+func EncodeFrame(typ int, data []byte) []byte {
 	f := make([]byte, 0, maxHeader+len(data))
 	return append(appendHeader(f, typ, len(data)), data...)
 }
@@ -474,108 +486,3 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// frameTracker follows WebSocket frame boundaries in the bytes gorilla reads.
-// It does not validate anything (gorilla does); it only has to agree with
-// gorilla on where frames and messages end for well-formed input, and never
-// misbehave on garbage.
-type frameTracker struct {
-	hdr       [14]byte
-	hlen      int    // header bytes collected
-	need      int    // header length, known once two bytes are in
-	remain    uint64 // payload bytes left in the current frame
-	inPayload bool
-	inMessage bool // a fragmented data message is still open
-}
-
-func (t *frameTracker) betweenMessages() bool {
-	return t.hlen == 0 && !t.inPayload && !t.inMessage
-}
-
-func (t *frameTracker) observe(b []byte) {
-	for len(b) > 0 {
-		if t.inPayload {
-			k := uint64(len(b))
-			if k > t.remain {
-				k = t.remain
-			}
-			t.remain -= k
-			b = b[k:]
-			if t.remain == 0 {
-				t.endFrame()
-			}
-			continue
-		}
-		if t.hlen < 2 {
-			t.hdr[t.hlen] = b[0]
-			t.hlen++
-			b = b[1:]
-			if t.hlen < 2 {
-				continue
-			}
-			t.need = 2
-			switch t.hdr[1] & 0x7f {
-			case 126:
-				t.need += 2
-			case 127:
-				t.need += 8
-			}
-			if t.hdr[1]&0x80 != 0 {
-				t.need += 4
-			}
-		} else {
-			k := copy(t.hdr[t.hlen:t.need], b)
-			t.hlen += k
-			b = b[k:]
-		}
-		if t.hlen == t.need {
-			t.startPayload()
-		}
-	}
-}
-
-func (t *frameTracker) startPayload() {
-	switch n := t.hdr[1] & 0x7f; n {
-	case 126:
-		t.remain = uint64(t.hdr[2])<<8 | uint64(t.hdr[3])
-	case 127:
-		t.remain = 0
-		for _, x := range t.hdr[2:10] {
-			t.remain = t.remain<<8 | uint64(x)
-		}
-	default:
-		t.remain = uint64(n)
-	}
-	t.hlen = 0
-	t.inPayload = true
-	if t.remain == 0 {
-		t.endFrame()
-	}
-}
-
-func (t *frameTracker) endFrame() {
-	t.inPayload = false
-	if op := t.hdr[0] & 0x0f; op < 8 { // data or continuation
-		t.inMessage = t.hdr[0]&0x80 == 0
-	}
-}
-
-// pollState is what a parkable link shares with its poller.
-type pollState struct {
-	poll      *poller
-	rstate    atomic.Int32
-	waitEpoch atomic.Uint64
-	pollAdded bool // registered with poll's epoll set (under link.mu)
-}
-
-// epochCounter counts poller ticks; waiting readers record the epoch they
-// started in, which costs one atomic load instead of a clock read.
-type epochCounter struct{ atomic.Uint64 }
-
-func (e *epochCounter) next() uint64 { return e.Add(1) }
-
-var errParkUnsupported = errors.New("marmot: parking idle readers is not supported on this platform")
-
-// parkTick is how often the poller looks for idle readers: a reader parks
-// after waiting one to two ticks for its next message. Busy connections
-// never wait that long, so they keep their goroutine and pay nothing.
-var parkTick = 500 * time.Millisecond

@@ -1,0 +1,183 @@
+package actors
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/marmotws/marmot/crypto"
+	"github.com/marmotws/marmot/internal/transport"
+	"github.com/marmotws/marmot/internal/wsconn"
+)
+
+// ServeHTTP upgrades the request to a WebSocket connection and serves it
+// until it closes. Over MaxConnections it answers 503 without upgrading.
+func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.lifeMu.Lock()
+	if h.stopping {
+		h.lifeMu.Unlock()
+		http.Error(w, "marmot: server is shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	h.live.Add(1)
+	h.lifeMu.Unlock()
+	defer h.live.Done()
+
+	up := h.startUpgradeSpan(r)
+	defer up.end("", nil)
+	t, sess, ok := h.upgrade(w, r, up)
+	if !ok {
+		return
+	}
+	c := h.newConn(t, sess)
+	h.totalConns.Add(1)
+	h.live.Add(1) // the connection actor, until Stopped
+	h.sys.Root.Send(h.server, &spawnConnection{c: c})
+	<-c.ready
+	up.span.SetAttributes(AttrClientID.Int64(int64(c.id)))
+	up.end("", nil)
+	h.live.Add(1) // the transport's reader, until it stops for good
+	l := c.link
+	l.start(c.id, nil, func(err error) {
+		h.sys.Root.Send(l.pid, &linkLost{l: l, err: err})
+		h.live.Done()
+	})
+}
+
+// upgrade admits r and upgrades it, running the secure handshake when the
+// hub encrypts. A refusal is answered, counted, traced and reported here.
+func (h *Hub) upgrade(w http.ResponseWriter, r *http.Request, up *upgradeSpan) (transport.Conn, *crypto.Session, bool) {
+	var t transport.Conn
+	if !h.admit() {
+		up.end("max_connections", nil)
+		h.refused.Add(1)
+		msg := fmt.Sprintf("marmot: server at capacity (%d connections)", h.cfg.MaxConnections)
+		w.Header().Set("Retry-After", "5")
+		http.Error(w, msg, http.StatusServiceUnavailable)
+		h.reportError(0, fmt.Errorf("%w: refused %s (limit %d)", ErrMaxConnections, r.RemoteAddr, h.cfg.MaxConnections))
+		return nil, nil, false
+	}
+	if enc := h.cfg.Encryption; enc != nil && !wsconn.Offers(r, enc.Subprotocol()) {
+		h.admitted.Add(-1)
+		h.handshakes.Add(1)
+		err := fmt.Errorf("%w: %s did not offer subprotocol %q", ErrEncryptionRequired, r.RemoteAddr, enc.Subprotocol())
+		http.Error(w, "marmot: this endpoint requires encryption: offer subprotocol "+enc.Subprotocol(), http.StatusBadRequest)
+		up.end("encryption_required", err)
+		h.reportError(0, err)
+		return nil, nil, false
+	}
+	ws, err := h.acceptor.Accept(w, r)
+	if err != nil {
+		h.admitted.Add(-1)
+		up.end("upgrade_failed", err)
+		h.reportError(0, fmt.Errorf("marmot: upgrade from %s failed: %w", r.RemoteAddr, err))
+		return nil, nil, false
+	}
+	t = ws
+	up.span.SetAttributes(AttrSubprotocol.String(t.Subprotocol()), AttrEncrypted.Bool(h.cfg.Encryption != nil))
+	var sess *crypto.Session
+	if enc := h.cfg.Encryption; enc != nil && enc.Profile == crypto.ProfileSecure {
+		if sess, err = serverHandshake(t, enc); err != nil {
+			h.admitted.Add(-1)
+			h.handshakes.Add(1)
+			up.end("handshake_failed", err)
+			h.reportError(0, fmt.Errorf("marmot: client %s: %w", r.RemoteAddr, err))
+			t.Drop()
+			return nil, nil, false
+		}
+	}
+	return t, sess, true
+}
+
+// newConn builds the connection for an upgraded transport.
+func (h *Hub) newConn(t transport.Conn, sess *crypto.Session) *conn {
+	c := &conn{
+		hub:         h,
+		id:          ClientID(h.nextID.Add(1)),
+		remote:      t.RemoteAddr(),
+		connectedAt: time.Now(),
+		ready:       make(chan struct{}),
+		mbox:        newConnMailbox(),
+	}
+	c.mbox.direct = (&ConnectionActor{c: c}).receiveDirect
+	l := newLink(t, h.sys, linkConfig{
+		maxQueue: h.cfg.MaxQueueBytes,
+		inflight: max(h.cfg.MaxMessageSize, 1<<20),
+	})
+	l.sess = sess
+	l.mbox = c.mbox // before the actor is known to senders
+	l.replyNow = true
+	l.keepRaw = h.cfg.Events.OnDataReceived != nil
+	if f := h.cfg.Events.OnDataSent; f != nil {
+		id := c.id
+		l.out.onSent = func(b []byte) { h.safeCall(id, "OnDataSent", func() { f(id, b) }) }
+	}
+	if enc := h.cfg.Encryption; enc != nil && enc.Profile == crypto.ProfileCompat {
+		l.compat = enc.Compat
+	}
+	c.link = l
+	return c
+}
+
+// upgradeSpan is the marmot.upgrade span of one request. The client's
+// traceparent header, if any, puts it in the client's trace. With tracing
+// off the span and its attributes are not even built (a cost per connect
+// otherwise).
+type upgradeSpan struct {
+	span trace.Span
+	done bool
+}
+
+func (h *Hub) startUpgradeSpan(r *http.Request) *upgradeSpan {
+	up := &upgradeSpan{span: trace.SpanFromContext(context.Background())} // records nothing
+	if !h.tel.tracesOff() {
+		remote := h.tel.prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+		_, up.span = h.tel.tracer.Start(remote, "marmot.upgrade", trace.WithSpanKind(trace.SpanKindServer),
+			trace.WithAttributes(append(append(peerAttrs(remoteAddr(r.RemoteAddr)), serverAttrs(r.Host)...),
+				semconv.URLPathKey.String(r.URL.Path))...))
+	}
+	return up
+}
+
+// end ends the span once; reason, when set, marks a refusal.
+func (up *upgradeSpan) end(reason string, err error) {
+	if up.done {
+		return
+	}
+	up.done = true
+	if reason != "" {
+		up.span.SetAttributes(AttrRefusalReason.String(reason))
+		up.span.SetStatus(codes.Error, reason)
+	}
+	if err != nil {
+		up.span.RecordError(err)
+	}
+	up.span.End()
+}
+
+func remoteAddr(s string) net.Addr {
+	a, err := net.ResolveTCPAddr("tcp", s)
+	if err != nil {
+		return nil
+	}
+	return a
+}
+
+func (h *Hub) admit() bool {
+	for {
+		n := h.admitted.Load()
+		if h.cfg.MaxConnections > 0 && n >= int64(h.cfg.MaxConnections) {
+			return false
+		}
+		if h.admitted.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}

@@ -1,0 +1,229 @@
+package actors
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"runtime"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/marmotws/marmot/protocol"
+	"github.com/marmotws/marmot/supervisor"
+)
+
+// conn is the part of a connection that survives actor restarts: the
+// transport (in link), the ID, the counters and the user's data slot.
+type conn struct {
+	hub         *Hub
+	id          ClientID
+	link        *link
+	remote      net.Addr
+	connectedAt time.Time
+	ready       chan struct{}
+	mbox        *connMailbox
+	incarnation int // ConnectionActor instances started so far (owned by the actor)
+	budgetOut   atomic.Bool
+	final       *CloseError
+}
+
+func (c *conn) info() ClientInfo {
+	st := &c.link.out.stats
+	return ClientInfo{
+		ID:               c.id,
+		PID:              c.link.pid,
+		RemoteAddr:       c.remote,
+		Subprotocol:      c.link.t.Subprotocol(),
+		ConnectedAt:      c.connectedAt,
+		BytesReceived:    st.bytesIn.Load(),
+		BytesSent:        st.bytesOut.Load(),
+		MessagesReceived: st.msgsIn.Load(),
+		MessagesSent:     st.msgsOut.Load(),
+		Data:             c.link.data(),
+	}
+}
+
+// ConnectionActor owns one connection: it is its transport's only writer
+// and runs the user's callbacks for it, or the user's own actor (see
+// HubConfig.ConnectionActor), one message at a time.
+//
+// A panic in the handler restarts it: protoactor makes a fresh instance
+// (and a fresh user actor, with fresh state), while the transport, the
+// ClientID and the counters, kept in conn, carry on.
+type ConnectionActor struct {
+	c    *conn
+	user actor.Actor // nil: callbacks only
+}
+
+// Receive implements actor.Actor.
+func (a *ConnectionActor) Receive(ctx actor.Context) {
+	c := a.c
+	h := c.hub
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		c.incarnation++
+		if c.incarnation == 1 {
+			a.opened(ctx)
+		}
+		a.toUser(ctx, m)
+		a.toUser(ctx, &Connected{Info: c.info(), Restarts: c.incarnation - 1})
+	case *flushSignal:
+		a.flush(time.Time{})
+	case *inbound:
+		a.handleInbound(ctx, m)
+	case *Push:
+		var err error
+		if m.Name != "" {
+			err = c.link.sendCommand(m.Name, m.Data)
+		} else {
+			err = c.link.sendData(m.Data)
+		}
+		if ctx.Sender() != nil {
+			ctx.Respond(&Ack{Err: err})
+		}
+	case *CloseConnection:
+		c.link.close(m.Code, m.Text, nil, time.Time{})
+	case *closeRequest:
+		if errors.Is(m.cause, ErrSlowConsumer) {
+			h.slowCloses.Add(1)
+		}
+		if m.cause != nil {
+			h.reportError(c.id, m.cause)
+		}
+		c.link.close(m.code, m.text, m.cause, time.Time{})
+	case *shutdownRequest:
+		a.flush(m.deadline)
+		c.link.close(CloseGoingAway, "server shutting down", nil, m.deadline)
+	case *linkLost:
+		c.final = c.link.closeErrorFrom(m.err)
+		if c.final.ByPeer {
+			a.answerPeerClose(c.final)
+		}
+		ctx.Stop(ctx.Self())
+	case *actor.Stopping:
+		a.toUser(ctx, m)
+		if c.budgetOut.Load() {
+			c.link.close(CloseInternalError, "restart budget exhausted", supervisor.ErrRestartBudgetExhausted, time.Time{})
+		} else {
+			c.link.close(CloseGoingAway, "connection actor stopped", nil, time.Time{})
+		}
+	case *actor.Stopped:
+		c.mbox.stopped.Store(true)
+		a.teardown(ctx)
+		a.toUser(ctx, m)
+	default:
+		// Restarting, and whatever other actors send the connection.
+		a.toUser(ctx, m)
+	}
+}
+
+// opened runs once per connection, when its first actor starts.
+func (a *ConnectionActor) opened(ctx actor.Context) {
+	c := a.c
+	h := c.hub
+	c.link.pid = ctx.Self()
+	draining := h.register(c)
+	close(c.ready)
+	if draining {
+		ctx.Send(ctx.Self(), &shutdownRequest{deadline: time.Now().Add(closeGrace)})
+	}
+	h.log.Debug("client connected", "client", uint64(c.id), "remote", c.remote.String(), "subprotocol", c.link.t.Subprotocol())
+	if f := h.cfg.Events.OnClientConnected; f != nil {
+		h.safeCall(c.id, "OnClientConnected", func() { f(c.info()) })
+	}
+}
+
+// toUser hands msg to the user's actor, if there is one, as the message of
+// the connection actor's own context.
+func (a *ConnectionActor) toUser(ctx actor.Context, msg any) {
+	if a.user != nil {
+		a.user.Receive(userContext{Context: ctx, msg: msg})
+	}
+}
+
+// receiveDirect handles the per-message traffic straight from the mailbox
+// (see connMailbox.direct); the rest goes through Receive. A user's actor
+// needs its context, so its messages take the full path.
+func (a *ConnectionActor) receiveDirect(msg any) bool {
+	switch m := msg.(type) {
+	case *inbound:
+		if a.c.hub.cfg.ConnectionActor != nil {
+			return false
+		}
+		a.handleInbound(nil, m)
+	case *flushSignal:
+		// Frames queued by other goroutines (broadcasts, targeted sends)
+		// usually come in bursts: one yield lets the rest of the burst
+		// reach the queue, so that one write carries them all.
+		runtime.Gosched()
+		a.flush(time.Time{})
+	default:
+		return false
+	}
+	return true
+}
+
+func (a *ConnectionActor) flush(deadline time.Time) {
+	_ = a.c.link.out.flush(deadline, a.c.link.out.onSent)
+}
+
+func (a *ConnectionActor) answerPeerClose(ce *CloseError) {
+	a.c.link.answerPeerClose(ce, a.c.link.out.onSent)
+}
+
+// handleInbound runs one inbound message through the events and the
+// handler: OnHandleCommand, or the user's actor (ctx is nil on the direct
+// path, which only callbacks take).
+func (a *ConnectionActor) handleInbound(ctx actor.Context, in *inbound) {
+	c := a.c
+	h := c.hub
+	ev := &h.cfg.Events
+	l := c.link
+	defer l.processed(in)
+	l.beginTurn()
+	defer l.endTurn(l.out.onSent)
+	l.received(in.size)
+	if ev.OnDataReceived != nil {
+		ev.OnDataReceived(c.id, in.data)
+	}
+	m, code, err := in.msg, int(in.code), in.err
+	if err == nil && (m.Kind == protocol.KindReply || m.Kind == protocol.KindError) {
+		code, err = CloseProtocolError, fmt.Errorf("%w: unexpected %s envelope: the server sent no request", protocol.ErrInvalidEnvelope, m.Kind)
+	}
+	if err != nil {
+		if errors.Is(err, ErrDecryptFailed) {
+			h.decrypts.Add(1)
+		}
+		h.reportError(c.id, err)
+		l.close(code, err.Error(), err, time.Time{})
+		return
+	}
+	handler := ev.OnHandleCommand
+	if a.user != nil {
+		handler = func(m *Message) { a.user.Receive(userContext{Context: ctx, msg: m}) }
+	}
+	handle(h.tel, in, m, false, handler, h.enterHandler, h.exitHandler)
+}
+
+func (a *ConnectionActor) teardown(ctx actor.Context) {
+	c := a.c
+	h := c.hub
+	if n := c.link.release(); n > 0 {
+		h.reportError(c.id, fmt.Errorf("%w: %d", ErrUndelivered, n))
+	}
+	h.unregister(c)
+	reason := c.final
+	if reason == nil {
+		reason = c.link.closeErrorFrom(nil)
+	}
+	h.log.Debug("client disconnected", "client", uint64(c.id), "code", reason.Code, "by_peer", reason.ByPeer)
+	info := c.info()
+	a.toUser(ctx, &Disconnected{Info: info, Reason: reason})
+	if f := h.cfg.Events.OnClientDisconnected; f != nil {
+		h.safeCall(c.id, "OnClientDisconnected", func() { f(info, reason) })
+	}
+	c.link.setData(nil)
+	h.live.Done()
+}

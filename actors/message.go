@@ -1,0 +1,140 @@
+package actors
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/marmotws/marmot/protocol"
+)
+
+// MessageType says how a raw-mode message travelled.
+type MessageType int
+
+// Raw-mode frame types, numbered like gorilla/websocket's.
+const (
+	TextMessage   MessageType = 1
+	BinaryMessage MessageType = 2
+)
+
+// String returns a readable name for logs and errors.
+func (t MessageType) String() string {
+	switch t {
+	case TextMessage:
+		return "text"
+	case BinaryMessage:
+		return "binary"
+	}
+	return fmt.Sprintf("MessageType(%d)", int(t))
+}
+
+// Message is one application message, as handed to OnHandleCommand after
+// decoding. m and its Payload belong to the handler and stay valid after it
+// returns, unless the handler gives them back with Release.
+type Message struct {
+	// ClientID is the sender on the server side; 0 on the client side.
+	ClientID ClientID
+	// Kind is protocol.KindData for raw-mode messages.
+	Kind protocol.Kind
+	// Type is the frame type a raw-mode message travelled in.
+	Type MessageType
+	// Name is the command name of a command or request envelope.
+	Name string
+	// Payload is the application data.
+	Payload []byte
+	// Meta holds the envelope's string headers (nil in raw mode).
+	Meta map[string]string
+
+	ctx     context.Context
+	id      uint64
+	code    uint32
+	out     *link
+	in      *inbound // the frame m and Payload live in; nil once released
+	replied bool
+}
+
+// Release gives m and the storage of its Payload back to marmot, which
+// reuses them for later messages: a handler that releases every message
+// makes no garbage per message on a busy connection. Releasing is
+// optional; an unreleased message is left to the garbage collector.
+//
+// Call Release last: afterwards neither m nor Payload (nor any slice of
+// it, nor the data OnDataReceived saw for this frame) may be used. A
+// Reply made before Release is safe, since a reply that is queued rather
+// than written at once keeps the payload until it is written; data passed to Send, SendToClient or
+// Broadcast is not tracked, so copy it first or do not release. A second
+// Release does nothing.
+func (m *Message) Release() {
+	if in := m.in; in != nil {
+		m.in = nil
+		in.unref()
+	}
+}
+
+// Context returns the context of the message's process span, so a handler
+// can start child spans or pass it to calls that take a context. It carries
+// no deadline.
+func (m *Message) Context() context.Context {
+	if m.ctx == nil {
+		return context.Background()
+	}
+	return m.ctx
+}
+
+// IsRequest reports whether the sender waits for Reply or ReplyError.
+func (m *Message) IsRequest() bool { return m.Kind == protocol.KindRequest }
+
+// Reply answers m on the connection it came from: a request gets a reply
+// envelope with its correlation ID; any other message gets payload back in the
+// same form it arrived (same frame type in raw mode, same kind and name in
+// the envelope protocols), which makes an echo one call.
+//
+// Called by a server handler while nothing else is queued for the
+// connection, Reply writes the frame before it returns (an error then says
+// the connection failed); otherwise it queues the frame behind the others.
+func (m *Message) Reply(payload []byte) error {
+	if m.out == nil {
+		return ErrConnectionClosed
+	}
+	if m.IsRequest() {
+		if m.replied {
+			return ErrAlreadyReplied
+		}
+		m.replied = true
+	}
+	return m.out.reply(m, payload)
+}
+
+// ReplyError answers a request with an error; the requester's Request call
+// returns a *RemoteError carrying code and text.
+func (m *Message) ReplyError(code uint32, text string) error {
+	if !m.IsRequest() {
+		return ErrNotRequest
+	}
+	if m.replied {
+		return ErrAlreadyReplied
+	}
+	if m.out == nil {
+		return ErrConnectionClosed
+	}
+	m.replied = true
+	return m.out.sendEnvelope(&protocol.Envelope{Kind: protocol.KindError, ID: m.id, Code: code, Payload: []byte(text)})
+}
+
+// SetData stores v in the connection's user-data slot: per-connection state
+// for callback handlers (a nickname, a session), which later messages of the
+// same connection read with Data and ClientInfo shows. It is dropped when the
+// connection ends. A user's connection actor keeps its state in its own
+// fields instead.
+func (m *Message) SetData(v any) {
+	if m.out != nil {
+		m.out.setData(v)
+	}
+}
+
+// Data returns the connection's user-data slot (nil until SetData).
+func (m *Message) Data() any {
+	if m.out == nil {
+		return nil
+	}
+	return m.out.data()
+}

@@ -1,0 +1,51 @@
+package actors
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/asynkron/protoactor-go/actor"
+)
+
+type spawnConnection struct{ c *conn }
+
+// ServerActor is the registry's actor: it spawns and supervises one
+// ConnectionActor per connection and routes Broadcast and SendTo messages
+// from other actors, answering each with an *Ack when it has a sender.
+type ServerActor struct {
+	hub *Hub
+}
+
+// Receive implements actor.Actor.
+func (s *ServerActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *spawnConnection:
+		c := m.c
+		user := s.hub.cfg.ConnectionActor
+		// Every (re)start gets a fresh ConnectionActor, and a fresh user
+		// actor from the user's producer; conn carries what survives.
+		props := actor.PropsFromProducer(func() actor.Actor {
+			a := &ConnectionActor{c: c}
+			if user != nil {
+				a.user = user()
+			}
+			return a
+		}, actor.WithMailbox(func() actor.Mailbox { return c.mbox }))
+		ctx.SpawnPrefix(props, fmt.Sprintf("conn-%d-", c.id))
+	case *Broadcast:
+		_, err := s.hub.broadcast(context.Background(), m.Except, m.Name, m.Data)
+		if ctx.Sender() != nil {
+			ctx.Respond(&Ack{Err: err})
+		}
+	case *SendTo:
+		var err error
+		if m.Name != "" {
+			err = s.hub.SendCommandToClient(m.ID, m.Name, m.Data)
+		} else {
+			err = s.hub.SendToClient(m.ID, m.Data)
+		}
+		if ctx.Sender() != nil {
+			ctx.Respond(&Ack{Err: err})
+		}
+	}
+}

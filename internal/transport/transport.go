@@ -1,0 +1,103 @@
+// Package transport names the seam between marmot's connection layer
+// (package actors) and the byte streams under it: what a connection needs
+// from a transport ([Conn]) and what a transport hands up ([Receiver]).
+//
+// WebSocket (internal/wsconn) is the first transport. Another one (an HTTP
+// fallback) implements [Conn] and calls a [Receiver] the same way; the
+// connection actor, its statistics, supervision, encryption and tracing do
+// not change.
+package transport
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+)
+
+// Message types, numbered as RFC 6455 opcodes (and gorilla/websocket).
+const (
+	TextMessage   = 1
+	BinaryMessage = 2
+)
+
+// Receiver is the connection a transport delivers to. A transport calls it
+// from one goroutine at a time, in order: Message for every data message,
+// then Done once.
+type Receiver interface {
+	// Message is one inbound data message; r reads its payload to the end.
+	// It may block (that pushes back on the peer). An error ends the
+	// transport's reader: Done follows with it.
+	Message(typ int, r io.Reader) error
+	// Done reports that the transport will deliver nothing more, and why:
+	// a *PeerClose, ErrReadLimit, ErrKeepAlive, or the network error.
+	Done(err error)
+}
+
+// Conn is one connection's transport, as its connection actor drives it.
+//
+// Writes: the caller runs BeginWrite, any number of WriteMessage and
+// WriteEncoded, then EndWrite, and never two such runs at once (the
+// connection's outbox holds a lock around them). Control frames the
+// transport writes itself (pings, close frames) may come between them.
+type Conn interface {
+	// Subprotocol is the negotiated subprotocol ("" for raw frames).
+	Subprotocol() string
+	// RemoteAddr is the peer's address.
+	RemoteAddr() net.Addr
+
+	// ReceiveNow and SendNow exchange messages before Start, for
+	// handshakes that run before the connection has an actor.
+	ReceiveNow(deadline time.Time) (typ int, data []byte, err error)
+	SendNow(typ int, data []byte, deadline time.Time) error
+
+	// Start begins delivering inbound messages to r and keeping the
+	// connection alive (pings; a silent peer ends it with ErrKeepAlive).
+	Start(r Receiver)
+
+	// BeginWrite starts a run of writes under deadline (zero: the
+	// transport's write timeout); with batch, the run's frames may be
+	// collected and sent together at EndWrite.
+	BeginWrite(deadline time.Time, batch bool)
+	// WriteMessage writes one data message.
+	WriteMessage(typ int, data []byte) error
+	// WriteEncoded writes frame, the message (typ, data) already encoded
+	// by the transport's encoder (a broadcast is encoded once for many
+	// connections); a nil frame means "encode it here".
+	WriteEncoded(frame []byte, typ int, data []byte) error
+	// EndWrite ends the run; its error is the error of every frame the
+	// run batched.
+	EndWrite() error
+
+	// Close starts the closing handshake from this side: a close frame
+	// with code and text, then up to deadline (at most a few seconds) for
+	// the peer's answer. Only the first Close or AnswerClose counts. After
+	// a Close for an error (not 1000 or 1001), input is discarded.
+	Close(code int, text string, deadline time.Time)
+	// AnswerClose completes a handshake the peer started.
+	AnswerClose(code int, deadline time.Time)
+	// LocalClose reports the Close this side started, if any.
+	LocalClose() (code int, text string, ok bool)
+	// Release says the owner is done: the socket closes once the reader
+	// has stopped too (at once when no close frame is pending).
+	Release()
+	// Drop closes the socket now.
+	Drop()
+}
+
+// PeerClose is how a transport's reader ends when the peer closed.
+type PeerClose struct {
+	Code int
+	Text string
+}
+
+func (e *PeerClose) Error() string {
+	return fmt.Sprintf("transport: peer closed with code %d (%s)", e.Code, e.Text)
+}
+
+// Reasons a transport's reader ends besides a peer close or a network error.
+var (
+	ErrReadLimit = errors.New("transport: message over the read limit")
+	ErrKeepAlive = errors.New("transport: peer stopped answering keep-alive pings")
+)

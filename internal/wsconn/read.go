@@ -1,0 +1,116 @@
+package wsconn
+
+import (
+	"github.com/marmotws/marmot/internal/transport"
+)
+
+// Start implements transport.Conn: the reader runs on a goroutine of its
+// own (or none, while parked) and keep-alive starts.
+func (c *Conn) Start(r transport.Receiver) {
+	c.recv = r
+	// The peer's close frame is not answered here (gorilla's default
+	// would answer at once, cutting off replies still queued): the owner
+	// flushes first, then calls AnswerClose.
+	c.ws.SetCloseHandler(func(int, string) error { return nil })
+	c.startKeepAlive()
+	c.rstate.Store(readerRunning)
+	if c.poll != nil {
+		c.fc.owner = c
+	}
+	go c.run()
+}
+
+// run reads until the socket fails or the reader parks.
+func (c *Conn) run() {
+	parked, err := c.read()
+	if parked {
+		return
+	}
+	if c.poll != nil {
+		c.poll.Leave(c.pollID)
+	}
+	if c.fc != nil {
+		c.fc.dropStage()
+	}
+	c.readerExited()
+	if c.phase.Load() == int32(phaseExpired) && isTimeout(err) {
+		err = transport.ErrKeepAlive
+	}
+	c.recv.Done(readError(err))
+}
+
+// read delivers messages until the socket fails (parked false) or the
+// reader parks (parked true).
+func (c *Conn) read() (parked bool, err error) {
+	for {
+		typ, r, err := c.ws.NextReader()
+		if err != nil {
+			return false, err
+		}
+		if c.fc != nil && c.fc.takeInjected() {
+			if c.park() {
+				return true, nil
+			}
+			continue
+		}
+		c.touch()
+		if phase(c.phase.Load()) >= phaseFailing {
+			continue // after an error close, input is garbage until the peer answers (NextReader skips it)
+		}
+		if err := c.recv.Message(typ, r); err != nil {
+			return false, err
+		}
+	}
+}
+
+// IdleSince implements netpoll.Target.
+func (c *Conn) IdleSince(epoch uint64) bool {
+	return c.rstate.Load() == readerWaiting && c.waitEpoch.Load()+2 <= epoch
+}
+
+// Interrupt implements netpoll.Target: it ends an idle reader's wait so
+// that it parks (see frameConn.waitRead), unless the connection is on its
+// way out.
+func (c *Conn) Interrupt() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.mayPark() {
+		return
+	}
+	if c.rstate.CompareAndSwap(readerWaiting, readerParking) {
+		_ = c.fc.Conn.SetReadDeadline(aLongTimeAgo)
+	}
+}
+
+// Wake implements netpoll.Target: it resumes a parked reader on a new
+// goroutine.
+func (c *Conn) Wake() {
+	if c.poll != nil && c.rstate.CompareAndSwap(readerParked, readerRunning) {
+		go c.run()
+	}
+}
+
+// mayPark reports whether an idle reader may park: only while the
+// connection is open (under mu).
+func (c *Conn) mayPark() bool { return phase(c.phase.Load()) == phaseOpen }
+
+// park ends the reader goroutine after frameConn handed it parkFrame, with
+// an epoll registration to resume it. It reports false when the reader must
+// go on instead (the connection is closing, or epoll refused).
+func (c *Conn) park() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.mayPark() {
+		c.rstate.Store(readerRunning)
+		return false
+	}
+	c.rstate.Store(readerParked)
+	held := c.fc.stageBuf != nil // before Arm: a woken reader owns fc then
+	if err := c.poll.Arm(c.fc.rc, c.pollID, &c.pollAdded); err != nil {
+		// Stay a plain blocking reader; unless someone already woke us.
+		return !c.rstate.CompareAndSwap(readerParked, readerRunning)
+	}
+	c.poll.Parked(c.pollID, held)
+	return true
+}
+
