@@ -49,4 +49,3 @@ func (d *Dialer) Dial(ctx context.Context, url string, header http.Header) (*Con
 	}
 	return newConn(ws, nil, d.cfg), resp, nil
 }
-

@@ -25,9 +25,9 @@ import (
 const (
 	readerUnstarted int32 = iota // Start has not run yet
 	readerRunning                // a goroutine is reading or handling input
-	readerWaiting              // blocked in frameConn.Read between messages
-	readerParking              // the poller forced the wait to end; about to park
-	readerParked               // no goroutine; epoll wakes the reader
+	readerWaiting                // blocked in frameConn.Read between messages
+	readerParking                // the poller forced the wait to end; about to park
+	readerParked                 // no goroutine; epoll wakes the reader
 )
 
 // stageSize is the read size while input flows. The buffer comes from a
@@ -485,4 +485,3 @@ func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
-

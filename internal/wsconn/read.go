@@ -113,4 +113,3 @@ func (c *Conn) park() bool {
 	c.poll.Parked(c.pollID, held)
 	return true
 }
-

@@ -84,4 +84,3 @@ func (t *frameTracker) endFrame() {
 		t.inMessage = t.hdr[0]&0x80 == 0
 	}
 }
-
