@@ -83,6 +83,30 @@ const (
 	ReconnectExponential = actors.ReconnectExponential
 )
 
+// Connected is the first message a ConnectionActor receives (after
+// *actor.Started), again after every restart.
+type Connected = actors.Connected
+
+// Disconnected is the last message a ConnectionActor receives before
+// *actor.Stopped.
+type Disconnected = actors.Disconnected
+
+// Push asks a connection's actor (ClientInfo.PID) to send data or a command
+// to its client; with a sender it is answered with an *Ack.
+type Push = actors.Push
+
+// CloseConnection asks a connection's actor to close its connection.
+type CloseConnection = actors.CloseConnection
+
+// Broadcast asks the server's actor (Server.PID) to send to every client.
+type Broadcast = actors.Broadcast
+
+// SendTo asks the server's actor to send to one client.
+type SendTo = actors.SendTo
+
+// Ack answers Push, Broadcast and SendTo sent with a sender.
+type Ack = actors.Ack
+
 // ClientStats are the client's counters.
 type ClientStats = actors.ClientStats
 
@@ -117,5 +141,11 @@ var (
 	ErrReconnectExhausted = actors.ErrReconnectExhausted
 	ErrDisconnected       = actors.ErrDisconnected
 	ErrClientClosed       = actors.ErrClientClosed
-	ErrEmptyMessage       = actors.ErrEmptyMessage
+	ErrEmptyCommandName   = actors.ErrEmptyCommandName
+	ErrBusy               = actors.ErrBusy
 )
+
+// ErrEmptyMessage is the old name of ErrEmptyCommandName.
+//
+// Deprecated: it never meant an empty message; use ErrEmptyCommandName.
+var ErrEmptyMessage = actors.ErrEmptyCommandName

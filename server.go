@@ -94,6 +94,18 @@ type ServerConfig struct {
 	// request. Default: W3C trace context and baggage.
 	Propagator propagation.TextMapPropagator
 
+	// ConnectionActor, when set, makes your own actor for every connection:
+	// a protoactor actor that keeps the connection's state in its fields.
+	// It receives *actor.Started, *Connected, every inbound *Message (reply
+	// with m.Reply), whatever other actors send to the connection's PID
+	// (ClientInfo.PID), *Disconnected and *actor.Stopped, one at a time, on
+	// the connection's actor. A panic in it restarts it: the producer makes
+	// a fresh instance (fresh state) that receives *Connected again with
+	// Restarts counting up, while the socket, ClientID and counters carry
+	// on, within MaxRestarts. OnHandleCommand is not called when it is set;
+	// the other events are. See examples/chat.
+	ConnectionActor actor.Producer
+
 	// EncryptionConfig is the seed's AES encryption; off by default.
 	EncryptionConfig
 	// ServerEvents are the per-connection callbacks.
@@ -249,6 +261,7 @@ func (s *Server) newHub() *actors.Hub {
 		Propagator:         c.Propagator,
 		Name:               c.Addr,
 		Encryption:         s.enc,
+		ConnectionActor:    c.ConnectionActor,
 		Events:             c.ServerEvents,
 	})
 }
@@ -549,12 +562,22 @@ func (s *Server) Stats() Stats {
 }
 
 // PID returns the ServerActor's PID for actors that want to send it
-// *actors.Broadcast or *actors.SendTo; nil after Stop.
+// *Broadcast or *SendTo; nil after Stop.
 func (s *Server) PID() *actor.PID {
 	if h := s.hub.Load(); h != nil {
 		return h.PID()
 	}
 	return nil
+}
+
+// ActorSystem returns the actor system the connection actors run in
+// (ServerConfig.ActorSystem, or the server's own); nil after Stop when the
+// server made its own.
+func (s *Server) ActorSystem() *actor.ActorSystem {
+	if h := s.hub.Load(); h != nil {
+		return h.ActorSystem()
+	}
+	return s.cfg.ActorSystem
 }
 
 // Config returns the configuration with defaults filled in.
