@@ -87,8 +87,8 @@ type ServerConfig struct {
 	// TracerProvider receives marmot's spans (docs/OBSERVABILITY.md).
 	// Default: the global one. marmot never installs exporters itself.
 	TracerProvider trace.TracerProvider
-	// MeterProvider receives marmot's metrics, and protoactor's when marmot
-	// creates the actor system. Default: the global one.
+	// MeterProvider receives marmot's metrics (docs/OBSERVABILITY.md).
+	// Default: the global one. protoactor's own actor metrics stay off.
 	MeterProvider metric.MeterProvider
 	// Propagator carries trace context inside envelopes and the upgrade
 	// request. Default: W3C trace context and baggage.

@@ -1,25 +1,63 @@
-// Package actors is where sockets meet actors: it turns gorilla/websocket
-// connections into protoactor-go actors.
+// Package actors runs marmot's connections as protoactor-go actors: a
+// ServerActor (the [Hub]) supervises one ConnectionActor per connection, and
+// a ClientActor (the [Client]) owns a client connection and its reconnect
+// state machine. Connections sit on a transport (internal/transport): today
+// WebSocket (internal/wsconn); the connection actor never sees gorilla, a
+// socket or the poller.
 //
-// A [Hub] owns one ServerActor, which supervises one ConnectionActor per
-// accepted socket. The ConnectionActor is the socket's only writer (its mailbox
-// serialises writes) and runs the user's callbacks for that connection, so the
-// events of one connection arrive in order while different connections run
-// concurrently. A reader turns frames into messages for its ConnectionActor
-// and, when the actor is idle, runs it on its own goroutine (see connMailbox)
-// rather than handing each message to another goroutine.
+// # One message, one way
 //
-// Idle server connections keep no goroutine: after a second or so without
-// input a reader parks, and an epoll set (Linux) resumes it on a fresh
-// goroutine when bytes arrive. gorilla/websocket stays the frame reader; see
-// frameconn.go for how the reader is stopped only between messages. A
-// server's outgoing data frames (a short header and the payload, never
-// masked) are written by frameConn itself, which costs a fraction of
-// gorilla's writer; gorilla writes the handshake and the control frames.
+// Inbound, from the socket to the handler; each step in its layer's file:
 //
-// A [Client] owns one ClientActor, which runs the connect/reconnect state
-// machine and is the client socket's only writer.
+//	socket ─▶ wsconn.Conn.read          internal/wsconn/read.go      the transport's reader: gorilla frames, keep-alive
+//	       ─▶ link.Message              actors/link.go               transport.Receiver: pooled frame, input budget,
+//	                                                                 decrypt (encryption.go), decode (inbound.go)
+//	       ─▶ connMailbox.postInline    actors/mailbox.go            the actor's mailbox; an idle actor runs on the
+//	                                                                 reader's goroutine (no hand-off per message)
+//	       ─▶ ConnectionActor           actors/conn_actor.go         events, counters, then the handler:
+//	       ─▶ handle                    actors/dispatch.go           process span, supervision, OnHandleCommand or
+//	                                                                 the user's connection actor
 //
-// The root package marmot wraps both behind a friendlier configuration; use
-// this package directly when you want the actor PIDs.
+// Outbound, from the handler (or any goroutine) back to the socket:
+//
+//	Message.Reply / Hub.SendToClient / Broadcast
+//	       ─▶ link: encode              actors/outbox.go             envelope or raw frame
+//	       ─▶ outbox.post / send        actors/outbox.go             written at once when idle, else queued (bounded:
+//	                                                                 4008 slow consumer) and flushed by the actor
+//	       ─▶ outbox.write              actors/outbox.go             seal (encryption.go), counters, OnDataSent
+//	       ─▶ transport.Conn.Write*     internal/wsconn/write.go     server frames encoded here, batched into one
+//	                                                                 syscall (frameconn.go); clients' via gorilla
+//
+// No arrow runs back up: the transport calls only its transport.Receiver
+// (the link), with messages in order and one Done; netpoll calls only the
+// transport (netpoll.Target); the connection actor drives the transport
+// through transport.Conn.
+//
+// # Who does what
+//
+//   - A connection's actor is its only writer of data (the outbox's write
+//     lock makes flushes exclusive; the handler's own reply is written at
+//     once when nothing is queued ahead of it). The transport writes its
+//     own control frames (pings, the close handshake).
+//   - The transport owns the connection's lifecycle (open, expired,
+//     closing, failing, released: one phase type in wsconn) and closes the
+//     socket once both its reader and the owner have let go.
+//   - Idle server connections keep no goroutine: after one to two parking
+//     ticks without input a reader parks, and an epoll set
+//     (internal/netpoll) resumes it on a fresh goroutine when bytes arrive.
+//   - Decryption and decoding run on the reader's goroutine, off the
+//     actor: a session's Open must run in frame order, which the reader is.
+//
+// # Supervision
+//
+// A panic in OnHandleCommand, OnDataReceived or the user's connection
+// actor fails the actor; the supervisor (package supervisor) records a span
+// and restarts it within its budget: protoactor makes a fresh
+// ConnectionActor (and a fresh user actor), while conn (transport, ID,
+// counters, user data) carries on. Past the budget the connection closes
+// with 1011. Panics in the other callbacks are recovered and reported to
+// OnError.
+//
+// The root package marmot wraps all this behind a friendlier
+// configuration; use this package directly when you want the actor PIDs.
 package actors

@@ -32,8 +32,9 @@ type ServerEvents struct {
 	// OnClientDisconnected runs once per connection, after all of its
 	// messages; reason says who closed it, with which code, and why.
 	OnClientDisconnected func(info ClientInfo, reason *CloseError)
-	// OnDataReceived sees every inbound data frame exactly as received, for
-	// statistics and logging; later it will see still-encrypted bytes.
+	// OnDataReceived sees every inbound data frame exactly as received
+	// (still encrypted, when the connection encrypts), for statistics and
+	// logging, before OnHandleCommand.
 	OnDataReceived func(id ClientID, data []byte)
 	// OnDataSent sees every outbound frame's payload after it was written.
 	// data is only valid during the call (its buffer is reused): copy it
@@ -64,8 +65,8 @@ type HubConfig struct {
 	Logger             *slog.Logger
 	ActorSystem        *actor.ActorSystem // nil: the hub creates and owns one
 	TracerProvider     trace.TracerProvider
-	// MeterProvider receives marmot's metrics (and protoactor's, when the
-	// hub creates its actor system). Default: the global one.
+	// MeterProvider receives marmot's metrics. Default: the global one.
+	// (protoactor's own actor metrics stay off: see NewActorSystem.)
 	MeterProvider metric.MeterProvider
 	// Propagator carries trace context in envelopes. Default: W3C trace
 	// context and baggage.

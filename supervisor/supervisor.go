@@ -177,7 +177,8 @@ type Strategy struct {
 
 var _ actor.SupervisorStrategy = (*Strategy)(nil)
 
-// New returns a *Strategy configured by cfg.
+// New returns a *Strategy configured by cfg, as the actor.SupervisorStrategy
+// protoactor's props take.
 func New(cfg Config) actor.SupervisorStrategy {
 	return &Strategy{cfg: cfg}
 }
