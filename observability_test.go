@@ -727,8 +727,67 @@ func TestMetricsMatchStats(t *testing.T) {
 	if st.TotalBytesReceived <= perClient*int64(len(msg)) {
 		t.Errorf("bytes received %d, want more than the raw client's %d", st.TotalBytesReceived, perClient*len(msg))
 	}
-	if h, ok := histogram(rm, "marmot.handler.duration"); !ok || h.Count != 2*perClient {
+	h, ok := histogram(rm, "marmot.handler.duration")
+	if !ok || h.Count != 2*perClient {
 		t.Errorf("marmot.handler.duration count = %d (found %v), want %d", h.Count, ok, 2*perClient)
+	}
+	for k, want := range map[string]string{"marmot.message.kind": "data", "marmot.side": "server", "marmot.server.name": "127.0.0.1:0"} {
+		if v, ok := h.Attributes.Value(attribute.Key(k)); !ok || v.Emit() != want {
+			t.Errorf("marmot.handler.duration attribute %s = %q (found %v), want %q", k, v.Emit(), ok, want)
+		}
+	}
+}
+
+// TestMetricsErrorsByKind: every reported error is counted in marmot.errors
+// under a bounded kind.
+func TestMetricsErrorsByKind(t *testing.T) {
+	serverTel := newTelemetryKit(t)
+	errs := make(chan error, 4)
+	srv := startServer(t, marmot.ServerConfig{
+		MeterProvider: serverTel.mp,
+		ServerEvents: marmot.ServerEvents{
+			OnHandleCommand: func(m *marmot.Message) {
+				if string(m.Payload) == "panic" {
+					panic("test panic")
+				}
+			},
+			OnError: func(_ marmot.ClientID, err error) { errs <- err },
+		},
+	})
+	ws := dial(t, srv.URL(), protocol.SubprotocolBinary)
+	env, err := protocol.Binary.Append(nil, &protocol.Envelope{Kind: protocol.KindData, Payload: []byte("panic")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ws.WriteMessage(websocket.BinaryMessage, env); err != nil {
+		t.Fatal(err)
+	}
+	if err := recv(t, errs, "the panic's error"); !errors.Is(err, marmot.ErrHandlerPanic) {
+		t.Fatalf("first error = %v, want ErrHandlerPanic", err)
+	}
+	if err := ws.WriteMessage(websocket.BinaryMessage, []byte{0xff, 0xff, 0xff}); err != nil {
+		t.Fatal(err)
+	}
+	if err := recv(t, errs, "the protocol error"); !errors.Is(err, protocol.ErrUnsupportedVersion) && !errors.Is(err, protocol.ErrMalformed) {
+		t.Fatalf("second error = %v, want a protocol error", err)
+	}
+	if ce := readClose(t, ws); ce.Code != marmot.CloseProtocolError {
+		t.Fatalf("close code %d, want 1002", ce.Code)
+	}
+	byKind := map[string]int64{}
+	for _, sm := range collect(t, serverTel).ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name != "marmot.errors" {
+				continue
+			}
+			for _, p := range m.Data.(metricdata.Sum[int64]).DataPoints {
+				v, _ := p.Attributes.Value("marmot.error.kind")
+				byKind[v.Emit()] += p.Value
+			}
+		}
+	}
+	if byKind["panic"] != 1 || byKind["protocol"] != 1 || len(byKind) != 2 {
+		t.Fatalf("marmot.errors by kind = %v, want panic 1 and protocol 1", byKind)
 	}
 }
 

@@ -175,6 +175,7 @@ type Client struct {
 	pid    *actor.PID
 	dialer *wsconn.Dialer
 	tel    *telemetry
+	rep    reporter
 
 	state      atomic.Int32
 	inCallback atomic.Int32 // >0 while the ClientActor runs a user callback
@@ -215,7 +216,11 @@ func NewClient(cfg ClientConfig) *Client {
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
-	c.tel = newTelemetry(cfg.TracerProvider, cfg.MeterProvider, cfg.Propagator)
+	c.tel = newTelemetry(cfg.TracerProvider, cfg.MeterProvider, cfg.Propagator, AttrSide.String("client"))
+	c.rep = reporter{log: c.log, tel: c.tel, enter: c.enterCallback, exit: c.exitCallback}
+	if f := cfg.Events.OnError; f != nil {
+		c.rep.onError = func(_ ClientID, err error) { f(err) }
+	}
 	c.sys = cfg.ActorSystem
 	if c.sys == nil {
 		c.sys = NewActorSystem(c.log)
@@ -492,28 +497,9 @@ func (c *Client) failPending(err error) {
 	c.mu.Unlock()
 }
 
-func (c *Client) reportError(err error) {
-	c.log.Warn("marmot client error", "err", err)
-	if f := c.cfg.Events.OnError; f != nil {
-		defer func() {
-			if r := recover(); r != nil {
-				c.log.Error("OnError callback panicked", "panic", fmt.Sprint(r))
-			}
-		}()
-		f(err)
-	}
-}
+func (c *Client) reportError(err error) { c.rep.report(0, err) }
 
-func (c *Client) safeCall(what string, f func()) {
-	c.inCallback.Add(1)
-	defer c.inCallback.Add(-1)
-	defer func() {
-		if r := recover(); r != nil {
-			c.reportError(fmt.Errorf("%w: %s: %v", ErrHandlerPanic, what, r))
-		}
-	}()
-	f()
-}
+func (c *Client) safeCall(what string, f func()) { c.rep.safeCall(0, what, f) }
 
 type connectCmd struct {
 	ctx   context.Context

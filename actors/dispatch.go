@@ -26,7 +26,7 @@ func handle(t *telemetry, in *inbound, m *Message, link bool, handler func(*Mess
 	start := t.handlerStart()
 	defer func() {
 		r := recover()
-		t.finishProcess(ctx, span, start, r)
+		t.finishProcess(ctx, span, start, m.Kind, r)
 		if r != nil {
 			// The supervisor keeps the failed frame (its trace context),
 			// so it must not be reused even if the handler released it.

@@ -120,6 +120,7 @@ type Hub struct {
 	restarts     atomic.Int64
 
 	tel        *telemetry
+	rep        reporter
 	metricsReg metric.Registration
 
 	lifeMu   sync.Mutex
@@ -147,7 +148,8 @@ func NewHub(cfg HubConfig) *Hub {
 		h.enterHandler = func() { h.handlers <- struct{}{} }
 		h.exitHandler = func() { <-h.handlers }
 	}
-	h.tel = newTelemetry(cfg.TracerProvider, cfg.MeterProvider, cfg.Propagator)
+	h.tel = newTelemetry(cfg.TracerProvider, cfg.MeterProvider, cfg.Propagator, AttrSide.String("server"), AttrServerName.String(cfg.Name))
+	h.rep = reporter{log: h.log, tel: h.tel, onError: cfg.Events.OnError}
 	h.sys = cfg.ActorSystem
 	if h.sys == nil {
 		h.sys = NewActorSystem(h.log)
@@ -259,28 +261,7 @@ func (h *Hub) onFailure(f supervisor.Failure) {
 	h.reportError(id, fmt.Errorf("%w: %w", ErrHandlerPanic, f.Err()))
 }
 
-func (h *Hub) reportError(id ClientID, err error) {
-	h.log.Warn("marmot error", "client", uint64(id), "err", err)
-	if h.cfg.Events.OnError == nil {
-		return
-	}
-	defer func() {
-		if r := recover(); r != nil {
-			h.log.Error("OnError callback panicked", "panic", fmt.Sprint(r))
-		}
-	}()
-	if id != 0 {
-		err = &ClientError{ClientID: id, Err: err}
-	}
-	h.cfg.Events.OnError(id, err)
-}
+func (h *Hub) reportError(id ClientID, err error) { h.rep.report(id, err) }
 
 // safeCall runs a callback whose panic must not restart the actor.
-func (h *Hub) safeCall(id ClientID, what string, f func()) {
-	defer func() {
-		if r := recover(); r != nil {
-			h.reportError(id, fmt.Errorf("%w: %s: %v", ErrHandlerPanic, what, r))
-		}
-	}()
-	f()
-}
+func (h *Hub) safeCall(id ClientID, what string, f func()) { h.rep.safeCall(id, what, f) }

@@ -21,6 +21,7 @@ func routerHub(b *testing.B, n int, codec protocol.Codec) (*Hub, []*link) {
 	b.Helper()
 	h := &Hub{conns: make(map[ClientID]*conn, n), log: slog.New(slog.DiscardHandler)}
 	h.tel = newTelemetry(nil, nil, nil)
+	h.rep = reporter{log: h.log, tel: h.tel}
 	links := make([]*link, n)
 	for i := range links {
 		l := &link{codec: codec}

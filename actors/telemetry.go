@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/marmotws/marmot/protocol"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -38,6 +39,7 @@ const (
 	AttrEncrypted      = attribute.Key("marmot.encrypted")
 	AttrCloseCode      = attribute.Key("marmot.close.code")
 	AttrMessageDropped = attribute.Key("marmot.message.dropped")
+	AttrSide           = attribute.Key("marmot.side") // "server" or "client", on metrics
 )
 
 // telemetry bundles a hub's or client's tracer, propagator and instruments.
@@ -49,7 +51,13 @@ type telemetry struct {
 	handlerDur metric.Float64Histogram
 	fanout     metric.Int64Histogram
 	reconnects metric.Int64Counter
+	errors     metric.Int64Counter
 	meter      metric.Meter
+	// labels are on every metric this telemetry records (the server's
+	// name, or the client side); durOpts holds the handler-duration
+	// options per message kind, built once.
+	labels  []attribute.KeyValue
+	durOpts map[protocol.Kind][]metric.RecordOption
 
 	// Per-message work is skipped while nobody could see it: the providers
 	// are no-ops, or the OpenTelemetry globals still hold their built-in
@@ -75,7 +83,7 @@ func isGlobalDefault(p any) bool {
 	return n == "*global.tracerProvider" || n == "*global.meterProvider"
 }
 
-func newTelemetry(tp trace.TracerProvider, mp metric.MeterProvider, prop propagation.TextMapPropagator) *telemetry {
+func newTelemetry(tp trace.TracerProvider, mp metric.MeterProvider, prop propagation.TextMapPropagator, labels ...attribute.KeyValue) *telemetry {
 	if prop == nil {
 		prop = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
 	}
@@ -106,7 +114,26 @@ func newTelemetry(tp trace.TracerProvider, mp metric.MeterProvider, prop propaga
 		metric.WithDescription("Recipients per broadcast."))
 	t.reconnects, _ = t.meter.Int64Counter("marmot.client.reconnect.attempts", metric.WithUnit("{attempt}"),
 		metric.WithDescription("Reconnect attempts made by clients."))
+	t.errors, _ = t.meter.Int64Counter("marmot.errors", metric.WithUnit("{error}"),
+		metric.WithDescription("Errors reported to OnError (or logged), by kind."))
+	t.labels = labels
+	// Message kinds are few and fixed; command names are not labels: they
+	// come from peers, and a metric label a peer chooses is a metric a peer
+	// can grow without bound.
+	t.durOpts = make(map[protocol.Kind][]metric.RecordOption)
+	for _, k := range []protocol.Kind{protocol.KindData, protocol.KindCommand, protocol.KindRequest} {
+		set := attribute.NewSet(append([]attribute.KeyValue{AttrMessageKind.String(k.String())}, labels...)...)
+		t.durOpts[k] = []metric.RecordOption{metric.WithAttributeSet(set)}
+	}
 	return t
+}
+
+// countError counts one reported error of kind.
+func (t *telemetry) countError(kind string) {
+	if t.metricsOff() {
+		return
+	}
+	t.errors.Add(context.Background(), 1, metric.WithAttributes(append([]attribute.KeyValue{AttrErrorKind.String(kind)}, t.labels...)...))
 }
 
 // handlerBuckets are marmot.handler.duration's bucket bounds in seconds. The
@@ -191,7 +218,7 @@ func (t *telemetry) startProcess(m *Message, link bool) (context.Context, trace.
 
 // finishProcess ends a process span, marking a panic that is on its way to
 // the supervisor.
-func (t *telemetry) finishProcess(ctx context.Context, span trace.Span, start time.Time, panicked any) {
+func (t *telemetry) finishProcess(ctx context.Context, span trace.Span, start time.Time, kind protocol.Kind, panicked any) {
 	if span != nil {
 		if panicked != nil {
 			span.SetStatus(codes.Error, "handler panicked")
@@ -199,7 +226,7 @@ func (t *telemetry) finishProcess(ctx context.Context, span trace.Span, start ti
 		span.End()
 	}
 	if !start.IsZero() {
-		t.handlerDur.Record(ctx, time.Since(start).Seconds())
+		t.handlerDur.Record(ctx, time.Since(start).Seconds(), t.durOpts[kind]...)
 	}
 }
 
