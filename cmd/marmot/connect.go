@@ -42,7 +42,8 @@ func newConnectFlags(stderr io.Writer) (*flag.FlagSet, *connectFlags) {
 
 Connects to a WebSocket server. Every stdin line is sent as one message
 (empty lines are skipped); incoming messages are printed on stdout as
-"< message". Connection events go to stderr. EOF on stdin disconnects.
+"< message" (with --trace-stdout, finished spans too, as JSON lines starting
+with "{"). Connection events and logs go to stderr. EOF on stdin disconnects.
 
 With --subprotocol marmot.v1 or marmot.json.v1, two line forms are special:
   /cmd NAME [payload]   send a named command
@@ -117,7 +118,7 @@ func runConnect(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	cfg := f.cfg
 	cfg.Logger = newLogger(stderr, f.logLevel.level)
 	cfg.LogLevel = f.logLevel.level
-	tr, err := setupTracing(ctx, "marmot-client", f.trace, stderr)
+	tr, err := setupTracing(ctx, "marmot-client", f.trace, stdout, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "marmot connect: %v\n", err)
 		return exitFailure

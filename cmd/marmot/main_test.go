@@ -81,6 +81,26 @@ func (l *lineLog) expect(t *testing.T, want string) string {
 	}
 }
 
+// all waits until the command has closed the stream and returns every line.
+func (l *lineLog) all(t *testing.T) []string {
+	t.Helper()
+	timeout := time.After(guard)
+	for {
+		l.mu.Lock()
+		ch, closed := l.changed, l.closed
+		lines := append([]string(nil), l.lines...)
+		l.mu.Unlock()
+		if closed {
+			return lines
+		}
+		select {
+		case <-ch:
+		case <-timeout:
+			t.Fatalf("timed out waiting for the end of %s; got:\n%s", l.name, strings.Join(lines, "\n"))
+		}
+	}
+}
+
 func (l *lineLog) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -111,7 +111,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 
 	// Telemetry is set up before the server and torn down after it, so
 	// the spans and metrics of the last connections are still exported.
-	tr, err := setupTracing(ctx, "marmot-server", f.trace, stderr)
+	tr, err := setupTracing(ctx, "marmot-server", f.trace, stdout, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "marmot serve: %v\n", err)
 		return exitFailure
