@@ -233,6 +233,18 @@ func TestEchoEnvelopes(t *testing.T) {
 			c.stdout.expect(t, "< [reply] 1 2 3")
 			c.send(t, "/req")
 			c.stderr.expect(t, "usage: /req NAME [payload]")
+			// A request named time gets the server's time; a command
+			// named time is echoed like any other.
+			before := time.Now().Truncate(time.Second)
+			c.send(t, "/req time")
+			reply := strings.TrimPrefix(c.stdout.expect(t, "< [reply] "), "< [reply] ")
+			after := time.Now()
+			if at, err := time.Parse(time.RFC3339, reply); err != nil || at.Before(before) || at.After(after) {
+				t.Errorf("/req time answered %q (%v), want an RFC 3339 time between %s and %s",
+					reply, err, before.Format(time.RFC3339), after.Format(time.RFC3339))
+			}
+			c.send(t, "/cmd time 12:00")
+			c.stdout.expect(t, "< [time] 12:00")
 			c.quit(t)
 		})
 	}
