@@ -18,13 +18,15 @@ import (
 // nodeMessages is N in ws_client.mjs: N text and N binary messages.
 const nodeMessages = 50
 
-// nodeSetupHint tells a developer how to get the Node peers running.
-const nodeSetupHint = "run .ci/run, or install the Node peers with: npm ci --prefix test/interop " +
-	"(set MARMOT_SKIP_NODE=1 to skip the Node interop tests)"
+// nodeSetupHint says how to get or skip the Node peers.
+const nodeSetupHint = "install Node.js 18 or later with npm (Debian: apt-get install nodejs npm), " +
+	"or set MARMOT_SKIP_NODE=1 to skip the Node interop tests"
 
 // requireNode returns the node binary, skipping the test when
-// MARMOT_SKIP_NODE=1 and failing it when node or the ws module is missing:
-// a silently skipped interop test is a test nobody runs.
+// MARMOT_SKIP_NODE=1. On first use it installs the pinned Node peer
+// (npm ci in test/interop), so that "go test ./..." works on a fresh clone.
+// It fails the test when node or npm is missing or the install fails: a
+// silently skipped interop test is a test nobody runs.
 func requireNode(t *testing.T) string {
 	t.Helper()
 	if os.Getenv("MARMOT_SKIP_NODE") == "1" {
@@ -32,10 +34,14 @@ func requireNode(t *testing.T) string {
 	}
 	node, err := exec.LookPath("node")
 	if err != nil {
-		t.Fatalf("node not found in PATH: %v; %s", err, nodeSetupHint)
+		t.Fatalf("node not found in PATH (%v); %s", err, nodeSetupHint)
 	}
-	if _, err := os.Stat(filepath.Join("interop", "node_modules", "ws", "package.json")); err != nil {
-		t.Fatalf("the Node ws module is not installed (%v); %s", err, nodeSetupHint)
+	dir, err := filepath.Abs("interop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ensureNodePeer(dir); err != nil {
+		t.Fatalf("%v\n%s", err, nodeSetupHint)
 	}
 	return node
 }

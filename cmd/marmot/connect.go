@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -9,12 +10,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
 	"github.com/marmotws/marmot"
+	"github.com/marmotws/marmot/crypto"
 	"github.com/marmotws/marmot/protocol"
 )
 
@@ -42,12 +45,17 @@ func newConnectFlags(stderr io.Writer) (*flag.FlagSet, *connectFlags) {
 
 Connects to a WebSocket server. Every stdin line is sent as one message
 (empty lines are skipped); incoming messages are printed on stdout as
-"< message". Connection events go to stderr. EOF on stdin disconnects.
+"< message" (with --trace-stdout, finished spans too, as JSON lines starting
+with "{"). Connection events and logs go to stderr. EOF on stdin disconnects.
 
-With --subprotocol marmot.v1 or marmot.json.v1, two line forms are special:
+With --subprotocol marmot.v1 or marmot.json.v1 (or --encrypt-key, whose
+default secure profile speaks marmot.v1), two line forms are special:
   /cmd NAME [payload]   send a named command
   /req NAME [payload]   send a request and print its reply as "< [reply] payload"
-Without a subprotocol (raw mode) every line is sent as it is.
+("marmot serve" answers "/req time" with its time and echoes the rest).
+Without a subprotocol (raw mode, and the compat encryption profile) every
+line is sent as it is, except that /cmd and /req lines are refused with a
+hint, as raw frames have no command names or requests.
 
 Flags:
 `)
@@ -113,11 +121,11 @@ func runConnect(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		return usageError(fs, "%v", err)
 	}
 
-	s := &session{out: stdout, errw: stderr, ended: make(chan struct{}, 1)}
+	s := &session{out: stdout, errw: stderr, wire: wireOf(f.cfg), ended: make(chan struct{}, 1)}
 	cfg := f.cfg
 	cfg.Logger = newLogger(stderr, f.logLevel.level)
 	cfg.LogLevel = f.logLevel.level
-	tr, err := setupTracing(ctx, "marmot-client", f.trace, stderr)
+	tr, err := setupTracing(ctx, "marmot-client", f.trace, stdout, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "marmot connect: %v\n", err)
 		return exitFailure
@@ -144,8 +152,52 @@ func runConnect(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		fmt.Fprintf(stderr, "marmot connect: %v\n", err)
 		return exitFailure
 	}
-	fmt.Fprintf(stderr, "* connected to %s (%s)\n", client.URL(), subprotocolName(cfg.Subprotocol))
+	fmt.Fprintf(stderr, "* connected to %s (%s)\n", client.URL(), s.wire)
 	return s.loop(ctx, stdin, int(cfg.MaxMessageSize), f.requestTimeout)
+}
+
+// wireFormat is what a connection carries: the subprotocol the client
+// offers (encryption picks its own) and its encryption, if any.
+type wireFormat struct {
+	subprotocol string // "" for raw frames
+	encryption  string // "" when off, else e.g. "encrypted: secure profile, AES-256-GCM"
+}
+
+// wireOf works out the wire format of a client built from cfg, which
+// NewClient has accepted: without encryption it is cfg.Subprotocol; with it,
+// the profile's subprotocol (marmot.v1 for secure, synopsejson for compat).
+func wireOf(cfg marmot.ClientConfig) wireFormat {
+	if !cfg.EncryptionEnabled {
+		return wireFormat{subprotocol: cfg.Subprotocol}
+	}
+	w := wireFormat{subprotocol: protocol.SubprotocolBinary}
+	profile, _ := crypto.ParseProfile(cfg.EncryptionProfile)
+	if profile == crypto.ProfileCompat {
+		w.subprotocol = marmot.SubprotocolCompat
+	}
+	w.encryption = "encrypted: " + profile.String() + " profile"
+	mode, err1 := crypto.ParseMode(cmp.Or(cfg.EncryptionMode, "cbc"))
+	size, err2 := crypto.ParseKeySize(strconv.Itoa(cmp.Or(cfg.EncryptionKeySize, 256)))
+	if err1 == nil && err2 == nil {
+		w.encryption += fmt.Sprintf(", AES-%s-%s", size, strings.ToUpper(mode.String()))
+	}
+	return w
+}
+
+// envelope reports whether the connection carries marmot envelopes, and so
+// named commands and requests.
+func (w wireFormat) envelope() bool {
+	_, ok := protocol.Lookup(w.subprotocol)
+	return ok
+}
+
+// String is the wire format as "* connected to" shows it.
+func (w wireFormat) String() string {
+	s := subprotocolName(w.subprotocol)
+	if w.encryption != "" {
+		s += ", " + w.encryption
+	}
+	return s
 }
 
 // session is one interactive connection: the callbacks print what happens and
@@ -154,6 +206,7 @@ type session struct {
 	client *marmot.Client
 	out    io.Writer // incoming messages
 	errw   io.Writer // connection events
+	wire   wireFormat
 
 	quitting atomic.Bool // set once the user asked to leave
 	lastCode atomic.Int64
@@ -248,7 +301,7 @@ func (s *session) loop(ctx context.Context, stdin io.Reader, maxLine int, reqTim
 		readDone <- sc.Err()
 	}()
 
-	envelope := s.client.Config().Subprotocol != ""
+	envelope := s.wire.envelope()
 	for {
 		select {
 		case line := <-lines:
@@ -286,35 +339,49 @@ func (s *session) send(ctx context.Context, line string, envelope bool, reqTimeo
 	if line == "" {
 		return
 	}
-	if envelope {
-		if verb, rest, ok := strings.Cut(line, " "); ok || verb == "/cmd" || verb == "/req" {
-			switch verb {
-			case "/cmd", "/req":
-				name, payload, _ := strings.Cut(rest, " ")
-				if name == "" {
-					fmt.Fprintf(s.errw, "! usage: %s NAME [payload]\n", verb)
-					return
-				}
-				if verb == "/cmd" {
-					s.report("send command", s.client.SendCommand(name, []byte(payload)))
-					return
-				}
-				rctx, cancel := context.WithTimeout(ctx, reqTimeout)
-				defer cancel()
-				reply, err := s.client.Request(rctx, name, []byte(payload))
-				if err != nil {
-					s.report("request "+name, err)
-					return
-				}
-				var b strings.Builder
-				b.WriteString("< [reply] ")
-				writePayload(&b, reply)
-				fmt.Fprintln(s.out, b.String())
-				return
-			}
-		}
+	verb, rest, _ := strings.Cut(line, " ")
+	if verb != "/cmd" && verb != "/req" {
+		s.report("send", s.client.Send([]byte(line)))
+		return
 	}
-	s.report("send", s.client.Send([]byte(line)))
+	if !envelope {
+		// Sent as data, the line would come back from an echo server as
+		// if the command had been ignored; say what is missing instead.
+		fmt.Fprintf(s.errw, "! %s not sent: %s\n", verb, s.noEnvelopeHint())
+		return
+	}
+	name, payload, _ := strings.Cut(rest, " ")
+	if name == "" {
+		fmt.Fprintf(s.errw, "! usage: %s NAME [payload]\n", verb)
+		return
+	}
+	if verb == "/cmd" {
+		s.report("send command", s.client.SendCommand(name, []byte(payload)))
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, reqTimeout)
+	defer cancel()
+	reply, err := s.client.Request(rctx, name, []byte(payload))
+	if err != nil {
+		s.report("request "+name, err)
+		return
+	}
+	var b strings.Builder
+	b.WriteString("< [reply] ")
+	writePayload(&b, reply)
+	fmt.Fprintln(s.out, b.String())
+}
+
+// noEnvelopeHint explains why /cmd and /req cannot work on this connection
+// and what to do about it.
+func (s *session) noEnvelopeHint() string {
+	if s.wire.subprotocol == marmot.SubprotocolCompat {
+		return "commands and requests need a marmot envelope, and the compat encryption profile (" +
+			marmot.SubprotocolCompat + ") carries raw messages only; use the secure profile " +
+			"(--encrypt-profile secure, the default) to send them"
+	}
+	return "commands and requests need a marmot envelope, and this connection is raw; " +
+		"reconnect with --subprotocol " + protocol.SubprotocolBinary + " (or " + protocol.SubprotocolJSON + ") to send them"
 }
 
 func (s *session) report(what string, err error) {

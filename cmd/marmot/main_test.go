@@ -16,7 +16,10 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+		removeBinary()
+		os.Exit(code)
+	}))
 }
 
 // guard bounds every wait; it only fires when a test is already failing.
@@ -77,6 +80,26 @@ func (l *lineLog) expect(t *testing.T, want string) string {
 		case <-ch:
 		case <-timeout:
 			t.Fatalf("timed out waiting for %s line containing %q; got:\n%s", l.name, want, all)
+		}
+	}
+}
+
+// all waits until the command has closed the stream and returns every line.
+func (l *lineLog) all(t *testing.T) []string {
+	t.Helper()
+	timeout := time.After(guard)
+	for {
+		l.mu.Lock()
+		ch, closed := l.changed, l.closed
+		lines := append([]string(nil), l.lines...)
+		l.mu.Unlock()
+		if closed {
+			return lines
+		}
+		select {
+		case <-ch:
+		case <-timeout:
+			t.Fatalf("timed out waiting for the end of %s; got:\n%s", l.name, strings.Join(lines, "\n"))
 		}
 	}
 }
@@ -187,17 +210,45 @@ func (p *proc) quit(t *testing.T) {
 
 func TestEchoRaw(t *testing.T) {
 	srv, url := serve(t)
-	c := connect(t, url)
-	srv.stderr.expect(t, "client connected")
-	for _, msg := range []string{"hello", "/cmd not special in raw mode", "ünïcödé ✓"} {
-		c.send(t, msg)
-		c.stdout.expect(t, "< "+msg)
+	p := start(t, "connect", url)
+	if line := p.stderr.expect(t, "* connected to "); !strings.HasSuffix(line, " (raw)") {
+		t.Errorf("connected line %q, want the wire format (raw)", line)
 	}
-	c.quit(t)
-	c.stderr.expect(t, "closed locally with code 1000")
+	srv.stderr.expect(t, "client connected")
+	for _, msg := range []string{"hello", "ünïcödé ✓", "/cmdline is no command", "time"} {
+		p.send(t, msg)
+		p.stdout.expect(t, "< "+msg)
+	}
+	p.quit(t)
+	p.stderr.expect(t, "closed locally with code 1000")
 	srv.stderr.expect(t, "client disconnected")
 	srv.stop(t)
-	srv.stderr.expect(t, "msgs_in=3 msgs_out=3")
+	srv.stderr.expect(t, "msgs_in=4 msgs_out=4")
+}
+
+// TestRawRefusesCommands: /cmd and /req need an envelope; in raw mode they
+// are not sent (the server's counters prove it) and the user is told which
+// flag is missing.
+func TestRawRefusesCommands(t *testing.T) {
+	srv, url := serve(t)
+	c := connect(t, url)
+	for _, line := range []string{"/req time", "/cmd greet hello", "/req"} {
+		c.send(t, line)
+		verb, _, _ := strings.Cut(line, " ")
+		hint := c.stderr.expect(t, "! "+verb+" not sent: ")
+		if !strings.Contains(hint, "reconnect with --subprotocol marmot.v1") {
+			t.Errorf("hint %q does not name the flag", hint)
+		}
+	}
+	c.send(t, "after")
+	c.stdout.expect(t, "< after") // in order: the refused lines would be first
+	c.quit(t)
+	srv.stderr.expect(t, "client disconnected")
+	srv.stop(t)
+	srv.stderr.expect(t, "msgs_in=1 msgs_out=1")
+	if out := c.stdout.String(); out != "< after" {
+		t.Errorf("stdout:\n%s\nwant only the echo of \"after\"", out)
+	}
 }
 
 func TestEchoEnvelopes(t *testing.T) {
@@ -213,6 +264,18 @@ func TestEchoEnvelopes(t *testing.T) {
 			c.stdout.expect(t, "< [reply] 1 2 3")
 			c.send(t, "/req")
 			c.stderr.expect(t, "usage: /req NAME [payload]")
+			// A request named time gets the server's time; a command
+			// named time is echoed like any other.
+			before := time.Now().Truncate(time.Second)
+			c.send(t, "/req time")
+			reply := strings.TrimPrefix(c.stdout.expect(t, "< [reply] "), "< [reply] ")
+			after := time.Now()
+			if at, err := time.Parse(time.RFC3339, reply); err != nil || at.Before(before) || at.After(after) {
+				t.Errorf("/req time answered %q (%v), want an RFC 3339 time between %s and %s",
+					reply, err, before.Format(time.RFC3339), after.Format(time.RFC3339))
+			}
+			c.send(t, "/cmd time 12:00")
+			c.stdout.expect(t, "< [time] 12:00")
 			c.quit(t)
 		})
 	}
@@ -364,11 +427,17 @@ func TestEncryptedEchoAndWrongKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv, url := serve(t, "--encrypt-key-file", keyFile, "--encrypt-mode", "gcm")
-	c := connect(t, url, "--encrypt-key-file", keyFile, "--encrypt-mode", "gcm")
+	c := start(t, "connect", url, "--encrypt-key-file", keyFile, "--encrypt-mode", "gcm")
+	// The secure profile speaks marmot.v1, so /cmd and /req work without
+	// --subprotocol, and the connected line says so.
+	c.stderr.expect(t, "* connected to "+url+" (marmot.v1, encrypted: secure profile, AES-256-GCM)")
+	srv.stderr.expect(t, "subprotocol=marmot.v1")
 	c.send(t, "secret hello")
 	c.stdout.expect(t, "< secret hello")
 	c.send(t, "/req echo ping")
-	c.stdout.expect(t, "ping")
+	c.stdout.expect(t, "< [reply] ping")
+	c.send(t, "/cmd greet hi")
+	c.stdout.expect(t, "< [greet] hi")
 	c.quit(t)
 
 	bad := start(t, "connect", "--encrypt-key", "wrong", "--encrypt-mode", "gcm", url)
@@ -385,4 +454,21 @@ func TestEncryptedEchoAndWrongKey(t *testing.T) {
 	if code := both.wait(t); code != exitUsage {
 		t.Fatalf("both key flags: exit code %d, want %d", code, exitUsage)
 	}
+}
+
+// TestCompatEncryptionWire: the compat profile speaks synopsejson, with raw
+// messages inside; the connected line says so and /req is refused with a
+// hint that fits.
+func TestCompatEncryptionWire(t *testing.T) {
+	srv, url := serve(t, "--encrypt-key", "k", "--encrypt-profile", "compat", "--encrypt-key-size", "128")
+	c := start(t, "connect", url, "--encrypt-key", "k", "--encrypt-profile", "compat", "--encrypt-key-size", "128")
+	c.stderr.expect(t, "* connected to "+url+" (synopsejson, encrypted: compat profile, AES-128-CBC)")
+	c.send(t, "/req time")
+	if hint := c.stderr.expect(t, "! /req not sent: "); !strings.Contains(hint, "compat encryption profile (synopsejson) carries raw messages only") {
+		t.Errorf("hint %q does not explain the compat profile", hint)
+	}
+	c.send(t, "plain")
+	c.stdout.expect(t, "< plain")
+	c.quit(t)
+	srv.stop(t)
 }

@@ -23,6 +23,9 @@ const (
 	modeBroadcast = "broadcast"
 )
 
+// timeRequest is the request echo mode answers with the server's time.
+const timeRequest = "time"
+
 // serveFlags holds "marmot serve" options: one flag per ServerConfig setting
 // that can be written on a command line, plus the mode.
 type serveFlags struct {
@@ -44,7 +47,7 @@ func newServeFlags(stderr io.Writer) (*flag.FlagSet, *serveFlags) {
 		fs.PrintDefaults()
 	}
 	c := &f.cfg
-	fs.StringVar(&f.mode, "mode", modeEcho, "echo: every message goes back to its sender; broadcast: every message goes to all clients, sender included")
+	fs.StringVar(&f.mode, "mode", modeEcho, "echo: every message goes back to its sender as it came, except a request named \"time\", answered with the server's time (RFC 3339); broadcast: every message goes to all clients, sender included, and a request is answered with the number of clients it reached")
 	fs.StringVar(&c.Addr, "addr", marmot.DefaultAddr, "listen address (host:port; port 0 picks a free one)")
 	fs.StringVar(&c.Path, "path", marmot.DefaultPath, "WebSocket endpoint path")
 	fs.IntVar(&c.MaxConnections, "max-connections", marmot.DefaultMaxConnections, "refuse connections beyond this many with HTTP 503 (negative: unlimited)")
@@ -111,7 +114,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 
 	// Telemetry is set up before the server and torn down after it, so
 	// the spans and metrics of the last connections are still exported.
-	tr, err := setupTracing(ctx, "marmot-server", f.trace, stderr)
+	tr, err := setupTracing(ctx, "marmot-server", f.trace, stdout, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "marmot serve: %v\n", err)
 		return exitFailure
@@ -154,7 +157,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	case modeEcho:
 		cfg.OnHandleCommand = func(m *marmot.Message) {
 			logMessage(log, m)
-			if err := m.Reply(m.Payload); err != nil {
+			if err := m.Reply(echoReply(m)); err != nil {
 				log.DebugContext(m.Context(), "echo failed", "client", uint64(m.ClientID), "err", err)
 			}
 		}
@@ -204,6 +207,16 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	log.Info("stopped")
 	return exitOK
+}
+
+// echoReply is what echo mode answers: a request named "time" gets the
+// server's time in RFC 3339, everything else its own payload, as it came.
+// README's quick start shows this handler.
+func echoReply(m *marmot.Message) []byte {
+	if m.IsRequest() && m.Name == timeRequest {
+		return []byte(time.Now().Format(time.RFC3339))
+	}
+	return m.Payload
 }
 
 // logMessage logs one inbound message at debug level with the message's

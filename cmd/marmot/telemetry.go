@@ -57,7 +57,7 @@ type traceFlags struct {
 
 func addTraceFlags(fs *flag.FlagSet) *traceFlags {
 	f := &traceFlags{}
-	fs.BoolVar(&f.stdout, "trace-stdout", false, "print every finished span to stderr as JSON (debugging); OTLP export is configured by the OTEL_EXPORTER_OTLP_* environment variables")
+	fs.BoolVar(&f.stdout, "trace-stdout", false, "print every finished span to stdout, one compact JSON object per line (debugging; logs stay on stderr); OTLP export is configured by the OTEL_EXPORTER_OTLP_* environment variables")
 	return f
 }
 
@@ -105,8 +105,9 @@ func otlpConfigured() bool {
 // setupTracing builds the TracerProvider for a subcommand from the
 // environment and flags. service is the default service.name, which
 // OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES override. It also installs
-// the global propagator.
-func setupTracing(ctx context.Context, service string, f *traceFlags, stderr io.Writer) (*tracing, error) {
+// the global propagator. With --trace-stdout, spans go to stdout, one JSON
+// object per line; problems are reported on stderr.
+func setupTracing(ctx context.Context, service string, f *traceFlags, stdout, stderr io.Writer) (*tracing, error) {
 	otel.SetTextMapPropagator(propagator)
 	var opts []sdktrace.TracerProviderOption
 	if otlpConfigured() {
@@ -126,7 +127,10 @@ func setupTracing(ctx context.Context, service string, f *traceFlags, stderr io.
 		opts = append(opts, sdktrace.WithBatcher(exp))
 	}
 	if f.stdout {
-		exp, err := stdouttrace.New(stdouttrace.WithWriter(stderr))
+		// Compact (the exporter's default, no WithPrettyPrint): one span
+		// per line, written in one Write, which run's lockedWriter keeps
+		// whole among the command's other stdout lines.
+		exp, err := stdouttrace.New(stdouttrace.WithWriter(stdout))
 		if err != nil {
 			return nil, fmt.Errorf("stdout trace exporter: %w", err)
 		}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -222,15 +223,70 @@ func TestOTLPFromEnvironment(t *testing.T) {
 	}
 }
 
-// TestTraceStdout checks that --trace-stdout prints finished spans to stderr.
+// TestTraceStdout checks that --trace-stdout prints every finished span to
+// stdout, one compact JSON object per line, and nothing of it to stderr,
+// which keeps the logs and connection events.
 func TestTraceStdout(t *testing.T) {
-	srv, url := serve(t)
-	// Not connect(): the span may be printed before or after the
-	// "connected" line, and expect only looks forward.
-	c := start(t, "connect", url, "--trace-stdout")
-	c.stderr.expect(t, `"Name":"marmot.connect"`)
+	t.Setenv(envOTLPEndpoint, "")
+	t.Setenv(envOTLPTracesEndpoint, "")
+	srv, url := serve(t, "--trace-stdout")
+	c := connect(t, url, "--trace-stdout", "--subprotocol", "marmot.v1")
+	c.send(t, "/req echo traced")
+	c.stdout.expect(t, "< [reply] traced")
 	c.quit(t)
+	srv.stderr.expect(t, "client disconnected")
 	srv.stop(t)
+
+	for _, tc := range []struct {
+		p         *proc
+		service   string
+		spans     []string // span names that must be among the JSON lines
+		otherLine string   // the prefix of stdout's other lines
+	}{
+		{c, "marmot-client", []string{"marmot.connect", "send echo"}, "< "},
+		{srv, "marmot-server", []string{"marmot.upgrade", "process echo"}, "marmot listening on "},
+	} {
+		seen := map[string]bool{}
+		for _, line := range tc.p.stdout.all(t) {
+			if !strings.HasPrefix(line, "{") {
+				if !strings.HasPrefix(line, tc.otherLine) {
+					t.Errorf("%s stdout: unexpected line %q", tc.service, line)
+				}
+				continue
+			}
+			var span struct {
+				Name        string
+				SpanContext struct{ TraceID, SpanID string }
+				Resource    []struct {
+					Key   string
+					Value struct{ Value any }
+				}
+			}
+			if err := json.Unmarshal([]byte(line), &span); err != nil {
+				t.Errorf("%s stdout: a line that is not one JSON span (%v): %q", tc.service, err, line)
+				continue
+			}
+			if span.Name == "" || span.SpanContext.SpanID == "" {
+				t.Errorf("%s stdout: not a span: %q", tc.service, line)
+			}
+			for _, kv := range span.Resource {
+				if kv.Key == "service.name" && kv.Value.Value != tc.service {
+					t.Errorf("%s stdout: span %q from service %v", tc.service, span.Name, kv.Value.Value)
+				}
+			}
+			seen[span.Name] = true
+		}
+		for _, name := range tc.spans {
+			if !seen[name] {
+				t.Errorf("%s stdout: no %q span; got %v", tc.service, name, seen)
+			}
+		}
+		for _, line := range tc.p.stderr.all(t) {
+			if strings.Contains(line, `"SpanContext"`) {
+				t.Errorf("%s stderr: a span: %q", tc.service, line)
+			}
+		}
+	}
 }
 
 // TestNoExporterWithoutEndpoint checks that tracing stays off (no
@@ -238,13 +294,13 @@ func TestTraceStdout(t *testing.T) {
 func TestNoExporterWithoutEndpoint(t *testing.T) {
 	t.Setenv(envOTLPEndpoint, "")
 	t.Setenv(envOTLPTracesEndpoint, "")
-	tr, err := setupTracing(context.Background(), "x", &traceFlags{}, io.Discard)
+	tr, err := setupTracing(context.Background(), "x", &traceFlags{}, io.Discard, io.Discard)
 	if err != nil || tr.provider() != nil {
 		t.Fatalf("setupTracing = %v, %v; want no provider", tr.provider(), err)
 	}
 	t.Setenv(envOTLPEndpoint, "http://127.0.0.1:1")
 	t.Setenv(envTracesExporter, "none")
-	tr, err = setupTracing(context.Background(), "x", &traceFlags{}, io.Discard)
+	tr, err = setupTracing(context.Background(), "x", &traceFlags{}, io.Discard, io.Discard)
 	if err != nil || tr.provider() != nil {
 		t.Fatalf("with OTEL_TRACES_EXPORTER=none: %v, %v; want no provider", tr.provider(), err)
 	}
