@@ -508,6 +508,16 @@ func (l *link) writeFrames(batch []outFrame, deadline time.Time, onSent func([]b
 	}
 	var outBytes, outMsgs int64
 	var wires [][]byte // written frames awaiting onSent while coalescing
+	// count adds written frames to the counters before OnDataSent sees
+	// them, so that a callback reading Stats finds its frame counted.
+	count := func(bytes, msgs int64) {
+		l.stats.bytesOut.Add(bytes)
+		l.stats.msgsOut.Add(msgs)
+		if l.totals != nil {
+			l.totals.bytesOut.Add(bytes)
+			l.totals.msgsOut.Add(msgs)
+		}
+	}
 	// A sealed frame has been written (or copied into the batch) when
 	// writeMessage returns, so one buffer serves the whole flush, unless
 	// onSent still has to see them after the batch is written.
@@ -548,6 +558,8 @@ func (l *link) writeFrames(batch []outFrame, deadline time.Time, onSent func([]b
 				case coalesce:
 					wires = append(wires, wire)
 				default:
+					count(outBytes, outMsgs)
+					outBytes, outMsgs = 0, 0
 					onSent(wire)
 				}
 			}
@@ -566,12 +578,7 @@ func (l *link) writeFrames(batch []outFrame, deadline time.Time, onSent func([]b
 			err, outBytes, outMsgs, wires = werr, 0, 0, nil
 		}
 	}
-	l.stats.bytesOut.Add(outBytes)
-	l.stats.msgsOut.Add(outMsgs)
-	if l.totals != nil {
-		l.totals.bytesOut.Add(outBytes)
-		l.totals.msgsOut.Add(outMsgs)
-	}
+	count(outBytes, outMsgs)
 	for _, w := range wires {
 		onSent(w)
 	}
