@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -188,6 +189,35 @@ func newReconnectEvents() (*reconnectEvents, marmot.ClientEvents) {
 	}
 }
 
+// drain empties every channel.
+func (r *reconnectEvents) drain() {
+	for {
+		select {
+		case <-r.reconnecting:
+		case <-r.failed:
+		case <-r.connected:
+		case <-r.disconnected:
+		case <-r.errs:
+		case <-r.states:
+		default:
+			return
+		}
+	}
+}
+
+// statesNow returns the state changes received so far.
+func (r *reconnectEvents) statesNow() []marmot.ClientState {
+	var out []marmot.ClientState
+	for {
+		select {
+		case s := <-r.states:
+			out = append(out, s)
+		default:
+			return out
+		}
+	}
+}
+
 // restartableServer can be stopped and started again on the same port.
 type restartableServer struct {
 	t    *testing.T
@@ -247,19 +277,44 @@ func TestReconnectFixedAfterServerRestart(t *testing.T) {
 	if !c.Connected() || c.Stats().Reconnects < 3 {
 		t.Fatalf("state %v stats %+v", c.State(), c.Stats())
 	}
+	// The callbacks run on the client's actor, so every event of the
+	// restart is in the channels by the time OnConnect has run: drain them,
+	// so that what comes next belongs to the Disconnect.
+	ev.drain()
+	reconnects := c.Stats().Reconnects
+
 	// A user Disconnect never reconnects.
 	if err := c.Disconnect(ctxTimeout(t)); err != nil {
 		t.Fatal(err)
 	}
-	recv(t, ev.disconnected, "user disconnect")
+	if ce := recv(t, ev.disconnected, "user disconnect"); ce.Code != marmot.CloseNormal || ce.ByPeer {
+		t.Fatalf("user disconnect %+v", ce)
+	}
 	if c.State() != marmot.StateDisconnected {
 		t.Fatalf("state after Disconnect %v", c.State())
 	}
-	if len(ev.reconnecting) != 0 {
-		// Drain what belongs to the restart; nothing may follow Disconnect.
-		for len(ev.reconnecting) > 0 {
-			<-ev.reconnecting
-		}
+	// A reconnect would come within one ReconnectInterval (30ms); give it
+	// ten. Nothing signals "no reconnect", so this one wait is a window, not
+	// synchronisation. A second Disconnect then passes through the client's
+	// actor, after anything the window let in.
+	time.Sleep(10 * 30 * time.Millisecond)
+	if err := c.Disconnect(ctxTimeout(t)); err != nil {
+		t.Fatal(err)
+	}
+	want := []marmot.ClientState{marmot.StateDisconnecting, marmot.StateDisconnected}
+	if got := ev.statesNow(); !slices.Equal(got, want) {
+		t.Fatalf("states after Disconnect %v, want %v", got, want)
+	}
+	if n := len(ev.reconnecting) + len(ev.failed) + len(ev.connected) + len(ev.disconnected); n != 0 {
+		t.Fatalf("%d reconnect events after Disconnect (reconnecting %d, failed %d, connected %d, disconnected %d)",
+			n, len(ev.reconnecting), len(ev.failed), len(ev.connected), len(ev.disconnected))
+	}
+	if st := c.Stats(); st.Reconnects != reconnects {
+		t.Fatalf("reconnect attempts %d after Disconnect, %d before", st.Reconnects, reconnects)
+	}
+	// The server saw the reconnect and nothing after it.
+	if st := srv.s.Stats(); st.TotalConnections != 1 {
+		t.Fatalf("the restarted server accepted %d connections, want 1", st.TotalConnections)
 	}
 	if err := c.Send([]byte("x")); !errors.Is(err, marmot.ErrNotConnected) {
 		t.Fatalf("Send after Disconnect: %v", err)
