@@ -127,7 +127,9 @@ func TestClientConnectErrors(t *testing.T) {
 	}
 
 	// A server that accepts TCP but never answers the handshake: the
-	// ConnectionTimeout is honoured (the seed ignores it).
+	// ConnectionTimeout is honoured (the seed ignores it). Connect gets a
+	// context without a deadline, so only ConnectionTimeout can end the
+	// attempt; the guard timeout only catches a hang.
 	silent, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -139,15 +141,31 @@ func TestClientConnectErrors(t *testing.T) {
 			accepted <- conn
 		}
 	}()
-	c2 := newClient(t, marmot.ClientConfig{URL: "ws://" + silent.Addr().String() + "/", ConnectionTimeout: 200 * time.Millisecond})
+	const connTimeout = 300 * time.Millisecond
+	const margin = time.Second // a busy 2-core machine running -race
+	c2 := newClient(t, marmot.ClientConfig{URL: "ws://" + silent.Addr().String() + "/", ConnectionTimeout: connTimeout})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	connectErr := make(chan error, 1)
 	start := time.Now()
-	err = c2.Connect(ctxTimeout(t))
+	go func() { connectErr <- c2.Connect(ctx) }()
+	err = recv(t, connectErr, "Connect to a silent server")
+	elapsed := time.Since(start)
+	conn := recv(t, accepted, "accept")
+	conn.Close()
 	if err == nil {
 		t.Fatal("handshake with a silent server succeeded")
 	}
-	conn := recv(t, accepted, "accept")
-	conn.Close()
-	t.Logf("silent server: %v after %v", err, time.Since(start))
+	if ctx.Err() != nil || errors.Is(err, context.Canceled) {
+		t.Fatalf("Connect ended by its context: %v", err)
+	}
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("silent server: %v, want a timeout", err)
+	}
+	if elapsed < connTimeout || elapsed > connTimeout+margin {
+		t.Fatalf("silent server: failed after %v, want ConnectionTimeout %v (+ %v)", elapsed, connTimeout, margin)
+	}
 
 	// A refused upgrade surfaces the HTTP status.
 	s := startServer(t, marmot.ServerConfig{MaxConnections: 1})
