@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -36,31 +37,61 @@ func encryptedServer(t *testing.T, enc marmot.EncryptionConfig, ev marmot.Server
 	return startServer(t, marmot.ServerConfig{EncryptionConfig: enc, ServerEvents: ev})
 }
 
+// wireFrame is one encrypted frame as a server callback saw it.
+type wireFrame struct {
+	sent bool // OnDataSent; else OnDataReceived
+	id   marmot.ClientID
+	hdr  crypto.Header
+	err  error // the header did not parse
+	leak bool  // the frame contains plaintext
+}
+
+// plaintextMarker starts every 16-byte block of the test messages, so that
+// a frame carrying any whole block in the clear contains it.
+var plaintextMarker = []byte("marmot-plaintext")
+
+func markedMessage(n int) []byte {
+	return bytes.Repeat(plaintextMarker, n/len(plaintextMarker)+1)[:n]
+}
+
 // TestEncryptedAllModesAndKeySizes runs every mode x key size in both
 // profiles against one server that accepts them all and answers in kind.
+// Every frame on the wire, both ways, is checked: it is encrypted, its
+// header names the client's mode, key size and profile (the server answers
+// in the mode the client chose), and it carries no plaintext.
 func TestEncryptedAllModesAndKeySizes(t *testing.T) {
 	sizes := []int{128, 192, 256}
+	lengths := []int{0, 1, 15, 16, 17, 4096}
 	for _, profile := range []string{"secure", "compat"} {
 		t.Run(profile, func(t *testing.T) {
-			var mu sync.Mutex
-			wire := map[string]int{}
+			wantProfile, err := crypto.ParseProfile(profile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			frames := make(chan wireFrame, 4*len(lengths))
+			see := func(sent bool, id marmot.ClientID, d []byte) {
+				h, err := crypto.ParseHeader(d)
+				frames <- wireFrame{sent: sent, id: id, hdr: h, err: err, leak: bytes.Contains(d, plaintextMarker)}
+			}
 			s := encryptedServer(t, marmot.EncryptionConfig{
 				EncryptionProfile:        profile,
 				EncryptionMode:           "gcm",
 				EncryptionAcceptModes:    allModes,
 				EncryptionAcceptKeySizes: sizes,
 			}, marmot.ServerEvents{
-				OnDataReceived: func(_ marmot.ClientID, d []byte) {
-					if !crypto.IsEncrypted(d) {
-						t.Errorf("OnDataReceived saw plaintext %q", d)
-					}
-					mu.Lock()
-					wire[profile]++
-					mu.Unlock()
-				},
+				OnDataReceived: func(id marmot.ClientID, d []byte) { see(false, id, d) },
+				OnDataSent:     func(id marmot.ClientID, d []byte) { see(true, id, d) },
 			})
 			for _, mode := range allModes {
+				wantMode, err := crypto.ParseMode(mode)
+				if err != nil {
+					t.Fatal(err)
+				}
 				for _, size := range sizes {
+					wantSize, err := crypto.ParseKeySize(strconv.Itoa(size))
+					if err != nil {
+						t.Fatal(err)
+					}
 					got := make(chan *marmot.Message, 1)
 					c := newClient(t, marmot.ClientConfig{URL: s.URL(),
 						EncryptionConfig: marmot.EncryptionConfig{EncryptionEnabled: true, EncryptionKey: testKey,
@@ -69,8 +100,8 @@ func TestEncryptedAllModesAndKeySizes(t *testing.T) {
 					if err := c.Connect(ctxTimeout(t)); err != nil {
 						t.Fatalf("%s-%d: %v", mode, size, err)
 					}
-					for _, n := range []int{0, 1, 15, 16, 17, 4096} {
-						msg := bytes.Repeat([]byte{byte(n)}, n)
+					for _, n := range lengths {
+						msg := markedMessage(n)
 						if profile == "secure" {
 							reply, err := c.Request(ctxTimeout(t), "echo", msg)
 							if err != nil || !bytes.Equal(reply, msg) {
@@ -85,10 +116,38 @@ func TestEncryptedAllModesAndKeySizes(t *testing.T) {
 							t.Fatalf("%s-%d size %d: echo differs", mode, size, n)
 						}
 					}
+					// One frame each way per message, all from this client.
+					var in, out int
+					var id marmot.ClientID
+					for range 2 * len(lengths) {
+						f := recv(t, frames, "a frame seen by the server")
+						switch {
+						case f.err != nil:
+							t.Fatalf("%s-%d: frame (sent %v) is not encrypted: %v", mode, size, f.sent, f.err)
+						case f.hdr.Mode != wantMode || f.hdr.KeySize != wantSize || f.hdr.Profile() != wantProfile:
+							t.Fatalf("%s-%d: frame (sent %v) header says %v-%v %v", mode, size, f.sent, f.hdr.Mode, f.hdr.KeySize, f.hdr.Profile())
+						case f.leak:
+							t.Fatalf("%s-%d: frame (sent %v) carries plaintext", mode, size, f.sent)
+						case id != 0 && f.id != id:
+							t.Fatalf("%s-%d: frames from clients %d and %d", mode, size, id, f.id)
+						}
+						id = f.id
+						if f.sent {
+							out++
+						} else {
+							in++
+						}
+					}
+					if in != len(lengths) || out != len(lengths) {
+						t.Fatalf("%s-%d: %d frames in, %d out, want %d each", mode, size, in, out, len(lengths))
+					}
 					if err := c.Close(ctxTimeout(t)); err != nil {
 						t.Fatal(err)
 					}
 				}
+			}
+			if len(frames) != 0 {
+				t.Fatalf("%d frames beyond the messages", len(frames))
 			}
 		})
 	}
