@@ -240,11 +240,17 @@ func (r *reconnectEvents) statesNow() []marmot.ClientState {
 type restartableServer struct {
 	t    *testing.T
 	addr string
+	cfg  marmot.ServerConfig // for every start; Addr is addr
 	s    *marmot.Server
 }
 
 func (r *restartableServer) start() {
-	s, err := marmot.NewServer(marmot.ServerConfig{Addr: r.addr, Logger: quietLogger()})
+	cfg := r.cfg
+	cfg.Addr = r.addr
+	if cfg.Logger == nil {
+		cfg.Logger = quietLogger()
+	}
+	s, err := marmot.NewServer(cfg)
 	if err != nil {
 		r.t.Fatal(err)
 	}
