@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -126,7 +127,9 @@ func TestClientConnectErrors(t *testing.T) {
 	}
 
 	// A server that accepts TCP but never answers the handshake: the
-	// ConnectionTimeout is honoured (the seed ignores it).
+	// ConnectionTimeout is honoured (the seed ignores it). Connect gets a
+	// context without a deadline, so only ConnectionTimeout can end the
+	// attempt; the guard timeout only catches a hang.
 	silent, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -138,15 +141,31 @@ func TestClientConnectErrors(t *testing.T) {
 			accepted <- conn
 		}
 	}()
-	c2 := newClient(t, marmot.ClientConfig{URL: "ws://" + silent.Addr().String() + "/", ConnectionTimeout: 200 * time.Millisecond})
+	const connTimeout = 300 * time.Millisecond
+	const margin = time.Second // a busy 2-core machine running -race
+	c2 := newClient(t, marmot.ClientConfig{URL: "ws://" + silent.Addr().String() + "/", ConnectionTimeout: connTimeout})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	connectErr := make(chan error, 1)
 	start := time.Now()
-	err = c2.Connect(ctxTimeout(t))
+	go func() { connectErr <- c2.Connect(ctx) }()
+	err = recv(t, connectErr, "Connect to a silent server")
+	elapsed := time.Since(start)
+	conn := recv(t, accepted, "accept")
+	conn.Close()
 	if err == nil {
 		t.Fatal("handshake with a silent server succeeded")
 	}
-	conn := recv(t, accepted, "accept")
-	conn.Close()
-	t.Logf("silent server: %v after %v", err, time.Since(start))
+	if ctx.Err() != nil || errors.Is(err, context.Canceled) {
+		t.Fatalf("Connect ended by its context: %v", err)
+	}
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("silent server: %v, want a timeout", err)
+	}
+	if elapsed < connTimeout || elapsed > connTimeout+margin {
+		t.Fatalf("silent server: failed after %v, want ConnectionTimeout %v (+ %v)", elapsed, connTimeout, margin)
+	}
 
 	// A refused upgrade surfaces the HTTP status.
 	s := startServer(t, marmot.ServerConfig{MaxConnections: 1})
@@ -188,15 +207,50 @@ func newReconnectEvents() (*reconnectEvents, marmot.ClientEvents) {
 	}
 }
 
+// drain empties every channel.
+func (r *reconnectEvents) drain() {
+	for {
+		select {
+		case <-r.reconnecting:
+		case <-r.failed:
+		case <-r.connected:
+		case <-r.disconnected:
+		case <-r.errs:
+		case <-r.states:
+		default:
+			return
+		}
+	}
+}
+
+// statesNow returns the state changes received so far.
+func (r *reconnectEvents) statesNow() []marmot.ClientState {
+	var out []marmot.ClientState
+	for {
+		select {
+		case s := <-r.states:
+			out = append(out, s)
+		default:
+			return out
+		}
+	}
+}
+
 // restartableServer can be stopped and started again on the same port.
 type restartableServer struct {
 	t    *testing.T
 	addr string
+	cfg  marmot.ServerConfig // for every start; Addr is addr
 	s    *marmot.Server
 }
 
 func (r *restartableServer) start() {
-	s, err := marmot.NewServer(marmot.ServerConfig{Addr: r.addr, Logger: quietLogger()})
+	cfg := r.cfg
+	cfg.Addr = r.addr
+	if cfg.Logger == nil {
+		cfg.Logger = quietLogger()
+	}
+	s, err := marmot.NewServer(cfg)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -247,19 +301,44 @@ func TestReconnectFixedAfterServerRestart(t *testing.T) {
 	if !c.Connected() || c.Stats().Reconnects < 3 {
 		t.Fatalf("state %v stats %+v", c.State(), c.Stats())
 	}
+	// The callbacks run on the client's actor, so every event of the
+	// restart is in the channels by the time OnConnect has run: drain them,
+	// so that what comes next belongs to the Disconnect.
+	ev.drain()
+	reconnects := c.Stats().Reconnects
+
 	// A user Disconnect never reconnects.
 	if err := c.Disconnect(ctxTimeout(t)); err != nil {
 		t.Fatal(err)
 	}
-	recv(t, ev.disconnected, "user disconnect")
+	if ce := recv(t, ev.disconnected, "user disconnect"); ce.Code != marmot.CloseNormal || ce.ByPeer {
+		t.Fatalf("user disconnect %+v", ce)
+	}
 	if c.State() != marmot.StateDisconnected {
 		t.Fatalf("state after Disconnect %v", c.State())
 	}
-	if len(ev.reconnecting) != 0 {
-		// Drain what belongs to the restart; nothing may follow Disconnect.
-		for len(ev.reconnecting) > 0 {
-			<-ev.reconnecting
-		}
+	// A reconnect would come within one ReconnectInterval (30ms); give it
+	// ten. Nothing signals "no reconnect", so this one wait is a window, not
+	// synchronisation. A second Disconnect then passes through the client's
+	// actor, after anything the window let in.
+	time.Sleep(10 * 30 * time.Millisecond)
+	if err := c.Disconnect(ctxTimeout(t)); err != nil {
+		t.Fatal(err)
+	}
+	want := []marmot.ClientState{marmot.StateDisconnecting, marmot.StateDisconnected}
+	if got := ev.statesNow(); !slices.Equal(got, want) {
+		t.Fatalf("states after Disconnect %v, want %v", got, want)
+	}
+	if n := len(ev.reconnecting) + len(ev.failed) + len(ev.connected) + len(ev.disconnected); n != 0 {
+		t.Fatalf("%d reconnect events after Disconnect (reconnecting %d, failed %d, connected %d, disconnected %d)",
+			n, len(ev.reconnecting), len(ev.failed), len(ev.connected), len(ev.disconnected))
+	}
+	if st := c.Stats(); st.Reconnects != reconnects {
+		t.Fatalf("reconnect attempts %d after Disconnect, %d before", st.Reconnects, reconnects)
+	}
+	// The server saw the reconnect and nothing after it.
+	if st := srv.s.Stats(); st.TotalConnections != 1 {
+		t.Fatalf("the restarted server accepted %d connections, want 1", st.TotalConnections)
 	}
 	if err := c.Send([]byte("x")); !errors.Is(err, marmot.ErrNotConnected) {
 		t.Fatalf("Send after Disconnect: %v", err)

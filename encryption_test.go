@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -36,31 +37,61 @@ func encryptedServer(t *testing.T, enc marmot.EncryptionConfig, ev marmot.Server
 	return startServer(t, marmot.ServerConfig{EncryptionConfig: enc, ServerEvents: ev})
 }
 
+// wireFrame is one encrypted frame as a server callback saw it.
+type wireFrame struct {
+	sent bool // OnDataSent; else OnDataReceived
+	id   marmot.ClientID
+	hdr  crypto.Header
+	err  error // the header did not parse
+	leak bool  // the frame contains plaintext
+}
+
+// plaintextMarker starts every 16-byte block of the test messages, so that
+// a frame carrying any whole block in the clear contains it.
+var plaintextMarker = []byte("marmot-plaintext")
+
+func markedMessage(n int) []byte {
+	return bytes.Repeat(plaintextMarker, n/len(plaintextMarker)+1)[:n]
+}
+
 // TestEncryptedAllModesAndKeySizes runs every mode x key size in both
 // profiles against one server that accepts them all and answers in kind.
+// Every frame on the wire, both ways, is checked: it is encrypted, its
+// header names the client's mode, key size and profile (the server answers
+// in the mode the client chose), and it carries no plaintext.
 func TestEncryptedAllModesAndKeySizes(t *testing.T) {
 	sizes := []int{128, 192, 256}
+	lengths := []int{0, 1, 15, 16, 17, 4096}
 	for _, profile := range []string{"secure", "compat"} {
 		t.Run(profile, func(t *testing.T) {
-			var mu sync.Mutex
-			wire := map[string]int{}
+			wantProfile, err := crypto.ParseProfile(profile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			frames := make(chan wireFrame, 4*len(lengths))
+			see := func(sent bool, id marmot.ClientID, d []byte) {
+				h, err := crypto.ParseHeader(d)
+				frames <- wireFrame{sent: sent, id: id, hdr: h, err: err, leak: bytes.Contains(d, plaintextMarker)}
+			}
 			s := encryptedServer(t, marmot.EncryptionConfig{
 				EncryptionProfile:        profile,
 				EncryptionMode:           "gcm",
 				EncryptionAcceptModes:    allModes,
 				EncryptionAcceptKeySizes: sizes,
 			}, marmot.ServerEvents{
-				OnDataReceived: func(_ marmot.ClientID, d []byte) {
-					if !crypto.IsEncrypted(d) {
-						t.Errorf("OnDataReceived saw plaintext %q", d)
-					}
-					mu.Lock()
-					wire[profile]++
-					mu.Unlock()
-				},
+				OnDataReceived: func(id marmot.ClientID, d []byte) { see(false, id, d) },
+				OnDataSent:     func(id marmot.ClientID, d []byte) { see(true, id, d) },
 			})
 			for _, mode := range allModes {
+				wantMode, err := crypto.ParseMode(mode)
+				if err != nil {
+					t.Fatal(err)
+				}
 				for _, size := range sizes {
+					wantSize, err := crypto.ParseKeySize(strconv.Itoa(size))
+					if err != nil {
+						t.Fatal(err)
+					}
 					got := make(chan *marmot.Message, 1)
 					c := newClient(t, marmot.ClientConfig{URL: s.URL(),
 						EncryptionConfig: marmot.EncryptionConfig{EncryptionEnabled: true, EncryptionKey: testKey,
@@ -69,8 +100,8 @@ func TestEncryptedAllModesAndKeySizes(t *testing.T) {
 					if err := c.Connect(ctxTimeout(t)); err != nil {
 						t.Fatalf("%s-%d: %v", mode, size, err)
 					}
-					for _, n := range []int{0, 1, 15, 16, 17, 4096} {
-						msg := bytes.Repeat([]byte{byte(n)}, n)
+					for _, n := range lengths {
+						msg := markedMessage(n)
 						if profile == "secure" {
 							reply, err := c.Request(ctxTimeout(t), "echo", msg)
 							if err != nil || !bytes.Equal(reply, msg) {
@@ -85,22 +116,52 @@ func TestEncryptedAllModesAndKeySizes(t *testing.T) {
 							t.Fatalf("%s-%d size %d: echo differs", mode, size, n)
 						}
 					}
+					// One frame each way per message, all from this client.
+					var in, out int
+					var id marmot.ClientID
+					for range 2 * len(lengths) {
+						f := recv(t, frames, "a frame seen by the server")
+						switch {
+						case f.err != nil:
+							t.Fatalf("%s-%d: frame (sent %v) is not encrypted: %v", mode, size, f.sent, f.err)
+						case f.hdr.Mode != wantMode || f.hdr.KeySize != wantSize || f.hdr.Profile() != wantProfile:
+							t.Fatalf("%s-%d: frame (sent %v) header says %v-%v %v", mode, size, f.sent, f.hdr.Mode, f.hdr.KeySize, f.hdr.Profile())
+						case f.leak:
+							t.Fatalf("%s-%d: frame (sent %v) carries plaintext", mode, size, f.sent)
+						case id != 0 && f.id != id:
+							t.Fatalf("%s-%d: frames from clients %d and %d", mode, size, id, f.id)
+						}
+						id = f.id
+						if f.sent {
+							out++
+						} else {
+							in++
+						}
+					}
+					if in != len(lengths) || out != len(lengths) {
+						t.Fatalf("%s-%d: %d frames in, %d out, want %d each", mode, size, in, out, len(lengths))
+					}
 					if err := c.Close(ctxTimeout(t)); err != nil {
 						t.Fatal(err)
 					}
 				}
 			}
+			if len(frames) != 0 {
+				t.Fatalf("%d frames beyond the messages", len(frames))
+			}
 		})
 	}
 }
 
+// TestEncryptedWrongKey: a first connect with the wrong key fails with
+// errors on both sides that name it, and never reveals the passphrase.
 func TestEncryptedWrongKey(t *testing.T) {
 	serverErrs := make(chan error, 4)
 	s := encryptedServer(t, marmot.EncryptionConfig{EncryptionMode: "gcm"}, marmot.ServerEvents{
 		OnError: func(_ marmot.ClientID, err error) { serverErrs <- err },
 	})
 	clientErrs := make(chan error, 4)
-	c := newClient(t, marmot.ClientConfig{URL: s.URL(), AutoReconnect: true,
+	c := newClient(t, marmot.ClientConfig{URL: s.URL(),
 		EncryptionConfig: marmot.EncryptionConfig{EncryptionEnabled: true, EncryptionKey: "not the key", EncryptionMode: "gcm"},
 		ClientEvents:     marmot.ClientEvents{OnError: func(err error) { clientErrs <- err }}})
 	err := c.Connect(ctxTimeout(t))
@@ -118,6 +179,111 @@ func TestEncryptedWrongKey(t *testing.T) {
 	}
 	if st := s.Stats(); st.HandshakeFailures != 1 || st.TotalConnections != 0 {
 		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestEncryptedWrongKeyAfterRestart: a connected client with AutoReconnect
+// meets its server restarted with another key. The server refuses the
+// handshake with close 4501 "wrong key"; the client reports
+// ErrHandshakeFailed wrapping crypto.ErrWrongKey, ends in StateError and
+// never tries again (a wrong key stays wrong).
+func TestEncryptedWrongKeyAfterRestart(t *testing.T) {
+	serverErrs := make(chan error, 16)
+	srv := &restartableServer{t: t, addr: "127.0.0.1:0", cfg: marmot.ServerConfig{
+		EncryptionConfig: marmot.EncryptionConfig{EncryptionEnabled: true, EncryptionKey: testKey,
+			EncryptionMode: "gcm", EncryptionKDF: testKDF},
+		ServerEvents: marmot.ServerEvents{OnError: func(_ marmot.ClientID, err error) { serverErrs <- err }},
+	}}
+	srv.start()
+	t.Cleanup(srv.stop)
+	const interval = 20 * time.Millisecond
+	ev, events := newReconnectEvents()
+	c := newClient(t, marmot.ClientConfig{URL: srv.s.URL(), AutoReconnect: true,
+		ReconnectStrategy: marmot.ReconnectFixed, ReconnectInterval: interval,
+		EncryptionConfig: marmot.EncryptionConfig{EncryptionEnabled: true, EncryptionKey: testKey, EncryptionMode: "gcm"},
+		ClientEvents:     events})
+	if err := c.Connect(ctxTimeout(t)); err != nil {
+		t.Fatal(err)
+	}
+	recv(t, ev.connected, "connect")
+	ev.drain() // the connect's own events
+	srv.stop()
+	if ce := recv(t, ev.disconnected, "disconnect"); ce.Code != marmot.CloseGoingAway || !ce.ByPeer {
+		t.Fatalf("disconnect %+v", ce)
+	}
+	for len(serverErrs) > 0 {
+		<-serverErrs // the first server's
+	}
+	srv.cfg.EncryptionKey = "another key"
+	srv.start()
+
+	// Attempts fail (connection refused) until the new server listens;
+	// the first that reaches it fails on the key, and that ends it.
+	err := recv(t, ev.errs, "client OnError")
+	if !errors.Is(err, marmot.ErrHandshakeFailed) || !errors.Is(err, crypto.ErrWrongKey) {
+		t.Fatalf("client OnError: %v", err)
+	}
+	for st := recv(t, ev.states, "state"); st != marmot.StateError; st = recv(t, ev.states, "state") {
+		if st != marmot.StateReconnecting {
+			t.Fatalf("state %v while reconnecting", st)
+		}
+	}
+	// Every callback up to StateError has run: what is queued now
+	// belongs to the attempts before it.
+	ev.drain()
+	reconnects := c.Stats().Reconnects
+	if err := recv(t, serverErrs, "server OnError"); !errors.Is(err, crypto.ErrWrongKey) {
+		t.Fatalf("server OnError: %v", err)
+	}
+
+	// No attempt follows: a retry would come within one interval; give it
+	// ten (nothing signals "no retry", so this wait is a window), then pass
+	// a Disconnect through the client's actor, after anything the window let
+	// in.
+	time.Sleep(10 * interval)
+	if err := c.Disconnect(ctxTimeout(t)); err != nil {
+		t.Fatal(err)
+	}
+	if c.State() != marmot.StateError {
+		t.Fatalf("state %v, want error", c.State())
+	}
+	if n := len(ev.reconnecting) + len(ev.failed) + len(ev.connected) + len(ev.states) + len(ev.errs); n != 0 {
+		t.Fatalf("%d client events after the wrong key (reconnecting %d, failed %d, connected %d, states %d, errors %d)",
+			n, len(ev.reconnecting), len(ev.failed), len(ev.connected), len(ev.states), len(ev.errs))
+	}
+	if st := c.Stats(); st.Reconnects != reconnects {
+		t.Fatalf("%d reconnect attempts after the wrong key", st.Reconnects-reconnects)
+	}
+	if st := srv.s.Stats(); st.HandshakeFailures != 1 || st.TotalConnections != 0 {
+		t.Fatalf("the restarted server saw %d handshakes fail and %d connections, want 1 and 0", st.HandshakeFailures, st.TotalConnections)
+	}
+	if len(serverErrs) != 0 {
+		t.Fatalf("%d more server errors: %v", len(serverErrs), <-serverErrs)
+	}
+
+	// What the client was told on the wire: close 4501 "wrong key", as a
+	// hand-driven client with the old key sees it.
+	ring, err := crypto.NewKeyring([]byte(testKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws := dial(t, srv.s.URL(), protocol.SubprotocolBinary)
+	_ = ws.SetReadDeadline(time.Now().Add(waitTimeout))
+	_, hello, err := ws.ReadMessage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs, err := crypto.NewClientHandshake(crypto.ClientConfig{Keyring: ring, Mode: crypto.ModeGCM, KeySize: crypto.KeySize256}, hello)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ws.WriteMessage(websocket.BinaryMessage, hs.Hello()); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = ws.ReadMessage()
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != marmot.CloseHandshakeFailed || ce.Text != "wrong key" {
+		t.Fatalf("handshake with the old key ended with %v, want close 4501 (wrong key)", err)
 	}
 }
 

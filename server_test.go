@@ -293,19 +293,40 @@ func TestMaxConnectionsRefused(t *testing.T) {
 }
 
 // TestDeadPeerDetected uses a peer that never reads, so it never answers a
-// ping: the server must close it within KeepAlive.
+// ping: the server must close it once it has been silent for KeepAlive, and
+// no later than 1.5 × KeepAlive (link.keepAliveTick runs every KeepAlive/2
+// and notices input at the next tick, so a deadline can slip by up to half a
+// period), plus a margin for a busy machine.
 func TestDeadPeerDetected(t *testing.T) {
-	reasons := make(chan *marmot.CloseError, 1)
-	s := startServer(t, marmot.ServerConfig{KeepAlive: 300 * time.Millisecond, ServerEvents: marmot.ServerEvents{
-		OnClientDisconnected: func(_ marmot.ClientInfo, r *marmot.CloseError) { reasons <- r },
-	}})
-	start := time.Now()
-	dial(t, s.URL(), "") // never read: pings go unanswered
-	r := recv(t, reasons, "disconnect")
-	if !errors.Is(r, marmot.ErrKeepAliveTimeout) {
-		t.Fatalf("reason %+v", r)
+	const keepAlive = 400 * time.Millisecond
+	const margin = 400 * time.Millisecond
+	connected := make(chan time.Time, 1)
+	type closed struct {
+		at     time.Time
+		reason *marmot.CloseError
 	}
-	t.Logf("dead peer closed after %v", time.Since(start))
+	closes := make(chan closed, 1)
+	s := startServer(t, marmot.ServerConfig{KeepAlive: keepAlive, ServerEvents: marmot.ServerEvents{
+		OnClientConnected: func(marmot.ClientInfo) { connected <- time.Now() },
+		OnClientDisconnected: func(_ marmot.ClientInfo, r *marmot.CloseError) {
+			closes <- closed{time.Now(), r}
+		},
+	}})
+	dialed := time.Now()
+	dial(t, s.URL(), "") // never read: pings go unanswered
+	// Keep-alive starts between these two instants, so each bound is
+	// measured from the side that cannot make it fail wrongly.
+	start := recv(t, connected, "connect")
+	c := recv(t, closes, "disconnect")
+	if !errors.Is(c.reason, marmot.ErrKeepAliveTimeout) {
+		t.Fatalf("reason %+v", c.reason)
+	}
+	if d := c.at.Sub(dialed); d < keepAlive {
+		t.Fatalf("dead peer closed after %v, before KeepAlive %v", d, keepAlive)
+	}
+	if d, bound := c.at.Sub(start), keepAlive*3/2+margin; d > bound {
+		t.Fatalf("dead peer closed after %v, want at most 1.5 × KeepAlive + %v = %v", d, margin, bound)
+	}
 }
 
 // TestLivePeerKept checks the other side: a peer that answers pings stays.
