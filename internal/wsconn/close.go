@@ -2,6 +2,7 @@ package wsconn
 
 import (
 	"time"
+	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
 )
@@ -21,7 +22,13 @@ func (c *Conn) Close(code int, text string, deadline time.Time) {
 	c.local.code, c.local.text, c.local.set = code, text, true
 	c.mu.Unlock()
 	if len(text) > 120 { // control frames carry at most 125 bytes
-		text = text[:120]
+		// Cut where a code point starts: the reason must stay UTF-8
+		// (RFC 6455 §5.5.1).
+		n := 120
+		for n > 0 && !utf8.RuneStart(text[n]) {
+			n--
+		}
+		text = text[:n]
 	}
 	if grace := time.Now().Add(CloseGrace); deadline.IsZero() || deadline.After(grace) {
 		deadline = grace

@@ -1,6 +1,11 @@
 package wsconn
 
 import (
+	"errors"
+	"time"
+
+	"github.com/gorilla/websocket"
+
 	"github.com/marmotws/marmot/internal/transport"
 )
 
@@ -32,11 +37,45 @@ func (c *Conn) run() {
 	if c.fc != nil {
 		c.fc.dropStage()
 	}
-	c.readerExited()
-	if c.phase.Load() == int32(phaseExpired) && isTimeout(err) {
+	switch {
+	case c.phase.Load() == int32(phaseExpired) && isTimeout(err):
 		err = transport.ErrKeepAlive
+	case errors.Is(err, websocket.ErrReadLimit):
+		c.closeBadLength()
 	}
-	c.recv.Done(readError(err))
+	err = readError(err)
+	var pc *transport.PeerClose
+	if errors.As(err, &pc) && pc.Code == websocket.CloseNoStatusReceived && c.fc != nil && c.fc.frames.shortClose {
+		// gorilla reports a 1-byte close body as no body at all; it is
+		// malformed (a body starts with a 2-byte code, RFC 6455 §5.5.1).
+		// Only a server connection's frameConn sees the frame headers.
+		err = &transport.PeerClose{Code: websocket.CloseProtocolError, Text: "malformed close frame"}
+	}
+	c.readerExited()
+	c.recv.Done(err)
+}
+
+// closeBadLength sends the close frame gorilla leaves out after a read
+// limit error. gorilla answers a message over the read limit with 1009
+// itself, but reports a frame length it cannot represent (a 64-bit length
+// with its most significant bit set, which RFC 6455 §5.2 forbids) with the
+// same error and no close frame: a protocol error, 1002. gorilla refuses a
+// second close frame (ErrCloseSent), so the 1002 goes out, and counts as
+// this side's close, only when gorilla sent none.
+func (c *Conn) closeBadLength() {
+	if phase(c.phase.Load()) >= phaseClosing {
+		return
+	}
+	const text = "invalid frame length"
+	if c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseProtocolError, text), c.controlDeadline(time.Time{})) != nil {
+		return
+	}
+	c.mu.Lock()
+	if phase(c.phase.Load()) < phaseClosing {
+		c.phase.Store(int32(phaseFailing))
+		c.local.code, c.local.text, c.local.set = websocket.CloseProtocolError, text, true
+	}
+	c.mu.Unlock()
 }
 
 // read delivers messages until the socket fails (parked false) or the

@@ -11,6 +11,9 @@ type frameTracker struct {
 	remain    uint64 // payload bytes left in the current frame
 	inPayload bool
 	inMessage bool // a fragmented data message is still open
+	// shortClose: a close frame with a 1-byte body came by, which gorilla
+	// reports as a close without a body (see Conn.run).
+	shortClose bool
 }
 
 func (t *frameTracker) betweenMessages() bool {
@@ -73,6 +76,9 @@ func (t *frameTracker) startPayload() {
 	}
 	t.hlen = 0
 	t.inPayload = true
+	if t.hdr[0]&0x0f == 0x8 && t.remain == 1 {
+		t.shortClose = true
+	}
 	if t.remain == 0 {
 		t.endFrame()
 	}
