@@ -109,18 +109,55 @@ var (
 	ErrBusy               = errors.New("marmot: a disconnect is in progress")
 )
 
-// ClientEvents are the client's callbacks, all optional; they run in order on
-// the ClientActor. A panic in OnDataReceived or OnHandleCommand restarts the
-// actor (the connection survives); panics elsewhere go to OnError.
+// ClientEvents are the client's callbacks, all optional. They run one at a
+// time, in order, on the ClientActor (OnError may also run on its
+// supervisor, while the actor is suspended), so a slow callback delays every
+// later event and the client's writes. A panic in OnDataReceived or
+// OnHandleCommand restarts the actor (the connection survives); panics
+// elsewhere go to OnError, and a panic in OnError is logged.
 type ClientEvents struct {
-	OnConnect         func()
-	OnDisconnect      func(reason *CloseError)
-	OnDataReceived    func(data []byte)
-	OnDataSent        func(data []byte) // data is valid only during the call
-	OnHandleCommand   func(m *Message)
-	OnError           func(err error)
-	OnStateChange     func(old, new ClientState)
-	OnReconnecting    func(attempt int, delay time.Duration)
+	// OnConnect runs each time a connection is established: after the first
+	// Connect and again after every successful reconnect, so put
+	// per-connection setup (subscriptions, a login request) here. The state
+	// is already StateConnected, and Request may be called from it.
+	OnConnect func()
+	// OnDisconnect runs once for each established connection when it ends,
+	// whatever the cause (Disconnect, a close by the server, a lost
+	// network, a keep-alive timeout), before any reconnect is scheduled.
+	// reason says who closed it, with which code and why. Failed connect
+	// attempts do not call it (see OnReconnectFailed and OnError).
+	OnDisconnect func(reason *CloseError)
+	// OnDataReceived sees every inbound WebSocket message exactly as
+	// received (still encrypted when encryption is on), replies included,
+	// before it is decoded. data is only valid during the call: copy it to
+	// keep it.
+	OnDataReceived func(data []byte)
+	// OnDataSent sees every outbound message's payload after it was
+	// written. data is only valid during the call (its buffer is reused).
+	OnDataSent func(data []byte)
+	// OnHandleCommand receives every application message the server pushes
+	// (data, commands and requests; replies go to their Request call
+	// instead). Answer a server's request with m.Reply or m.ReplyError.
+	OnHandleCommand func(m *Message)
+	// OnError reports errors as they happen, including those a method
+	// call also returns: a failed connect, a callback panic
+	// (ErrHandlerPanic), undecodable input, undelivered messages
+	// (ErrUndelivered), giving up after MaxReconnectAttempts
+	// (ErrReconnectExhausted). Test them with errors.Is.
+	OnError func(err error)
+	// OnStateChange runs on every state change, old to new, before the
+	// event that goes with it (OnConnect after the change to
+	// StateConnected, for instance).
+	OnStateChange func(old, new ClientState)
+	// OnReconnecting runs when a reconnect attempt is scheduled: attempt
+	// counts from 1 and delay is the wait before the attempt is made.
+	OnReconnecting func(attempt int, delay time.Duration)
+	// OnReconnectFailed runs when a scheduled attempt fails to connect
+	// (dial, upgrade or encryption handshake), with the attempt's number
+	// and its error; another attempt follows unless MaxReconnectAttempts
+	// is reached. An error that retrying cannot fix (a wrong key, a mode
+	// mismatch) is not retried: it goes to OnError and the state becomes
+	// StateError.
 	OnReconnectFailed func(attempt int, err error)
 }
 
@@ -808,6 +845,7 @@ func (a *ClientActor) lost(ctx actor.Context, m *clientLinkLost) {
 		return
 	}
 	reason := m.l.closeErrorFrom(m.err)
+	reason.atClient = true
 	if reason.ByPeer {
 		m.l.answerPeerClose(reason, a.onSent())
 	}
@@ -820,7 +858,7 @@ func (a *ClientActor) lost(ctx actor.Context, m *clientLinkLost) {
 	c.mu.Lock()
 	c.current = nil
 	c.mu.Unlock()
-	c.failPending(&CloseError{Code: reason.Code, Text: reason.Text, ByPeer: reason.ByPeer, Err: ErrConnectionClosed})
+	c.failPending(&CloseError{Code: reason.Code, Text: reason.Text, ByPeer: reason.ByPeer, Err: ErrConnectionClosed, atClient: true})
 	wasDisconnecting := c.State() == StateDisconnecting
 	if f := c.cfg.Events.OnDisconnect; f != nil {
 		c.safeCall("OnDisconnect", func() { f(reason) })
