@@ -55,7 +55,8 @@ type ClientConfig struct {
 	ConnectionTimeout time.Duration
 	// AutoReconnect reconnects after a lost connection (never after
 	// Disconnect, nor after close codes that mean "don't come back": 1000,
-	// 1002, 1003, 1007, 1008, 1009, 1010 and 4500-4999). Default off.
+	// 1002, 1003, 1007, 1008, 1009, 1010 and 4500-4999, whether the server
+	// or this client closed with them). Default off.
 	AutoReconnect bool
 	// ReconnectStrategy is Fixed (the seed's rsLinear) or Exponential.
 	ReconnectStrategy ReconnectStrategy

@@ -827,10 +827,11 @@ func (a *ClientActor) dialed(ctx actor.Context, m *dialDone) {
 // terminalClose reports close codes after which reconnecting would only
 // repeat the failure or contradict the server (following centrifuge's
 // convention, 4500-4999 are application codes meaning "do not reconnect").
+// They are terminal whichever side closed: a client that closes with 1002
+// because it cannot read the server's messages would fail the same way on
+// every new connection. A lost connection (1006: network loss, keep-alive
+// timeout) is never terminal.
 func terminalClose(r *CloseError) bool {
-	if !r.ByPeer {
-		return false
-	}
 	switch r.Code {
 	case CloseNormal, CloseProtocolError, CloseUnsupportedData, CloseInvalidPayload, 1008, CloseMessageTooBig, 1010:
 		return true
