@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -188,5 +189,112 @@ func TestReconnectAfterKeepAliveTimeout(t *testing.T) {
 	}
 	if a := recv(t, ev.reconnecting, "OnReconnecting"); a != [2]int64{1, 10} {
 		t.Fatalf("OnReconnecting %v", a)
+	}
+}
+
+// exhausted waits for OnError's ErrReconnectExhausted and checks the client
+// gave up.
+func exhausted(t *testing.T, c *marmot.Client, ev *reconnectEvents) {
+	t.Helper()
+	for {
+		if err := recv(t, ev.errs, "ErrReconnectExhausted"); errors.Is(err, marmot.ErrReconnectExhausted) {
+			break
+		}
+	}
+	if c.State() != marmot.StateError {
+		t.Fatalf("state %v after giving up, want error", c.State())
+	}
+	if len(ev.reconnecting) != 0 {
+		t.Fatalf("%d attempts beyond MaxReconnectAttempts", len(ev.reconnecting))
+	}
+}
+
+// TestFlappingServerBacksOff: a server that accepts every connection and
+// drops it at once never gives a healthy connection, so the attempts and
+// delays go on growing as if each connect had failed, and
+// MaxReconnectAttempts ends it (the attempt counter used to be reset by
+// every connection that opened: a reconnect every interval, forever).
+func TestFlappingServerBacksOff(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		strategy marmot.ReconnectStrategy
+		delays   []int64
+	}{
+		{"exponential", marmot.ReconnectExponential, []int64{10, 20, 40, 80}},
+		{"fixed", marmot.ReconnectFixed, []int64{10, 10, 10, 10}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// Dropped without a close frame, as by a crashing server.
+			srv := newWSServer(t, func(_ int64, ws *websocket.Conn) { _ = ws.Close() })
+			ev, events := newReconnectEvents()
+			c := newClient(t, marmot.ClientConfig{URL: srv.url(), AutoReconnect: true,
+				ReconnectStrategy: tc.strategy, ReconnectInterval: 10 * time.Millisecond, ReconnectJitter: -1,
+				MaxReconnectAttempts: len(tc.delays), HealthyAfter: time.Minute, ClientEvents: events})
+			if err := c.Connect(ctxTimeout(t)); err != nil {
+				t.Fatal(err)
+			}
+			for i, d := range tc.delays {
+				recv(t, ev.disconnected, "OnDisconnect")
+				if a := recv(t, ev.reconnecting, "OnReconnecting"); a != [2]int64{int64(i + 1), d} {
+					t.Fatalf("attempt %d: got attempt %d delay %dms, want %dms", i+1, a[0], a[1], d)
+				}
+				recv(t, ev.connected, "OnConnect") // each attempt connects...
+			}
+			recv(t, ev.disconnected, "OnDisconnect") // ...and is dropped
+			exhausted(t, c, ev)
+			if n := srv.upgrades.Load(); n != int64(len(tc.delays)+1) {
+				t.Fatalf("%d upgrades, want %d", n, len(tc.delays)+1)
+			}
+			if len(ev.failed) != 0 {
+				t.Fatalf("OnReconnectFailed for %d attempts that connected", len(ev.failed))
+			}
+		})
+	}
+}
+
+// TestHealthyConnectionResetsBackoff: once a connection has stayed up for
+// HealthyAfter, the next reconnect starts over from attempt 1 and the first
+// delay.
+func TestHealthyConnectionResetsBackoff(t *testing.T) {
+	const healthyAfter = 100 * time.Millisecond
+	drop := make(chan struct{})
+	var dropOnce sync.Once
+	dropNow := func() { dropOnce.Do(func() { close(drop) }) }
+	t.Cleanup(dropNow) // a failing test must not leave the handler waiting
+	// Connections 1-3 drop at once; the 4th stays until the test drops it;
+	// the 5th drops at once again.
+	srv := newWSServer(t, func(n int64, ws *websocket.Conn) {
+		if n == 4 {
+			<-drop
+		}
+		_ = ws.Close()
+	})
+	ev, events := newReconnectEvents()
+	c := newClient(t, marmot.ClientConfig{URL: srv.url(), AutoReconnect: true,
+		ReconnectStrategy: marmot.ReconnectExponential, ReconnectInterval: 10 * time.Millisecond, ReconnectJitter: -1,
+		MaxReconnectAttempts: 3, HealthyAfter: healthyAfter, ClientEvents: events})
+	if err := c.Connect(ctxTimeout(t)); err != nil {
+		t.Fatal(err)
+	}
+	recv(t, ev.connected, "OnConnect")
+	for i, d := range []int64{10, 20, 40} {
+		if a := recv(t, ev.reconnecting, "OnReconnecting"); a != [2]int64{int64(i + 1), d} {
+			t.Fatalf("attempt %d: got %v, want delay %dms", i+1, a, d)
+		}
+		recv(t, ev.connected, "OnConnect")
+	}
+	// Connection 4 is up: let it become healthy (this wait is the
+	// behaviour under test, not a synchronisation), then drop it.
+	<-time.After(healthyAfter)
+	dropNow()
+	if a := recv(t, ev.reconnecting, "OnReconnecting"); a != [2]int64{1, 10} {
+		t.Fatalf("after a healthy connection: got %v, want attempt 1 after 10ms", a)
+	}
+	recv(t, ev.connected, "OnConnect") // connection 5, dropped at once
+	if a := recv(t, ev.reconnecting, "OnReconnecting"); a != [2]int64{2, 20} {
+		t.Fatalf("got %v, want attempt 2 after 20ms", a)
+	}
+	if err := c.Disconnect(ctxTimeout(t)); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -101,6 +101,10 @@ func (r ReconnectStrategy) String() string {
 	return fmt.Sprintf("ReconnectStrategy(%d)", int(r))
 }
 
+// DefaultHealthyAfter is the least time a connection must stay up to count
+// as healthy (see ClientConfig.HealthyAfter).
+const DefaultHealthyAfter = 5 * time.Second
+
 // Client errors.
 var (
 	ErrReconnectExhausted = errors.New("marmot: reconnect attempts exhausted")
@@ -150,7 +154,10 @@ type ClientEvents struct {
 	// StateConnected, for instance).
 	OnStateChange func(old, new ClientState)
 	// OnReconnecting runs when a reconnect attempt is scheduled: attempt
-	// counts from 1 and delay is the wait before the attempt is made.
+	// counts from 1 and delay is the wait before the attempt is made. The
+	// count and the backoff start over only after a connection has stayed
+	// up for HealthyAfter: one that the server drops sooner counts as a
+	// failed attempt (without OnReconnectFailed, as it did connect).
 	OnReconnecting func(attempt int, delay time.Duration)
 	// OnReconnectFailed runs when a scheduled attempt fails to connect
 	// (dial, upgrade or encryption handshake), with the attempt's number
@@ -172,8 +179,9 @@ type ClientConfig struct {
 	ReconnectStrategy    ReconnectStrategy
 	ReconnectInterval    time.Duration
 	MaxReconnectInterval time.Duration
-	ReconnectJitter      float64 // fraction, e.g. 0.1 for ±10%
-	MaxReconnectAttempts int     // 0: unlimited
+	ReconnectJitter      float64       // fraction, e.g. 0.1 for ±10%
+	MaxReconnectAttempts int           // 0: unlimited
+	HealthyAfter         time.Duration // up this long, a connection resets attempts and backoff; 0: max(DefaultHealthyAfter, ReconnectInterval)
 	KeepAlive            time.Duration
 	WriteTimeout         time.Duration
 	MaxMessageSize       int64
@@ -240,6 +248,7 @@ type clientCore struct {
 	cancelDial  context.CancelFunc
 	timer       *time.Timer
 	delay       time.Duration // before the current reconnect attempt
+	connectedAt time.Time     // when the current connection opened
 	connWaiters []chan error
 	discWaiters []chan error
 	budgetOut   atomic.Bool
@@ -601,6 +610,7 @@ func (a *ClientActor) Receive(ctx actor.Context) {
 		default:
 			k.episode++
 			k.attempt = 0
+			k.backoff = nil
 			k.connWaiters = append(k.connWaiters, m.reply)
 			a.setState(StateConnecting)
 			a.dial(ctx, m.ctx)
@@ -806,8 +816,10 @@ func (a *ClientActor) dialed(ctx actor.Context, m *dialDone) {
 	c.mu.Lock()
 	c.current = l
 	c.mu.Unlock()
-	k.attempt = 0
-	k.backoff = nil
+	// The attempt count and the backoff go on until the connection proves
+	// healthy (see lost): one that the server drops at once is just
+	// another failed attempt.
+	k.connectedAt = time.Now()
 	l.startKeepAlive()
 	c.live.Add(1)
 	l.startReader(0, c.early, func(err error) {
@@ -877,10 +889,22 @@ func (a *ClientActor) lost(ctx actor.Context, m *clientLinkLost) {
 		return
 	}
 	k.episode++
-	k.attempt = 0
-	k.backoff = a.newBackoff()
+	if time.Since(k.connectedAt) >= a.healthyAfter() {
+		k.attempt = 0
+		k.backoff = nil
+	}
 	a.setState(StateReconnecting)
 	a.scheduleRetry(ctx)
+}
+
+// healthyAfter is how long a connection must last for the next reconnect
+// to start over from the first attempt and the first delay.
+func (a *ClientActor) healthyAfter() time.Duration {
+	cfg := &a.c.cfg
+	if cfg.HealthyAfter > 0 {
+		return cfg.HealthyAfter
+	}
+	return max(DefaultHealthyAfter, cfg.ReconnectInterval)
 }
 
 func (a *ClientActor) newBackoff() retry.Backoff {
