@@ -1,6 +1,7 @@
 package marmot_test
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -296,5 +297,109 @@ func TestHealthyConnectionResetsBackoff(t *testing.T) {
 	}
 	if err := c.Disconnect(ctxTimeout(t)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestEncryptionMismatchRefusedAtUpgrade: a client whose encryption does not
+// match the server's is refused with HTTP 400 before the upgrade, whatever
+// its subprotocol, and reports a clear, errors.Is-able error without
+// retrying. (A plain marmot.v1 client used to be upgraded by an encrypted
+// server, fail on the ServerHello with 1002 and reconnect forever.)
+func TestEncryptionMismatchRefusedAtUpgrade(t *testing.T) {
+	secure := marmot.EncryptionConfig{EncryptionEnabled: true, EncryptionKey: testKey, EncryptionMode: "gcm"}
+	compat := secure
+	compat.EncryptionProfile = "compat"
+	plain := marmot.EncryptionConfig{}
+	for _, tc := range []struct {
+		name           string
+		server, client marmot.EncryptionConfig
+		sub            string
+		text           string
+		required       bool
+	}{
+		{"plain raw client, secure server", secure, plain, "", "server requires encryption (secure profile)", true},
+		{"plain binary client, secure server", secure, plain, protocol.SubprotocolBinary, "server requires encryption (secure profile)", true},
+		{"plain JSON client, secure server", secure, plain, protocol.SubprotocolJSON, "server requires encryption (secure profile)", true},
+		{"plain binary client, compat server", compat, plain, protocol.SubprotocolBinary, "server requires encryption (compat profile)", true},
+		{"secure client, plain server", plain, secure, "", "server does not encrypt", false},
+		{"compat client, plain server", plain, compat, "", "server does not encrypt", false},
+		{"compat client, secure server", secure, compat, "", "server encrypts with the secure profile, this client with the compat profile", false},
+		{"secure client, compat server", compat, secure, "", "server encrypts with the compat profile, this client with the secure profile", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			serverErrs := make(chan error, 4)
+			connected := make(chan struct{}, 1)
+			server := tc.server
+			server.EncryptionKDF = testKDF
+			s := startServer(t, marmot.ServerConfig{EncryptionConfig: server, ServerEvents: marmot.ServerEvents{
+				OnClientConnected: func(marmot.ClientInfo) { connected <- struct{}{} },
+				OnError:           func(_ marmot.ClientID, err error) { serverErrs <- err },
+			}})
+			ev, events := newReconnectEvents()
+			c := newClient(t, marmot.ClientConfig{URL: s.URL(), Subprotocol: tc.sub, AutoReconnect: true,
+				ReconnectInterval: 10 * time.Millisecond, EncryptionConfig: tc.client, ClientEvents: events})
+			err := c.Connect(ctxTimeout(t))
+			if !errors.Is(err, marmot.ErrEncryptionMismatch) || errors.Is(err, marmot.ErrEncryptionRequired) != tc.required ||
+				!strings.Contains(err.Error(), tc.text) || !strings.Contains(err.Error(), "400") {
+				t.Fatalf("Connect: %v", err)
+			}
+			if c.State() != marmot.StateError || len(ev.reconnecting) != 0 {
+				t.Fatalf("state %v, %d reconnect attempts", c.State(), len(ev.reconnecting))
+			}
+			want := marmot.ErrEncryptionMismatch
+			if tc.required {
+				want = marmot.ErrEncryptionRequired
+			}
+			if serr := recv(t, serverErrs, "server OnError"); !errors.Is(serr, want) {
+				t.Fatalf("server OnError: %v", serr)
+			}
+			if st := s.Stats(); st.HandshakeFailures != 1 || st.TotalConnections != 0 || len(connected) != 0 {
+				t.Fatalf("stats %+v, %d connected", st, len(connected))
+			}
+		})
+	}
+}
+
+// TestEncryptionMismatchNotRetried: a reconnecting client that meets the
+// mismatch (the server came back encrypted) gives up at once.
+func TestEncryptionMismatchNotRetried(t *testing.T) {
+	s := startServer(t, marmot.ServerConfig{})
+	addr := s.Addr().String()
+	ev, events := newReconnectEvents()
+	// Exponential, so that the attempts while no server listens stay few.
+	c := newClient(t, marmot.ClientConfig{URL: s.URL(), Subprotocol: protocol.SubprotocolBinary, AutoReconnect: true,
+		ReconnectStrategy: marmot.ReconnectExponential, ReconnectInterval: 10 * time.Millisecond, ClientEvents: events})
+	if err := c.Connect(ctxTimeout(t)); err != nil {
+		t.Fatal(err)
+	}
+	recv(t, ev.connected, "OnConnect")
+	// The key is stretched before the plain server goes away.
+	enc, err := marmot.NewServer(marmot.ServerConfig{Addr: addr, Logger: quietLogger(), EncryptionConfig: marmot.EncryptionConfig{
+		EncryptionEnabled: true, EncryptionKey: testKey, EncryptionMode: "gcm", EncryptionKDF: testKDF}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Stop(ctxTimeout(t)); err != nil {
+		t.Fatal(err)
+	}
+	recv(t, ev.disconnected, "OnDisconnect")
+	if err := enc.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = enc.Stop(context.Background()) })
+	for recv(t, ev.states, "state change") != marmot.StateError {
+	}
+	for {
+		err := recv(t, ev.errs, "OnError")
+		if errors.Is(err, marmot.ErrEncryptionRequired) {
+			break
+		}
+		if errors.Is(err, marmot.ErrReconnectExhausted) {
+			t.Fatalf("gave up for another reason: %v", err)
+		}
+	}
+	// The one refused attempt, no other: the mismatch is not retried.
+	if st := enc.Stats(); st.HandshakeFailures != 1 {
+		t.Fatalf("server refused %d attempts, want 1", st.HandshakeFailures)
 	}
 }

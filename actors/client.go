@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -144,7 +145,8 @@ type ClientEvents struct {
 	// instead). Answer a server's request with m.Reply or m.ReplyError.
 	OnHandleCommand func(m *Message)
 	// OnError reports errors as they happen, including those a method
-	// call also returns: a failed connect, a callback panic
+	// call also returns: a failed connect (ErrEncryptionMismatch when the
+	// server refused this client's encryption), a callback panic
 	// (ErrHandlerPanic), undecodable input, undelivered messages
 	// (ErrUndelivered), giving up after MaxReconnectAttempts
 	// (ErrReconnectExhausted). Test them with errors.Is.
@@ -163,8 +165,8 @@ type ClientEvents struct {
 	// (dial, upgrade or encryption handshake), with the attempt's number
 	// and its error; another attempt follows unless MaxReconnectAttempts
 	// is reached. An error that retrying cannot fix (a wrong key, a mode
-	// mismatch) is not retried: it goes to OnError and the state becomes
-	// StateError.
+	// mismatch, ErrEncryptionMismatch) is not retried: it goes to OnError
+	// and the state becomes StateError.
 	OnReconnectFailed func(attempt int, err error)
 }
 
@@ -719,22 +721,38 @@ func (a *ClientActor) dial(ctx actor.Context, parent context.Context) {
 	}
 	sctx, span := c.tel.tracer.Start(parent, "marmot.connect", trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
 	header := c.cfg.Header
-	if trace.SpanContextFromContext(sctx).IsValid() {
+	traced := trace.SpanContextFromContext(sctx).IsValid()
+	if traced || c.cfg.Encryption != nil {
 		header = header.Clone()
 		if header == nil {
 			header = http.Header{}
 		}
+	}
+	if traced {
 		c.tel.prop.Inject(sctx, propagation.HeaderCarrier(header))
+	}
+	if enc := c.cfg.Encryption; enc != nil {
+		// marmot.v1 alone does not say the client encrypts.
+		header.Set(HeaderEncryption, enc.Profile.String())
 	}
 	c.live.Add(1)
 	go func() {
 		defer c.live.Done()
 		ws, resp, err := c.dialer.DialContext(dctx, c.cfg.URL, header)
+		var body []byte
 		if resp != nil && resp.Body != nil {
+			if err != nil {
+				// gorilla keeps at most 1 KiB of a refusal's body.
+				body, _ = io.ReadAll(io.LimitReader(resp.Body, 1024))
+			}
 			_ = resp.Body.Close()
 		}
 		if err != nil && resp != nil {
-			err = fmt.Errorf("%w (HTTP %s)", err, resp.Status)
+			if refusal := encryptionRefusal(resp, body, c.cfg.Encryption); refusal != nil {
+				err = fmt.Errorf("%w (HTTP %s)", refusal, resp.Status)
+			} else {
+				err = fmt.Errorf("%w (HTTP %s)", err, resp.Status)
+			}
 		}
 		var sess *crypto.Session
 		if enc := c.cfg.Encryption; err == nil && enc != nil && enc.Profile == crypto.ProfileSecure {
@@ -772,9 +790,10 @@ func (a *ClientActor) dialed(ctx actor.Context, m *dialDone) {
 		k.cancelDial = nil
 	}
 	if m.err != nil {
-		// A wrong key or an impossible mode stays so: retrying would only
-		// hammer the server.
-		hopeless := errors.Is(m.err, crypto.ErrWrongKey) || errors.Is(m.err, crypto.ErrModeMismatch)
+		// A wrong key, an impossible mode or an encryption mismatch
+		// stays so: retrying would only hammer the server.
+		hopeless := errors.Is(m.err, crypto.ErrWrongKey) || errors.Is(m.err, crypto.ErrModeMismatch) ||
+			errors.Is(m.err, ErrEncryptionMismatch)
 		if c.State() == StateReconnecting && !hopeless {
 			if f := c.cfg.Events.OnReconnectFailed; f != nil {
 				c.safeCall("OnReconnectFailed", func() { f(k.attempt, m.err) })

@@ -373,12 +373,10 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.reportError(0, fmt.Errorf("%w: refused %s (limit %d)", ErrMaxConnections, r.RemoteAddr, h.cfg.MaxConnections))
 		return
 	}
-	if enc := h.cfg.Encryption; enc != nil && !offers(r, enc.Subprotocol()) {
+	if reason, err := refuseEncryption(w, r, h.cfg.Encryption); err != nil {
 		h.admitted.Add(-1)
 		h.handshakes.Add(1)
-		err := fmt.Errorf("%w: %s did not offer subprotocol %q", ErrEncryptionRequired, r.RemoteAddr, enc.Subprotocol())
-		http.Error(w, "marmot: this endpoint requires encryption: offer subprotocol "+enc.Subprotocol(), http.StatusBadRequest)
-		endSpan("encryption_required", err)
+		endSpan(reason, err)
 		h.reportError(0, err)
 		return
 	}
