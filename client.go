@@ -61,6 +61,16 @@ type ClientConfig struct {
 	// 1002, 1003, 1007, 1008, 1009, 1010 and 4500-4999, whether the server
 	// or this client closed with them). Default off.
 	AutoReconnect bool
+	// RetryFirstConnect makes Connect keep trying when the server cannot be
+	// reached yet, with the reconnect backoff (ReconnectStrategy,
+	// ReconnectInterval, ...), until it connects, Connect's ctx ends or
+	// MaxReconnectAttempts retries have failed; OnReconnectFailed and
+	// OnReconnecting report the attempts (the first as attempt 0).
+	// Errors that retrying cannot fix (a wrong key, ErrEncryptionMismatch)
+	// end it at once. Default off: Connect returns the first attempt's
+	// error. Independent of AutoReconnect, which is about connections lost
+	// later.
+	RetryFirstConnect bool
 	// ReconnectStrategy is Fixed (the seed's rsLinear) or Exponential.
 	ReconnectStrategy ReconnectStrategy
 	// ReconnectInterval is the fixed delay, or the first exponential one.
@@ -151,6 +161,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		MaxReconnectInterval: cfg.MaxReconnectInterval,
 		ReconnectJitter:      max(cfg.ReconnectJitter, 0),
 		MaxReconnectAttempts: cfg.MaxReconnectAttempts,
+		RetryFirstConnect:    cfg.RetryFirstConnect,
 		HealthyAfter:         cfg.HealthyAfter,
 		KeepAlive:            cfg.KeepAlive,
 		WriteTimeout:         cfg.WriteTimeout,

@@ -3,6 +3,7 @@ package marmot_test
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -336,15 +337,15 @@ func TestEncryptionMismatchRefusedAtUpgrade(t *testing.T) {
 				OnError:           func(_ marmot.ClientID, err error) { serverErrs <- err },
 			}})
 			ev, events := newReconnectEvents()
-			c := newClient(t, marmot.ClientConfig{URL: s.URL(), Subprotocol: tc.sub, AutoReconnect: true,
+			c := newClient(t, marmot.ClientConfig{URL: s.URL(), Subprotocol: tc.sub, AutoReconnect: true, RetryFirstConnect: true,
 				ReconnectInterval: 10 * time.Millisecond, EncryptionConfig: tc.client, ClientEvents: events})
 			err := c.Connect(ctxTimeout(t))
 			if !errors.Is(err, marmot.ErrEncryptionMismatch) || errors.Is(err, marmot.ErrEncryptionRequired) != tc.required ||
 				!strings.Contains(err.Error(), tc.text) || !strings.Contains(err.Error(), "400") {
 				t.Fatalf("Connect: %v", err)
 			}
-			if c.State() != marmot.StateError || len(ev.reconnecting) != 0 {
-				t.Fatalf("state %v, %d reconnect attempts", c.State(), len(ev.reconnecting))
+			if c.State() != marmot.StateError || len(ev.reconnecting) != 0 || len(ev.failed) != 0 {
+				t.Fatalf("state %v, %d reconnect attempts, %d failed", c.State(), len(ev.reconnecting), len(ev.failed))
 			}
 			want := marmot.ErrEncryptionMismatch
 			if tc.required {
@@ -402,4 +403,115 @@ func TestEncryptionMismatchNotRetried(t *testing.T) {
 	if st := enc.Stats(); st.HandshakeFailures != 1 {
 		t.Fatalf("server refused %d attempts, want 1", st.HandshakeFailures)
 	}
+}
+
+// freeAddr returns a loopback address where nothing listens (yet).
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// connectAsync runs Connect in the background; its result arrives on the
+// returned channel.
+func connectAsync(ctx context.Context, c *marmot.Client) <-chan error {
+	done := make(chan error, 1)
+	go func() { done <- c.Connect(ctx) }()
+	return done
+}
+
+// TestRetryFirstConnect: with RetryFirstConnect, Connect waits for a server
+// that is not up yet, retrying with the reconnect backoff, and returns nil
+// once it is.
+func TestRetryFirstConnect(t *testing.T) {
+	addr := freeAddr(t)
+	ev, events := newReconnectEvents()
+	c := newClient(t, marmot.ClientConfig{URL: "ws://" + addr + "/websocket", RetryFirstConnect: true,
+		ReconnectStrategy: marmot.ReconnectFixed, ReconnectInterval: 20 * time.Millisecond, ClientEvents: events})
+	done := connectAsync(ctxTimeout(t), c)
+	// Connect's own attempt is attempt 0; then retries 1 and 2 fail too.
+	if a := recv(t, ev.failed, "OnReconnectFailed"); a != 0 {
+		t.Fatalf("first failure reported as attempt %d", a)
+	}
+	for i := 1; i <= 2; i++ {
+		if a := recv(t, ev.reconnecting, "OnReconnecting"); a != [2]int64{int64(i), 20} {
+			t.Fatalf("retry %d: %v", i, a)
+		}
+		if a := recv(t, ev.failed, "OnReconnectFailed"); a != i {
+			t.Fatalf("failure of retry %d reported as %d", i, a)
+		}
+	}
+	if st := c.State(); st != marmot.StateConnecting {
+		t.Fatalf("state %v while retrying Connect", st)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Connect returned before the server was up: %v", err)
+	default:
+	}
+	startServer(t, marmot.ServerConfig{Addr: addr})
+	if err := recv(t, done, "Connect"); err != nil {
+		t.Fatalf("Connect once the server is up: %v", err)
+	}
+	recv(t, ev.connected, "OnConnect")
+	if !c.Connected() || c.Stats().Reconnects < 2 {
+		t.Fatalf("state %v, stats %+v", c.State(), c.Stats())
+	}
+	if len(ev.errs) > 0 {
+		t.Fatalf("OnError while retrying: %v", <-ev.errs)
+	}
+}
+
+// TestRetryFirstConnectBounded: the retries of Connect end with
+// MaxReconnectAttempts, and with Connect's ctx.
+func TestRetryFirstConnectBounded(t *testing.T) {
+	url := "ws://" + freeAddr(t) + "/websocket"
+	t.Run("MaxReconnectAttempts", func(t *testing.T) {
+		ev, events := newReconnectEvents()
+		c := newClient(t, marmot.ClientConfig{URL: url, RetryFirstConnect: true, MaxReconnectAttempts: 2,
+			ReconnectStrategy: marmot.ReconnectExponential, ReconnectInterval: 10 * time.Millisecond, ReconnectJitter: -1,
+			ClientEvents: events})
+		err := c.Connect(ctxTimeout(t))
+		if !errors.Is(err, marmot.ErrReconnectExhausted) || !strings.Contains(err.Error(), "refused") {
+			t.Fatalf("Connect: %v", err)
+		}
+		for i, want := range [][2]int64{{1, 10}, {2, 20}} {
+			if a := recv(t, ev.reconnecting, "OnReconnecting"); a != want {
+				t.Fatalf("retry %d: %v, want %v", i+1, a, want)
+			}
+		}
+		if len(ev.failed) != 3 { // attempts 0, 1, 2
+			t.Fatalf("%d failures reported, want 3", len(ev.failed))
+		}
+		exhausted(t, c, ev)
+	})
+	t.Run("ctx", func(t *testing.T) {
+		ev, events := newReconnectEvents()
+		// The retry waits long enough for ctx to end during the wait.
+		c := newClient(t, marmot.ClientConfig{URL: url, RetryFirstConnect: true,
+			ReconnectStrategy: marmot.ReconnectFixed, ReconnectInterval: time.Second, ClientEvents: events})
+		ctx, cancel := context.WithCancel(ctxTimeout(t))
+		done := connectAsync(ctx, c)
+		recv(t, ev.failed, "OnReconnectFailed")
+		recv(t, ev.reconnecting, "OnReconnecting")
+		cancel()
+		if err := recv(t, done, "Connect"); !errors.Is(err, context.Canceled) {
+			t.Fatalf("Connect: %v", err)
+		}
+		for recv(t, ev.states, "state change") != marmot.StateError {
+		}
+		if len(ev.reconnecting) != 0 {
+			t.Fatal("retried after ctx ended")
+		}
+		for {
+			if err := recv(t, ev.errs, "OnError"); errors.Is(err, context.Canceled) {
+				break
+			}
+		}
+	})
 }

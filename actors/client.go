@@ -159,12 +159,15 @@ type ClientEvents struct {
 	// counts from 1 and delay is the wait before the attempt is made. The
 	// count and the backoff start over only after a connection has stayed
 	// up for HealthyAfter: one that the server drops sooner counts as a
-	// failed attempt (without OnReconnectFailed, as it did connect).
+	// failed attempt (without OnReconnectFailed, as it did connect). With
+	// RetryFirstConnect it also reports the retries of Connect (the state
+	// stays StateConnecting then).
 	OnReconnecting func(attempt int, delay time.Duration)
 	// OnReconnectFailed runs when a scheduled attempt fails to connect
 	// (dial, upgrade or encryption handshake), with the attempt's number
 	// and its error; another attempt follows unless MaxReconnectAttempts
-	// is reached. An error that retrying cannot fix (a wrong key, a mode
+	// is reached. With RetryFirstConnect, Connect's own failed attempt is
+	// reported as attempt 0 before its retries. An error that retrying cannot fix (a wrong key, a mode
 	// mismatch, ErrEncryptionMismatch) is not retried: it goes to OnError
 	// and the state becomes StateError.
 	OnReconnectFailed func(attempt int, err error)
@@ -183,6 +186,7 @@ type ClientConfig struct {
 	MaxReconnectInterval time.Duration
 	ReconnectJitter      float64       // fraction, e.g. 0.1 for ±10%
 	MaxReconnectAttempts int           // 0: unlimited
+	RetryFirstConnect    bool          // Connect retries with the reconnect backoff until ctx ends
 	HealthyAfter         time.Duration // up this long, a connection resets attempts and backoff; 0: max(DefaultHealthyAfter, ReconnectInterval)
 	KeepAlive            time.Duration
 	WriteTimeout         time.Duration
@@ -207,7 +211,7 @@ type ClientStats struct {
 	BytesSent        int64
 	MessagesReceived int64
 	MessagesSent     int64
-	Reconnects       int64 // reconnect attempts made
+	Reconnects       int64 // reconnect attempts made (RetryFirstConnect's retries included)
 }
 
 // Client is a WebSocket client whose ClientActor owns the connection and its
@@ -251,6 +255,9 @@ type clientCore struct {
 	timer       *time.Timer
 	delay       time.Duration // before the current reconnect attempt
 	connectedAt time.Time     // when the current connection opened
+	lastErr     error         // the last failed attempt's error
+	connectCtx  context.Context
+	stopExpiry  func() bool // stops connectCtx's expiry notice
 	connWaiters []chan error
 	discWaiters []chan error
 	budgetOut   atomic.Bool
@@ -326,9 +333,13 @@ func (c *Client) Stats() ClientStats {
 	}
 }
 
-// Connect dials the server and returns once connected, or with the first
-// attempt's error (a failed first attempt does not start reconnecting). The
-// attempt is bounded by ctx and by ConnectionTimeout.
+// Connect dials the server and returns once connected, or with the
+// attempt's error: a failed first attempt does not start reconnecting,
+// unless RetryFirstConnect is set. Then Connect keeps trying with the
+// reconnect backoff (reported by OnReconnectFailed and OnReconnecting) until
+// it connects, ctx ends, MaxReconnectAttempts is reached or the error is
+// one that retrying cannot fix. Each attempt is bounded by ctx and by
+// ConnectionTimeout; when ctx ends the client stops trying (StateError).
 func (c *Client) Connect(ctx context.Context) error {
 	if c.closed.Load() {
 		return ErrClientClosed
@@ -448,10 +459,16 @@ func (c *Client) SendCommandContext(ctx context.Context, name string, payload []
 }
 
 // Request sends a named request and waits for the reply or for ctx. A
-// server-side error reply comes back as *RemoteError. It may be called from
-// the client's own callbacks. The reply is handed over as soon as it is
-// read, so Request can return before OnHandleCommand has run for messages
-// that arrived just ahead of the reply.
+// server-side error reply comes back as *RemoteError. The reply is handed
+// over by the reader as soon as it is read, so Request can return before
+// OnHandleCommand has run for messages that arrived just ahead of it.
+//
+// Request may be called from the client's own callbacks (OnConnect,
+// OnHandleCommand, ...): it then writes the request itself, since the
+// ClientActor that would is the one waiting. Every later event waits
+// meanwhile, and the reply can be read only while the messages that arrive
+// ahead of it fit the input budget (MaxMessageSize, at least 1 MiB), as
+// they wait for the busy actor: give such a Request a short deadline.
 func (c *Client) Request(ctx context.Context, name string, payload []byte) ([]byte, error) {
 	if name == "" {
 		return nil, ErrEmptyMessage
@@ -584,6 +601,8 @@ type dialDone struct {
 
 type retryTick struct{ episode int }
 
+type connectExpired struct{ episode int }
+
 type clientLinkLost struct {
 	l   *link
 	err error
@@ -613,7 +632,14 @@ func (a *ClientActor) Receive(ctx actor.Context) {
 			k.episode++
 			k.attempt = 0
 			k.backoff = nil
+			k.lastErr = nil
+			k.connectCtx = m.ctx
 			k.connWaiters = append(k.connWaiters, m.reply)
+			if c.cfg.RetryFirstConnect {
+				// Retries wait on a timer that ctx knows nothing of.
+				episode, self := k.episode, ctx.Self()
+				k.stopExpiry = context.AfterFunc(m.ctx, func() { c.sys.Root.Send(self, &connectExpired{episode: episode}) })
+			}
 			a.setState(StateConnecting)
 			a.dial(ctx, m.ctx)
 		}
@@ -638,9 +664,25 @@ func (a *ClientActor) Receive(ctx actor.Context) {
 	case *dialDone:
 		a.dialed(ctx, m)
 	case *retryTick:
-		if m.episode == k.episode && c.State() == StateReconnecting {
+		if m.episode != k.episode {
+			break
+		}
+		k.timer = nil
+		switch c.State() {
+		case StateReconnecting:
 			c.reconnects.Add(1)
 			a.dial(ctx, context.Background())
+		case StateConnecting: // RetryFirstConnect
+			c.reconnects.Add(1)
+			a.dial(ctx, k.connectCtx)
+		}
+	case *connectExpired:
+		// Connect's ctx ended while a retry waited (an attempt in flight
+		// fails on its own, being bound to ctx).
+		if m.episode == k.episode && c.State() == StateConnecting && k.timer != nil {
+			k.timer.Stop()
+			k.timer = nil
+			a.giveUp(fmt.Errorf("marmot: connect to %s: %w after %d attempts (last: %w)", c.cfg.URL, context.Cause(k.connectCtx), k.attempt, k.lastErr))
 		}
 	case *flushSignal:
 		a.flush(c.link(), time.Time{})
@@ -695,10 +737,30 @@ func (a *ClientActor) abandon(err error) {
 		k.timer.Stop()
 		k.timer = nil
 	}
+	a.answerConnect(err)
+}
+
+// answerConnect answers the Connect calls waiting for this connection.
+func (a *ClientActor) answerConnect(err error) {
+	k := &a.c.core
 	for _, w := range k.connWaiters {
 		w <- err
 	}
 	k.connWaiters = nil
+	if k.stopExpiry != nil {
+		k.stopExpiry()
+		k.stopExpiry = nil
+	}
+	k.connectCtx = nil
+}
+
+// giveUp ends connecting or reconnecting for good: StateError, OnError and
+// the waiting Connect calls get err.
+func (a *ClientActor) giveUp(err error) {
+	// The state first, so that whoever OnError tells sees StateError.
+	a.setState(StateError)
+	a.c.reportError(err)
+	a.answerConnect(err)
 }
 
 func (a *ClientActor) dial(ctx actor.Context, parent context.Context) {
@@ -794,20 +856,18 @@ func (a *ClientActor) dialed(ctx actor.Context, m *dialDone) {
 		// stays so: retrying would only hammer the server.
 		hopeless := errors.Is(m.err, crypto.ErrWrongKey) || errors.Is(m.err, crypto.ErrModeMismatch) ||
 			errors.Is(m.err, ErrEncryptionMismatch)
-		if c.State() == StateReconnecting && !hopeless {
+		retry := c.State() == StateReconnecting ||
+			c.State() == StateConnecting && c.cfg.RetryFirstConnect && k.connectCtx.Err() == nil
+		k.lastErr = m.err
+		if retry && !hopeless {
 			if f := c.cfg.Events.OnReconnectFailed; f != nil {
-				c.safeCall("OnReconnectFailed", func() { f(k.attempt, m.err) })
+				attempt := k.attempt
+				c.safeCall("OnReconnectFailed", func() { f(attempt, m.err) })
 			}
 			a.scheduleRetry(ctx)
 			return
 		}
-		err := fmt.Errorf("marmot: connect to %s: %w", c.cfg.URL, m.err)
-		c.reportError(err)
-		a.setState(StateError)
-		for _, w := range k.connWaiters {
-			w <- err
-		}
-		k.connWaiters = nil
+		a.giveUp(fmt.Errorf("marmot: connect to %s: %w", c.cfg.URL, m.err))
 		return
 	}
 	if c.cfg.Subprotocol != "" && m.ws.Subprotocol() != c.cfg.Subprotocol {
@@ -846,10 +906,7 @@ func (a *ClientActor) dialed(ctx actor.Context, m *dialDone) {
 		c.live.Done()
 	})
 	a.setState(StateConnected)
-	for _, w := range k.connWaiters {
-		w <- nil
-	}
-	k.connWaiters = nil
+	a.answerConnect(nil)
 	if f := c.cfg.Events.OnConnect; f != nil {
 		c.safeCall("OnConnect", f)
 	}
@@ -908,6 +965,7 @@ func (a *ClientActor) lost(ctx actor.Context, m *clientLinkLost) {
 		return
 	}
 	k.episode++
+	k.lastErr = reason
 	if time.Since(k.connectedAt) >= a.healthyAfter() {
 		k.attempt = 0
 		k.backoff = nil
@@ -952,13 +1010,10 @@ func (a *ClientActor) scheduleRetry(ctx actor.Context) {
 	k := &c.core
 	if c.cfg.MaxReconnectAttempts > 0 && k.attempt >= c.cfg.MaxReconnectAttempts {
 		err := fmt.Errorf("%w after %d attempts", ErrReconnectExhausted, k.attempt)
-		// The state first, so that whoever OnError tells sees StateError.
-		a.setState(StateError)
-		c.reportError(err)
-		for _, w := range k.connWaiters {
-			w <- err
+		if k.lastErr != nil {
+			err = fmt.Errorf("%w (last: %w)", err, k.lastErr)
 		}
-		k.connWaiters = nil
+		a.giveUp(err)
 		return
 	}
 	if k.backoff == nil {
