@@ -167,9 +167,9 @@ type ClientEvents struct {
 	// (dial, upgrade or encryption handshake), with the attempt's number
 	// and its error; another attempt follows unless MaxReconnectAttempts
 	// is reached. With RetryFirstConnect, Connect's own failed attempt is
-	// reported as attempt 0 before its retries. An error that retrying cannot fix (a wrong key, a mode
-	// mismatch, ErrEncryptionMismatch) is not retried: it goes to OnError
-	// and the state becomes StateError.
+	// reported as attempt 0 before its retries. An error that retrying
+	// cannot fix (a wrong key, a mode mismatch, ErrEncryptionMismatch) is
+	// not retried: it goes to OnError and the state becomes StateError.
 	OnReconnectFailed func(attempt int, err error)
 }
 
