@@ -30,6 +30,9 @@ const (
 	// ReconnectInterval × 1024, the seed's 2^10.
 	DefaultMaxReconnectFactor = 1024
 	DefaultReconnectJitter    = 0.1
+	// DefaultHealthyAfter is the least time a connection must stay up
+	// before reconnecting starts over from the first attempt.
+	DefaultHealthyAfter = actors.DefaultHealthyAfter
 )
 
 // ClientConfig configures a Client. The zero value of every field means the
@@ -55,8 +58,19 @@ type ClientConfig struct {
 	ConnectionTimeout time.Duration
 	// AutoReconnect reconnects after a lost connection (never after
 	// Disconnect, nor after close codes that mean "don't come back": 1000,
-	// 1002, 1003, 1007, 1008, 1009, 1010 and 4500-4999). Default off.
+	// 1002, 1003, 1007, 1008, 1009, 1010 and 4500-4999, whether the server
+	// or this client closed with them). Default off.
 	AutoReconnect bool
+	// RetryFirstConnect makes Connect keep trying when the server cannot be
+	// reached yet, with the reconnect backoff (ReconnectStrategy,
+	// ReconnectInterval, ...), until it connects, Connect's ctx ends or
+	// MaxReconnectAttempts retries have failed; OnReconnectFailed and
+	// OnReconnecting report the attempts (the first as attempt 0).
+	// Errors that retrying cannot fix (a wrong key, ErrEncryptionMismatch)
+	// end it at once. Default off: Connect returns the first attempt's
+	// error. Independent of AutoReconnect, which is about connections lost
+	// later.
+	RetryFirstConnect bool
 	// ReconnectStrategy is Fixed (the seed's rsLinear) or Exponential.
 	ReconnectStrategy ReconnectStrategy
 	// ReconnectInterval is the fixed delay, or the first exponential one.
@@ -70,8 +84,16 @@ type ClientConfig struct {
 	// negative disables. Fixed delays are never jittered.
 	ReconnectJitter float64
 	// MaxReconnectAttempts gives up (state Error, OnError with
-	// ErrReconnectExhausted) after this many failed attempts. 0: unlimited.
+	// ErrReconnectExhausted) after this many attempts in a row that did not
+	// give a healthy connection (see HealthyAfter). 0: unlimited.
 	MaxReconnectAttempts int
+	// HealthyAfter is how long a connection must stay up to count as
+	// healthy. Only then do the attempt count and the backoff start over:
+	// a server that accepts connections and drops them at once is retried
+	// with growing delays (ReconnectExponential) until MaxReconnectAttempts
+	// ends it, rather than every ReconnectInterval forever. Default the
+	// larger of 5s and ReconnectInterval.
+	HealthyAfter time.Duration
 	// KeepAlive pings the server every KeepAlive/2 and drops the connection
 	// when it stays silent for KeepAlive. Default 30s; negative disables.
 	KeepAlive time.Duration
@@ -139,6 +161,8 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		MaxReconnectInterval: cfg.MaxReconnectInterval,
 		ReconnectJitter:      max(cfg.ReconnectJitter, 0),
 		MaxReconnectAttempts: cfg.MaxReconnectAttempts,
+		RetryFirstConnect:    cfg.RetryFirstConnect,
+		HealthyAfter:         cfg.HealthyAfter,
 		KeepAlive:            cfg.KeepAlive,
 		WriteTimeout:         cfg.WriteTimeout,
 		MaxMessageSize:       cfg.MaxMessageSize,
@@ -201,7 +225,8 @@ func (c *ClientConfig) normalize() error {
 	}
 	c.ConnectionTimeout = defaultDuration(c.ConnectionTimeout, DefaultConnectionTimeout)
 	c.ReconnectInterval = defaultDuration(c.ReconnectInterval, DefaultReconnectInterval)
-	if c.ConnectionTimeout < 0 || c.ReconnectInterval < 0 || c.MaxReconnectInterval < 0 {
+	c.HealthyAfter = defaultDuration(c.HealthyAfter, max(DefaultHealthyAfter, c.ReconnectInterval))
+	if c.ConnectionTimeout < 0 || c.ReconnectInterval < 0 || c.MaxReconnectInterval < 0 || c.HealthyAfter < 0 {
 		return fmt.Errorf("marmot: timeouts and intervals must be positive")
 	}
 	if c.MaxReconnectInterval == 0 {

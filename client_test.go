@@ -438,7 +438,9 @@ func TestClientHandlerPanicRestartsActor(t *testing.T) {
 }
 
 // TestRequestFromClientCallback calls Request inside client callbacks: the
-// reply must not wait for the (busy) ClientActor.
+// reply must not wait for the (busy) ClientActor. Without awaitReply's write
+// from the callback, or the reader handing the reply over, both requests
+// would wait for their deadline.
 func TestRequestFromClientCallback(t *testing.T) {
 	s := echoServer(t, marmot.ServerConfig{})
 	results := make(chan string, 2)

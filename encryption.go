@@ -23,9 +23,21 @@ const (
 // crypto.ErrModeMismatch, ...).
 var (
 	ErrEncryptionRequired = actors.ErrEncryptionRequired
+	// ErrEncryptionMismatch: the server refused the upgrade because one
+	// side encrypts and the other does not, or they use different
+	// profiles. A client refused so also matches ErrEncryptionRequired
+	// when the server encrypts and it does not. It is never retried.
+	ErrEncryptionMismatch = actors.ErrEncryptionMismatch
 	ErrHandshakeFailed    = actors.ErrHandshakeFailed
 	ErrDecryptFailed      = actors.ErrDecryptFailed
 )
+
+// HeaderEncryption is the upgrade request header by which an encrypting
+// marmot client names its profile ("secure" or "compat"), so that a server
+// can refuse a mismatch with HTTP 400 before the upgrade; see
+// docs/PROTOCOL.md section 5. A peer written by hand that encrypts in the
+// secure profile must send it.
+const HeaderEncryption = actors.HeaderEncryption
 
 // SubprotocolCompat is the Delphi components' subprotocol, used by the
 // compat encryption profile.
@@ -42,7 +54,11 @@ const SubprotocolCompat = actors.SubprotocolCompat
 // use it only to talk to them.
 type EncryptionConfig struct {
 	// EncryptionEnabled turns encryption on. Every connection must then be
-	// encrypted: raw and JSON clients are refused with HTTP 400.
+	// encrypted with the same profile: a server refuses any other client
+	// with HTTP 400 before the upgrade ("server requires encryption"), and
+	// an encrypting client is refused the same way by a server that does
+	// not encrypt ("server does not encrypt"); the client reports
+	// ErrEncryptionMismatch and does not retry.
 	EncryptionEnabled bool
 	// EncryptionKey is the shared passphrase. Required when enabled. It is
 	// never logged.

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -267,7 +269,7 @@ func TestEncryptedWrongKeyAfterRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ws := dial(t, srv.s.URL(), protocol.SubprotocolBinary)
+	ws := dialHeader(t, srv.s.URL(), protocol.SubprotocolBinary, http.Header{marmot.HeaderEncryption: {"secure"}})
 	_ = ws.SetReadDeadline(time.Now().Add(waitTimeout))
 	_, hello, err := ws.ReadMessage()
 	if err != nil {
@@ -320,7 +322,9 @@ func TestEncryptionRequired(t *testing.T) {
 	s := encryptedServer(t, marmot.EncryptionConfig{EncryptionMode: "gcm"}, marmot.ServerEvents{
 		OnError: func(_ marmot.ClientID, err error) { errs <- err },
 	})
-	for _, sub := range []string{"", protocol.SubprotocolJSON} {
+	// Every subprotocol, marmot.v1 included: without HeaderEncryption (as
+	// any client from before it) a marmot.v1 client may well be plain.
+	for _, sub := range []string{"", protocol.SubprotocolJSON, protocol.SubprotocolBinary} {
 		d := websocket.Dialer{}
 		if sub != "" {
 			d.Subprotocols = []string{sub}
@@ -329,7 +333,11 @@ func TestEncryptionRequired(t *testing.T) {
 		if err == nil || resp == nil || resp.StatusCode != http.StatusBadRequest {
 			t.Fatalf("unencrypted %q client: %v %v", sub, err, resp)
 		}
+		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
+		if !strings.Contains(string(body), "server requires encryption") || resp.Header.Get(marmot.HeaderEncryption) != "secure" {
+			t.Fatalf("refusal of a %q client: %q, %s %q", sub, body, marmot.HeaderEncryption, resp.Header.Get(marmot.HeaderEncryption))
+		}
 		if err := recv(t, errs, "OnError"); !errors.Is(err, marmot.ErrEncryptionRequired) {
 			t.Fatalf("OnError %v", err)
 		}
@@ -345,7 +353,7 @@ type secureConn struct {
 
 func dialSecure(t testing.TB, url string, ring *crypto.Keyring) *secureConn {
 	t.Helper()
-	ws := dial(t, url, protocol.SubprotocolBinary)
+	ws := dialHeader(t, url, protocol.SubprotocolBinary, http.Header{marmot.HeaderEncryption: {"secure"}})
 	_ = ws.SetReadDeadline(time.Now().Add(waitTimeout))
 	_, hello, err := ws.ReadMessage()
 	if err != nil {

@@ -3,6 +3,7 @@ package marmot_test
 import (
 	"context"
 	"log/slog"
+	"net/http"
 	"os"
 	"sync"
 	"testing"
@@ -55,11 +56,16 @@ func startServer(t testing.TB, cfg marmot.ServerConfig) *marmot.Server {
 
 func dial(t testing.TB, url, subprotocol string) *websocket.Conn {
 	t.Helper()
+	return dialHeader(t, url, subprotocol, nil)
+}
+
+func dialHeader(t testing.TB, url, subprotocol string, header http.Header) *websocket.Conn {
+	t.Helper()
 	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second}
 	if subprotocol != "" {
 		d.Subprotocols = []string{subprotocol}
 	}
-	ws, resp, err := d.Dial(url, nil)
+	ws, resp, err := d.Dial(url, header)
 	if err != nil {
 		t.Fatalf("dial %s: %v", url, err)
 	}

@@ -14,7 +14,6 @@ import (
 
 	"github.com/marmotws/marmot/crypto"
 	"github.com/marmotws/marmot/internal/transport"
-	"github.com/marmotws/marmot/internal/wsconn"
 )
 
 // ServeHTTP upgrades the request to a WebSocket connection and serves it
@@ -64,12 +63,10 @@ func (h *Hub) upgrade(w http.ResponseWriter, r *http.Request, up *upgradeSpan) (
 		h.reportError(0, fmt.Errorf("%w: refused %s (limit %d)", ErrMaxConnections, r.RemoteAddr, h.cfg.MaxConnections))
 		return nil, nil, false
 	}
-	if enc := h.cfg.Encryption; enc != nil && !wsconn.Offers(r, enc.Subprotocol()) {
+	if reason, err := refuseEncryption(w, r, h.cfg.Encryption); err != nil {
 		h.admitted.Add(-1)
 		h.handshakes.Add(1)
-		err := fmt.Errorf("%w: %s did not offer subprotocol %q", ErrEncryptionRequired, r.RemoteAddr, enc.Subprotocol())
-		http.Error(w, "marmot: this endpoint requires encryption: offer subprotocol "+enc.Subprotocol(), http.StatusBadRequest)
-		up.end("encryption_required", err)
+		up.end(reason, err)
 		h.reportError(0, err)
 		return nil, nil, false
 	}

@@ -102,6 +102,10 @@ func (r ReconnectStrategy) String() string {
 	return fmt.Sprintf("ReconnectStrategy(%d)", int(r))
 }
 
+// DefaultHealthyAfter is the least time a connection must stay up to count
+// as healthy (see ClientConfig.HealthyAfter).
+const DefaultHealthyAfter = 5 * time.Second
+
 // Client errors.
 var (
 	ErrReconnectExhausted = errors.New("marmot: reconnect attempts exhausted")
@@ -110,18 +114,62 @@ var (
 	ErrBusy               = errors.New("marmot: a disconnect is in progress")
 )
 
-// ClientEvents are the client's callbacks, all optional; they run in order on
-// the ClientActor. A panic in OnDataReceived or OnHandleCommand restarts the
-// actor (the connection survives); panics elsewhere go to OnError.
+// ClientEvents are the client's callbacks, all optional. They run one at a
+// time, in order, on the ClientActor (OnError may also run on its
+// supervisor, while the actor is suspended), so a slow callback delays every
+// later event and the client's writes. A panic in OnDataReceived or
+// OnHandleCommand restarts the actor (the connection survives); panics
+// elsewhere go to OnError, and a panic in OnError is logged.
 type ClientEvents struct {
-	OnConnect         func()
-	OnDisconnect      func(reason *CloseError)
-	OnDataReceived    func(data []byte)
-	OnDataSent        func(data []byte) // data is valid only during the call
-	OnHandleCommand   func(m *Message)
-	OnError           func(err error)
-	OnStateChange     func(old, new ClientState)
-	OnReconnecting    func(attempt int, delay time.Duration)
+	// OnConnect runs each time a connection is established: after the first
+	// Connect and again after every successful reconnect, so put
+	// per-connection setup (subscriptions, a login request) here. The state
+	// is already StateConnected, and Request may be called from it.
+	OnConnect func()
+	// OnDisconnect runs once for each established connection when it ends,
+	// whatever the cause (Disconnect, a close by the server, a lost
+	// network, a keep-alive timeout), before any reconnect is scheduled.
+	// reason says who closed it, with which code and why. Failed connect
+	// attempts do not call it (see OnReconnectFailed and OnError).
+	OnDisconnect func(reason *CloseError)
+	// OnDataReceived sees every inbound WebSocket message exactly as
+	// received (still encrypted when encryption is on), replies included,
+	// before it is decoded. data is only valid during the call: copy it to
+	// keep it.
+	OnDataReceived func(data []byte)
+	// OnDataSent sees every outbound message's payload after it was
+	// written. data is only valid during the call (its buffer is reused).
+	OnDataSent func(data []byte)
+	// OnHandleCommand receives every application message the server pushes
+	// (data, commands and requests; replies go to their Request call
+	// instead). Answer a server's request with m.Reply or m.ReplyError.
+	OnHandleCommand func(m *Message)
+	// OnError reports errors as they happen, including those a method
+	// call also returns: a failed connect (ErrEncryptionMismatch when the
+	// server refused this client's encryption), a callback panic
+	// (ErrHandlerPanic), undecodable input, undelivered messages
+	// (ErrUndelivered), giving up after MaxReconnectAttempts
+	// (ErrReconnectExhausted). Test them with errors.Is.
+	OnError func(err error)
+	// OnStateChange runs on every state change, old to new, before the
+	// event that goes with it (OnConnect after the change to
+	// StateConnected, for instance).
+	OnStateChange func(old, new ClientState)
+	// OnReconnecting runs when a reconnect attempt is scheduled: attempt
+	// counts from 1 and delay is the wait before the attempt is made. The
+	// count and the backoff start over only after a connection has stayed
+	// up for HealthyAfter: one that the server drops sooner counts as a
+	// failed attempt (without OnReconnectFailed, as it did connect). With
+	// RetryFirstConnect it also reports the retries of Connect (the state
+	// stays StateConnecting then).
+	OnReconnecting func(attempt int, delay time.Duration)
+	// OnReconnectFailed runs when a scheduled attempt fails to connect
+	// (dial, upgrade or encryption handshake), with the attempt's number
+	// and its error; another attempt follows unless MaxReconnectAttempts
+	// is reached. With RetryFirstConnect, Connect's own failed attempt is
+	// reported as attempt 0 before its retries. An error that retrying
+	// cannot fix (a wrong key, a mode mismatch, ErrEncryptionMismatch) is
+	// not retried: it goes to OnError and the state becomes StateError.
 	OnReconnectFailed func(attempt int, err error)
 }
 
@@ -136,8 +184,10 @@ type ClientConfig struct {
 	ReconnectStrategy    ReconnectStrategy
 	ReconnectInterval    time.Duration
 	MaxReconnectInterval time.Duration
-	ReconnectJitter      float64 // fraction, e.g. 0.1 for ±10%
-	MaxReconnectAttempts int     // 0: unlimited
+	ReconnectJitter      float64       // fraction, e.g. 0.1 for ±10%
+	MaxReconnectAttempts int           // 0: unlimited
+	RetryFirstConnect    bool          // Connect retries with the reconnect backoff until ctx ends
+	HealthyAfter         time.Duration // up this long, a connection resets attempts and backoff; 0: max(DefaultHealthyAfter, ReconnectInterval)
 	KeepAlive            time.Duration
 	WriteTimeout         time.Duration
 	MaxMessageSize       int64
@@ -161,7 +211,7 @@ type ClientStats struct {
 	BytesSent        int64
 	MessagesReceived int64
 	MessagesSent     int64
-	Reconnects       int64 // reconnect attempts made
+	Reconnects       int64 // reconnect attempts made (RetryFirstConnect's retries included)
 }
 
 // Client is a WebSocket client whose ClientActor owns the connection and its
@@ -205,6 +255,10 @@ type clientCore struct {
 	cancelDial  context.CancelFunc
 	timer       *time.Timer
 	delay       time.Duration // before the current reconnect attempt
+	connectedAt time.Time     // when the current connection opened
+	lastErr     error         // the last failed attempt's error
+	connectCtx  context.Context
+	stopExpiry  func() bool // stops connectCtx's expiry notice
 	connWaiters []chan error
 	discWaiters []chan error
 	budgetOut   atomic.Bool
@@ -281,9 +335,13 @@ func (c *Client) Stats() ClientStats {
 	}
 }
 
-// Connect dials the server and returns once connected, or with the first
-// attempt's error (a failed first attempt does not start reconnecting). The
-// attempt is bounded by ctx and by ConnectionTimeout.
+// Connect dials the server and returns once connected, or with the
+// attempt's error: a failed first attempt does not start reconnecting,
+// unless RetryFirstConnect is set. Then Connect keeps trying with the
+// reconnect backoff (reported by OnReconnectFailed and OnReconnecting) until
+// it connects, ctx ends, MaxReconnectAttempts is reached or the error is
+// one that retrying cannot fix. Each attempt is bounded by ctx and by
+// ConnectionTimeout; when ctx ends the client stops trying (StateError).
 func (c *Client) Connect(ctx context.Context) error {
 	if c.closed.Load() {
 		return ErrClientClosed
@@ -403,10 +461,16 @@ func (c *Client) SendCommandContext(ctx context.Context, name string, payload []
 }
 
 // Request sends a named request and waits for the reply or for ctx. A
-// server-side error reply comes back as *RemoteError. It may be called from
-// the client's own callbacks. The reply is handed over as soon as it is
-// read, so Request can return before OnHandleCommand has run for messages
-// that arrived just ahead of the reply.
+// server-side error reply comes back as *RemoteError. The reply is handed
+// over by the reader as soon as it is read, so Request can return before
+// OnHandleCommand has run for messages that arrived just ahead of it.
+//
+// Request may be called from the client's own callbacks (OnConnect,
+// OnHandleCommand, ...): it then writes the request itself, since the
+// ClientActor that would is the one waiting. Every later event waits
+// meanwhile, and the reply can be read only while the messages that arrive
+// ahead of it fit the input budget (MaxMessageSize, at least 1 MiB), as
+// they wait for the busy actor: give such a Request a short deadline.
 func (c *Client) Request(ctx context.Context, name string, payload []byte) ([]byte, error) {
 	if name == "" {
 		return nil, ErrEmptyCommandName
@@ -520,6 +584,8 @@ type dialDone struct {
 
 type retryTick struct{ episode int }
 
+type connectExpired struct{ episode int }
+
 type clientLinkLost struct {
 	l   *link
 	err error
@@ -548,7 +614,15 @@ func (a *ClientActor) Receive(ctx actor.Context) {
 		default:
 			k.episode++
 			k.attempt = 0
+			k.backoff = nil
+			k.lastErr = nil
+			k.connectCtx = m.ctx
 			k.connWaiters = append(k.connWaiters, m.reply)
+			if c.cfg.RetryFirstConnect {
+				// Retries wait on a timer that ctx knows nothing of.
+				episode, self := k.episode, ctx.Self()
+				k.stopExpiry = context.AfterFunc(m.ctx, func() { c.sys.Root.Send(self, &connectExpired{episode: episode}) })
+			}
 			a.setState(StateConnecting)
 			a.dial(ctx, m.ctx)
 		}
@@ -573,9 +647,25 @@ func (a *ClientActor) Receive(ctx actor.Context) {
 	case *dialDone:
 		a.dialed(ctx, m)
 	case *retryTick:
-		if m.episode == k.episode && c.State() == StateReconnecting {
+		if m.episode != k.episode {
+			break
+		}
+		k.timer = nil
+		switch c.State() {
+		case StateReconnecting:
 			c.reconnects.Add(1)
 			a.dial(ctx, context.Background())
+		case StateConnecting: // RetryFirstConnect
+			c.reconnects.Add(1)
+			a.dial(ctx, k.connectCtx)
+		}
+	case *connectExpired:
+		// Connect's ctx ended while a retry waited (an attempt in flight
+		// fails on its own, being bound to ctx).
+		if m.episode == k.episode && c.State() == StateConnecting && k.timer != nil {
+			k.timer.Stop()
+			k.timer = nil
+			a.giveUp(fmt.Errorf("marmot: connect to %s: %w after %d attempts (last: %w)", c.cfg.URL, context.Cause(k.connectCtx), k.attempt, k.lastErr))
 		}
 	case *flushSignal:
 		a.flush(c.link(), time.Time{})
@@ -630,10 +720,30 @@ func (a *ClientActor) abandon(err error) {
 		k.timer.Stop()
 		k.timer = nil
 	}
+	a.answerConnect(err)
+}
+
+// answerConnect answers the Connect calls waiting for this connection.
+func (a *ClientActor) answerConnect(err error) {
+	k := &a.c.core
 	for _, w := range k.connWaiters {
 		w <- err
 	}
 	k.connWaiters = nil
+	if k.stopExpiry != nil {
+		k.stopExpiry()
+		k.stopExpiry = nil
+	}
+	k.connectCtx = nil
+}
+
+// giveUp ends connecting or reconnecting for good: StateError, OnError and
+// the waiting Connect calls get err.
+func (a *ClientActor) giveUp(err error) {
+	// The state first, so that whoever OnError tells sees StateError.
+	a.setState(StateError)
+	a.c.reportError(err)
+	a.answerConnect(err)
 }
 
 func (a *ClientActor) dial(ctx actor.Context, parent context.Context) {
@@ -656,17 +766,30 @@ func (a *ClientActor) dial(ctx actor.Context, parent context.Context) {
 	}
 	sctx, span := c.tel.tracer.Start(parent, "marmot.connect", trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
 	header := c.cfg.Header
-	if trace.SpanContextFromContext(sctx).IsValid() {
+	traced := trace.SpanContextFromContext(sctx).IsValid()
+	if traced || c.cfg.Encryption != nil {
 		header = header.Clone()
 		if header == nil {
 			header = http.Header{}
 		}
+	}
+	if traced {
 		c.tel.prop.Inject(sctx, propagation.HeaderCarrier(header))
+	}
+	if enc := c.cfg.Encryption; enc != nil {
+		// marmot.v1 alone does not say the client encrypts.
+		header.Set(HeaderEncryption, enc.Profile.String())
 	}
 	c.live.Add(1)
 	go func() {
 		defer c.live.Done()
-		ws, _, err := c.dialer.Dial(dctx, c.cfg.URL, header)
+		ws, err := c.dialer.Dial(dctx, c.cfg.URL, header)
+		var refused *wsconn.RefusedError
+		if errors.As(err, &refused) {
+			if mismatch := encryptionRefusal(refused.Response, refused.Body, c.cfg.Encryption); mismatch != nil {
+				err = fmt.Errorf("%w (HTTP %s)", mismatch, refused.Response.Status)
+			}
+		}
 		var t transport.Conn
 		if err == nil {
 			t = ws
@@ -707,23 +830,22 @@ func (a *ClientActor) dialed(ctx actor.Context, m *dialDone) {
 		k.cancelDial = nil
 	}
 	if m.err != nil {
-		// A wrong key or an impossible mode stays so: retrying would only
-		// hammer the server.
-		hopeless := errors.Is(m.err, crypto.ErrWrongKey) || errors.Is(m.err, crypto.ErrModeMismatch)
-		if c.State() == StateReconnecting && !hopeless {
+		// A wrong key, an impossible mode or an encryption mismatch
+		// stays so: retrying would only hammer the server.
+		hopeless := errors.Is(m.err, crypto.ErrWrongKey) || errors.Is(m.err, crypto.ErrModeMismatch) ||
+			errors.Is(m.err, ErrEncryptionMismatch)
+		retry := c.State() == StateReconnecting ||
+			c.State() == StateConnecting && c.cfg.RetryFirstConnect && k.connectCtx.Err() == nil
+		k.lastErr = m.err
+		if retry && !hopeless {
 			if f := c.cfg.Events.OnReconnectFailed; f != nil {
-				c.safeCall("OnReconnectFailed", func() { f(k.attempt, m.err) })
+				attempt := k.attempt
+				c.safeCall("OnReconnectFailed", func() { f(attempt, m.err) })
 			}
 			a.scheduleRetry(ctx)
 			return
 		}
-		err := fmt.Errorf("marmot: connect to %s: %w", c.cfg.URL, m.err)
-		c.reportError(err)
-		a.setState(StateError)
-		for _, w := range k.connWaiters {
-			w <- err
-		}
-		k.connWaiters = nil
+		a.giveUp(fmt.Errorf("marmot: connect to %s: %w", c.cfg.URL, m.err))
 		return
 	}
 	if c.cfg.Subprotocol != "" && m.t.Subprotocol() != c.cfg.Subprotocol {
@@ -748,18 +870,17 @@ func (a *ClientActor) dialed(ctx actor.Context, m *dialDone) {
 	c.mu.Lock()
 	c.current = l
 	c.mu.Unlock()
-	k.attempt = 0
-	k.backoff = nil
+	// The attempt count and the backoff go on until the connection proves
+	// healthy (see lost): one that the server drops at once is just
+	// another failed attempt.
+	k.connectedAt = time.Now()
 	c.live.Add(1)
 	l.start(0, c.early, func(err error) {
 		c.sys.Root.Send(l.pid, &clientLinkLost{l: l, err: err})
 		c.live.Done()
 	})
 	a.setState(StateConnected)
-	for _, w := range k.connWaiters {
-		w <- nil
-	}
-	k.connWaiters = nil
+	a.answerConnect(nil)
 	if f := c.cfg.Events.OnConnect; f != nil {
 		c.safeCall("OnConnect", f)
 	}
@@ -768,10 +889,11 @@ func (a *ClientActor) dialed(ctx actor.Context, m *dialDone) {
 // terminalClose reports close codes after which reconnecting would only
 // repeat the failure or contradict the server (following centrifuge's
 // convention, 4500-4999 are application codes meaning "do not reconnect").
+// They are terminal whichever side closed: a client that closes with 1002
+// because it cannot read the server's messages would fail the same way on
+// every new connection. A lost connection (1006: network loss, keep-alive
+// timeout) is never terminal.
 func terminalClose(r *CloseError) bool {
-	if !r.ByPeer {
-		return false
-	}
 	switch r.Code {
 	case CloseNormal, CloseProtocolError, CloseUnsupportedData, CloseInvalidPayload, 1008, CloseMessageTooBig, 1010:
 		return true
@@ -786,6 +908,7 @@ func (a *ClientActor) lost(ctx actor.Context, m *clientLinkLost) {
 		return
 	}
 	reason := m.l.closeErrorFrom(m.err)
+	reason.atClient = true
 	if reason.ByPeer {
 		m.l.answerPeerClose(reason, a.onSent())
 	}
@@ -795,7 +918,7 @@ func (a *ClientActor) lost(ctx actor.Context, m *clientLinkLost) {
 	c.mu.Lock()
 	c.current = nil
 	c.mu.Unlock()
-	c.failPending(&CloseError{Code: reason.Code, Text: reason.Text, ByPeer: reason.ByPeer, Err: ErrConnectionClosed})
+	c.failPending(&CloseError{Code: reason.Code, Text: reason.Text, ByPeer: reason.ByPeer, Err: ErrConnectionClosed, atClient: true})
 	wasDisconnecting := c.State() == StateDisconnecting
 	if f := c.cfg.Events.OnDisconnect; f != nil {
 		c.safeCall("OnDisconnect", func() { f(reason) })
@@ -813,10 +936,23 @@ func (a *ClientActor) lost(ctx actor.Context, m *clientLinkLost) {
 		return
 	}
 	k.episode++
-	k.attempt = 0
-	k.backoff = a.newBackoff()
+	k.lastErr = reason
+	if time.Since(k.connectedAt) >= a.healthyAfter() {
+		k.attempt = 0
+		k.backoff = nil
+	}
 	a.setState(StateReconnecting)
 	a.scheduleRetry(ctx)
+}
+
+// healthyAfter is how long a connection must last for the next reconnect
+// to start over from the first attempt and the first delay.
+func (a *ClientActor) healthyAfter() time.Duration {
+	cfg := &a.c.cfg
+	if cfg.HealthyAfter > 0 {
+		return cfg.HealthyAfter
+	}
+	return max(DefaultHealthyAfter, cfg.ReconnectInterval)
 }
 
 func (a *ClientActor) newBackoff() retry.Backoff {
@@ -845,13 +981,10 @@ func (a *ClientActor) scheduleRetry(ctx actor.Context) {
 	k := &c.core
 	if c.cfg.MaxReconnectAttempts > 0 && k.attempt >= c.cfg.MaxReconnectAttempts {
 		err := fmt.Errorf("%w after %d attempts", ErrReconnectExhausted, k.attempt)
-		// The state first, so that whoever OnError tells sees StateError.
-		a.setState(StateError)
-		c.reportError(err)
-		for _, w := range k.connWaiters {
-			w <- err
+		if k.lastErr != nil {
+			err = fmt.Errorf("%w (last: %w)", err, k.lastErr)
 		}
-		k.connWaiters = nil
+		a.giveUp(err)
 		return
 	}
 	if k.backoff == nil {

@@ -3,10 +3,13 @@ package actors
 import (
 	"errors"
 	"fmt"
+	"net/http"
+	"strings"
 	"time"
 
 	"github.com/marmotws/marmot/crypto"
 	"github.com/marmotws/marmot/internal/transport"
+	"github.com/marmotws/marmot/internal/wsconn"
 	"github.com/marmotws/marmot/protocol"
 )
 
@@ -25,9 +28,105 @@ const (
 // crypto sentinel (crypto.ErrWrongKey, crypto.ErrReplay, ...).
 var (
 	ErrEncryptionRequired = errors.New("marmot: this endpoint requires encryption")
+	// ErrEncryptionMismatch: one side encrypts and the other does not, or
+	// they use different profiles. The server refuses the upgrade with
+	// HTTP 400; the client reports it and does not retry.
+	ErrEncryptionMismatch = errors.New("marmot: client and server disagree on encryption")
 	ErrHandshakeFailed    = errors.New("marmot: encryption handshake failed")
 	ErrDecryptFailed      = errors.New("marmot: could not decrypt a frame")
 )
+
+// HeaderEncryption is the upgrade request header by which a marmot client
+// says that it encrypts, and with which profile: "secure" or "compat". A
+// server refuses with HTTP 400 a client whose claim does not match its own
+// configuration, and names what it does in the same header of the refusal:
+// "secure", "compat" or "none". See docs/PROTOCOL.md section 5.
+const HeaderEncryption = "X-Marmot-Encryption"
+
+// encryptionNone is HeaderEncryption's value for a server that does not
+// encrypt.
+const encryptionNone = "none"
+
+// refuseEncryption checks an upgrade request against the server's
+// encryption (nil: none). On a mismatch it answers HTTP 400 with a reason the
+// client can show, and returns the refusal reason for the upgrade span and
+// the error for OnError.
+//
+// marmot.v1 is offered by encrypting (secure profile) and plain clients
+// alike, so the subprotocol cannot tell them apart: the client's
+// HeaderEncryption does. A header-less client offering synopsejson is a
+// Delphi peer, which always encrypts in the compat format.
+func refuseEncryption(w http.ResponseWriter, r *http.Request, enc *Encryption) (reason string, err error) {
+	claim := strings.ToLower(strings.TrimSpace(r.Header.Get(HeaderEncryption)))
+	var msg string
+	switch {
+	case enc == nil && claim == "":
+		return "", nil
+	case enc == nil:
+		reason, msg = "encryption_mismatch", "marmot: server does not encrypt"
+		err = fmt.Errorf("%w: %s encrypts (%s profile), this server does not", ErrEncryptionMismatch, r.RemoteAddr, claim)
+	case claim == enc.Profile.String() && wsconn.Offers(r, enc.Subprotocol()),
+		claim == "" && enc.Profile == crypto.ProfileCompat && wsconn.Offers(r, SubprotocolCompat):
+		return "", nil
+	case claim == "" || claim == enc.Profile.String():
+		reason = "encryption_required"
+		msg = fmt.Sprintf("marmot: server requires encryption (%s profile, subprotocol %s)", enc.Profile, enc.Subprotocol())
+		err = fmt.Errorf("%w: %s did not say it encrypts with the %s profile (subprotocol %q)", ErrEncryptionRequired, r.RemoteAddr, enc.Profile, enc.Subprotocol())
+	default:
+		reason = "encryption_mismatch"
+		msg = fmt.Sprintf("marmot: server encrypts with the %s profile, not %q", enc.Profile, claim)
+		err = fmt.Errorf("%w: %s encrypts with the %q profile, this server with %s", ErrEncryptionMismatch, r.RemoteAddr, claim, enc.Profile)
+	}
+	mine := encryptionNone
+	if enc != nil {
+		mine = enc.Profile.String()
+	}
+	w.Header().Set(HeaderEncryption, mine)
+	http.Error(w, msg, http.StatusBadRequest)
+	return reason, err
+}
+
+// mismatchError is the client's view of a refusal by refuseEncryption.
+type mismatchError struct {
+	msg      string
+	required bool // the server encrypts and this client does not
+}
+
+func (e *mismatchError) Error() string { return "marmot: " + e.msg }
+
+func (e *mismatchError) Unwrap() []error {
+	if e.required {
+		return []error{ErrEncryptionMismatch, ErrEncryptionRequired}
+	}
+	return []error{ErrEncryptionMismatch}
+}
+
+// encryptionRefusal turns a refused upgrade into an ErrEncryptionMismatch
+// when the server refused it for encryption (enc is the client's, nil:
+// none), or returns nil. body is the start of the response body: servers
+// from before HeaderEncryption only say it there.
+func encryptionRefusal(resp *http.Response, body []byte, enc *Encryption) error {
+	if resp.StatusCode != http.StatusBadRequest {
+		return nil
+	}
+	server := strings.ToLower(resp.Header.Get(HeaderEncryption))
+	mine := encryptionNone
+	if enc != nil {
+		mine = enc.Profile.String()
+	}
+	switch {
+	case server == "" && enc == nil && strings.HasPrefix(string(body), "marmot: this endpoint requires encryption"):
+		// A marmot server from before HeaderEncryption.
+		return &mismatchError{msg: "server requires encryption, and this client does not encrypt: configure the server's key and profile", required: true}
+	case server == "" || server == mine:
+		return nil
+	case server == encryptionNone:
+		return &mismatchError{msg: "server does not encrypt, and this client does (" + mine + " profile): disable encryption or use an encrypting server"}
+	case enc == nil:
+		return &mismatchError{msg: "server requires encryption (" + server + " profile), and this client does not encrypt: configure the server's key and profile", required: true}
+	}
+	return &mismatchError{msg: "server encrypts with the " + server + " profile, this client with the " + mine + " profile"}
+}
 
 // Encryption configures message encryption for a hub or a client. Exactly
 // one profile's fields are used: Server or Client for the secure profile

@@ -3,6 +3,7 @@ package actors
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // ClientID identifies one accepted connection. IDs are sequential from 1 and
@@ -60,28 +61,50 @@ func (e *RemoteError) Error() string {
 	return fmt.Sprintf("marmot: remote error %d: %s", e.Code, e.Message)
 }
 
-// CloseError is how a connection ended, as seen from this side.
+// CloseError is how a connection ended, as seen from this side. Test it
+// with errors.As; errors.Is sees through it to Err.
 type CloseError struct {
 	Code   int    // WebSocket close code (CloseAbnormal when no close frame was exchanged)
 	Text   string // close reason text, if any
-	ByPeer bool   // true when the peer initiated the close
+	ByPeer bool   // true when the peer initiated the close (or the connection broke under us)
 	Err    error  // the underlying cause, if any (e.g. ErrSlowConsumer, ErrKeepAliveTimeout)
+
+	atClient bool // seen from a Client, so the peer is "the server"
 }
 
-// Error implements the error interface.
+// Error implements the error interface. It says what happened: the
+// connection was lost without a close frame (1006), the user disconnected,
+// the peer closed it, or this side closed it, with the code, the reason
+// text and the cause.
 func (e *CloseError) Error() string {
-	who := "local"
-	if e.ByPeer {
-		who = "peer"
+	var b strings.Builder
+	b.WriteString("marmot: ")
+	peer := "the peer"
+	if e.atClient {
+		peer = "the server"
 	}
-	s := fmt.Sprintf("marmot: connection closed by %s with code %d", who, e.Code)
-	if e.Text != "" {
-		s += " (" + e.Text + ")"
+	text, cause := e.Text, e.Err
+	switch {
+	case e.Code == CloseAbnormal:
+		b.WriteString("connection lost without a close frame (1006)")
+	case e.ByPeer && e.Code == CloseNoStatus:
+		fmt.Fprintf(&b, "closed by %s without a status code (1005)", peer)
+	case e.ByPeer:
+		fmt.Fprintf(&b, "closed by %s with code %d", peer, e.Code)
+	case errors.Is(e.Err, ErrDisconnected):
+		// The user's own Disconnect: the code says it all.
+		fmt.Fprintf(&b, "you disconnected (%d)", e.Code)
+		text, cause = "", nil
+	default:
+		fmt.Fprintf(&b, "closed by this side with code %d", e.Code)
 	}
-	if e.Err != nil {
-		s += ": " + e.Err.Error()
+	if text != "" && (cause == nil || !strings.HasPrefix(cause.Error(), text)) {
+		b.WriteString(" (" + text + ")")
 	}
-	return s
+	if cause != nil {
+		b.WriteString(": " + cause.Error())
+	}
+	return b.String()
 }
 
 // Unwrap returns the cause.

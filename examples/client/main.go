@@ -1,6 +1,7 @@
-// Client connects to a marmot.v1 server (such as examples/echo), sends a
-// command and a request, prints every state change and reconnects with
-// exponential backoff when the connection drops, until Ctrl-C.
+// Client connects to a marmot.v1 server (such as examples/echo), waiting for
+// it if it is not up yet, sends a command and a request, prints every state
+// change and reconnects with exponential backoff when the connection drops,
+// until Ctrl-C.
 //
 //	go run ./examples/echo &
 //	go run ./examples/client -url ws://127.0.0.1:8080/websocket
@@ -30,6 +31,7 @@ func main() {
 		URL:               *url,
 		Subprotocol:       protocol.SubprotocolBinary,
 		AutoReconnect:     true,
+		RetryFirstConnect: true, // wait for a server that is not up yet
 		ReconnectStrategy: marmot.ReconnectExponential,
 		ReconnectInterval: 500 * time.Millisecond, // then 1s, 2s, 4s... with jitter
 		ClientEvents: marmot.ClientEvents{
@@ -42,8 +44,11 @@ func main() {
 			OnHandleCommand: func(m *marmot.Message) {
 				log.Printf("received %s %q: %s", m.Kind, m.Name, m.Payload)
 			},
-			// Callbacks run on the client's actor, which also delivers
-			// replies: call Request from your own goroutine, never here.
+			// Callbacks run one at a time on the client's actor. Request
+			// may be called from them (OnConnect is a good place for a
+			// per-connection login, as it runs after every reconnect), but
+			// every later event waits for its reply: give it a short
+			// deadline, or call it from your own goroutine as below.
 		},
 	})
 	if err != nil {
@@ -52,8 +57,11 @@ func main() {
 	// Close releases the client's actor and goroutines.
 	defer func() { _ = client.Close(context.Background()) }()
 
+	// With RetryFirstConnect, Connect keeps trying until the server is up
+	// or Ctrl-C; it gives up only on errors that retrying cannot fix (a
+	// wrong key, an encryption mismatch).
 	if err := client.Connect(ctx); err != nil {
-		log.Print(err) // a failed first attempt does not start reconnecting
+		log.Print(err)
 		return
 	}
 	if err := client.SendCommand("greet", []byte("hello from examples/client")); err != nil {

@@ -28,24 +28,40 @@ func NewDialer(subprotocol string, timeout time.Duration, cfg Config) *Dialer {
 	return d
 }
 
-// Dial connects to url. A refused upgrade's error includes the HTTP status
-// and, when the server gave one, its reason.
-func (d *Dialer) Dial(ctx context.Context, url string, header http.Header) (*Conn, *http.Response, error) {
+// RefusedError is a refused upgrade: the server answered the opening
+// handshake with an HTTP status other than 101.
+type RefusedError struct {
+	Response *http.Response // its Body is closed
+	Body     []byte         // the start of the response body (at most 1 KiB)
+	Err      error          // gorilla's error
+}
+
+func (e *RefusedError) Error() string {
+	s := fmt.Sprintf("%v (HTTP %s", e.Err, e.Response.Status)
+	if reason := strings.TrimSpace(string(e.Body)); reason != "" {
+		s += ": " + reason
+	}
+	return s + ")"
+}
+
+func (e *RefusedError) Unwrap() error { return e.Err }
+
+// Dial connects to url. A refused upgrade's error is a *RefusedError.
+func (d *Dialer) Dial(ctx context.Context, url string, header http.Header) (*Conn, error) {
 	ws, resp, err := d.d.DialContext(ctx, url, header)
 	var body []byte
 	if resp != nil && resp.Body != nil {
-		body, _ = io.ReadAll(io.LimitReader(resp.Body, 512))
+		if err != nil {
+			// gorilla keeps at most 1 KiB of a refusal's body.
+			body, _ = io.ReadAll(io.LimitReader(resp.Body, 1024))
+		}
 		_ = resp.Body.Close()
 	}
 	if err != nil {
 		if resp != nil {
-			err = fmt.Errorf("%w (HTTP %s", err, resp.Status)
-			if reason := strings.TrimSpace(string(body)); reason != "" {
-				err = fmt.Errorf("%w: %s", err, reason)
-			}
-			err = fmt.Errorf("%w)", err)
+			return nil, &RefusedError{Response: resp, Body: body, Err: err}
 		}
-		return nil, resp, err
+		return nil, err
 	}
-	return newConn(ws, nil, d.cfg), resp, nil
+	return newConn(ws, nil, d.cfg), nil
 }

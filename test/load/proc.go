@@ -19,6 +19,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/marmotws/marmot"
 	"github.com/marmotws/marmot/protocol"
 )
 
@@ -199,12 +200,15 @@ func newDialer(t target) *dialer {
 
 // dial opens one connection with compression off and a 1 MiB read limit.
 // With d.secure it offers marmot.v1, the subprotocol that carries the
-// secure profile, and runs the handshake before returning.
+// secure profile, says so in marmot.HeaderEncryption (without it an
+// encrypted server refuses the upgrade), and runs the handshake before
+// returning.
 func (d *dialer) dial(ctx context.Context) (*conn, error) {
 	hc := d.clients[d.next.Add(1)%uint64(len(d.clients))]
 	opts := &websocket.DialOptions{HTTPClient: hc, CompressionMode: websocket.CompressionDisabled}
 	if d.secure != nil {
 		opts.Subprotocols = []string{protocol.SubprotocolBinary}
+		opts.HTTPHeader = http.Header{marmot.HeaderEncryption: {"secure"}}
 	}
 	ws, resp, err := websocket.Dial(ctx, d.url, opts)
 	if resp != nil && resp.Body != nil && err != nil {
