@@ -1,6 +1,7 @@
 package marmot
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net"
@@ -16,23 +17,6 @@ import (
 
 	"github.com/marmotws/marmot/actors"
 	"github.com/marmotws/marmot/protocol"
-)
-
-// Client defaults. Host, Port and Path point at a marmot server's defaults
-// rather than the seed's localhost:80 "/", so the two work together out of
-// the box.
-const (
-	DefaultClientHost        = "localhost"
-	DefaultClientPort        = 8080
-	DefaultConnectionTimeout = 30 * time.Second
-	DefaultReconnectInterval = 5 * time.Second
-	// DefaultMaxReconnectFactor caps exponential backoff at
-	// ReconnectInterval × 1024, the seed's 2^10.
-	DefaultMaxReconnectFactor = 1024
-	DefaultReconnectJitter    = 0.1
-	// DefaultHealthyAfter is the least time a connection must stay up
-	// before reconnecting starts over from the first attempt.
-	DefaultHealthyAfter = actors.DefaultHealthyAfter
 )
 
 // ClientConfig configures a Client. The zero value of every field means the
@@ -123,6 +107,14 @@ type ClientConfig struct {
 	// request. Default: W3C trace context and baggage.
 	Propagator propagation.TextMapPropagator
 
+	// Actor, when set, makes your own actor for the client, as
+	// ServerConfig.ConnectionActor does for a server's connections: it
+	// receives *actor.Started, *Connected on every connection, every inbound
+	// *Message, whatever other actors send Client.PID, and *Disconnected, on
+	// the ClientActor. A panic restarts it fresh; the connection carries on.
+	// OnHandleCommand is not called when it is set; the other events are.
+	Actor actor.Producer
+
 	// EncryptionConfig is the seed's AES encryption; off by default. It
 	// picks the subprotocol: marmot.v1 (secure) or synopsejson (compat).
 	EncryptionConfig
@@ -133,7 +125,7 @@ type ClientConfig struct {
 // Client is a WebSocket client; its ClientActor owns the connection and the
 // reconnect state machine. Its methods are safe for concurrent use.
 type Client struct {
-	*actors.Client
+	c   *actors.Client
 	cfg ClientConfig
 }
 
@@ -175,9 +167,10 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		MeterProvider:        cfg.MeterProvider,
 		Propagator:           cfg.Propagator,
 		Encryption:           enc,
+		Actor:                cfg.Actor,
 		Events:               cfg.ClientEvents,
 	})
-	return &Client{Client: ac, cfg: cfg}, nil
+	return &Client{c: ac, cfg: cfg}, nil
 }
 
 func (c *ClientConfig) normalize() error {
@@ -260,3 +253,69 @@ func (c *Client) URL() string { return c.cfg.URL }
 
 // Config returns the configuration with defaults filled in.
 func (c *Client) Config() ClientConfig { return c.cfg }
+
+// PID returns the ClientActor's PID: other actors may send it *Push (to
+// send to the server) or whatever the client's Actor understands.
+func (c *Client) PID() *actor.PID { return c.c.PID() }
+
+// State returns the current connection state.
+func (c *Client) State() ClientState { return c.c.State() }
+
+// Connected reports whether the client is connected (the seed's Connected).
+func (c *Client) Connected() bool { return c.c.Connected() }
+
+// Reconnecting reports whether the client is between reconnect attempts.
+func (c *Client) Reconnecting() bool { return c.c.Reconnecting() }
+
+// Stats returns the client's counters.
+func (c *Client) Stats() ClientStats { return c.c.Stats() }
+
+// Connect dials the server and returns once connected, or with the
+// attempt's error: a failed first attempt does not start reconnecting,
+// unless RetryFirstConnect is set, which keeps trying with the reconnect
+// backoff until it connects, ctx ends, MaxReconnectAttempts is reached or
+// the error is one retrying cannot fix. Each attempt is bounded by ctx and
+// ConnectionTimeout.
+func (c *Client) Connect(ctx context.Context) error { return c.c.Connect(ctx) }
+
+// Disconnect closes the connection with 1000 Normal Closure after flushing
+// queued messages, and cancels any reconnecting. It never triggers a
+// reconnect.
+func (c *Client) Disconnect(ctx context.Context) error { return c.c.Disconnect(ctx) }
+
+// Close disconnects and releases the client's actor and goroutines; the
+// client cannot be used afterwards.
+func (c *Client) Close(ctx context.Context) error { return c.c.Close(ctx) }
+
+// Send queues data for the server: a raw frame (text when valid UTF-8) or a
+// data envelope. It fails with ErrNotConnected while disconnected.
+func (c *Client) Send(data []byte) error { return c.c.Send(data) }
+
+// SendRaw queues a raw frame of the given type (raw mode only).
+func (c *Client) SendRaw(t MessageType, data []byte) error { return c.c.SendRaw(t, data) }
+
+// SendCommand queues a named command (envelope subprotocols only).
+func (c *Client) SendCommand(name string, payload []byte) error {
+	return c.c.SendCommand(name, payload)
+}
+
+// SendContext is Send under a "send" producer span parented to ctx's span;
+// with an envelope subprotocol the server's process span continues the
+// trace.
+func (c *Client) SendContext(ctx context.Context, data []byte) error {
+	return c.c.SendContext(ctx, data)
+}
+
+// SendCommandContext is SendCommand under a "send NAME" producer span
+// parented to ctx's span; the server's process span continues the trace.
+func (c *Client) SendCommandContext(ctx context.Context, name string, payload []byte) error {
+	return c.c.SendCommandContext(ctx, name, payload)
+}
+
+// Request sends a named request and waits for the reply or for ctx; a
+// server-side error reply comes back as *RemoteError. It may be called from
+// the client's own callbacks: it then writes the request itself, and later
+// events wait for the reply, so give such a Request a short deadline.
+func (c *Client) Request(ctx context.Context, name string, payload []byte) ([]byte, error) {
+	return c.c.Request(ctx, name, payload)
+}

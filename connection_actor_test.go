@@ -156,3 +156,80 @@ func TestConnectionActorRestartBudget(t *testing.T) {
 		t.Fatalf("close code = %d, want %d", ce.Code, marmot.CloseInternalError)
 	}
 }
+
+// clientSide is a user's actor behind a Client.
+type clientSide struct {
+	got    int
+	events chan<- any
+}
+
+func (a *clientSide) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *marmot.Connected, *marmot.Disconnected:
+		a.events <- m
+	case *marmot.Message:
+		if string(m.Payload) == "boom" {
+			panic("boom")
+		}
+		a.got++
+		a.events <- fmt.Sprintf("%s #%d", m.Payload, a.got)
+	}
+}
+
+// The client side: the user's actor gets the connection's lifecycle and
+// messages, and restarts fresh on a panic while the connection stays.
+func TestClientActor(t *testing.T) {
+	fromClient := make(chan string, 8)
+	srv := startServer(t, marmot.ServerConfig{ServerEvents: marmot.ServerEvents{
+		OnHandleCommand: func(m *marmot.Message) {
+			fromClient <- string(m.Payload)
+			_ = m.Reply(m.Payload) // the echo comes back to the client's actor
+		},
+	}})
+	events := make(chan any, 16)
+	c := newClient(t, marmot.ClientConfig{
+		URL: srv.URL(), Subprotocol: "marmot.v1", MaxRestarts: 2,
+		Actor: func() actor.Actor { return &clientSide{events: events} },
+	})
+	if err := c.Connect(ctxTimeout(t)); err != nil {
+		t.Fatal(err)
+	}
+	first := recv(t, events, "Connected").(*marmot.Connected)
+	if first.Restarts != 0 || !first.Info.PID.Equal(c.PID()) {
+		t.Fatalf("Connected = %+v, want Restarts 0 and the client's PID", first)
+	}
+	for i := 1; i <= 2; i++ {
+		if err := c.SendCommand("echo", []byte("hi")); err != nil {
+			t.Fatal(err)
+		}
+		recv(t, fromClient, "the server's copy")
+		if got, want := recv(t, events, "the echo"), fmt.Sprintf("hi #%d", i); got != want {
+			t.Fatalf("actor got %v, want %q", got, want)
+		}
+	}
+	if err := c.SendCommand("echo", []byte("boom")); err != nil {
+		t.Fatal(err)
+	}
+	recv(t, fromClient, "boom at the server")
+	again := recv(t, events, "Connected after the restart").(*marmot.Connected)
+	if again.Restarts != 1 || !c.Connected() {
+		t.Fatalf("after the panic: Connected %+v, client connected %v; want Restarts 1 on the same connection", again, c.Connected())
+	}
+	if err := c.SendCommand("echo", []byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	recv(t, fromClient, "the server's copy")
+	if got := recv(t, events, "the echo after the restart"); got != "hi #1" {
+		t.Fatalf("actor got %v after the restart, want \"hi #1\" (fresh state)", got)
+	}
+	if c.Stats().Reconnects != 0 {
+		t.Fatalf("%d reconnects: the panic must not touch the connection", c.Stats().Reconnects)
+	}
+	if err := c.Disconnect(ctxTimeout(t)); err != nil {
+		t.Fatal(err)
+	}
+	d := recv(t, events, "Disconnected").(*marmot.Disconnected)
+	if d.Reason == nil || d.Reason.Code != marmot.CloseNormal {
+		t.Fatalf("Disconnected reason %v, want 1000", d.Reason)
+	}
+}

@@ -20,20 +20,6 @@ import (
 	"github.com/marmotws/marmot/protocol"
 )
 
-// Server defaults, matching the seed components where they have one.
-const (
-	DefaultAddr               = ":8080"
-	DefaultPath               = "/websocket"
-	DefaultMaxConnections     = 1000
-	DefaultKeepAlive          = 30 * time.Second
-	DefaultHandlerConcurrency = 32
-	DefaultMaxMessageSize     = 1 << 20
-	DefaultMaxQueueBytes      = 4 << 20
-	DefaultWriteTimeout       = 10 * time.Second
-	DefaultMaxRestarts        = 3
-	DefaultRestartWindow      = 10 * time.Second
-)
-
 // ServerConfig configures a Server. The zero value of every field means the
 // documented default.
 type ServerConfig struct {
@@ -96,14 +82,22 @@ type ServerConfig struct {
 
 	// ConnectionActor, when set, makes your own actor for every connection:
 	// a protoactor actor that keeps the connection's state in its fields.
-	// It receives *actor.Started, *Connected, every inbound *Message (reply
-	// with m.Reply), whatever other actors send to the connection's PID
-	// (ClientInfo.PID), *Disconnected and *actor.Stopped, one at a time, on
-	// the connection's actor. A panic in it restarts it: the producer makes
-	// a fresh instance (fresh state) that receives *Connected again with
-	// Restarts counting up, while the socket, ClientID and counters carry
-	// on, within MaxRestarts. OnHandleCommand is not called when it is set;
-	// the other events are. See examples/chat.
+	// It runs as the connection's actor (ctx.Self() is ClientInfo.PID) and
+	// receives, one at a time: *actor.Started, *Connected, every inbound
+	// *Message, whatever other actors send its PID (ctx.Respond answers
+	// them), *Disconnected (its Reason is never nil) and *actor.Stopped.
+	// It answers a message with m.Reply; a *Message stays valid after the
+	// turn (until m.Release), so it may be answered later, e.g. in a
+	// ctx.ReenterAfter continuation. To send to its own client at any
+	// time it sends *Push to ctx.Self() (queued behind the current turn).
+	//
+	// A panic in it restarts it: the producer makes a fresh instance (fresh
+	// state) that receives *Connected again with Restarts counting up, while
+	// the socket, ClientID, counters and the user-data slot (ClientInfo.Data)
+	// carry on, within MaxRestarts. Messages that arrive meanwhile wait in
+	// the mailbox; a fresh instance that must rebuild state before handling
+	// them does so while handling *Connected. OnHandleCommand is not called
+	// when it is set; the other events are. See examples/chat.
 	ConnectionActor actor.Producer
 
 	// EncryptionConfig is the seed's AES encryption; off by default.
@@ -206,27 +200,6 @@ func (c *ServerConfig) normalize() error {
 	}
 	c.Logger = levelLogger(c.Logger, c.LogLevel)
 	return nil
-}
-
-func defaultInt(v, def int) int {
-	if v == 0 {
-		return def
-	}
-	return v
-}
-
-func defaultInt64(v, def int64) int64 {
-	if v == 0 {
-		return def
-	}
-	return v
-}
-
-func defaultDuration(v, def time.Duration) time.Duration {
-	if v == 0 {
-		return def
-	}
-	return v
 }
 
 // levelLogger filters base (default slog.Default()) at level.
@@ -569,6 +542,14 @@ func (s *Server) PID() *actor.PID {
 	}
 	return nil
 }
+
+// NewActorSystem returns a protoactor actor system set up as marmot sets
+// up its own (logging through log at Warn and above, no protoactor metrics,
+// a short dead-letter throttle so shutdown leaves no goroutine behind), for
+// ServerConfig.ActorSystem and ClientConfig.ActorSystem when your own
+// actors should live beside marmot's and outlive a server's Stop. Shut it
+// down yourself once the server is stopped.
+func NewActorSystem(log *slog.Logger) *actor.ActorSystem { return actors.NewActorSystem(log) }
 
 // ActorSystem returns the actor system the connection actors run in
 // (ServerConfig.ActorSystem, or the server's own); nil after Stop when the

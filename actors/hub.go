@@ -132,7 +132,7 @@ type Hub struct {
 // NewHub starts the ServerActor and returns a hub ready to serve.
 func NewHub(cfg HubConfig) *Hub {
 	if cfg.WriteTimeout <= 0 {
-		cfg.WriteTimeout = 10 * time.Second
+		cfg.WriteTimeout = DefaultWriteTimeout
 	}
 	if cfg.Encryption != nil {
 		cfg.Subprotocols = []string{cfg.Encryption.Subprotocol()}
@@ -179,6 +179,10 @@ func NewHub(cfg HubConfig) *Hub {
 	h.server = h.sys.Root.Spawn(props)
 	return h
 }
+
+// DefaultWriteTimeout is the WriteTimeout a zero HubConfig or ClientConfig
+// gets.
+const DefaultWriteTimeout = 10 * time.Second
 
 // parkTick is how often idle readers are looked for (see netpoll); tests
 // shorten it.
