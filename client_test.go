@@ -121,7 +121,11 @@ func TestClientConnectErrors(t *testing.T) {
 	if err := c.Connect(ctxTimeout(t)); err == nil || !strings.Contains(err.Error(), addr) {
 		t.Fatalf("connect to closed port: %v", err)
 	}
-	recv(t, errs, "OnError")
+	// Returned to the caller, the error is not reported to OnError too
+	// (it would run before Connect returns).
+	if len(errs) != 0 {
+		t.Fatalf("the connect error was returned and also reported: %v", <-errs)
+	}
 	if c.State() != marmot.StateError {
 		t.Fatalf("state %v", c.State())
 	}

@@ -488,7 +488,10 @@ func TestRetryFirstConnectBounded(t *testing.T) {
 		if len(ev.failed) != 3 { // attempts 0, 1, 2
 			t.Fatalf("%d failures reported, want 3", len(ev.failed))
 		}
-		exhausted(t, c, ev)
+		// Connect returned the error, so OnError does not get it too.
+		if c.State() != marmot.StateError || len(ev.errs) != 0 || len(ev.reconnecting) != 0 {
+			t.Fatalf("state %v, %d errors reported, %d extra attempts", c.State(), len(ev.errs), len(ev.reconnecting))
+		}
 	})
 	t.Run("ctx", func(t *testing.T) {
 		ev, events := newReconnectEvents()
@@ -508,9 +511,9 @@ func TestRetryFirstConnectBounded(t *testing.T) {
 		if len(ev.reconnecting) != 0 {
 			t.Fatal("retried after ctx ended")
 		}
-		for {
-			if err := recv(t, ev.errs, "OnError"); errors.Is(err, context.Canceled) {
-				break
+		for len(ev.errs) > 0 {
+			if err := <-ev.errs; errors.Is(err, context.Canceled) {
+				t.Fatalf("the error Connect returned was reported too: %v", err)
 			}
 		}
 	})

@@ -233,12 +233,15 @@ func (a *ClientActor) answerConnect(err error) {
 	k.connectCtx = nil
 }
 
-// giveUp ends connecting or reconnecting for good: StateError, OnError and
-// the waiting Connect calls get err.
+// giveUp ends connecting or reconnecting for good: StateError, and err
+// goes to the waiting Connect calls or, when nobody waits (reconnecting),
+// to OnError: an error returned to a caller is not reported as well.
 func (a *ClientActor) giveUp(err error) {
-	// The state first, so that whoever OnError tells sees StateError.
+	// The state first, so that whoever learns of err sees StateError.
 	a.setState(StateError)
-	a.c.reportError(err)
+	if len(a.c.core.connWaiters) == 0 {
+		a.c.reportError(err)
+	}
 	a.answerConnect(err)
 }
 
