@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/marmotws/marmot"
-	"github.com/marmotws/marmot/actors"
 )
 
 // stopTimeout bounds the graceful shutdown after SIGINT/SIGTERM: queues are
@@ -130,16 +129,6 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 		defer metrics.shutdown(ctx, log)
 		cfg.MeterProvider = metrics.provider()
-		// Given a MeterProvider, marmot would create its actor system
-		// with protoactor's metrics on. That protoactor version ignores
-		// the provider (it records to the global one) and registers a
-		// mailbox callback per spawned actor that is never unregistered,
-		// so every connection's actor would stay in memory for good. An
-		// actor system of our own, without protoactor's metrics, avoids
-		// that; we shut it down after the server has stopped.
-		sys := actors.NewActorSystem(log)
-		defer sys.Shutdown()
-		cfg.ActorSystem = sys
 	}
 
 	// srv is set before Start, and callbacks run only for connections Start
