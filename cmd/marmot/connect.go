@@ -69,7 +69,7 @@ Flags:
 	fs.StringVar(&f.strategy, "reconnect-strategy", "fixed", "delay between reconnect attempts: fixed or exponential")
 	fs.DurationVar(&c.ReconnectInterval, "reconnect-interval", marmot.DefaultReconnectInterval, "fixed reconnect delay, or the first exponential one")
 	fs.IntVar(&c.MaxReconnectAttempts, "max-reconnect-attempts", 0, "give up after this many failed reconnect attempts (0: never)")
-	fs.DurationVar(&c.KeepAlive, "keepalive", marmot.DefaultKeepAlive, "drop the connection when the server stays silent this long; pings every half of it (negative: no pings)")
+	fs.DurationVar(&c.KeepAlive, "keepalive", marmot.DefaultKeepAlive, "drop the connection when the server stays silent this long (noticed within 1.5 times it); pings every half of it (negative: no pings)")
 	fs.Int64Var(&c.MaxMessageSize, "max-message-size", marmot.DefaultMaxMessageSize, "largest message accepted, and longest stdin line sent, in bytes")
 	fs.DurationVar(&f.requestTimeout, "request-timeout", 10*time.Second, "how long /req waits for its reply")
 	fs.Var(&f.logLevel, "log-level", "log `level`: debug, info, warn or error")
