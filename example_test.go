@@ -3,6 +3,7 @@ package marmot_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"log"
 	"log/slog"
 	"net/http"
@@ -14,7 +15,8 @@ import (
 	"github.com/marmotws/marmot/protocol"
 )
 
-// A server that echoes, and a client that asks it something.
+// A server that echoes, as README's quick start and "marmot serve" do, and
+// a client that asks it something.
 func Example() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -23,8 +25,14 @@ func Example() {
 		Addr:   "127.0.0.1:0", // any free port; the default is ":8080"
 		Logger: slog.New(slog.DiscardHandler),
 		ServerEvents: marmot.ServerEvents{
+			// A "time" request gets the server's time; everything else
+			// goes back to its sender as it came.
 			OnHandleCommand: func(m *marmot.Message) {
-				_ = m.Reply(append([]byte("Echo: "), m.Payload...))
+				if m.IsRequest() && m.Name == "time" {
+					_ = m.Reply([]byte(time.Now().Format(time.RFC3339)))
+					return
+				}
+				_ = m.Reply(m.Payload)
 			},
 		},
 	})
@@ -54,7 +62,16 @@ func Example() {
 		log.Fatal(err)
 	}
 	fmt.Println(string(reply))
-	// Output: Echo: hello
+
+	now, err := c.Request(ctx, "time", nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	_, err = time.Parse(time.RFC3339, string(now)) // e.g. 2025-06-01T12:00:00Z
+	fmt.Println("the server's time, in RFC 3339:", err == nil)
+	// Output:
+	// hello
+	// the server's time, in RFC 3339: true
 }
 
 // A busy handler gives each message back once it has replied, so the
@@ -105,7 +122,7 @@ func ExampleServer_ServeHTTP() {
 	srv, err := marmot.NewServer(marmot.ServerConfig{
 		Logger: slog.New(slog.DiscardHandler),
 		ServerEvents: marmot.ServerEvents{
-			OnHandleCommand: func(m *marmot.Message) { _ = m.Reply(append([]byte("mux: "), m.Payload...)) },
+			OnHandleCommand: func(m *marmot.Message) { _ = m.Reply(m.Payload) }, // echo, as in Example
 		},
 	})
 	if err != nil {
@@ -121,12 +138,25 @@ func ExampleServer_ServeHTTP() {
 	c := exampleClient(ctx, "ws"+strings.TrimPrefix(hs.URL, "http")+"/ws") // as in Example
 	defer c.Close(ctx)
 
-	reply, err := c.Request(ctx, "hi", []byte("hello"))
+	reply, err := c.Request(ctx, "hi", []byte("hello over /ws"))
 	if err != nil {
 		log.Fatal(err)
 	}
 	fmt.Println(string(reply))
-	// Output: mux: hello
+
+	resp, err := hs.Client().Get(hs.URL + "/health") // the mux's other route
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer resp.Body.Close()
+	health, err := io.ReadAll(resp.Body)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("health:", string(health))
+	// Output:
+	// hello over /ws
+	// health: ok
 }
 
 // exampleClient connects a client that speaks marmot.v1 to url, as Example

@@ -65,10 +65,11 @@ Flags:
 	fs.StringVar(&c.Subprotocol, "subprotocol", "", "wire format: empty for raw frames, "+protocol.SubprotocolBinary+" or "+protocol.SubprotocolJSON)
 	fs.DurationVar(&c.ConnectionTimeout, "connect-timeout", marmot.DefaultConnectionTimeout, "bound on each connect attempt, handshake included")
 	fs.BoolVar(&c.AutoReconnect, "auto-reconnect", false, "reconnect after a lost connection")
+	fs.BoolVar(&c.RetryFirstConnect, "retry-first-connect", false, "when the server cannot be reached yet, keep retrying the first connect with the reconnect backoff (--reconnect-strategy, --reconnect-interval) until it connects, --max-reconnect-attempts retries have failed or the user quits; a wrong key or an encryption mismatch is not retried. Without it, a failed first connect ends the command")
 	fs.StringVar(&f.strategy, "reconnect-strategy", "fixed", "delay between reconnect attempts: fixed or exponential")
 	fs.DurationVar(&c.ReconnectInterval, "reconnect-interval", marmot.DefaultReconnectInterval, "fixed reconnect delay, or the first exponential one")
 	fs.IntVar(&c.MaxReconnectAttempts, "max-reconnect-attempts", 0, "give up after this many failed reconnect attempts (0: never)")
-	fs.DurationVar(&c.KeepAlive, "keepalive", marmot.DefaultKeepAlive, "drop the connection when the server stays silent this long; pings every half of it (negative: no pings)")
+	fs.DurationVar(&c.KeepAlive, "keepalive", marmot.DefaultKeepAlive, "drop the connection when the server stays silent this long (noticed within 1.5 times it); pings every half of it (negative: no pings)")
 	fs.Int64Var(&c.MaxMessageSize, "max-message-size", marmot.DefaultMaxMessageSize, "largest message accepted, and longest stdin line sent, in bytes")
 	fs.DurationVar(&f.requestTimeout, "request-timeout", 10*time.Second, "how long /req waits for its reply")
 	fs.Var(&f.logLevel, "log-level", "log `level`: debug, info, warn or error")
@@ -208,9 +209,10 @@ type session struct {
 	errw   io.Writer // connection events
 	wire   wireFormat
 
-	quitting atomic.Bool // set once the user asked to leave
-	lastCode atomic.Int64
-	ended    chan struct{} // the connection is gone for good
+	quitting      atomic.Bool // set once the user asked to leave
+	connectedOnce atomic.Bool // set at the first StateConnected
+	lastCode      atomic.Int64
+	ended         chan struct{} // the connection is gone for good
 }
 
 func (s *session) events() marmot.ClientEvents {
@@ -218,17 +220,16 @@ func (s *session) events() marmot.ClientEvents {
 		OnHandleCommand: s.print,
 		OnDisconnect: func(r *marmot.CloseError) {
 			s.lastCode.Store(int64(r.Code))
-			who := "locally"
-			if r.ByPeer {
-				who = "by the server"
-			}
-			msg := fmt.Sprintf("* closed %s with code %d", who, r.Code)
-			if r.Text != "" {
-				msg += " (" + r.Text + ")"
-			}
-			fmt.Fprintln(s.errw, msg)
+			// The error says what happened, in words and with the code:
+			// "connection lost without a close frame (1006)", "you
+			// disconnected (1000)", "closed by the server with code 1001
+			// (server shutting down)".
+			fmt.Fprintln(s.errw, "* "+strings.TrimPrefix(r.Error(), "marmot: "))
 		},
 		OnStateChange: func(old, new marmot.ClientState) {
+			if new == marmot.StateConnected {
+				s.connectedOnce.Store(true)
+			}
 			fmt.Fprintf(s.errw, "* state %s -> %s\n", old, new)
 			// Disconnected and Error are final unless the user reconnects,
 			// which this tool does not; the loop must end then.
@@ -240,10 +241,10 @@ func (s *session) events() marmot.ClientEvents {
 			}
 		},
 		OnReconnecting: func(attempt int, delay time.Duration) {
-			fmt.Fprintf(s.errw, "* reconnect attempt %d in %v\n", attempt, delay.Round(time.Millisecond))
+			fmt.Fprintf(s.errw, "* %s attempt %d in %v\n", s.attemptKind(), attempt, delay.Round(time.Millisecond))
 		},
 		OnReconnectFailed: func(attempt int, err error) {
-			fmt.Fprintf(s.errw, "* reconnect attempt %d failed: %v\n", attempt, err)
+			fmt.Fprintf(s.errw, "* %s attempt %d failed: %v\n", s.attemptKind(), attempt, err)
 		},
 		OnError: func(err error) {
 			if s.quitting.Load() && errors.Is(err, marmot.ErrDisconnected) {
@@ -252,6 +253,16 @@ func (s *session) events() marmot.ClientEvents {
 			fmt.Fprintf(s.errw, "! %v\n", err)
 		},
 	}
+}
+
+// attemptKind names the attempts OnReconnecting and OnReconnectFailed
+// report: with --retry-first-connect, those before the first connection
+// are retries of the connect, attempt 0 being the first try.
+func (s *session) attemptKind() string {
+	if s.connectedOnce.Load() {
+		return "reconnect"
+	}
+	return "connect"
 }
 
 // print shows one incoming message. Text goes out as it is; bytes that are

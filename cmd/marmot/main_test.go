@@ -5,6 +5,8 @@ import (
 	"context"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"go.uber.org/goleak"
 )
 
@@ -220,7 +223,7 @@ func TestEchoRaw(t *testing.T) {
 		p.stdout.expect(t, "< "+msg)
 	}
 	p.quit(t)
-	p.stderr.expect(t, "closed locally with code 1000")
+	p.stderr.expect(t, "* you disconnected (1000)")
 	srv.stderr.expect(t, "client disconnected")
 	srv.stop(t)
 	srv.stderr.expect(t, "msgs_in=4 msgs_out=4")
@@ -352,6 +355,79 @@ func TestConnectRefused(t *testing.T) {
 		t.Fatalf("exit code %d, want %d", code, exitFailure)
 	}
 	p.stderr.expect(t, "marmot connect: ")
+}
+
+// TestRetryFirstConnect: with --retry-first-connect, connect started
+// before its server keeps trying, says so, and connects once the server is
+// up; the session then works as usual.
+func TestRetryFirstConnect(t *testing.T) {
+	// A port that was free a moment ago: the server comes up there later.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	c := start(t, "connect", "--retry-first-connect", "--reconnect-interval", "50ms", "--connect-timeout", "5s",
+		"ws://"+addr+"/websocket")
+	// The first attempt failed (nothing listens yet) and the retries
+	// started; only then does the server come up.
+	c.stderr.expect(t, "* connect attempt 0 failed: ")
+	c.stderr.expect(t, "* connect attempt 1 in 50ms")
+	srv := start(t, "serve", "--addr", addr)
+	srv.stdout.expect(t, "marmot listening on ws://"+addr+"/websocket")
+	c.stderr.expect(t, "* connected to ws://"+addr+"/websocket (raw)")
+	c.send(t, "hello")
+	c.stdout.expect(t, "< hello")
+	c.quit(t)
+	srv.stop(t)
+	if all := strings.Join(c.stderr.all(t), "\n"); strings.Contains(all, "reconnect attempt") {
+		t.Errorf("retries of the first connect reported as reconnects:\n%s", all)
+	}
+}
+
+// TestRetryFirstConnectOff: without the flag, the first failed attempt ends
+// the command with no retry.
+func TestRetryFirstConnectOff(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	p := start(t, "connect", "--reconnect-interval", "50ms", "ws://"+addr+"/websocket")
+	if code := p.wait(t); code != exitFailure {
+		t.Fatalf("exit code %d, want %d", code, exitFailure)
+	}
+	p.stderr.expect(t, "marmot connect: ")
+	if all := strings.Join(p.stderr.all(t), "\n"); strings.Contains(all, "attempt") || !strings.Contains(all, "connecting -> error") {
+		t.Errorf("stderr:\n%s\nwant the error and no retry", all)
+	}
+}
+
+// TestConnectionLostShown: a server that drops the socket without a close
+// frame ends the session with 1006, shown in the close error's own words.
+func TestConnectionLostShown(t *testing.T) {
+	up := websocket.Upgrader{}
+	dropped := make(chan struct{})
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		// Wait for the client's first message, then vanish.
+		_, _, _ = ws.ReadMessage()
+		_ = ws.NetConn().Close()
+		close(dropped)
+	}))
+	defer hs.Close()
+	c := connect(t, "ws"+strings.TrimPrefix(hs.URL, "http")+"/websocket")
+	c.send(t, "bye")
+	<-dropped
+	if code := c.wait(t); code != exitFailure {
+		t.Fatalf("exit code %d after a lost connection, want %d", code, exitFailure)
+	}
+	c.stderr.expect(t, "* connection lost without a close frame (1006)")
 }
 
 func TestServeAddressInUse(t *testing.T) {

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/marmotws/marmot"
-	"github.com/marmotws/marmot/actors"
 )
 
 // stopTimeout bounds the graceful shutdown after SIGINT/SIGTERM: queues are
@@ -51,7 +50,7 @@ func newServeFlags(stderr io.Writer) (*flag.FlagSet, *serveFlags) {
 	fs.StringVar(&c.Addr, "addr", marmot.DefaultAddr, "listen address (host:port; port 0 picks a free one)")
 	fs.StringVar(&c.Path, "path", marmot.DefaultPath, "WebSocket endpoint path")
 	fs.IntVar(&c.MaxConnections, "max-connections", marmot.DefaultMaxConnections, "refuse connections beyond this many with HTTP 503 (negative: unlimited)")
-	fs.DurationVar(&c.KeepAlive, "keepalive", marmot.DefaultKeepAlive, "close peers silent for this long; pings every half of it (negative: no pings)")
+	fs.DurationVar(&c.KeepAlive, "keepalive", marmot.DefaultKeepAlive, "drop peers that stay silent this long (noticed within 1.5 times it); pings every half of it (negative: no pings)")
 	fs.IntVar(&c.HandlerConcurrency, "handler-concurrency", marmot.DefaultHandlerConcurrency, "handler calls running at once across all connections (negative: unbounded)")
 	fs.Int64Var(&c.MaxMessageSize, "max-message-size", marmot.DefaultMaxMessageSize, "largest message accepted in bytes; larger closes with 1009 (negative: unlimited)")
 	fs.Int64Var(&c.MaxQueueBytes, "max-queue-bytes", marmot.DefaultMaxQueueBytes, "outbound backlog per connection in bytes; beyond it the client is closed with 4008 (negative: unbounded)")
@@ -130,16 +129,6 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 		defer metrics.shutdown(ctx, log)
 		cfg.MeterProvider = metrics.provider()
-		// Given a MeterProvider, marmot would create its actor system
-		// with protoactor's metrics on. That protoactor version ignores
-		// the provider (it records to the global one) and registers a
-		// mailbox callback per spawned actor that is never unregistered,
-		// so every connection's actor would stay in memory for good. An
-		// actor system of our own, without protoactor's metrics, avoids
-		// that; we shut it down after the server has stopped.
-		sys := actors.NewActorSystem(log)
-		defer sys.Shutdown()
-		cfg.ActorSystem = sys
 	}
 
 	// srv is set before Start, and callbacks run only for connections Start

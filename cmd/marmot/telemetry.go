@@ -168,8 +168,9 @@ type metricsEndpoint struct {
 
 // startMetrics listens on addr and serves the metrics of the MeterProvider
 // it returns on /metrics. The registry is private to the endpoint, so only
-// marmot's, protoactor's and the Go runtime's metrics appear, and nothing
-// global is registered twice when a test runs several servers.
+// marmot's and the Go runtime's and process's metrics appear (protoactor's
+// own actor metrics are never on), and nothing global is registered twice
+// when a test runs several servers.
 func startMetrics(ctx context.Context, addr string, log *slog.Logger) (*metricsEndpoint, error) {
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", addr)

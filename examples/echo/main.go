@@ -1,9 +1,14 @@
-// Echo is the seed's echo server: every message comes back to its sender
-// prefixed with "Echo: ". Raw text stays text, binary stays binary, and a
-// request over marmot.v1 or marmot.json.v1 gets the echo as its reply.
+// Echo is the server "marmot serve" runs by default and README's quick
+// start shows: a request named "time" gets the server's time (RFC 3339);
+// every other message goes back to its sender as it came. Raw text stays
+// text, binary stays binary, a command comes back as the same command, and
+// any other request over marmot.v1 or marmot.json.v1 gets its own payload
+// as its reply.
 //
 //	go run ./examples/echo -addr :8080
-//	marmot connect ws://127.0.0.1:8080/websocket
+//	go run ./cmd/marmot connect --subprotocol marmot.v1 ws://127.0.0.1:8080/websocket
+//	/req time          # < [reply] 2025-06-01T12:00:00Z
+//	hello              # < hello
 package main
 
 import (
@@ -38,7 +43,11 @@ func main() {
 			// Reply answers in kind, so one call serves raw frames,
 			// commands and requests alike.
 			OnHandleCommand: func(m *marmot.Message) {
-				_ = m.Reply(append([]byte("Echo: "), m.Payload...))
+				if m.IsRequest() && m.Name == "time" {
+					_ = m.Reply([]byte(time.Now().Format(time.RFC3339)))
+				} else {
+					_ = m.Reply(m.Payload)
+				}
 				// Optional: hand the message back so the next ones reuse
 				// its storage (m is not touched after this).
 				m.Release()
