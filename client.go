@@ -79,7 +79,9 @@ type ClientConfig struct {
 	// larger of 5s and ReconnectInterval.
 	HealthyAfter time.Duration
 	// KeepAlive pings the server every KeepAlive/2 and drops the connection
-	// when it stays silent for KeepAlive. Default 30s; negative disables.
+	// when nothing has come from it for KeepAlive (noticed between KeepAlive
+	// and 1.5×KeepAlive after it was last heard). Default 30s; negative
+	// disables.
 	KeepAlive time.Duration
 	// WriteTimeout bounds one batch of writes: a batch is given between
 	// WriteTimeout/2 and WriteTimeout. Default 10s.
@@ -100,8 +102,8 @@ type ClientConfig struct {
 	// TracerProvider receives marmot's spans (docs/OBSERVABILITY.md).
 	// Default: the global one. marmot never installs exporters itself.
 	TracerProvider trace.TracerProvider
-	// MeterProvider receives marmot's metrics, and protoactor's when marmot
-	// creates the actor system. Default: the global one.
+	// MeterProvider receives marmot's metrics (docs/OBSERVABILITY.md).
+	// Default: the global one. protoactor's own actor metrics stay off.
 	MeterProvider metric.MeterProvider
 	// Propagator carries trace context inside envelopes and the upgrade
 	// request. Default: W3C trace context and baggage.

@@ -31,9 +31,10 @@ type ServerConfig struct {
 	// MaxConnections refuses upgrades beyond this many open connections
 	// with HTTP 503. Default 1000; negative means unlimited.
 	MaxConnections int
-	// KeepAlive is how long a silent peer may go without answering a ping
-	// before it is closed; pings go out every KeepAlive/2. Default 30s;
-	// negative disables pings.
+	// KeepAlive pings every client every KeepAlive/2; a client from which
+	// nothing (data, ping or pong) has come for KeepAlive is closed, noticed
+	// between KeepAlive and 1.5×KeepAlive after it was last heard. Default
+	// 30s; negative disables pings.
 	KeepAlive time.Duration
 	// HandlerConcurrency bounds how many OnHandleCommand calls run at once
 	// across all connections (the seed's ServerThreadPoolCount). Default 32;
