@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"time"
@@ -471,8 +472,17 @@ func (a *ClientActor) newBackoff() retry.Backoff {
 	} else {
 		b = retry.NewConstant(interval)
 	}
-	if cfg.ReconnectJitter > 0 {
-		b = retry.WithJitterPercent(uint64(cfg.ReconnectJitter*100), b)
+	if f := cfg.ReconnectJitter; f > 0 {
+		// go-retry's WithJitterPercent takes whole percents (0.29 would
+		// become ±28 %, 0.005 nothing); spread by the exact fraction.
+		next := b
+		b = retry.BackoffFunc(func() (time.Duration, bool) {
+			d, stop := next.Next()
+			if stop {
+				return 0, true
+			}
+			return time.Duration(float64(d) * (1 + f*(2*rand.Float64()-1))), false
+		})
 	}
 	return b
 }
