@@ -249,14 +249,14 @@ Subtests are named after the case numbers (` + "`TestServer/1.1.1`" + `,
 ## Fixed after this suite found them
 
 - M.H.2: a refused upgrade carries ` + "`Sec-WebSocket-Version: 13`" + ` (the
-  Upgrader's Error func in ` + "`actors/hub.go`" + ` NewHub dropped it).
+  Upgrader's Error func dropped it; now ` + "`internal/wsconn/accept.go`" + ` NewAcceptor).
 - 7.3.2, server: a 1-byte close body is answered with 1002, not 1000
-  (` + "`actors/link.go`" + ` answerPeerClose, with the frame tracker in
-  ` + "`actors/frameconn.go`" + `).
+  (` + "`internal/wsconn/read.go`" + ` run, with the frame tracker in
+  ` + "`internal/wsconn/tracker.go`" + `).
 - M.1.1: a 64-bit length with its most significant bit set closes with
   1002; the server closed with 1001 and the client without a close frame
-  (` + "`actors/link.go`" + ` runReader and closeBadLength).
+  (` + "`internal/wsconn/read.go`" + ` run and closeBadLength).
 - M.7.2: a close reason cut to fit the frame stays valid UTF-8
-  (` + "`actors/link.go`" + ` startClose).
+  (` + "`internal/wsconn/close.go`" + ` Close).
 
 `
