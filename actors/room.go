@@ -87,9 +87,14 @@ func (r *roomActor) Receive(ctx actor.Context) {
 		ctx.Respond(&roomMemberList{ids: ids})
 	case *actor.ReceiveTimeout:
 		// Empty and idle: end, unless a message is on its way (the
-		// registry counts them; see Hub.roomRef).
-		if len(r.members) == 0 && r.h.retireRoom(r.entry) {
-			ctx.Stop(ctx.Self())
+		// registry counts them; see Hub.roomRef). protoactor disarms the
+		// timeout once it has fired, so a room that stays arms it again.
+		if len(r.members) == 0 {
+			if r.h.retireRoom(r.entry) {
+				ctx.Stop(ctx.Self())
+			} else {
+				ctx.SetReceiveTimeout(r.h.roomIdle())
+			}
 		}
 	case *actor.Stopping:
 		ctx.CancelReceiveTimeout()
