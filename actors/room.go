@@ -3,6 +3,7 @@ package actors
 import (
 	"sort"
 	"sync/atomic"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -25,7 +26,17 @@ type roomActor struct {
 	entry   *roomEntry
 	members map[ClientID]*conn
 	offset  uint64 // of the last message published
+
+	// The idle timer runs while the room is empty. It is the room's own
+	// rather than protoactor's ReceiveTimeout, whose timer goroutine
+	// writes the actor's context while the actor runs (a data race under
+	// -race). gen tells a stale tick from the current one.
+	idle    *time.Timer
+	idleGen uint64
 }
+
+// roomIdleTick is the idle timer's message to its room.
+type roomIdleTick struct{ gen uint64 }
 
 // The room actor's messages. reqID, when non-zero, is the ID of the
 // client's own marmot.* request, answered on its link by the room once the
@@ -56,26 +67,21 @@ type (
 func (r *roomActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
-		ctx.SetReceiveTimeout(r.h.roomIdle())
+		r.armIdle(ctx)
 	case *roomJoin:
 		r.entry.inflight.Add(-1)
 		err := r.join(m.c)
-		if len(r.members) > 0 {
-			ctx.CancelReceiveTimeout()
-		} else {
-			ctx.SetReceiveTimeout(r.h.roomIdle())
-		}
+		r.armIdle(ctx)
 		r.answer(ctx, m.c, m.reqID, 0, err)
 	case *roomLeave:
 		r.entry.inflight.Add(-1)
 		r.leave(m.c)
-		if len(r.members) == 0 {
-			ctx.SetReceiveTimeout(r.h.roomIdle())
-		}
+		r.armIdle(ctx)
 		r.answer(ctx, m.c, m.reqID, 0, nil)
 	case *roomPublish:
 		r.entry.inflight.Add(-1)
 		n, err := r.publish(m)
+		r.armIdle(ctx)
 		r.answer(ctx, m.from, m.reqID, n, err)
 	case *roomMembers:
 		r.entry.inflight.Add(-1)
@@ -85,19 +91,45 @@ func (r *roomActor) Receive(ctx actor.Context) {
 		}
 		sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 		ctx.Respond(&roomMemberList{ids: ids})
-	case *actor.ReceiveTimeout:
+		r.armIdle(ctx)
+	case *roomIdleTick:
+		if m.gen != r.idleGen || len(r.members) != 0 {
+			return // stale: the room was used since
+		}
+		r.entry.idleChecks.Add(1)
 		// Empty and idle: end, unless a message is on its way (the
-		// registry counts them; see Hub.roomRef). protoactor disarms the
-		// timeout once it has fired, so a room that stays arms it again.
-		if len(r.members) == 0 {
-			if r.h.retireRoom(r.entry) {
-				ctx.Stop(ctx.Self())
-			} else {
-				ctx.SetReceiveTimeout(r.h.roomIdle())
-			}
+		// registry counts them; see Hub.roomRef); then wait again.
+		if r.h.retireRoom(r.entry) {
+			r.disarmIdle()
+			ctx.Stop(ctx.Self())
+		} else {
+			r.armIdle(ctx)
 		}
 	case *actor.Stopping:
-		ctx.CancelReceiveTimeout()
+		r.disarmIdle()
+	}
+}
+
+// armIdle starts the idle wait again when the room is empty (any message
+// to an empty room restarts it) and stops it when the room has members.
+func (r *roomActor) armIdle(ctx actor.Context) {
+	if len(r.members) != 0 {
+		r.disarmIdle()
+		return
+	}
+	r.idleGen++
+	gen, pid, root := r.idleGen, ctx.Self(), ctx.ActorSystem().Root
+	if r.idle != nil {
+		r.idle.Stop()
+	}
+	r.idle = time.AfterFunc(r.h.roomIdle(), func() { root.Send(pid, &roomIdleTick{gen: gen}) })
+}
+
+func (r *roomActor) disarmIdle() {
+	r.idleGen++
+	if r.idle != nil {
+		r.idle.Stop()
+		r.idle = nil
 	}
 }
 
@@ -169,4 +201,7 @@ type roomEntry struct {
 	name     string
 	pid      *actor.PID
 	inflight atomic.Int64
+	// idleChecks counts the idle timeouts the room has acted on; tests
+	// wait on it rather than on the clock.
+	idleChecks atomic.Int64
 }
