@@ -1,6 +1,7 @@
 package marmot_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -364,5 +365,54 @@ func TestRoomRawModeCannotJoin(t *testing.T) {
 	}
 	if got := s.Rooms(); len(got) != 0 {
 		t.Fatalf("rooms %v", got)
+	}
+}
+
+// Joining in OnConnect, as docs/ROOMS.md advises, puts a client back in its
+// room after every reconnect.
+func TestRoomRejoinInOnConnect(t *testing.T) {
+	ids := make(chan marmot.ClientID, 2)
+	gone := make(chan marmot.ClientID, 2)
+	s := startServer(t, marmot.ServerConfig{ServerEvents: marmot.ServerEvents{
+		OnClientConnected:    func(info marmot.ClientInfo) { ids <- info.ID },
+		OnClientDisconnected: func(info marmot.ClientInfo, _ *marmot.CloseError) { gone <- info.ID },
+	}})
+	joined := make(chan error, 2)
+	got := make(chan *marmot.Message, 4)
+	var c *marmot.Client
+	c = newClient(t, marmot.ClientConfig{URL: s.URL(), Subprotocol: "marmot.v1", AutoReconnect: true,
+		ReconnectInterval: 10 * time.Millisecond, ClientEvents: marmot.ClientEvents{
+			OnConnect: func() {
+				ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+				defer cancel()
+				joined <- c.Join(ctx, "r")
+			},
+			OnHandleCommand: func(m *marmot.Message) { got <- m },
+		}})
+	if err := c.Connect(ctxTimeout(t)); err != nil {
+		t.Fatal(err)
+	}
+	first := recv(t, ids, "first connection")
+	if err := recv(t, joined, "first join"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Disconnect(first, marmot.CloseGoingAway, "bye"); err != nil {
+		t.Fatal(err)
+	}
+	second := recv(t, ids, "second connection")
+	if err := recv(t, joined, "second join"); err != nil {
+		t.Fatal(err)
+	}
+	if id := recv(t, gone, "the first connection's end"); id != first {
+		t.Fatalf("connection %d ended, want %d", id, first)
+	}
+	if got := s.Members("r"); !slices.Equal(got, []marmot.ClientID{second}) {
+		t.Fatalf("members %v, want [%d]", got, second)
+	}
+	if n, err := s.Publish("r", []byte("again")); n != 1 || err != nil {
+		t.Fatalf("Publish: %d, %v", n, err)
+	}
+	if m := recv(t, got, "room message"); string(m.Payload) != "again" || m.Room != "r" {
+		t.Fatalf("got %q in %q", m.Payload, m.Room)
 	}
 }
