@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sort"
@@ -8,6 +9,9 @@ import (
 	"unicode/utf8"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.17.0"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/marmotws/marmot/protocol"
 )
@@ -221,11 +225,24 @@ func (h *Hub) PublishCommand(room, name string, payload []byte) (int, error) {
 	return h.publish(room, name, payload)
 }
 
-func (h *Hub) publish(room, name string, data []byte) (int, error) {
+// publish runs under a "publish" producer span, which the members'
+// process spans link to through the envelope's meta, as a broadcast's.
+func (h *Hub) publish(room, name string, data []byte) (n int, err error) {
+	ctx, span := h.tel.tracer.Start(context.Background(), "publish", trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(sendAttrs("publish", name, len(data), AttrRoom.String(room))...))
+	defer func() {
+		span.SetAttributes(AttrFanout.Int(n), semconv.MessagingBatchMessageCountKey.Int(n))
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}()
 	e, msg, err := h.prepPublish(room, name, data)
 	if err != nil || e == nil {
 		return 0, err
 	}
+	msg.(*roomPublish).meta = h.tel.inject(ctx, nil)
 	a := h.callRoom(e, msg)
 	return a.N, a.Err
 }
