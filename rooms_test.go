@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/marmotws/marmot"
 )
 
@@ -414,5 +416,39 @@ func TestRoomRejoinInOnConnect(t *testing.T) {
 	}
 	if m := recv(t, got, "room message"); string(m.Payload) != "again" || m.Room != "r" {
 		t.Fatalf("got %q in %q", m.Payload, m.Room)
+	}
+}
+
+// A hand-written marmot.json.v1 peer: a room request without a room is
+// answered 400, a join whose hook panics 500 (and OnError hears of it), and
+// the connection carries on.
+func TestRoomRequestErrorsOnTheWire(t *testing.T) {
+	errs := make(chan error, 2)
+	s := startServer(t, marmot.ServerConfig{ServerEvents: marmot.ServerEvents{
+		OnJoin:  func(marmot.ClientInfo, string) error { panic("hook bug") },
+		OnError: func(_ marmot.ClientID, err error) { errs <- err },
+	}})
+	ws := dial(t, s.URL(), "marmot.json.v1")
+	_ = ws.SetReadDeadline(time.Now().Add(waitTimeout))
+	for _, tc := range []struct{ send, want string }{
+		{`{"v":1,"kind":"request","id":1,"name":"marmot.join"}`,
+			`{"v":1,"kind":"error","id":1,"code":400,"payload":"marmot: invalid room name: \"\""}`},
+		{`{"v":1,"kind":"request","id":2,"name":"marmot.join","room":"r"}`,
+			`{"v":1,"kind":"error","id":2,"code":500,"payload":"internal error: OnJoin failed"}`},
+		{`{"v":1,"kind":"request","id":3,"name":"marmot.leave","room":"r"}`,
+			`{"v":1,"kind":"reply","id":3}`},
+		{`{"v":1,"kind":"request","id":4,"name":"marmot.publish","room":"nobody-here","payload":"x"}`,
+			`{"v":1,"kind":"reply","id":4}`},
+	} {
+		if err := ws.WriteMessage(websocket.TextMessage, []byte(tc.send)); err != nil {
+			t.Fatal(err)
+		}
+		_, got, err := ws.ReadMessage()
+		if err != nil || string(got) != tc.want {
+			t.Fatalf("sent %s\ngot  %s, %v\nwant %s", tc.send, got, err, tc.want)
+		}
+	}
+	if err := recv(t, errs, "the hook's panic"); !errors.Is(err, marmot.ErrHandlerPanic) {
+		t.Fatalf("OnError %v", err)
 	}
 }
