@@ -894,3 +894,41 @@ func TestLogHandler(t *testing.T) {
 		t.Errorf("WithGroup lost the wrapping: %v", got[1])
 	}
 }
+
+// TestTracePublish: a room publish is a producer span naming the room, and
+// the members' process spans link to it, as for a broadcast.
+func TestTracePublish(t *testing.T) {
+	serverTel, clientTel := newTelemetryKit(t), newTelemetryKit(t)
+	srv := startServer(t, marmot.ServerConfig{TracerProvider: serverTel.tp})
+	got := make(chan string, 2)
+	for _, sub := range []string{protocol.SubprotocolBinary, protocol.SubprotocolJSON} {
+		c := newClient(t, marmot.ClientConfig{URL: srv.URL(), Subprotocol: sub, TracerProvider: clientTel.tp,
+			ClientEvents: marmot.ClientEvents{OnHandleCommand: func(m *marmot.Message) { got <- string(m.Payload) }}})
+		if err := c.Connect(ctxTimeout(t)); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Join(ctxTimeout(t), "lobby"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := srv.Publish("lobby", []byte("news")); n != 2 || err != nil {
+		t.Fatalf("Publish = %d, %v; want 2, nil", n, err)
+	}
+	for range 2 {
+		if p := recv(t, got, "room delivery"); p != "news" {
+			t.Fatalf("delivered %q", p)
+		}
+	}
+	pub := serverTel.spans.one(t, "publish")
+	wantAttr(t, pub, "marmot.room", "lobby")
+	wantAttr(t, pub, "marmot.broadcast.fanout", "2")
+	if pub.SpanKind() != trace.SpanKindProducer {
+		t.Errorf("publish span kind %v, want producer", pub.SpanKind())
+	}
+	for _, sp := range clientTel.spans.wait(t, 2, "client process", named("process")) {
+		links := sp.Links()
+		if len(links) != 1 || links[0].SpanContext.SpanID() != pub.SpanContext().SpanID() {
+			t.Errorf("client process span links %v, want one link to publish span %s", links, pub.SpanContext().SpanID())
+		}
+	}
+}

@@ -101,6 +101,12 @@ type ServerConfig struct {
 	// when it is set; the other events are. See examples/chat.
 	ConnectionActor actor.Producer
 
+	// RoomIdle is how long an empty room lives on before it ends (see
+	// docs/ROOMS.md); Rooms lists it until then. Default 30s. The hooks
+	// that vet clients' room requests, OnJoin and OnPublish, are in
+	// ServerEvents.
+	RoomIdle time.Duration
+
 	// EncryptionConfig is the seed's AES encryption; off by default.
 	EncryptionConfig
 	// ServerEvents are the per-connection callbacks.
@@ -236,6 +242,7 @@ func (s *Server) newHub() *actors.Hub {
 		Name:               c.Addr,
 		Encryption:         s.enc,
 		ConnectionActor:    c.ConnectionActor,
+		RoomIdle:           c.RoomIdle,
 		Events:             c.ServerEvents,
 	})
 }
@@ -536,7 +543,7 @@ func (s *Server) Stats() Stats {
 }
 
 // PID returns the ServerActor's PID for actors that want to send it
-// *Broadcast or *SendTo; nil after Stop.
+// *Broadcast, *SendTo, *JoinRoom, *LeaveRoom or *Publish; nil after Stop.
 func (s *Server) PID() *actor.PID {
 	if h := s.hub.Load(); h != nil {
 		return h.PID()

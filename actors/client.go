@@ -45,6 +45,9 @@ type Client struct {
 	current *link
 	nextReq uint64
 	pending map[uint64]chan reqResult
+	// publishes maps the request ID of each unanswered Publish to its
+	// room, so that a refusal can be reported to OnError with the room.
+	publishes map[uint64]string
 
 	// core is the ClientActor's state; it lives here so it survives restarts.
 	core clientCore
@@ -291,6 +294,11 @@ func (c *Client) Request(ctx context.Context, name string, payload []byte) ([]by
 	if name == "" {
 		return nil, ErrEmptyCommandName
 	}
+	return c.request(ctx, name, "", payload)
+}
+
+// request is Request, with the room of a room request.
+func (c *Client) request(ctx context.Context, name, room string, payload []byte) ([]byte, error) {
 	l := c.link()
 	if l == nil || c.State() != StateConnected {
 		return nil, ErrNotConnected
@@ -318,7 +326,7 @@ func (c *Client) Request(ctx context.Context, name string, payload []byte) ([]by
 		semconv.MessagingMessageBodySizeKey.Int(len(payload)),
 	))
 	payload, err := c.awaitReply(ctx, l, ch, &protocol.Envelope{Kind: protocol.KindRequest, ID: id, Name: name,
-		Payload: payload, Meta: c.tel.inject(ctx, nil)})
+		Room: room, Payload: payload, Meta: c.tel.inject(ctx, nil)})
 	if err != nil {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, err.Error())
@@ -362,14 +370,15 @@ func (c *Client) early(in *inbound) {
 	m := in.msg
 	switch m.Kind {
 	case protocol.KindReply:
-		in.resolved = c.resolve(m.id, reqResult{payload: m.Payload})
+		in.resolved = c.resolve(m.id, reqResult{payload: m.Payload}) || c.isPublish(m.id)
 	case protocol.KindError:
-		in.resolved = c.resolve(m.id, reqResult{err: &RemoteError{Code: m.code, Message: string(m.Payload)}})
+		in.resolved = c.resolve(m.id, reqResult{err: &RemoteError{Code: m.code, Message: string(m.Payload)}}) || c.isPublish(m.id)
 	}
 }
 
 func (c *Client) failPending(err error) {
 	c.mu.Lock()
+	clear(c.publishes) // answers on a connection that is gone never come
 	for id, ch := range c.pending {
 		ch <- reqResult{err: err}
 		delete(c.pending, id)

@@ -551,6 +551,12 @@ func (a *ClientActor) handleInbound(ctx actor.Context, in *inbound) {
 	}
 	switch m.Kind {
 	case protocol.KindReply, protocol.KindError:
+		if room, ok := c.takePublish(m.id); ok {
+			if m.Kind == protocol.KindError {
+				c.reportError(&RoomError{Room: room, Op: "publish", Err: &RemoteError{Code: m.code, Message: string(m.Payload)}})
+			}
+			return
+		}
 		if !in.resolved {
 			c.reportError(fmt.Errorf("marmot: %s for unknown or expired request %d", m.Kind, m.id))
 		}

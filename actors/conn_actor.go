@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -27,6 +28,13 @@ type conn struct {
 	incarnation int // ConnectionActor instances started so far (owned by the actor)
 	budgetOut   atomic.Bool
 	final       *CloseError
+
+	// The rooms the connection is in, kept so that it leaves them when it
+	// ends; the room actors own the membership itself (see roomActor).
+	// roomsGone is set once it has left them for good.
+	roomMu    sync.Mutex
+	rooms     map[string]struct{}
+	roomsGone bool
 }
 
 func (c *conn) info() ClientInfo {
@@ -200,6 +208,10 @@ func (a *ConnectionActor) handleInbound(ctx actor.Context, in *inbound) {
 		l.close(code, err.Error(), err, time.Time{})
 		return
 	}
+	if isRoomRequest(m) {
+		a.roomRequest(m)
+		return
+	}
 	handler := ev.OnHandleCommand
 	if a.user != nil {
 		handler = func(m *Message) { a.user.Receive(userContext{Context: ctx, msg: m}) }
@@ -214,6 +226,7 @@ func (a *ConnectionActor) teardown(ctx actor.Context) {
 		h.reportError(c.id, fmt.Errorf("%w: %d", ErrUndelivered, n))
 	}
 	h.unregister(c)
+	h.leaveRooms(c)
 	reason := c.final
 	if reason == nil {
 		reason = c.link.closeErrorFrom(nil)

@@ -58,6 +58,20 @@
 // with 1011. Panics in the other callbacks are recovered and reported to
 // OnError.
 //
+// # Rooms
+//
+// A room (room.go) is a top-level actor in the hub's system, one per
+// room name, spawned on first join by the hub's registry (rooms.go) and
+// stopped once empty for HubConfig.RoomIdle. It holds the members by
+// ClientID and fans each publish out on their outboxes, encoded once per
+// wire format (the broadcast's preparedSet) and numbered with the room's
+// next offset; one message at a time, so every member sees one order.
+// A client's marmot.join/leave/publish requests are intercepted by its
+// ConnectionActor (room_requests.go), which runs OnJoin/OnPublish and
+// hands the operation to the room; the room answers the request on the
+// client's link once it has taken effect. Membership lives in the room,
+// so it survives connection actor restarts; teardown leaves every room.
+//
 // The root package marmot wraps all this behind a friendlier
 // configuration; use this package directly when you want the actor PIDs.
 package actors

@@ -46,6 +46,15 @@ type ServerEvents struct {
 	OnHandleCommand func(m *Message)
 	// OnError reports errors; id is 0 for errors not tied to a connection.
 	OnError func(id ClientID, err error)
+	// OnJoin vets a client's request to join a room (Client.Join): return
+	// an error to refuse it, and its text reaches the client as the
+	// reason. It runs on the connection's actor, in order with the
+	// connection's messages. Hub.Join is not put to it.
+	OnJoin func(info ClientInfo, room string) error
+	// OnPublish vets a client's publish to a room (Client.Publish), as
+	// OnJoin does joins. payload is only valid during the call. Hub.Publish
+	// is not put to it.
+	OnPublish func(info ClientInfo, room string, payload []byte) error
 }
 
 // HubConfig configures a Hub. Zero values disable a limit or take the
@@ -83,7 +92,11 @@ type HubConfig struct {
 	// messages (see ConnectionActor). OnHandleCommand is not called then;
 	// the other events are.
 	ConnectionActor actor.Producer
-	Events          ServerEvents
+	// RoomIdle is how long an empty room lives on before its actor stops
+	// (<= 0: DefaultRoomIdle). A message published to it meanwhile starts
+	// the wait again.
+	RoomIdle time.Duration
+	Events   ServerEvents
 }
 
 // Hub accepts WebSocket connections and runs each as a ConnectionActor under
@@ -119,6 +132,11 @@ type Hub struct {
 	slowCloses   atomic.Int64
 	restarts     atomic.Int64
 
+	// The live rooms by name (see roomRef); roomsClosed is set by Shutdown.
+	roomMu      sync.Mutex
+	rooms       map[string]*roomEntry
+	roomsClosed bool
+
 	tel        *telemetry
 	rep        reporter
 	metricsReg metric.Registration
@@ -139,7 +157,7 @@ func NewHub(cfg HubConfig) *Hub {
 	} else if cfg.Subprotocols == nil {
 		cfg.Subprotocols = protocol.Subprotocols()
 	}
-	h := &Hub{cfg: cfg, log: cfg.Logger, conns: make(map[ClientID]*conn)}
+	h := &Hub{cfg: cfg, log: cfg.Logger, conns: make(map[ClientID]*conn), rooms: make(map[string]*roomEntry)}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
@@ -233,8 +251,8 @@ func (m minLevelHandler) WithGroup(name string) slog.Handler {
 	return minLevelHandler{Handler: m.Handler.WithGroup(name), min: m.min}
 }
 
-// PID returns the ServerActor's PID. Other actors may send it *Broadcast
-// and *SendTo messages.
+// PID returns the ServerActor's PID. Other actors may send it *Broadcast,
+// *SendTo, *JoinRoom, *LeaveRoom and *Publish messages.
 func (h *Hub) PID() *actor.PID { return h.server }
 
 // ActorSystem returns the actor system the hub runs in.

@@ -204,6 +204,8 @@ func decodeInbound(l *link, in *inbound, id ClientID) (*Message, int, error) {
 		Name:     env.Name,
 		Payload:  env.Payload,
 		Meta:     env.Meta,
+		Room:     env.Room,
+		Offset:   env.Offset,
 		id:       env.ID,
 		code:     env.Code,
 		out:      l,

@@ -43,6 +43,12 @@ type Message struct {
 	Payload []byte
 	// Meta holds the envelope's string headers (nil in raw mode).
 	Meta map[string]string
+	// Room is the room a room message was published to (see Hub.Publish);
+	// empty for every other message.
+	Room string
+	// Offset is a room message's position in its room: 1, 2, 3... in the
+	// order the room's messages were published (0 when Room is empty).
+	Offset uint64
 
 	ctx     context.Context
 	id      uint64

@@ -41,9 +41,36 @@ type CloseConnection struct {
 	Text string
 }
 
-// Ack answers a Broadcast, SendTo or Push that was sent with a sender
-// (Request or RequestFuture); Err is nil on success.
-type Ack struct{ Err error }
+// JoinRoom asks the ServerActor to add client ID to Room (see Hub.Join).
+// With a sender it is answered with an *Ack once the client is a member.
+type JoinRoom struct {
+	ID   ClientID
+	Room string
+}
+
+// LeaveRoom asks the ServerActor to remove client ID from Room (see
+// Hub.Leave). With a sender it is answered with an *Ack.
+type LeaveRoom struct {
+	ID   ClientID
+	Room string
+}
+
+// Publish asks the ServerActor to publish Data to Room's members, as a
+// command when Name is set (see Hub.Publish). With a sender it is answered
+// with an *Ack whose N says how many members it was queued for.
+type Publish struct {
+	Room string
+	Name string
+	Data []byte
+}
+
+// Ack answers a Broadcast, SendTo, Push, JoinRoom, LeaveRoom or Publish
+// that was sent with a sender (Request or RequestFuture); Err is nil on
+// success. N is the number of recipients of a Publish.
+type Ack struct {
+	Err error
+	N   int
+}
 
 // Connected is the first message a user's connection actor receives after
 // *actor.Started, in every incarnation: Info says which connection it

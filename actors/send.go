@@ -94,13 +94,16 @@ func (h *Hub) BroadcastCommand(name string, payload []byte) (int, error) {
 	return h.broadcast(context.Background(), 0, name, payload)
 }
 
-// preparedSet lazily encodes a broadcast once per wire format.
+// preparedSet lazily encodes a broadcast, or a room message, once per
+// wire format.
 type preparedSet struct {
-	name  string
-	meta  map[string]string
-	data  []byte
-	raw   *outFrame
-	byEnv map[string]*outFrame
+	name   string
+	meta   map[string]string
+	data   []byte
+	room   string // a room message's room and offset (envelopes only)
+	offset uint64
+	raw    *outFrame
+	byEnv  map[string]*outFrame
 }
 
 func (p *preparedSet) frameFor(codec protocol.Codec) (*outFrame, error) {
@@ -114,7 +117,7 @@ func (p *preparedSet) frameFor(codec protocol.Codec) (*outFrame, error) {
 	if f := p.byEnv[codec.Subprotocol()]; f != nil {
 		return f, nil
 	}
-	env := protocol.Envelope{Kind: protocol.KindData, Payload: p.data, Meta: p.meta}
+	env := protocol.Envelope{Kind: protocol.KindData, Payload: p.data, Meta: p.meta, Room: p.room, Offset: p.offset}
 	if p.name != "" {
 		env.Kind, env.Name = protocol.KindCommand, p.name
 	}

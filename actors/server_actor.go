@@ -12,6 +12,8 @@ type spawnConnection struct{ c *conn }
 // ServerActor is the registry's actor: it spawns and supervises one
 // ConnectionActor per connection and routes Broadcast and SendTo messages
 // from other actors, answering each with an *Ack when it has a sender.
+// JoinRoom, LeaveRoom and Publish it forwards to the room's actor, which
+// answers the sender itself.
 type ServerActor struct {
 	hub *Hub
 }
@@ -37,6 +39,15 @@ func (s *ServerActor) Receive(ctx actor.Context) {
 		if ctx.Sender() != nil {
 			ctx.Respond(&Ack{Err: err})
 		}
+	case *JoinRoom:
+		e, msg, err := s.hub.prepJoin(m.ID, m.Room)
+		forwardRoom(ctx, e, msg, err)
+	case *LeaveRoom:
+		e, msg, err := s.hub.prepLeave(m.ID, m.Room)
+		forwardRoom(ctx, e, msg, err)
+	case *Publish:
+		e, msg, err := s.hub.prepPublish(m.Room, m.Name, m.Data)
+		forwardRoom(ctx, e, msg, err)
 	case *SendTo:
 		var err error
 		if m.Name != "" {

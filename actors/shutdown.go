@@ -58,6 +58,9 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 			err = fmt.Errorf("%w: %d connection(s) still inside a handler", err, busy)
 		}
 	}
+	// The connections have left their rooms; whatever rooms are still
+	// waiting out their idle time end now.
+	h.closeRooms()
 	if h.metricsReg != nil {
 		_ = h.metricsReg.Unregister()
 	}

@@ -33,6 +33,7 @@ const (
 	AttrSubprotocol    = attribute.Key("marmot.subprotocol")
 	AttrRefusalReason  = attribute.Key("marmot.refusal.reason")
 	AttrFanout         = attribute.Key("marmot.broadcast.fanout")
+	AttrRoom           = attribute.Key("marmot.room")
 	AttrAttempt        = attribute.Key("marmot.reconnect.attempt")
 	AttrDelay          = attribute.Key("marmot.reconnect.delay_ms")
 	AttrServerName     = attribute.Key("marmot.server.name")

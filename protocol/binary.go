@@ -14,11 +14,16 @@ import (
 // the field is non-zero/non-empty, which makes the encoding canonical: every
 // envelope has one encoding and decoders reject all others.
 const (
-	flagID       = 1 << 0
-	flagName     = 1 << 1
-	flagMeta     = 1 << 2
-	flagCode     = 1 << 3
-	flagReserved = 0xF0
+	flagID     = 1 << 0
+	flagName   = 1 << 1
+	flagMeta   = 1 << 2
+	flagCode   = 1 << 3
+	flagRoom   = 1 << 4
+	flagOffset = 1 << 5
+	// Bits 6 and 7 are free for further optional fields (the epoch of room
+	// history is the next). A decoder that predates a flag rejects the
+	// frame as malformed, so a new field can never be silently dropped.
+	flagReserved = 0xC0
 
 	binaryHeaderLen = 3
 	// minMetaEntryLen is the smallest encoding of one meta entry: key
@@ -60,6 +65,14 @@ func (binaryCodec) Append(dst []byte, e *Envelope) ([]byte, error) {
 			n += uvarintLen(uint64(len(kv.k))) + len(kv.k) + uvarintLen(uint64(len(kv.v))) + len(kv.v)
 		}
 	}
+	if e.Room != "" {
+		flags |= flagRoom
+		n += uvarintLen(uint64(len(e.Room))) + len(e.Room)
+	}
+	if e.Offset != 0 {
+		flags |= flagOffset
+		n += uvarintLen(e.Offset)
+	}
 
 	dst = slices.Grow(dst, n)
 	dst = append(dst, Version, byte(e.Kind), flags)
@@ -82,13 +95,20 @@ func (binaryCodec) Append(dst []byte, e *Envelope) ([]byte, error) {
 			dst = append(dst, kv.v...)
 		}
 	}
+	if flags&flagRoom != 0 {
+		dst = binary.AppendUvarint(dst, uint64(len(e.Room)))
+		dst = append(dst, e.Room...)
+	}
+	if flags&flagOffset != 0 {
+		dst = binary.AppendUvarint(dst, e.Offset)
+	}
 	return append(dst, e.Payload...), nil
 }
 
 func (binaryCodec) Decode(msg []byte, e *Envelope) error {
 	// Keep the previous name: when a connection sends the same command
 	// name over and over, reusing the string avoids an allocation per frame.
-	prevName := e.Name
+	prevName, prevRoom := e.Name, e.Room
 	*e = Envelope{}
 
 	if len(msg) == 0 {
@@ -169,6 +189,44 @@ func (binaryCodec) Decode(msg []byte, e *Envelope) error {
 		}
 		e.Meta = m
 		p = rest
+	}
+	if flags&flagRoom != 0 {
+		l, n, err := readUvarint(p, "room length")
+		if err != nil {
+			return err
+		}
+		if l == 0 {
+			return fmt.Errorf("%w: room flag set but room is empty", ErrMalformed)
+		}
+		if err := checkRoomLen(l); err != nil {
+			return err
+		}
+		p = p[n:]
+		if l > uint64(len(p)) {
+			return fmt.Errorf("%w: truncated room", ErrMalformed)
+		}
+		room := p[:l]
+		if !utf8.Valid(room) {
+			return fmt.Errorf("%w: room is not valid UTF-8", ErrMalformed)
+		}
+		// A member receives many messages of the same room in a row.
+		if string(room) == prevRoom {
+			e.Room = prevRoom
+		} else {
+			e.Room = string(room)
+		}
+		p = p[l:]
+	}
+	if flags&flagOffset != 0 {
+		v, n, err := readUvarint(p, "offset")
+		if err != nil {
+			return err
+		}
+		if v == 0 {
+			return fmt.Errorf("%w: offset flag set but offset is 0", ErrMalformed)
+		}
+		e.Offset = v
+		p = p[n:]
 	}
 	if len(p) > 0 {
 		// Cap the slice so that appending to Payload can never scribble

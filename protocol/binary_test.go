@@ -118,7 +118,7 @@ func TestBinaryDecodeErrors(t *testing.T) {
 		{"kind 0", "01 00 00", ErrUnknownKind},
 		{"kind 6", "01 06 00", ErrUnknownKind},
 		{"kind 255", "01 ff 00", ErrUnknownKind},
-		{"reserved flag bit 4", "01 01 10", ErrMalformed},
+		{"reserved flag bit 6", "01 01 40", ErrMalformed},
 		{"reserved flag bit 7", "01 01 80", ErrMalformed},
 		{"all flags", "01 01 ff", ErrMalformed},
 
@@ -129,6 +129,18 @@ func TestBinaryDecodeErrors(t *testing.T) {
 		{"ID varint not minimal", "01 04 01 8700", ErrMalformed},
 		{"ID zero", "01 04 01 00", ErrMalformed},
 		{"ID zero not minimal", "01 04 01 8000", ErrMalformed},
+
+		{"room empty", "01 01 10 00", ErrMalformed},
+		{"room truncated", "01 01 10 05 6162", ErrMalformed},
+		{"room too long", "01 01 10 8002", ErrInvalidEnvelope},
+		{"room invalid UTF-8", "01 01 10 01 ff", ErrMalformed},
+		{"room missing", "01 01 10", ErrMalformed},
+		{"offset zero", "01 01 30 01 61 00", ErrMalformed},
+		{"offset missing", "01 01 30 01 61", ErrMalformed},
+		{"offset not minimal", "01 01 30 01 61 8100", ErrMalformed},
+		{"offset without room", "01 01 20 01", ErrInvalidEnvelope},
+		{"offset on request", "01 03 33 01 01 72 01 61 01", ErrInvalidEnvelope},
+		{"room on reply", "01 04 11 01 01 61", ErrInvalidEnvelope},
 
 		{"name empty", "01 02 02 00", ErrMalformed},
 		{"name length not minimal", "01 02 02 8100 61", ErrMalformed},

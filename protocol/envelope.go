@@ -21,6 +21,9 @@ const (
 	// MaxNameLen bounds Envelope.Name in bytes; command names are
 	// identifiers, not data.
 	MaxNameLen = 255
+	// MaxRoomLen bounds Envelope.Room in bytes, for the same reason: a
+	// room name is an identifier, and the server keys a map by it.
+	MaxRoomLen = 255
 	// MaxMetaEntries bounds len(Envelope.Meta); trace propagation needs two.
 	MaxMetaEntries = 32
 	// MaxMetaKeyLen bounds each Meta key in bytes.
@@ -149,6 +152,19 @@ type Envelope struct {
 	// Code is the application error code of a KindError envelope; it must be
 	// 0 for every other kind. 0 on a KindError means "unspecified".
 	Code uint32
+	// Room names the room a message belongs to: on data and command
+	// envelopes from the server, the room it was published to; on the
+	// room requests a client sends (RequestJoin, RequestLeave,
+	// RequestPublish), the room they act on. It must be empty for
+	// KindReply and KindError, which are routed by ID. Valid UTF-8, at
+	// most MaxRoomLen bytes.
+	Room string
+	// Offset is the room message's position in its room: assigned by the
+	// server, increasing by one per message published to the room, from 1.
+	// It requires Room and is allowed on data and command envelopes only;
+	// 0 means absent. (History and recovery will pair it with an epoch,
+	// which a later flag bit carries.)
+	Offset uint64
 	// Meta carries optional string headers, first of all W3C trace context
 	// (traceparent/tracestate). It has the shape of an OpenTelemetry
 	// propagation.MapCarrier, so propagation.MapCarrier(e.Meta) injects and
@@ -197,6 +213,12 @@ func (e *Envelope) validate(buf []metaKV, collect bool) ([]metaKV, error) {
 	}
 	if !utf8.ValidString(e.Name) {
 		return nil, fmt.Errorf("%w: name is not valid UTF-8", ErrInvalidEnvelope)
+	}
+	if err := checkRoomLen(uint64(len(e.Room))); err != nil {
+		return nil, err
+	}
+	if !utf8.ValidString(e.Room) {
+		return nil, fmt.Errorf("%w: room is not valid UTF-8", ErrInvalidEnvelope)
 	}
 	if len(e.Meta) == 0 {
 		return nil, nil
@@ -270,6 +292,24 @@ func (e *Envelope) validateKind() error {
 	}
 	if e.Code != 0 && e.Kind != KindError {
 		return fmt.Errorf("%w: %v envelope carries a code", ErrInvalidEnvelope, e.Kind)
+	}
+	if e.Room != "" && (e.Kind == KindReply || e.Kind == KindError) {
+		return fmt.Errorf("%w: %v envelope carries a room", ErrInvalidEnvelope, e.Kind)
+	}
+	if e.Offset != 0 {
+		if e.Room == "" {
+			return fmt.Errorf("%w: offset without a room", ErrInvalidEnvelope)
+		}
+		if e.Kind != KindData && e.Kind != KindCommand {
+			return fmt.Errorf("%w: %v envelope carries an offset", ErrInvalidEnvelope, e.Kind)
+		}
+	}
+	return nil
+}
+
+func checkRoomLen(n uint64) error {
+	if n > MaxRoomLen {
+		return fmt.Errorf("%w: room is %d bytes, limit is %d", ErrInvalidEnvelope, n, MaxRoomLen)
 	}
 	return nil
 }

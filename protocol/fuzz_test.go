@@ -24,9 +24,9 @@ func checkCrossCodec(t *testing.T, e *Envelope) {
 	t.Helper()
 	for _, c := range []Codec{Binary, JSON} {
 		out, err := c.Append(nil, e)
-		if c == JSON && e.ID > MaxJSONSafeInteger {
+		if c == JSON && (e.ID > MaxJSONSafeInteger || e.Offset > MaxJSONSafeInteger) {
 			if !errors.Is(err, ErrInvalidEnvelope) {
-				t.Fatalf("JSON Append with ID %d: %v", e.ID, err)
+				t.Fatalf("JSON Append with ID %d, offset %d: %v", e.ID, e.Offset, err)
 			}
 			continue
 		}
@@ -118,12 +118,15 @@ func FuzzJSONDecode(f *testing.F) {
 }
 
 func FuzzRoundTrip(f *testing.F) {
-	f.Add(uint8(KindRequest), uint64(7), "sum", uint32(0), "traceparent", traceparent, "", "", []byte("[1,2]"))
-	f.Add(uint8(KindError), uint64(1<<60), "", uint32(404), "a", "", "b", "\xff", []byte{0xff})
-	f.Add(uint8(KindData), uint64(0), "é\"\\\n", uint32(0), "", "", "", "", []byte("\x00\x01"))
-	f.Add(uint8(0), uint64(0), "", uint32(0), "", "", "", "", []byte(nil))
-	f.Fuzz(func(t *testing.T, kind uint8, id uint64, name string, code uint32, k1, v1, k2, v2 string, payload []byte) {
-		e := Envelope{Kind: Kind(kind), ID: id, Name: name, Code: code, Payload: payload}
+	f.Add(uint8(KindRequest), uint64(7), "sum", uint32(0), "traceparent", traceparent, "", "", "", uint64(0), []byte("[1,2]"))
+	f.Add(uint8(KindError), uint64(1<<60), "", uint32(404), "a", "", "b", "\xff", "", uint64(0), []byte{0xff})
+	f.Add(uint8(KindData), uint64(0), "é\"\\\n", uint32(0), "", "", "", "", "", uint64(0), []byte("\x00\x01"))
+	f.Add(uint8(0), uint64(0), "", uint32(0), "", "", "", "", "", uint64(0), []byte(nil))
+	f.Add(uint8(KindCommand), uint64(0), "move", uint32(0), "", "", "", "", "game", uint64(300), []byte("e2e4"))
+	f.Add(uint8(KindData), uint64(0), "", uint32(0), "", "", "", "", "chat", uint64(1<<60), []byte("x"))
+	f.Add(uint8(KindRequest), uint64(1), RequestJoin, uint32(0), "", "", "", "", "chat", uint64(0), []byte(nil))
+	f.Fuzz(func(t *testing.T, kind uint8, id uint64, name string, code uint32, k1, v1, k2, v2, room string, offset uint64, payload []byte) {
+		e := Envelope{Kind: Kind(kind), ID: id, Name: name, Code: code, Room: room, Offset: offset, Payload: payload}
 		if k1 != "" || v1 != "" || k2 != "" || v2 != "" {
 			e.Meta = map[string]string{k1: v1, k2: v2}
 		}
@@ -136,9 +139,9 @@ func FuzzRoundTrip(f *testing.F) {
 				}
 				continue
 			}
-			if c == JSON && id > MaxJSONSafeInteger {
+			if c == JSON && (id > MaxJSONSafeInteger || offset > MaxJSONSafeInteger) {
 				if !errors.Is(err, ErrInvalidEnvelope) {
-					t.Fatalf("JSON Append with ID %d: %v", id, err)
+					t.Fatalf("JSON Append with ID %d, offset %d: %v", id, offset, err)
 				}
 				continue
 			}

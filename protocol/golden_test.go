@@ -99,6 +99,24 @@ var golden = []struct {
 		bin:  "01 01 02 04 c3a92f22 6122625c630a0d09080c011fe282ac",
 		json: `{"v":1,"kind":"data","name":"é/\"","payload":"a\"b\\c\n\r\t\b\f\u0001\u001f€"}`,
 	},
+	{
+		name: "room-data",
+		env:  Envelope{Kind: KindData, Room: "chat", Offset: 42, Payload: []byte("hi")},
+		bin:  "01 01 30 04 63686174 2a 6869",
+		json: `{"v":1,"kind":"data","room":"chat","offset":42,"payload":"hi"}`,
+	},
+	{
+		name: "room-command",
+		env:  Envelope{Kind: KindCommand, Name: "move", Room: "game", Offset: 300, Payload: []byte("e2e4")},
+		bin:  "01 02 32 04 6d6f7665 04 67616d65 ac02 65326534",
+		json: `{"v":1,"kind":"command","name":"move","room":"game","offset":300,"payload":"e2e4"}`,
+	},
+	{
+		name: "room-join",
+		env:  Envelope{Kind: KindRequest, ID: 1, Name: RequestJoin, Room: "chat"},
+		bin:  "01 03 13 01 0b 6d61726d6f742e6a6f696e 04 63686174",
+		json: `{"v":1,"kind":"request","id":1,"name":"marmot.join","room":"chat"}`,
+	},
 }
 
 // goldenVector returns the golden vector called name.
@@ -127,6 +145,7 @@ func unhex(t testing.TB, s string) []byte {
 // encodings do.
 func equalEnvelope(a, b *Envelope) bool {
 	return a.Kind == b.Kind && a.ID == b.ID && a.Name == b.Name && a.Code == b.Code &&
+		a.Room == b.Room && a.Offset == b.Offset &&
 		bytes.Equal(a.Payload, b.Payload) &&
 		(len(a.Meta) == 0 && len(b.Meta) == 0 || maps.Equal(a.Meta, b.Meta))
 }

@@ -37,6 +37,8 @@ const (
 	jName
 	jCode
 	jMeta
+	jRoom
+	jOffset
 	jPayload
 	jPayloadB64
 	jNumFields
@@ -49,6 +51,8 @@ var jsonFieldNames = [jNumFields]string{
 	jName:       "name",
 	jCode:       "code",
 	jMeta:       "meta",
+	jRoom:       "room",
+	jOffset:     "offset",
 	jPayload:    "payload",
 	jPayloadB64: "payload_b64",
 }
@@ -64,10 +68,13 @@ func (jsonCodec) Append(dst []byte, e *Envelope) ([]byte, error) {
 	if e.ID > MaxJSONSafeInteger {
 		return dst, fmt.Errorf("%w: ID %d exceeds 2^53-1, the JSON codec's limit", ErrInvalidEnvelope, e.ID)
 	}
+	if e.Offset > MaxJSONSafeInteger {
+		return dst, fmt.Errorf("%w: offset %d exceeds 2^53-1, the JSON codec's limit", ErrInvalidEnvelope, e.Offset)
+	}
 	// Grow once for the usual case of few escapes, rather than repeatedly
 	// while appending a large payload to a fresh buffer.
-	n := len(`{"v":1,"kind":"command","id":9007199254740991,"code":4294967295,"meta":{},"payload_b64":""}`) +
-		len(e.Name) + 2
+	n := len(`{"v":1,"kind":"command","id":9007199254740991,"code":4294967295,"meta":{},"room":"","offset":9007199254740991,"payload_b64":""}`) +
+		len(e.Name) + 2 + len(e.Room) + 2
 	for _, kv := range meta {
 		n += len(kv.k) + len(kv.v) + 6
 	}
@@ -99,6 +106,14 @@ func (jsonCodec) Append(dst []byte, e *Envelope) ([]byte, error) {
 			dst = appendJSONString(dst, kv.v)
 		}
 		dst = append(dst, '}')
+	}
+	if e.Room != "" {
+		dst = append(dst, `,"room":`...)
+		dst = appendJSONString(dst, e.Room)
+	}
+	if e.Offset != 0 {
+		dst = append(dst, `,"offset":`...)
+		dst = strconv.AppendUint(dst, e.Offset, 10)
 	}
 	if len(e.Payload) > 0 {
 		if utf8.Valid(e.Payload) {
@@ -205,7 +220,7 @@ type jsonSpan struct {
 func (s jsonSpan) isString(msg []byte) bool { return msg[s.start] == '"' }
 
 func (jsonCodec) Decode(msg []byte, e *Envelope) error {
-	prevName := e.Name
+	prevName, prevRoom := e.Name, e.Room
 	*e = Envelope{}
 
 	// Pass 1: check the syntax of the whole message and locate the members.
@@ -345,6 +360,30 @@ func (jsonCodec) Decode(msg []byte, e *Envelope) error {
 			return err
 		}
 		e.Meta = m
+	}
+	if f = fields[jRoom]; f.set {
+		if !f.isString(msg) {
+			return fmt.Errorf("%w: \"room\" is not a string", ErrMalformed)
+		}
+		room := stringContent(msg[f.start:f.end], f.escaped)
+		if err := checkRoomLen(uint64(len(room))); err != nil {
+			return err
+		}
+		if string(room) == prevRoom {
+			e.Room = prevRoom
+		} else {
+			e.Room = string(room)
+		}
+	}
+	if f = fields[jOffset]; f.set {
+		off, err := jsonUint(msg, f, "offset")
+		if err != nil {
+			return err
+		}
+		if off > MaxJSONSafeInteger {
+			return fmt.Errorf("%w: \"offset\" exceeds 2^53-1", ErrMalformed)
+		}
+		e.Offset = off
 	}
 	fp, fb := fields[jPayload], fields[jPayloadB64]
 	switch {

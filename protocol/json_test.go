@@ -124,6 +124,13 @@ func TestJSONDecodeErrors(t *testing.T) {
 		want error
 	}{
 		{"empty", ``, ErrMalformed},
+		{"room not a string", `{"v":1,"kind":"data","room":1}`, ErrMalformed},
+		{"room too long", `{"v":1,"kind":"data","room":"` + strings.Repeat("r", MaxRoomLen+1) + `"}`, ErrInvalidEnvelope},
+		{"offset not a number", `{"v":1,"kind":"data","room":"r","offset":"1"}`, ErrMalformed},
+		{"offset negative", `{"v":1,"kind":"data","room":"r","offset":-1}`, ErrMalformed},
+		{"offset above 2^53-1", `{"v":1,"kind":"data","room":"r","offset":9007199254740992}`, ErrMalformed},
+		{"offset without room", `{"v":1,"kind":"data","offset":1}`, ErrInvalidEnvelope},
+		{"room on reply", `{"v":1,"kind":"reply","id":1,"room":"r"}`, ErrInvalidEnvelope},
 		{"whitespace only", ` `, ErrMalformed},
 		{"array", `[]`, ErrMalformed},
 		{"string", `"x"`, ErrMalformed},

@@ -1,0 +1,207 @@
+package actors
+
+import (
+	"sort"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/marmotws/marmot/protocol"
+)
+
+// roomActor is one room: its members and the offset of its last message.
+// All of a room's traffic runs through it, one message at a time, which is
+// what makes a room's order the same for every member and its offsets
+// increase without gaps: the fan-out of message k is queued on every
+// member's outbox before message k+1 is looked at.
+//
+// Members are kept here, keyed by ClientID, and not in the connection
+// actor, so that membership survives that actor's restarts (the conn, and
+// with it the link the room writes to, outlives them). A connection's own
+// list of rooms (conn.rooms) only serves to leave them on disconnect.
+type roomActor struct {
+	h       *Hub
+	name    string
+	entry   *roomEntry
+	members map[ClientID]*conn
+	offset  uint64 // of the last message published
+
+	// The idle timer runs while the room is empty. It is the room's own
+	// rather than protoactor's ReceiveTimeout, whose timer goroutine
+	// writes the actor's context while the actor runs (a data race under
+	// -race). gen tells a stale tick from the current one.
+	idle    *time.Timer
+	idleGen uint64
+}
+
+// roomIdleTick is the idle timer's message to its room.
+type roomIdleTick struct{ gen uint64 }
+
+// The room actor's messages. reqID, when non-zero, is the ID of the
+// client's own marmot.* request, answered on its link by the room once the
+// operation has taken effect: a join's reply is thus queued before the
+// first room message the new member receives.
+type (
+	roomJoin struct {
+		c     *conn
+		reqID uint64
+	}
+	roomLeave struct {
+		c     *conn
+		reqID uint64
+	}
+	roomPublish struct {
+		name  string
+		data  []byte
+		meta  map[string]string
+		from  *conn // the publishing client, when reqID is set
+		reqID uint64
+	}
+	roomMembers struct{}
+	// roomMemberList answers roomMembers.
+	roomMemberList struct{ ids []ClientID }
+)
+
+// Receive implements actor.Actor.
+func (r *roomActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		r.armIdle(ctx)
+	case *roomJoin:
+		r.entry.inflight.Add(-1)
+		err := r.join(m.c)
+		r.armIdle(ctx)
+		r.answer(ctx, m.c, m.reqID, 0, err)
+	case *roomLeave:
+		r.entry.inflight.Add(-1)
+		r.leave(m.c)
+		r.armIdle(ctx)
+		r.answer(ctx, m.c, m.reqID, 0, nil)
+	case *roomPublish:
+		r.entry.inflight.Add(-1)
+		n, err := r.publish(m)
+		r.armIdle(ctx)
+		r.answer(ctx, m.from, m.reqID, n, err)
+	case *roomMembers:
+		r.entry.inflight.Add(-1)
+		ids := make([]ClientID, 0, len(r.members))
+		for id := range r.members {
+			ids = append(ids, id)
+		}
+		sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+		ctx.Respond(&roomMemberList{ids: ids})
+		r.armIdle(ctx)
+	case *roomIdleTick:
+		if m.gen != r.idleGen || len(r.members) != 0 {
+			return // stale: the room was used since
+		}
+		r.entry.idleChecks.Add(1)
+		// Empty and idle: end, unless a message is on its way (the
+		// registry counts them; see Hub.roomRef); then wait again.
+		if r.h.retireRoom(r.entry) {
+			r.disarmIdle()
+			ctx.Stop(ctx.Self())
+		} else {
+			r.armIdle(ctx)
+		}
+	case *actor.Stopping:
+		r.disarmIdle()
+	}
+}
+
+// armIdle starts the idle wait again when the room is empty (any message
+// to an empty room restarts it) and stops it when the room has members.
+func (r *roomActor) armIdle(ctx actor.Context) {
+	if len(r.members) != 0 {
+		r.disarmIdle()
+		return
+	}
+	r.idleGen++
+	gen, pid, root := r.idleGen, ctx.Self(), ctx.ActorSystem().Root
+	if r.idle != nil {
+		r.idle.Stop()
+	}
+	r.idle = time.AfterFunc(r.h.roomIdle(), func() { root.Send(pid, &roomIdleTick{gen: gen}) })
+}
+
+func (r *roomActor) disarmIdle() {
+	r.idleGen++
+	if r.idle != nil {
+		r.idle.Stop()
+		r.idle = nil
+	}
+}
+
+func (r *roomActor) join(c *conn) error {
+	c.roomMu.Lock()
+	defer c.roomMu.Unlock()
+	if c.roomsGone {
+		// The connection has ended (or is ending) and has already left
+		// its rooms: adding it now would keep a dead member forever.
+		return ErrConnectionClosed
+	}
+	if c.rooms == nil {
+		c.rooms = make(map[string]struct{})
+	}
+	c.rooms[r.name] = struct{}{}
+	r.members[c.id] = c
+	return nil
+}
+
+func (r *roomActor) leave(c *conn) {
+	if r.members[c.id] != c {
+		return
+	}
+	delete(r.members, c.id)
+	c.roomMu.Lock()
+	delete(c.rooms, r.name)
+	c.roomMu.Unlock()
+}
+
+// publish fans one message out, encoded once per wire format (the
+// broadcast's preparedSet), and returns how many members it was queued for.
+func (r *roomActor) publish(m *roomPublish) (int, error) {
+	r.offset++
+	set := preparedSet{name: m.name, data: m.data, meta: m.meta, room: r.name, offset: r.offset}
+	n := 0
+	for _, c := range r.members {
+		f, err := set.frameFor(c.link.codec)
+		if err != nil {
+			return n, err
+		}
+		if c.link.out.send(*f) == nil {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// answer tells whoever asked: the client's marmot.* request on its link,
+// and an actor that sent with a sender (the Hub's calls among them) with
+// an *Ack.
+func (r *roomActor) answer(ctx actor.Context, c *conn, reqID uint64, n int, err error) {
+	if reqID != 0 && c != nil {
+		e := protocol.Envelope{Kind: protocol.KindReply, ID: reqID}
+		if err != nil {
+			e = protocol.Envelope{Kind: protocol.KindError, ID: reqID, Code: RoomCodeFailed, Payload: []byte(err.Error())}
+		}
+		_ = c.link.sendEnvelope(&e)
+	}
+	if ctx.Sender() != nil {
+		ctx.Respond(&Ack{Err: err, N: n})
+	}
+}
+
+// roomEntry is the registry's record of a live room actor. inflight counts
+// the messages sent to it through the registry and not yet received: a
+// room ends only when none is on its way, so no message meets a stopped
+// room.
+type roomEntry struct {
+	name     string
+	pid      *actor.PID
+	inflight atomic.Int64
+	// idleChecks counts the idle timeouts the room has acted on; tests
+	// wait on it rather than on the clock.
+	idleChecks atomic.Int64
+}

@@ -1,0 +1,49 @@
+package actors
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// TestRoomWaitsForMessageOnItsWay holds a message "on its way" to an empty
+// room (counted by roomRef, not yet sent) across several idle timeouts:
+// the room must not end while it is, must answer it once sent, and must
+// end once it has been idle again.
+func TestRoomWaitsForMessageOnItsWay(t *testing.T) {
+	h := NewHub(HubConfig{RoomIdle: time.Millisecond})
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = h.Shutdown(ctx)
+	}()
+	e, err := h.roomRef("r", true)
+	if err != nil || e == nil {
+		t.Fatalf("roomRef: %v, %v", e, err)
+	}
+	// Several idle timeouts pass while the message is held.
+	waitCond(t, "idle timeouts", func() bool { return e.idleChecks.Load() >= 3 })
+	if got := h.Rooms(); len(got) != 1 {
+		t.Fatalf("rooms %v", got)
+	}
+	if _, err := h.sys.Root.RequestFuture(e.pid, &roomMembers{}, 10*time.Second).Result(); err != nil {
+		t.Fatalf("the held message: %v", err)
+	}
+	waitCond(t, "the room to end once idle", func() bool { return len(h.Rooms()) == 0 })
+}
+
+// waitCond checks cond on a short tick until it holds (the tick paces the
+// checks; it is not what the test waits for).
+func waitCond(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}

@@ -1,0 +1,110 @@
+package marmot
+
+import (
+	"context"
+
+	"github.com/marmotws/marmot/actors"
+)
+
+// JoinRoom asks the server's actor (Server.PID) to add a client to a
+// room; see Server.Join.
+type JoinRoom = actors.JoinRoom
+
+// LeaveRoom asks the server's actor to remove a client from a room; see
+// Server.Leave.
+type LeaveRoom = actors.LeaveRoom
+
+// Publish asks the server's actor to publish to a room; see
+// Server.Publish. Its *Ack says in N how many members it reached.
+type Publish = actors.Publish
+
+// RoomError ties a refused or failed room operation to its room; a
+// refusal by OnJoin or OnPublish wraps a *RemoteError with the reason.
+type RoomError = actors.RoomError
+
+// ErrInvalidRoom reports an empty, over-long (255 bytes) or non-UTF-8 room
+// name.
+var ErrInvalidRoom = actors.ErrInvalidRoom
+
+// The error codes of refused room requests, as a client's *RemoteError
+// carries them.
+const (
+	RoomCodeBadRequest = actors.RoomCodeBadRequest
+	RoomCodeRefused    = actors.RoomCodeRefused
+	RoomCodeFailed     = actors.RoomCodeFailed
+)
+
+// Join adds a client to room, creating the room on first use, and returns
+// once the client is a member. It is not put to OnJoin (the server trusts
+// itself). Raw-mode clients cannot join: ErrRawMode.
+func (s *Server) Join(id ClientID, room string) error {
+	h, err := s.current()
+	if err != nil {
+		return err
+	}
+	return h.Join(id, room)
+}
+
+// Leave removes a client from room; leaving a room the client is not in
+// is not an error.
+func (s *Server) Leave(id ClientID, room string) error {
+	h, err := s.current()
+	if err != nil {
+		return err
+	}
+	return h.Leave(id, room)
+}
+
+// Publish sends data to every member of room, with the room's next
+// offset, encoded once per wire format, and returns how many members it
+// was queued for (0 when the room does not exist).
+func (s *Server) Publish(room string, data []byte) (int, error) {
+	h, err := s.current()
+	if err != nil {
+		return 0, err
+	}
+	return h.Publish(room, data)
+}
+
+// PublishCommand is Publish as a command named name.
+func (s *Server) PublishCommand(room, name string, payload []byte) (int, error) {
+	h, err := s.current()
+	if err != nil {
+		return 0, err
+	}
+	return h.PublishCommand(room, name, payload)
+}
+
+// Members returns the IDs of room's members, ordered (nil when the room
+// does not exist).
+func (s *Server) Members(room string) []ClientID {
+	h, err := s.current()
+	if err != nil {
+		return nil
+	}
+	return h.Members(room)
+}
+
+// Rooms returns the names of the live rooms, sorted.
+func (s *Server) Rooms() []string {
+	h, err := s.current()
+	if err != nil {
+		return nil
+	}
+	return h.Rooms()
+}
+
+// Join asks the server to add this client to room and waits for the
+// answer or ctx. A refusal by the server's OnJoin is a *RoomError wrapping
+// a *RemoteError whose Message is the reason. Room messages then arrive in
+// OnHandleCommand with m.Room and m.Offset set. Join again after a
+// reconnect (in OnConnect).
+func (c *Client) Join(ctx context.Context, room string) error { return c.c.Join(ctx, room) }
+
+// Leave asks the server to remove this client from room and waits for the
+// answer or ctx.
+func (c *Client) Leave(ctx context.Context, room string) error { return c.c.Leave(ctx, room) }
+
+// Publish queues data for room's members without waiting; a refusal by
+// the server's OnPublish goes to OnError as a *RoomError.
+func (c *Client) Publish(room string, data []byte) error { return c.c.Publish(room, data) }
