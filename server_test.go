@@ -331,7 +331,10 @@ func TestDeadPeerDetected(t *testing.T) {
 
 // TestLivePeerKept checks the other side: a peer that answers pings stays.
 func TestLivePeerKept(t *testing.T) {
-	s := startServer(t, marmot.ServerConfig{KeepAlive: 200 * time.Millisecond, ServerEvents: marmot.ServerEvents{
+	// 1s rather than less: the peer must be heard within KeepAlive, and a
+	// busy 2-core machine running -race can hold a goroutine off its core
+	// for a few hundred milliseconds.
+	s := startServer(t, marmot.ServerConfig{KeepAlive: time.Second, ServerEvents: marmot.ServerEvents{
 		OnHandleCommand: func(m *marmot.Message) { _ = m.Reply(m.Payload) },
 	}})
 	pings := make(chan struct{}, 100)
@@ -350,7 +353,13 @@ func TestLivePeerKept(t *testing.T) {
 	}()
 	// Several keep-alive periods pass, measured in pings answered.
 	for range 6 {
-		recv(t, pings, "ping")
+		select {
+		case <-pings:
+		case err := <-done:
+			t.Fatalf("live peer dropped while answering pings: %v", err)
+		case <-time.After(waitTimeout):
+			t.Fatal("timed out waiting for a ping")
+		}
 	}
 	if err := ws.WriteMessage(websocket.TextMessage, []byte("still here")); err != nil {
 		t.Fatal(err)
