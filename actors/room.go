@@ -166,11 +166,11 @@ func (r *roomActor) publish(m *roomPublish) (int, error) {
 	set := preparedSet{name: m.name, data: m.data, meta: m.meta, room: r.name, offset: r.offset}
 	n := 0
 	for _, c := range r.members {
-		f, err := set.frameFor(c.link.codec)
+		ok, err := set.sendTo(c)
 		if err != nil {
 			return n, err
 		}
-		if c.link.out.send(*f) == nil {
+		if ok {
 			n++
 		}
 	}

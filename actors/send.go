@@ -153,15 +153,25 @@ func (h *Hub) broadcast(ctx context.Context, except ClientID, name string, data 
 		if id == except {
 			continue
 		}
-		f, err := set.frameFor(c.link.codec)
+		ok, err := set.sendTo(c)
 		if err != nil {
 			return n, err
 		}
-		if c.link.out.send(*f) == nil {
+		if ok {
 			n++
 		}
 	}
 	return n, nil
+}
+
+// sendTo queues the set's frame, in c's wire format, for c; it reports
+// whether c accepted it (a closing connection does not).
+func (p *preparedSet) sendTo(c *conn) (bool, error) {
+	f, err := p.frameFor(c.link.codec)
+	if err != nil {
+		return false, err
+	}
+	return c.link.out.send(*f) == nil, nil
 }
 
 // Disconnect closes one client's connection with code and text.
