@@ -39,6 +39,10 @@ var (
 // secure profile must send it.
 const HeaderEncryption = actors.HeaderEncryption
 
+// QueryEncryption is the query parameter that says what HeaderEncryption
+// says, for browsers, which cannot set headers on a WebSocket upgrade.
+const QueryEncryption = actors.QueryEncryption
+
 // SubprotocolCompat is the Delphi components' subprotocol, used by the
 // compat encryption profile.
 const SubprotocolCompat = actors.SubprotocolCompat

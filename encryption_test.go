@@ -573,3 +573,21 @@ func TestCompatSeedFrames(t *testing.T) {
 		t.Fatal("garbage reached the handler")
 	}
 }
+
+// A browser cannot set headers on a WebSocket upgrade: the query parameter
+// says the same as HeaderEncryption, and the secure handshake follows.
+func TestEncryptionClaimByQuery(t *testing.T) {
+	s := encryptedServer(t, marmot.EncryptionConfig{EncryptionMode: "gcm"}, marmot.ServerEvents{})
+	ws := dial(t, s.URL()+"?"+marmot.QueryEncryption+"=secure", protocol.SubprotocolBinary)
+	_ = ws.SetReadDeadline(time.Now().Add(waitTimeout))
+	typ, hello, err := ws.ReadMessage()
+	if err != nil || typ != websocket.BinaryMessage || len(hello) == 0 {
+		t.Fatalf("after a claim by query: %d %d bytes %v, want the server's hello", typ, len(hello), err)
+	}
+	// Without the claim, the same request is refused before the upgrade.
+	_, resp, err := websocket.DefaultDialer.Dial(s.URL(), http.Header{"Sec-WebSocket-Protocol": {protocol.SubprotocolBinary}})
+	if err == nil || resp == nil || resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("plain request to an encrypted server: %v, want HTTP 400", err)
+	}
+	resp.Body.Close()
+}

@@ -43,6 +43,11 @@ var (
 // "secure", "compat" or "none". See docs/PROTOCOL.md section 5.
 const HeaderEncryption = "X-Marmot-Encryption"
 
+// QueryEncryption is the query parameter that says the same as
+// HeaderEncryption, for clients that cannot set headers on a WebSocket
+// upgrade (browsers); the header wins when both are present.
+const QueryEncryption = "marmot_encryption"
+
 // encryptionNone is HeaderEncryption's value for a server that does not
 // encrypt.
 const encryptionNone = "none"
@@ -57,7 +62,11 @@ const encryptionNone = "none"
 // HeaderEncryption does. A header-less client offering synopsejson is a
 // Delphi peer, which always encrypts in the compat format.
 func refuseEncryption(w http.ResponseWriter, r *http.Request, enc *Encryption) (reason string, err error) {
-	claim := strings.ToLower(strings.TrimSpace(r.Header.Get(HeaderEncryption)))
+	claim := r.Header.Get(HeaderEncryption)
+	if claim == "" {
+		claim = r.URL.Query().Get(QueryEncryption)
+	}
+	claim = strings.ToLower(strings.TrimSpace(claim))
 	var msg string
 	switch {
 	case enc == nil && claim == "":
