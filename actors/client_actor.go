@@ -381,6 +381,7 @@ func (a *ClientActor) dialed(ctx actor.Context, m *dialDone) {
 	})
 	a.setState(StateConnected)
 	a.answerConnect(nil)
+	c.rejoin(l)
 	if f := c.cfg.Events.OnConnect; f != nil {
 		c.safeCall("OnConnect", f)
 	}
@@ -551,6 +552,16 @@ func (a *ClientActor) handleInbound(ctx actor.Context, in *inbound) {
 	}
 	switch m.Kind {
 	case protocol.KindReply, protocol.KindError:
+		if r := in.recovered; r != nil {
+			if m.Kind == protocol.KindError {
+				c.reportError(&RoomError{Room: r.Room, Op: "join", Err: &RemoteError{Code: m.code, Message: string(m.Payload)}})
+			}
+			if f := ev.OnRecover; f != nil {
+				c.safeCall("OnRecover", func() { f(r.Room, r.Recovered, r.Missed, r.Reason) })
+			}
+			a.toUser(ctx, r)
+			return
+		}
 		if room, ok := c.takePublish(m.id); ok {
 			if m.Kind == protocol.KindError {
 				c.reportError(&RoomError{Room: room, Op: "publish", Err: &RemoteError{Code: m.code, Message: string(m.Payload)}})
