@@ -1,9 +1,15 @@
 package marmot_test
 
 import (
+	"io"
+	"net"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/marmotws/marmot"
 )
@@ -20,16 +26,40 @@ type recoverRig struct {
 	ids  chan marmot.ClientID
 	gone chan marmot.ClientID
 	id   marmot.ClientID
+	// With proxy the client connects through it and drop kills its TCP
+	// connections instead of closing the WebSocket from the server.
+	proxy *tcpProxy
 }
 
+// rigOptions vary a recoverRig: through a TCP proxy, with a user actor.
+type rigOptions struct{ proxy, actor bool }
+
 func newRecoverRig(t *testing.T, cfg marmot.ServerConfig, sub string) *recoverRig {
+	t.Helper()
+	return newRecoverRigWith(t, cfg, sub, rigOptions{})
+}
+
+func newRecoverRigWith(t *testing.T, cfg marmot.ServerConfig, sub string, o rigOptions) *recoverRig {
 	t.Helper()
 	r := &recoverRig{got: make(chan any, 4096), gate: make(chan struct{}),
 		ids: make(chan marmot.ClientID, 4), gone: make(chan marmot.ClientID, 4)}
 	cfg.OnClientConnected = func(info marmot.ClientInfo) { r.ids <- info.ID }
 	cfg.OnClientDisconnected = func(info marmot.ClientInfo, _ *marmot.CloseError) { r.gone <- info.ID }
 	r.s = startServer(t, cfg)
-	r.c = newClient(t, marmot.ClientConfig{URL: r.s.URL(), Subprotocol: sub, AutoReconnect: true,
+	url := r.s.URL()
+	if o.proxy {
+		r.proxy = newTCPProxy(t, r.s.Addr().String())
+		url = strings.Replace(url, r.s.Addr().String(), r.proxy.ln.Addr().String(), 1)
+	}
+	var user actor.Producer
+	onRecover := func(room string, recovered bool, missed int, reason string) {
+		r.got <- marmot.RoomRecovered{Room: room, Recovered: recovered, Missed: missed, Reason: reason}
+	}
+	if o.actor {
+		// The actor gets the outcome as a message; OnRecover would run too.
+		user, onRecover = func() actor.Actor { return &roomSide{got: r.got} }, nil
+	}
+	r.c = newClient(t, marmot.ClientConfig{URL: url, Subprotocol: sub, AutoReconnect: true, Actor: user,
 		ReconnectInterval: 10 * time.Millisecond, ClientEvents: marmot.ClientEvents{
 			OnReconnecting: func(int, time.Duration) {
 				select { // holds the reconnect until the test opens the gate
@@ -38,9 +68,7 @@ func newRecoverRig(t *testing.T, cfg marmot.ServerConfig, sub string) *recoverRi
 				}
 			},
 			OnHandleCommand: func(m *marmot.Message) { r.got <- m },
-			OnRecover: func(room string, recovered bool, missed int, reason string) {
-				r.got <- marmot.RoomRecovered{Room: room, Recovered: recovered, Missed: missed, Reason: reason}
-			},
+			OnRecover:       onRecover,
 		}})
 	if err := r.c.Connect(ctxTimeout(t)); err != nil {
 		t.Fatal(err)
@@ -65,7 +93,9 @@ func (r *recoverRig) publish(t *testing.T, from, to int) {
 // going away does) and returns once it has left its rooms.
 func (r *recoverRig) drop(t *testing.T) {
 	t.Helper()
-	if err := r.s.Disconnect(r.id, marmot.CloseGoingAway, "bye"); err != nil {
+	if r.proxy != nil {
+		r.proxy.kill()
+	} else if err := r.s.Disconnect(r.id, marmot.CloseGoingAway, "bye"); err != nil {
 		t.Fatal(err)
 	}
 	if id := recv(t, r.gone, "the connection's end"); id != r.id {
@@ -92,10 +122,19 @@ func (r *recoverRig) next(t *testing.T) any {
 // recovered event, then the live ones, with nothing lost or doubled at the
 // seam (the publisher keeps sending while the client re-joins).
 func TestRoomRecoverAfterDrop(t *testing.T) {
-	for _, sub := range []string{"marmot.v1", "marmot.json.v1"} {
-		t.Run(sub, func(t *testing.T) {
-			r := newRecoverRig(t, marmot.ServerConfig{RoomIdle: time.Hour,
-				RoomHistory: marmot.HistoryConfig{Size: 1000, Bytes: 1 << 20, TTL: time.Hour}}, sub)
+	for _, tc := range []struct {
+		name, sub string
+		o         rigOptions
+	}{
+		{"marmot.v1", "marmot.v1", rigOptions{}},
+		{"marmot.json.v1", "marmot.json.v1", rigOptions{}},
+		// A killed TCP connection (1006 on both sides), and the outcome
+		// and messages delivered to a user actor.
+		{"killed TCP, user actor", "marmot.v1", rigOptions{proxy: true, actor: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRecoverRigWith(t, marmot.ServerConfig{RoomIdle: time.Hour,
+				RoomHistory: marmot.HistoryConfig{Size: 1000, Bytes: 1 << 20, TTL: time.Hour}}, tc.sub, tc.o)
 			const before, away, after = 50, 50, 200
 			r.publish(t, 1, before)
 			r.drop(t)
@@ -250,4 +289,78 @@ func TestRoomRecoverNothingMissed(t *testing.T) {
 	if err := r.c.Leave(ctxTimeout(t), "r"); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// roomSide is a client's user actor that hands on room messages and
+// recovery outcomes.
+type roomSide struct{ got chan<- any }
+
+func (a *roomSide) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *marmot.Message:
+		a.got <- m
+	case *marmot.RoomRecovered:
+		a.got <- *m
+	}
+}
+
+// tcpProxy forwards TCP connections to target; kill cuts them all, as a
+// network failure would, without a WebSocket close on either side.
+type tcpProxy struct {
+	ln     net.Listener
+	target string
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	conns  []net.Conn
+}
+
+func newTCPProxy(t *testing.T, target string) *tcpProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &tcpProxy{ln: ln, target: target}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		for {
+			down, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				_ = down.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, down, up)
+			p.mu.Unlock()
+			p.wg.Add(2)
+			pipe := func(dst, src net.Conn) {
+				defer p.wg.Done()
+				_, _ = io.Copy(dst, src)
+				_ = dst.Close()
+				_ = src.Close()
+			}
+			go pipe(up, down)
+			go pipe(down, up)
+		}
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		p.kill()
+		p.wg.Wait()
+	})
+	return p
+}
+
+func (p *tcpProxy) kill() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		_ = c.Close()
+	}
+	p.conns = nil
 }
