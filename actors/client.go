@@ -375,10 +375,7 @@ func (c *Client) early(in *inbound) {
 	m := in.msg
 	switch m.Kind {
 	case protocol.KindData, protocol.KindCommand:
-		if m.Room != "" && m.Offset != 0 {
-			c.received(in.l, m.Room, m.Offset)
-		}
-		return
+		return // room positions advance as the ClientActor hands messages on
 	}
 	if rec, ok := c.joinAnswered(in.l, m); ok {
 		in.recovered = rec

@@ -573,6 +573,12 @@ func (a *ClientActor) handleInbound(ctx actor.Context, in *inbound) {
 		}
 		return
 	}
+	if m.Room != "" && m.Offset != 0 {
+		// Counted here, where it is handed on (input from a replaced
+		// connection was dropped above), so that a re-join asks for
+		// exactly what the application has not seen.
+		c.received(l, m.Room, m.Offset)
+	}
 	handler := ev.OnHandleCommand
 	if a.user != nil {
 		handler = func(m *Message) { a.user.Receive(userContext{Context: ctx, msg: m}) }

@@ -169,8 +169,8 @@ func (c *Client) rejoin(l *link) {
 	}
 }
 
-// received advances the client's position in room (the reader, in the
-// order of the wire).
+// received advances the client's position in room (the ClientActor, as
+// it hands the message on).
 func (c *Client) received(l *link, room string, offset uint64) {
 	c.mu.Lock()
 	if pos := c.rooms[room]; pos != nil && pos.l == l && offset > pos.offset {
@@ -180,8 +180,8 @@ func (c *Client) received(l *link, room string, offset uint64) {
 }
 
 // joinAnswered updates the client's position from the answer m to a join,
-// if it is one (the reader, before any message of the room that follows
-// it). For an automatic re-join it returns the outcome to report.
+// if it is one (the reader, before the ClientActor sees any message of the
+// room that follows it on l: the room sends none before the answer). For an automatic re-join it returns the outcome to report.
 func (c *Client) joinAnswered(l *link, m *Message) (*RoomRecovered, bool) {
 	var bad error
 	defer func() {

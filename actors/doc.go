@@ -77,8 +77,8 @@
 // A join that carries an epoch and an offset is answered, in the room's
 // one turn, with the outcome (protocol.JoinResult) followed by the
 // replayed messages, so no live message comes between. The client side
-// (client_history.go) tracks (epoch, last offset) per room on its reader
-// goroutine, in wire order, and re-joins after every reconnect, reporting
+// (client_history.go) tracks (epoch, last offset handed on) per room and
+// re-joins after every reconnect, reporting
 // OnRecover / *RoomRecovered from the ClientActor.
 //
 // The root package marmot wraps all this behind a friendlier
