@@ -1,6 +1,7 @@
 package marmot_test
 
 import (
+	"encoding/json"
 	"io"
 	"net"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/gorilla/websocket"
 
 	"github.com/marmotws/marmot"
 )
@@ -363,4 +365,77 @@ func (p *tcpProxy) kill() {
 		_ = c.Close()
 	}
 	p.conns = nil
+}
+
+// Recovery as a hand-written marmot.json.v1 peer does it, following
+// PROTOCOL.md section 6.5: the join's reply gives the epoch, a later join
+// with (epoch, offset) gets the outcome and then the missed messages.
+func TestRoomRecoverOnTheWire(t *testing.T) {
+	gone := make(chan marmot.ClientID, 1)
+	s := startServer(t, marmot.ServerConfig{RoomIdle: time.Hour, RoomHistory: marmot.HistoryConfig{Size: 10},
+		ServerEvents: marmot.ServerEvents{
+			OnClientDisconnected: func(info marmot.ClientInfo, _ *marmot.CloseError) { gone <- info.ID },
+		}})
+	read := func(ws *websocket.Conn) string {
+		t.Helper()
+		_, got, err := ws.ReadMessage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(got)
+	}
+	write := func(ws *websocket.Conn, msg string) {
+		t.Helper()
+		if err := ws.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ws := dial(t, s.URL(), "marmot.json.v1")
+	_ = ws.SetReadDeadline(time.Now().Add(waitTimeout))
+	write(ws, `{"v":1,"kind":"request","id":1,"name":"marmot.join","room":"r"}`)
+	var reply struct {
+		ID      uint64 `json:"id"`
+		Payload string `json:"payload"`
+	}
+	if err := json.Unmarshal([]byte(read(ws)), &reply); err != nil || reply.ID != 1 {
+		t.Fatalf("join reply %+v, %v", reply, err)
+	}
+	var res struct {
+		Epoch  string `json:"epoch"`
+		Offset uint64 `json:"offset"`
+	}
+	if err := json.Unmarshal([]byte(reply.Payload), &res); err != nil || res.Epoch == "" || res.Offset != 0 {
+		t.Fatalf("join result %q: %+v, %v", reply.Payload, res, err)
+	}
+	if _, err := s.Publish("r", []byte("one")); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := read(ws), `{"v":1,"kind":"data","room":"r","offset":1,"payload":"one"}`; got != want {
+		t.Fatalf("got %s, want %s", got, want)
+	}
+	_ = ws.Close()
+	recv(t, gone, "the first connection's end")
+	for _, p := range []string{"two", "three"} {
+		if _, err := s.Publish("r", []byte(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	ws2 := dial(t, s.URL(), "marmot.json.v1")
+	_ = ws2.SetReadDeadline(time.Now().Add(waitTimeout))
+	write(ws2, `{"v":1,"kind":"request","id":1,"name":"marmot.join","room":"r","offset":1,"epoch":"`+res.Epoch+`"}`)
+	for _, want := range []string{
+		`{"v":1,"kind":"reply","id":1,"payload":"{\"epoch\":\"` + res.Epoch + `\",\"offset\":3,\"recover\":{\"recovered\":true,\"missed\":2}}"}`,
+		`{"v":1,"kind":"data","room":"r","offset":2,"payload":"two"}`,
+		`{"v":1,"kind":"data","room":"r","offset":3,"payload":"three"}`,
+	} {
+		if got := read(ws2); got != want {
+			t.Fatalf("got  %s\nwant %s", got, want)
+		}
+	}
+	// A stale epoch: told, nothing replayed.
+	write(ws2, `{"v":1,"kind":"request","id":2,"name":"marmot.join","room":"other","offset":1,"epoch":"stale"}`)
+	if got := read(ws2); !strings.Contains(got, `\"recover\":{\"recovered\":false,\"missed\":-1,\"reason\":\"epoch changed\"}`) {
+		t.Fatalf("stale epoch: got %s", got)
+	}
 }
