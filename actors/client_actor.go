@@ -379,9 +379,11 @@ func (a *ClientActor) dialed(ctx actor.Context, m *dialDone) {
 		c.sys.Root.Send(l.pid, &clientLinkLost{l: l, err: err})
 		c.live.Done()
 	})
+	// Re-join before the state says connected, so that a Join racing with
+	// the reconnect finds the room re-joined (or being) on l.
+	c.rejoin(l)
 	a.setState(StateConnected)
 	a.answerConnect(nil)
-	c.rejoin(l)
 	if f := c.cfg.Events.OnConnect; f != nil {
 		c.safeCall("OnConnect", f)
 	}

@@ -54,7 +54,9 @@ type joinReq struct {
 
 // join sends a join of room, remembering the room for re-joins, and waits
 // for the answer. A room already joined on the current connection (the
-// automatic re-join got there first) is not joined twice.
+// automatic re-join got there first) is not joined twice; one joined on a
+// previous connection is re-joined, recovering, as the automatic re-join
+// would (its outcome goes to OnRecover).
 func (c *Client) join(ctx context.Context, room string) error {
 	l := c.link()
 	if l == nil || c.State() != StateConnected {
@@ -64,7 +66,15 @@ func (c *Client) join(ctx context.Context, room string) error {
 		return ErrRawMode
 	}
 	c.mu.Lock()
-	if pos := c.rooms[room]; pos != nil && pos.l == l {
+	if pos := c.rooms[room]; pos != nil {
+		// A room the client is in, or was in before a reconnect: never a
+		// fresh join, which would skip what it missed without a word.
+		if pos.l != l {
+			if err := c.rejoinOne(l, room, pos); err != nil {
+				c.mu.Unlock()
+				return err
+			}
+		}
 		ready := pos.ready
 		c.mu.Unlock()
 		if ready == nil {
@@ -151,22 +161,32 @@ func (c *Client) rejoin(l *link) {
 		if pos.l == l {
 			continue
 		}
-		pos.settle(ErrNotConnected)
-		pos.l = l
-		pos.ready = make(chan struct{})
-		c.nextReq++
-		id := c.nextReq
-		c.noteJoin(id, joinReq{room: room, rejoin: true})
-		e := protocol.Envelope{Kind: protocol.KindRequest, ID: id, Name: protocol.RequestJoin, Room: room}
-		if pos.epoch != "" {
-			e.Epoch, e.Offset = pos.epoch, pos.offset
-		}
-		if err := l.sendEnvelope(&e); err != nil {
-			delete(c.joins, id)
-			pos.settle(err)
-			failed = append(failed, &RoomError{Room: room, Op: "join", Err: err})
+		if err := c.rejoinOne(l, room, pos); err != nil {
+			failed = append(failed, err)
 		}
 	}
+}
+
+// rejoinOne sends the re-join of room on l, asking to recover from pos;
+// c.mu is held. On failure pos is left for the next connection.
+func (c *Client) rejoinOne(l *link, room string, pos *roomPos) error {
+	pos.settle(ErrNotConnected)
+	pos.l = l
+	pos.ready = make(chan struct{})
+	c.nextReq++
+	id := c.nextReq
+	c.noteJoin(id, joinReq{room: room, rejoin: true})
+	e := protocol.Envelope{Kind: protocol.KindRequest, ID: id, Name: protocol.RequestJoin, Room: room}
+	if pos.epoch != "" {
+		e.Epoch, e.Offset = pos.epoch, pos.offset
+	}
+	if err := l.sendEnvelope(&e); err != nil {
+		delete(c.joins, id)
+		pos.settle(err)
+		pos.l = nil
+		return &RoomError{Room: room, Op: "join", Err: err}
+	}
+	return nil
 }
 
 // received advances the client's position in room (the ClientActor, as
