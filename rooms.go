@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/marmotws/marmot/actors"
+	"github.com/marmotws/marmot/protocol"
 )
 
 // JoinRoom asks the server's actor (Server.PID) to add a client to a
@@ -21,6 +22,27 @@ type Publish = actors.Publish
 // RoomError ties a refused or failed room operation to its room; a
 // refusal by OnJoin or OnPublish wraps a *RemoteError with the reason.
 type RoomError = actors.RoomError
+
+// HistoryConfig bounds each room's history (ServerConfig.RoomHistory).
+type HistoryConfig = actors.HistoryConfig
+
+// HistoryStore keeps one room's history; see actors.HistoryStore.
+type HistoryStore = actors.HistoryStore
+
+// HistoryEntry is one message in a room's history.
+type HistoryEntry = actors.HistoryEntry
+
+// RoomRecovered is the outcome of a client's automatic re-join of a room
+// after a reconnect (ClientEvents.OnRecover; a user actor receives it).
+type RoomRecovered = actors.RoomRecovered
+
+// The reasons a recovery fails (RoomRecovered.Reason).
+const (
+	RecoverNoHistory    = protocol.RecoverNoHistory
+	RecoverEpochChanged = protocol.RecoverEpochChanged
+	RecoverOverflow     = protocol.RecoverOverflow
+	RecoverExpired      = protocol.RecoverExpired
+)
 
 // ErrInvalidRoom reports an empty, over-long (255 bytes) or non-UTF-8 room
 // name.
@@ -97,8 +119,9 @@ func (s *Server) Rooms() []string {
 // Join asks the server to add this client to room and waits for the
 // answer or ctx. A refusal by the server's OnJoin is a *RoomError wrapping
 // a *RemoteError whose Message is the reason. Room messages then arrive in
-// OnHandleCommand with m.Room and m.Offset set. Join again after a
-// reconnect (in OnConnect).
+// OnHandleCommand with m.Room and m.Offset set. After a reconnect the
+// client joins again by itself and recovers what it missed
+// (ClientEvents.OnRecover tells the outcome), until Leave.
 func (c *Client) Join(ctx context.Context, room string) error { return c.c.Join(ctx, room) }
 
 // Leave asks the server to remove this client from room and waits for the

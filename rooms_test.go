@@ -370,8 +370,9 @@ func TestRoomRawModeCannotJoin(t *testing.T) {
 	}
 }
 
-// Joining in OnConnect, as docs/ROOMS.md advises, puts a client back in its
-// room after every reconnect.
+// Joining in OnConnect, as docs/ROOMS.md advised before history, still
+// puts a client back in its room after every reconnect: the Join waits for
+// the automatic re-join rather than joining twice.
 func TestRoomRejoinInOnConnect(t *testing.T) {
 	ids := make(chan marmot.ClientID, 2)
 	gone := make(chan marmot.ClientID, 2)

@@ -106,6 +106,11 @@ type ServerConfig struct {
 	// that vet clients' room requests, OnJoin and OnPublish, are in
 	// ServerEvents.
 	RoomIdle time.Duration
+	// RoomHistory bounds the history each room keeps so that clients that
+	// reconnect recover what they missed (docs/ROOMS.md); off unless
+	// RoomHistory.Size > 0. A room's history ends with the room: keep
+	// RoomIdle above the outages clients should recover from.
+	RoomHistory HistoryConfig
 
 	// EncryptionConfig is the seed's AES encryption; off by default.
 	EncryptionConfig
@@ -243,6 +248,7 @@ func (s *Server) newHub() *actors.Hub {
 		Encryption:         s.enc,
 		ConnectionActor:    c.ConnectionActor,
 		RoomIdle:           c.RoomIdle,
+		RoomHistory:        c.RoomHistory,
 		Events:             c.ServerEvents,
 	})
 }

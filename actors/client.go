@@ -48,6 +48,11 @@ type Client struct {
 	// publishes maps the request ID of each unanswered Publish to its
 	// room, so that a refusal can be reported to OnError with the room.
 	publishes map[uint64]string
+	// rooms are the rooms joined with Join and not left, with where the
+	// client stands in each (re-joined after every reconnect); joins maps
+	// the request ID of each unanswered join to its room.
+	rooms map[string]*roomPos
+	joins map[uint64]joinReq
 
 	// core is the ClientActor's state; it lives here so it survives restarts.
 	core clientCore
@@ -369,16 +374,28 @@ func (c *Client) resolve(id uint64, r reqResult) bool {
 func (c *Client) early(in *inbound) {
 	m := in.msg
 	switch m.Kind {
+	case protocol.KindData, protocol.KindCommand:
+		return // room positions advance as the ClientActor hands messages on
+	}
+	if rec, ok := c.joinAnswered(in.l, m); ok {
+		in.recovered = rec
+		in.resolved = rec != nil
+	}
+	switch m.Kind {
 	case protocol.KindReply:
-		in.resolved = c.resolve(m.id, reqResult{payload: m.Payload}) || c.isPublish(m.id)
+		in.resolved = c.resolve(m.id, reqResult{payload: m.Payload}) || c.isPublish(m.id) || in.resolved
 	case protocol.KindError:
-		in.resolved = c.resolve(m.id, reqResult{err: &RemoteError{Code: m.code, Message: string(m.Payload)}}) || c.isPublish(m.id)
+		in.resolved = c.resolve(m.id, reqResult{err: &RemoteError{Code: m.code, Message: string(m.Payload)}}) || c.isPublish(m.id) || in.resolved
 	}
 }
 
 func (c *Client) failPending(err error) {
 	c.mu.Lock()
 	clear(c.publishes) // answers on a connection that is gone never come
+	clear(c.joins)
+	for _, pos := range c.rooms {
+		pos.settle(err)
+	}
 	for id, ch := range c.pending {
 		ch <- reqResult{err: err}
 		delete(c.pending, id)

@@ -379,6 +379,9 @@ func (a *ClientActor) dialed(ctx actor.Context, m *dialDone) {
 		c.sys.Root.Send(l.pid, &clientLinkLost{l: l, err: err})
 		c.live.Done()
 	})
+	// Re-join before the state says connected, so that a Join racing with
+	// the reconnect finds the room re-joined (or being) on l.
+	c.rejoin(l)
 	a.setState(StateConnected)
 	a.answerConnect(nil)
 	if f := c.cfg.Events.OnConnect; f != nil {
@@ -551,6 +554,16 @@ func (a *ClientActor) handleInbound(ctx actor.Context, in *inbound) {
 	}
 	switch m.Kind {
 	case protocol.KindReply, protocol.KindError:
+		if r := in.recovered; r != nil {
+			if m.Kind == protocol.KindError {
+				c.reportError(&RoomError{Room: r.Room, Op: "join", Err: &RemoteError{Code: m.code, Message: string(m.Payload)}})
+			}
+			if f := ev.OnRecover; f != nil {
+				c.safeCall("OnRecover", func() { f(r.Room, r.Recovered, r.Missed, r.Reason) })
+			}
+			a.toUser(ctx, r)
+			return
+		}
 		if room, ok := c.takePublish(m.id); ok {
 			if m.Kind == protocol.KindError {
 				c.reportError(&RoomError{Room: room, Op: "publish", Err: &RemoteError{Code: m.code, Message: string(m.Payload)}})
@@ -561,6 +574,12 @@ func (a *ClientActor) handleInbound(ctx actor.Context, in *inbound) {
 			c.reportError(fmt.Errorf("marmot: %s for unknown or expired request %d", m.Kind, m.id))
 		}
 		return
+	}
+	if m.Room != "" && m.Offset != 0 {
+		// Counted here, where it is handed on (input from a replaced
+		// connection was dropped above), so that a re-join asks for
+		// exactly what the application has not seen.
+		c.received(l, m.Room, m.Offset)
 	}
 	handler := ev.OnHandleCommand
 	if a.user != nil {

@@ -148,6 +148,13 @@ type ClientEvents struct {
 	// RetryFirstConnect it also reports the retries of Connect (the state
 	// stays StateConnecting then).
 	OnReconnecting func(attempt int, delay time.Duration)
+	// OnRecover runs when the automatic re-join of a room joined with
+	// Client.Join has been answered after a reconnect: recovered, missed
+	// messages follow (in order, before any live one); otherwise reason
+	// says why the gap cannot be filled (see RoomRecovered) and the
+	// application should resynchronise. It runs before the room's next
+	// message is handled.
+	OnRecover func(room string, recovered bool, missed int, reason string)
 	// OnReconnectFailed runs when a scheduled attempt fails to connect
 	// (dial, upgrade or encryption handshake), with the attempt's number
 	// and its error; another attempt follows unless MaxReconnectAttempts

@@ -12,16 +12,31 @@ import (
 // answer on, the room's messages arrive through OnHandleCommand (or the
 // user's actor) as *Message with Room and Offset set.
 //
-// Membership belongs to the connection: after a reconnect, join again (in
-// OnConnect, say); resuming rooms with what was missed is coming with room
-// history.
+// The client remembers the room and where it stands in it (the room's
+// epoch, the offset of the last message received) until Leave: after every
+// reconnect it joins again by itself, asking the server to replay what it
+// missed, and reports the outcome to ClientEvents.OnRecover (a user actor
+// receives a *RoomRecovered). Joining a room the client already is in on
+// the current connection returns nil at once.
 func (c *Client) Join(ctx context.Context, room string) error {
-	return c.roomRequest(ctx, protocol.RequestJoin, "join", room)
+	if err := checkRoom(room); err != nil {
+		return err
+	}
+	if err := c.join(ctx, room); err != nil {
+		if _, remote := err.(*RemoteError); remote {
+			return &RoomError{Room: room, Op: "join", Err: err}
+		}
+		return err
+	}
+	return nil
 }
 
 // Leave asks the server to remove this client from room and waits for its
 // answer or for ctx. Leaving a room the client is not in is not an error.
 func (c *Client) Leave(ctx context.Context, room string) error {
+	if checkRoom(room) == nil {
+		c.forget(room)
+	}
 	return c.roomRequest(ctx, protocol.RequestLeave, "leave", room)
 }
 

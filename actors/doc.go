@@ -72,6 +72,15 @@
 // client's link once it has taken effect. Membership lives in the room,
 // so it survives connection actor restarts; teardown leaves every room.
 //
+// With HubConfig.RoomHistory a room also appends each publish to its
+// HistoryStore (history.go; in memory), whose epoch names the room's run.
+// A join that carries an epoch and an offset is answered, in the room's
+// one turn, with the outcome (protocol.JoinResult) followed by the
+// replayed messages, so no live message comes between. The client side
+// (client_history.go) tracks (epoch, last offset handed on) per room and
+// re-joins after every reconnect, reporting
+// OnRecover / *RoomRecovered from the ClientActor.
+//
 // The root package marmot wraps all this behind a friendlier
 // configuration; use this package directly when you want the actor PIDs.
 package actors

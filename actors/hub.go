@@ -96,7 +96,11 @@ type HubConfig struct {
 	// (<= 0: DefaultRoomIdle). A message published to it meanwhile starts
 	// the wait again.
 	RoomIdle time.Duration
-	Events   ServerEvents
+	// RoomHistory bounds the history each room keeps for members that
+	// reconnect (off unless Size > 0). A room's history ends with the
+	// room: keep RoomIdle above the outages clients should recover from.
+	RoomHistory HistoryConfig
+	Events      ServerEvents
 }
 
 // Hub accepts WebSocket connections and runs each as a ConnectionActor under

@@ -30,10 +30,13 @@ type inbound struct {
 	// error and the close code it calls for.
 	code     int32
 	resolved bool // a reply already handed to its waiting Request
-	size     int  // frame length as received (data may be dropped once opened)
-	msg      *Message
-	err      error
-	m        Message
+	// recovered is the outcome of a client's automatic re-join, set by the
+	// reader from the join's answer for the ClientActor to report.
+	recovered *RoomRecovered
+	size      int // frame length as received (data may be dropped once opened)
+	msg       *Message
+	err       error
+	m         Message
 }
 
 // TraceContext implements supervisor.Traced, so a handler panic's failure
@@ -206,6 +209,7 @@ func decodeInbound(l *link, in *inbound, id ClientID) (*Message, int, error) {
 		Meta:     env.Meta,
 		Room:     env.Room,
 		Offset:   env.Offset,
+		Epoch:    env.Epoch,
 		id:       env.ID,
 		code:     env.Code,
 		out:      l,

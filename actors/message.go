@@ -49,6 +49,9 @@ type Message struct {
 	// Offset is a room message's position in its room: 1, 2, 3... in the
 	// order the room's messages were published (0 when Room is empty).
 	Offset uint64
+	// Epoch is the room history's epoch a client's join asks to recover
+	// from (server side, room requests only; see protocol.JoinResult).
+	Epoch string
 
 	ctx     context.Context
 	id      uint64

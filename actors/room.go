@@ -1,6 +1,9 @@
 package actors
 
 import (
+	"bytes"
+	"errors"
+	"fmt"
 	"sort"
 	"sync/atomic"
 	"time"
@@ -27,6 +30,11 @@ type roomActor struct {
 	members map[ClientID]*conn
 	offset  uint64 // of the last message published
 
+	// epoch names this run of the room; hist, when history is on, holds
+	// its last messages (and then makes the epoch and the first offset).
+	epoch string
+	hist  HistoryStore
+
 	// The idle timer runs while the room is empty. It is the room's own
 	// rather than protoactor's ReceiveTimeout, whose timer goroutine
 	// writes the actor's context while the actor runs (a data race under
@@ -46,6 +54,11 @@ type (
 	roomJoin struct {
 		c     *conn
 		reqID uint64
+		// recover: the client asks for what it missed after from, of
+		// epoch (a client's re-join after a reconnect).
+		recover bool
+		epoch   string
+		from    uint64
 	}
 	roomLeave struct {
 		c     *conn
@@ -57,6 +70,7 @@ type (
 		meta  map[string]string
 		from  *conn // the publishing client, when reqID is set
 		reqID uint64
+		owned bool // data is the room's to keep (else history copies it)
 	}
 	roomMembers struct{}
 	// roomMemberList answers roomMembers.
@@ -72,7 +86,11 @@ func (r *roomActor) Receive(ctx actor.Context) {
 		r.entry.inflight.Add(-1)
 		err := r.join(m.c)
 		r.armIdle(ctx)
-		r.answer(ctx, m.c, m.reqID, 0, err)
+		if err != nil || m.reqID == 0 {
+			r.answer(ctx, m.c, m.reqID, 0, err)
+			break
+		}
+		r.answerJoin(ctx, m)
 	case *roomLeave:
 		r.entry.inflight.Add(-1)
 		r.leave(m.c)
@@ -133,6 +151,74 @@ func (r *roomActor) disarmIdle() {
 	}
 }
 
+// newRoomActor makes a room's actor, with its history store when history
+// is on. A fresh actor is a fresh run of the room, with a new epoch.
+func newRoomActor(h *Hub, name string, e *roomEntry) *roomActor {
+	r := &roomActor{h: h, name: name, entry: e, members: make(map[ClientID]*conn)}
+	if cfg := h.cfg.RoomHistory; cfg.enabled() {
+		r.hist = NewMemoryHistory(cfg)
+		r.epoch, r.offset = r.hist.Epoch(), r.hist.Last()
+	} else {
+		r.epoch = newEpoch()
+	}
+	return r
+}
+
+// answerJoin answers a client's join with the room's epoch and offset and,
+// when it asked to recover, the outcome, followed by the messages it
+// missed. All of it is queued on the member's link in this one turn, so no
+// live message can come between the reply, the replay and what follows.
+func (r *roomActor) answerJoin(ctx actor.Context, m *roomJoin) {
+	res := protocol.JoinResult{Epoch: r.epoch, Offset: r.offset}
+	var replay []HistoryEntry
+	if m.recover {
+		res.Recover, replay = r.recovery(m)
+	}
+	e := protocol.Envelope{Kind: protocol.KindReply, ID: m.reqID, Payload: protocol.AppendJoinResult(nil, &res)}
+	_ = m.c.link.sendEnvelope(&e)
+	for i := range replay {
+		he := &replay[i]
+		set := preparedSet{name: he.Name, data: he.Data, room: r.name, offset: he.Offset}
+		if _, err := set.sendTo(m.c); err != nil {
+			break
+		}
+	}
+	if ctx.Sender() != nil {
+		ctx.Respond(&Ack{})
+	}
+}
+
+// recovery decides whether a re-joining client can be given every message
+// after m.from, and returns the outcome and those messages.
+func (r *roomActor) recovery(m *roomJoin) (*protocol.RecoverResult, []HistoryEntry) {
+	switch {
+	case m.epoch != r.epoch:
+		return &protocol.RecoverResult{Missed: -1, Reason: protocol.RecoverEpochChanged}, nil
+	case m.from > r.offset:
+		return &protocol.RecoverResult{Missed: -1, Reason: protocol.RecoverAhead}, nil
+	case m.from == r.offset:
+		return &protocol.RecoverResult{Recovered: true}, nil
+	}
+	missed := int(r.offset - m.from)
+	if r.hist == nil {
+		return &protocol.RecoverResult{Missed: missed, Reason: protocol.RecoverNoHistory}, nil
+	}
+	es, err := r.hist.Since(m.from, time.Now())
+	if err != nil {
+		reason := err.Error()
+		var gap *HistoryGap
+		if errors.As(err, &gap) {
+			reason = gap.Reason
+		}
+		return &protocol.RecoverResult{Missed: missed, Reason: reason}, nil
+	}
+	if len(es) != missed {
+		// A store that lost entries without saying so: never short silently.
+		return &protocol.RecoverResult{Missed: missed, Reason: protocol.RecoverOverflow}, nil
+	}
+	return &protocol.RecoverResult{Recovered: true, Missed: missed}, es
+}
+
 func (r *roomActor) join(c *conn) error {
 	c.roomMu.Lock()
 	defer c.roomMu.Unlock()
@@ -163,6 +249,15 @@ func (r *roomActor) leave(c *conn) {
 // broadcast's preparedSet), and returns how many members it was queued for.
 func (r *roomActor) publish(m *roomPublish) (int, error) {
 	r.offset++
+	if r.hist != nil {
+		data := m.data
+		if !m.owned {
+			data = bytes.Clone(data)
+		}
+		if err := r.hist.Append(HistoryEntry{Offset: r.offset, Name: m.name, Data: data, At: time.Now()}); err != nil {
+			r.h.reportError(0, fmt.Errorf("marmot: room %q history: %w", r.name, err))
+		}
+	}
 	set := preparedSet{name: m.name, data: m.data, meta: m.meta, room: r.name, offset: r.offset}
 	n := 0
 	for _, c := range r.members {

@@ -47,7 +47,7 @@ func (a *ConnectionActor) roomRequest(m *Message) {
 			}
 		}
 		e, err = h.roomRef(room, true)
-		msg = &roomJoin{c: c, reqID: id}
+		msg = &roomJoin{c: c, reqID: id, recover: m.Epoch != "", epoch: m.Epoch, from: m.Offset}
 	case protocol.RequestLeave:
 		e, err = h.roomRef(room, false)
 		msg = &roomLeave{c: c, reqID: id}
@@ -61,7 +61,7 @@ func (a *ConnectionActor) roomRequest(m *Message) {
 		e, err = h.roomRef(room, false)
 		// The payload lives in the frame's buffer, reused once m is
 		// released; the room fans it out later.
-		msg = &roomPublish{data: bytes.Clone(m.Payload), from: c, reqID: id}
+		msg = &roomPublish{data: bytes.Clone(m.Payload), from: c, reqID: id, owned: true}
 	}
 	switch {
 	case err != nil:

@@ -85,7 +85,7 @@ func (h *Hub) roomRef(name string, create bool) (*roomEntry, error) {
 		}
 		e = &roomEntry{name: name}
 		props := actor.PropsFromProducer(func() actor.Actor {
-			return &roomActor{h: h, name: name, entry: e, members: make(map[ClientID]*conn)}
+			return newRoomActor(h, name, e)
 		})
 		e.pid = h.sys.Root.SpawnPrefix(props, "room-")
 		h.rooms[name] = e

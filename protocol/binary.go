@@ -20,10 +20,11 @@ const (
 	flagCode   = 1 << 3
 	flagRoom   = 1 << 4
 	flagOffset = 1 << 5
-	// Bits 6 and 7 are free for further optional fields (the epoch of room
-	// history is the next). A decoder that predates a flag rejects the
-	// frame as malformed, so a new field can never be silently dropped.
-	flagReserved = 0xC0
+	flagEpoch  = 1 << 6
+	// Bit 7 is free for a further optional field. A decoder that predates
+	// a flag rejects the frame as malformed, so a new field can never be
+	// silently dropped.
+	flagReserved = 0x80
 
 	binaryHeaderLen = 3
 	// minMetaEntryLen is the smallest encoding of one meta entry: key
@@ -73,6 +74,10 @@ func (binaryCodec) Append(dst []byte, e *Envelope) ([]byte, error) {
 		flags |= flagOffset
 		n += uvarintLen(e.Offset)
 	}
+	if e.Epoch != "" {
+		flags |= flagEpoch
+		n += uvarintLen(uint64(len(e.Epoch))) + len(e.Epoch)
+	}
 
 	dst = slices.Grow(dst, n)
 	dst = append(dst, Version, byte(e.Kind), flags)
@@ -101,6 +106,10 @@ func (binaryCodec) Append(dst []byte, e *Envelope) ([]byte, error) {
 	}
 	if flags&flagOffset != 0 {
 		dst = binary.AppendUvarint(dst, e.Offset)
+	}
+	if flags&flagEpoch != 0 {
+		dst = binary.AppendUvarint(dst, uint64(len(e.Epoch)))
+		dst = append(dst, e.Epoch...)
 	}
 	return append(dst, e.Payload...), nil
 }
@@ -227,6 +236,28 @@ func (binaryCodec) Decode(msg []byte, e *Envelope) error {
 		}
 		e.Offset = v
 		p = p[n:]
+	}
+	if flags&flagEpoch != 0 {
+		l, n, err := readUvarint(p, "epoch length")
+		if err != nil {
+			return err
+		}
+		if l == 0 {
+			return fmt.Errorf("%w: epoch flag set but epoch is empty", ErrMalformed)
+		}
+		if err := checkEpochLen(l); err != nil {
+			return err
+		}
+		p = p[n:]
+		if uint64(len(p)) < l {
+			return fmt.Errorf("%w: truncated epoch", ErrMalformed)
+		}
+		epoch := p[:l]
+		if !utf8.Valid(epoch) {
+			return fmt.Errorf("%w: epoch is not valid UTF-8", ErrMalformed)
+		}
+		e.Epoch = string(epoch)
+		p = p[l:]
 	}
 	if len(p) > 0 {
 		// Cap the slice so that appending to Payload can never scribble

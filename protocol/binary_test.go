@@ -118,7 +118,7 @@ func TestBinaryDecodeErrors(t *testing.T) {
 		{"kind 0", "01 00 00", ErrUnknownKind},
 		{"kind 6", "01 06 00", ErrUnknownKind},
 		{"kind 255", "01 ff 00", ErrUnknownKind},
-		{"reserved flag bit 6", "01 01 40", ErrMalformed},
+		{"epoch flag without epoch", "01 01 40", ErrMalformed},
 		{"reserved flag bit 7", "01 01 80", ErrMalformed},
 		{"all flags", "01 01 ff", ErrMalformed},
 
@@ -139,7 +139,11 @@ func TestBinaryDecodeErrors(t *testing.T) {
 		{"offset missing", "01 01 30 01 61", ErrMalformed},
 		{"offset not minimal", "01 01 30 01 61 8100", ErrMalformed},
 		{"offset without room", "01 01 20 01", ErrInvalidEnvelope},
-		{"offset on request", "01 03 33 01 01 72 01 61 01", ErrInvalidEnvelope},
+		{"epoch without room", "01 01 40 01 65", ErrInvalidEnvelope},
+		{"epoch empty", "01 01 50 01 61 00", ErrMalformed},
+		{"epoch truncated", "01 01 50 01 61 02 65", ErrMalformed},
+		{"epoch over limit", "01 01 50 01 61 41", ErrInvalidEnvelope},
+		{"epoch bad UTF-8", "01 01 50 01 61 01 ff", ErrMalformed},
 		{"room on reply", "01 04 11 01 01 61", ErrInvalidEnvelope},
 
 		{"name empty", "01 02 02 00", ErrMalformed},

@@ -24,6 +24,9 @@ const (
 	// MaxRoomLen bounds Envelope.Room in bytes, for the same reason: a
 	// room name is an identifier, and the server keys a map by it.
 	MaxRoomLen = 255
+	// MaxEpochLen bounds Envelope.Epoch in bytes: an epoch is an opaque
+	// token the server made up, not data.
+	MaxEpochLen = 64
 	// MaxMetaEntries bounds len(Envelope.Meta); trace propagation needs two.
 	MaxMetaEntries = 32
 	// MaxMetaKeyLen bounds each Meta key in bytes.
@@ -161,10 +164,16 @@ type Envelope struct {
 	Room string
 	// Offset is the room message's position in its room: assigned by the
 	// server, increasing by one per message published to the room, from 1.
-	// It requires Room and is allowed on data and command envelopes only;
-	// 0 means absent. (History and recovery will pair it with an epoch,
-	// which a later flag bit carries.)
+	// On a RequestJoin it is the last offset the client received, to
+	// recover from (with Epoch). It requires Room; 0 means absent.
 	Offset uint64
+	// Epoch names one run of a room's history: it changes whenever the
+	// history is lost (the room ended and was created again, the store was
+	// reset), so that an Offset is only meaningful with its Epoch. A client
+	// sends it on a RequestJoin to recover what it missed since Offset;
+	// servers tell it in the join's reply (JoinResult). It requires Room.
+	// Valid UTF-8, at most MaxEpochLen bytes; empty means absent.
+	Epoch string
 	// Meta carries optional string headers, first of all W3C trace context
 	// (traceparent/tracestate). It has the shape of an OpenTelemetry
 	// propagation.MapCarrier, so propagation.MapCarrier(e.Meta) injects and
@@ -219,6 +228,12 @@ func (e *Envelope) validate(buf []metaKV, collect bool) ([]metaKV, error) {
 	}
 	if !utf8.ValidString(e.Room) {
 		return nil, fmt.Errorf("%w: room is not valid UTF-8", ErrInvalidEnvelope)
+	}
+	if err := checkEpochLen(uint64(len(e.Epoch))); err != nil {
+		return nil, err
+	}
+	if !utf8.ValidString(e.Epoch) {
+		return nil, fmt.Errorf("%w: epoch is not valid UTF-8", ErrInvalidEnvelope)
 	}
 	if len(e.Meta) == 0 {
 		return nil, nil
@@ -296,13 +311,19 @@ func (e *Envelope) validateKind() error {
 	if e.Room != "" && (e.Kind == KindReply || e.Kind == KindError) {
 		return fmt.Errorf("%w: %v envelope carries a room", ErrInvalidEnvelope, e.Kind)
 	}
-	if e.Offset != 0 {
-		if e.Room == "" {
-			return fmt.Errorf("%w: offset without a room", ErrInvalidEnvelope)
-		}
-		if e.Kind != KindData && e.Kind != KindCommand {
-			return fmt.Errorf("%w: %v envelope carries an offset", ErrInvalidEnvelope, e.Kind)
-		}
+	// Room is forbidden on replies and errors, so offset and epoch are too.
+	if e.Offset != 0 && e.Room == "" {
+		return fmt.Errorf("%w: offset without a room", ErrInvalidEnvelope)
+	}
+	if e.Epoch != "" && e.Room == "" {
+		return fmt.Errorf("%w: epoch without a room", ErrInvalidEnvelope)
+	}
+	return nil
+}
+
+func checkEpochLen(n uint64) error {
+	if n > MaxEpochLen {
+		return fmt.Errorf("%w: epoch is %d bytes, limit is %d", ErrInvalidEnvelope, n, MaxEpochLen)
 	}
 	return nil
 }

@@ -118,15 +118,16 @@ func FuzzJSONDecode(f *testing.F) {
 }
 
 func FuzzRoundTrip(f *testing.F) {
-	f.Add(uint8(KindRequest), uint64(7), "sum", uint32(0), "traceparent", traceparent, "", "", "", uint64(0), []byte("[1,2]"))
-	f.Add(uint8(KindError), uint64(1<<60), "", uint32(404), "a", "", "b", "\xff", "", uint64(0), []byte{0xff})
-	f.Add(uint8(KindData), uint64(0), "é\"\\\n", uint32(0), "", "", "", "", "", uint64(0), []byte("\x00\x01"))
-	f.Add(uint8(0), uint64(0), "", uint32(0), "", "", "", "", "", uint64(0), []byte(nil))
-	f.Add(uint8(KindCommand), uint64(0), "move", uint32(0), "", "", "", "", "game", uint64(300), []byte("e2e4"))
-	f.Add(uint8(KindData), uint64(0), "", uint32(0), "", "", "", "", "chat", uint64(1<<60), []byte("x"))
-	f.Add(uint8(KindRequest), uint64(1), RequestJoin, uint32(0), "", "", "", "", "chat", uint64(0), []byte(nil))
-	f.Fuzz(func(t *testing.T, kind uint8, id uint64, name string, code uint32, k1, v1, k2, v2, room string, offset uint64, payload []byte) {
-		e := Envelope{Kind: Kind(kind), ID: id, Name: name, Code: code, Room: room, Offset: offset, Payload: payload}
+	f.Add(uint8(KindRequest), uint64(7), "sum", uint32(0), "traceparent", traceparent, "", "", "", uint64(0), "", []byte("[1,2]"))
+	f.Add(uint8(KindError), uint64(1<<60), "", uint32(404), "a", "", "b", "\xff", "", uint64(0), "", []byte{0xff})
+	f.Add(uint8(KindData), uint64(0), "é\"\\\n", uint32(0), "", "", "", "", "", uint64(0), "", []byte("\x00\x01"))
+	f.Add(uint8(0), uint64(0), "", uint32(0), "", "", "", "", "", uint64(0), "", []byte(nil))
+	f.Add(uint8(KindCommand), uint64(0), "move", uint32(0), "", "", "", "", "game", uint64(300), "", []byte("e2e4"))
+	f.Add(uint8(KindData), uint64(0), "", uint32(0), "", "", "", "", "chat", uint64(1<<60), "", []byte("x"))
+	f.Add(uint8(KindRequest), uint64(1), RequestJoin, uint32(0), "", "", "", "", "chat", uint64(0), "", []byte(nil))
+	f.Add(uint8(KindRequest), uint64(2), RequestJoin, uint32(0), "", "", "", "", "chat", uint64(42), "e1", []byte(nil))
+	f.Fuzz(func(t *testing.T, kind uint8, id uint64, name string, code uint32, k1, v1, k2, v2, room string, offset uint64, epoch string, payload []byte) {
+		e := Envelope{Kind: Kind(kind), ID: id, Name: name, Code: code, Room: room, Offset: offset, Epoch: epoch, Payload: payload}
 		if k1 != "" || v1 != "" || k2 != "" || v2 != "" {
 			e.Meta = map[string]string{k1: v1, k2: v2}
 		}

@@ -117,6 +117,12 @@ var golden = []struct {
 		bin:  "01 03 13 01 0b 6d61726d6f742e6a6f696e 04 63686174",
 		json: `{"v":1,"kind":"request","id":1,"name":"marmot.join","room":"chat"}`,
 	},
+	{
+		name: "room-recover",
+		env:  Envelope{Kind: KindRequest, ID: 2, Name: RequestJoin, Room: "chat", Offset: 42, Epoch: "e1"},
+		bin:  "01 03 73 02 0b 6d61726d6f742e6a6f696e 04 63686174 2a 02 6531",
+		json: `{"v":1,"kind":"request","id":2,"name":"marmot.join","room":"chat","offset":42,"epoch":"e1"}`,
+	},
 }
 
 // goldenVector returns the golden vector called name.
@@ -145,7 +151,7 @@ func unhex(t testing.TB, s string) []byte {
 // encodings do.
 func equalEnvelope(a, b *Envelope) bool {
 	return a.Kind == b.Kind && a.ID == b.ID && a.Name == b.Name && a.Code == b.Code &&
-		a.Room == b.Room && a.Offset == b.Offset &&
+		a.Room == b.Room && a.Offset == b.Offset && a.Epoch == b.Epoch &&
 		bytes.Equal(a.Payload, b.Payload) &&
 		(len(a.Meta) == 0 && len(b.Meta) == 0 || maps.Equal(a.Meta, b.Meta))
 }

@@ -39,6 +39,7 @@ const (
 	jMeta
 	jRoom
 	jOffset
+	jEpoch
 	jPayload
 	jPayloadB64
 	jNumFields
@@ -53,6 +54,7 @@ var jsonFieldNames = [jNumFields]string{
 	jMeta:       "meta",
 	jRoom:       "room",
 	jOffset:     "offset",
+	jEpoch:      "epoch",
 	jPayload:    "payload",
 	jPayloadB64: "payload_b64",
 }
@@ -73,8 +75,8 @@ func (jsonCodec) Append(dst []byte, e *Envelope) ([]byte, error) {
 	}
 	// Grow once for the usual case of few escapes, rather than repeatedly
 	// while appending a large payload to a fresh buffer.
-	n := len(`{"v":1,"kind":"command","id":9007199254740991,"code":4294967295,"meta":{},"room":"","offset":9007199254740991,"payload_b64":""}`) +
-		len(e.Name) + 2 + len(e.Room) + 2
+	n := len(`{"v":1,"kind":"command","id":9007199254740991,"code":4294967295,"meta":{},"room":"","offset":9007199254740991,"epoch":"","payload_b64":""}`) +
+		len(e.Name) + 2 + len(e.Room) + 2 + len(e.Epoch) + 2
 	for _, kv := range meta {
 		n += len(kv.k) + len(kv.v) + 6
 	}
@@ -114,6 +116,10 @@ func (jsonCodec) Append(dst []byte, e *Envelope) ([]byte, error) {
 	if e.Offset != 0 {
 		dst = append(dst, `,"offset":`...)
 		dst = strconv.AppendUint(dst, e.Offset, 10)
+	}
+	if e.Epoch != "" {
+		dst = append(dst, `,"epoch":`...)
+		dst = appendJSONString(dst, e.Epoch)
 	}
 	if len(e.Payload) > 0 {
 		if utf8.Valid(e.Payload) {
@@ -384,6 +390,16 @@ func (jsonCodec) Decode(msg []byte, e *Envelope) error {
 			return fmt.Errorf("%w: \"offset\" exceeds 2^53-1", ErrMalformed)
 		}
 		e.Offset = off
+	}
+	if f = fields[jEpoch]; f.set {
+		if !f.isString(msg) {
+			return fmt.Errorf("%w: \"epoch\" is not a string", ErrMalformed)
+		}
+		epoch := stringContent(msg[f.start:f.end], f.escaped)
+		if err := checkEpochLen(uint64(len(epoch))); err != nil {
+			return err
+		}
+		e.Epoch = string(epoch)
 	}
 	fp, fb := fields[jPayload], fields[jPayloadB64]
 	switch {
