@@ -53,7 +53,6 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // upgrade admits r and upgrades it, running the secure handshake when the
 // hub encrypts. A refusal is answered, counted, traced and reported here.
 func (h *Hub) upgrade(w http.ResponseWriter, r *http.Request, up *upgradeSpan) (transport.Conn, *crypto.Session, bool) {
-	var t transport.Conn
 	if !h.admit() {
 		up.end("max_connections", nil)
 		h.refused.Add(1)
@@ -70,14 +69,13 @@ func (h *Hub) upgrade(w http.ResponseWriter, r *http.Request, up *upgradeSpan) (
 		h.reportError(0, err)
 		return nil, nil, false
 	}
-	ws, err := h.acceptor.Accept(w, r)
+	t, err := h.acceptor.Accept(w, r)
 	if err != nil {
 		h.admitted.Add(-1)
 		up.end("upgrade_failed", err)
 		h.reportError(0, fmt.Errorf("marmot: upgrade from %s failed: %w", r.RemoteAddr, err))
 		return nil, nil, false
 	}
-	t = ws
 	up.span.SetAttributes(AttrSubprotocol.String(t.Subprotocol()), AttrEncrypted.Bool(h.cfg.Encryption != nil))
 	var sess *crypto.Session
 	if enc := h.cfg.Encryption; enc != nil && enc.Profile == crypto.ProfileSecure {

@@ -229,21 +229,41 @@ func (c *Client) link() *link {
 	return c.current
 }
 
+// connected returns the current link, or ErrNotConnected unless the client
+// is connected.
+func (c *Client) connected() (*link, error) {
+	l := c.link()
+	if l == nil || c.State() != StateConnected {
+		return nil, ErrNotConnected
+	}
+	return l, nil
+}
+
+// envelopeLink is connected for what only an envelope carries (requests,
+// rooms): ErrRawMode on a raw-mode connection.
+func (c *Client) envelopeLink() (*link, error) {
+	l, err := c.connected()
+	if err == nil && l.codec == nil {
+		return nil, ErrRawMode
+	}
+	return l, err
+}
+
 // Send queues data for the server: a raw frame (text when valid UTF-8) or a
 // data envelope. It fails with ErrNotConnected while disconnected.
 func (c *Client) Send(data []byte) error {
-	l := c.link()
-	if l == nil || c.State() != StateConnected {
-		return ErrNotConnected
+	l, err := c.connected()
+	if err != nil {
+		return err
 	}
 	return l.sendData(data)
 }
 
 // SendRaw queues a raw frame of the given type (raw mode only).
 func (c *Client) SendRaw(t MessageType, data []byte) error {
-	l := c.link()
-	if l == nil || c.State() != StateConnected {
-		return ErrNotConnected
+	l, err := c.connected()
+	if err != nil {
+		return err
 	}
 	if l.codec != nil {
 		return fmt.Errorf("marmot: connection speaks %s, not raw frames", l.codec.Subprotocol())
@@ -253,9 +273,9 @@ func (c *Client) SendRaw(t MessageType, data []byte) error {
 
 // SendCommand queues a named command (envelope subprotocols only).
 func (c *Client) SendCommand(name string, payload []byte) error {
-	l := c.link()
-	if l == nil || c.State() != StateConnected {
-		return ErrNotConnected
+	l, err := c.connected()
+	if err != nil {
+		return err
 	}
 	return l.sendCommand(name, payload)
 }
@@ -264,9 +284,9 @@ func (c *Client) SendCommand(name string, payload []byte) error {
 // with an envelope subprotocol the server's process span continues the
 // trace.
 func (c *Client) SendContext(ctx context.Context, data []byte) error {
-	l := c.link()
-	if l == nil || c.State() != StateConnected {
-		return ErrNotConnected
+	l, err := c.connected()
+	if err != nil {
+		return err
 	}
 	return l.sendTraced(ctx, c.tel, "", data)
 }
@@ -277,9 +297,9 @@ func (c *Client) SendCommandContext(ctx context.Context, name string, payload []
 	if name == "" {
 		return ErrEmptyCommandName
 	}
-	l := c.link()
-	if l == nil || c.State() != StateConnected {
-		return ErrNotConnected
+	l, err := c.connected()
+	if err != nil {
+		return err
 	}
 	return l.sendTraced(ctx, c.tel, name, payload)
 }
@@ -304,12 +324,9 @@ func (c *Client) Request(ctx context.Context, name string, payload []byte) ([]by
 
 // request is Request, with the room of a room request.
 func (c *Client) request(ctx context.Context, name, room string, payload []byte) ([]byte, error) {
-	l := c.link()
-	if l == nil || c.State() != StateConnected {
-		return nil, ErrNotConnected
-	}
-	if l.codec == nil {
-		return nil, ErrRawMode
+	l, err := c.envelopeLink()
+	if err != nil {
+		return nil, err
 	}
 	ch := make(chan reqResult, 1)
 	c.mu.Lock()
@@ -330,7 +347,7 @@ func (c *Client) request(ctx context.Context, name, room string, payload []byte)
 		semconv.MessagingMessageIDKey.String(strconv.FormatUint(id, 10)),
 		semconv.MessagingMessageBodySizeKey.Int(len(payload)),
 	))
-	payload, err := c.awaitReply(ctx, l, ch, &protocol.Envelope{Kind: protocol.KindRequest, ID: id, Name: name,
+	payload, err = c.awaitReply(ctx, l, ch, &protocol.Envelope{Kind: protocol.KindRequest, ID: id, Name: name,
 		Room: room, Payload: payload, Meta: c.tel.inject(ctx, nil)})
 	if err != nil {
 		span.RecordError(err)

@@ -58,12 +58,9 @@ type joinReq struct {
 // previous connection is re-joined, recovering, as the automatic re-join
 // would (its outcome goes to OnRecover).
 func (c *Client) join(ctx context.Context, room string) error {
-	l := c.link()
-	if l == nil || c.State() != StateConnected {
-		return ErrNotConnected
-	}
-	if l.codec == nil {
-		return ErrRawMode
+	l, err := c.envelopeLink()
+	if err != nil {
+		return err
 	}
 	c.mu.Lock()
 	if pos := c.rooms[room]; pos != nil {
@@ -98,7 +95,7 @@ func (c *Client) join(ctx context.Context, room string) error {
 		delete(c.joins, id)
 		c.mu.Unlock()
 	}()
-	_, err := c.awaitReply(ctx, l, ch, &protocol.Envelope{Kind: protocol.KindRequest, ID: id, Name: protocol.RequestJoin, Room: room})
+	_, err = c.awaitReply(ctx, l, ch, &protocol.Envelope{Kind: protocol.KindRequest, ID: id, Name: protocol.RequestJoin, Room: room})
 	if err != nil {
 		c.mu.Lock()
 		if pos := c.rooms[room]; pos != nil && pos.l == l && pos.epoch == "" {

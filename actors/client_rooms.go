@@ -62,12 +62,9 @@ func (c *Client) Publish(room string, data []byte) error {
 	if err := checkRoom(room); err != nil {
 		return err
 	}
-	l := c.link()
-	if l == nil || c.State() != StateConnected {
-		return ErrNotConnected
-	}
-	if l.codec == nil {
-		return ErrRawMode
+	l, err := c.envelopeLink()
+	if err != nil {
+		return err
 	}
 	c.mu.Lock()
 	c.nextReq++
@@ -77,7 +74,7 @@ func (c *Client) Publish(room string, data []byte) error {
 	}
 	c.publishes[id] = room
 	c.mu.Unlock()
-	err := l.sendEnvelope(&protocol.Envelope{Kind: protocol.KindRequest, ID: id, Name: protocol.RequestPublish, Room: room, Payload: data})
+	err = l.sendEnvelope(&protocol.Envelope{Kind: protocol.KindRequest, ID: id, Name: protocol.RequestPublish, Room: room, Payload: data})
 	if err != nil {
 		c.takePublish(id)
 	}

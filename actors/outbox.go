@@ -309,13 +309,17 @@ func (o *outbox) write(batch []outFrame, deadline time.Time, onSent func([]byte)
 	// once that write succeeded.
 	t.BeginWrite(deadline, len(batch) > 1)
 	var outBytes, outMsgs int64
-	var wires [][]byte // written frames awaiting onSent
+	// Written frames awaiting onSent; the usual flush of a few frames
+	// needs no allocation for them.
+	var wireSpace [8][]byte
+	wires := wireSpace[:0]
 	// A sealed frame has been written (or copied into the batch) when
 	// WriteMessage returns, so one buffer serves the whole flush, unless
-	// onSent still has to see them.
+	// onSent still has to see several of them after it (a single frame's
+	// wire stays valid until the buffer goes back, after onSent).
 	var sealBuf *[]byte
 	encrypted := l.encrypted()
-	if encrypted && onSent == nil {
+	if encrypted && (onSent == nil || len(batch) == 1) {
 		sealBuf = sealBuffers.get()
 		defer sealBuffers.put(sealBuf)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"sort"
 	"sync/atomic"
 	"time"
@@ -259,17 +260,7 @@ func (r *roomActor) publish(m *roomPublish) (int, error) {
 		}
 	}
 	set := preparedSet{name: m.name, data: m.data, meta: m.meta, room: r.name, offset: r.offset}
-	n := 0
-	for _, c := range r.members {
-		ok, err := set.sendTo(c)
-		if err != nil {
-			return n, err
-		}
-		if ok {
-			n++
-		}
-	}
-	return n, nil
+	return set.fanOut(maps.Values(r.members))
 }
 
 // answer tells whoever asked: the client's marmot.* request on its link,

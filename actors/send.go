@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"fmt"
+	"iter"
 
 	"github.com/marmotws/marmot/internal/wsconn"
 	"github.com/marmotws/marmot/protocol"
@@ -149,11 +150,21 @@ func (h *Hub) broadcast(ctx context.Context, except ClientID, name string, data 
 	set := preparedSet{name: name, data: data, meta: h.tel.inject(ctx, nil)}
 	h.regMu.RLock()
 	defer h.regMu.RUnlock()
-	for id, c := range h.conns {
-		if id == except {
-			continue
+	return set.fanOut(func(yield func(*conn) bool) {
+		for id, c := range h.conns {
+			if id != except && !yield(c) {
+				return
+			}
 		}
-		ok, err := set.sendTo(c)
+	})
+}
+
+// fanOut queues the set's frame, in each connection's wire format, for
+// every connection of conns, and counts those that accepted it (a closing
+// connection does not): a broadcast's and a room publish's delivery.
+func (p *preparedSet) fanOut(conns iter.Seq[*conn]) (n int, err error) {
+	for c := range conns {
+		ok, err := p.sendTo(c)
 		if err != nil {
 			return n, err
 		}
@@ -165,7 +176,7 @@ func (h *Hub) broadcast(ctx context.Context, except ClientID, name string, data 
 }
 
 // sendTo queues the set's frame, in c's wire format, for c; it reports
-// whether c accepted it (a closing connection does not).
+// whether c accepted it.
 func (p *preparedSet) sendTo(c *conn) (bool, error) {
 	f, err := p.frameFor(c.link.codec)
 	if err != nil {
