@@ -369,6 +369,42 @@ func TestLogLevel(t *testing.T) {
 	})
 }
 
+// TestPanicLoggedOnce: a handler's panic is logged once, by the
+// supervisor ("actor failed", with its directive and restart count), not
+// a second time as "marmot error" when OnError is unset.
+func TestPanicLoggedOnce(t *testing.T) {
+	rec := &logRecorder{}
+	s := startServer(t, marmot.ServerConfig{
+		Logger: slog.New(rec),
+		ServerEvents: marmot.ServerEvents{OnHandleCommand: func(m *marmot.Message) {
+			if string(m.Payload) == "boom" {
+				panic("boom")
+			}
+			_ = m.Reply(m.Payload)
+		}},
+	})
+	ws := dial(t, s.URL(), "")
+	for _, p := range []string{"boom", "ping"} {
+		if err := ws.WriteMessage(websocket.TextMessage, []byte(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The restarted handler answers ping, so the failure has been handled
+	// (and logged) by then: the supervisor restarts before the next message.
+	if _, got, err := ws.ReadMessage(); err != nil || string(got) != "ping" {
+		t.Fatalf("read %q, %v", got, err)
+	}
+	count := map[string]int{}
+	rec.mu.Lock()
+	for _, r := range rec.records {
+		count[r.Message]++
+	}
+	rec.mu.Unlock()
+	if count["actor failed"] != 1 || count["marmot error"] != 0 {
+		t.Fatalf(`"actor failed" logged %d times, "marmot error" %d times; want 1 and 0`, count["actor failed"], count["marmot error"])
+	}
+}
+
 // closedAddr returns a loopback address nothing listens on.
 func closedAddr(t *testing.T) string {
 	t.Helper()

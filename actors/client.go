@@ -114,7 +114,7 @@ func NewClient(cfg ClientConfig) *Client {
 			if f.BudgetExhausted {
 				c.core.budgetOut.Store(true)
 			}
-			c.reportError(fmt.Errorf("%w: %w", ErrHandlerPanic, f.Err()))
+			c.rep.reportLogged(0, fmt.Errorf("%w: %w", ErrHandlerPanic, f.Err()))
 		},
 	})
 	ready := make(chan *actor.PID, 1)

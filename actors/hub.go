@@ -284,7 +284,8 @@ func (h *Hub) onFailure(f supervisor.Failure) {
 	if f.BudgetExhausted && c != nil {
 		c.budgetOut.Store(true)
 	}
-	h.reportError(id, fmt.Errorf("%w: %w", ErrHandlerPanic, f.Err()))
+	// The supervisor has logged the failure (Config.Logger).
+	h.rep.reportLogged(id, fmt.Errorf("%w: %w", ErrHandlerPanic, f.Err()))
 }
 
 func (h *Hub) reportError(id ClientID, err error) { h.rep.report(id, err) }

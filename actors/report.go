@@ -28,13 +28,22 @@ type reporter struct {
 }
 
 // report reports err, tied to the connection id (0: none).
-func (r *reporter) report(id ClientID, err error) {
+func (r *reporter) report(id ClientID, err error) { r.deliver(id, err, false) }
+
+// reportLogged reports an error that is in the log already: a handler's
+// panic, which the supervisor logs with its directive and restart count.
+// It is counted and reaches OnError, but is not logged a second time.
+func (r *reporter) reportLogged(id ClientID, err error) { r.deliver(id, err, true) }
+
+func (r *reporter) deliver(id ClientID, err error, logged bool) {
 	r.tel.countError(errorKind(err))
 	if id != 0 {
 		err = &ClientError{ClientID: id, Err: err}
 	}
 	if r.onError == nil {
-		r.log.Warn("marmot error", "err", err)
+		if !logged {
+			r.log.Warn("marmot error", "err", err)
+		}
 		return
 	}
 	r.log.Debug("marmot error", "err", err)
