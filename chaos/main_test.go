@@ -123,3 +123,28 @@ func readErr(c net.Conn) (int, error) {
 }
 
 func isReset(err error) bool { return errors.Is(err, syscall.ECONNRESET) }
+
+var errDeadline = os.ErrDeadlineExceeded
+
+// dialRefused dials addr, which must reset the connection before a byte
+// comes back: on loopback the RST may even beat the dial's return.
+func dialRefused(t *testing.T, addr string) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, guard)
+	if err == nil {
+		defer c.Close()
+		_ = c.SetReadDeadline(time.Now().Add(guard))
+		_, _ = c.Write([]byte("?"))
+		var n int
+		n, err = readErr(c)
+		if n != 0 {
+			t.Fatalf("%d bytes came back", n)
+		}
+		if err == io.EOF {
+			return
+		}
+	}
+	if !isReset(err) {
+		t.Fatalf("want a reset, got %v", err)
+	}
+}

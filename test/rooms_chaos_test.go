@@ -166,7 +166,7 @@ func roomsThroughResets(t *testing.T, clients, rooms, messages, rounds int) {
 			}
 		}
 	}
-	round := 0
+	round, start := 0, time.Now()
 	for k := 1; k <= perRoom; k++ {
 		// Rounds at a quarter, half and three quarters of the publishing;
 		// each starts once the previous one has fully recovered.
@@ -175,6 +175,7 @@ func roomsThroughResets(t *testing.T, clients, rooms, messages, rounds int) {
 				await(clients, fmt.Sprintf("round %d", round))
 			}
 			round++
+			t.Logf("%v: round %d at message %d", time.Since(start).Round(time.Millisecond), round, k)
 			if n := p.ResetAll(); n != clients {
 				t.Fatalf("round %d reset %d connections, want %d", round, n, clients)
 			}
