@@ -152,7 +152,11 @@ func (p *Proxy) serve(down net.Conn) {
 	c.end()
 }
 
+// bufs recycles the proxy's read buffers.
+var bufs = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
+
 type chunk struct {
+	buf *[]byte
 	b  []byte
 	at time.Time
 }
@@ -168,15 +172,18 @@ func (p *Proxy) direction(c *conn, dir int, src, dst net.Conn, wg *sync.WaitGrou
 	go func() {
 		defer close(q)
 		for {
-			buf := make([]byte, chunkSize)
-			n, err := src.Read(buf)
+			buf := bufs.Get().(*[]byte)
+			n, err := src.Read(*buf)
 			if n > 0 {
 				select {
-				case q <- chunk{buf[:n], time.Now()}:
+				case q <- chunk{buf, (*buf)[:n], time.Now()}:
 				case <-c.ctx.Done():
+					bufs.Put(buf)
 					readErr <- net.ErrClosed
 					return
 				}
+			} else {
+				bufs.Put(buf)
 			}
 			if err != nil {
 				readErr <- err
@@ -186,9 +193,12 @@ func (p *Proxy) direction(c *conn, dir int, src, dst net.Conn, wg *sync.WaitGrou
 	}()
 	write := func(b []byte) error { _, err := dst.Write(b); return err }
 	for ch := range q {
-		if _, err := c.pass(dir, ch.b, ch.at, time.Time{}, write); err != nil {
+		_, err := c.pass(dir, ch.b, ch.at, time.Time{}, write)
+		bufs.Put(ch.buf)
+		if err != nil {
 			c.end()
-			for range q { // let the reader finish
+			for ch := range q { // let the reader finish
+				bufs.Put(ch.buf)
 			}
 			return
 		}
