@@ -3,12 +3,15 @@ package test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/marmotws/marmot"
 	"github.com/marmotws/marmot/chaos"
@@ -57,6 +60,12 @@ func roomsThroughResets(t *testing.T, clients, rooms, messages, rounds int) {
 	t.Cleanup(func() { _ = p.Close() })
 	url := strings.Replace(s.URL(), s.Addr().String(), p.Addr().String(), 1)
 
+	// One actor system for every client: a system of its own per client
+	// (the default) costs megabytes, too much a thousand times over.
+	sys := actor.NewActorSystem(actor.WithDeadLetterThrottleInterval(50*time.Millisecond),
+		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return logger() }))
+	t.Cleanup(sys.Shutdown) // after the clients have closed
+
 	failures := make(chan string, 64)
 	fail := func(format string, a ...any) {
 		select {
@@ -71,7 +80,7 @@ func roomsThroughResets(t *testing.T, clients, rooms, messages, rounds int) {
 		m := &roomMember{room: "room-" + strconv.Itoa(i%rooms), next: 1, done: make(chan struct{})}
 		members[i] = m
 		c, err := marmot.NewClient(marmot.ClientConfig{
-			URL: url, Subprotocol: "marmot.v1", Logger: logger(),
+			URL: url, Subprotocol: "marmot.v1", Logger: logger(), ActorSystem: sys,
 			AutoReconnect: true, ReconnectStrategy: marmot.ReconnectFixed, ReconnectInterval: 20 * time.Millisecond,
 			ClientEvents: marmot.ClientEvents{
 				OnHandleCommand: func(msg *marmot.Message) {
