@@ -157,8 +157,8 @@ var bufs = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }
 
 type chunk struct {
 	buf *[]byte
-	b  []byte
-	at time.Time
+	b   []byte
+	at  time.Time
 }
 
 // direction forwards src to dst through c's faults: a reader goroutine
