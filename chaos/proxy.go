@@ -144,6 +144,13 @@ func (p *Proxy) serve(down net.Conn) {
 		rst(up)
 		return
 	}
+	p.mu.Lock()
+	closed := p.closed
+	p.mu.Unlock()
+	if closed { // Close's sweep may have missed it
+		c.end()
+		return
+	}
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go p.direction(c, dirUp, down, up, &wg)
