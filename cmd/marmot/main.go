@@ -4,6 +4,7 @@
 //
 //	marmot serve   [flags]       run an echo or broadcast server
 //	marmot connect [flags] URL   interactive client, like wscat
+//	marmot chaos   [flags]       fault-injecting TCP proxy
 //
 // Run "marmot serve -h" or "marmot connect -h" for the flags. Exit codes: 0
 // on success, 1 on a runtime failure, 2 on bad usage (unknown subcommand or
@@ -49,6 +50,8 @@ Usage:
   marmot serve   [flags]       run an echo or broadcast server
   marmot connect [flags] URL   connect to a server; stdin lines are sent,
                                incoming messages are printed
+  marmot chaos   [flags]       a TCP proxy that injects faults, with an
+                               HTTP control API (docs/FAULTS.md)
   marmot help                  show this help
 
 Run "marmot <command> -h" for the flags of a command.
@@ -70,6 +73,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runServe(ctx, args[1:], stdout, stderr)
 	case "connect":
 		return runConnect(ctx, args[1:], stdin, stdout, stderr)
+	case "chaos":
+		return runChaos(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
