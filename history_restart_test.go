@@ -296,8 +296,18 @@ func TestRoomRecoverAfterIdleEndWithBolt(t *testing.T) {
 			t.Fatalf("offset %d, want %d", m.Offset, i)
 		}
 	}
+	// A second member keeps the room alive while the client is away (a
+	// publish to a room that has ended goes nowhere), then leaves it.
+	keeper, _ := roomClient(t, r.s, "marmot.v1", nil)
+	recv(t, r.ids, "the keeper's connection") // not the client's reconnection
+	if err := keeper.Join(ctxTimeout(t), "r"); err != nil {
+		t.Fatal(err)
+	}
 	r.drop(t)
 	r.publish(t, 4, 8)
+	if err := keeper.Leave(ctxTimeout(t), "r"); err != nil {
+		t.Fatal(err)
+	}
 	waitFor(t, "the empty room to end", func() bool { return len(r.s.Rooms()) == 0 })
 	r.resume(t)
 	if v, ok := r.next(t).(marmot.RoomRecovered); !ok || !v.Recovered || v.Missed != 5 {
