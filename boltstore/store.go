@@ -105,7 +105,7 @@ func Open(path string, opts *Options) (*Store, error) {
 	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
 		return nil, fmt.Errorf("boltstore: open %s: is a directory", path)
 	}
-	db, err := bolt.Open(path, o.Mode, &bolt.Options{Timeout: o.Timeout, NoSync: o.NoSync})
+	db, err := openDB(path, o)
 	switch {
 	case errors.Is(err, berrors.ErrTimeout):
 		return nil, fmt.Errorf("%w: %s (waited %v)", ErrLocked, path, o.Timeout)
@@ -123,6 +123,13 @@ func Open(path string, opts *Options) (*Store, error) {
 		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
 	}
 	return s, nil
+}
+
+// openDB is bolt.Open, with a panic over a damaged file turned into
+// ErrCorrupt.
+func openDB(path string, o Options) (db *bolt.DB, err error) {
+	defer recoverCorrupt(&err)
+	return bolt.Open(path, o.Mode, &bolt.Options{Timeout: o.Timeout, NoSync: o.NoSync})
 }
 
 // Path returns the file's path.
