@@ -129,7 +129,7 @@ func Open(path string, opts *Options) (*Store, error) {
 // ErrCorrupt.
 func openDB(path string, o Options) (db *bolt.DB, err error) {
 	defer recoverCorrupt(&err)
-	return bolt.Open(path, o.Mode, &bolt.Options{Timeout: o.Timeout, NoSync: o.NoSync})
+	return bolt.Open(path, o.Mode, &bolt.Options{Timeout: o.Timeout, NoSync: o.NoSync, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 }
 
 // Path returns the file's path.

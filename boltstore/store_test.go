@@ -3,6 +3,7 @@ package boltstore_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -234,4 +235,35 @@ func TestCorruptRoom(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// BenchmarkAppend: one room's append, as a publish makes it, synced to
+// disk and with NoSync; and the memory store's for comparison.
+func BenchmarkAppend(b *testing.B) {
+	data := bytes.Repeat([]byte("x"), 100)
+	cfg := actors.HistoryConfig{Size: 1000}
+	run := func(b *testing.B, h actors.HistoryStore) {
+		b.ReportAllocs()
+		now := time.Now()
+		for i := range b.N {
+			if err := h.Append(actors.HistoryEntry{Offset: uint64(i) + 1, Data: data, At: now}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	for _, noSync := range []bool{false, true} {
+		b.Run(fmt.Sprintf("bolt/NoSync=%v", noSync), func(b *testing.B) {
+			s, err := boltstore.Open(filepath.Join(b.TempDir(), "h.db"), &boltstore.Options{NoSync: noSync})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			h, err := s.Open("r", cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			run(b, h)
+		})
+	}
+	b.Run("memory", func(b *testing.B) { run(b, actors.NewMemoryHistory(cfg)) })
 }
