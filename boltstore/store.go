@@ -31,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -72,6 +73,13 @@ type Options struct {
 type Store struct {
 	db   *bolt.DB
 	path string
+
+	// Writes go through the committer goroutine (commit.go).
+	writes    chan *commitReq
+	closing   chan struct{}
+	loopDone  chan struct{}
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // The file's layout: a bucket "rooms" holding one bucket per room, named
@@ -114,14 +122,16 @@ func Open(path string, opts *Options) (*Store, error) {
 	case err != nil:
 		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
 	}
-	s := &Store{db: db, path: path}
-	if err := s.update(func(tx *bolt.Tx) error {
+	if err := (&Store{db: db}).updateDB(func(tx *bolt.Tx) error {
 		_, err := tx.CreateBucketIfNotExists(roomsBucket)
 		return err
 	}); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
 	}
+	s := &Store{db: db, path: path, writes: make(chan *commitReq),
+		closing: make(chan struct{}), loopDone: make(chan struct{})}
+	go s.committer()
 	return s, nil
 }
 
@@ -136,26 +146,15 @@ func openDB(path string, o Options) (db *bolt.DB, err error) {
 func (s *Store) Path() string { return s.path }
 
 // Close closes the file; call it after the server has stopped. A room
-// that appends after it gets an error (its publish fails).
-func (s *Store) Close() error { return s.db.Close() }
-
-// update and view run a bbolt transaction, turning a panic of bbolt's on
-// a damaged page into ErrCorrupt rather than letting it take the room's
-// actor down (bbolt rolls the transaction back as the panic unwinds).
-func (s *Store) update(fn func(*bolt.Tx) error) (err error) {
-	defer recoverCorrupt(&err)
-	return s.db.Update(fn)
-}
-
-func (s *Store) view(fn func(*bolt.Tx) error) (err error) {
-	defer recoverCorrupt(&err)
-	return s.db.View(fn)
-}
-
-func recoverCorrupt(err *error) {
-	if p := recover(); p != nil {
-		*err = fmt.Errorf("%w: %v", ErrCorrupt, p)
-	}
+// that appends after it gets an error (its publish fails). Closing again
+// returns the first Close's result.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.closing)
+		<-s.loopDone
+		s.closeErr = s.db.Close()
+	})
+	return s.closeErr
 }
 
 // Open implements actors.HistoryBackend: it returns room's history as the

@@ -8,9 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
 	"go.uber.org/goleak"
 
 	"github.com/marmotws/marmot/actors"
@@ -266,4 +269,109 @@ func BenchmarkAppend(b *testing.B) {
 		})
 	}
 	b.Run("memory", func(b *testing.B) { run(b, actors.NewMemoryHistory(cfg)) })
+}
+
+// Writes committed as one group: when one fails (or panics), the others
+// still commit, each in its own transaction, and only the failing one
+// reports an error.
+func TestGroupCommit(t *testing.T) {
+	s := openStore(t, filepath.Join(t.TempDir(), "h.db"))
+	defer s.Close()
+	boom := errors.New("boom")
+	errs := boltstore.CommitGroupForTest(s,
+		boltstore.PutForTest("a"),
+		func(*bolt.Tx) error { return boom },
+		boltstore.PutForTest("b"),
+		func(*bolt.Tx) error { panic("damaged page") },
+	)
+	if errs[0] != nil || !errors.Is(errs[1], boom) || errs[2] != nil || !errors.Is(errs[3], boltstore.ErrCorrupt) {
+		t.Fatalf("outcomes %v", errs)
+	}
+	if !boltstore.HasForTest(s, "a") || !boltstore.HasForTest(s, "b") {
+		t.Fatal("a good write of the group was not committed")
+	}
+	// A group that succeeds commits all of it.
+	if errs := boltstore.CommitGroupForTest(s, boltstore.PutForTest("c"), boltstore.PutForTest("d")); errs[0] != nil || errs[1] != nil {
+		t.Fatalf("outcomes %v", errs)
+	}
+	if !boltstore.HasForTest(s, "c") || !boltstore.HasForTest(s, "d") {
+		t.Fatal("the group was not committed")
+	}
+}
+
+// Rooms appending at the same time (their writes grouped) each keep every
+// entry, in order, across a reopen.
+func TestConcurrentRooms(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "h.db")
+	s, err := boltstore.Open(path, nil) // synced: the case grouping is for
+	if err != nil {
+		t.Fatal(err)
+	}
+	const rooms, each = 8, 50
+	cfg := actors.HistoryConfig{Size: each}
+	now := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, rooms)
+	for i := range rooms {
+		h := openRoom(t, s, fmt.Sprintf("room-%d", i), cfg)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for off := uint64(1); off <= each; off++ {
+				e := actors.HistoryEntry{Offset: off, Data: []byte(strconv.FormatUint(off, 10)), At: now}
+				if off%2 == 0 {
+					e.Name = "cmd"
+				}
+				if err := h.Append(e); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, path)
+	defer s.Close()
+	for i := range rooms {
+		h := openRoom(t, s, fmt.Sprintf("room-%d", i), cfg)
+		if h.Last() != each {
+			t.Fatalf("room %d: last %d", i, h.Last())
+		}
+		wantSince(t, h, 0, now, 1, each)
+	}
+}
+
+// BenchmarkAppendRooms: rooms appending at the same time, synced; their
+// writes share transactions (and syncs).
+func BenchmarkAppendRooms(b *testing.B) {
+	s, err := boltstore.Open(filepath.Join(b.TempDir(), "h.db"), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	data := bytes.Repeat([]byte("x"), 100)
+	var n atomic.Int64
+	b.SetParallelism(16) // 32 rooms on 2 cores
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		h, err := s.Open(fmt.Sprintf("room-%d", n.Add(1)), actors.HistoryConfig{Size: 1000})
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		now := time.Now()
+		for off := uint64(1); pb.Next(); off++ {
+			if err := h.Append(actors.HistoryEntry{Offset: off, Data: data, At: now}); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }
