@@ -22,8 +22,9 @@
 // room that is never used again keeps its last entries (within Size and
 // Bytes) and a record of a few dozen bytes.
 //
-// Every append is a bbolt transaction, synced to disk before the room
-// delivers the message unless Options.NoSync is set. A Store serves one
+// Every append is synced to disk before the room delivers the message,
+// unless Options.NoSync is set; appends of several rooms that queue while
+// a transaction syncs share the next one (commit.go). A Store serves one
 // server at a time.
 package boltstore
 
