@@ -29,6 +29,10 @@ type HistoryConfig = actors.HistoryConfig
 // HistoryStore keeps one room's history; see actors.HistoryStore.
 type HistoryStore = actors.HistoryStore
 
+// HistoryBackend opens each room's HistoryStore (HistoryConfig.Backend):
+// nil keeps history in memory, boltstore.Store on disk.
+type HistoryBackend = actors.HistoryBackend
+
 // HistoryEntry is one message in a room's history.
 type HistoryEntry = actors.HistoryEntry
 

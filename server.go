@@ -108,8 +108,10 @@ type ServerConfig struct {
 	RoomIdle time.Duration
 	// RoomHistory bounds the history each room keeps so that clients that
 	// reconnect recover what they missed (docs/ROOMS.md); off unless
-	// RoomHistory.Size > 0. A room's history ends with the room: keep
-	// RoomIdle above the outages clients should recover from.
+	// RoomHistory.Size > 0. In memory (the default Backend) a room's
+	// history ends with the room: keep RoomIdle above the outages clients
+	// should recover from. On disk (package boltstore) it outlives the
+	// room and the server.
 	RoomHistory HistoryConfig
 
 	// EncryptionConfig is the seed's AES encryption; off by default.

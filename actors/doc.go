@@ -73,7 +73,10 @@
 // so it survives connection actor restarts; teardown leaves every room.
 //
 // With HubConfig.RoomHistory a room also appends each publish to its
-// HistoryStore (history.go; in memory), whose epoch names the room's run.
+// HistoryStore (history.go), whose epoch names the room's run: in memory
+// by default, or opened from HistoryConfig.Backend when the room's actor
+// starts (package boltstore keeps it on disk, so that a room created
+// again, after its idle end or a restart, continues its epoch and offsets).
 // A join that carries an epoch and an offset is answered, in the room's
 // one turn, with the outcome (protocol.JoinResult) followed by the
 // replayed messages, so no live message comes between. The client side

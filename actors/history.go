@@ -18,6 +18,24 @@ type HistoryConfig struct {
 	Bytes int
 	// TTL, when > 0, is how long a message is kept.
 	TTL time.Duration
+	// Backend opens each room's store. nil: in memory (NewMemoryHistory),
+	// where a room's history, epoch and offsets end with the room (after
+	// RoomIdle, or with the server). A persistent backend (package
+	// boltstore) keeps them across the room's end and the server's
+	// restart, so that a room created again continues its epoch and
+	// offsets.
+	Backend HistoryBackend
+}
+
+// HistoryBackend opens the history store of each room, once per run of
+// the room (when its actor starts). One server uses a backend at a time.
+type HistoryBackend interface {
+	// Open returns room's store, bounded by cfg: the history the backend
+	// already holds for room (its epoch and offsets continue) or, when it
+	// holds none, an empty one with a fresh epoch. An error leaves the
+	// room without history for this run: its publishes fail with the
+	// error, which is also reported to the server's OnError.
+	Open(room string, cfg HistoryConfig) (HistoryStore, error)
 }
 
 func (c HistoryConfig) enabled() bool { return c.Size > 0 }
@@ -39,8 +57,8 @@ func (g *HistoryGap) Error() string { return "marmot: history gap: " + g.Reason 
 // HistoryStore keeps one room's history. The room's actor is its only
 // user, so implementations need not be safe for concurrent use. The
 // in-memory store (NewMemoryHistory) is the default; a persistent one
-// would let a restarted server fill gaps (its Epoch and Last would then
-// outlive the process).
+// (HistoryConfig.Backend) lets a restarted server fill gaps: its Epoch and
+// Last outlive the process.
 type HistoryStore interface {
 	// Epoch names the run of history the store holds; it changes
 	// whenever history is lost.
@@ -49,15 +67,17 @@ type HistoryStore interface {
 	// room numbers its next message Last()+1.
 	Last() uint64
 	// Append adds the room's next message (e.Offset == Last()+1). It may
-	// drop the oldest entries to stay within its bounds.
+	// drop the oldest entries to stay within its bounds. On error nothing
+	// is added (Last is unchanged) and the room fails the publish.
 	Append(e HistoryEntry) error
 	// Since returns every entry after offset, in order, or a *HistoryGap
 	// when some of them are no longer kept. offset must not exceed Last.
 	Since(offset uint64, now time.Time) ([]HistoryEntry, error)
 }
 
-// newEpoch makes a random epoch: 16 hex digits.
-func newEpoch() string {
+// NewEpoch makes a random epoch, 16 hex digits, for a store that starts a
+// new run of history.
+func NewEpoch() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
@@ -86,7 +106,7 @@ const maxDropped = 8
 // NewMemoryHistory returns an empty in-memory store within cfg's bounds,
 // with a fresh random epoch.
 func NewMemoryHistory(cfg HistoryConfig) HistoryStore {
-	return &memoryHistory{cfg: cfg, epoch: newEpoch()}
+	return &memoryHistory{cfg: cfg, epoch: NewEpoch()}
 }
 
 func (m *memoryHistory) Epoch() string { return m.epoch }

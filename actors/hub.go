@@ -97,8 +97,9 @@ type HubConfig struct {
 	// the wait again.
 	RoomIdle time.Duration
 	// RoomHistory bounds the history each room keeps for members that
-	// reconnect (off unless Size > 0). A room's history ends with the
-	// room: keep RoomIdle above the outages clients should recover from.
+	// reconnect (off unless Size > 0). In memory (a nil Backend) a room's
+	// history ends with the room: keep RoomIdle above the outages clients
+	// should recover from; a persistent Backend keeps it.
 	RoomHistory HistoryConfig
 	Events      ServerEvents
 }

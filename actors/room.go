@@ -33,8 +33,11 @@ type roomActor struct {
 
 	// epoch names this run of the room; hist, when history is on, holds
 	// its last messages (and then makes the epoch and the first offset).
-	epoch string
-	hist  HistoryStore
+	// histErr is why a store that history needs could not be opened: the
+	// room's publishes fail with it.
+	epoch   string
+	hist    HistoryStore
+	histErr error
 
 	// The idle timer runs while the room is empty. It is the room's own
 	// rather than protoactor's ReceiveTimeout, whose timer goroutine
@@ -82,6 +85,7 @@ type (
 func (r *roomActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
+		r.openHistory()
 		r.armIdle(ctx)
 	case *roomJoin:
 		r.entry.inflight.Add(-1)
@@ -152,17 +156,31 @@ func (r *roomActor) disarmIdle() {
 	}
 }
 
-// newRoomActor makes a room's actor, with its history store when history
-// is on. A fresh actor is a fresh run of the room, with a new epoch.
+// newRoomActor makes a room's actor; its history opens when it starts.
 func newRoomActor(h *Hub, name string, e *roomEntry) *roomActor {
-	r := &roomActor{h: h, name: name, entry: e, members: make(map[ClientID]*conn)}
-	if cfg := h.cfg.RoomHistory; cfg.enabled() {
-		r.hist = NewMemoryHistory(cfg)
-		r.epoch, r.offset = r.hist.Epoch(), r.hist.Last()
-	} else {
-		r.epoch = newEpoch()
+	return &roomActor{h: h, name: name, entry: e, members: make(map[ClientID]*conn)}
+}
+
+// openHistory opens the room's history store when history is on, which
+// gives the room its epoch and last offset: in memory a fresh run, from a
+// persistent backend the run the room was in when it last ended. Without
+// history, or when the store cannot be opened, the room starts a fresh
+// epoch from offset 0.
+func (r *roomActor) openHistory() {
+	r.epoch = NewEpoch()
+	cfg := r.h.cfg.RoomHistory
+	if !cfg.enabled() {
+		return
 	}
-	return r
+	if cfg.Backend == nil {
+		r.hist = NewMemoryHistory(cfg)
+	} else if r.hist, r.histErr = cfg.Backend.Open(r.name, cfg); r.histErr != nil {
+		r.hist = nil
+		r.histErr = fmt.Errorf("marmot: room %q: open history: %w", r.name, r.histErr)
+		r.h.reportError(0, r.histErr)
+		return
+	}
+	r.epoch, r.offset = r.hist.Epoch(), r.hist.Last()
 }
 
 // answerJoin answers a client's join with the room's epoch and offset and,
@@ -248,17 +266,27 @@ func (r *roomActor) leave(c *conn) {
 
 // publish fans one message out, encoded once per wire format (the
 // broadcast's preparedSet), and returns how many members it was queued for.
+//
+// With history on, the message is appended first; when that fails the
+// publish fails (reported, and returned to the publisher) and nothing is
+// delivered, so every offset a member receives is one the history holds
+// and a recovery is never silently short.
 func (r *roomActor) publish(m *roomPublish) (int, error) {
-	r.offset++
+	if r.histErr != nil {
+		return 0, r.histErr
+	}
 	if r.hist != nil {
 		data := m.data
 		if !m.owned {
 			data = bytes.Clone(data)
 		}
-		if err := r.hist.Append(HistoryEntry{Offset: r.offset, Name: m.name, Data: data, At: time.Now()}); err != nil {
-			r.h.reportError(0, fmt.Errorf("marmot: room %q history: %w", r.name, err))
+		if err := r.hist.Append(HistoryEntry{Offset: r.offset + 1, Name: m.name, Data: data, At: time.Now()}); err != nil {
+			err = fmt.Errorf("marmot: room %q history: %w", r.name, err)
+			r.h.reportError(0, err)
+			return 0, err
 		}
 	}
+	r.offset++
 	set := preparedSet{name: m.name, data: m.data, meta: m.meta, room: r.name, offset: r.offset}
 	return set.fanOut(maps.Values(r.members))
 }

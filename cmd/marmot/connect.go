@@ -32,6 +32,7 @@ type connectFlags struct {
 	logLevel       logLevel
 	encrypt        *encryptFlags
 	trace          *traceFlags
+	join           joinFlag
 }
 
 func newConnectFlags(stderr io.Writer) (*flag.FlagSet, *connectFlags) {
@@ -52,7 +53,12 @@ With --subprotocol marmot.v1 or marmot.json.v1 (or --encrypt-key, whose
 default secure profile speaks marmot.v1), two line forms are special:
   /cmd NAME [payload]   send a named command
   /req NAME [payload]   send a request and print its reply as "< [reply] payload"
+  @ROOM text            publish text to a room
 ("marmot serve" answers "/req time" with its time and echoes the rest).
+Room messages print as "[room #offset] text". With --join the client joins
+those rooms at connect and, with --auto-reconnect, joins them again after
+every reconnect, recovering what it missed: "recovered room a: 3 missed",
+or "not recovered room a: REASON" when the server cannot fill the gap.
 Without a subprotocol (raw mode, and the compat encryption profile) every
 line is sent as it is, except that /cmd and /req lines are refused with a
 hint, as raw frames have no command names or requests.
@@ -73,6 +79,7 @@ Flags:
 	fs.Int64Var(&c.MaxMessageSize, "max-message-size", marmot.DefaultMaxMessageSize, "largest message accepted, and longest stdin line sent, in bytes")
 	fs.DurationVar(&f.requestTimeout, "request-timeout", 10*time.Second, "how long /req waits for its reply")
 	fs.Var(&f.logLevel, "log-level", "log `level`: debug, info, warn or error")
+	fs.Var(&f.join, "join", "join these `rooms` (comma-separated) at connect, and again after every reconnect (needs an envelope subprotocol)")
 	f.encrypt = addEncryptFlags(fs)
 	f.trace = addTraceFlags(fs)
 	return fs, f
@@ -123,6 +130,9 @@ func runConnect(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	}
 
 	s := &session{out: stdout, errw: stderr, wire: wireOf(f.cfg), ended: make(chan struct{}, 1)}
+	if len(f.join) > 0 && !s.wire.envelope() {
+		return usageError(fs, "flag -join needs a marmot envelope: add --subprotocol %s (or %s; not with the compat encryption profile)", protocol.SubprotocolBinary, protocol.SubprotocolJSON)
+	}
 	cfg := f.cfg
 	cfg.Logger = newLogger(stderr, f.logLevel.level)
 	cfg.LogLevel = f.logLevel.level
@@ -154,6 +164,13 @@ func runConnect(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		return exitFailure
 	}
 	fmt.Fprintf(stderr, "* connected to %s (%s)\n", client.URL(), s.wire)
+	for _, room := range f.join {
+		if err := client.Join(ctx, room); err != nil {
+			fmt.Fprintf(stderr, "! join %s: %v\n", room, err)
+			continue
+		}
+		fmt.Fprintf(stderr, "* joined room %s\n", room)
+	}
 	return s.loop(ctx, stdin, int(cfg.MaxMessageSize), f.requestTimeout)
 }
 
@@ -218,6 +235,9 @@ type session struct {
 func (s *session) events() marmot.ClientEvents {
 	return marmot.ClientEvents{
 		OnHandleCommand: s.print,
+		OnRecover: func(room string, recovered bool, missed int, reason string) {
+			printRecover(s.out, room, recovered, missed, reason)
+		},
 		OnDisconnect: func(r *marmot.CloseError) {
 			s.lastCode.Store(int64(r.Code))
 			// The error says what happened, in words and with the code:
@@ -268,6 +288,10 @@ func (s *session) attemptKind() string {
 // print shows one incoming message. Text goes out as it is; bytes that are
 // not UTF-8 are shown in hex so the terminal stays sane.
 func (s *session) print(m *marmot.Message) {
+	if m.Room != "" {
+		printRoom(s.out, m)
+		return
+	}
 	var b strings.Builder
 	b.WriteString("< ")
 	if m.Name != "" {
@@ -350,6 +374,15 @@ func (s *session) send(ctx context.Context, line string, envelope bool, reqTimeo
 	if line == "" {
 		return
 	}
+	if room, text, ok := strings.Cut(line, " "); strings.HasPrefix(room, "@") && ok {
+		if !envelope {
+			fmt.Fprintf(s.errw, "! %s not sent: %s\n", room, s.noEnvelopeHint("rooms"))
+			return
+		}
+		// A refusal comes back later, through OnError.
+		s.report("publish to "+room[1:], s.client.Publish(room[1:], []byte(text)))
+		return
+	}
 	verb, rest, _ := strings.Cut(line, " ")
 	if verb != "/cmd" && verb != "/req" {
 		s.report("send", s.client.Send([]byte(line)))
@@ -358,7 +391,7 @@ func (s *session) send(ctx context.Context, line string, envelope bool, reqTimeo
 	if !envelope {
 		// Sent as data, the line would come back from an echo server as
 		// if the command had been ignored; say what is missing instead.
-		fmt.Fprintf(s.errw, "! %s not sent: %s\n", verb, s.noEnvelopeHint())
+		fmt.Fprintf(s.errw, "! %s not sent: %s\n", verb, s.noEnvelopeHint("commands and requests"))
 		return
 	}
 	name, payload, _ := strings.Cut(rest, " ")
@@ -383,16 +416,16 @@ func (s *session) send(ctx context.Context, line string, envelope bool, reqTimeo
 	fmt.Fprintln(s.out, b.String())
 }
 
-// noEnvelopeHint explains why /cmd and /req cannot work on this connection
-// and what to do about it.
-func (s *session) noEnvelopeHint() string {
+// noEnvelopeHint explains why what (commands and requests, rooms) cannot
+// work on this connection and what to do about it.
+func (s *session) noEnvelopeHint(what string) string {
 	if s.wire.subprotocol == marmot.SubprotocolCompat {
-		return "commands and requests need a marmot envelope, and the compat encryption profile (" +
+		return what + " need a marmot envelope, and the compat encryption profile (" +
 			marmot.SubprotocolCompat + ") carries raw messages only; use the secure profile " +
-			"(--encrypt-profile secure, the default) to send them"
+			"(--encrypt-profile secure, the default) to use them"
 	}
-	return "commands and requests need a marmot envelope, and this connection is raw; " +
-		"reconnect with --subprotocol " + protocol.SubprotocolBinary + " (or " + protocol.SubprotocolJSON + ") to send them"
+	return what + " need a marmot envelope, and this connection is raw; " +
+		"reconnect with --subprotocol " + protocol.SubprotocolBinary + " (or " + protocol.SubprotocolJSON + ") to use them"
 }
 
 func (s *session) report(what string, err error) {

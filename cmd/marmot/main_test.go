@@ -454,7 +454,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"help"}, exitOK, "marmot serve"},
 		{[]string{"serve", "-h"}, exitOK, "-max-queue-bytes"},
 		{[]string{"serve", "--bogus"}, exitUsage, "flag provided but not defined: -bogus"},
-		{[]string{"serve", "--mode", "shout"}, exitUsage, `invalid value "shout" for flag -mode: want echo or broadcast`},
+		{[]string{"serve", "--mode", "shout"}, exitUsage, `invalid value "shout" for flag -mode: want echo, broadcast or rooms`},
 		{[]string{"serve", "--log-level", "loud"}, exitUsage, `invalid value "loud" for flag -log-level: want debug, info, warn or error`},
 		{[]string{"serve", "--max-connections", "many"}, exitUsage, `invalid value "many" for flag -max-connections`},
 		{[]string{"serve", "--max-connections", "0"}, exitUsage, "-max-connections: 0 is not allowed; use a negative value for unlimited"},

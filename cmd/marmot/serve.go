@@ -35,6 +35,7 @@ type serveFlags struct {
 	// metricsAddr, when set, serves Prometheus /metrics there.
 	metricsAddr string
 	trace       *traceFlags
+	history     *historyFlags
 }
 
 func newServeFlags(stderr io.Writer) (*flag.FlagSet, *serveFlags) {
@@ -46,7 +47,7 @@ func newServeFlags(stderr io.Writer) (*flag.FlagSet, *serveFlags) {
 		fs.PrintDefaults()
 	}
 	c := &f.cfg
-	fs.StringVar(&f.mode, "mode", modeEcho, "echo: every message goes back to its sender as it came, except a request named \"time\", answered with the server's time (RFC 3339); broadcast: every message goes to all clients, sender included, and a request is answered with the number of clients it reached")
+	fs.StringVar(&f.mode, "mode", modeEcho, "echo: every message goes back to its sender as it came, except a request named \"time\", answered with the server's time (RFC 3339); broadcast: every message goes to all clients, sender included, and a request is answered with the number of clients it reached; rooms: clients join rooms and publish to them, members receive (marmot connect --join), other messages are echoed")
 	fs.StringVar(&c.Addr, "addr", marmot.DefaultAddr, "listen address (host:port; port 0 picks a free one)")
 	fs.StringVar(&c.Path, "path", marmot.DefaultPath, "WebSocket endpoint path")
 	fs.IntVar(&c.MaxConnections, "max-connections", marmot.DefaultMaxConnections, "refuse connections beyond this many with HTTP 503 (negative: unlimited)")
@@ -63,6 +64,7 @@ func newServeFlags(stderr io.Writer) (*flag.FlagSet, *serveFlags) {
 	f.encrypt = addEncryptFlags(fs)
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on http://`host:port`/metrics (port 0 picks a free one; empty: no metrics endpoint)")
 	f.trace = addTraceFlags(fs)
+	f.history = addHistoryFlags(fs)
 
 	return fs, f
 }
@@ -76,8 +78,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if len(pos) > 0 {
 		return usageError(fs, "unexpected argument %q", pos[0])
 	}
-	if f.mode != modeEcho && f.mode != modeBroadcast {
-		return usageError(fs, "invalid value %q for flag -mode: want echo or broadcast", f.mode)
+	if f.mode != modeEcho && f.mode != modeBroadcast && f.mode != modeRooms {
+		return usageError(fs, "invalid value %q for flag -mode: want echo, broadcast or rooms", f.mode)
+	}
+	if err := f.history.check(); err != nil {
+		return usageError(fs, "%v", err)
 	}
 	// Zero means "use the default" in ServerConfig, so a literal 0 on the
 	// command line would silently become 1000 connections or a 30s
@@ -143,7 +148,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	// No OnError: the server already logs every error it reports at warn.
 	switch f.mode {
-	case modeEcho:
+	case modeEcho, modeRooms: // rooms: the room requests never reach the handler
 		cfg.OnHandleCommand = func(m *marmot.Message) {
 			logMessage(log, m)
 			if err := m.Reply(echoReply(m)); err != nil {
@@ -168,6 +173,16 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 	}
 
+	closeStore, err := f.history.apply(&cfg.RoomHistory)
+	if err != nil {
+		fmt.Fprintf(stderr, "marmot serve: %v\n", err)
+		return exitFailure
+	}
+	defer func() { // after Stop: no room writes any more
+		if err := closeStore(); err != nil {
+			log.Warn("closing the history store", "err", err)
+		}
+	}()
 	srv, err = marmot.NewServer(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "marmot serve: %v\n", err)
