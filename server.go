@@ -111,6 +111,11 @@ type ServerConfig struct {
 	// RoomHistory.Size > 0. A room's history ends with the room: keep
 	// RoomIdle above the outages clients should recover from.
 	RoomHistory HistoryConfig
+	// RoomPresence, when set, turns presence on for the rooms it returns
+	// true for: their members receive an event (ClientEvents.OnPresence)
+	// when a client joins or leaves, and clients may ask who is in them
+	// (Client.Presence). See docs/ROOMS.md.
+	RoomPresence func(room string) bool
 
 	// EncryptionConfig is the seed's AES encryption; off by default.
 	EncryptionConfig
@@ -249,6 +254,7 @@ func (s *Server) newHub() *actors.Hub {
 		ConnectionActor:    c.ConnectionActor,
 		RoomIdle:           c.RoomIdle,
 		RoomHistory:        c.RoomHistory,
+		RoomPresence:       c.RoomPresence,
 		Events:             c.ServerEvents,
 	})
 }

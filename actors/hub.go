@@ -100,7 +100,12 @@ type HubConfig struct {
 	// reconnect (off unless Size > 0). A room's history ends with the
 	// room: keep RoomIdle above the outages clients should recover from.
 	RoomHistory HistoryConfig
-	Events      ServerEvents
+	// RoomPresence, when set, says which rooms have presence (see
+	// docs/ROOMS.md): their members are sent an event when a client
+	// joins or leaves, and clients may ask who is in them. It is asked
+	// once when a room starts, and for each client's presence request.
+	RoomPresence func(room string) bool
+	Events       ServerEvents
 }
 
 // Hub accepts WebSocket connections and runs each as a ConnectionActor under
