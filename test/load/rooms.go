@@ -141,8 +141,12 @@ func runPublish(ctx context.Context, t target, o publishOpts) []*Result {
 	if len(paths)+kindPhase > 255 {
 		return fail("at most %d rounds", (255-kindPhase)/2)
 	}
-	ctx, cancel := context.WithTimeout(ctx, t.MaxDuration)
+	// --max-duration bounds the dialling and each phase on its own: a
+	// run has 2×Rounds phases.
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	dctx, dcancel := context.WithTimeout(ctx, t.MaxDuration)
+	defer dcancel()
 
 	d := newDialer(t)
 	d.envelope = true
@@ -151,9 +155,9 @@ func runPublish(ctx context.Context, t target, o publishOpts) []*Result {
 	defer closeAll(conns)
 	recv := make([]pubReceiver, o.Members)
 	var joinErr atomic.Value
-	err := dialAll(ctx, d, o.Members, t.DialConc, func(i int, c *conn) {
+	err := dialAll(dctx, d, o.Members, t.DialConc, func(i int, c *conn) {
 		conns[i] = c
-		jr, _, err := joinRoom(ctx, c, loadRoom, "", 0)
+		jr, _, err := joinRoom(dctx, c, loadRoom, "", 0)
 		if err != nil {
 			joinErr.CompareAndSwap(nil, fmt.Errorf("member %d: %w", i, err))
 		}
@@ -165,11 +169,12 @@ func runPublish(ctx context.Context, t target, o publishOpts) []*Result {
 	if err, _ := joinErr.Load().(error); err != nil {
 		return fail("%v", err)
 	}
-	pub, err := d.dial(ctx)
+	pub, err := d.dial(dctx)
 	if err != nil {
 		return fail("dial publisher: %v", err)
 	}
 	conns[o.Members] = pub
+	dcancel()
 
 	var (
 		stopping atomic.Bool
@@ -280,6 +285,7 @@ func runPublish(ctx context.Context, t target, o publishOpts) []*Result {
 	var reqID uint64
 	for p, path := range paths {
 		r := res[p]
+		pctx, pcancel := context.WithTimeout(ctx, t.MaxDuration)
 		cpu0 := t.cpu()
 		starts[p] = time.Now()
 		for seq := range o.Count {
@@ -290,21 +296,26 @@ func runPublish(ctx context.Context, t target, o publishOpts) []*Result {
 				e = protocol.Envelope{Kind: protocol.KindRequest, ID: reqID, Name: protocol.RequestPublish, Room: loadRoom, Payload: payload}
 			}
 			frame = envelopeFrame(frame, &e)
-			if err := pub.ws.Write(ctx, websocket.MessageBinary, frame); err != nil {
+			if err := pub.ws.Write(pctx, websocket.MessageBinary, frame); err != nil {
 				r.addErr("send #%d: %v", seq, err)
 				break
 			}
 		}
+		timedOut := false
 		select {
 		case <-done[p]:
-		case <-ctx.Done():
-			r.addErr("%d of %d members complete when the %v limit ended the run", complete[p].Load(), o.Members, t.MaxDuration)
+		case <-pctx.Done():
+			timedOut = true
+			r.addErr("%d of %d members complete when the %v limit ended the phase", complete[p].Load(), o.Members, t.MaxDuration)
 		}
+		pcancel()
 		if t.PID != 0 {
 			r.ServerCPUms = float64(t.cpu()-cpu0) / 1e6
 		}
 		fmt.Fprintf(os.Stderr, "phase %d/%d  %-12s done\n", p+1, len(paths), path)
-		if ctx.Err() != nil {
+		if timedOut {
+			// What is still in flight would distort the next phase.
+			res[p].addErr("stopped after this phase")
 			break
 		}
 	}
