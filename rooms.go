@@ -40,6 +40,21 @@ type HistoryEntry = actors.HistoryEntry
 // after a reconnect (ClientEvents.OnRecover; a user actor receives it).
 type RoomRecovered = actors.RoomRecovered
 
+// RoomPresence tells a member of a room with presence that another client
+// joined or left it (ClientEvents.OnPresence; a user actor receives it).
+type RoomPresence = actors.RoomPresence
+
+// RoomMembers asks the server's actor (Server.PID) who is in a room; it
+// is answered with a *MemberList.
+type RoomMembers = actors.RoomMembers
+
+// MemberList answers RoomMembers: the members' IDs, in increasing order.
+type MemberList = actors.MemberList
+
+// ErrNoPresence is the reason a client's Presence is refused for a room
+// without presence (ServerConfig.RoomPresence).
+var ErrNoPresence = actors.ErrNoPresence
+
 // The reasons a recovery fails (RoomRecovered.Reason).
 const (
 	RecoverNoHistory    = protocol.RecoverNoHistory
@@ -135,3 +150,12 @@ func (c *Client) Leave(ctx context.Context, room string) error { return c.c.Leav
 // Publish queues data for room's members without waiting; a refusal by
 // the server's OnPublish goes to OnError as a *RoomError.
 func (c *Client) Publish(room string, data []byte) error { return c.c.Publish(room, data) }
+
+// Presence asks the server who is in room and waits for the answer or
+// ctx: the members' IDs, in increasing order. Only rooms the server
+// turned presence on for (ServerConfig.RoomPresence) answer; others refuse
+// with a *RoomError (code 403). Events received after the answer
+// (ClientEvents.OnPresence) apply on top of it. Raw mode: ErrRawMode.
+func (c *Client) Presence(ctx context.Context, room string) ([]ClientID, error) {
+	return c.c.Presence(ctx, room)
+}

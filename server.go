@@ -113,6 +113,11 @@ type ServerConfig struct {
 	// should recover from. On disk (package boltstore) it outlives the
 	// room and the server.
 	RoomHistory HistoryConfig
+	// RoomPresence, when set, turns presence on for the rooms it returns
+	// true for: their members receive an event (ClientEvents.OnPresence)
+	// when a client joins or leaves, and clients may ask who is in them
+	// (Client.Presence). See docs/ROOMS.md.
+	RoomPresence func(room string) bool
 
 	// EncryptionConfig is the seed's AES encryption; off by default.
 	EncryptionConfig
@@ -251,6 +256,7 @@ func (s *Server) newHub() *actors.Hub {
 		ConnectionActor:    c.ConnectionActor,
 		RoomIdle:           c.RoomIdle,
 		RoomHistory:        c.RoomHistory,
+		RoomPresence:       c.RoomPresence,
 		Events:             c.ServerEvents,
 	})
 }

@@ -581,6 +581,10 @@ func (a *ClientActor) handleInbound(ctx actor.Context, in *inbound) {
 		// exactly what the application has not seen.
 		c.received(l, m.Room, m.Offset)
 	}
+	if isPresenceEvent(m) {
+		a.presence(ctx, m)
+		return
+	}
 	handler := ev.OnHandleCommand
 	if a.user != nil {
 		handler = func(m *Message) { a.user.Receive(userContext{Context: ctx, msg: m}) }

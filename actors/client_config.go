@@ -155,6 +155,11 @@ type ClientEvents struct {
 	// application should resynchronise. It runs before the room's next
 	// message is handled.
 	OnRecover func(room string, recovered bool, missed int, reason string)
+	// OnPresence runs when another client joins or leaves a room this
+	// client is in, if the server turned presence on for the room (see
+	// Client.Presence), in the room's order among its messages. A user
+	// actor also receives it, as a *RoomPresence.
+	OnPresence func(room string, client ClientID, joined bool)
 	// OnReconnectFailed runs when a scheduled attempt fails to connect
 	// (dial, upgrade or encryption handshake), with the attempt's number
 	// and its error; another attempt follows unless MaxReconnectAttempts

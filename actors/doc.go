@@ -84,6 +84,13 @@
 // re-joins after every reconnect, reporting
 // OnRecover / *RoomRecovered from the ClientActor.
 //
+// Rooms for which HubConfig.RoomPresence returns true have presence
+// (room_presence.go): the room itself sends the other members a
+// marmot.presence command on every join and leave, in its one turn and so
+// in its order, and answers a client's marmot.presence request with the
+// member list; the ClientActor (client_presence.go) reports the events to
+// OnPresence / *RoomPresence instead of the handler.
+//
 // The root package marmot wraps all this behind a friendlier
 // configuration; use this package directly when you want the actor PIDs.
 package actors

@@ -101,7 +101,12 @@ type HubConfig struct {
 	// history ends with the room: keep RoomIdle above the outages clients
 	// should recover from; a persistent Backend keeps it.
 	RoomHistory HistoryConfig
-	Events      ServerEvents
+	// RoomPresence, when set, says which rooms have presence (see
+	// docs/ROOMS.md): their members are sent an event when a client
+	// joins or leaves, and clients may ask who is in them. It is asked
+	// once when a room starts, and for each client's presence request.
+	RoomPresence func(room string) bool
+	Events       ServerEvents
 }
 
 // Hub accepts WebSocket connections and runs each as a ConnectionActor under

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"sort"
 	"sync/atomic"
 	"time"
 
@@ -38,6 +37,10 @@ type roomActor struct {
 	epoch   string
 	hist    HistoryStore
 	histErr error
+
+	// presence: members are told of joins and leaves (HubConfig.RoomPresence;
+	// see room_presence.go).
+	presence bool
 
 	// The idle timer runs while the room is empty. It is the room's own
 	// rather than protoactor's ReceiveTimeout, whose timer goroutine
@@ -76,9 +79,13 @@ type (
 		reqID uint64
 		owned bool // data is the room's to keep (else history copies it)
 	}
-	roomMembers struct{}
-	// roomMemberList answers roomMembers.
-	roomMemberList struct{ ids []ClientID }
+	// roomMembers asks who is in the room: a client's marmot.presence
+	// (c and reqID set; answered on its link), or an actor (answered with
+	// a *MemberList).
+	roomMembers struct {
+		c     *conn
+		reqID uint64
+	}
 )
 
 // Receive implements actor.Actor.
@@ -86,11 +93,16 @@ func (r *roomActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		r.openHistory()
+		r.presence = r.h.presenceOn(r.name)
 		r.armIdle(ctx)
 	case *roomJoin:
 		r.entry.inflight.Add(-1)
+		was := r.members[m.c.id] == m.c
 		err := r.join(m.c)
 		r.armIdle(ctx)
+		if err == nil && !was {
+			r.announce(m.c, protocol.PresenceJoin)
+		}
 		if err != nil || m.reqID == 0 {
 			r.answer(ctx, m.c, m.reqID, 0, err)
 			break
@@ -98,7 +110,9 @@ func (r *roomActor) Receive(ctx actor.Context) {
 		r.answerJoin(ctx, m)
 	case *roomLeave:
 		r.entry.inflight.Add(-1)
-		r.leave(m.c)
+		if r.leave(m.c) {
+			r.announce(m.c, protocol.PresenceLeave)
+		}
 		r.armIdle(ctx)
 		r.answer(ctx, m.c, m.reqID, 0, nil)
 	case *roomPublish:
@@ -108,12 +122,7 @@ func (r *roomActor) Receive(ctx actor.Context) {
 		r.answer(ctx, m.from, m.reqID, n, err)
 	case *roomMembers:
 		r.entry.inflight.Add(-1)
-		ids := make([]ClientID, 0, len(r.members))
-		for id := range r.members {
-			ids = append(ids, id)
-		}
-		sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
-		ctx.Respond(&roomMemberList{ids: ids})
+		r.answerMembers(ctx, m)
 		r.armIdle(ctx)
 	case *roomIdleTick:
 		if m.gen != r.idleGen || len(r.members) != 0 {
@@ -254,14 +263,16 @@ func (r *roomActor) join(c *conn) error {
 	return nil
 }
 
-func (r *roomActor) leave(c *conn) {
+// leave removes c and reports whether it was a member.
+func (r *roomActor) leave(c *conn) bool {
 	if r.members[c.id] != c {
-		return
+		return false
 	}
 	delete(r.members, c.id)
 	c.roomMu.Lock()
 	delete(c.rooms, r.name)
 	c.roomMu.Unlock()
+	return true
 }
 
 // publish fans one message out, encoded once per wire format (the

@@ -8,14 +8,14 @@ import (
 )
 
 // isRoomRequest reports whether m is one of the room requests the server
-// answers itself (protocol.RequestJoin, RequestLeave, RequestPublish);
-// they never reach the application's handler.
+// answers itself (protocol.RequestJoin, RequestLeave, RequestPublish,
+// RequestPresence); they never reach the application's handler.
 func isRoomRequest(m *Message) bool {
 	if m.Kind != protocol.KindRequest {
 		return false
 	}
 	switch m.Name {
-	case protocol.RequestJoin, protocol.RequestLeave, protocol.RequestPublish:
+	case protocol.RequestJoin, protocol.RequestLeave, protocol.RequestPublish, protocol.RequestPresence:
 		return true
 	}
 	return false
@@ -62,12 +62,19 @@ func (a *ConnectionActor) roomRequest(m *Message) {
 		// The payload lives in the frame's buffer, reused once m is
 		// released; the room fans it out later.
 		msg = &roomPublish{data: bytes.Clone(m.Payload), from: c, reqID: id, owned: true}
+	case protocol.RequestPresence:
+		if !h.presenceOn(room) {
+			_ = m.ReplyError(RoomCodeRefused, ErrNoPresence.Error())
+			return
+		}
+		e, err = h.roomRef(room, false)
+		msg = &roomMembers{c: c, reqID: id}
 	}
 	switch {
 	case err != nil:
 		_ = m.ReplyError(RoomCodeFailed, err.Error())
 	case e == nil:
-		_ = m.Reply(nil) // no such room: nothing to leave, nobody to publish to
+		_ = m.Reply(nil) // no such room: nothing to leave, nobody to publish to, no members
 	default:
 		h.sys.Root.Send(e.pid, msg)
 	}

@@ -250,7 +250,7 @@ func (h *Hub) publish(room, name string, data []byte) (n int, err error) {
 // Members returns the members of room, ordered by ID (nil when the room
 // does not exist).
 func (h *Hub) Members(room string) []ClientID {
-	e, _ := h.roomRef(room, false)
+	e, _ := h.prepMembers(room)
 	if e == nil {
 		return nil
 	}
@@ -258,7 +258,7 @@ func (h *Hub) Members(room string) []ClientID {
 	if err != nil {
 		return nil
 	}
-	return res.(*roomMemberList).ids
+	return res.(*MemberList).IDs
 }
 
 // Rooms returns the names of the live rooms, sorted. A room lives from its

@@ -48,6 +48,8 @@ func (s *ServerActor) Receive(ctx actor.Context) {
 	case *Publish:
 		e, msg, err := s.hub.prepPublish(m.Room, m.Name, m.Data)
 		forwardRoom(ctx, e, msg, err)
+	case *RoomMembers:
+		s.hub.membersOf(ctx, m)
 	case *SendTo:
 		var err error
 		if m.Name != "" {

@@ -123,6 +123,18 @@ var golden = []struct {
 		bin:  "01 03 73 02 0b 6d61726d6f742e6a6f696e 04 63686174 2a 02 6531",
 		json: `{"v":1,"kind":"request","id":2,"name":"marmot.join","room":"chat","offset":42,"epoch":"e1"}`,
 	},
+	{
+		name: "room-presence",
+		env:  Envelope{Kind: KindRequest, ID: 3, Name: RequestPresence, Room: "chat"},
+		bin:  "01 03 13 03 0f 6d61726d6f742e70726573656e6365 04 63686174",
+		json: `{"v":1,"kind":"request","id":3,"name":"marmot.presence","room":"chat"}`,
+	},
+	{
+		name: "room-presence-event",
+		env:  Envelope{Kind: KindCommand, Name: CommandPresence, Room: "chat", Payload: []byte(`{"event":"join","client":7}`)},
+		bin:  "01 02 12 0f 6d61726d6f742e70726573656e6365 04 63686174 7b226576656e74223a226a6f696e222c22636c69656e74223a377d",
+		json: `{"v":1,"kind":"command","name":"marmot.presence","room":"chat","payload":"{\"event\":\"join\",\"client\":7}"}`,
+	},
 }
 
 // goldenVector returns the golden vector called name.

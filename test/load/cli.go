@@ -302,7 +302,9 @@ func summary(r *Result) string {
 	switch r.Scenario {
 	case "echo":
 		s = fmt.Sprintf("%9.0f msgs/s  p50 %6.0f µs  p99 %6.0f µs  srv %.2f µs/msg", r.MsgsPerSec, r.P50, r.P99, r.CPUPerMsgUs)
-	case "broadcast":
+	case "recover":
+		s = fmt.Sprintf("caught up %d in %.0f ms  %d bytes  lost %d ooo %d", r.Deliveries, r.Seconds*1e3, r.Bytes, r.Lost, r.OutOfOrder)
+	case "broadcast", "publish":
 		s = fmt.Sprintf("%9.0f deliv/s  p50 %7.0f µs  p99 %7.0f µs  srv %.2f µs/deliv  lost %d dup %d ooo %d",
 			r.DeliveriesPerSec, r.P50, r.P99, r.CPUPerMsgUs, r.Lost, r.Duplicated, r.OutOfOrder)
 	case "connections":

@@ -31,6 +31,21 @@ func metricsOf(scenario string) []metric {
 			{"p99 µs", func(r *Result) float64 { return r.P99 }},
 			{"server CPU µs/delivery", func(r *Result) float64 { return r.CPUPerMsgUs }},
 		}
+	case "publish":
+		return []metric{
+			{"deliveries/s", func(r *Result) float64 { return r.DeliveriesPerSec }},
+			{"p50 µs", func(r *Result) float64 { return r.P50 }},
+			{"p99 µs", func(r *Result) float64 { return r.P99 }},
+			{"server CPU µs/delivery", func(r *Result) float64 { return r.CPUPerMsgUs }},
+		}
+	case "recover":
+		return []metric{
+			{"catch-up ms", func(r *Result) float64 { return r.Seconds * 1e3 }},
+			{"msgs/s", func(r *Result) float64 { return r.DeliveriesPerSec }},
+			{"bytes received", func(r *Result) float64 { return float64(r.Bytes) }},
+			{"bytes/msg", func(r *Result) float64 { return float64(r.Bytes) / float64(max(r.Count, 1)) }},
+			{"server CPU ms", func(r *Result) float64 { return r.ServerCPUms }},
+		}
 	case "connections":
 		return []metric{
 			{"server KiB/conn", func(r *Result) float64 { return r.KiBPerConn }},
@@ -130,7 +145,7 @@ func correctnessLabel(scenario string) string {
 	switch scenario {
 	case "echo":
 		return "mismatched / errors (all runs)"
-	case "broadcast":
+	case "broadcast", "publish", "recover":
 		return "lost / dup / out-of-order / errors (all runs)"
 	}
 	return "sample echoed / connected / errors (all runs)"
@@ -152,7 +167,7 @@ func correctness(scenario string, rs []*Result) string {
 	switch scenario {
 	case "echo":
 		return fmt.Sprintf("%d / %d", bad, errs)
-	case "broadcast":
+	case "broadcast", "publish", "recover":
 		return fmt.Sprintf("%d / %d / %d / %d", lost, dup, ooo, errs+bad)
 	}
 	return fmt.Sprintf("%d of %d / %d of %d / %d", ok, sample, connected, conns, errs)

@@ -194,3 +194,43 @@ func TestEncrypted(t *testing.T) {
 		}
 	})
 }
+
+// TestRoomsScenarios runs tiny versions of publish and recover against
+// marmot in-process: every member gets every message of both paths, and
+// the recovering client every missed one, in order.
+func TestRoomsScenarios(t *testing.T) {
+	ctx := context.Background()
+	t.Run("publish", func(t *testing.T) {
+		rs := runPublish(ctx, inProcess(t, "marmot", modeBroadcast), publishOpts{Members: 5, Count: 30, Size: 64, Rounds: 2})
+		if len(rs) != 4 {
+			t.Fatalf("%d results, want 4", len(rs))
+		}
+		for _, r := range rs {
+			checkClean(t, r)
+			if r.Deliveries != 5*30 || r.DeliveriesPerSec == 0 {
+				t.Errorf("%s round %d: %d deliveries, %.0f/s; want 150", r.Impl, r.Round, r.Deliveries, r.DeliveriesPerSec)
+			}
+		}
+		if rs[0].Impl != pathPublish || rs[1].Impl != pathBroadcast || rs[2].Impl != pathBroadcast || rs[3].Impl != pathPublish {
+			t.Errorf("phases not interleaved: %s %s %s %s", rs[0].Impl, rs[1].Impl, rs[2].Impl, rs[3].Impl)
+		}
+	})
+	t.Run("recover", func(t *testing.T) {
+		s, err := startServer(serverOpts{Impl: "marmot", Addr: "127.0.0.1:0", Mode: modeBroadcast, History: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Close)
+		tg := target{URL: s.URL(), Impl: "marmot", Sources: 8, DialConc: 8, MaxDuration: 15 * time.Second}
+		r := runRecover(ctx, tg, recoverOpts{Missed: 100, Size: 64}, "r")
+		checkClean(t, r)
+		if r.Deliveries != 100 || r.Bytes < 100*64 {
+			t.Errorf("recovered %d messages in %d bytes; want 100 in at least 6400", r.Deliveries, r.Bytes)
+		}
+		// Beyond the history: the client is told, never silently short.
+		r = runRecover(ctx, tg, recoverOpts{Missed: 101, Size: 64}, "r2")
+		if r.OK() || !strings.Contains(strings.Join(r.Errors, ";"), "not recovered") {
+			t.Errorf("a gap beyond the history went unreported: %+v", *r)
+		}
+	})
+}

@@ -11,6 +11,8 @@
 //	load echo        --impl marmot --clients 100 --size 64 --duration 5s [--window 1]
 //	load broadcast   --impl marmot --receivers 1000 --count 200 --size 64
 //	load connections --impl marmot --conns 19000 --sample 100
+//	load publish     --receivers 1000 --count 200 --size 64 [--rounds 5]
+//	load recover     --missed 10000 --size 64 [--rounds 5]
 //	load compare     --scenario echo --clients 100 --size 64 --duration 5s [--rounds 3]
 //	load compare     --all
 //	load compare     --encryption [--rounds 3]
@@ -39,6 +41,8 @@ func usage() {
   load echo        (--impl X | --url ws://...) --clients 100 --size 64 --duration 5s --window 1 [--encrypt]
   load broadcast   (--impl X | --url ws://...) --receivers 1000 --count 200 --size 64 [--encrypt]
   load connections (--impl X | --url ws://...) --conns 19000 --sample 100
+  load publish     --receivers 1000 --count 200 --size 64 --rounds 5   (room publish and Broadcast, same clients, interleaved)
+  load recover     --missed 10000 --size 64 --rounds 5
   load compare     --scenario echo|broadcast|connections [scenario flags] --rounds 3 --impls marmot,gorilla,gws
   load compare     --all
   load compare     --encryption    (marmot+gcm against marmot, 1 KiB messages)
@@ -58,6 +62,8 @@ func main() {
 		err = serverMain(args)
 	case "echo", "broadcast", "connections":
 		err = scenarioMain(cmd, args)
+	case "publish", "recover":
+		err = roomsMain(cmd, args)
 	case "compare":
 		err = compareMain(args)
 	case "-h", "--help", "help":

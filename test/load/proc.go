@@ -167,10 +167,13 @@ func (c *child) stop() error {
 // 127.0.0.3, ...) so that tens of thousands of connections do not exhaust
 // one address's ephemeral ports.
 type dialer struct {
-	url     string
-	secure  *secureClient // nil: plain connections
-	clients []*http.Client
-	next    atomic.Uint64
+	url    string
+	secure *secureClient // nil: plain connections
+	// envelope offers marmot.v1 on plain connections too (the rooms
+	// scenarios speak envelopes); the secure profile always does.
+	envelope bool
+	clients  []*http.Client
+	next     atomic.Uint64
 }
 
 // newDialer makes a dialer for t's server with t.Sources source addresses;
@@ -206,6 +209,9 @@ func newDialer(t target) *dialer {
 func (d *dialer) dial(ctx context.Context) (*conn, error) {
 	hc := d.clients[d.next.Add(1)%uint64(len(d.clients))]
 	opts := &websocket.DialOptions{HTTPClient: hc, CompressionMode: websocket.CompressionDisabled}
+	if d.envelope {
+		opts.Subprotocols = []string{protocol.SubprotocolBinary}
+	}
 	if d.secure != nil {
 		opts.Subprotocols = []string{protocol.SubprotocolBinary}
 		opts.HTTPHeader = http.Header{marmot.HeaderEncryption: {"secure"}}

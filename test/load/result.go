@@ -35,6 +35,9 @@ type Result struct {
 	OutOfOrder       int64   `json:"out_of_order"`
 	WorstClient      string  `json:"worst_client,omitempty"` // "lost/dup/ooo" of the receiver with most problems
 
+	// recover: bytes the recovering client received (frames as on the wire)
+	Bytes int64 `json:"bytes,omitempty"`
+
 	// latency (echo: round trip; broadcast: send to delivery), µs
 	P50 float64 `json:"p50_us,omitempty"`
 	P90 float64 `json:"p90_us,omitempty"`

@@ -40,6 +40,7 @@ type serverOpts struct {
 	Encrypt bool   // marmot only: secure profile, AES-256-GCM
 	Key     string // the passphrase when Encrypt
 	KDFIter uint32 // PBKDF2 iterations when Encrypt; 0: marmot's default
+	History int    // marmot: messages of history each room keeps (0: none)
 }
 
 // testServer is one running server under test.
@@ -76,6 +77,7 @@ func serverMain(args []string) error {
 	fs.StringVar(&o.Mode, "mode", modeEcho, "echo or broadcast")
 	fs.BoolVar(&o.Encrypt, "encrypt", false, "marmot: secure-profile AES-256-GCM encryption")
 	fs.StringVar(&o.Key, "key", defaultKey, "marmot: encryption passphrase with --encrypt")
+	fs.IntVar(&o.History, "history-size", 0, "marmot: messages of history each room keeps (rooms: clients join and publish with marmot.v1)")
 	kdfIter := fs.Uint("kdf-iterations", 0, "marmot: PBKDF2 iterations with --encrypt (0: marmot's default; clients accept 100000 and up)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the server's whole run to this file")
 	memProfile := fs.String("memprofile", "", "write an allocation profile (allocs) to this file on exit")
@@ -151,6 +153,7 @@ func startMarmot(o serverOpts) (testServer, error) {
 		Logger:             slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		LogLevel:           slog.LevelWarn,
 		ServerEvents:       marmot.ServerEvents{OnHandleCommand: handler},
+		RoomHistory:        marmot.HistoryConfig{Size: o.History},
 	}
 	if o.Encrypt {
 		// Mode and key size are spelled out, not left to defaults: the
