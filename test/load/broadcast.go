@@ -36,13 +36,38 @@ func fillBroadcast(b []byte, seq uint64, kind byte, sent int64) {
 	}
 }
 
-// bcReceiver is one receiver's account of the sequence.
-type bcReceiver struct {
+// tally is one receiver's account of a numbered sequence: what arrived,
+// twice, out of order or damaged, and each message's latency. The
+// broadcast and publish scenarios keep one per receiver (per phase).
+type tally struct {
 	seen                           []bool
 	unique, dup, ooo, bad, maxSeen int64
 	lat                            []int64 // send to delivery, ns
 	last                           time.Time
-	err                            error
+}
+
+// note counts message seq, sent at sent (ns), whose frame matched what
+// was sent; it reports whether it completed the sequence of count.
+func (t *tally) note(seq uint64, sent int64, now time.Time, count int) bool {
+	if t.seen[seq] {
+		t.dup++
+		return false
+	}
+	t.seen[seq] = true
+	t.unique++
+	if int64(seq) < t.maxSeen {
+		t.ooo++
+	}
+	t.maxSeen = max(t.maxSeen, int64(seq))
+	t.lat = append(t.lat, now.UnixNano()-sent)
+	t.last = now
+	return t.unique == int64(count)
+}
+
+// bcReceiver is one receiver's account of the sequence.
+type bcReceiver struct {
+	tally
+	err error
 }
 
 // runBroadcast: Receivers connections that never send, and one sender whose
@@ -116,19 +141,7 @@ func runBroadcast(ctx context.Context, t target, o broadcastOpts) *Result {
 					r.bad++
 					continue
 				}
-				if r.seen[seq] {
-					r.dup++
-					continue
-				}
-				r.seen[seq] = true
-				r.unique++
-				if int64(seq) < r.maxSeen {
-					r.ooo++
-				}
-				r.maxSeen = max(r.maxSeen, int64(seq))
-				r.lat = append(r.lat, now.UnixNano()-sent)
-				r.last = now
-				if r.unique == int64(o.Count) && complete.Add(1) == int64(o.Receivers) {
+				if r.note(seq, sent, now, o.Count) && complete.Add(1) == int64(o.Receivers) {
 					close(allComplete)
 				}
 			}

@@ -52,12 +52,7 @@ type publishOpts struct {
 const kindPhase = 2
 
 // pubPhase is one receiver's account of one phase.
-type pubPhase struct {
-	seen                           []bool
-	unique, dup, ooo, bad, maxSeen int64
-	lat                            []int64
-	last                           time.Time
-}
+type pubPhase = tally
 
 type pubReceiver struct {
 	phases     []pubPhase
@@ -232,19 +227,7 @@ func runPublish(ctx context.Context, t target, o publishOpts) []*Result {
 					st.bad++
 					continue
 				}
-				if st.seen[seq] {
-					st.dup++
-					continue
-				}
-				st.seen[seq] = true
-				st.unique++
-				if int64(seq) < st.maxSeen {
-					st.ooo++
-				}
-				st.maxSeen = max(st.maxSeen, int64(seq))
-				st.lat = append(st.lat, now.UnixNano()-sent)
-				st.last = now
-				if st.unique == int64(o.Count) && complete[p].Add(1) == int64(o.Members) {
+				if st.note(seq, sent, now, o.Count) && complete[p].Add(1) == int64(o.Members) {
 					close(done[p])
 				}
 			}
