@@ -42,6 +42,9 @@ func (c *Conn) run() {
 		err = transport.ErrKeepAlive
 	case errors.Is(err, websocket.ErrReadLimit):
 		c.closeBadLength()
+	case errors.Is(err, errInflateLimit):
+		c.closeForRead(websocket.CloseMessageTooBig, "message too big")
+		err = transport.ErrReadLimit
 	}
 	err = readError(err)
 	var pc *transport.PeerClose
@@ -63,17 +66,22 @@ func (c *Conn) run() {
 // second close frame (ErrCloseSent), so the 1002 goes out, and counts as
 // this side's close, only when gorilla sent none.
 func (c *Conn) closeBadLength() {
+	c.closeForRead(websocket.CloseProtocolError, "invalid frame length")
+}
+
+// closeForRead sends the close frame for an error the reader found, unless
+// one went out already, and counts it as this side's close.
+func (c *Conn) closeForRead(code int, text string) {
 	if phase(c.phase.Load()) >= phaseClosing {
 		return
 	}
-	const text = "invalid frame length"
-	if c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseProtocolError, text), c.controlDeadline(time.Time{})) != nil {
+	if c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), c.controlDeadline(time.Time{})) != nil {
 		return
 	}
 	c.mu.Lock()
 	if phase(c.phase.Load()) < phaseClosing {
 		c.phase.Store(int32(phaseFailing))
-		c.local.code, c.local.text, c.local.set = websocket.CloseProtocolError, text, true
+		c.local.code, c.local.text, c.local.set = code, text, true
 	}
 	c.mu.Unlock()
 }
@@ -95,6 +103,10 @@ func (c *Conn) read() (parked bool, err error) {
 		c.touch()
 		if phase(c.phase.Load()) >= phaseFailing {
 			continue // after an error close, input is garbage until the peer answers (NextReader skips it)
+		}
+		if c.z != nil && c.limit > 0 {
+			c.inflated = inflateLimit{r: r, left: c.limit}
+			r = &c.inflated
 		}
 		if err := c.recv.Message(typ, r); err != nil {
 			return false, err
