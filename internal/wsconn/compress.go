@@ -110,11 +110,21 @@ var flateWriters [flate.BestCompression + 1]sync.Pool
 // deflateTail is what a sync flush ends with; RFC 7692 §7.2.1 drops it.
 var deflateTail = []byte{0, 0, 0xff, 0xff}
 
-// deflate appends data to dst as the payload of one compressed message with
-// no context takeover (RFC 7692 §7.2.1): a deflate stream of data, flushed,
-// without its final empty stored block's 00 00 ff ff. It reports false,
-// with dst as it was, when the result is not smaller than data.
+// deflate appends data to dst as the payload of one compressed message
+// (deflateAppend), and reports false, with dst as it was, when that is not
+// smaller than data or failed.
 func deflate(dst, data []byte, level int) ([]byte, bool) {
+	out, err := deflateAppend(dst, data, level)
+	if err != nil || len(out)-len(dst) >= len(data) {
+		return dst, false
+	}
+	return out, true
+}
+
+// deflateAppend appends data to dst as the payload of one compressed
+// message with no context takeover (RFC 7692 §7.2.1): a deflate stream of
+// data, flushed, without its final empty stored block's 00 00 ff ff.
+func deflateAppend(dst, data []byte, level int) ([]byte, error) {
 	p := &flateWriters[level]
 	w, _ := p.Get().(*flateWriter)
 	if w == nil {
@@ -133,10 +143,13 @@ func deflate(dst, data []byte, level int) ([]byte, bool) {
 	p.Put(w)
 	deflations.Add(1)
 	n := len(out) - len(deflateTail)
-	if err != nil || n < len(dst) || !bytes.Equal(out[n:], deflateTail) || n-len(dst) >= len(data) {
-		return dst, false
+	if err == nil && (n < len(dst) || !bytes.Equal(out[n:], deflateTail)) {
+		err = errors.New("wsconn: flate flush did not end with 00 00 ff ff")
 	}
-	return out[:n], true
+	if err != nil {
+		return dst, err
+	}
+	return out[:n], nil
 }
 
 // Reading a compressed message: gorilla checks its read limit against the
