@@ -117,6 +117,10 @@ type ClientConfig struct {
 	// OnHandleCommand is not called when it is set; the other events are.
 	Actor actor.Producer
 
+	// Compression offers permessage-deflate (RFC 7692); used when the
+	// server accepts it. Off by default; off with encryption.
+	Compression Compression
+
 	// EncryptionConfig is the seed's AES encryption; off by default. It
 	// picks the subprotocol: marmot.v1 (secure) or synopsejson (compat).
 	EncryptionConfig
@@ -169,6 +173,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		MeterProvider:        cfg.MeterProvider,
 		Propagator:           cfg.Propagator,
 		Encryption:           enc,
+		Compression:          cfg.Compression,
 		Actor:                cfg.Actor,
 		Events:               cfg.ClientEvents,
 	})

@@ -119,6 +119,13 @@ type ServerConfig struct {
 	// (Client.Presence). See docs/ROOMS.md.
 	RoomPresence func(room string) bool
 
+	// Compression turns on permessage-deflate (RFC 7692) for clients that
+	// offer it: messages of Compression.Threshold bytes and more (128 by
+	// default) go out compressed, a broadcast or room message compressed
+	// once for all its recipients. Off by default; off with encryption.
+	// docs/PERFORMANCE.md has what it costs and saves.
+	Compression Compression
+
 	// EncryptionConfig is the seed's AES encryption; off by default.
 	EncryptionConfig
 	// ServerEvents are the per-connection callbacks.
@@ -257,6 +264,7 @@ func (s *Server) newHub() *actors.Hub {
 		RoomIdle:           c.RoomIdle,
 		RoomHistory:        c.RoomHistory,
 		RoomPresence:       c.RoomPresence,
+		Compression:        c.Compression,
 		Events:             c.ServerEvents,
 	})
 }

@@ -103,6 +103,7 @@ func NewClient(cfg ClientConfig) *Client {
 		WriteTimeout: cmp.Or(max(cfg.WriteTimeout, 0), DefaultWriteTimeout),
 		KeepAlive:    cfg.KeepAlive,
 		ReadLimit:    cfg.MaxMessageSize,
+		Compression:  cfg.Compression.transport(cfg.Encryption),
 	})
 	strategy := supervisor.New(supervisor.Config{
 		MaxRestarts:    cfg.MaxRestarts,

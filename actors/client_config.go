@@ -199,6 +199,8 @@ type ClientConfig struct {
 	// Encryption, when set, encrypts every message; it decides the
 	// subprotocol (marmot.v1 for the secure profile, synopsejson for compat).
 	Encryption *Encryption
+	// Compression is permessage-deflate (see Compression); off by default.
+	Compression Compression
 	// Actor, when set, makes the user's actor the ClientActor feeds (see
 	// ClientActor); OnHandleCommand is not called then, the other events
 	// are.

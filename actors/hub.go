@@ -106,7 +106,9 @@ type HubConfig struct {
 	// joins or leaves, and clients may ask who is in them. It is asked
 	// once when a room starts, and for each client's presence request.
 	RoomPresence func(room string) bool
-	Events       ServerEvents
+	// Compression is permessage-deflate (see Compression); off by default.
+	Compression Compression
+	Events      ServerEvents
 }
 
 // Hub accepts WebSocket connections and runs each as a ConnectionActor under
@@ -188,7 +190,8 @@ func NewHub(cfg HubConfig) *Hub {
 		func(w http.ResponseWriter, r *http.Request, status int, reason error) {
 			http.Error(w, "marmot: websocket upgrade failed: "+reason.Error(), status)
 		},
-		wsconn.Config{WriteTimeout: cfg.WriteTimeout, KeepAlive: cfg.KeepAlive, ReadLimit: cfg.MaxMessageSize, ParkTick: parkTick})
+		wsconn.Config{WriteTimeout: cfg.WriteTimeout, KeepAlive: cfg.KeepAlive, ReadLimit: cfg.MaxMessageSize, ParkTick: parkTick,
+			Compression: cfg.Compression.transport(cfg.Encryption)})
 	strategy := supervisor.New(supervisor.Config{
 		MaxRestarts:    cfg.MaxRestarts,
 		Window:         cfg.RestartWindow,
