@@ -31,6 +31,7 @@ type connectFlags struct {
 	requestTimeout time.Duration
 	logLevel       logLevel
 	encrypt        *encryptFlags
+	compress       *compressFlags
 	trace          *traceFlags
 	join           joinFlag
 }
@@ -80,6 +81,7 @@ Flags:
 	fs.DurationVar(&f.requestTimeout, "request-timeout", 10*time.Second, "how long /req waits for its reply")
 	fs.Var(&f.logLevel, "log-level", "log `level`: debug, info, warn or error")
 	fs.Var(&f.join, "join", "join these `rooms` (comma-separated) at connect, and again after every reconnect (needs an envelope subprotocol)")
+	f.compress = addCompressFlags(fs, &c.Compression)
 	f.encrypt = addEncryptFlags(fs)
 	f.trace = addTraceFlags(fs)
 	return fs, f
@@ -126,6 +128,9 @@ func runConnect(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	}
 
 	if err := f.encrypt.apply(&c.EncryptionConfig); err != nil {
+		return usageError(fs, "%v", err)
+	}
+	if err := f.compress.check(c.MaxMessageSize); err != nil {
 		return usageError(fs, "%v", err)
 	}
 

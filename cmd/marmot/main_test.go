@@ -469,6 +469,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"connect", "ws://127.0.0.1:1/", "--reconnect-strategy", "linear"}, exitUsage, `invalid value "linear" for flag -reconnect-strategy`},
 		{[]string{"connect", "ws://127.0.0.1:1/", "--max-reconnect-attempts", "-1"}, exitUsage, "MaxReconnectAttempts must be >= 0"},
 		{[]string{"connect", "ws://127.0.0.1:1/", "--keepalive", "0"}, exitUsage, "-keepalive: 0 is not allowed"},
+		{[]string{"serve", "--compress", "--compress-level", "10"}, exitUsage, "-compress-level: want 1 to 9"},
+		{[]string{"serve", "--compress", "--max-message-size", "-1"}, exitUsage, "-compress needs a bounded -max-message-size"},
+		{[]string{"connect", "ws://127.0.0.1:1/", "--compress-level", "0"}, exitUsage, "-compress-level: want 1 to 9"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			var out, errOut strings.Builder

@@ -36,6 +36,7 @@ type serveFlags struct {
 	metricsAddr string
 	trace       *traceFlags
 	history     *historyFlags
+	compress    *compressFlags
 }
 
 func newServeFlags(stderr io.Writer) (*flag.FlagSet, *serveFlags) {
@@ -60,6 +61,7 @@ func newServeFlags(stderr io.Writer) (*flag.FlagSet, *serveFlags) {
 	fs.DurationVar(&c.RestartWindow, "restart-window", marmot.DefaultRestartWindow, "sliding window for --max-restarts")
 	fs.BoolVar(&c.DisableJSON, "disable-json", false, "refuse the marmot.json.v1 subprotocol (raw and marmot.v1 remain)")
 	fs.Var(&f.logLevel, "log-level", "log `level`: debug, info, warn or error (default info)")
+	f.compress = addCompressFlags(fs, &c.Compression)
 
 	f.encrypt = addEncryptFlags(fs)
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on http://`host:port`/metrics (port 0 picks a free one; empty: no metrics endpoint)")
@@ -108,6 +110,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 
 	if err := f.encrypt.apply(&c.EncryptionConfig); err != nil {
+		return usageError(fs, "%v", err)
+	}
+	if err := f.compress.check(c.MaxMessageSize); err != nil {
 		return usageError(fs, "%v", err)
 	}
 
