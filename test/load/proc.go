@@ -174,6 +174,8 @@ type dialer struct {
 	envelope bool
 	clients  []*http.Client
 	next     atomic.Uint64
+	compress bool
+	wire     wireCounters // bytes on the wire, per connection
 }
 
 // newDialer makes a dialer for t's server with t.Sources source addresses;
@@ -186,14 +188,21 @@ func newDialer(t target) *dialer {
 			sources = 0
 		}
 	}
-	d := &dialer{url: t.URL, secure: t.Secure}
+	d := &dialer{url: t.URL, secure: t.Secure, compress: t.Compress}
 	for i := range max(sources, 1) {
 		nd := &net.Dialer{Timeout: 30 * time.Second}
 		if sources > 0 {
 			nd.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+i))}
 		}
+		dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := nd.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return d.wire.wrap(c), nil
+		}
 		d.clients = append(d.clients, &http.Client{Transport: &http.Transport{
-			DialContext:         nd.DialContext,
+			DialContext:         dial,
 			MaxIdleConnsPerHost: -1,
 			DisableKeepAlives:   true,
 		}})
@@ -201,7 +210,8 @@ func newDialer(t target) *dialer {
 	return d
 }
 
-// dial opens one connection with compression off and a 1 MiB read limit.
+// dial opens one connection with a 1 MiB read limit, offering
+// permessage-deflate (no context takeover) with d.compress.
 // With d.secure it offers marmot.v1, the subprotocol that carries the
 // secure profile, says so in marmot.HeaderEncryption (without it an
 // encrypted server refuses the upgrade), and runs the handshake before
@@ -209,6 +219,9 @@ func newDialer(t target) *dialer {
 func (d *dialer) dial(ctx context.Context) (*conn, error) {
 	hc := d.clients[d.next.Add(1)%uint64(len(d.clients))]
 	opts := &websocket.DialOptions{HTTPClient: hc, CompressionMode: websocket.CompressionDisabled}
+	if d.compress {
+		opts.CompressionMode, opts.CompressionThreshold = websocket.CompressionNoContextTakeover, compressThreshold
+	}
 	if d.envelope {
 		opts.Subprotocols = []string{protocol.SubprotocolBinary}
 	}
