@@ -25,7 +25,8 @@
 //	       ─▶ outbox.post / send        actors/outbox.go             written at once when idle, else queued (bounded:
 //	                                                                 4008 slow consumer) and flushed by the actor
 //	       ─▶ outbox.write              actors/outbox.go             seal (encryption.go), counters, OnDataSent
-//	       ─▶ transport.Conn.Write*     internal/wsconn/write.go     server frames encoded here, batched into one
+//	       ─▶ transport.Conn.Write*     internal/wsconn/write.go     server frames encoded here (compressed when
+//	                                                                 negotiated: compress.go), batched into one
 //	                                                                 syscall (frameconn.go); clients' via gorilla
 //
 // No arrow runs back up: the transport calls only its transport.Receiver
