@@ -35,7 +35,10 @@ import (
 //   - Reading: gorilla inflates frames with RSV1 set. Its read limit counts
 //     the compressed bytes, so the inflated ones are counted again here
 //     (inflateLimit): a small message that inflates past the read limit
-//     ends the connection with 1009, like any message over the limit.
+//     ends the connection with 1009, like any message over the limit. A
+//     payload that does not inflate closes with 1007; RSV1 on a control or
+//     continuation frame, which gorilla lets through, with 1002 (server
+//     connections, whose frame headers frameConn sees).
 //   - Writing. A server connection's data frames are marmot's own
 //     (frameconn.go): a message of at least Threshold bytes is deflated
 //     (deflate) and goes out with RSV1 set, unless deflating did not make it
@@ -174,6 +177,12 @@ func (l *inflateLimit) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// Protocol errors in compressed input, which the reader turns into the
+// close frame (Conn.run): RSV1 on a control or continuation frame (RFC 7692
+// §6.1; seen by a server's frameConn, since gorilla allows it), and a
+// payload that does not inflate (1007, as for invalid UTF-8).
+var errStrayRSV1 = errors.New("wsconn: RSV1 set on a control or continuation frame")
 
 // Negotiation.
 

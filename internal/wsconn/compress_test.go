@@ -508,3 +508,50 @@ func FuzzDeflateOffered(f *testing.F) {
 		}
 	})
 }
+
+// Bad compressed input closes with its code: RSV1 on a control frame or a
+// continuation frame (RFC 7692 §6.1) with 1002, a payload that does not
+// inflate with 1007.
+func TestCompressedProtocolErrors(t *testing.T) {
+	mask := func(payload ...byte) []byte {
+		for i := range payload {
+			payload[i] ^= []byte{9, 8, 7, 6}[i%4]
+		}
+		return payload
+	}
+	for _, tc := range []struct {
+		name   string
+		frames []byte
+		code   int
+	}{
+		{"ping with RSV1", encodeFrame(true, 0x49, mask('p'), true), websocket.CloseProtocolError},
+		{"continuation with RSV1", append(encodeFrame(false, 0x41, mask(0xf2, 0x48, 0xcd), true),
+			encodeFrame(true, 0x40, mask(0xc9, 0xc9, 0x07, 0x00), true)...), websocket.CloseProtocolError},
+		{"invalid deflate data", encodeFrame(true, 0x41, mask(0xff, 0xff, 0xff, 0xff), true), websocket.CloseInvalidFramePayloadData},
+	} {
+		url, conns := serveRaw(t, Config{Compression: Compression{Enabled: true}})
+		p := dialRaw(t, url, "permessage-deflate")
+		c := wait(t, conns, "the accepted connection")
+		r := newRecorder()
+		c.Start(r)
+		if _, err := p.Write(tc.frames); err != nil {
+			t.Fatal(err)
+		}
+		if err := wait(t, r.done, "the reader's end"); err == nil {
+			t.Fatalf("%s: the reader ended without an error", tc.name)
+		}
+		f := p.readFrame(t)
+		if f[0] != 0x88 || len(f) < 4 || int(f[2])<<8|int(f[3]) != tc.code {
+			t.Fatalf("%s: the server answered % x, want close %d", tc.name, f, tc.code)
+		}
+		if code, _, ok := c.LocalClose(); !ok || code != tc.code {
+			t.Fatalf("%s: LocalClose = %d, %v; want %d", tc.name, code, ok, tc.code)
+		}
+		select {
+		case m := <-r.msgs:
+			t.Fatalf("%s: delivered %q", tc.name, m)
+		default:
+		}
+		c.Release()
+	}
+}

@@ -101,6 +101,9 @@ func (c *frameConn) Read(p []byte) (int, error) {
 			c.dropStage()
 		}
 		c.frames.observe(p[:n])
+		if c.frames.strayRSV1 && c.z != nil {
+			return 0, errStrayRSV1
+		}
 		return n, nil
 	}
 	var n int
@@ -117,6 +120,11 @@ func (c *frameConn) Read(p []byte) (int, error) {
 		n, err = c.fillWaiting(p)
 	}
 	c.frames.observe(p[:n])
+	if c.frames.strayRSV1 && c.z != nil {
+		// gorilla would take the frame; the connection fails instead
+		// (Conn.run sends the 1002). What the read held is dropped with it.
+		return 0, errStrayRSV1
+	}
 	return n, err
 }
 

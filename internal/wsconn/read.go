@@ -1,6 +1,7 @@
 package wsconn
 
 import (
+	"compress/flate"
 	"errors"
 	"time"
 
@@ -45,6 +46,10 @@ func (c *Conn) run() {
 	case errors.Is(err, errInflateLimit):
 		c.closeForRead(websocket.CloseMessageTooBig, "message too big")
 		err = transport.ErrReadLimit
+	case errors.Is(err, errStrayRSV1):
+		c.closeForRead(websocket.CloseProtocolError, "RSV1 on a control or continuation frame")
+	case c.z != nil && errors.As(err, new(flate.CorruptInputError)):
+		c.closeForRead(websocket.CloseInvalidFramePayloadData, "invalid compressed data")
 	}
 	err = readError(err)
 	var pc *transport.PeerClose
