@@ -555,3 +555,27 @@ func TestCompressedProtocolErrors(t *testing.T) {
 		c.Release()
 	}
 }
+
+// Compressed payloads come from the network: inflated the way gorilla
+// does, under inflateLimit, any input yields at most the limit, then
+// errInflateLimit, a flate error or the end; never a panic.
+func FuzzInflateLimit(f *testing.F) {
+	for _, s := range [][]byte{
+		{0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00},
+		{0x00, 0x05, 0x00, 0xfa, 0xff, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x00},
+		{0xff, 0xff}, {},
+	} {
+		f.Add(s)
+	}
+	bomb, _ := deflateAppend(nil, make([]byte, 1<<16), 1)
+	f.Add(bomb)
+	const limit = 4096
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		fr := flate.NewReader(io.MultiReader(bytes.NewReader(payload), strings.NewReader("\x00\x00\xff\xff\x01\x00\x00\xff\xff")))
+		l := &inflateLimit{r: fr, left: limit}
+		n, err := io.Copy(io.Discard, l)
+		if n > limit || n == limit && err != nil && !errors.Is(err, errInflateLimit) && !errors.As(err, new(flate.CorruptInputError)) && !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Fatalf("inflated %d bytes (err %v) past the %d limit", n, err, limit)
+		}
+	})
+}
