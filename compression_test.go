@@ -150,13 +150,20 @@ func TestCompressedRoomPublishDeflatesOnce(t *testing.T) {
 func TestCompressionNegotiationMatrix(t *testing.T) {
 	for _, server := range []bool{false, true} {
 		for _, client := range []bool{false, true} {
+			infos := make(chan marmot.ClientInfo, 1)
 			s := startServer(t, marmot.ServerConfig{
-				Compression:  marmot.Compression{Enabled: server},
-				ServerEvents: marmot.ServerEvents{OnHandleCommand: func(m *marmot.Message) { _ = m.Reply(m.Payload) }},
+				Compression: marmot.Compression{Enabled: server},
+				ServerEvents: marmot.ServerEvents{
+					OnHandleCommand:   func(m *marmot.Message) { _ = m.Reply(m.Payload) },
+					OnClientConnected: func(ci marmot.ClientInfo) { infos <- ci },
+				},
 			})
 			c := newClient(t, marmot.ClientConfig{URL: s.URL(), Subprotocol: "marmot.v1", Compression: marmot.Compression{Enabled: client}})
 			if err := c.Connect(ctxTimeout(t)); err != nil {
 				t.Fatal(err)
+			}
+			if ci := recv(t, infos, "OnClientConnected"); ci.Compressed != (server && client) {
+				t.Fatalf("server %v, client %v: ClientInfo.Compressed = %v", server, client, ci.Compressed)
 			}
 			before := wsconn.Deflations()
 			reply, err := c.Request(ctxTimeout(t), "echo", json1K)

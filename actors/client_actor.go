@@ -602,6 +602,7 @@ func (c *Client) info(ctx actor.Context, l *link) ClientInfo {
 		PID:              ctx.Self(),
 		RemoteAddr:       l.t.RemoteAddr(),
 		Subprotocol:      l.t.Subprotocol(),
+		Compressed:       l.t.Compressed(),
 		ConnectedAt:      c.core.connectedAt,
 		BytesReceived:    st.bytesIn.Load(),
 		BytesSent:        st.bytesOut.Load(),

@@ -44,6 +44,7 @@ func (c *conn) info() ClientInfo {
 		PID:              c.link.pid,
 		RemoteAddr:       c.remote,
 		Subprotocol:      c.link.t.Subprotocol(),
+		Compressed:       c.link.t.Compressed(),
 		ConnectedAt:      c.connectedAt,
 		BytesReceived:    st.bytesIn.Load(),
 		BytesSent:        st.bytesOut.Load(),

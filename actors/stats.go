@@ -19,6 +19,7 @@ type ClientInfo struct {
 	PID              *actor.PID
 	RemoteAddr       net.Addr
 	Subprotocol      string // "" for raw mode
+	Compressed       bool   // permessage-deflate was negotiated (see Compression)
 	ConnectedAt      time.Time
 	BytesReceived    int64
 	BytesSent        int64

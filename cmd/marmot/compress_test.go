@@ -12,6 +12,7 @@ import (
 func TestCompressedEcho(t *testing.T) {
 	srv, url := serve(t, "--compress", "--compress-threshold", "200")
 	p := connect(t, url, "--compress")
+	srv.stderr.expect(t, "compressed=true")
 	long := strings.Repeat("marmot ", 40)
 	before := wsconn.Deflations()
 	p.send(t, "short")

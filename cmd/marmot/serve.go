@@ -145,7 +145,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	// accepts, so they always see it.
 	var srv *marmot.Server
 	cfg.OnClientConnected = func(info marmot.ClientInfo) {
-		log.Info("client connected", "client", uint64(info.ID), "remote", info.IP(), "subprotocol", subprotocolName(info.Subprotocol))
+		log.Info("client connected", "client", uint64(info.ID), "remote", info.IP(), "subprotocol", subprotocolName(info.Subprotocol), "compressed", info.Compressed)
 	}
 	cfg.OnClientDisconnected = func(info marmot.ClientInfo, reason *marmot.CloseError) {
 		log.Info("client disconnected", "client", uint64(info.ID), "code", reason.Code, "by_peer", reason.ByPeer,

@@ -44,6 +44,9 @@ type Receiver interface {
 type Conn interface {
 	// Subprotocol is the negotiated subprotocol ("" for raw frames).
 	Subprotocol() string
+	// Compressed reports whether messages may travel compressed (for
+	// WebSocket: permessage-deflate was negotiated).
+	Compressed() bool
 	// RemoteAddr is the peer's address.
 	RemoteAddr() net.Addr
 

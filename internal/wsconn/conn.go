@@ -107,7 +107,8 @@ func newConn(ws *websocket.Conn, fc *frameConn, z *deflater, cfg Config) *Conn {
 	return c
 }
 
-// Compressed reports whether the connection negotiated permessage-deflate.
+// Compressed implements transport.Conn: the connection negotiated
+// permessage-deflate.
 func (c *Conn) Compressed() bool { return c.z != nil }
 
 // Subprotocol implements transport.Conn.
