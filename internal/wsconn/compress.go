@@ -25,7 +25,7 @@ import (
 //
 //   - Negotiation. The server's Acceptor offers permessage-deflate only to a
 //     request with an offer it can honour (acceptableOffer: no
-//     server_max_window_bits below 15, no unknown or repeated parameter);
+//     server_max_window_bits, no unknown or repeated parameter);
 //     gorilla's compressing Upgrader then answers with
 //     "server_no_context_takeover; client_no_context_takeover". What was
 //     answered is read back from the 101 response itself (frameConn.sniff),
@@ -194,9 +194,9 @@ var deflateAnswer = []byte("\r\nSec-WebSocket-Extensions: permessage-deflate")
 // permessage-deflate offer this side can accept with gorilla's answer,
 // "permessage-deflate; server_no_context_takeover;
 // client_no_context_takeover" (RFC 7692 §7.1): one whose parameters are
-// known, not repeated, and do not ask for a smaller window than deflate's
-// 32 KiB (server_max_window_bits below 15). A header that does not parse
-// offers nothing.
+// known, not repeated, and do not include server_max_window_bits (which
+// the answer would have to echo). A header that does not parse offers
+// nothing.
 func deflateOffered(h http.Header) bool {
 	ok := false
 	for _, v := range h.Values("Sec-WebSocket-Extensions") {
@@ -241,9 +241,9 @@ func acceptableOffer(params map[string]string) bool {
 				return false
 			}
 		case "server_max_window_bits":
-			if v != "15" {
-				return false // deflate's window is 32 KiB
-			}
+			// Accepting it means echoing it in the answer (RFC 7692
+			// §7.1.2.1), which gorilla's fixed answer does not.
+			return false
 		default:
 			return false
 		}
@@ -251,6 +251,7 @@ func acceptableOffer(params map[string]string) bool {
 	return true
 }
 
+// windowBits reports whether v is a valid *_max_window_bits value.
 func windowBits(v string) bool {
 	switch v {
 	case "8", "9", "10", "11", "12", "13", "14", "15":
