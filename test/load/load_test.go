@@ -250,20 +250,22 @@ func TestCompressed(t *testing.T) {
 					t.Fatal(err)
 				}
 				t.Cleanup(s.Close)
-				return target{URL: s.URL(), Impl: impl, Compress: compress, Sources: 8, DialConc: 8, MaxDuration: 15 * time.Second}
+				// Deflate under -race is slow, and the machine may be busy:
+				// few messages, a generous bound.
+				return target{URL: s.URL(), Impl: impl, Compress: compress, Sources: 8, DialConc: 8, MaxDuration: time.Minute}
 			}
 			var echoWire, bcWire [2]float64
 			for i, compress := range []bool{false, true} {
-				r := runEcho(ctx, start(t, modeEcho, compress), echoOpts{Clients: 4, Size: 1024, Window: 2, Count: 50, Duration: time.Minute, JSON: true})
+				r := runEcho(ctx, start(t, modeEcho, compress), echoOpts{Clients: 2, Size: 1024, Window: 2, Count: 20, Duration: time.Minute, JSON: true})
 				checkClean(t, r)
-				if r.Verified != 200 {
-					t.Errorf("compress %v: %d echoes verified; want 200", compress, r.Verified)
+				if r.Verified != 40 {
+					t.Errorf("compress %v: %d echoes verified; want 40", compress, r.Verified)
 				}
 				echoWire[i] = r.WireBytesPerMsg
-				r = runBroadcast(ctx, start(t, modeBroadcast, compress), broadcastOpts{Receivers: 4, Count: 20, Size: 1024, JSON: true})
+				r = runBroadcast(ctx, start(t, modeBroadcast, compress), broadcastOpts{Receivers: 3, Count: 10, Size: 1024, JSON: true})
 				checkClean(t, r)
-				if r.Deliveries != 80 {
-					t.Errorf("compress %v: %d deliveries; want 80", compress, r.Deliveries)
+				if r.Deliveries != 30 {
+					t.Errorf("compress %v: %d deliveries; want 30", compress, r.Deliveries)
 				}
 				bcWire[i] = r.WireBytesPerMsg
 			}
