@@ -28,8 +28,9 @@ import (
 //     server_max_window_bits, no unknown or repeated parameter);
 //     gorilla's compressing Upgrader then answers with
 //     "server_no_context_takeover; client_no_context_takeover". What was
-//     answered is read back from the 101 response itself (frameConn.sniff),
-//     so the writer compresses exactly when the peer agreed. A client
+//     answered is read back from the 101 response itself (frameConn.Write,
+//     while frameConn.offer is set), so the writer compresses exactly when
+//     the peer agreed. A client
 //     offers through gorilla's Dialer and reads the answer from the
 //     response.
 //   - Reading: gorilla inflates frames with RSV1 set. Its read limit counts
@@ -47,10 +48,11 @@ import (
 //     recipient that wants it, and shares the result. A client's frames are
 //     gorilla's (masked); it is told per message whether to compress.
 //
-// Performance: the flate writers (klauspost/compress, several times faster
-// than compress/flate at level 1 and allocation-free once warm) are pooled
-// per level, since one costs hundreds of KiB: only a connection that is
-// writing a compressed message holds one. The compressed bytes are written
+// Performance: the flate writers (klauspost/compress: faster than
+// compress/flate at level 1 on small messages, and allocation-free once
+// warm; see BenchmarkDeflate) are pooled per level, since one costs about
+// 475 KiB at level 1: only a connection that is writing a compressed
+// message holds one. The compressed bytes are written
 // into a pooled buffer, then framed like any other payload.
 
 // Compression configures permessage-deflate on a server or a client.

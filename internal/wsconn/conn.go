@@ -54,14 +54,11 @@ type Config struct {
 type Conn struct {
 	// Fields are grouped by when they are touched, the reader's
 	// per-message ones first.
-	ws       *websocket.Conn
-	fc       *frameConn   // server connections only: a client's frames are masked, so gorilla writes them
-	z        *deflater    // negotiated compression; nil: none
-	limit    int64        // the read limit (<= 0: none), checked again on inflated messages
-	inflated inflateLimit // the reader's, for compressed connections
-	recv     transport.Receiver
-	heard    atomic.Bool  // a frame was read since the last keep-alive tick
-	phase    atomic.Int32 // a phase; written under mu
+	ws    *websocket.Conn
+	fc    *frameConn // server connections only: a client's frames are masked, so gorilla writes them
+	recv  transport.Receiver
+	heard atomic.Bool  // a frame was read since the last keep-alive tick
+	phase atomic.Int32 // a phase; written under mu
 
 	// Parking (server connections on Linux).
 	poll      *netpoll.Poller // nil: never park
@@ -91,6 +88,12 @@ type Conn struct {
 	lastRead  atomic.Int64 // monoNow when the peer was last heard from
 	lastPing  int64        // keep-alive timer only
 	pinger    *time.Timer
+
+	// Compression (compress.go), last: a plain connection's reader does not
+	// touch it per message (read looks once per run).
+	z        *deflater    // negotiated compression; nil: none
+	limit    int64        // the read limit (<= 0: none), checked again on inflated messages
+	inflated inflateLimit // the reader's, for compressed connections
 }
 
 func newConn(ws *websocket.Conn, fc *frameConn, z *deflater, cfg Config) *Conn {

@@ -64,7 +64,8 @@ type frameConn struct {
 	owner    *Conn // set when the reader may park; nil before
 	injected bool  // the last Read returned parkFrame
 
-	// The write side, under wmu (see writeData).
+	// The write side, under wmu (see writeData); z is read before it.
+	z         *deflater // negotiated compression (compress.go); nil: none
 	wmu       sync.Mutex
 	wdSet     bool
 	wd        time.Time // the write deadline on the socket
@@ -75,10 +76,9 @@ type frameConn struct {
 	hdr       [maxHeader]byte
 	bufs      [][]byte // writev scratch
 
-	// Compression (compress.go): z is set when the handshake's response
-	// accepted permessage-deflate; offer is what z becomes then, until
-	// gorilla's first Write (the response) is seen.
-	z     *deflater
+	// offer is what z becomes if the handshake's response accepts
+	// permessage-deflate, until gorilla's first Write (the response) is
+	// seen (compress.go).
 	offer *deflater
 }
 

@@ -94,6 +94,7 @@ func (c *Conn) closeForRead(code int, text string) {
 // read delivers messages until the socket fails (parked false) or the
 // reader parks (parked true).
 func (c *Conn) read() (parked bool, err error) {
+	inflating := c.z != nil && c.limit > 0 // inflated messages are bounded again (compress.go)
 	for {
 		typ, r, err := c.ws.NextReader()
 		if err != nil {
@@ -109,7 +110,7 @@ func (c *Conn) read() (parked bool, err error) {
 		if phase(c.phase.Load()) >= phaseFailing {
 			continue // after an error close, input is garbage until the peer answers (NextReader skips it)
 		}
-		if c.z != nil && c.limit > 0 {
+		if inflating {
 			c.inflated = inflateLimit{r: r, left: c.limit}
 			r = &c.inflated
 		}
