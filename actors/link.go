@@ -42,6 +42,7 @@ type link struct {
 	readID   ClientID
 	inflight inputBudget
 	broken   bool // after a bad frame, nothing more is decoded
+	limit    *connLimiter // inbound rate (server); nil: unlimited
 	keepRaw  bool // OnDataReceived wants inbound frames as received
 	replyNow bool // a reply in the actor's turn is written at once (server)
 	// early may settle a decoded message on the reader goroutine (the
@@ -59,6 +60,8 @@ type link struct {
 	onDone func(error) // the transport's reader stopped for good
 	cause  error       // why this side closed (under out.mu)
 	user   atomic.Pointer[userSlot]
+	// ident is who the peer authenticated as (server side; auth.go).
+	ident atomic.Pointer[Identity]
 
 	// Encryption: at most one of sess (secure) and compat is set, above.
 	// Only the owning actor seals and the reader opens.
@@ -204,6 +207,15 @@ func (l *link) Message(typ int, r io.Reader) error {
 		l.processed(in)
 		return nil
 	}
+	if l.limit != nil && !l.limit.check(in, time.Now()) {
+		// Over the rate: not decoded; the actor counts it and closes
+		// the connection (1008) or drops it.
+		putScratch(scratch)
+		in.data = nil
+		l.broken = in.drop == dropNone
+		l.post(in)
+		return nil
+	}
 	var code int
 	in.msg, code, in.err = decodeInbound(l, in, l.readID)
 	in.code = int32(code)
@@ -216,12 +228,17 @@ func (l *link) Message(typ int, r io.Reader) error {
 	} else if l.early != nil {
 		l.early(in)
 	}
+	l.post(in)
+	return nil
+}
+
+// post hands an inbound frame to the owning actor.
+func (l *link) post(in *inbound) {
 	if l.mbox != nil {
 		l.mbox.postInline(in)
 	} else {
 		l.sys.Root.Send(l.pid, in)
 	}
-	return nil
 }
 
 // weight is what one inbound frame counts against the inflight budget.
