@@ -84,12 +84,12 @@ type HubConfig struct {
 	// (<= 0: DefaultAuthTimeout).
 	AuthTimeout time.Duration
 	// Limits are the per-connection and per-IP rate limits; zero: none.
-	Limits Limits
-	MaxRestarts        int           // connection actor restarts allowed within RestartWindow (0: 3; < 0: none)
-	RestartWindow      time.Duration // 0: 10s
-	Logger             *slog.Logger
-	ActorSystem        *actor.ActorSystem // nil: the hub creates and owns one
-	TracerProvider     trace.TracerProvider
+	Limits         Limits
+	MaxRestarts    int           // connection actor restarts allowed within RestartWindow (0: 3; < 0: none)
+	RestartWindow  time.Duration // 0: 10s
+	Logger         *slog.Logger
+	ActorSystem    *actor.ActorSystem // nil: the hub creates and owns one
+	TracerProvider trace.TracerProvider
 	// MeterProvider receives marmot's metrics. Default: the global one.
 	// (protoactor's own actor metrics stay off: see NewActorSystem.)
 	MeterProvider metric.MeterProvider
@@ -160,10 +160,10 @@ type Hub struct {
 	authRefusals   atomic.Int64
 	expiredCloses  atomic.Int64
 	rateLimited    atomic.Int64
-	ips            *ipTable // nil: no per-IP limit
-	decrypts     atomic.Int64 // frames that failed to open
-	slowCloses   atomic.Int64
-	restarts     atomic.Int64
+	ips            *ipTable     // nil: no per-IP limit
+	decrypts       atomic.Int64 // frames that failed to open
+	slowCloses     atomic.Int64
+	restarts       atomic.Int64
 
 	// The live rooms by name (see roomRef); roomsClosed is set by Shutdown.
 	roomMu      sync.Mutex

@@ -41,10 +41,10 @@ type link struct {
 	mbox     *connMailbox
 	readID   ClientID
 	inflight inputBudget
-	broken   bool // after a bad frame, nothing more is decoded
+	broken   bool         // after a bad frame, nothing more is decoded
 	limit    *connLimiter // inbound rate (server); nil: unlimited
-	keepRaw  bool // OnDataReceived wants inbound frames as received
-	replyNow bool // a reply in the actor's turn is written at once (server)
+	keepRaw  bool         // OnDataReceived wants inbound frames as received
+	replyNow bool         // a reply in the actor's turn is written at once (server)
 	// early may settle a decoded message on the reader goroutine (the
 	// client hands replies to their Request calls there, so a callback
 	// that calls Request does not wait on its own busy actor).

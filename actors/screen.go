@@ -36,18 +36,18 @@ type Identity struct {
 // ErrForbidden (HTTP 403) or anything else (HTTP 401), ErrNoCredentials to
 // let the client authenticate with its first message instead.
 var (
-	ErrOriginRefused   = errors.New("marmot: origin not allowed")
-	ErrUnauthorized    = errors.New("marmot: unauthorized")
-	ErrForbidden       = errors.New("marmot: forbidden")
-	ErrNoCredentials   = fmt.Errorf("%w: no credentials", ErrUnauthorized)
-	ErrTokenExpired    = errors.New("marmot: token expired")
-	ErrIPLimit         = errors.New("marmot: too many connections from this address")
-	ErrRateLimited     = errors.New("marmot: rate limit exceeded")
+	ErrOriginRefused = errors.New("marmot: origin not allowed")
+	ErrUnauthorized  = errors.New("marmot: unauthorized")
+	ErrForbidden     = errors.New("marmot: forbidden")
+	ErrNoCredentials = fmt.Errorf("%w: no credentials", ErrUnauthorized)
+	ErrTokenExpired  = errors.New("marmot: token expired")
+	ErrIPLimit       = errors.New("marmot: too many connections from this address")
+	ErrRateLimited   = errors.New("marmot: rate limit exceeded")
 	// ErrNotAuthenticated: a send to a connection that has not finished
 	// its first-message authentication.
 	ErrNotAuthenticated = errors.New("marmot: client has not authenticated yet")
-	ErrAuthRequired    = fmt.Errorf("%w: the first message must be a %s request", ErrUnauthorized, AuthRequestName)
-	errOriginMalformed = fmt.Errorf("%w: not a URL with a host", ErrOriginRefused)
+	ErrAuthRequired     = fmt.Errorf("%w: the first message must be a %s request", ErrUnauthorized, AuthRequestName)
+	errOriginMalformed  = fmt.Errorf("%w: not a URL with a host", ErrOriginRefused)
 )
 
 // refusal is a connection screen turned away: the HTTP answer, the reason
