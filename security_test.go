@@ -14,6 +14,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/marmotws/marmot"
+	"github.com/marmotws/marmot/internal/testpki"
 	"github.com/marmotws/marmot/protocol"
 )
 
@@ -484,13 +485,13 @@ func TestMessageRateDrop(t *testing.T) {
 }
 
 func TestTLS(t *testing.T) {
-	pki := newTestPKI(t)
+	pki := testpki.New(t)
 	echo := marmot.ServerEvents{OnHandleCommand: func(m *marmot.Message) { _ = m.Reply(m.Payload) }}
-	srv := startServer(t, marmot.ServerConfig{TLSConfig: &tls.Config{Certificates: []tls.Certificate{pki.server}}, ServerEvents: echo})
+	srv := startServer(t, marmot.ServerConfig{TLSConfig: &tls.Config{Certificates: []tls.Certificate{pki.Server}}, ServerEvents: echo})
 	if !strings.HasPrefix(srv.URL(), "wss://") {
 		t.Fatalf("URL() = %s, want wss://", srv.URL())
 	}
-	c := newClient(t, marmot.ClientConfig{URL: srv.URL(), Subprotocol: protocol.SubprotocolBinary, TLSConfig: &tls.Config{RootCAs: pki.caPool}})
+	c := newClient(t, marmot.ClientConfig{URL: srv.URL(), Subprotocol: protocol.SubprotocolBinary, TLSConfig: &tls.Config{RootCAs: pki.CAPool}})
 	if err := c.Connect(ctxTimeout(t)); err != nil {
 		t.Fatal(err)
 	}
@@ -511,15 +512,15 @@ func TestTLS(t *testing.T) {
 	if n := failed.Load(); n != 0 {
 		t.Fatalf("%d retries after a certificate error, want none", n)
 	}
-	other := newTestPKI(t)
-	bad2 := newClient(t, marmot.ClientConfig{URL: srv.URL(), TLSConfig: &tls.Config{RootCAs: other.caPool}})
+	other := testpki.New(t)
+	bad2 := newClient(t, marmot.ClientConfig{URL: srv.URL(), TLSConfig: &tls.Config{RootCAs: other.CAPool}})
 	if err := bad2.Connect(ctxTimeout(t)); !errors.Is(err, marmot.ErrCertificate) {
 		t.Fatalf("Connect with another CA: %v, want ErrCertificate", err)
 	}
 
 	// Certificate files; a plain ws:// dial to the TLS port fails.
-	files := startServer(t, marmot.ServerConfig{TLSCertFile: pki.certFile, TLSKeyFile: pki.keyFile, ServerEvents: echo})
-	d := websocket.Dialer{TLSClientConfig: &tls.Config{RootCAs: pki.caPool}, HandshakeTimeout: 10 * time.Second}
+	files := startServer(t, marmot.ServerConfig{TLSCertFile: pki.CertFile, TLSKeyFile: pki.KeyFile, ServerEvents: echo})
+	d := websocket.Dialer{TLSClientConfig: &tls.Config{RootCAs: pki.CAPool}, HandshakeTimeout: 10 * time.Second}
 	ws, _, err := d.Dial(files.URL(), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -535,7 +536,7 @@ func TestTLS(t *testing.T) {
 	if _, _, err := websocket.DefaultDialer.Dial(strings.Replace(files.URL(), "wss://", "ws://", 1), nil); err == nil {
 		t.Fatal("plain ws:// to a TLS server upgraded")
 	}
-	if _, err := marmot.NewServer(marmot.ServerConfig{TLSCertFile: pki.certFile}); err == nil {
+	if _, err := marmot.NewServer(marmot.ServerConfig{TLSCertFile: pki.CertFile}); err == nil {
 		t.Fatal("a certificate without its key was accepted")
 	}
 }

@@ -33,6 +33,7 @@ type connectFlags struct {
 	encrypt        *encryptFlags
 	trace          *traceFlags
 	join           joinFlag
+	security       *connectSecurityFlags
 }
 
 func newConnectFlags(stderr io.Writer) (*flag.FlagSet, *connectFlags) {
@@ -82,6 +83,7 @@ Flags:
 	fs.Var(&f.join, "join", "join these `rooms` (comma-separated) at connect, and again after every reconnect (needs an envelope subprotocol)")
 	f.encrypt = addEncryptFlags(fs)
 	f.trace = addTraceFlags(fs)
+	f.security = addConnectSecurityFlags(fs)
 	return fs, f
 }
 
@@ -126,6 +128,9 @@ func runConnect(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	}
 
 	if err := f.encrypt.apply(&c.EncryptionConfig); err != nil {
+		return usageError(fs, "%v", err)
+	}
+	if err := f.security.apply(c, stderr); err != nil {
 		return usageError(fs, "%v", err)
 	}
 

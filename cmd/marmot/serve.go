@@ -36,6 +36,7 @@ type serveFlags struct {
 	metricsAddr string
 	trace       *traceFlags
 	history     *historyFlags
+	security    *serveSecurityFlags
 }
 
 func newServeFlags(stderr io.Writer) (*flag.FlagSet, *serveFlags) {
@@ -65,6 +66,7 @@ func newServeFlags(stderr io.Writer) (*flag.FlagSet, *serveFlags) {
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on http://`host:port`/metrics (port 0 picks a free one; empty: no metrics endpoint)")
 	f.trace = addTraceFlags(fs)
 	f.history = addHistoryFlags(fs)
+	f.security = addServeSecurityFlags(fs)
 
 	return fs, f
 }
@@ -110,6 +112,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if err := f.encrypt.apply(&c.EncryptionConfig); err != nil {
 		return usageError(fs, "%v", err)
 	}
+	if err := f.security.apply(c); err != nil {
+		return usageError(fs, "%v", err)
+	}
 
 	log := newLogger(stderr, f.logLevel.level)
 	cfg := f.cfg
@@ -140,7 +145,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	// accepts, so they always see it.
 	var srv *marmot.Server
 	cfg.OnClientConnected = func(info marmot.ClientInfo) {
-		log.Info("client connected", "client", uint64(info.ID), "remote", info.IP(), "subprotocol", subprotocolName(info.Subprotocol))
+		user := ""
+		if info.Identity != nil {
+			user = info.Identity.UserID
+		}
+		log.Info("client connected", "client", uint64(info.ID), "remote", info.IP(), "subprotocol", subprotocolName(info.Subprotocol), "user", user)
 	}
 	cfg.OnClientDisconnected = func(info marmot.ClientInfo, reason *marmot.CloseError) {
 		log.Info("client disconnected", "client", uint64(info.ID), "code", reason.Code, "by_peer", reason.ByPeer,

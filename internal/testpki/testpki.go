@@ -1,4 +1,7 @@
-package marmot_test
+// Package testpki makes throw-away TLS certificates for tests: a CA and a
+// server certificate for 127.0.0.1 and localhost signed by it, in memory
+// and as PEM files in the test's temporary directory.
+package testpki
 
 import (
 	"crypto/ecdsa"
@@ -16,16 +19,18 @@ import (
 	"time"
 )
 
-// testPKI is a CA and a server certificate for 127.0.0.1 and localhost
+// PKI is a CA and a server certificate for 127.0.0.1 and localhost
 // signed by it, made for one test.
-type testPKI struct {
-	caPool   *x509.CertPool
-	server   tls.Certificate
-	certFile string // the server's certificate, PEM
-	keyFile  string // its key, PEM
+type PKI struct {
+	CAPool   *x509.CertPool
+	Server   tls.Certificate
+	CAFile   string // the CA's certificate, PEM
+	CertFile string // the server's certificate, PEM
+	KeyFile  string // its key, PEM
 }
 
-func newTestPKI(t testing.TB) *testPKI {
+// New makes a PKI for t; its files go in t.TempDir().
+func New(t testing.TB) *PKI {
 	t.Helper()
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -68,20 +73,20 @@ func newTestPKI(t testing.TB) *testPKI {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &testPKI{caPool: x509.NewCertPool()}
-	p.caPool.AddCert(ca)
+	p := &PKI{CAPool: x509.NewCertPool()}
+	p.CAPool.AddCert(ca)
 	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
-	if p.server, err = tls.X509KeyPair(certPEM, keyPEM); err != nil {
+	if p.Server, err = tls.X509KeyPair(certPEM, keyPEM); err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	p.certFile, p.keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(p.certFile, certPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p.keyFile, keyPEM, 0o600); err != nil {
-		t.Fatal(err)
+	p.CAFile, p.CertFile, p.KeyFile = filepath.Join(dir, "ca.pem"), filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
+	for file, data := range map[string][]byte{p.CAFile: caPEM, p.CertFile: certPEM, p.KeyFile: keyPEM} {
+		if err := os.WriteFile(file, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return p
 }
