@@ -108,11 +108,21 @@ func runScenario(ctx context.Context, scenario string, t target, f *cliFlags) (*
 	return nil, fmt.Errorf("unknown scenario %q (echo, broadcast or connections)", scenario)
 }
 
-// runAgainst starts impl (marmot+gcm: marmot with the secure profile) in a
-// child process, runs the scenario and stops it.
+// limitsSuffix names marmot with per-connection rate limits on, set far
+// above what the load reaches: compare --impls marmot+limits,marmot
+// measures what the per-message check costs.
+const limitsSuffix = "+limits"
+
+// runAgainst starts impl (marmot+gcm: marmot with the secure profile;
+// marmot+limits: with rate limits checked) in a child process, runs the
+// scenario and stops it.
 func runAgainst(ctx context.Context, scenario, name string, f *cliFlags) (*Result, error) {
+	name, limits := strings.CutSuffix(name, limitsSuffix)
 	impl, encrypt := f.splitImpl(name)
 	args := []string{"--impl", impl, "--mode", modeOf(scenario), "--addr", "127.0.0.1:0"}
+	if limits {
+		args = append(args, "--limits")
+	}
 	if encrypt {
 		// The least stretching a marmot client accepts keeps dialling fast.
 		args = append(args, "--encrypt", "--key", f.key, "--kdf-iterations", "100000")
@@ -123,6 +133,9 @@ func runAgainst(ctx context.Context, scenario, name string, f *cliFlags) (*Resul
 		return nil, fmt.Errorf("%s server: %w", impl, err)
 	}
 	t, err := f.target(impl, c.url, c.pid(), encrypt)
+	if limits {
+		t.Impl += limitsSuffix
+	}
 	var r *Result
 	if err == nil {
 		r, err = runScenario(ctx, scenario, t, f)

@@ -41,6 +41,7 @@ type serverOpts struct {
 	Key     string // the passphrase when Encrypt
 	KDFIter uint32 // PBKDF2 iterations when Encrypt; 0: marmot's default
 	History int    // marmot: messages of history each room keeps (0: none)
+	Limits  bool   // marmot: per-connection rate limits on, never reached
 }
 
 // testServer is one running server under test.
@@ -77,6 +78,7 @@ func serverMain(args []string) error {
 	fs.StringVar(&o.Mode, "mode", modeEcho, "echo or broadcast")
 	fs.BoolVar(&o.Encrypt, "encrypt", false, "marmot: secure-profile AES-256-GCM encryption")
 	fs.StringVar(&o.Key, "key", defaultKey, "marmot: encryption passphrase with --encrypt")
+	fs.BoolVar(&o.Limits, "limits", false, "marmot: check per-connection message and byte rates on every message (set far above the load, so only their cost shows)")
 	fs.IntVar(&o.History, "history-size", 0, "marmot: messages of history each room keeps (rooms: clients join and publish with marmot.v1)")
 	kdfIter := fs.Uint("kdf-iterations", 0, "marmot: PBKDF2 iterations with --encrypt (0: marmot's default; clients accept 100000 and up)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the server's whole run to this file")
@@ -154,6 +156,9 @@ func startMarmot(o serverOpts) (testServer, error) {
 		LogLevel:           slog.LevelWarn,
 		ServerEvents:       marmot.ServerEvents{OnHandleCommand: handler},
 		RoomHistory:        marmot.HistoryConfig{Size: o.History},
+	}
+	if o.Limits {
+		cfg.Limits = marmot.Limits{MessagesPerSecond: 1e9, BytesPerSecond: 1e12}
 	}
 	if o.Encrypt {
 		// Mode and key size are spelled out, not left to defaults: the
