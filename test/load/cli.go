@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -116,7 +117,12 @@ const limitsSuffix = "+limits"
 // runAgainst starts impl (marmot+gcm: marmot with the secure profile;
 // marmot+limits: with rate limits checked) in a child process, runs the
 // scenario and stops it.
+//
+// NAME@BINARY runs the server of another build of this tool (say, one
+// built from main), so that a change is measured against its baseline in
+// the same interleaved rounds: --impls marmot,marmot@/tmp/load-main.
 func runAgainst(ctx context.Context, scenario, name string, f *cliFlags) (*Result, error) {
+	name, exe, other := strings.Cut(name, "@")
 	name, limits := strings.CutSuffix(name, limitsSuffix)
 	impl, encrypt := f.splitImpl(name)
 	args := []string{"--impl", impl, "--mode", modeOf(scenario), "--addr", "127.0.0.1:0"}
@@ -128,13 +134,22 @@ func runAgainst(ctx context.Context, scenario, name string, f *cliFlags) (*Resul
 		args = append(args, "--encrypt", "--key", f.key, "--kdf-iterations", "100000")
 	}
 	args = append(args, strings.Fields(f.serverArgs)...)
-	c, err := spawnServer(args...)
+	var c *child
+	var err error
+	if other {
+		c, err = spawnServerFrom(exe, nil, args...)
+	} else {
+		c, err = spawnServer(args...)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s server: %w", impl, err)
 	}
 	t, err := f.target(impl, c.url, c.pid(), encrypt)
 	if limits {
 		t.Impl += limitsSuffix
+	}
+	if other {
+		t.Impl += "@" + filepath.Base(exe)
 	}
 	var r *Result
 	if err == nil {
