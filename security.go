@@ -60,6 +60,9 @@ var (
 	ErrIPLimit = actors.ErrIPLimit
 	// ErrRateLimited: a message over its connection's rate.
 	ErrRateLimited = actors.ErrRateLimited
+	// ErrNotAuthenticated: a send to a connection still authenticating
+	// with its first message.
+	ErrNotAuthenticated = actors.ErrNotAuthenticated
 	// ErrCertificate: the client does not trust the server's TLS
 	// certificate (wrong CA, wrong name, expired). Not retried.
 	ErrCertificate = actors.ErrCertificate

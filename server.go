@@ -92,8 +92,11 @@ type ServerConfig struct {
 	// with its first message (a marmot.auth request; docs/PROTOCOL.md
 	// section 7), for browsers, which cannot set headers: every client
 	// when Authenticate is nil, else those for which it returned
-	// ErrNoCredentials. Until then the connection gets no broadcast and
-	// its handler nothing; a failure closes it with 4503.
+	// ErrNoCredentials. Until then the connection gets no broadcast and no
+	// targeted send (ErrNotAuthenticated), its handler nothing, and
+	// OnClientConnected runs only once it has authenticated (and
+	// OnClientDisconnected only for connections that did); a failure, or
+	// no marmot.auth within AuthTimeout, closes it with 4503.
 	AuthenticateToken func(ctx context.Context, token string) (*Identity, error)
 	// AuthTimeout is how long a client has to send its first-message
 	// authentication. Default 10s.
