@@ -342,7 +342,7 @@ func TestClientTokenInMessage(t *testing.T) {
 		t.Run(map[bool]string{false: "plain", true: "secure"}[encrypted], func(t *testing.T) {
 			var enc marmot.EncryptionConfig
 			if encrypted {
-				enc = marmot.EncryptionConfig{EncryptionEnabled: true, EncryptionKey: "k3y for the test", EncryptionMode: "gcm"}
+				enc = marmot.EncryptionConfig{EncryptionEnabled: true, EncryptionKey: "k3y for the test", EncryptionMode: "gcm", EncryptionKDF: testKDF}
 			}
 			srv := startServer(t, marmot.ServerConfig{
 				AuthenticateToken: func(_ context.Context, token string) (*marmot.Identity, error) {
@@ -538,5 +538,50 @@ func TestTLS(t *testing.T) {
 	}
 	if _, err := marmot.NewServer(marmot.ServerConfig{TLSCertFile: pki.CertFile}); err == nil {
 		t.Fatal("a certificate without its key was accepted")
+	}
+}
+
+// TestMessageRateDropEncrypted: dropped frames are still opened, so the
+// secure session's sequence goes on and the connection stays up.
+func TestMessageRateDropEncrypted(t *testing.T) {
+	enc := marmot.EncryptionConfig{EncryptionEnabled: true, EncryptionKey: "k3y for the test", EncryptionMode: "gcm", EncryptionKDF: testKDF}
+	errs := make(chan error, 8)
+	closed := make(chan *marmot.CloseError, 1)
+	srv := startServer(t, marmot.ServerConfig{
+		EncryptionConfig: enc,
+		Limits:           marmot.Limits{MessagesPerSecond: 0.001, MessageBurst: 2, Policy: marmot.RateLimitDrop},
+		ServerEvents: marmot.ServerEvents{
+			OnError:              errorsTo(errs),
+			OnHandleCommand:      func(m *marmot.Message) { _ = m.Reply(m.Payload) },
+			OnClientDisconnected: func(_ marmot.ClientInfo, r *marmot.CloseError) { closed <- r },
+		},
+	})
+	got := make(chan string, 8)
+	c := newClient(t, marmot.ClientConfig{URL: srv.URL(), EncryptionConfig: enc,
+		ClientEvents: marmot.ClientEvents{OnHandleCommand: func(m *marmot.Message) { got <- string(m.Payload) }}})
+	if err := c.Connect(ctxTimeout(t)); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ {
+		if err := c.SendCommand("n", []byte{'0' + byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 2; i++ {
+		if m := recv(t, got, "echo"); m != string(rune('0'+i)) {
+			t.Fatalf("echo %d: %q", i, m)
+		}
+	}
+	if err := recv(t, errs, "OnError"); !errors.Is(err, marmot.ErrRateLimited) {
+		t.Fatalf("OnError: %v", err)
+	}
+	if err := c.Disconnect(ctxTimeout(t)); err != nil {
+		t.Fatal(err)
+	}
+	if r := recv(t, closed, "disconnect"); r.Code != marmot.CloseNormal {
+		t.Fatalf("closed with %v, want 1000 (no decrypt failure after the drops)", r)
+	}
+	if st := srv.Stats(); st.RateLimited != 3 || st.DecryptFailures != 0 {
+		t.Fatalf("RateLimited = %d, DecryptFailures = %d, want 3 and 0", st.RateLimited, st.DecryptFailures)
 	}
 }

@@ -232,6 +232,9 @@ func (a *ConnectionActor) handleInbound(ctx actor.Context, in *inbound) {
 		if in.drop == dropReport {
 			h.reportError(c.id, err)
 		}
+		if m != nil {
+			m.Release() // never handed to the application
+		}
 		return
 	}
 	if err != nil {

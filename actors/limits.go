@@ -91,9 +91,10 @@ const (
 	dropQuiet  // a run goes on: counted only
 )
 
-// check takes one message of size bytes from the buckets. Over the rate
-// it marks in: an error that closes the connection with 1008, or a drop.
-// It runs on the reader, in frame order; it does not allocate.
+// check takes one message of in.size bytes from the buckets. Over the
+// rate it marks in: an error that closes the connection with 1008, or a
+// drop. It runs on the reader, in frame order, after the frame was opened
+// and decoded; it does not allocate.
 func (c *connLimiter) check(in *inbound, now time.Time) bool {
 	ok := (c.msgs == nil || c.msgs.AllowN(now, 1)) && (c.bytes == nil || c.bytes.AllowN(now, max(in.size, 0)))
 	if ok {

@@ -207,15 +207,6 @@ func (l *link) Message(typ int, r io.Reader) error {
 		l.processed(in)
 		return nil
 	}
-	if l.limit != nil && !l.limit.check(in, time.Now()) {
-		// Over the rate: not decoded; the actor counts it and closes
-		// the connection (1008) or drops it.
-		putScratch(scratch)
-		in.data = nil
-		l.broken = in.drop == dropNone
-		l.post(in)
-		return nil
-	}
 	var code int
 	in.msg, code, in.err = decodeInbound(l, in, l.readID)
 	in.code = int32(code)
@@ -223,8 +214,14 @@ func (l *link) Message(typ int, r io.Reader) error {
 		in.data = nil
 		putScratch(scratch)
 	}
+	if in.err == nil && l.limit != nil {
+		// Checked after decoding: a secure session must open every
+		// frame in order, dropped ones included. Over the rate the actor
+		// counts it and closes the connection (1008) or drops it.
+		l.limit.check(in, time.Now())
+	}
 	if in.err != nil {
-		l.broken = true
+		l.broken = in.drop == dropNone
 	} else if l.early != nil {
 		l.early(in)
 	}
