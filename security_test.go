@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/marmotws/marmot"
 	"github.com/marmotws/marmot/internal/testpki"
@@ -583,5 +584,53 @@ func TestMessageRateDropEncrypted(t *testing.T) {
 	}
 	if st := srv.Stats(); st.RateLimited != 3 || st.DecryptFailures != 0 {
 		t.Fatalf("RateLimited = %d, DecryptFailures = %d, want 3 and 0", st.RateLimited, st.DecryptFailures)
+	}
+}
+
+// TestSecurityTelemetry: the user id (only) on the upgrade and process
+// spans as enduser.id, refusals labelled on the upgrade span, and the
+// counters as metrics.
+func TestSecurityTelemetry(t *testing.T) {
+	tel := newTelemetryKit(t)
+	srv := startServer(t, marmot.ServerConfig{
+		TracerProvider: tel.tp, MeterProvider: tel.mp,
+		Authenticate:   userAuth(0),
+		ServerEvents:   marmot.ServerEvents{OnHandleCommand: echoHandler},
+	})
+	ws := dialHeader(t, srv.URL(), protocol.SubprotocolBinary, http.Header{"Authorization": {"Bearer good-erin"}})
+	cmd, _ := protocol.Binary.Append(nil, &protocol.Envelope{Kind: protocol.KindRequest, ID: 1, Name: "hi"})
+	if err := ws.WriteMessage(websocket.BinaryMessage, cmd); err != nil {
+		t.Fatal(err)
+	}
+	readEnvelope(t, ws)
+	for _, name := range []string{"marmot.upgrade", "process hi"} {
+		sp := tel.spans.wait(t, 1, name, func(sp sdktrace.ReadOnlySpan) bool {
+			_, ok := attr(sp, "enduser.id")
+			return sp.Name() == name && ok
+		})[0]
+		wantAttr(t, sp, "enduser.id", "erin")
+		for _, kv := range sp.Attributes() {
+			if strings.Contains(kv.Value.Emit(), "tester") || strings.Contains(kv.Value.Emit(), "Bearer") {
+				t.Errorf("%s carries %s=%s: claims or tokens on a span", name, kv.Key, kv.Value.Emit())
+			}
+		}
+	}
+	if status, _, _ := refusedDial(t, srv.URL(), "", http.Header{"Authorization": {"Bearer nope"}, "Origin": {"https://evil.example"}}); status != http.StatusForbidden {
+		t.Fatalf("status %d, want 403 (the origin is checked first)", status)
+	}
+	if status, _, _ := refusedDial(t, srv.URL(), "", http.Header{"Authorization": {"Bearer nope"}}); status != http.StatusUnauthorized {
+		t.Fatalf("status %d, want 401", status)
+	}
+	for _, reason := range []string{"origin", "unauthorized"} {
+		tel.spans.wait(t, 1, "refused upgrade "+reason, func(sp sdktrace.ReadOnlySpan) bool {
+			v, ok := attr(sp, "marmot.refusal.reason")
+			return sp.Name() == "marmot.upgrade" && ok && v.AsString() == reason
+		})
+	}
+	if got := collectInt(t, tel, "marmot.auth.refusals"); got != 1 {
+		t.Errorf("marmot.auth.refusals = %d, want 1", got)
+	}
+	if got := collectInt(t, tel, "marmot.origin.refusals"); got != 1 {
+		t.Errorf("marmot.origin.refusals = %d, want 1", got)
 	}
 }
