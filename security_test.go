@@ -594,8 +594,8 @@ func TestSecurityTelemetry(t *testing.T) {
 	tel := newTelemetryKit(t)
 	srv := startServer(t, marmot.ServerConfig{
 		TracerProvider: tel.tp, MeterProvider: tel.mp,
-		Authenticate:   userAuth(0),
-		ServerEvents:   marmot.ServerEvents{OnHandleCommand: echoHandler},
+		Authenticate: userAuth(0),
+		ServerEvents: marmot.ServerEvents{OnHandleCommand: echoHandler},
 	})
 	ws := dialHeader(t, srv.URL(), protocol.SubprotocolBinary, http.Header{"Authorization": {"Bearer good-erin"}})
 	cmd, _ := protocol.Binary.Append(nil, &protocol.Envelope{Kind: protocol.KindRequest, ID: 1, Name: "hi"})
