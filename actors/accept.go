@@ -57,11 +57,8 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // handshake when the hub encrypts. A refusal is answered, counted, traced
 // and reported here.
 func (h *Hub) upgrade(w http.ResponseWriter, r *http.Request, up *upgradeSpan) (transport.Conn, *crypto.Session, *admission, bool) {
-	adm, ref := h.screen(r)
-	if ref != nil {
-		up.end(ref.reason, ref.err)
-		writeRefusal(w, ref)
-		h.reportError(0, ref.err)
+	adm, ok := h.admitRequest(w, r, up)
+	if !ok {
 		return nil, nil, nil, false
 	}
 	if reason, err := refuseEncryption(w, r, h.cfg.Encryption); err != nil {

@@ -106,6 +106,22 @@ func (h *Hub) screen(r *http.Request) (*admission, *refusal) {
 	return adm, nil
 }
 
+// admitRequest screens r for any transport's accept path: admitted, or
+// refused here (answered, traced on up, reported to OnError; screen has
+// counted it). The caller gives the admission's slots back with release
+// if it fails later, and hands it to the connection (teardown gives them
+// back then).
+func (h *Hub) admitRequest(w http.ResponseWriter, r *http.Request, up *upgradeSpan) (*admission, bool) {
+	adm, ref := h.screen(r)
+	if ref != nil {
+		up.end(ref.reason, ref.err)
+		writeRefusal(w, ref)
+		h.reportError(0, ref.err)
+		return nil, false
+	}
+	return adm, true
+}
+
 // release gives back the slots adm holds; a second call does nothing.
 func (h *Hub) release(adm *admission) {
 	if adm == nil {
