@@ -96,7 +96,9 @@ type ServerConfig struct {
 	// targeted send (ErrNotAuthenticated), its handler nothing, and
 	// OnClientConnected runs only once it has authenticated (and
 	// OnClientDisconnected only for connections that did); a failure, or
-	// no marmot.auth within AuthTimeout, closes it with 4503.
+	// no marmot.auth within AuthTimeout, closes it with 4503. It runs on
+	// the connection's actor, its ctx bounded by AuthTimeout: keep it
+	// quick (verify a signature; do not call out to slow services).
 	AuthenticateToken func(ctx context.Context, token string) (*Identity, error)
 	// AuthTimeout is how long a client has to send its first-message
 	// authentication. Default 10s.

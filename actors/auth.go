@@ -56,16 +56,19 @@ func (a *ConnectionActor) admit() {
 	if adm.pending {
 		c.authPending = true
 		c.gated.Store(true)
-		timeout := c.hub.cfg.AuthTimeout
-		if timeout <= 0 {
-			timeout = DefaultAuthTimeout
-		}
-		c.watchUntil(time.Now().Add(timeout), &authTimedOut{})
+		c.watchUntil(time.Now().Add(c.hub.authTimeout()), &authTimedOut{})
 		return
 	}
 	if adm.ident != nil {
 		c.setIdentity(adm.ident)
 	}
+}
+
+func (h *Hub) authTimeout() time.Duration {
+	if t := h.cfg.AuthTimeout; t > 0 {
+		return t
+	}
+	return DefaultAuthTimeout
 }
 
 // setIdentity gives c its identity and watches its expiry.
@@ -107,7 +110,7 @@ func (a *ConnectionActor) expired(msg any) {
 			return
 		}
 		h.authRefusals.Add(1)
-		err := fmt.Errorf("%w within %v", ErrAuthRequired, h.cfg.AuthTimeout)
+		err := fmt.Errorf("%w within %v", ErrAuthRequired, h.authTimeout())
 		h.reportError(c.id, err)
 		c.link.close(CloseUnauthorized, "unauthorized: no "+AuthRequestName+" in time", err, time.Time{})
 	}
@@ -116,7 +119,8 @@ func (a *ConnectionActor) expired(msg any) {
 // authenticateFirst takes the connection's first message as its
 // credentials: a marmot.auth request whose payload is the token (raw
 // mode: the message itself is the token). It is answered (an empty reply,
-// or an error 401 and close 4503) before anything else is handled.
+// or an error 401 and close 4503) before anything else is handled. The
+// hook runs on the connection's actor, its ctx bounded by AuthTimeout.
 func (a *ConnectionActor) authenticateFirst(ctx actor.Context, m *Message) {
 	c := a.c
 	h := c.hub
@@ -124,7 +128,9 @@ func (a *ConnectionActor) authenticateFirst(ctx actor.Context, m *Message) {
 	var ident *Identity
 	if err == nil {
 		verify := h.cfg.AuthenticateToken
-		ident, err = h.callAuth(func() (*Identity, error) { return verify(context.Background(), token) })
+		ctx, cancel := context.WithTimeout(context.Background(), h.authTimeout())
+		ident, err = h.callAuth(func() (*Identity, error) { return verify(ctx, token) })
+		cancel()
 	}
 	if err == nil && ident == nil {
 		ident = &Identity{}
