@@ -71,6 +71,8 @@ type ServerConfig struct {
 
 	// TLSConfig, when set, makes Start serve TLS (wss://). Its
 	// certificates, or TLSCertFile and TLSKeyFile, are the server's.
+	// Idle TLS connections keep their reader goroutine (they cannot park:
+	// see docs/SECURITY.md); a TLS-terminating proxy in front keeps it.
 	TLSConfig *tls.Config
 	// TLSCertFile and TLSKeyFile are a PEM certificate (chain) and key
 	// file for Start to serve TLS with; both or neither.
