@@ -158,6 +158,9 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.TokenInMessage && cfg.Token == nil {
+		return nil, fmt.Errorf("marmot: TokenInMessage needs a Token callback")
+	}
 	if cfg.TokenInMessage && enc != nil && enc.Subprotocol() != protocol.SubprotocolBinary {
 		return nil, fmt.Errorf("marmot: TokenInMessage does not work with the %s encryption profile", cfg.EncryptionProfile)
 	}

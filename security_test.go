@@ -634,3 +634,26 @@ func TestSecurityTelemetry(t *testing.T) {
 		t.Errorf("marmot.origin.refusals = %d, want 1", got)
 	}
 }
+
+func TestSecurityConfigErrors(t *testing.T) {
+	for name, cfg := range map[string]marmot.ClientConfig{
+		"TokenInMessage without Token": {TokenInMessage: true},
+		"TokenInMessage with compat": {TokenInMessage: true, Token: func(context.Context) (string, error) { return "t", nil },
+			EncryptionConfig: marmot.EncryptionConfig{EncryptionEnabled: true, EncryptionKey: "k", EncryptionProfile: "compat"}},
+	} {
+		if _, err := marmot.NewClient(cfg); err == nil {
+			t.Errorf("%s: NewClient accepted it", name)
+		}
+	}
+	for name, cfg := range map[string]marmot.ServerConfig{
+		"negative rate":    {Limits: marmot.Limits{MessagesPerSecond: -1}},
+		"unknown policy":   {Limits: marmot.Limits{Policy: 7}},
+		"key without cert": {TLSKeyFile: "key.pem"},
+		"missing files":    {TLSCertFile: "/nonexistent/cert.pem", TLSKeyFile: "/nonexistent/key.pem"},
+		"TLS without cert": {TLSConfig: &tls.Config{}},
+	} {
+		if _, err := marmot.NewServer(cfg); err == nil {
+			t.Errorf("%s: NewServer accepted it", name)
+		}
+	}
+}
