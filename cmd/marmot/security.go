@@ -33,6 +33,7 @@ type serveSecurityFlags struct {
 	jwtSecretFile   string
 	jwtPublicKey    string
 	authTimeout     time.Duration
+	rateBytes       int64
 	limits          marmot.Limits
 	policy          string
 }
@@ -48,7 +49,7 @@ func addServeSecurityFlags(fs *flag.FlagSet) *serveSecurityFlags {
 	fs.DurationVar(&f.authTimeout, "auth-timeout", marmot.DefaultAuthTimeout, "with --jwt-*: how long a client without a token in its upgrade request has to send one as its first message (marmot.auth) before it is closed with 4503")
 	l := &f.limits
 	fs.Float64Var(&l.MessagesPerSecond, "rate-messages", defaultRateMessages, "inbound messages per second per connection (burst: one second's worth; 0: off)")
-	fs.Float64Var(&l.BytesPerSecond, "rate-bytes", defaultRateBytes, "inbound bytes per second per connection (0: off)")
+	fs.Int64Var(&f.rateBytes, "rate-bytes", defaultRateBytes, "inbound bytes per second per connection, with bursts of one second's worth or --max-message-size (0: off)")
 	fs.StringVar(&f.policy, "rate-policy", "close", "a message over --rate-messages or --rate-bytes: close (1008) or drop (and log)")
 	fs.Float64Var(&l.ConnectionsPerSecondPerIP, "ip-rate", defaultIPRate, "new connections per second per client address (IPv4, or IPv6 /64); over it: 429 (0: off)")
 	fs.IntVar(&l.ConnectionBurstPerIP, "ip-burst", defaultIPBurst, "burst of --ip-rate")
@@ -67,6 +68,7 @@ func (f *serveSecurityFlags) apply(cfg *marmot.ServerConfig) error {
 			cfg.AllowedOrigins = append(cfg.AllowedOrigins, o)
 		}
 	}
+	f.limits.BytesPerSecond = float64(f.rateBytes)
 	switch f.policy {
 	case "close":
 		f.limits.Policy = marmot.RateLimitClose
