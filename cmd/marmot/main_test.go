@@ -604,3 +604,19 @@ func TestTLSAndJWT(t *testing.T) {
 		t.Fatal("the secret or the token appeared in the server's output")
 	}
 }
+
+// TestRateLimitFlags: --rate-messages closes a flooding connection with
+// 1008; --ip-max-connections refuses a second connection with 429.
+func TestRateLimitFlags(t *testing.T) {
+	_, url := serve(t, "--rate-messages", "0.001", "--ip-max-connections", "1")
+	c := connect(t, url)
+	c.send(t, "one")
+	c.stdout.expect(t, "< one")
+	second := start(t, "connect", url)
+	if code := second.wait(t); code != exitFailure {
+		t.Fatalf("second connection: exit code %d, want %d", code, exitFailure)
+	}
+	second.stderr.expect(t, "429")
+	c.send(t, "two")
+	c.stderr.expect(t, "1008")
+}
