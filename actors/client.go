@@ -99,7 +99,7 @@ func NewClient(cfg ClientConfig) *Client {
 	if cfg.Encryption != nil {
 		c.cfg.Subprotocol = cfg.Encryption.Subprotocol()
 	}
-	c.dialer = wsconn.NewDialer(c.cfg.Subprotocol, cfg.ConnectionTimeout, wsconn.Config{
+	c.dialer = wsconn.NewDialer(c.cfg.Subprotocol, cfg.ConnectionTimeout, cfg.TLSConfig, wsconn.Config{
 		WriteTimeout: cmp.Or(max(cfg.WriteTimeout, 0), DefaultWriteTimeout),
 		KeepAlive:    cfg.KeepAlive,
 		ReadLimit:    cfg.MaxMessageSize,

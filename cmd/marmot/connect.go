@@ -34,6 +34,7 @@ type connectFlags struct {
 	compress       *compressFlags
 	trace          *traceFlags
 	join           joinFlag
+	security       *connectSecurityFlags
 }
 
 func newConnectFlags(stderr io.Writer) (*flag.FlagSet, *connectFlags) {
@@ -84,6 +85,7 @@ Flags:
 	f.compress = addCompressFlags(fs, &c.Compression)
 	f.encrypt = addEncryptFlags(fs)
 	f.trace = addTraceFlags(fs)
+	f.security = addConnectSecurityFlags(fs)
 	return fs, f
 }
 
@@ -131,6 +133,9 @@ func runConnect(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		return usageError(fs, "%v", err)
 	}
 	if err := f.compress.check(c.MaxMessageSize); err != nil {
+		return usageError(fs, "%v", err)
+	}
+	if err := f.security.apply(c, stderr); err != nil {
 		return usageError(fs, "%v", err)
 	}
 

@@ -14,8 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/websocket"
 	"go.uber.org/goleak"
+
+	"github.com/marmotws/marmot/internal/testpki"
 )
 
 func TestMain(m *testing.M) {
@@ -550,4 +553,73 @@ func TestCompatEncryptionWire(t *testing.T) {
 	c.stdout.expect(t, "< plain")
 	c.quit(t)
 	srv.stop(t)
+}
+
+// TestTLSAndJWT: serve --tls-cert/--tls-key --jwt-secret-file, connect
+// --ca --token (or --token-in-message); without --ca the certificate is
+// refused, without a token the connection (4503), and --insecure warns
+// loudly.
+func TestTLSAndJWT(t *testing.T) {
+	pki := testpki.New(t)
+	secretFile := filepath.Join(t.TempDir(), "secret")
+	secret := "0123456789abcdef0123456789abcdef"
+	if err := os.WriteFile(secretFile, []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := start(t, "serve", "--addr", "127.0.0.1:0", "--tls-cert", pki.CertFile, "--tls-key", pki.KeyFile, "--jwt-secret-file", secretFile, "--auth-timeout", "500ms")
+	url := strings.TrimPrefix(srv.stdout.expect(t, "marmot listening on "), "marmot listening on ")
+	if !strings.HasPrefix(url, "wss://127.0.0.1:") {
+		t.Fatalf("URL %q, want wss://", url)
+	}
+	token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "cli-user"}).SignedString([]byte(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := connect(t, url, "--ca", pki.CAFile, "--token", token)
+	srv.stderr.expect(t, "user=cli-user")
+	c.send(t, "over tls")
+	c.stdout.expect(t, "< over tls")
+	c.quit(t)
+
+	inMsg := connect(t, url, "--ca", pki.CAFile, "--token", token, "--token-in-message", "--subprotocol", "marmot.v1")
+	inMsg.send(t, "/req echo hi")
+	inMsg.stdout.expect(t, "< [reply] hi")
+	inMsg.quit(t)
+
+	noCA := start(t, "connect", url, "--token", token)
+	if code := noCA.wait(t); code != exitFailure {
+		t.Fatalf("without --ca: exit code %d, want %d", code, exitFailure)
+	}
+	noCA.stderr.expect(t, "certificate")
+	noToken := start(t, "connect", url, "--ca", pki.CAFile)
+	if code := noToken.wait(t); code != exitFailure {
+		t.Fatalf("without a token: exit code %d, want %d", code, exitFailure)
+	}
+	// No token in the upgrade: the first message must carry one.
+	noToken.stderr.expect(t, "4503")
+	insecure := connect(t, url, "--insecure", "--token", token)
+	if !strings.Contains(insecure.stderr.String(), "WARNING: --insecure") {
+		t.Fatalf("no warning for --insecure:\n%s", insecure.stderr)
+	}
+	insecure.quit(t)
+	srv.stop(t)
+	if strings.Contains(srv.stderr.String(), secret) || strings.Contains(srv.stderr.String(), token) {
+		t.Fatal("the secret or the token appeared in the server's output")
+	}
+}
+
+// TestRateLimitFlags: --rate-messages closes a flooding connection with
+// 1008; --ip-max-connections refuses a second connection with 429.
+func TestRateLimitFlags(t *testing.T) {
+	_, url := serve(t, "--rate-messages", "0.001", "--ip-max-connections", "1")
+	c := connect(t, url)
+	c.send(t, "one")
+	c.stdout.expect(t, "< one")
+	second := start(t, "connect", url)
+	if code := second.wait(t); code != exitFailure {
+		t.Fatalf("second connection: exit code %d, want %d", code, exitFailure)
+	}
+	second.stderr.expect(t, "429")
+	c.send(t, "two")
+	c.stderr.expect(t, "1008")
 }

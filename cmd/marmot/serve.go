@@ -37,6 +37,7 @@ type serveFlags struct {
 	trace       *traceFlags
 	history     *historyFlags
 	compress    *compressFlags
+	security    *serveSecurityFlags
 }
 
 func newServeFlags(stderr io.Writer) (*flag.FlagSet, *serveFlags) {
@@ -67,6 +68,7 @@ func newServeFlags(stderr io.Writer) (*flag.FlagSet, *serveFlags) {
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on http://`host:port`/metrics (port 0 picks a free one; empty: no metrics endpoint)")
 	f.trace = addTraceFlags(fs)
 	f.history = addHistoryFlags(fs)
+	f.security = addServeSecurityFlags(fs)
 
 	return fs, f
 }
@@ -115,6 +117,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if err := f.compress.check(c.MaxMessageSize); err != nil {
 		return usageError(fs, "%v", err)
 	}
+	if err := f.security.apply(c); err != nil {
+		return usageError(fs, "%v", err)
+	}
 
 	log := newLogger(stderr, f.logLevel.level)
 	cfg := f.cfg
@@ -145,7 +150,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	// accepts, so they always see it.
 	var srv *marmot.Server
 	cfg.OnClientConnected = func(info marmot.ClientInfo) {
-		log.Info("client connected", "client", uint64(info.ID), "remote", info.IP(), "subprotocol", subprotocolName(info.Subprotocol), "compressed", info.Compressed)
+		user := ""
+		if info.Identity != nil {
+			user = info.Identity.UserID
+		}
+		log.Info("client connected", "client", uint64(info.ID), "remote", info.IP(), "subprotocol", subprotocolName(info.Subprotocol),
+			"compressed", info.Compressed, "user", user)
 	}
 	cfg.OnClientDisconnected = func(info marmot.ClientInfo, reason *marmot.CloseError) {
 		log.Info("client disconnected", "client", uint64(info.ID), "code", reason.Code, "by_peer", reason.ByPeer,

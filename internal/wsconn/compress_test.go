@@ -257,7 +257,7 @@ func TestNegotiationMatrix(t *testing.T) {
 	for _, server := range []bool{false, true} {
 		for _, client := range []bool{false, true} {
 			url, conns := serveRaw(t, Config{Compression: Compression{Enabled: server, Threshold: -1}})
-			d := NewDialer("", guard, Config{Compression: Compression{Enabled: client, Threshold: -1}})
+			d := NewDialer("", guard, nil, Config{Compression: Compression{Enabled: client, Threshold: -1}})
 			cc, err := d.Dial(context.Background(), "ws"+strings.TrimPrefix(url, "http"), nil)
 			if err != nil {
 				t.Fatal(err)
@@ -440,7 +440,7 @@ func TestClientThreshold(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	d := NewDialer("", guard, Config{Compression: Compression{Enabled: true, Threshold: 200}})
+	d := NewDialer("", guard, nil, Config{Compression: Compression{Enabled: true, Threshold: 200}})
 	c, err := d.Dial(context.Background(), "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -468,7 +468,7 @@ func TestClientRefusesUnofferedCompression(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	d := NewDialer("", guard, Config{})
+	d := NewDialer("", guard, nil, Config{})
 	_, err := d.Dial(context.Background(), "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
 	if !errors.Is(err, ErrUnofferedExtension) {
 		t.Fatalf("dial = %v, want ErrUnofferedExtension", err)

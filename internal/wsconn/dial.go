@@ -2,6 +2,7 @@ package wsconn
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -19,11 +20,12 @@ type Dialer struct {
 }
 
 // NewDialer returns a dialer that offers subprotocol (none when "") and
-// gives up the opening handshake after timeout (<= 0: ctx alone bounds it).
-func NewDialer(subprotocol string, timeout time.Duration, cfg Config) *Dialer {
+// gives up the opening handshake after timeout (<= 0: ctx alone bounds it);
+// tlsCfg configures wss:// (nil: the system's roots).
+func NewDialer(subprotocol string, timeout time.Duration, tlsCfg *tls.Config, cfg Config) *Dialer {
 	d := &Dialer{cfg: cfg}
 	d.d = websocket.Dialer{HandshakeTimeout: timeout, ReadBufferSize: 4096, WriteBufferSize: 4096,
-		EnableCompression: cfg.Compression.Enabled}
+		EnableCompression: cfg.Compression.Enabled, TLSClientConfig: tlsCfg}
 	if subprotocol != "" {
 		d.d.Subprotocols = []string{subprotocol}
 	}

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -137,11 +138,26 @@ func runScenario(ctx context.Context, scenario string, t target, f *cliFlags) (*
 	return nil, fmt.Errorf("unknown scenario %q (echo, broadcast or connections)", scenario)
 }
 
-// runAgainst starts impl (marmot+gcm: marmot with the secure profile) in a
-// child process, runs the scenario and stops it.
+// limitsSuffix names marmot with per-connection rate limits on, set far
+// above what the load reaches: compare --impls marmot+limits,marmot
+// measures what the per-message check costs.
+const limitsSuffix = "+limits"
+
+// runAgainst starts impl (marmot+gcm: marmot with the secure profile;
+// marmot+limits: with rate limits checked) in a child process, runs the
+// scenario and stops it.
+//
+// NAME@BINARY runs the server of another build of this tool (say, one
+// built from main), so that a change is measured against its baseline in
+// the same interleaved rounds: --impls marmot,marmot@/tmp/load-main.
 func runAgainst(ctx context.Context, scenario, name string, f *cliFlags) (*Result, error) {
+	name, exe, other := strings.Cut(name, "@")
+	name, limits := strings.CutSuffix(name, limitsSuffix)
 	impl, encrypt, compress := f.splitImpl(name)
 	args := []string{"--impl", impl, "--mode", modeOf(scenario), "--addr", "127.0.0.1:0"}
+	if limits {
+		args = append(args, "--limits")
+	}
 	if encrypt {
 		// The least stretching a marmot client accepts keeps dialling fast.
 		args = append(args, "--encrypt", "--key", f.key, "--kdf-iterations", "100000")
@@ -150,11 +166,23 @@ func runAgainst(ctx context.Context, scenario, name string, f *cliFlags) (*Resul
 		args = append(args, "--compress")
 	}
 	args = append(args, strings.Fields(f.serverArgs)...)
-	c, err := spawnServer(args...)
+	var c *child
+	var err error
+	if other {
+		c, err = spawnServerFrom(exe, nil, args...)
+	} else {
+		c, err = spawnServer(args...)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s server: %w", impl, err)
 	}
 	t, err := f.target(impl, c.url, c.pid(), encrypt, compress)
+	if err == nil && limits {
+		t.Impl += limitsSuffix
+	}
+	if err == nil && other {
+		t.Impl += "@" + filepath.Base(exe)
+	}
 	var r *Result
 	if err == nil {
 		r, err = runScenario(ctx, scenario, t, f)

@@ -105,6 +105,11 @@ var serverExe = func() (string, []string) {
 // prints. The server stops when its stdin closes (child.stop).
 func spawnServer(args ...string) (*child, error) {
 	exe, env := serverExe()
+	return spawnServerFrom(exe, env, args...)
+}
+
+// spawnServerFrom is spawnServer with the binary exe (and extra env).
+func spawnServerFrom(exe string, env []string, args ...string) (*child, error) {
 	cmd := exec.Command(exe, append([]string{"server"}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = os.Stderr

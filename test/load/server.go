@@ -44,6 +44,7 @@ type serverOpts struct {
 	// Compress negotiates permessage-deflate without context takeover,
 	// level 1, messages from compressThreshold bytes (gorilla: all).
 	Compress bool
+	Limits   bool // marmot: per-connection rate limits on, never reached
 }
 
 // compressThreshold is the smallest message the servers (but gorilla, which
@@ -85,6 +86,7 @@ func serverMain(args []string) error {
 	fs.BoolVar(&o.Encrypt, "encrypt", false, "marmot: secure-profile AES-256-GCM encryption")
 	fs.StringVar(&o.Key, "key", defaultKey, "marmot: encryption passphrase with --encrypt")
 	fs.BoolVar(&o.Compress, "compress", false, "permessage-deflate, no context takeover, level 1")
+	fs.BoolVar(&o.Limits, "limits", false, "marmot: check per-connection message and byte rates on every message (set far above the load, so only their cost shows)")
 	fs.IntVar(&o.History, "history-size", 0, "marmot: messages of history each room keeps (rooms: clients join and publish with marmot.v1)")
 	kdfIter := fs.Uint("kdf-iterations", 0, "marmot: PBKDF2 iterations with --encrypt (0: marmot's default; clients accept 100000 and up)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the server's whole run to this file")
@@ -163,6 +165,9 @@ func startMarmot(o serverOpts) (testServer, error) {
 		ServerEvents:       marmot.ServerEvents{OnHandleCommand: handler},
 		RoomHistory:        marmot.HistoryConfig{Size: o.History},
 		Compression:        marmot.Compression{Enabled: o.Compress, Threshold: compressThreshold, Level: 1},
+	}
+	if o.Limits {
+		cfg.Limits = marmot.Limits{MessagesPerSecond: 1e9, BytesPerSecond: 1e12}
 	}
 	if o.Encrypt {
 		// Mode and key size are spelled out, not left to defaults: the
