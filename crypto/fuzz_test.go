@@ -101,7 +101,7 @@ func FuzzHandshakeDecode(f *testing.F) {
 			if e, err := s.MarshalBinary(); err != nil || !bytes.Equal(e, b) {
 				t.Fatalf("ServerHello not canonical: %v", err)
 			}
-			if h, err := NewClientHandshake(cc, b); err == nil && len(h.Hello()) != clientHelloSize {
+			if h, err := NewClientHandshake(cc, b); err == nil && len(h.Hello()) != clientHelloSize(s.Version) {
 				t.Fatal("bad ClientHello size")
 			}
 		}
