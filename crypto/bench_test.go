@@ -85,42 +85,93 @@ func BenchmarkCompat(b *testing.B) {
 	}
 }
 
+// handshakeVersions are the two handshakes, to compare in one run: v2 is
+// the current one (X25519, forward secrecy), v1 the legacy one.
+var handshakeVersions = []struct {
+	name  string
+	start func(ServerConfig) (*ServerHandshake, error)
+}{{"v2-x25519", NewServerHandshake}, {"v1-legacy", NewLegacyServerHandshake}}
+
+// benchPair runs one handshake with start ; the
+// legacy ServerHello's downgrade sentinel is cleared, as an old server
+// would send it, so the (current) client accepts it.
+func benchPair(b *testing.B, start func(ServerConfig) (*ServerHandshake, error), sc ServerConfig, cc ClientConfig) {
+	sh, err := start(sc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	hello := sh.Hello()
+	if sh.Version() == HandshakeV1 {
+		hello = clearSentinel(sh)
+	}
+	ch, err := NewClientHandshake(cc, hello)
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, fin, err := sh.Finish(ch.Hello())
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := ch.Finish(fin); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// clearSentinel turns a legacy handshake into an old server's: no
+// downgrade sentinel in its nonce.
+func clearSentinel(sh *ServerHandshake) []byte {
+	clear(sh.nonce[NonceSize-len(downgradeSentinel):])
+	hello := ServerHello{Version: HandshakeV1, Mode: sh.cfg.Mode, KeySize: sh.cfg.KeySize, AcceptModes: sh.cfg.AcceptModes,
+		AcceptKeySizes: sh.cfg.AcceptKeySizes, KDF: sh.cfg.Key.params, Salt: sh.cfg.Key.salt, Nonce: sh.nonce}
+	sh.hello, _ = hello.MarshalBinary()
+	return sh.hello
+}
+
 // BenchmarkHandshake is the full per-connection cost on both sides once
 // the master key exists (what a connection storm costs the server: only
 // the server half of it).
 func BenchmarkHandshake(b *testing.B) {
 	kr := testKeyring(b, "correct horse battery staple")
-	sc := ServerConfig{Key: testMaster, Mode: ModeGCM, KeySize: KeySize256}
-	cc := ClientConfig{Keyring: kr, Mode: ModeGCM, KeySize: KeySize256, Limits: testLimits}
-	b.ReportAllocs()
-	for b.Loop() {
-		pairWith(b, sc, cc)
+	sc := ServerConfig{Key: testMaster, Mode: ModeGCM, KeySize: KeySize256, AllowLegacyHandshake: true}
+	cc := ClientConfig{Keyring: kr, Mode: ModeGCM, KeySize: KeySize256, Limits: testLimits, AllowLegacyHandshake: true}
+	for _, v := range handshakeVersions {
+		b.Run(v.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				benchPair(b, v.start, sc, cc)
+			}
+		})
 	}
 }
 
 // BenchmarkServerHandshake is the server's share only.
 func BenchmarkServerHandshake(b *testing.B) {
 	kr := testKeyring(b, "correct horse battery staple")
-	sc := ServerConfig{Key: testMaster, Mode: ModeGCM, KeySize: KeySize256}
-	cc := ClientConfig{Keyring: kr, Mode: ModeGCM, KeySize: KeySize256, Limits: testLimits}
-	sh0, _ := NewServerHandshake(sc)
-	ch, _ := NewClientHandshake(cc, sh0.Hello())
-	_ = ch
-	b.ReportAllocs()
-	for b.Loop() {
-		sh, err := NewServerHandshake(sc)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.StopTimer()
-		ch, err := NewClientHandshake(cc, sh.Hello())
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.StartTimer()
-		if _, _, err := sh.Finish(ch.Hello()); err != nil {
-			b.Fatal(err)
-		}
+	sc := ServerConfig{Key: testMaster, Mode: ModeGCM, KeySize: KeySize256, AllowLegacyHandshake: true}
+	cc := ClientConfig{Keyring: kr, Mode: ModeGCM, KeySize: KeySize256, Limits: testLimits, AllowLegacyHandshake: true}
+	for _, v := range handshakeVersions {
+		b.Run(v.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				sh, err := v.start(sc)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				hello := sh.Hello()
+				if sh.Version() == HandshakeV1 {
+					hello = clearSentinel(sh)
+				}
+				ch, err := NewClientHandshake(cc, hello)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				if _, _, err := sh.Finish(ch.Hello()); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
