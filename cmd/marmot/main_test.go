@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"flag"
 	"io"
 	"net"
 	"net/http"
@@ -16,6 +17,8 @@ import (
 
 	"github.com/gorilla/websocket"
 	"go.uber.org/goleak"
+
+	"github.com/marmotws/marmot"
 )
 
 func TestMain(m *testing.M) {
@@ -547,4 +550,29 @@ func TestCompatEncryptionWire(t *testing.T) {
 	c.stdout.expect(t, "< plain")
 	c.quit(t)
 	srv.stop(t)
+}
+
+// --encrypt-allow-legacy-handshake sets EncryptionAllowLegacyHandshake; it
+// is off by default (forward secrecy required).
+func TestEncryptAllowLegacyHandshakeFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want bool
+	}{
+		{[]string{"--encrypt-key", "k"}, false},
+		{[]string{"--encrypt-key", "k", "--encrypt-allow-legacy-handshake"}, true},
+	} {
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		e := addEncryptFlags(fs)
+		if err := fs.Parse(tc.args); err != nil {
+			t.Fatal(err)
+		}
+		var cfg marmot.EncryptionConfig
+		if err := e.apply(&cfg); err != nil {
+			t.Fatal(err)
+		}
+		if cfg.EncryptionAllowLegacyHandshake != tc.want {
+			t.Errorf("%q: EncryptionAllowLegacyHandshake %v, want %v", tc.args, cfg.EncryptionAllowLegacyHandshake, tc.want)
+		}
+	}
 }
