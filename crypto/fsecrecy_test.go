@@ -3,7 +3,10 @@ package crypto
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
+	"maps"
+	"os/exec"
 	"testing"
 )
 
@@ -16,18 +19,20 @@ func seqBytes(from, n int) []byte {
 	return b
 }
 
+// The known answers, from testdata/handshake_v2_kat.mjs.
+const (
+	katServerHello    = "4d5253480205020000000010e80300000000000000000000000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f358072d6365880d1aeea329adf9121383851ed21a28e3b75e965d0d2cd166254000102030405060708090a0b0c0d0e0f"
+	katClientHello    = "4d52434802050200404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f675dd574ed7789310b3d2e7681f3790b466c773b1521fecf36577958371ea52fe294a97abbd817f70639fed3a4b0398229b22864b081b204d64230ad6c00dfa4"
+	katServerFinished = "4d5253460200000054db1f9d5d6d47395e8f7f67a763414a7209b3d8f871f29ec1afed814c66b676"
+	katC2s0           = "4d524f4d05000000020000000100000000000000000000001500000013ee6a8c8aa746e65042bac284bc662d6b929faa8a4605babf3d7d8a2470caf79db50d9ffd"
+	katS2c0           = "4d524f4d0500000002000000010000000000000000000000150000006e55e7a501f4669c0b2ea697e27b7d5348bca72d2624f00e605ced6a709b8085cc0f3aeeb5"
+)
+
 // TestHandshakeV2KnownAnswer fixes both sides' nonces and X25519 keys
 // through the entropy hook and checks every handshake message and the first
 // frame each way against vectors computed by an independent WebCrypto
 // implementation, testdata/handshake_v2_kat.mjs (the inputs are the same).
 func TestHandshakeV2KnownAnswer(t *testing.T) {
-	const (
-		serverHello    = "4d5253480205020000000010e80300000000000000000000000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f358072d6365880d1aeea329adf9121383851ed21a28e3b75e965d0d2cd166254000102030405060708090a0b0c0d0e0f"
-		clientHello    = "4d52434802050200404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f675dd574ed7789310b3d2e7681f3790b466c773b1521fecf36577958371ea52fe294a97abbd817f70639fed3a4b0398229b22864b081b204d64230ad6c00dfa4"
-		serverFinished = "4d5253460200000054db1f9d5d6d47395e8f7f67a763414a7209b3d8f871f29ec1afed814c66b676"
-		c2s0           = "4d524f4d05000000020000000100000000000000000000001500000013ee6a8c8aa746e65042bac284bc662d6b929faa8a4605babf3d7d8a2470caf79db50d9ffd"
-		s2c0           = "4d524f4d0500000002000000010000000000000000000000150000006e55e7a501f4669c0b2ea697e27b7d5348bca72d2624f00e605ced6a709b8085cc0f3aeeb5"
-	)
 	mk, err := DeriveMasterKey([]byte("marmot kat passphrase"), seqBytes(0, 16), KDFParams{Iterations: 1000})
 	if err != nil {
 		t.Fatal(err)
@@ -36,23 +41,23 @@ func TestHandshakeV2KnownAnswer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := sh.Hello(); !bytes.Equal(got, unhex(t, serverHello)) {
-		t.Fatalf("ServerHello\n got %x\nwant %s", got, serverHello)
+	if got := sh.Hello(); !bytes.Equal(got, unhex(t, katServerHello)) {
+		t.Fatalf("ServerHello\n got %x\nwant %s", got, katServerHello)
 	}
 	ch, err := NewClientHandshake(ClientConfig{Keyring: testKeyring(t, "marmot kat passphrase"), Mode: ModeGCM, KeySize: KeySize256,
 		Limits: testLimits, entropy: bytes.NewReader(seqBytes(0x40, 64))}, sh.Hello())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := ch.Hello(); !bytes.Equal(got, unhex(t, clientHello)) {
-		t.Fatalf("ClientHello\n got %x\nwant %s", got, clientHello)
+	if got := ch.Hello(); !bytes.Equal(got, unhex(t, katClientHello)) {
+		t.Fatalf("ClientHello\n got %x\nwant %s", got, katClientHello)
 	}
 	ss, fin, err := sh.Finish(ch.Hello())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(fin, unhex(t, serverFinished)) {
-		t.Fatalf("ServerFinished\n got %x\nwant %s", fin, serverFinished)
+	if !bytes.Equal(fin, unhex(t, katServerFinished)) {
+		t.Fatalf("ServerFinished\n got %x\nwant %s", fin, katServerFinished)
 	}
 	cs, err := ch.Finish(fin)
 	if err != nil {
@@ -65,7 +70,7 @@ func TestHandshakeV2KnownAnswer(t *testing.T) {
 		from, to *Session
 		plain    string
 		want     string
-	}{{cs, ss, "hello from the client", c2s0}, {ss, cs, "hello from the server", s2c0}} {
+	}{{cs, ss, "hello from the client", katC2s0}, {ss, cs, "hello from the server", katS2c0}} {
 		frame, err := d.from.Seal(nil, []byte(d.plain))
 		if err != nil || !bytes.Equal(frame, unhex(t, d.want)) {
 			t.Fatalf("frame %q\n got %x\nwant %s (%v)", d.plain, frame, d.want, err)
@@ -73,6 +78,28 @@ func TestHandshakeV2KnownAnswer(t *testing.T) {
 		if p, err := d.to.Open(nil, frame); err != nil || string(p) != d.plain {
 			t.Fatalf("open %q: %q %v", d.plain, p, err)
 		}
+	}
+}
+
+// TestHandshakeV2KnownAnswerReference reruns the WebCrypto reference
+// (with Node, which CI has) so the vectors above and the script that
+// produced them cannot drift apart.
+func TestHandshakeV2KnownAnswerReference(t *testing.T) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("node not installed")
+	}
+	out, err := exec.Command(node, "testdata/handshake_v2_kat.mjs").Output()
+	if err != nil {
+		t.Fatalf("node: %v", err)
+	}
+	var got map[string]string
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"serverHello": katServerHello, "clientHello": katClientHello, "serverFinished": katServerFinished, "c2s0": katC2s0, "s2c0": katS2c0}
+	if !maps.Equal(got, want) {
+		t.Fatalf("the WebCrypto reference now says\n%s", out)
 	}
 }
 

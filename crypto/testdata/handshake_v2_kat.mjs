@@ -2,10 +2,11 @@
 // (docs/ENCRYPTION.md sections 2.3-2.4), written with WebCrypto alone, as a
 // browser client would. It prints the known-answer vectors that
 // crypto/fsecrecy_test.go (TestHandshakeV2KnownAnswer) checks the Go code
-// against. Run: node crypto/testdata/handshake_v2_kat.mjs (Node >= 20).
+// against. Run: node crypto/testdata/handshake_v2_kat.mjs (Node >= 20); it
+// runs unchanged in a browser module (it prints to the console).
 const subtle = globalThis.crypto.subtle;
 const enc = new TextEncoder();
-const hex = (b) => Buffer.from(b).toString('hex');
+const hex = (b) => Array.from(new Uint8Array(b), (x) => x.toString(16).padStart(2, '0')).join('');
 const cat = (...parts) => {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let o = 0;
@@ -29,7 +30,8 @@ const pkcs8 = (raw) => cat(Uint8Array.from([0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 
 async function x25519(priv) {
   const key = await subtle.importKey('pkcs8', pkcs8(priv), { name: 'X25519' }, true, ['deriveBits']);
   const jwk = await subtle.exportKey('jwk', key);
-  const pub = new Uint8Array(Buffer.from(jwk.x, 'base64url'));
+  const b64 = jwk.x.replace(/-/g, '+').replace(/_/g, '/');
+  const pub = Uint8Array.from(atob(b64 + '='.repeat((4 - b64.length % 4) % 4)), (c) => c.charCodeAt(0));
   return { key, pub };
 }
 async function dh(priv, peerPub) {
