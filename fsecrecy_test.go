@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/marmotws/marmot"
 	"github.com/marmotws/marmot/crypto"
@@ -225,8 +226,11 @@ func oldClientHandshake(t *testing.T, ws *websocket.Conn, hello []byte) {
 // With EncryptionAllowLegacyHandshake the server admits an old client with
 // the version-1 handshake (whose ServerHello ends its nonce with the
 // downgrade sentinel), and still gives current clients version 2.
+// The upgrade span says which version each accepted client got.
 func TestDowngradeOldClientAllowed(t *testing.T) {
-	s := encryptedServer(t, marmot.EncryptionConfig{EncryptionMode: "gcm", EncryptionAllowLegacyHandshake: true}, marmot.ServerEvents{})
+	tel := newTelemetryKit(t)
+	s := startServer(t, marmot.ServerConfig{TracerProvider: tel.tp, EncryptionConfig: marmot.EncryptionConfig{EncryptionEnabled: true,
+		EncryptionKey: testKey, EncryptionKDF: testKDF, EncryptionMode: "gcm", EncryptionAllowLegacyHandshake: true}})
 	ws := dialHeader(t, s.URL(), protocol.SubprotocolBinary, oldClientHeader)
 	hello := readBinary(t, ws, "ServerHello")
 	if len(hello) < 56 || string(hello[48:56]) != "MRDOWNG2" {
@@ -241,6 +245,19 @@ func TestDowngradeOldClientAllowed(t *testing.T) {
 	c := newClient(t, secureClientConfig(s.URL(), true))
 	if err := c.Connect(ctxTimeout(t)); err != nil {
 		t.Fatal(err)
+	}
+	// The old client's and the marmot client's upgrades (the raw current
+	// connection never finishes its handshake).
+	versions := map[int64]int{}
+	for _, sp := range tel.spans.wait(t, 2, "accepted marmot.upgrade", func(sp sdktrace.ReadOnlySpan) bool {
+		_, ok := attr(sp, "marmot.handshake.version")
+		return sp.Name() == "marmot.upgrade" && ok
+	}) {
+		v, _ := attr(sp, "marmot.handshake.version")
+		versions[v.AsInt64()]++
+	}
+	if versions[1] != 1 || versions[2] != 1 {
+		t.Fatalf("upgrade spans' handshake versions %v, want one 1 and one 2", versions)
 	}
 }
 

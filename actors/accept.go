@@ -79,7 +79,8 @@ func (h *Hub) upgrade(w http.ResponseWriter, r *http.Request, up *upgradeSpan) (
 	up.span.SetAttributes(AttrSubprotocol.String(t.Subprotocol()), AttrEncrypted.Bool(h.cfg.Encryption != nil))
 	var sess *crypto.Session
 	if enc := h.cfg.Encryption; enc != nil && enc.Profile == crypto.ProfileSecure {
-		if sess, err = serverHandshake(t, enc, offeredHandshake(r)); err != nil {
+		var version int
+		if sess, version, err = serverHandshake(t, enc, offeredHandshake(r)); err != nil {
 			h.admitted.Add(-1)
 			h.handshakes.Add(1)
 			up.end("handshake_failed", err)
@@ -87,6 +88,7 @@ func (h *Hub) upgrade(w http.ResponseWriter, r *http.Request, up *upgradeSpan) (
 			t.Drop()
 			return nil, nil, false
 		}
+		up.span.SetAttributes(AttrHandshakeVersion.Int(version))
 	}
 	return t, sess, true
 }

@@ -260,35 +260,36 @@ func sendHandshakeFrame(t transport.Conn, msg []byte, deadline time.Time) error 
 }
 
 // serverHandshake runs the secure handshake on a fresh connection, before
-// its actor exists: ServerHello, ClientHello, ServerFinished. offered is the
+// its actor exists: ServerHello, ClientHello, ServerFinished, and returns
+// the session and the handshake's version. offered is the
 // handshake version the client announced (offeredHandshake): below 2, the
 // legacy handshake runs if the server allows it, or the connection closes
 // with 4501 "downgrade refused" before any handshake message.
-func serverHandshake(t transport.Conn, enc *Encryption, offered int) (*crypto.Session, error) {
+func serverHandshake(t transport.Conn, enc *Encryption, offered int) (*crypto.Session, int, error) {
 	start := crypto.NewServerHandshake
 	if offered < crypto.HandshakeVersion {
 		start = crypto.NewLegacyServerHandshake
 	}
 	hs, err := start(*enc.Server)
 	if err != nil {
-		return nil, failHandshake(t, err)
+		return nil, 0, failHandshake(t, err)
 	}
 	deadline := enc.handshakeDeadline()
 	if err := sendHandshakeFrame(t, hs.Hello(), deadline); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	hello, err := readHandshakeFrame(t, deadline)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	sess, fin, err := hs.Finish(hello)
 	if err != nil {
-		return nil, failHandshake(t, err)
+		return nil, 0, failHandshake(t, err)
 	}
 	if err := sendHandshakeFrame(t, fin, deadline); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return sess, nil
+	return sess, hs.Version(), nil
 }
 
 // clientHandshake is the client's half of serverHandshake.
