@@ -119,20 +119,14 @@ func fsClient(allowLegacy bool) ClientConfig {
 	return ClientConfig{Keyring: kr0, Mode: ModeGCM, KeySize: KeySize256, Limits: testLimits, AllowLegacyHandshake: allowLegacy}
 }
 
-// oldServer is what a server from before version 2 sends: a version-1
-// ServerHello with a fully random nonce (no downgrade sentinel). It returns
-// a legacy handshake whose nonce and hello are replaced accordingly.
+// oldServer is a server from before version 2.
 func oldServer(t *testing.T) *ServerHandshake {
 	t.Helper()
 	sh, err := NewLegacyServerHandshake(fsServer(true))
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _ = rand.Read(sh.nonce[NonceSize-len(downgradeSentinel):])
-	hello := ServerHello{Version: HandshakeV1, Mode: ModeGCM, KeySize: KeySize256, KDF: testMaster.params, Salt: testMaster.salt, Nonce: sh.nonce}
-	if sh.hello, err = hello.MarshalBinary(); err != nil {
-		t.Fatal(err)
-	}
+	asOldServer(t, sh)
 	return sh
 }
 
