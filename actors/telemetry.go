@@ -28,23 +28,24 @@ const MessagingSystem = "marmot"
 // Attribute keys marmot adds where OpenTelemetry has no convention; see
 // docs/OBSERVABILITY.md.
 const (
-	AttrClientID      = attribute.Key("marmot.client.id")
-	AttrMessageKind   = attribute.Key("marmot.message.kind")
-	AttrSubprotocol   = attribute.Key("marmot.subprotocol")
-	AttrRefusalReason = attribute.Key("marmot.refusal.reason")
-	AttrFanout        = attribute.Key("marmot.broadcast.fanout")
-	AttrRoom          = attribute.Key("marmot.room")
-	AttrAttempt       = attribute.Key("marmot.reconnect.attempt")
-	AttrDelay         = attribute.Key("marmot.reconnect.delay_ms")
-	AttrServerName    = attribute.Key("marmot.server.name")
-	AttrEncrypted     = attribute.Key("marmot.encrypted")
-	// AttrHandshakeVersion is the secure handshake's version on an accepted
-	// upgrade: 2, or 1 for a legacy client (no forward secrecy).
-	AttrHandshakeVersion = attribute.Key("marmot.handshake.version")
-	AttrCloseCode        = attribute.Key("marmot.close.code")
-	AttrMessageDropped   = attribute.Key("marmot.message.dropped")
-	AttrSide             = attribute.Key("marmot.side") // "server" or "client", on metrics
+	AttrClientID       = attribute.Key("marmot.client.id")
+	AttrMessageKind    = attribute.Key("marmot.message.kind")
+	AttrSubprotocol    = attribute.Key("marmot.subprotocol")
+	AttrRefusalReason  = attribute.Key("marmot.refusal.reason")
+	AttrFanout         = attribute.Key("marmot.broadcast.fanout")
+	AttrRoom           = attribute.Key("marmot.room")
+	AttrAttempt        = attribute.Key("marmot.reconnect.attempt")
+	AttrDelay          = attribute.Key("marmot.reconnect.delay_ms")
+	AttrServerName     = attribute.Key("marmot.server.name")
+	AttrEncrypted      = attribute.Key("marmot.encrypted")
+	AttrCloseCode      = attribute.Key("marmot.close.code")
+	AttrMessageDropped = attribute.Key("marmot.message.dropped")
+	AttrSide           = attribute.Key("marmot.side") // "server" or "client", on metrics
 )
+
+// AttrHandshakeVersion is the secure handshake's version on an accepted
+// upgrade: 2, or 1 for a legacy client (no forward secrecy).
+const AttrHandshakeVersion = attribute.Key("marmot.handshake.version")
 
 // telemetry bundles a hub's or client's tracer, propagator and instruments.
 // With the default no-op providers every call is a cheap no-op, and trace
