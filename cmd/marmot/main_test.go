@@ -19,6 +19,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/marmotws/marmot"
+	"github.com/marmotws/marmot/crypto"
 )
 
 func TestMain(m *testing.M) {
@@ -575,4 +576,30 @@ func TestEncryptAllowLegacyHandshakeFlag(t *testing.T) {
 			t.Errorf("%q: EncryptionAllowLegacyHandshake %v, want %v", tc.args, cfg.EncryptionAllowLegacyHandshake, tc.want)
 		}
 	}
+}
+
+// A server from before forward secrecy (a version-1 ServerHello): connect
+// refuses it by default, says why and how to allow it, and exits 1.
+func TestConnectOldServerHint(t *testing.T) {
+	up := websocket.Upgrader{Subprotocols: []string{"marmot.v1"}}
+	old := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer ws.Close()
+		sh := crypto.ServerHello{Version: crypto.HandshakeV1, Mode: crypto.ModeGCM, KeySize: crypto.KeySize256,
+			KDF: crypto.KDFParams{Iterations: 100_000}, Salt: make([]byte, 16)}
+		hello, _ := sh.MarshalBinary()
+		_ = ws.WriteMessage(websocket.BinaryMessage, hello)
+		_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, _, _ = ws.ReadMessage() // the client's close
+	}))
+	t.Cleanup(old.Close)
+	c := start(t, "connect", "--encrypt-key", "k", "--encrypt-mode", "gcm", "ws"+strings.TrimPrefix(old.URL, "http"))
+	if code := c.wait(t); code != exitFailure {
+		t.Fatalf("exit code %d, want %d", code, exitFailure)
+	}
+	c.stderr.expect(t, "handshake without forward secrecy refused")
+	c.stderr.expect(t, "hint: a server from before forward secrecy needs --encrypt-allow-legacy-handshake")
 }
