@@ -78,7 +78,8 @@ func (h *Hub) upgrade(w http.ResponseWriter, r *http.Request, up *upgradeSpan) (
 	up.span.SetAttributes(AttrSubprotocol.String(t.Subprotocol()), AttrEncrypted.Bool(h.cfg.Encryption != nil))
 	var sess *crypto.Session
 	if enc := h.cfg.Encryption; enc != nil && enc.Profile == crypto.ProfileSecure {
-		if sess, err = serverHandshake(t, enc); err != nil {
+		var version int
+		if sess, version, err = serverHandshake(t, enc, offeredHandshake(r)); err != nil {
 			h.release(adm)
 			h.handshakes.Add(1)
 			up.end("handshake_failed", err)
@@ -86,6 +87,7 @@ func (h *Hub) upgrade(w http.ResponseWriter, r *http.Request, up *upgradeSpan) (
 			t.Drop()
 			return nil, nil, nil, false
 		}
+		up.span.SetAttributes(AttrHandshakeVersion.Int(version))
 	}
 	return t, sess, adm, true
 }

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -279,6 +280,9 @@ func (a *ClientActor) dial(ctx actor.Context, parent context.Context) {
 	if enc := c.cfg.Encryption; enc != nil {
 		// marmot.v1 alone does not say the client encrypts.
 		header.Set(HeaderEncryption, enc.Profile.String())
+		if enc.Profile == crypto.ProfileSecure {
+			header.Set(HeaderHandshake, strconv.Itoa(crypto.HandshakeVersion))
+		}
 	}
 	c.live.Add(1)
 	go func() {

@@ -43,6 +43,10 @@ const (
 	AttrSide           = attribute.Key("marmot.side") // "server" or "client", on metrics
 )
 
+// AttrHandshakeVersion is the secure handshake's version on an accepted
+// upgrade: 2, or 1 for a legacy client (no forward secrecy).
+const AttrHandshakeVersion = attribute.Key("marmot.handshake.version")
+
 // telemetry bundles a hub's or client's tracer, propagator and instruments.
 // With the default no-op providers every call is a cheap no-op, and trace
 // context is only injected into envelopes when a span is valid.

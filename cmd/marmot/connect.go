@@ -171,6 +171,10 @@ func runConnect(ctx context.Context, args []string, stdin io.Reader, stdout, std
 
 	if err := client.Connect(ctx); err != nil {
 		fmt.Fprintf(stderr, "marmot connect: %v\n", err)
+		if errors.Is(err, crypto.ErrDowngrade) && !cfg.EncryptionAllowLegacyHandshake {
+			fmt.Fprintln(stderr, "  hint: a server from before forward secrecy needs --encrypt-allow-legacy-handshake (a leaked key then decrypts recorded traffic);"+
+				" a current server says this only when something on the way removed the "+marmot.HeaderHandshake+" header")
+		}
 		return exitFailure
 	}
 	fmt.Fprintf(stderr, "* connected to %s (%s)\n", client.URL(), s.wire)

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"flag"
 	"io"
 	"net"
 	"net/http"
@@ -18,6 +19,8 @@ import (
 	"github.com/gorilla/websocket"
 	"go.uber.org/goleak"
 
+	"github.com/marmotws/marmot"
+	"github.com/marmotws/marmot/crypto"
 	"github.com/marmotws/marmot/internal/testpki"
 )
 
@@ -622,4 +625,55 @@ func TestRateLimitFlags(t *testing.T) {
 	second.stderr.expect(t, "429")
 	c.send(t, "two")
 	c.stderr.expect(t, "1008")
+}
+
+// --encrypt-allow-legacy-handshake sets EncryptionAllowLegacyHandshake; it
+// is off by default (forward secrecy required).
+func TestEncryptAllowLegacyHandshakeFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want bool
+	}{
+		{[]string{"--encrypt-key", "k"}, false},
+		{[]string{"--encrypt-key", "k", "--encrypt-allow-legacy-handshake"}, true},
+	} {
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		e := addEncryptFlags(fs)
+		if err := fs.Parse(tc.args); err != nil {
+			t.Fatal(err)
+		}
+		var cfg marmot.EncryptionConfig
+		if err := e.apply(&cfg); err != nil {
+			t.Fatal(err)
+		}
+		if cfg.EncryptionAllowLegacyHandshake != tc.want {
+			t.Errorf("%q: EncryptionAllowLegacyHandshake %v, want %v", tc.args, cfg.EncryptionAllowLegacyHandshake, tc.want)
+		}
+	}
+}
+
+// A server from before forward secrecy (a version-1 ServerHello): connect
+// refuses it by default, says why and how to allow it, and exits 1.
+func TestConnectOldServerHint(t *testing.T) {
+	up := websocket.Upgrader{Subprotocols: []string{"marmot.v1"}}
+	old := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer ws.Close()
+		sh := crypto.ServerHello{Version: crypto.HandshakeV1, Mode: crypto.ModeGCM, KeySize: crypto.KeySize256,
+			KDF: crypto.KDFParams{Iterations: 100_000}, Salt: make([]byte, 16)}
+		hello, _ := sh.MarshalBinary()
+		_ = ws.WriteMessage(websocket.BinaryMessage, hello)
+		_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, _, _ = ws.ReadMessage() // the client's close
+	}))
+	t.Cleanup(old.Close)
+	c := start(t, "connect", "--encrypt-key", "k", "--encrypt-mode", "gcm", "ws"+strings.TrimPrefix(old.URL, "http"))
+	if code := c.wait(t); code != exitFailure {
+		t.Fatalf("exit code %d, want %d", code, exitFailure)
+	}
+	c.stderr.expect(t, "handshake without forward secrecy refused")
+	c.stderr.expect(t, "hint: a server from before forward secrecy needs --encrypt-allow-legacy-handshake")
 }

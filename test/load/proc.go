@@ -20,6 +20,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/marmotws/marmot"
+	"github.com/marmotws/marmot/crypto"
 	"github.com/marmotws/marmot/protocol"
 )
 
@@ -219,7 +220,9 @@ func newDialer(t target) *dialer {
 // permessage-deflate (no context takeover) with d.compress.
 // With d.secure it offers marmot.v1, the subprotocol that carries the
 // secure profile, says so in marmot.HeaderEncryption (without it an
-// encrypted server refuses the upgrade), and runs the handshake before
+// encrypted server refuses the upgrade), announces handshake version 2 in
+// marmot.HeaderHandshake (without it the server refuses the legacy
+// handshake with 4501 "downgrade refused"), and runs the handshake before
 // returning.
 func (d *dialer) dial(ctx context.Context) (*conn, error) {
 	hc := d.clients[d.next.Add(1)%uint64(len(d.clients))]
@@ -232,7 +235,8 @@ func (d *dialer) dial(ctx context.Context) (*conn, error) {
 	}
 	if d.secure != nil {
 		opts.Subprotocols = []string{protocol.SubprotocolBinary}
-		opts.HTTPHeader = http.Header{marmot.HeaderEncryption: {"secure"}}
+		opts.HTTPHeader = http.Header{marmot.HeaderEncryption: {"secure"},
+			marmot.HeaderHandshake: {strconv.Itoa(crypto.HandshakeVersion)}}
 	}
 	ws, resp, err := websocket.Dial(ctx, d.url, opts)
 	if resp != nil && resp.Body != nil && err != nil {
