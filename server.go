@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/marmotws/marmot/actors"
+	"github.com/marmotws/marmot/jsclient"
 	"github.com/marmotws/marmot/protocol"
 )
 
@@ -316,6 +318,9 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle(s.cfg.Path, s)
+	for _, name := range []string{jsclient.ScriptName, jsclient.TypesName} {
+		mux.Handle(strings.TrimSuffix(s.cfg.Path, "/")+"/"+name, s)
+	}
 	s.ln = ln
 	s.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	s.serveDone = make(chan struct{})
@@ -388,7 +393,14 @@ func (s *Server) Stop(ctx context.Context) error {
 }
 
 // ServeHTTP upgrades r to a WebSocket connection; after Stop it answers 503.
+// A GET of <Path>/marmot.js or <Path>/marmot.d.ts gets the browser client
+// (package jsclient); mount the server on "<Path>/" as well as "<Path>" in
+// your own mux to serve them.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if name, ok := jsclient.Match(s.cfg.Path, r.URL.Path); ok {
+		jsclient.Serve(w, r, name)
+		return
+	}
 	h := s.hub.Load()
 	if h == nil {
 		http.Error(w, "marmot: server stopped", http.StatusServiceUnavailable)
