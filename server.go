@@ -172,6 +172,7 @@ type Server struct {
 	final atomic.Pointer[Stats]
 
 	mu        sync.Mutex // serialises Start and Stop
+	extra     []route    // Handle's, mounted by Start
 	httpSrv   *http.Server
 	ln        net.Listener
 	serveDone chan struct{}
@@ -321,6 +322,9 @@ func (s *Server) Start(ctx context.Context) error {
 	for _, name := range []string{jsclient.ScriptName, jsclient.TypesName} {
 		mux.Handle(strings.TrimSuffix(s.cfg.Path, "/")+"/"+name, s)
 	}
+	for _, r := range s.extra {
+		mux.Handle(r.pattern, r.h)
+	}
 	s.ln = ln
 	s.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	s.serveDone = make(chan struct{})
@@ -333,6 +337,21 @@ func (s *Server) Start(ctx context.Context) error {
 	s.setState(ServerListening)
 	s.log.Info("marmot server listening", "addr", ln.Addr().String(), "path", s.cfg.Path)
 	return nil
+}
+
+type route struct {
+	pattern string
+	h       http.Handler
+}
+
+// Handle adds a handler (for example NewDashboard's) to what Start serves
+// besides the endpoint, with http.ServeMux's pattern syntax; it applies
+// from the next Start. A pattern that clashes with the endpoint's makes
+// Start panic, as ServeMux does.
+func (s *Server) Handle(pattern string, h http.Handler) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.extra = append(s.extra, route{pattern, h})
 }
 
 // Addr returns the listening address, or nil before Start.
