@@ -327,9 +327,10 @@ func TestBrowserEncrypted(t *testing.T) {
 	}
 }
 
-// TestBrowserEncryptionWrongKey: a wrong passphrase fails the handshake
-// with an EncryptionError, and the client does not retry.
-func TestBrowserEncryptionWrongKey(t *testing.T) {
+// TestBrowserEncryptionRefusals: a wrong passphrase fails the handshake,
+// and so does a mismatch of encryption with the server, with an
+// EncryptionError; the client does not retry.
+func TestBrowserEncryptionRefusals(t *testing.T) {
 	b := browsertest.New(t)
 	cfg := echoConfig()
 	cfg.EncryptionConfig = marmot.EncryptionConfig{
@@ -346,6 +347,27 @@ func TestBrowserEncryptionWrongKey(t *testing.T) {
 	if r.Name != "EncryptionError" || !strings.Contains(r.Msg, "wrong key") || r.State != "error" {
 		t.Fatalf("%+v", r)
 	}
+	// A browser cannot read the 400 that refuses a WebSocket upgrade; in
+	// "auto" the HTTP open gets the same refusal, with its reason.
+	plain := newSite(t, echoConfig())
+	pp := plain.open(b, "")
+	for _, c := range []struct {
+		page           *browsertest.Page
+		url, enc, want string
+	}{
+		{pp, plain.wsURL(), "{key: 'k'}", "server does not encrypt"},
+		{p, s.wsURL(), "null", "server requires encryption"},
+	} {
+		var r struct{ Name, Msg, State string }
+		c.page.MustEval(fmt.Sprintf(`(async () => {
+			const c = new marmot.Client({url: %q, autoReconnect: true, retryFirstConnect: true, encryption: %s});
+			try { await c.connect(); return {name: 'connected'}; } catch (e) { return {name: e.name, msg: e.message, state: c.state}; }
+		})()`, c.url, c.enc), &r)
+		if r.Name != "EncryptionError" || !strings.Contains(r.Msg, c.want) || r.State != "error" {
+			t.Fatalf("%s: %+v", c.want, r)
+		}
+	}
+
 	var modeErr string
 	p.MustEval(`(() => { try { new marmot.Client({encryption: {key: 'k', mode: 'cfb'}}); return ''; } catch (e) { return e.name + ': ' + e.message; } })()`, &modeErr)
 	if !strings.Contains(modeErr, "EncryptionError") || !strings.Contains(modeErr, "cfb") {

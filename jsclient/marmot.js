@@ -606,6 +606,8 @@ function httpTransport(url, protocols, encryption) {
       res = await fetch(at(q), { method: 'POST', signal: ctl.signal, cache: 'no-store' });
       if (!res.ok) {
         const text = (await res.text().catch(() => '')).trim();
+        // The server encrypts otherwise (PROTOCOL.md section 5): no retry helps.
+        if (res.status === 400 && res.headers.get('X-Marmot-Encryption')) throw new EncryptionError(text || 'marmot: encryption mismatch');
         throw new ClosedError(`marmot: HTTP open of ${base} refused: ${res.status} ${text}`, res.status === 404 ? 4404 : 1006, text);
       }
       const o = await res.json();
@@ -927,8 +929,10 @@ export class Client {
       try {
         return await http();
       } catch (err2) {
-        if (err2.code === 4404) throw err; // no HTTP transport there: the WebSocket error says more
-        throw err2;
+        // An encryption mismatch, hidden from a browser's WebSocket, shows
+        // in the HTTP open's answer; otherwise say what both attempts met.
+        if (err2 instanceof EncryptionError) throw err2;
+        throw new ClosedError(`${err.message}; HTTP fallback: ${err2.message}`, err.code, err.reason);
       }
     }
   }
