@@ -4,9 +4,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"os"
+	"strings"
 	"testing"
 
 	"github.com/marmotws/marmot/internal/browsertest"
+	"github.com/marmotws/marmot/jsclient"
 	"github.com/marmotws/marmot/protocol"
 )
 
@@ -71,5 +74,18 @@ func TestBrowserCodecs(t *testing.T) {
 	})()`, in), &fails)
 	for _, f := range fails {
 		t.Error(f)
+	}
+}
+
+// TestDocumentedSize: docs/BROWSER.md states marmot.js's size; keep it true.
+func TestDocumentedSize(t *testing.T) {
+	doc, err := os.ReadFile("../docs/BROWSER.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := len(jsclient.Script)
+	want := fmt.Sprintf("%d,%03d bytes", n/1000, n%1000)
+	if !strings.Contains(string(doc), want) {
+		t.Fatalf("docs/BROWSER.md does not say marmot.js is %s", want)
 	}
 }
