@@ -194,7 +194,24 @@ func refuse(s *site) func(on bool) {
 // what was published meanwhile.
 func TestBrowserRoomsRecover(t *testing.T) {
 	b := browsertest.New(t)
+	for _, transport := range []string{"websocket", "http"} {
+		t.Run(transport, func(t *testing.T) { roomsRecover(t, b, transport) })
+	}
+}
+
+// needHTTP skips t while the server has no HTTP fallback transport.
+func needHTTP(t *testing.T, s *site, transport string) {
+	if transport != "http" {
+		return
+	}
+	if ok, why := s.httpFallbackAvailable(); !ok {
+		t.Skipf("the HTTP fallback transport is not on this server yet (branch http): %s", why)
+	}
+}
+
+func roomsRecover(t *testing.T, b *browsertest.Browser, transport string) {
 	s := newSite(t, echoConfig())
+	needHTTP(t, s, transport)
 	p := s.open(b, "")
 	p.MustEval(helpers, nil)
 	var join struct {
@@ -202,12 +219,13 @@ func TestBrowserRoomsRecover(t *testing.T) {
 		Offset int
 	}
 	p.MustEval(fmt.Sprintf(`(async () => {
-		window.c = new marmot.Client({url: %q, autoReconnect: true, reconnectInterval: 200, reconnectJitter: 0});
+		window.c = new marmot.Client({url: %q, transport: %q, autoReconnect: true, reconnectInterval: 200, reconnectJitter: 0});
 		window.roomMsgs = [];
 		c.on('message', (m) => { if (m.room) roomMsgs.push(plain(m)); });
 		await c.connect();
+		if (c.transport !== %[2]q) throw new Error('connected over ' + c.transport);
 		return await c.join('lobby');
-	})()`, s.wsURL()), &join)
+	})()`, s.wsURL(), transport), &join)
 	if join.Epoch == "" {
 		t.Fatalf("join result %+v: no epoch", join)
 	}
@@ -254,17 +272,24 @@ func TestBrowserRoomsRecover(t *testing.T) {
 // starts on the same address; the page reconnects by itself.
 func TestBrowserReconnectAfterRestart(t *testing.T) {
 	b := browsertest.New(t)
+	for _, transport := range []string{"websocket", "http"} {
+		t.Run(transport, func(t *testing.T) { reconnectAfterRestart(t, b, transport) })
+	}
+}
+
+func reconnectAfterRestart(t *testing.T, b *browsertest.Browser, transport string) {
 	s := newSite(t, echoConfig())
+	needHTTP(t, s, transport)
 	p := s.open(b, "")
 	p.MustEval(helpers, nil)
 	p.MustEval(fmt.Sprintf(`(async () => {
-		window.c = new marmot.Client({url: %q, autoReconnect: true, reconnectStrategy: 'exponential', reconnectInterval: 100, maxReconnectInterval: 400});
+		window.c = new marmot.Client({url: %q, transport: %q, autoReconnect: true, reconnectStrategy: 'exponential', reconnectInterval: 100, maxReconnectInterval: 400});
 		window.attempts = [];
 		c.on('reconnecting', (n, d) => attempts.push([n, d]));
 		await c.connect();
 		window.lost = waitState(c, 'reconnecting');
 		return true;
-	})()`, s.wsURL()), nil)
+	})()`, s.wsURL(), transport), nil)
 	s.stop()
 	p.MustEval(`lost`, nil)
 	p.WaitFor(`attempts.length >= 2`) // the 503s while no server runs
@@ -324,6 +349,30 @@ func TestBrowserEncrypted(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestBrowserEncryptedHTTP: the secure profile over the HTTP transport.
+func TestBrowserEncryptedHTTP(t *testing.T) {
+	b := browsertest.New(t)
+	cfg := echoConfig()
+	cfg.EncryptionConfig = marmot.EncryptionConfig{
+		EncryptionEnabled: true, EncryptionKey: "browser secret", EncryptionMode: "gcm",
+		EncryptionKDF: crypto.KDFParams{Algorithm: crypto.KDFPBKDF2SHA256, Iterations: 100_000},
+	}
+	s := newSite(t, cfg)
+	needHTTP(t, s, "http")
+	p := s.open(b, "?nows")
+	var r struct{ Transport, Mode, Reply string }
+	p.MustEval(fmt.Sprintf(`(async () => {
+		const c = new marmot.Client({url: %q, encryption: {key: 'browser secret'}});
+		await c.connect();
+		const reply = (await c.request('upper', 'over http')).text;
+		await c.disconnect();
+		return {transport: c.transport, mode: c.encryptionMode, reply};
+	})()`, s.wsURL()), &r)
+	if r.Transport != "http" || r.Mode != "gcm/256" || r.Reply != "OVER HTTP" {
+		t.Fatalf("%+v", r)
 	}
 }
 

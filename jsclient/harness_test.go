@@ -108,14 +108,17 @@ func (s *site) start() {
 }
 
 // stop stops the current server: its clients get 1001.
+// Like a server behind its own listener, it answers HTTP-transport
+// requests while it stops (their sessions fetch their 1001) and 503 after.
 func (s *site) stop() {
-	srv := s.cur.Swap(nil)
+	srv := s.cur.Load()
 	if srv == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_ = srv.Stop(ctx)
+	s.cur.Store(nil)
 }
 
 func (s *site) server() *marmot.Server { return s.cur.Load() }
@@ -133,7 +136,11 @@ func (s *site) open(b *browsertest.Browser, query string) *browsertest.Page {
 // httpFallbackAvailable reports whether the server speaks the HTTP
 // transport (docs/HTTP.md): its open answers 200.
 func (s *site) httpFallbackAvailable() (bool, string) {
-	res, err := http.Post(s.url+"/websocket?transport=http&subprotocol=marmot.json.v1", "application/octet-stream", nil)
+	q := "/websocket?transport=http&subprotocol=marmot.json.v1"
+	if s.cfg.EncryptionEnabled {
+		q = "/websocket?transport=http&subprotocol=marmot.v1&marmot_encryption=secure"
+	}
+	res, err := http.Post(s.url+q, "application/octet-stream", nil)
 	if err != nil {
 		return false, err.Error()
 	}
