@@ -117,11 +117,9 @@ func TestBrowserWebSocket(t *testing.T) {
 // TestBrowserHTTPFallbackNoWebSocket: a page without WebSocket falls back
 // to the HTTP transport (docs/HTTP.md) and does all the same.
 func TestBrowserHTTPFallbackNoWebSocket(t *testing.T) {
-	b := browsertest.New(t)
 	s := newSite(t, echoConfig())
-	if ok, why := s.httpFallbackAvailable(); !ok {
-		t.Skipf("the HTTP fallback transport is not on this server yet (branch http): %s", why)
-	}
+	needHTTP(t, s, "http")
+	b := browsertest.New(t)
 	p := s.open(b, "?nows")
 	var hasWS bool
 	p.MustEval(`typeof WebSocket === 'function'`, &hasWS)
@@ -134,11 +132,9 @@ func TestBrowserHTTPFallbackNoWebSocket(t *testing.T) {
 // TestBrowserHTTPFallbackStrippedUpgrade: a proxy that strips the upgrade
 // headers makes the WebSocket fail; "auto" falls back to HTTP.
 func TestBrowserHTTPFallbackStrippedUpgrade(t *testing.T) {
-	b := browsertest.New(t)
 	s := newSite(t, echoConfig())
-	if ok, why := s.httpFallbackAvailable(); !ok {
-		t.Skipf("the HTTP fallback transport is not on this server yet (branch http): %s", why)
-	}
+	needHTTP(t, s, "http")
+	b := browsertest.New(t)
 	strip := func(w http.ResponseWriter, r *http.Request) bool {
 		r.Header.Del("Upgrade")
 		r.Header.Del("Connection")
@@ -354,7 +350,6 @@ func TestBrowserEncrypted(t *testing.T) {
 
 // TestBrowserEncryptedHTTP: the secure profile over the HTTP transport.
 func TestBrowserEncryptedHTTP(t *testing.T) {
-	b := browsertest.New(t)
 	cfg := echoConfig()
 	cfg.EncryptionConfig = marmot.EncryptionConfig{
 		EncryptionEnabled: true, EncryptionKey: "browser secret", EncryptionMode: "gcm",
@@ -362,6 +357,7 @@ func TestBrowserEncryptedHTTP(t *testing.T) {
 	}
 	s := newSite(t, cfg)
 	needHTTP(t, s, "http")
+	b := browsertest.New(t)
 	p := s.open(b, "?nows")
 	var r struct{ Transport, Mode, Reply string }
 	p.MustEval(fmt.Sprintf(`(async () => {
