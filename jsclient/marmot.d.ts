@@ -33,7 +33,7 @@ export declare class ClosedError extends MarmotError {
 export declare class EncryptionError extends MarmotError {}
 
 /** The modes and key sizes of the secure profile that WebCrypto can do. */
-export declare const browserModes: readonly ('gcm' | 'cbc' | 'ctr')[];
+export declare const browserModes: readonly ('gcm' | 'cbc' | 'ctr' | 'cfb' | 'ofb')[];
 export declare const browserKeySizes: readonly (128 | 256)[];
 
 /** One envelope received from the server. */
@@ -56,9 +56,9 @@ export declare class Message {
 export interface EncryptionOptions {
   /** The passphrase the server was given. */
   key: string;
-  mode?: 'gcm' | 'cbc' | 'ctr';
+  mode?: 'gcm' | 'cbc' | 'ctr' | 'cfb' | 'ofb';
   keySize?: 128 | 256;
-  acceptModes?: ('gcm' | 'cbc' | 'ctr')[];
+  acceptModes?: ('gcm' | 'cbc' | 'ctr' | 'cfb' | 'ofb')[];
   acceptKeySizes?: (128 | 256)[];
 }
 

@@ -314,14 +314,15 @@ function decodeBinary(b) {
 
 // The secure profile (docs/ENCRYPTION.md section 2) through WebCrypto.
 // WebCrypto has AES-GCM, AES-CBC and AES-CTR at 128 and 256 bits (Chromium
-// has no 192-bit AES), PBKDF2, HKDF and HMAC; the other modes, AES-192,
-// Argon2id and the compat profile are refused with an EncryptionError.
+// has no 192-bit AES), PBKDF2, HKDF and HMAC; CFB and OFB are built from
+// AES-CBC. ECB, CFC/OFC/CTC, AES-192, Argon2id and the compat profile are
+// refused with an EncryptionError.
 const MODES = { ecb: 0, cbc: 1, cfb: 2, ofb: 3, ctr: 4, gcm: 5, cfc: 6, ofc: 7, ctc: 8 };
 const MODE_NAMES = Object.keys(MODES);
 const SIZES = { 128: 0, 192: 1, 256: 2 };
 const SIZE_BITS = [128, 192, 256];
 /** The modes and key sizes this module can do in a browser. */
-export const browserModes = Object.freeze(['gcm', 'cbc', 'ctr']);
+export const browserModes = Object.freeze(['gcm', 'cbc', 'ctr', 'cfb', 'ofb']);
 export const browserKeySizes = Object.freeze([128, 256]);
 
 const subtle = globalThis.crypto && globalThis.crypto.subtle;
@@ -390,7 +391,8 @@ class Direction {
     putU32(d.hdr, 8, size);
     d.hdr[12] = 1;
     const encKey = okm.slice(0, kb), macKey = okm.slice(kb, kb + 32), ivKey = okm.slice(kb + 32, kb + 48);
-    const algo = { 5: 'AES-GCM', 1: 'AES-CBC', 4: 'AES-CTR' }[mode];
+    // CFB and OFB are built from AES-CBC (see crypt).
+    const algo = { 5: 'AES-GCM', 1: 'AES-CBC', 4: 'AES-CTR', 2: 'AES-CBC', 3: 'AES-CBC' }[mode];
     d.key = await subtle.importKey('raw', encKey, algo, false, ['encrypt', 'decrypt']);
     if (mode === MODES.gcm) {
       d.gcmIV = ivKey.slice(0, 12);
@@ -431,6 +433,46 @@ class Direction {
     return n;
   }
 
+  // block is one AES encryption: the first block of AES-CBC with a zero IV.
+  async block(x) {
+    return new Uint8Array(await subtle.encrypt({ name: 'AES-CBC', iv: new Uint8Array(16) }, this.key, x), 0, 16);
+  }
+
+  // crypt runs CBC, CTR, CFB-128 or OFB over data with iv, as crypto/cipher.go does.
+  async crypt(enc, iv, data) {
+    const m = this.mode;
+    if (m === MODES.cbc || m === MODES.ctr) {
+      const algo = m === MODES.cbc ? { name: 'AES-CBC', iv } : { name: 'AES-CTR', counter: iv, length: 128 };
+      return new Uint8Array(await (enc ? subtle.encrypt(algo, this.key, data) : subtle.decrypt(algo, this.key, data)));
+    }
+    const out = new Uint8Array(data.length);
+    const xor = (ks, at) => {
+      for (let j = 0; j < 16 && at + j < data.length; j++) out[at + j] = data[at + j] ^ ks[j];
+    };
+    if (m === MODES.ofb) {
+      // CBC over zeros is E(IV), E(E(IV)), ...: OFB's keystream, in one call.
+      const n = Math.ceil(data.length / 16) * 16;
+      const ks = new Uint8Array(await subtle.encrypt({ name: 'AES-CBC', iv }, this.key, new Uint8Array(n)));
+      for (let i = 0; i < data.length; i += 16) xor(ks.subarray(i, i + 16), i);
+      return out;
+    }
+    // CFB: each keystream block is E(previous ciphertext block). Decrypting
+    // knows them all at once; encrypting waits for each block in turn.
+    if (!enc) {
+      const regs = [iv];
+      for (let i = 16; i < data.length; i += 16) regs.push(data.subarray(i - 16, i));
+      const kss = await Promise.all(regs.map((r) => this.block(r)));
+      kss.forEach((ks, k) => xor(ks, k * 16));
+      return out;
+    }
+    let reg = iv;
+    for (let i = 0; i < data.length; i += 16) {
+      xor(await this.block(reg), i);
+      reg = out.subarray(i, i + 16);
+    }
+    return out;
+  }
+
   async seal(plain) {
     const seq = this.seq++;
     if (this.mode === MODES.gcm) {
@@ -438,9 +480,7 @@ class Direction {
       const ct = await subtle.encrypt({ name: 'AES-GCM', iv: this.gcmNonce(seq), additionalData: p, tagLength: 128 }, this.key, plain);
       return concat(p, new Uint8Array(ct));
     }
-    const iv = await this.iv(seq);
-    const algo = this.mode === MODES.cbc ? { name: 'AES-CBC', iv } : { name: 'AES-CTR', counter: iv, length: 128 };
-    const ct = new Uint8Array(await subtle.encrypt(algo, this.key, plain));
+    const ct = await this.crypt(true, await this.iv(seq), plain);
     const head = concat(this.prefix(seq, ct.length), ct);
     return concat(head, new Uint8Array(await subtle.sign('HMAC', this.mac, head)));
   }
@@ -464,11 +504,7 @@ class Direction {
       if (!ok) throw new EncryptionError('marmot: frame failed authentication');
     }
     if (seq !== this.seq) throw new EncryptionError(seq < this.seq ? 'marmot: replayed frame' : 'marmot: frame out of order');
-    if (this.mode !== MODES.gcm) {
-      const iv = await this.iv(seq);
-      const algo = this.mode === MODES.cbc ? { name: 'AES-CBC', iv } : { name: 'AES-CTR', counter: iv, length: 128 };
-      plain = await subtle.decrypt(algo, this.key, frame.subarray(28, 28 + len));
-    }
+    if (this.mode !== MODES.gcm) plain = await this.crypt(false, await this.iv(seq), frame.subarray(28, 28 + len));
     this.seq++;
     return new Uint8Array(plain);
   }
