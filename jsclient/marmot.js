@@ -1163,7 +1163,7 @@ export class Client {
       const frame = await sess.send.seal(plain);
       this._stats.bytesSent += frame.length;
       t.send(frame);
-      this._emit('datasent', plain);
+      this._emit('datasent', frame);
     }).catch((err) => this._fail(t, err));
   }
 
