@@ -23,6 +23,7 @@ func echoConfig() marmot.ServerConfig {
 					_ = m.Reply([]byte(strings.ToUpper(string(m.Payload))))
 				case m.IsRequest() && m.Name == "fail":
 					_ = m.ReplyError(418, "teapot")
+				case m.IsRequest() && m.Name == "silent": // never answered
 				default:
 					_ = m.Reply(m.Payload)
 				}
@@ -85,6 +86,15 @@ func basics(t *testing.T, s *site, p *browsertest.Page, transport string) {
 	p.MustEval(`c.request('fail', '').then(() => ({name: 'none'}), (e) => ({name: e.name, code: e.code, msg: e.remoteMessage}))`, &rerr)
 	if rerr.Name != "RemoteError" || rerr.Code != 418 || rerr.Msg != "teapot" {
 		t.Fatalf("error reply: %+v", rerr)
+	}
+
+	var terr struct {
+		Name    string
+		Elapsed float64
+	}
+	p.MustEval(`(async () => { const t0 = performance.now(); try { await c.request('silent', '', {timeout: 300}); return {name: 'answered'}; } catch (e) { return {name: e.name, elapsed: performance.now() - t0}; } })()`, &terr)
+	if terr.Name != "TimeoutError" || terr.Elapsed < 290 {
+		t.Fatalf("unanswered request: %+v, want TimeoutError after 300 ms", terr)
 	}
 
 	p.MustEval(`window.bc = waitMsg(c, (m) => m.text === 'news for all'); true`, nil)
@@ -422,5 +432,43 @@ func TestBrowserEncryptionRefusals(t *testing.T) {
 	p.MustEval(`(() => { try { new marmot.Client({encryption: {key: 'k', mode: 'ctc'}}); return ''; } catch (e) { return e.name + ': ' + e.message; } })()`, &modeErr)
 	if !strings.Contains(modeErr, "EncryptionError") || !strings.Contains(modeErr, "ctc") {
 		t.Fatalf("ctc in a browser: %q", modeErr)
+	}
+}
+
+// TestBrowserPresence: in a room with presence, a page lists the members
+// and is told when another client joins and leaves.
+func TestBrowserPresence(t *testing.T) {
+	cfg := echoConfig()
+	cfg.RoomPresence = func(room string) bool { return room == "chat" }
+	s := newSite(t, cfg)
+	b := browsertest.New(t)
+	p := s.open(b, "")
+	p.MustEval(helpers, nil)
+	var r struct {
+		Before, After []int
+		Joined, Left  []any
+		Refused       string
+	}
+	p.MustEval(fmt.Sprintf(`(async () => {
+		const a = new marmot.Client({url: %[1]q}), b = new marmot.Client({url: %[1]q});
+		await a.connect();
+		await b.connect();
+		await a.join('chat');
+		const before = await a.presence('chat');
+		const joined = waitEvent(a, 'presence', (room, id, j) => j);
+		await b.join('chat');
+		const j = await joined;
+		const after = await a.presence('chat');
+		const left = waitEvent(a, 'presence', (room, id, j) => !j);
+		await b.leave('chat');
+		const l = await left;
+		const refused = await a.presence('lobby').then(() => 'listed', (e) => e.name + ' ' + e.code);
+		await a.disconnect();
+		await b.disconnect();
+		return {before, after, joined: j, left: l, refused};
+	})()`, s.wsURL()), &r)
+	if len(r.Before) != 1 || len(r.After) != 2 || r.Joined[0] != "chat" || r.Joined[2] != true || r.Left[2] != false ||
+		r.Joined[1] != float64(r.After[1]) || r.Refused != "RemoteError 403" {
+		t.Fatalf("%+v", r)
 	}
 }
