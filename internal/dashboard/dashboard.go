@@ -158,6 +158,11 @@ var dashboardPage []byte
 //go:embed client.html
 var clientPage []byte
 
+// commonStyle is the two pages' shared CSS, put in their <style> when served.
+//
+//go:embed common.css
+var commonStyle string
+
 // ServeHTTP routes: "/" the dashboard, "/client" the client page,
 // "/api/snapshot" (GET, ?since=event seq), "/api/stream" (GET, Server-Sent
 // Events, a snapshot per sample), "/api/send", "/api/broadcast",
@@ -236,6 +241,7 @@ func (d *Dashboard) page(w http.ResponseWriter, r *http.Request, body []byte) {
 	}
 	ep, _ := json.Marshal(d.opts.EndpointPath)
 	out := strings.ReplaceAll(string(body), `"__ENDPOINT__"`, string(ep))
+	out = strings.Replace(out, "/*__STYLE__*/", commonStyle, 1)
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
