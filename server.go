@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/marmotws/marmot/actors"
+	"github.com/marmotws/marmot/jsclient"
 	"github.com/marmotws/marmot/protocol"
 )
 
@@ -228,6 +230,7 @@ type Server struct {
 	final atomic.Pointer[Stats]
 
 	mu        sync.Mutex // serialises Start and Stop
+	extra     []route    // Handle's, mounted by Start
 	httpSrv   *http.Server
 	ln        net.Listener
 	serveDone chan struct{}
@@ -390,6 +393,12 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle(s.cfg.Path, s)
+	for _, name := range []string{jsclient.ScriptName, jsclient.TypesName} {
+		mux.Handle(strings.TrimSuffix(s.cfg.Path, "/")+"/"+name, s)
+	}
+	for _, r := range s.extra {
+		mux.Handle(r.pattern, r.h)
+	}
 	if s.tls != nil {
 		ln = tls.NewListener(ln, s.tls)
 	}
@@ -407,6 +416,21 @@ func (s *Server) Start(ctx context.Context) error {
 	s.setState(ServerListening)
 	s.log.Info("marmot server listening", "addr", ln.Addr().String(), "path", s.cfg.Path)
 	return nil
+}
+
+type route struct {
+	pattern string
+	h       http.Handler
+}
+
+// Handle adds a handler (for example NewDashboard's) to what Start serves
+// besides the endpoint, with http.ServeMux's pattern syntax; it applies
+// from the next Start. A pattern that clashes with the endpoint's makes
+// Start panic, as ServeMux does.
+func (s *Server) Handle(pattern string, h http.Handler) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.extra = append(s.extra, route{pattern, h})
 }
 
 // Addr returns the listening address, or nil before Start.
@@ -472,7 +496,14 @@ func (s *Server) Stop(ctx context.Context) error {
 }
 
 // ServeHTTP upgrades r to a WebSocket connection; after Stop it answers 503.
+// A GET of <Path>/marmot.js or <Path>/marmot.d.ts gets the browser client
+// (package jsclient); mount the server on "<Path>/" as well as "<Path>" in
+// your own mux to serve them.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if name, ok := jsclient.Match(s.cfg.Path, r.URL.Path); ok {
+		jsclient.Serve(w, r, name)
+		return
+	}
 	h := s.hub.Load()
 	if h == nil {
 		http.Error(w, "marmot: server stopped", http.StatusServiceUnavailable)

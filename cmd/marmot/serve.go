@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/marmotws/marmot"
@@ -38,6 +40,10 @@ type serveFlags struct {
 	history     *historyFlags
 	compress    *compressFlags
 	security    *serveSecurityFlags
+	// dashboard serves the web dashboard at /dashboard/; without
+	// dashboardToken only to loopback peers.
+	dashboard      bool
+	dashboardToken string
 }
 
 func newServeFlags(stderr io.Writer) (*flag.FlagSet, *serveFlags) {
@@ -69,6 +75,8 @@ func newServeFlags(stderr io.Writer) (*flag.FlagSet, *serveFlags) {
 	f.trace = addTraceFlags(fs)
 	f.history = addHistoryFlags(fs)
 	f.security = addServeSecurityFlags(fs)
+	fs.BoolVar(&f.dashboard, "dashboard", false, "serve the web dashboard (live counters, clients, send/broadcast/disconnect, event log) and a marmot.js client page at /dashboard/ on the same address; only to loopback peers unless --dashboard-token is given")
+	fs.StringVar(&f.dashboardToken, "dashboard-token", "", "require this `token` from every dashboard request (open http://host:port/dashboard/?token=TOKEN); allows non-loopback peers")
 
 	return fs, f
 }
@@ -203,6 +211,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "marmot serve: %v\n", err)
 		return exitUsage // NewServer only fails on invalid settings
 	}
+	if f.dashboard || f.dashboardToken != "" {
+		d := marmot.NewDashboard(srv, marmot.DashboardOptions{Token: f.dashboardToken, LoopbackOnly: f.dashboardToken == ""})
+		srv.Handle(dashboardPath, http.StripPrefix(strings.TrimSuffix(dashboardPath, "/"), d))
+	}
 	if err := srv.Start(ctx); err != nil {
 		fmt.Fprintf(stderr, "marmot serve: %v\n", err)
 		return exitFailure
@@ -210,6 +222,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	// The URL goes to stdout, alone on its line, so scripts (and the tests)
 	// can learn the port chosen for ":0".
 	fmt.Fprintf(stdout, "marmot listening on %s\n", srv.URL())
+	if f.dashboard || f.dashboardToken != "" {
+		u := strings.Replace(srv.URL(), "ws://", "http://", 1)
+		u = strings.TrimSuffix(u, cfg.Path) + dashboardPath
+		if f.dashboardToken == "" {
+			fmt.Fprintf(stdout, "marmot dashboard on %s (loopback only)\n", u)
+		} else {
+			fmt.Fprintf(stdout, "marmot dashboard on %s (token required)\n", u)
+		}
+	}
 	if metrics != nil {
 		// After the listening line, which scripts wait for first.
 		fmt.Fprintf(stdout, "marmot metrics on %s\n", metrics.url())
@@ -227,6 +248,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	log.Info("stopped")
 	return exitOK
 }
+
+// dashboardPath is where --dashboard serves the dashboard.
+const dashboardPath = "/dashboard/"
 
 // echoReply is what echo mode answers: a request named "time" gets the
 // server's time in RFC 3339, everything else its own payload, as it came.
