@@ -69,9 +69,11 @@ export class ClosedError extends MarmotError {
 
 /** EncryptionError: the secure handshake failed (wrong key, mode mismatch, a mode WebCrypto lacks). */
 export class EncryptionError extends MarmotError {
-  constructor(message) {
+  constructor(message, closeReason = 'handshake failed') {
     super(message);
     this.name = 'EncryptionError';
+    /** The reason of the 4501 close this client sends for it. */
+    this.closeReason = closeReason;
   }
 }
 
@@ -514,11 +516,21 @@ class Direction {
 // and a function that checks the ServerFinished and yields the session.
 async function clientHandshake(cfg, sh) {
   if (!subtle) throw new EncryptionError('marmot: WebCrypto is not available (a secure context, https or localhost, is needed)');
-  if (sh.length < 56 || sh[0] !== 0x4d || sh[1] !== 0x52 || sh[2] !== 0x53 || sh[3] !== 0x48 || sh[4] !== 1) {
+  if (sh.length < 56 || sh[0] !== 0x4d || sh[1] !== 0x52 || sh[2] !== 0x53 || sh[3] !== 0x48 || (sh[4] !== 1 && sh[4] !== 2)) {
     throw new EncryptionError('marmot: handshake failed: not a ServerHello');
   }
+  // Version 1 has no forward secrecy (docs/ENCRYPTION.md 2.3). A version-2
+  // server sends it only if our marmot_handshake=2 was removed in transit:
+  // its nonce then ends with "MRDOWNG2". Refuse both (no legacy option here).
+  if (sh[4] === 1) {
+    const sentinel = ascii('MRDOWNG2').every((b, i) => sh[48 + i] === b);
+    throw new EncryptionError(sentinel
+      ? 'marmot: downgrade refused: the server was told this client does not speak handshake version 2 (marmot_handshake removed in transit?)'
+      : 'marmot: downgrade refused: the server speaks only handshake version 1 (no forward secrecy)', 'downgrade refused');
+  }
+  const fixed = 88; // version 2: the server's X25519 key at 56..87, then the salt
   const saltLen = sh[11];
-  if (saltLen < 16 || saltLen > 64 || sh.length !== 56 + saltLen || sh[21] | sh[22] | sh[23]) {
+  if (saltLen < 16 || saltLen > 64 || sh.length !== fixed + saltLen || sh[21] | sh[22] | sh[23]) {
     throw new EncryptionError('marmot: handshake failed: malformed ServerHello');
   }
   if (sh[7] !== 0) throw new EncryptionError('marmot: the server uses Argon2id, which WebCrypto cannot do (use PBKDF2 on the server)');
@@ -533,26 +545,38 @@ async function clientHandshake(cfg, sh) {
   if (mode < 0 || size < 0) {
     throw new EncryptionError(`marmot: mode mismatch: we use ${cfg.mode}/${cfg.keySize}, the server ${MODE_NAMES[sh[5]]}/${SIZE_BITS[sh[6]]}`);
   }
-  const salt = sh.slice(56), sn = sh.slice(24, 56);
+  const salt = sh.slice(fixed), sn = sh.slice(24, 56);
   const master = await pbkdf2(cfg.key, salt, iterations);
+  // The ephemeral X25519 exchange (forward secrecy); WebCrypto throws on a
+  // low-order server key, which fails the handshake.
+  const kp = await subtle.generateKey({ name: 'X25519' }, false, ['deriveBits']);
+  const pub = new Uint8Array(await subtle.exportKey('raw', kp.publicKey));
+  let dh;
+  try {
+    const serverKey = await subtle.importKey('raw', sh.slice(56, 88), { name: 'X25519' }, true, []);
+    dh = new Uint8Array(await subtle.deriveBits({ name: 'X25519', public: serverKey }, kp.privateKey, 256));
+  } catch {
+    throw new EncryptionError('marmot: handshake failed: invalid X25519 key from the server');
+  }
   const cn = crypto.getRandomValues(new Uint8Array(32));
-  const ch = new Uint8Array(72);
-  ch.set([0x4d, 0x52, 0x43, 0x48, 1, mode, size, 0]);
+  const ch = new Uint8Array(104);
+  ch.set([0x4d, 0x52, 0x43, 0x48, 2, mode, size, 0]);
   ch.set(cn, 8);
-  const th = await sha256(concat(sh, ch.subarray(0, 40)));
-  const hk = await subtle.importKey('raw', master, 'HKDF', false, ['deriveBits']);
+  ch.set(pub, 40);
+  const th = await sha256(concat(sh, ch.subarray(0, 72)));
+  const hk = await subtle.importKey('raw', concat(master, dh), 'HKDF', false, ['deriveBits']);
   const hsalt = concat(cn, sn);
   const expand = async (label, n) => new Uint8Array(await subtle.deriveBits({ name: 'HKDF', hash: 'SHA-256', salt: hsalt, info: concat(ascii(label), th) }, hk, n * 8));
-  const clientTag = await hmac(await expand('marmot v1 confirm c2s', 32), th);
-  ch.set(clientTag, 40);
+  const clientTag = await hmac(await expand('marmot v2 confirm c2s', 32), th);
+  ch.set(clientTag, 72);
   const finish = async (sf) => {
-    if (sf.length !== 40 || sf[0] !== 0x4d || sf[1] !== 0x52 || sf[2] !== 0x53 || sf[3] !== 0x46 || sf[4] !== 1) {
+    if (sf.length !== 40 || sf[0] !== 0x4d || sf[1] !== 0x52 || sf[2] !== 0x53 || sf[3] !== 0x46 || sf[4] !== 2 || sf[5] | sf[6] | sf[7]) {
       throw new EncryptionError('marmot: handshake failed: malformed ServerFinished');
     }
-    const want = await hmac(await expand('marmot v1 confirm s2c', 32), concat(th, clientTag));
+    const want = await hmac(await expand('marmot v2 confirm s2c', 32), concat(th, clientTag));
     if (!ctEqual(want, sf.subarray(8, 40))) throw new EncryptionError('marmot: wrong key: the server does not know the passphrase');
-    const send = await Direction.create(hk, hsalt, 'marmot v1 c2s', th, mode, size);
-    const recv = await Direction.create(hk, hsalt, 'marmot v1 s2c', th, mode, size);
+    const send = await Direction.create(hk, hsalt, 'marmot v2 c2s', th, mode, size);
+    const recv = await Direction.create(hk, hsalt, 'marmot v2 s2c', th, mode, size);
     return { send, recv, mode: MODE_NAMES[mode], keySize: SIZE_BITS[size] };
   };
   return { hello: ch, finish };
@@ -636,7 +660,7 @@ function httpTransport(url, protocols, encryption) {
     const ctl = new AbortController();
     const timer = setTimeout(() => ctl.abort(), timeoutMs);
     const q = { transport: 'http', subprotocol: protocols.join(',') };
-    if (encryption) q.marmot_encryption = encryption;
+    if (encryption) { q.marmot_encryption = encryption; q.marmot_handshake = '2'; }
     let res;
     try {
       res = await fetch(at(q), { method: 'POST', signal: ctl.signal, cache: 'no-store' });
@@ -951,7 +975,7 @@ export class Client {
     let url = c.url;
     const protocols = c.encryption ? ['marmot.v1'] : ['marmot.json.v1'];
     const encryption = c.encryption ? 'secure' : '';
-    const wsURL = encryption ? url + (url.includes('?') ? '&' : '?') + 'marmot_encryption=' + encryption : url;
+    const wsURL = encryption ? url + (url.includes('?') ? '&' : '?') + 'marmot_encryption=' + encryption + '&marmot_handshake=2' : url;
     const hasWS = typeof globalThis.WebSocket === 'function';
     const http = () => httpTransport(url, protocols, encryption).open(c.connectionTimeout);
     if (c.transport === 'http' || (c.transport === 'auto' && !hasWS)) return http();
@@ -987,7 +1011,7 @@ export class Client {
       try {
         this._session = await this._handshake(t);
       } catch (err) {
-        t.close(err instanceof EncryptionError ? 4501 : 1000, 'handshake failed');
+        t.close(err instanceof EncryptionError ? 4501 : 1000, err instanceof EncryptionError ? err.closeReason : 'handshake failed');
         throw err;
       }
       this.encryptionMode = `${this._session.mode}/${this._session.keySize}`;

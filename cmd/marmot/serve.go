@@ -71,6 +71,14 @@ func newServeFlags(stderr io.Writer) (*flag.FlagSet, *serveFlags) {
 	f.compress = addCompressFlags(fs, &c.Compression)
 
 	f.encrypt = addEncryptFlags(fs)
+	fs.Func("encrypt-kdf-iterations", "secure profile: PBKDF2 iterations the server stretches its passphrase with and announces (default 600000; clients accept 100000 to 10000000)", func(v string) error {
+		n, err := strconv.ParseUint(v, 10, 32)
+		if err != nil || n == 0 {
+			return fmt.Errorf("want a positive number of iterations, got %q", v)
+		}
+		f.cfg.EncryptionKDF.Iterations = uint32(n)
+		return nil
+	})
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on http://`host:port`/metrics (port 0 picks a free one; empty: no metrics endpoint)")
 	f.trace = addTraceFlags(fs)
 	f.history = addHistoryFlags(fs)
