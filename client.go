@@ -300,6 +300,11 @@ func (c *Client) Connected() bool { return c.c.Connected() }
 // Reconnecting reports whether the client is between reconnect attempts.
 func (c *Client) Reconnecting() bool { return c.c.Reconnecting() }
 
+// Compressed reports whether the current connection negotiated
+// permessage-deflate (ClientConfig.Compression, when the server accepts
+// it); false when not connected.
+func (c *Client) Compressed() bool { return c.c.Compressed() }
+
 // Stats returns the client's counters.
 func (c *Client) Stats() ClientStats { return c.c.Stats() }
 

@@ -162,8 +162,8 @@ func TestCompressionNegotiationMatrix(t *testing.T) {
 			if err := c.Connect(ctxTimeout(t)); err != nil {
 				t.Fatal(err)
 			}
-			if ci := recv(t, infos, "OnClientConnected"); ci.Compressed != (server && client) {
-				t.Fatalf("server %v, client %v: ClientInfo.Compressed = %v", server, client, ci.Compressed)
+			if ci := recv(t, infos, "OnClientConnected"); ci.Compressed != (server && client) || c.Compressed() != (server && client) {
+				t.Fatalf("server %v, client %v: ClientInfo.Compressed = %v, Client.Compressed() = %v", server, client, ci.Compressed, c.Compressed())
 			}
 			before := wsconn.Deflations()
 			reply, err := c.Request(ctxTimeout(t), "echo", json1K)

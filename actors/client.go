@@ -224,6 +224,13 @@ func (c *Client) Close(ctx context.Context) error {
 	return err
 }
 
+// Compressed reports whether the current connection negotiated
+// permessage-deflate (see Compression); false when not connected.
+func (c *Client) Compressed() bool {
+	l := c.link()
+	return l != nil && l.t.Compressed()
+}
+
 func (c *Client) link() *link {
 	c.mu.Lock()
 	defer c.mu.Unlock()

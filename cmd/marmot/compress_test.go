@@ -11,7 +11,10 @@ import (
 // long line is echoed, compressed on its way back; a short one is not.
 func TestCompressedEcho(t *testing.T) {
 	srv, url := serve(t, "--compress", "--compress-threshold", "200")
-	p := connect(t, url, "--compress")
+	p := start(t, "connect", "--compress", url)
+	if line := p.stderr.expect(t, "* connected to "); !strings.HasSuffix(line, " (raw, compressed)") {
+		t.Errorf("connected line %q, want (raw, compressed)", line)
+	}
 	srv.stderr.expect(t, "compressed=true")
 	long := strings.Repeat("marmot ", 40)
 	before := wsconn.Deflations()

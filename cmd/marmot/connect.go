@@ -177,7 +177,11 @@ func runConnect(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		}
 		return exitFailure
 	}
-	fmt.Fprintf(stderr, "* connected to %s (%s)\n", client.URL(), s.wire)
+	wire := s.wire.String()
+	if client.Compressed() {
+		wire += ", compressed"
+	}
+	fmt.Fprintf(stderr, "* connected to %s (%s)\n", client.URL(), wire)
 	for _, room := range f.join {
 		if err := client.Join(ctx, room); err != nil {
 			fmt.Fprintf(stderr, "! join %s: %v\n", room, err)

@@ -16,6 +16,7 @@ import (
 type Acceptor struct {
 	u     websocket.Upgrader
 	uz    *websocket.Upgrader // u with compression, for requests that offer it; nil: off
+	z     *deflater           // the compression of every connection that negotiates it
 	cfg   Config
 	polls *netpoll.Group
 	ids   atomic.Uint64 // parking keys
@@ -56,7 +57,7 @@ func NewAcceptor(subprotocols []string, checkOrigin func(*http.Request) bool, on
 	if cfg.Compression.Enabled {
 		uz := a.u
 		uz.EnableCompression = true
-		a.uz = &uz
+		a.uz, a.z = &uz, newDeflater(cfg.Compression)
 	}
 	return a
 }
@@ -69,7 +70,7 @@ func (a *Acceptor) Accept(w http.ResponseWriter, r *http.Request) (*Conn, error)
 	hw := &hijackFrames{ResponseWriter: w}
 	u := &a.u
 	if a.uz != nil && deflateOffered(r.Header) {
-		u, hw.offer = a.uz, newDeflater(a.cfg.Compression)
+		u, hw.offer = a.uz, a.z
 	}
 	ws, err := u.Upgrade(hw, r, nil)
 	if err != nil {

@@ -32,14 +32,23 @@ var compressible = []byte(strings.Repeat(`{"id":42,"name":"marmot","tags":["a","
 func TestDeflateMatchesRFC7692Examples(t *testing.T) {
 	for _, tc := range []struct {
 		level int
-		want  []byte
+		want  []byte // the whole frame, as the RFC writes it
 	}{
-		{1, []byte{0x00, 0x05, 0x00, 0xfa, 0xff, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x00}},
-		{9, []byte{0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00}},
+		{1, []byte{0xc1, 0x0b, 0x00, 0x05, 0x00, 0xfa, 0xff, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x00}},
+		{9, []byte{0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00}},
 	} {
-		got, err := deflateAppend(nil, []byte("Hello"), tc.level)
-		if err != nil || !bytes.Equal(got, tc.want) {
-			t.Fatalf("level %d: deflate(Hello) = % x, %v; want % x", tc.level, got, err, tc.want)
+		payload, err := deflateAppend(nil, []byte("Hello"), tc.level)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The frame as writeData sends a compressed payload.
+		cc := &countingConn{}
+		fc := &frameConn{Conn: cc}
+		if err := fc.writePayload(websocket.TextMessage|rsv1, payload, time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+		if got := cc.joined(); !bytes.Equal(got, tc.want) {
+			t.Fatalf("level %d: Hello's frame is % x; want % x", tc.level, got, tc.want)
 		}
 	}
 	// Neither is smaller than "Hello": such a message goes out as it is.

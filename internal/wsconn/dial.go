@@ -17,6 +17,7 @@ import (
 type Dialer struct {
 	d   websocket.Dialer
 	cfg Config
+	z   *deflater // the compression of a connection that negotiates it
 }
 
 // NewDialer returns a dialer that offers subprotocol (none when "") and
@@ -28,6 +29,9 @@ func NewDialer(subprotocol string, timeout time.Duration, tlsCfg *tls.Config, cf
 		EnableCompression: cfg.Compression.Enabled, TLSClientConfig: tlsCfg}
 	if subprotocol != "" {
 		d.d.Subprotocols = []string{subprotocol}
+	}
+	if cfg.Compression.Enabled {
+		d.z = newDeflater(cfg.Compression)
 	}
 	return d
 }
@@ -60,13 +64,13 @@ func (d *Dialer) Dial(ctx context.Context, url string, header http.Header) (*Con
 	var body []byte
 	var z *deflater
 	if err == nil && deflateAccepted(resp.Header) {
-		if !d.cfg.Compression.Enabled {
+		if d.z == nil {
 			// RFC 6455 §4.1: an extension not asked for fails the
 			// connection (gorilla would inflate and deflate anyway).
 			_ = ws.NetConn().Close()
 			return nil, ErrUnofferedExtension
 		}
-		z = newDeflater(d.cfg.Compression) // gorilla checked the parameters
+		z = d.z // gorilla checked the parameters
 	}
 	if resp != nil && resp.Body != nil {
 		if err != nil {
