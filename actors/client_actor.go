@@ -19,7 +19,6 @@ import (
 
 	"github.com/marmotws/marmot/crypto"
 	"github.com/marmotws/marmot/internal/transport"
-	"github.com/marmotws/marmot/internal/wsconn"
 	"github.com/marmotws/marmot/protocol"
 	"github.com/marmotws/marmot/supervisor"
 )
@@ -283,17 +282,7 @@ func (a *ClientActor) dial(ctx actor.Context, parent context.Context) {
 	c.live.Add(1)
 	go func() {
 		defer c.live.Done()
-		ws, err := c.dialer.Dial(dctx, c.cfg.URL, header)
-		var refused *wsconn.RefusedError
-		if errors.As(err, &refused) {
-			if mismatch := encryptionRefusal(refused.Response, refused.Body, c.cfg.Encryption); mismatch != nil {
-				err = fmt.Errorf("%w (HTTP %s)", mismatch, refused.Response.Status)
-			}
-		}
-		var t transport.Conn
-		if err == nil {
-			t = ws
-		}
+		t, err := c.open(dctx, header)
 		var sess *crypto.Session
 		if enc := c.cfg.Encryption; err == nil && enc != nil && enc.Profile == crypto.ProfileSecure {
 			deadline, ok := dctx.Deadline()
@@ -388,6 +377,49 @@ func (a *ClientActor) dialed(ctx actor.Context, m *dialDone) {
 		c.safeCall("OnConnect", f)
 	}
 	a.toUser(ctx, &Connected{Info: c.info(ctx, l), Restarts: k.incarnation - 1})
+}
+
+// open opens a transport as ClientConfig.Transport says: WebSocket, the
+// HTTP fallback, or (auto) WebSocket and the fallback when the upgrade was
+// refused or stripped. A refusal for encryption is an
+// ErrEncryptionMismatch.
+func (c *Client) open(ctx context.Context, header http.Header) (transport.Conn, error) {
+	if c.cfg.Transport == TransportHTTP {
+		return c.openHTTP(ctx, header)
+	}
+	ws, err := c.dialer.Dial(ctx, c.cfg.URL, header)
+	if err == nil {
+		return ws, nil
+	}
+	var refused *transport.RefusedError
+	if !errors.As(err, &refused) {
+		return nil, err
+	}
+	if mismatch := encryptionRefusal(refused.Response, refused.Body, c.cfg.Encryption); mismatch != nil {
+		return nil, fmt.Errorf("%w (HTTP %s)", mismatch, refused.Response.Status)
+	}
+	if c.cfg.Transport != TransportAuto || refused.Response.StatusCode == http.StatusServiceUnavailable {
+		return nil, err
+	}
+	t, herr := c.openHTTP(ctx, header)
+	if herr != nil {
+		return nil, fmt.Errorf("%w; and the HTTP fallback: %w", err, herr)
+	}
+	return t, nil
+}
+
+func (c *Client) openHTTP(ctx context.Context, header http.Header) (transport.Conn, error) {
+	t, err := c.http.Dial(ctx, c.cfg.URL, header)
+	var refused *transport.RefusedError
+	if errors.As(err, &refused) {
+		if mismatch := encryptionRefusal(refused.Response, refused.Body, c.cfg.Encryption); mismatch != nil {
+			return nil, fmt.Errorf("%w (HTTP %s)", mismatch, refused.Response.Status)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
 }
 
 // terminalClose reports close codes after which reconnecting would only
@@ -602,6 +634,7 @@ func (c *Client) info(ctx actor.Context, l *link) ClientInfo {
 		PID:              ctx.Self(),
 		RemoteAddr:       l.t.RemoteAddr(),
 		Subprotocol:      l.t.Subprotocol(),
+		Transport:        l.t.Transport(),
 		ConnectedAt:      c.core.connectedAt,
 		BytesReceived:    st.bytesIn.Load(),
 		BytesSent:        st.bytesOut.Load(),

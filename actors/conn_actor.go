@@ -44,6 +44,7 @@ func (c *conn) info() ClientInfo {
 		PID:              c.link.pid,
 		RemoteAddr:       c.remote,
 		Subprotocol:      c.link.t.Subprotocol(),
+		Transport:        c.link.t.Transport(),
 		ConnectedAt:      c.connectedAt,
 		BytesReceived:    st.bytesIn.Load(),
 		BytesSent:        st.bytesOut.Load(),

@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/marmotws/marmot/internal/httpconn"
 	"github.com/marmotws/marmot/internal/netpoll"
 	"github.com/marmotws/marmot/internal/wsconn"
 	"github.com/marmotws/marmot/protocol"
@@ -106,7 +107,10 @@ type HubConfig struct {
 	// joins or leaves, and clients may ask who is in them. It is asked
 	// once when a room starts, and for each client's presence request.
 	RoomPresence func(room string) bool
-	Events       ServerEvents
+	// DisableHTTPFallback turns the HTTP fallback transport off
+	// (docs/HTTP.md): its requests are answered 404.
+	DisableHTTPFallback bool
+	Events              ServerEvents
 }
 
 // Hub accepts WebSocket connections and runs each as a ConnectionActor under
@@ -118,6 +122,7 @@ type Hub struct {
 	ownSys   bool
 	server   *actor.PID
 	acceptor *wsconn.Acceptor
+	sessions *httpconn.Server // nil: the HTTP fallback is off
 	handlers chan struct{} // HandlerConcurrency slots
 	// enterHandler and exitHandler take and give back a slot; nil when
 	// HandlerConcurrency is unlimited.
@@ -189,6 +194,15 @@ func NewHub(cfg HubConfig) *Hub {
 			http.Error(w, "marmot: websocket upgrade failed: "+reason.Error(), status)
 		},
 		wsconn.Config{WriteTimeout: cfg.WriteTimeout, KeepAlive: cfg.KeepAlive, ReadLimit: cfg.MaxMessageSize, ParkTick: parkTick})
+	if !cfg.DisableHTTPFallback {
+		idle := cfg.KeepAlive
+		if idle <= 0 {
+			idle = httpconn.DefaultIdleTimeout
+		}
+		h.sessions = httpconn.NewServer(cfg.Subprotocols, cfg.CheckOrigin, httpconn.Config{
+			WriteTimeout: cfg.WriteTimeout, IdleTimeout: idle, ReadLimit: cfg.MaxMessageSize, MaxQueueBytes: cfg.MaxQueueBytes,
+		})
+	}
 	strategy := supervisor.New(supervisor.Config{
 		MaxRestarts:    cfg.MaxRestarts,
 		Window:         cfg.RestartWindow,

@@ -16,9 +16,12 @@ type ClientInfo struct {
 	// PID is the connection actor's: other actors may send it messages
 	// (Push, CloseConnection, or anything the user's connection actor
 	// understands).
-	PID              *actor.PID
-	RemoteAddr       net.Addr
-	Subprotocol      string // "" for raw mode
+	PID         *actor.PID
+	RemoteAddr  net.Addr
+	Subprotocol string // "" for raw mode
+	// Transport is how the client is connected: "websocket", or "http"
+	// for the HTTP fallback (docs/HTTP.md).
+	Transport        string
 	ConnectedAt      time.Time
 	BytesReceived    int64
 	BytesSent        int64

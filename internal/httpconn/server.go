@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -176,12 +177,21 @@ type openReply struct {
 	MaxBody     int64  `json:"maxBody"`
 }
 
+// CheckOpen answers 405 to an open that is not a POST, and reports
+// whether r may go on. The hub checks it before admitting r.
+func CheckOpen(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method == http.MethodPost {
+		return true
+	}
+	w.Header().Set("Allow", http.MethodPost)
+	http.Error(w, "marmot: an HTTP session is opened with POST", http.StatusMethodNotAllowed)
+	return false
+}
+
 // Accept opens a session for r and answers it. On failure the response
 // has been written.
 func (s *Server) Accept(w http.ResponseWriter, r *http.Request) (*Conn, error) {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		http.Error(w, "marmot: an HTTP session is opened with POST", http.StatusMethodNotAllowed)
+	if !CheckOpen(w, r) {
 		return nil, ErrMethod
 	}
 	if !s.checkOrigin(r) {
@@ -207,10 +217,15 @@ func (s *Server) Accept(w http.ResponseWriter, r *http.Request) (*Conn, error) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
+	// With its length known and flushed, the answer is complete before
+	// the handler returns (the hub may run a handshake over the session
+	// first): the client has it now.
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	// The server reads nothing more on this connection until the handler
+	// returns, so the client must not send its next request on it.
+	h.Set("Connection", "close")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(body)
-	// The handler goes on (the hub may run a handshake over the session
-	// before it returns): the client has its answer now.
 	_ = http.NewResponseController(w).Flush()
 	return c, nil
 }
