@@ -123,7 +123,7 @@ type Hub struct {
 	server   *actor.PID
 	acceptor *wsconn.Acceptor
 	sessions *httpconn.Server // nil: the HTTP fallback is off
-	handlers chan struct{} // HandlerConcurrency slots
+	handlers chan struct{}    // HandlerConcurrency slots
 	// enterHandler and exitHandler take and give back a slot; nil when
 	// HandlerConcurrency is unlimited.
 	enterHandler, exitHandler func()
