@@ -280,9 +280,13 @@ func TestHTTP500Sessions(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			got := make(chan string, msgs)
+			var why atomic.Pointer[marmot.CloseError]
 			c, err := marmot.NewClient(marmot.ClientConfig{URL: s.URL(), Transport: marmot.TransportHTTP, Subprotocol: "marmot.v1",
 				ActorSystem: sys, Logger: quietLogger(), ConnectionTimeout: time.Minute,
-				ClientEvents: marmot.ClientEvents{OnHandleCommand: func(m *marmot.Message) { got <- string(m.Payload) }}})
+				ClientEvents: marmot.ClientEvents{
+					OnHandleCommand: func(m *marmot.Message) { got <- string(m.Payload) },
+					OnDisconnect:    func(ce *marmot.CloseError) { why.Store(ce) },
+				}})
 			if err != nil {
 				failures <- err
 				return
@@ -308,7 +312,7 @@ func TestHTTP500Sessions(t *testing.T) {
 						return
 					}
 				case <-ctx.Done():
-					failures <- fmt.Errorf("client %d: %d of %d echoes", i, j, msgs)
+					failures <- fmt.Errorf("client %d: %d of %d echoes (state %v, stats %+v, ended by %v)", i, j, msgs, c.State(), c.Stats(), why.Load())
 					return
 				}
 			}
@@ -318,6 +322,13 @@ func TestHTTP500Sessions(t *testing.T) {
 	close(failures)
 	for err := range failures {
 		t.Error(err)
+	}
+	if t.Failed() {
+		for _, ci := range s.Clients() {
+			if ci.MessagesReceived != msgs || ci.MessagesSent != msgs {
+				t.Logf("server side: client %d received %d, sent %d", ci.ID, ci.MessagesReceived, ci.MessagesSent)
+			}
+		}
 	}
 	if st := s.Stats(); st.TotalMessagesReceived < clients*msgs {
 		t.Fatalf("server received %d messages, want %d", st.TotalMessagesReceived, clients*msgs)

@@ -438,9 +438,15 @@ func (c *ClientConn) postOnce(ctx context.Context, url string, body []byte) erro
 
 // BeginWrite implements transport.Conn: the run's messages go in one send
 // request (more when they exceed the server's maxBody).
+//
+// Without a deadline of its own a run gets the larger of the write timeout
+// and the session's idle timeout: a send is answered once the server has
+// handed its messages on, a round trip plus the server's own delay, which
+// on a loaded server takes far longer than a WebSocket write into a socket
+// buffer; the idle timeout is what the server allows a live client.
 func (c *ClientConn) BeginWrite(deadline time.Time, _ bool) {
 	if deadline.IsZero() && c.writeTimeout > 0 {
-		deadline = time.Now().Add(c.writeTimeout)
+		deadline = time.Now().Add(max(c.writeTimeout, c.idleTimeout))
 	}
 	c.wd = deadline
 	c.batch, c.batchN = c.batch[:0], 0
