@@ -65,8 +65,13 @@ func (f *cliFlags) bcOpts() broadcastOpts {
 // --impls marmot,marmot+gcm runs both in the same rounds.
 const gcmSuffix = "+gcm"
 
+// httpSuffix names marmot driven over its HTTP fallback transport:
+// compare --impls marmot+http,marmot runs both in the same rounds.
+const httpSuffix = "+http"
+
 // splitImpl turns "marmot+gcm" into "marmot" and whether to encrypt;
-// --encrypt encrypts whatever the name says.
+// --encrypt encrypts whatever the name says. "+http" is kept: target
+// reads it.
 func (f *cliFlags) splitImpl(name string) (impl string, encrypt bool) {
 	impl, encrypt = strings.CutSuffix(name, gcmSuffix)
 	return impl, encrypt || f.encrypt
@@ -76,6 +81,7 @@ func (f *cliFlags) splitImpl(name string) (impl string, encrypt bool) {
 // clients speak the secure profile and results are labelled impl+gcm.
 func (f *cliFlags) target(impl, url string, pid int, encrypt bool) (target, error) {
 	t := target{URL: url, PID: pid, Impl: impl, Sources: f.sources, DialConc: f.dialConc, MaxDuration: f.maxDuration}
+	t.HTTP = strings.HasSuffix(impl, httpSuffix)
 	if encrypt {
 		var err error
 		if t.Secure, err = newSecureClient(f.key); err != nil {
@@ -96,6 +102,14 @@ func modeOf(scenario string) string {
 // runScenario runs one scenario against t.
 func runScenario(ctx context.Context, scenario string, t target, f *cliFlags) (*Result, error) {
 	switch scenario {
+	case "http":
+		if !t.HTTP {
+			t.HTTP = true
+			t.Impl += httpSuffix
+		}
+		r := runEcho(ctx, t, f.echo)
+		r.Scenario = "http"
+		return r, nil
 	case "echo":
 		return runEcho(ctx, t, f.echo), nil
 	case "broadcast":
@@ -112,7 +126,10 @@ func runScenario(ctx context.Context, scenario string, t target, f *cliFlags) (*
 // child process, runs the scenario and stops it.
 func runAgainst(ctx context.Context, scenario, name string, f *cliFlags) (*Result, error) {
 	impl, encrypt := f.splitImpl(name)
-	args := []string{"--impl", impl, "--mode", modeOf(scenario), "--addr", "127.0.0.1:0"}
+	if impl == socketIOPolling {
+		return runSocketIO(ctx, scenario, f)
+	}
+	args := []string{"--impl", strings.TrimSuffix(impl, httpSuffix), "--mode", modeOf(scenario), "--addr", "127.0.0.1:0"}
 	if encrypt {
 		// The least stretching a marmot client accepts keeps dialling fast.
 		args = append(args, "--encrypt", "--key", f.key, "--kdf-iterations", "100000")
@@ -212,6 +229,15 @@ func compareMain(args []string) error {
 		rows = allRows(f, isFlagSet(fs, "conns"))
 	default:
 		rows = []row{{label: label(*scenario, &f), scenario: *scenario, flags: f}}
+		if *scenario == "http" {
+			// Echo over the HTTP transport next to WebSocket and next to
+			// Socket.IO forced to long-polling; the scenario itself is
+			// echo, the names say the transport.
+			rows[0].scenario = "echo"
+			if !isFlagSet(fs, "impls") {
+				names = []string{"marmot" + httpSuffix, "marmot", socketIOPolling}
+			}
+		}
 	}
 
 	ctx := context.Background()
@@ -283,8 +309,8 @@ func encryptionRows(f cliFlags) []row {
 
 func label(scenario string, f *cliFlags) string {
 	switch scenario {
-	case "echo":
-		s := fmt.Sprintf("echo %d clients × %d B", f.echo.Clients, f.echo.Size)
+	case "echo", "http":
+		s := fmt.Sprintf("%s %d clients × %d B", scenario, f.echo.Clients, f.echo.Size)
 		if f.echo.Window > 1 {
 			s += fmt.Sprintf(" (window %d)", f.echo.Window)
 		}
@@ -300,7 +326,7 @@ func label(scenario string, f *cliFlags) string {
 func summary(r *Result) string {
 	var s string
 	switch r.Scenario {
-	case "echo":
+	case "echo", "http":
 		s = fmt.Sprintf("%9.0f msgs/s  p50 %6.0f µs  p99 %6.0f µs  srv %.2f µs/msg", r.MsgsPerSec, r.P50, r.P99, r.CPUPerMsgUs)
 	case "recover":
 		s = fmt.Sprintf("caught up %d in %.0f ms  %d bytes  lost %d ooo %d", r.Deliveries, r.Seconds*1e3, r.Bytes, r.Lost, r.OutOfOrder)

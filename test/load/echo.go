@@ -20,6 +20,9 @@ type target struct {
 	// Secure makes every client run marmot's secure handshake and seal
 	// and open every message; nil: plain frames.
 	Secure *secureClient
+	// HTTP makes the clients speak marmot's HTTP fallback transport
+	// (docs/HTTP.md) instead of WebSocket.
+	HTTP bool
 	// MaxDuration bounds the whole scenario, dialling included.
 	MaxDuration time.Duration
 }

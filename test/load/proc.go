@@ -172,6 +172,7 @@ type dialer struct {
 	// envelope offers marmot.v1 on plain connections too (the rooms
 	// scenarios speak envelopes); the secure profile always does.
 	envelope bool
+	http     bool // marmot's HTTP fallback transport instead of WebSocket
 	clients  []*http.Client
 	next     atomic.Uint64
 }
@@ -186,17 +187,23 @@ func newDialer(t target) *dialer {
 			sources = 0
 		}
 	}
-	d := &dialer{url: t.URL, secure: t.Secure}
+	d := &dialer{url: t.URL, secure: t.Secure, http: t.HTTP}
 	for i := range max(sources, 1) {
 		nd := &net.Dialer{Timeout: 30 * time.Second}
 		if sources > 0 {
 			nd.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+i))}
 		}
-		d.clients = append(d.clients, &http.Client{Transport: &http.Transport{
+		tr := &http.Transport{
 			DialContext:         nd.DialContext,
 			MaxIdleConnsPerHost: -1,
 			DisableKeepAlives:   true,
-		}})
+		}
+		if t.HTTP {
+			// HTTP sessions reuse their connections: a poll and a send
+			// in flight per session.
+			tr.DisableKeepAlives, tr.MaxIdleConnsPerHost, tr.MaxIdleConns = false, 1<<16, 1<<16
+		}
+		d.clients = append(d.clients, &http.Client{Transport: tr})
 	}
 	return d
 }
@@ -208,6 +215,13 @@ func newDialer(t target) *dialer {
 // returning.
 func (d *dialer) dial(ctx context.Context) (*conn, error) {
 	hc := d.clients[d.next.Add(1)%uint64(len(d.clients))]
+	if d.http {
+		h, err := openHTTP(ctx, hc, d.url)
+		if err != nil {
+			return nil, err
+		}
+		return &conn{h: h}, nil
+	}
 	opts := &websocket.DialOptions{HTTPClient: hc, CompressionMode: websocket.CompressionDisabled}
 	if d.envelope {
 		opts.Subprotocols = []string{protocol.SubprotocolBinary}
