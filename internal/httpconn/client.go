@@ -189,16 +189,11 @@ type ClientConn struct {
 	nextSeq uint64
 
 	mu        sync.Mutex
-	phase     phase // open, closing, released
+	closing   // open, closing or failing, released
 	started   bool
 	readerEnd bool
 	finished  bool
 	closeBy   *time.Timer
-	local     struct {
-		code int
-		text string
-		set  bool
-	}
 }
 
 // Subprotocol implements transport.Conn.
@@ -492,18 +487,11 @@ func (c *ClientConn) EndWrite() error {
 // most CloseGrace) for the server's.
 func (c *ClientConn) Close(code int, text string, deadline time.Time) {
 	c.mu.Lock()
-	if c.phase >= phaseClosing {
+	if !c.start(code, text) {
 		c.mu.Unlock()
 		return
 	}
-	c.phase = phaseClosing
-	if code != 1000 && code != 1001 {
-		c.phase = phaseFailing
-	}
-	c.local.code, c.local.text, c.local.set = code, text, true
-	if grace := time.Now().Add(CloseGrace); deadline.IsZero() || deadline.After(grace) {
-		deadline = grace
-	}
+	deadline = closeDeadline(deadline)
 	c.closeBy = time.AfterFunc(time.Until(deadline), c.cancel)
 	c.mu.Unlock()
 	if c.post(appendRecord(nil, recClose, closePayload(code, text)), 1, deadline) != nil {
@@ -514,19 +502,12 @@ func (c *ClientConn) Close(code int, text string, deadline time.Time) {
 // AnswerClose implements transport.Conn.
 func (c *ClientConn) AnswerClose(code int, deadline time.Time) {
 	c.mu.Lock()
-	if c.phase >= phaseClosing {
-		c.mu.Unlock()
+	code, ok := c.answer(code)
+	c.mu.Unlock()
+	if !ok {
 		return
 	}
-	c.phase = phaseClosing
-	c.mu.Unlock()
-	if code == closeNoStatus || code == 1006 || code == 0 {
-		code = 1000
-	}
-	if grace := time.Now().Add(CloseGrace); deadline.IsZero() || deadline.After(grace) {
-		deadline = grace
-	}
-	_ = c.post(appendRecord(nil, recClose, closePayload(code, "")), 1, deadline)
+	_ = c.post(appendRecord(nil, recClose, closePayload(code, "")), 1, closeDeadline(deadline))
 }
 
 // LocalClose implements transport.Conn.

@@ -17,17 +17,6 @@ import (
 	"github.com/marmotws/marmot/internal/transport"
 )
 
-// phase is where a session is in its life.
-type phase int
-
-const (
-	phaseOpen     phase = iota // messages flow both ways
-	phaseClosing               // our close record is queued (ours, or our answer to the peer's)
-	phaseFailing               // our close record for an error is queued: input is discarded
-	phaseReleased              // the owner is done; the session lingers until its close record is acknowledged
-	phaseGone                  // forgotten: every request gets 404
-)
-
 // ErrSessionEnded is how a session's reader ends when the session was
 // dropped or released; and what sends and polls of it get (as 404).
 var ErrSessionEnded = errors.New("httpconn: session ended")
@@ -56,8 +45,8 @@ type Conn struct {
 	// The writer's run deadline, under the owner's write lock.
 	wd time.Time
 
-	mu       sync.Mutex
-	phase    phase
+	mu sync.Mutex
+	closing
 	recv     transport.Receiver // set by Start
 	inEnd    error              // the reader's end, for ReceiveNow
 	early    []record           // records that came before Start
@@ -73,11 +62,6 @@ type Conn struct {
 	lastSeen time.Time
 	idle     *time.Timer
 	timers   [2]*time.Timer // the close deadline, the release grace
-	local    struct {
-		code int
-		text string
-		set  bool
-	}
 }
 
 type record struct {
@@ -590,22 +574,13 @@ func (c *Conn) EndWrite() error { return nil }
 // most CloseGrace) for the client's.
 func (c *Conn) Close(code int, text string, deadline time.Time) {
 	c.mu.Lock()
-	if c.phase >= phaseClosing {
-		c.mu.Unlock()
+	defer c.mu.Unlock()
+	if !c.start(code, text) {
 		return
 	}
-	c.phase = phaseClosing
-	if code != 1000 && code != 1001 {
-		c.phase = phaseFailing
-	}
-	c.local.code, c.local.text, c.local.set = code, text, true
 	c.appendLocked(recClose, closePayload(code, text))
 	c.closeSeq = c.nextOut - 1
-	if grace := time.Now().Add(CloseGrace); deadline.IsZero() || deadline.After(grace) {
-		deadline = grace
-	}
-	c.timers[0] = time.AfterFunc(time.Until(deadline), func() { c.endReader(os.ErrDeadlineExceeded) })
-	c.mu.Unlock()
+	c.timers[0] = time.AfterFunc(time.Until(closeDeadline(deadline)), func() { c.endReader(os.ErrDeadlineExceeded) })
 }
 
 // AnswerClose implements transport.Conn: it echoes code (a close without
@@ -613,13 +588,10 @@ func (c *Conn) Close(code int, text string, deadline time.Time) {
 func (c *Conn) AnswerClose(code int, _ time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.phase >= phaseClosing {
+	code, ok := c.answer(code)
+	if !ok {
 		return
 	}
-	if code == closeNoStatus || code == 1006 || code == 0 {
-		code = 1000
-	}
-	c.phase = phaseClosing
 	c.appendLocked(recClose, closePayload(code, ""))
 	c.closeSeq = c.nextOut - 1
 }
