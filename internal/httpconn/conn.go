@@ -39,7 +39,8 @@ type Conn struct {
 	sending   atomic.Bool // a send request is in flight
 	inMu      sync.Mutex
 	nextIn    uint64 // the number of the next new client record
-	readerEnd bool   // Done was called (or is due at Start)
+	readerEnd bool   // the reader has ended: Done was called, or is due at Start
+	doneSent  bool   // Done was called
 	endErr    error
 
 	// The writer's run deadline, under the owner's write lock.
@@ -148,6 +149,7 @@ func (c *Conn) endReaderLocked(err error) {
 	c.signal()
 	c.mu.Unlock()
 	if r != nil {
+		c.doneSent = true
 		r.Done(err)
 	}
 }
@@ -205,7 +207,12 @@ func (c *Conn) Start(r transport.Receiver) {
 		c.inMu.Lock()
 		defer c.inMu.Unlock()
 		if c.readerEnd {
-			r.Done(c.endErr)
+			// Ended before Start, or between Start and here (then
+			// endReaderLocked has called Done already).
+			if !c.doneSent {
+				c.doneSent = true
+				r.Done(c.endErr)
+			}
 			return
 		}
 		_ = c.deliverEarly()

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -410,4 +411,40 @@ func TestCutPollLosesNothing(t *testing.T) {
 	sc.Drop()
 	wait(t, sr.done, "the server's end")
 	waitGone(t, e.srv)
+}
+
+// countDone counts Done calls.
+type countDone struct {
+	recorder
+	n atomic.Int32
+}
+
+func (c *countDone) Done(err error) { c.n.Add(1); c.recorder.Done(err) }
+
+// TestDoneOnceAroundStart: a session that ends just before or just after
+// Start reports Done exactly once.
+func TestDoneOnceAroundStart(t *testing.T) {
+	e := newEndpoint(t, Config{})
+	for i := range 50 {
+		_, sc := e.rawOpen(t)
+		r := &countDone{recorder: *newRecorder()}
+		if i%2 == 0 {
+			sc.Drop()
+			sc.Start(r)
+		} else {
+			sc.Start(r)
+			sc.Drop()
+		}
+		wait(t, r.done, "Done")
+		waitGone(t, e.srv)
+		// Start's goroutine and endReader both run under inMu: once it is
+		// free after Done, a second Done would have been counted.
+		for range 3 {
+			sc.inMu.Lock()
+			sc.inMu.Unlock()
+		}
+		if n := r.n.Load(); n != 1 {
+			t.Fatalf("round %d: Done called %d times", i, n)
+		}
+	}
 }
