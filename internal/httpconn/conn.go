@@ -240,9 +240,13 @@ func (c *Conn) deliver(req *http.Request, typ byte, data []byte) error {
 	for c.recv == nil {
 		// Before Start: the records wait (a handshake's ReceiveNow takes
 		// them), at most one body's worth.
-		if c.inEnd != nil {
+		if c.inEnd != nil || c.phase >= phaseReleased {
+			err := c.inEnd
 			c.mu.Unlock()
-			return c.inEnd
+			if err == nil {
+				err = ErrSessionEnded
+			}
+			return err
 		}
 		if c.earlyLen+int64(len(data)) <= c.cfg.maxBody() || len(c.early) == 0 {
 			c.early = append(c.early, record{typ, bytes.Clone(data)})
