@@ -334,3 +334,36 @@ func TestHTTP500Sessions(t *testing.T) {
 		t.Fatalf("server received %d messages, want %d", st.TotalMessagesReceived, clients*msgs)
 	}
 }
+
+// TestHTTPSessionThatStopsPollingIsBounded: a session whose client stops
+// polling holds at most MaxQueueBytes unacknowledged, then is closed as a
+// slow consumer, as a WebSocket client that stops reading is.
+func TestHTTPSessionThatStopsPollingIsBounded(t *testing.T) {
+	ids := make(chan marmot.ClientID, 1)
+	gone := make(chan *marmot.CloseError, 1)
+	s := echoServer(t, marmot.ServerConfig{MaxQueueBytes: 64 << 10, WriteTimeout: time.Second, ServerEvents: marmot.ServerEvents{
+		OnClientConnected:    func(ci marmot.ClientInfo) { ids <- ci.ID },
+		OnClientDisconnected: func(_ marmot.ClientInfo, ce *marmot.CloseError) { gone <- ce },
+	}})
+	resp, err := http.Post("http"+strings.TrimPrefix(s.URL(), "ws")+"?transport=http", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	id := recv(t, ids, "the session")
+	msg := make([]byte, 1024)
+	sent := 0
+	for ; sent < 10_000; sent++ {
+		if err := s.SendToClient(id, msg); err != nil {
+			break
+		}
+	}
+	ce := recv(t, gone, "the end of the session")
+	if ce.Code != 4008 && ce.Code != 1006 {
+		t.Fatalf("session ended with %v", ce)
+	}
+	if sent >= 10_000 {
+		t.Fatalf("%d messages of 1 KiB were taken for a client that never polls", sent)
+	}
+	t.Logf("closed with %d after %d messages", ce.Code, sent)
+}
