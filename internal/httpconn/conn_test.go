@@ -448,3 +448,50 @@ func TestDoneOnceAroundStart(t *testing.T) {
 		}
 	}
 }
+
+// blockingRecorder holds every message until release is closed.
+type blockingRecorder struct {
+	recorder
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (b *blockingRecorder) Message(typ int, rd io.Reader) error {
+	b.entered <- struct{}{}
+	<-b.release
+	return b.recorder.Message(typ, rd)
+}
+
+// TestConcurrentSendConflicts: a second send while one is being delivered
+// is answered 409 and delivers nothing; the first completes.
+func TestConcurrentSendConflicts(t *testing.T) {
+	e := newEndpoint(t, Config{})
+	r, sc := e.rawOpen(t)
+	br := &blockingRecorder{recorder: *newRecorder(), entered: make(chan struct{}, 1), release: make(chan struct{})}
+	sc.Start(br)
+	first := make(chan int, 1)
+	go func() { code, _, _ := r.do("POST", "&seq=1", records("one")); first <- code }()
+	wait(t, br.entered, "the first send's delivery")
+	for range 5 {
+		if code, _, body := r.do("POST", "&seq=2", records("two")); code != 409 {
+			t.Fatalf("concurrent send: %d %s", code, body)
+		}
+	}
+	close(br.release)
+	if code := wait(t, first, "the first send"); code != 204 {
+		t.Fatalf("first send: %d", code)
+	}
+	if got := wait(t, br.msgs, "the message"); got != "one" {
+		t.Fatalf("got %q", got)
+	}
+	if code, _, _ := r.do("POST", "&seq=2", records("two")); code != 204 {
+		t.Fatalf("send after the conflict: %d", code)
+	}
+	wait(t, br.entered, "the second delivery")
+	if got := wait(t, br.msgs, "the second message"); got != "two" {
+		t.Fatalf("got %q", got)
+	}
+	sc.Drop()
+	wait(t, br.done, "the end")
+	waitGone(t, e.srv)
+}
