@@ -36,7 +36,13 @@ type ClientConfig struct {
 	// "marmot.v1" (binary envelope) or "marmot.json.v1" (JSON envelope).
 	// Commands and requests need an envelope.
 	Subprotocol string
-	// Header is sent with the upgrade request (e.g. Authorization).
+	// Transport chooses WebSocket, the HTTP fallback (docs/HTTP.md), or
+	// (TransportAuto, the default) WebSocket falling back to HTTP when the
+	// upgrade is refused or stripped by a proxy. ClientInfo.Transport
+	// says which one a connection uses.
+	Transport Transport
+	// Header is sent with the upgrade request, or the HTTP fallback's
+	// open (e.g. Authorization).
 	Header http.Header
 	// TLSConfig configures wss:// connections: RootCAs to trust a private
 	// CA, client certificates. Default: the system's roots. A certificate
@@ -174,6 +180,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	ac := actors.NewClient(actors.ClientConfig{
 		URL:                  cfg.URL,
 		Subprotocol:          cfg.Subprotocol,
+		Transport:            cfg.Transport,
 		Header:               cfg.Header,
 		ConnectionTimeout:    cfg.ConnectionTimeout,
 		AutoReconnect:        cfg.AutoReconnect,
@@ -243,6 +250,9 @@ func (c *ClientConfig) normalize() error {
 			return fmt.Errorf("marmot: unknown Subprotocol %q (want %q, %q or empty for raw)", c.Subprotocol, protocol.SubprotocolBinary, protocol.SubprotocolJSON)
 		}
 	}
+	if c.Transport < TransportAuto || c.Transport > TransportHTTP {
+		return fmt.Errorf("marmot: unknown Transport %d", int(c.Transport))
+	}
 	if c.ReconnectStrategy != ReconnectFixed && c.ReconnectStrategy != ReconnectExponential {
 		return fmt.Errorf("marmot: unknown ReconnectStrategy %d", int(c.ReconnectStrategy))
 	}
@@ -283,6 +293,10 @@ func (c *Client) StateDescription() string { return c.State().Description() }
 
 // URL returns the endpoint the client dials.
 func (c *Client) URL() string { return c.cfg.URL }
+
+// Transport names the transport of the current connection: "websocket",
+// or "http" for the HTTP fallback (docs/HTTP.md); "" when not connected.
+func (c *Client) Transport() string { return c.c.Transport() }
 
 // Config returns the configuration with defaults filled in.
 func (c *Client) Config() ClientConfig { return c.cfg }

@@ -60,7 +60,7 @@ func (d dashSource) Clients() []dashboard.Client {
 }
 
 // clientTransport names the transport a client uses.
-func clientTransport(ClientInfo) string { return "websocket" }
+func clientTransport(c ClientInfo) string { return c.Transport }
 
 func (d dashSource) Rooms() []string { return d.s.Rooms() }
 

@@ -81,6 +81,21 @@ const (
 	StateError         = actors.StateError
 )
 
+// Transport chooses how a client connects: WebSocket, the HTTP fallback
+// (docs/HTTP.md), or WebSocket falling back to HTTP.
+type Transport = actors.Transport
+
+// Transports.
+const (
+	TransportAuto      = actors.TransportAuto
+	TransportWebSocket = actors.TransportWebSocket
+	TransportHTTP      = actors.TransportHTTP
+)
+
+// ParseTransport reads "auto", "websocket" or "http" (the CLI's
+// --transport).
+func ParseTransport(s string) (Transport, error) { return actors.ParseTransport(s) }
+
 // ReconnectStrategy chooses the delay between reconnect attempts.
 type ReconnectStrategy = actors.ReconnectStrategy
 

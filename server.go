@@ -56,8 +56,13 @@ type ServerConfig struct {
 	// Default 10s.
 	WriteTimeout time.Duration
 	// DisableJSON refuses the marmot.json.v1 subprotocol meant for browsers.
-	// The seed's WebSocketsAjax (default true) maps to DisableJSON=false.
 	DisableJSON bool
+	// DisableHTTPFallback turns off the HTTP fallback transport
+	// (docs/HTTP.md), which serves clients whose WebSocket upgrade is
+	// refused or stripped on the same path by POST and long-poll GET; its
+	// requests are then answered 404. It is the seed's WebSocketsAjax
+	// (default true): WebSocketsAjax=false is DisableHTTPFallback=true.
+	DisableHTTPFallback bool
 	// CheckOrigin vets the Origin header itself, instead of AllowedOrigins
 	// and the same-origin default. A refusal is answered 403.
 	CheckOrigin func(r *http.Request) bool
@@ -307,34 +312,35 @@ func (s *Server) newHub() *actors.Hub {
 		subs = []string{protocol.SubprotocolBinary}
 	}
 	return actors.NewHub(actors.HubConfig{
-		MaxConnections:     c.MaxConnections,
-		KeepAlive:          c.KeepAlive,
-		WriteTimeout:       c.WriteTimeout,
-		HandlerConcurrency: c.HandlerConcurrency,
-		MaxMessageSize:     c.MaxMessageSize,
-		MaxQueueBytes:      c.MaxQueueBytes,
-		Subprotocols:       subs,
-		CheckOrigin:        c.CheckOrigin,
-		AllowedOrigins:     c.AllowedOrigins,
-		Authenticate:       c.Authenticate,
-		AuthenticateToken:  c.AuthenticateToken,
-		AuthTimeout:        c.AuthTimeout,
-		Limits:             c.Limits,
-		MaxRestarts:        c.MaxRestarts,
-		RestartWindow:      c.RestartWindow,
-		Logger:             c.Logger,
-		ActorSystem:        c.ActorSystem,
-		TracerProvider:     c.TracerProvider,
-		MeterProvider:      c.MeterProvider,
-		Propagator:         c.Propagator,
-		Name:               c.Addr,
-		Encryption:         s.enc,
-		ConnectionActor:    c.ConnectionActor,
-		RoomIdle:           c.RoomIdle,
-		RoomHistory:        c.RoomHistory,
-		RoomPresence:       c.RoomPresence,
-		Compression:        c.Compression,
-		Events:             c.ServerEvents,
+		MaxConnections:      c.MaxConnections,
+		KeepAlive:           c.KeepAlive,
+		WriteTimeout:        c.WriteTimeout,
+		HandlerConcurrency:  c.HandlerConcurrency,
+		MaxMessageSize:      c.MaxMessageSize,
+		MaxQueueBytes:       c.MaxQueueBytes,
+		Subprotocols:        subs,
+		CheckOrigin:         c.CheckOrigin,
+		AllowedOrigins:      c.AllowedOrigins,
+		Authenticate:        c.Authenticate,
+		AuthenticateToken:   c.AuthenticateToken,
+		AuthTimeout:         c.AuthTimeout,
+		Limits:              c.Limits,
+		MaxRestarts:         c.MaxRestarts,
+		RestartWindow:       c.RestartWindow,
+		Logger:              c.Logger,
+		ActorSystem:         c.ActorSystem,
+		TracerProvider:      c.TracerProvider,
+		MeterProvider:       c.MeterProvider,
+		Propagator:          c.Propagator,
+		Name:                c.Addr,
+		Encryption:          s.enc,
+		ConnectionActor:     c.ConnectionActor,
+		RoomIdle:            c.RoomIdle,
+		RoomHistory:         c.RoomHistory,
+		RoomPresence:        c.RoomPresence,
+		Compression:         c.Compression,
+		DisableHTTPFallback: c.DisableHTTPFallback,
+		Events:              c.ServerEvents,
 	})
 }
 
@@ -473,19 +479,23 @@ func (s *Server) Stop(ctx context.Context) error {
 	defer s.mu.Unlock()
 	s.setState(ServerStopping)
 	var errs []error
-	if s.httpSrv != nil {
-		// Shutdown closes the listener; hijacked WebSocket connections are
-		// the hub's to close.
-		if err := s.httpSrv.Shutdown(ctx); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if h := s.hub.Swap(nil); h != nil {
+	// The hub first, while the listener still serves: HTTP fallback
+	// sessions fetch their 1001 close record, and answer it, by requests
+	// of their own. New connections meanwhile get 503.
+	if h := s.hub.Load(); h != nil {
 		if err := h.Shutdown(ctx); err != nil {
 			errs = append(errs, err)
 		}
+		s.hub.Store(nil)
 		st := h.Stats()
 		s.final.Store(&st)
+	}
+	if s.httpSrv != nil {
+		// Shutdown closes the listener and waits for the requests in
+		// flight; hijacked WebSocket connections were the hub's to close.
+		if err := s.httpSrv.Shutdown(ctx); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if s.serveDone != nil {
 		<-s.serveDone

@@ -13,15 +13,31 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/marmotws/marmot/crypto"
+	"github.com/marmotws/marmot/internal/httpconn"
 	"github.com/marmotws/marmot/internal/transport"
 )
 
-// ServeHTTP upgrades the request to a WebSocket connection and serves it
-// until it closes. Over MaxConnections it answers 503 without upgrading.
+// ServeHTTP serves the endpoint: it upgrades a request to a WebSocket
+// connection, or opens an HTTP fallback session (docs/HTTP.md), and serves
+// the connection until it closes; it also answers the sends and polls of
+// HTTP sessions. Over MaxConnections it answers 503 without opening.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	kind := httpconn.KindOf(r)
+	if kind != httpconn.NotHTTP && h.sessions == nil {
+		http.Error(w, "marmot: HTTP fallback is disabled", http.StatusNotFound)
+		return
+	}
+	switch {
+	case kind == httpconn.Session:
+		h.sessions.Serve(w, r)
+		return
+	case kind == httpconn.Open && !httpconn.CheckOpen(w, r):
+		return
+	}
 	h.lifeMu.Lock()
 	if h.stopping {
 		h.lifeMu.Unlock()
+		w.Header().Set("Retry-After", "5")
 		http.Error(w, "marmot: server is shutting down", http.StatusServiceUnavailable)
 		return
 	}
@@ -31,7 +47,11 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	up := h.startUpgradeSpan(r)
 	defer up.end("", nil)
-	t, sess, adm, ok := h.upgrade(w, r, up)
+	accept := h.acceptWebSocket
+	if kind == httpconn.Open {
+		accept = h.acceptSession
+	}
+	t, sess, adm, ok := h.upgrade(w, r, up, accept)
 	if !ok {
 		return
 	}
@@ -53,10 +73,24 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// upgrade screens r (screen.go) and upgrades it, running the secure
-// handshake when the hub encrypts. A refusal is answered, counted, traced
-// and reported here.
-func (h *Hub) upgrade(w http.ResponseWriter, r *http.Request, up *upgradeSpan) (transport.Conn, *crypto.Session, *admission, bool) {
+// acceptFunc opens a transport for an admitted request; on failure it has
+// answered the request.
+type acceptFunc func(w http.ResponseWriter, r *http.Request) (transport.Conn, error)
+
+func (h *Hub) acceptWebSocket(w http.ResponseWriter, r *http.Request) (transport.Conn, error) {
+	return h.acceptor.Accept(w, r)
+}
+
+func (h *Hub) acceptSession(w http.ResponseWriter, r *http.Request) (transport.Conn, error) {
+	return h.sessions.Accept(w, r)
+}
+
+// upgrade screens r (screen.go) and opens its transport with accept,
+// running the secure handshake when the hub encrypts. Both transports come
+// through here, so whatever is checked before a connection opens (origin,
+// per-IP limits, MaxConnections, authentication) applies to both. A
+// refusal is answered, counted, traced and reported here.
+func (h *Hub) upgrade(w http.ResponseWriter, r *http.Request, up *upgradeSpan, accept acceptFunc) (transport.Conn, *crypto.Session, *admission, bool) {
 	adm, ok := h.admitRequest(w, r, up)
 	if !ok {
 		return nil, nil, nil, false
@@ -68,14 +102,14 @@ func (h *Hub) upgrade(w http.ResponseWriter, r *http.Request, up *upgradeSpan) (
 		h.reportError(0, err)
 		return nil, nil, nil, false
 	}
-	t, err := h.acceptor.Accept(w, r)
+	t, err := accept(w, r)
 	if err != nil {
 		h.release(adm)
 		up.end("upgrade_failed", err)
 		h.reportError(0, fmt.Errorf("marmot: upgrade from %s failed: %w", r.RemoteAddr, err))
 		return nil, nil, nil, false
 	}
-	up.span.SetAttributes(AttrSubprotocol.String(t.Subprotocol()), AttrEncrypted.Bool(h.cfg.Encryption != nil))
+	up.span.SetAttributes(AttrSubprotocol.String(t.Subprotocol()), AttrEncrypted.Bool(h.cfg.Encryption != nil), AttrTransport.String(t.Transport()))
 	var sess *crypto.Session
 	if enc := h.cfg.Encryption; enc != nil && enc.Profile == crypto.ProfileSecure {
 		var version int

@@ -16,6 +16,7 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/marmotws/marmot/internal/httpconn"
 	"github.com/marmotws/marmot/internal/wsconn"
 	"github.com/marmotws/marmot/protocol"
 	"github.com/marmotws/marmot/supervisor"
@@ -31,6 +32,7 @@ type Client struct {
 	guard  *actor.PID
 	pid    *actor.PID
 	dialer *wsconn.Dialer
+	http   *httpconn.Dialer
 	tel    *telemetry
 	rep    reporter
 
@@ -105,6 +107,7 @@ func NewClient(cfg ClientConfig) *Client {
 		ReadLimit:    cfg.MaxMessageSize,
 		Compression:  cfg.Compression.transport(cfg.Encryption),
 	})
+	c.http = httpconn.NewDialer(c.cfg.Subprotocol, cfg.ConnectionTimeout, cmp.Or(max(cfg.WriteTimeout, 0), DefaultWriteTimeout), cfg.TLSConfig)
 	strategy := supervisor.New(supervisor.Config{
 		MaxRestarts:    cfg.MaxRestarts,
 		Window:         cfg.RestartWindow,
@@ -229,6 +232,15 @@ func (c *Client) Close(ctx context.Context) error {
 func (c *Client) Compressed() bool {
 	l := c.link()
 	return l != nil && l.t.Compressed()
+}
+
+// Transport names the transport of the current connection: "websocket"
+// or "http" (the HTTP fallback); "" when not connected.
+func (c *Client) Transport() string {
+	if l := c.link(); l != nil {
+		return l.t.Transport()
+	}
+	return ""
 }
 
 func (c *Client) link() *link {

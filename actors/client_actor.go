@@ -20,7 +20,6 @@ import (
 
 	"github.com/marmotws/marmot/crypto"
 	"github.com/marmotws/marmot/internal/transport"
-	"github.com/marmotws/marmot/internal/wsconn"
 	"github.com/marmotws/marmot/protocol"
 	"github.com/marmotws/marmot/supervisor"
 )
@@ -291,23 +290,9 @@ func (a *ClientActor) dial(ctx actor.Context, parent context.Context) {
 		if err == nil && token != "" && !c.cfg.TokenInMessage {
 			header.Set("Authorization", "Bearer "+token)
 		}
-		var ws *wsconn.Conn
-		if err == nil {
-			ws, err = c.dialer.Dial(dctx, c.cfg.URL, header)
-		}
-		var refused *wsconn.RefusedError
-		if errors.As(err, &refused) {
-			if mismatch := encryptionRefusal(refused.Response, refused.Body, c.cfg.Encryption); mismatch != nil {
-				err = fmt.Errorf("%w (HTTP %s)", mismatch, refused.Response.Status)
-			} else {
-				err = refusalError(refused, err)
-			}
-		} else if err != nil {
-			err = certificateError(err)
-		}
 		var t transport.Conn
 		if err == nil {
-			t = ws
+			t, err = c.open(dctx, header)
 		}
 		deadline, ok := dctx.Deadline()
 		var sess *crypto.Session
@@ -411,6 +396,55 @@ func (a *ClientActor) dialed(ctx actor.Context, m *dialDone) {
 		c.safeCall("OnConnect", f)
 	}
 	a.toUser(ctx, &Connected{Info: c.info(ctx, l), Restarts: k.incarnation - 1})
+}
+
+// open opens a transport as ClientConfig.Transport says: WebSocket, the
+// HTTP fallback, or (auto) WebSocket and the fallback when the upgrade was
+// refused or stripped. A refusal for encryption is an
+// ErrEncryptionMismatch; one the HTTP open would meet the same (503, and
+// the screening's 401/403/429) is not retried over HTTP.
+func (c *Client) open(ctx context.Context, header http.Header) (transport.Conn, error) {
+	if c.cfg.Transport == TransportHTTP {
+		return c.openHTTP(ctx, header)
+	}
+	ws, err := c.dialer.Dial(ctx, c.cfg.URL, header)
+	if err == nil {
+		return ws, nil
+	}
+	var refused *transport.RefusedError
+	if !errors.As(err, &refused) {
+		return nil, certificateError(err)
+	}
+	if mismatch := encryptionRefusal(refused.Response, refused.Body, c.cfg.Encryption); mismatch != nil {
+		return nil, fmt.Errorf("%w (HTTP %s)", mismatch, refused.Response.Status)
+	}
+	switch refused.Response.StatusCode {
+	case http.StatusServiceUnavailable, http.StatusUnauthorized, http.StatusForbidden, http.StatusTooManyRequests:
+		return nil, refusalError(refused, err)
+	}
+	if c.cfg.Transport != TransportAuto {
+		return nil, refusalError(refused, err)
+	}
+	t, herr := c.openHTTP(ctx, header)
+	if herr != nil {
+		return nil, fmt.Errorf("%w; and the HTTP fallback: %w", err, herr)
+	}
+	return t, nil
+}
+
+func (c *Client) openHTTP(ctx context.Context, header http.Header) (transport.Conn, error) {
+	t, err := c.http.Dial(ctx, c.cfg.URL, header)
+	var refused *transport.RefusedError
+	if errors.As(err, &refused) {
+		if mismatch := encryptionRefusal(refused.Response, refused.Body, c.cfg.Encryption); mismatch != nil {
+			return nil, fmt.Errorf("%w (HTTP %s)", mismatch, refused.Response.Status)
+		}
+		return nil, refusalError(refused, err)
+	}
+	if err != nil {
+		return nil, certificateError(err)
+	}
+	return t, nil
 }
 
 // terminalClose reports close codes after which reconnecting would only
@@ -626,6 +660,7 @@ func (c *Client) info(ctx actor.Context, l *link) ClientInfo {
 		RemoteAddr:       l.t.RemoteAddr(),
 		Subprotocol:      l.t.Subprotocol(),
 		Compressed:       l.t.Compressed(),
+		Transport:        l.t.Transport(),
 		ConnectedAt:      c.core.connectedAt,
 		BytesReceived:    st.bytesIn.Load(),
 		BytesSent:        st.bytesOut.Load(),

@@ -89,6 +89,47 @@ func (r ReconnectStrategy) String() string {
 	return fmt.Sprintf("ReconnectStrategy(%d)", int(r))
 }
 
+// Transport chooses how a client connects (docs/HTTP.md).
+type Transport int
+
+const (
+	// TransportAuto connects over WebSocket, and over the HTTP fallback
+	// when the server (or a proxy on the way) refuses or strips the
+	// upgrade: any HTTP answer but 101, except 503 (the server is full)
+	// and an encryption mismatch (the fallback would be refused alike).
+	TransportAuto Transport = iota
+	// TransportWebSocket connects over WebSocket only.
+	TransportWebSocket
+	// TransportHTTP connects over the HTTP fallback only.
+	TransportHTTP
+)
+
+// String returns "auto", "websocket" or "http".
+func (t Transport) String() string {
+	switch t {
+	case TransportAuto:
+		return "auto"
+	case TransportWebSocket:
+		return "websocket"
+	case TransportHTTP:
+		return "http"
+	}
+	return fmt.Sprintf("Transport(%d)", int(t))
+}
+
+// ParseTransport reads "auto", "websocket" (or "ws") or "http".
+func ParseTransport(s string) (Transport, error) {
+	switch s {
+	case "auto", "":
+		return TransportAuto, nil
+	case "websocket", "ws":
+		return TransportWebSocket, nil
+	case "http":
+		return TransportHTTP, nil
+	}
+	return 0, fmt.Errorf("marmot: unknown transport %q (want auto, websocket or http)", s)
+}
+
 // DefaultHealthyAfter is the least time a connection must stay up to count
 // as healthy (see ClientConfig.HealthyAfter).
 const DefaultHealthyAfter = 5 * time.Second
@@ -177,6 +218,7 @@ type ClientEvents struct {
 type ClientConfig struct {
 	URL                  string
 	Subprotocol          string // "" for raw mode
+	Transport            Transport
 	Header               http.Header
 	ConnectionTimeout    time.Duration
 	AutoReconnect        bool

@@ -55,6 +55,7 @@ func (c *conn) info() ClientInfo {
 		RemoteAddr:       c.remote,
 		Subprotocol:      c.link.t.Subprotocol(),
 		Compressed:       c.link.t.Compressed(),
+		Transport:        c.link.t.Transport(),
 		ConnectedAt:      c.connectedAt,
 		BytesReceived:    st.bytesIn.Load(),
 		BytesSent:        st.bytesOut.Load(),

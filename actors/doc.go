@@ -1,9 +1,13 @@
 // Package actors runs marmot's connections as protoactor-go actors: a
 // ServerActor (the [Hub]) supervises one ConnectionActor per connection, and
 // a ClientActor (the [Client]) owns a client connection and its reconnect
-// state machine. Connections sit on a transport (internal/transport): today
-// WebSocket (internal/wsconn); the connection actor never sees gorilla, a
-// socket or the poller.
+// state machine. Connections sit on a transport (internal/transport):
+// WebSocket (internal/wsconn) or the HTTP fallback (internal/httpconn,
+// docs/HTTP.md: a send request's records, or a poll answer's, take the
+// place of the socket's frames); the connection actor never sees gorilla,
+// a socket, an HTTP request or the poller. Hub.ServeHTTP opens both
+// through one accept path (accept.go), so the checks before an upgrade
+// apply to a session's open too.
 //
 // # One message, one way
 //

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/marmotws/marmot/crypto"
+	"github.com/marmotws/marmot/internal/httpconn"
 	"github.com/marmotws/marmot/internal/transport"
 	"github.com/marmotws/marmot/internal/wsconn"
 	"github.com/marmotws/marmot/protocol"
@@ -102,8 +103,8 @@ func refuseEncryption(w http.ResponseWriter, r *http.Request, enc *Encryption) (
 	case enc == nil:
 		reason, msg = "encryption_mismatch", "marmot: server does not encrypt"
 		err = fmt.Errorf("%w: %s encrypts (%s profile), this server does not", ErrEncryptionMismatch, r.RemoteAddr, claim)
-	case claim == enc.Profile.String() && wsconn.Offers(r, enc.Subprotocol()),
-		claim == "" && enc.Profile == crypto.ProfileCompat && wsconn.Offers(r, SubprotocolCompat):
+	case claim == enc.Profile.String() && offers(r, enc.Subprotocol()),
+		claim == "" && enc.Profile == crypto.ProfileCompat && offers(r, SubprotocolCompat):
 		return "", nil
 	case claim == "" || claim == enc.Profile.String():
 		reason = "encryption_required"
@@ -121,6 +122,15 @@ func refuseEncryption(w http.ResponseWriter, r *http.Request, enc *Encryption) (
 	w.Header().Set(HeaderEncryption, mine)
 	http.Error(w, msg, http.StatusBadRequest)
 	return reason, err
+}
+
+// offers reports whether an upgrade or an HTTP session open offers
+// subprotocol sub.
+func offers(r *http.Request, sub string) bool {
+	if httpconn.KindOf(r) == httpconn.Open {
+		return httpconn.Offers(r, sub)
+	}
+	return wsconn.Offers(r, sub)
 }
 
 // mismatchError is the client's view of a refusal by refuseEncryption.

@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/marmotws/marmot/internal/httpconn"
 	"github.com/marmotws/marmot/internal/netpoll"
 	"github.com/marmotws/marmot/internal/wsconn"
 	"github.com/marmotws/marmot/protocol"
@@ -124,7 +125,10 @@ type HubConfig struct {
 	RoomPresence func(room string) bool
 	// Compression is permessage-deflate (see Compression); off by default.
 	Compression Compression
-	Events      ServerEvents
+	// DisableHTTPFallback turns the HTTP fallback transport off
+	// (docs/HTTP.md): its requests are answered 404.
+	DisableHTTPFallback bool
+	Events              ServerEvents
 }
 
 // Hub accepts WebSocket connections and runs each as a ConnectionActor under
@@ -136,7 +140,8 @@ type Hub struct {
 	ownSys   bool
 	server   *actor.PID
 	acceptor *wsconn.Acceptor
-	handlers chan struct{} // HandlerConcurrency slots
+	sessions *httpconn.Server // nil: the HTTP fallback is off
+	handlers chan struct{}    // HandlerConcurrency slots
 	// enterHandler and exitHandler take and give back a slot; nil when
 	// HandlerConcurrency is unlimited.
 	enterHandler, exitHandler func()
@@ -218,6 +223,15 @@ func NewHub(cfg HubConfig) *Hub {
 		},
 		wsconn.Config{WriteTimeout: cfg.WriteTimeout, KeepAlive: cfg.KeepAlive, ReadLimit: cfg.MaxMessageSize, ParkTick: parkTick,
 			Compression: cfg.Compression.transport(cfg.Encryption)})
+	if !cfg.DisableHTTPFallback {
+		idle := cfg.KeepAlive
+		if idle <= 0 {
+			idle = httpconn.DefaultIdleTimeout
+		}
+		h.sessions = httpconn.NewServer(cfg.Subprotocols, acceptAll, httpconn.Config{
+			WriteTimeout: cfg.WriteTimeout, IdleTimeout: idle, ReadLimit: cfg.MaxMessageSize, MaxQueueBytes: cfg.MaxQueueBytes,
+		})
+	}
 	strategy := supervisor.New(supervisor.Config{
 		MaxRestarts:    cfg.MaxRestarts,
 		Window:         cfg.RestartWindow,

@@ -16,10 +16,13 @@ type ClientInfo struct {
 	// PID is the connection actor's: other actors may send it messages
 	// (Push, CloseConnection, or anything the user's connection actor
 	// understands).
-	PID              *actor.PID
-	RemoteAddr       net.Addr
-	Subprotocol      string // "" for raw mode
-	Compressed       bool   // permessage-deflate was negotiated (see Compression)
+	PID         *actor.PID
+	RemoteAddr  net.Addr
+	Subprotocol string // "" for raw mode
+	Compressed  bool   // permessage-deflate was negotiated (see Compression)
+	// Transport is how the client is connected: "websocket", or "http"
+	// for the HTTP fallback (docs/HTTP.md).
+	Transport        string
 	ConnectedAt      time.Time
 	BytesReceived    int64
 	BytesSent        int64

@@ -31,6 +31,7 @@ const (
 	AttrClientID       = attribute.Key("marmot.client.id")
 	AttrMessageKind    = attribute.Key("marmot.message.kind")
 	AttrSubprotocol    = attribute.Key("marmot.subprotocol")
+	AttrTransport      = attribute.Key("marmot.transport") // "websocket" or "http"
 	AttrRefusalReason  = attribute.Key("marmot.refusal.reason")
 	AttrFanout         = attribute.Key("marmot.broadcast.fanout")
 	AttrRoom           = attribute.Key("marmot.room")

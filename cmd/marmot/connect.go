@@ -28,6 +28,7 @@ const disconnectTimeout = 10 * time.Second
 type connectFlags struct {
 	cfg            marmot.ClientConfig
 	strategy       string
+	transport      string
 	requestTimeout time.Duration
 	logLevel       logLevel
 	encrypt        *encryptFlags
@@ -70,6 +71,7 @@ Flags:
 		fs.PrintDefaults()
 	}
 	c := &f.cfg
+	fs.StringVar(&f.transport, "transport", "auto", "auto: WebSocket, falling back to the HTTP transport when the upgrade is refused or stripped; websocket; or http (the HTTP fallback only, see docs/HTTP.md)")
 	fs.StringVar(&c.Subprotocol, "subprotocol", "", "wire format: empty for raw frames, "+protocol.SubprotocolBinary+" or "+protocol.SubprotocolJSON)
 	fs.DurationVar(&c.ConnectionTimeout, "connect-timeout", marmot.DefaultConnectionTimeout, "bound on each connect attempt, handshake included")
 	fs.BoolVar(&c.AutoReconnect, "auto-reconnect", false, "reconnect after a lost connection")
@@ -111,6 +113,11 @@ func runConnect(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	default:
 		return usageError(fs, "invalid value %q for flag -reconnect-strategy: want fixed or exponential", f.strategy)
 	}
+	transport, err := marmot.ParseTransport(f.transport)
+	if err != nil {
+		return usageError(fs, "invalid value %q for flag -transport: want auto, websocket or http", f.transport)
+	}
+	f.cfg.Transport = transport
 	// As for serve: 0 would silently mean the default.
 	c := &f.cfg
 	for _, z := range []struct {
@@ -181,7 +188,11 @@ func runConnect(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	if client.Compressed() {
 		wire += ", compressed"
 	}
-	fmt.Fprintf(stderr, "* connected to %s (%s)\n", client.URL(), wire)
+	over := ""
+	if t := client.Transport(); t != "websocket" && t != "" {
+		over = " over the " + t + " transport"
+	}
+	fmt.Fprintf(stderr, "* connected to %s (%s)%s\n", client.URL(), wire, over)
 	for _, room := range f.join {
 		if err := client.Join(ctx, room); err != nil {
 			fmt.Fprintf(stderr, "! join %s: %v\n", room, err)

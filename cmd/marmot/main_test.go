@@ -680,3 +680,32 @@ func TestConnectOldServerHint(t *testing.T) {
 	c.stderr.expect(t, "handshake without forward secrecy refused")
 	c.stderr.expect(t, "hint: a server from before forward secrecy needs --encrypt-allow-legacy-handshake")
 }
+
+// TestConnectOverHTTP: --transport http talks to serve over the HTTP
+// fallback and says so; serve --disable-http-fallback refuses it.
+func TestConnectOverHTTP(t *testing.T) {
+	srv := start(t, "serve", "--addr", "127.0.0.1:0")
+	line := srv.stdout.expect(t, "marmot listening on ")
+	url := line[strings.LastIndex(line, " ")+1:]
+	c := start(t, "connect", "--transport", "http", url)
+	c.stderr.expect(t, "* connected to "+url+" (raw) over the http transport")
+	c.send(t, "hello over http")
+	c.stdout.expect(t, "< hello over http")
+	c.quit(t)
+	srv.stop(t)
+
+	off := start(t, "serve", "--addr", "127.0.0.1:0", "--disable-http-fallback")
+	line = off.stdout.expect(t, "marmot listening on ")
+	url = line[strings.LastIndex(line, " ")+1:]
+	p := start(t, "connect", "--transport", "http", url)
+	if code := p.wait(t); code != exitFailure {
+		t.Fatalf("exit code %d, want %d", code, exitFailure)
+	}
+	p.stderr.expect(t, "HTTP fallback is disabled")
+	off.stop(t)
+
+	bad := start(t, "connect", "--transport", "carrier-pigeon", url)
+	if code := bad.wait(t); code == 0 {
+		t.Fatal("an unknown transport was accepted")
+	}
+}

@@ -67,6 +67,7 @@ func newServeFlags(stderr io.Writer) (*flag.FlagSet, *serveFlags) {
 	fs.IntVar(&c.MaxRestarts, "max-restarts", marmot.DefaultMaxRestarts, "connection actor restarts allowed within --restart-window after handler panics (negative: close on the first)")
 	fs.DurationVar(&c.RestartWindow, "restart-window", marmot.DefaultRestartWindow, "sliding window for --max-restarts")
 	fs.BoolVar(&c.DisableJSON, "disable-json", false, "refuse the marmot.json.v1 subprotocol (raw and marmot.v1 remain)")
+	fs.BoolVar(&c.DisableHTTPFallback, "disable-http-fallback", false, "turn off the HTTP fallback transport for clients whose WebSocket upgrade is refused or stripped (the seed's WebSocketsAjax=false; see docs/HTTP.md)")
 	fs.Var(&f.logLevel, "log-level", "log `level`: debug, info, warn or error (default info)")
 	f.compress = addCompressFlags(fs, &c.Compression)
 

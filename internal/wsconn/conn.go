@@ -120,6 +120,9 @@ func (c *Conn) Subprotocol() string { return c.ws.Subprotocol() }
 // RemoteAddr implements transport.Conn.
 func (c *Conn) RemoteAddr() net.Addr { return c.ws.RemoteAddr() }
 
+// Transport implements transport.Conn.
+func (c *Conn) Transport() string { return transport.NameWebSocket }
+
 // ReceiveNow implements transport.Conn.
 func (c *Conn) ReceiveNow(deadline time.Time) (int, []byte, error) {
 	_ = c.ws.SetReadDeadline(deadline)

@@ -4,13 +4,13 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/marmotws/marmot/internal/transport"
 )
 
 // Dialer opens client connections.
@@ -42,21 +42,7 @@ var ErrUnofferedExtension = errors.New("wsconn: server accepted permessage-defla
 
 // RefusedError is a refused upgrade: the server answered the opening
 // handshake with an HTTP status other than 101.
-type RefusedError struct {
-	Response *http.Response // its Body is closed
-	Body     []byte         // the start of the response body (at most 1 KiB)
-	Err      error          // gorilla's error
-}
-
-func (e *RefusedError) Error() string {
-	s := fmt.Sprintf("%v (HTTP %s", e.Err, e.Response.Status)
-	if reason := strings.TrimSpace(string(e.Body)); reason != "" {
-		s += ": " + reason
-	}
-	return s + ")"
-}
-
-func (e *RefusedError) Unwrap() error { return e.Err }
+type RefusedError = transport.RefusedError
 
 // Dial connects to url. A refused upgrade's error is a *RefusedError.
 func (d *Dialer) Dial(ctx context.Context, url string, header http.Header) (*Conn, error) {

@@ -83,15 +83,19 @@ func (f *cliFlags) check() error {
 
 // gcmSuffix names an implementation with the secure profile on: compare
 // --impls marmot,marmot+gcm runs both in the same rounds. deflateSuffix
-// names one with compression on (marmot+deflate, gorilla+deflate).
+// names one with compression on (marmot+deflate, gorilla+deflate);
+// httpSuffix marmot driven over its HTTP fallback transport
+// (marmot+http).
 const (
 	gcmSuffix     = "+gcm"
 	deflateSuffix = "+deflate"
+	httpSuffix    = "+http"
 )
 
 // splitImpl turns "marmot+gcm" into "marmot" and whether to encrypt, and
 // "gws+deflate" into "gws" and whether to compress; --encrypt and
 // --compress apply whatever the name says.
+// "+http" is kept: target reads it.
 func (f *cliFlags) splitImpl(name string) (impl string, encrypt, compress bool) {
 	impl, compress = strings.CutSuffix(name, deflateSuffix)
 	impl, encrypt = strings.CutSuffix(impl, gcmSuffix)
@@ -103,6 +107,7 @@ func (f *cliFlags) splitImpl(name string) (impl string, encrypt, compress bool) 
 // compress, they offer permessage-deflate, labelled impl+deflate.
 func (f *cliFlags) target(impl, url string, pid int, encrypt, compress bool) (target, error) {
 	t := target{URL: url, PID: pid, Impl: impl, Sources: f.sources, DialConc: f.dialConc, MaxDuration: f.maxDuration, Compress: compress}
+	t.HTTP = strings.HasSuffix(impl, httpSuffix)
 	if encrypt {
 		var err error
 		if t.Secure, err = newSecureClient(f.key); err != nil {
@@ -126,6 +131,14 @@ func modeOf(scenario string) string {
 // runScenario runs one scenario against t.
 func runScenario(ctx context.Context, scenario string, t target, f *cliFlags) (*Result, error) {
 	switch scenario {
+	case "http":
+		if !t.HTTP {
+			t.HTTP = true
+			t.Impl += httpSuffix
+		}
+		r := runEcho(ctx, t, f.echo)
+		r.Scenario = "http"
+		return r, nil
 	case "echo":
 		return runEcho(ctx, t, f.echoOpts()), nil
 	case "broadcast":
@@ -154,7 +167,10 @@ func runAgainst(ctx context.Context, scenario, name string, f *cliFlags) (*Resul
 	name, exe, other := strings.Cut(name, "@")
 	name, limits := strings.CutSuffix(name, limitsSuffix)
 	impl, encrypt, compress := f.splitImpl(name)
-	args := []string{"--impl", impl, "--mode", modeOf(scenario), "--addr", "127.0.0.1:0"}
+	if impl == socketIOPolling {
+		return runSocketIO(ctx, scenario, f)
+	}
+	args := []string{"--impl", strings.TrimSuffix(impl, httpSuffix), "--mode", modeOf(scenario), "--addr", "127.0.0.1:0"}
 	if limits {
 		args = append(args, "--limits")
 	}
@@ -285,6 +301,15 @@ func compareMain(args []string) error {
 		rows = allRows(f, isFlagSet(fs, "conns"))
 	default:
 		rows = []row{{label: label(*scenario, &f), scenario: *scenario, flags: f}}
+		if *scenario == "http" {
+			// Echo over the HTTP transport next to WebSocket and next to
+			// Socket.IO forced to long-polling; the scenario itself is
+			// echo, the names say the transport.
+			rows[0].scenario = "echo"
+			if !isFlagSet(fs, "impls") {
+				names = []string{"marmot" + httpSuffix, "marmot", socketIOPolling}
+			}
+		}
 	}
 
 	ctx := context.Background()
@@ -376,8 +401,8 @@ func btoi(b bool) int {
 
 func label(scenario string, f *cliFlags) string {
 	switch scenario {
-	case "echo":
-		s := fmt.Sprintf("echo %d clients × %d B", f.echo.Clients, f.echo.Size)
+	case "echo", "http":
+		s := fmt.Sprintf("%s %d clients × %d B", scenario, f.echo.Clients, f.echo.Size)
 		if f.payload == payloadJSON {
 			s += " JSON"
 		}
@@ -400,7 +425,7 @@ func label(scenario string, f *cliFlags) string {
 func summary(r *Result) string {
 	var s string
 	switch r.Scenario {
-	case "echo":
+	case "echo", "http":
 		s = fmt.Sprintf("%9.0f msgs/s  p50 %6.0f µs  p99 %6.0f µs  srv %.2f µs/msg  wire %.0f B/msg", r.MsgsPerSec, r.P50, r.P99, r.CPUPerMsgUs, r.WireBytesPerMsg)
 	case "recover":
 		s = fmt.Sprintf("caught up %d in %.0f ms  %d bytes  lost %d ooo %d", r.Deliveries, r.Seconds*1e3, r.Bytes, r.Lost, r.OutOfOrder)

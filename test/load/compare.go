@@ -15,7 +15,7 @@ type metric struct {
 
 func metricsOf(scenario string) []metric {
 	switch scenario {
-	case "echo":
+	case "echo", "http":
 		return []metric{
 			{"msgs/s", func(r *Result) float64 { return r.MsgsPerSec }},
 			{"p50 µs", func(r *Result) float64 { return r.P50 }},
@@ -145,7 +145,7 @@ func printComparison(w io.Writer, rows []row, names []string, results map[string
 
 func correctnessLabel(scenario string) string {
 	switch scenario {
-	case "echo":
+	case "echo", "http":
 		return "mismatched / errors (all runs)"
 	case "broadcast", "publish", "recover":
 		return "lost / dup / out-of-order / errors (all runs)"
@@ -167,7 +167,7 @@ func correctness(scenario string, rs []*Result) string {
 		conns += int64(r.Conns)
 	}
 	switch scenario {
-	case "echo":
+	case "echo", "http":
 		return fmt.Sprintf("%d / %d", bad, errs)
 	case "broadcast", "publish", "recover":
 		return fmt.Sprintf("%d / %d / %d / %d", lost, dup, ooo, errs+bad)

@@ -24,6 +24,7 @@ import (
 // concurrently with each other.
 type conn struct {
 	ws   *websocket.Conn
+	h    *httpSession    // set instead of ws: marmot's HTTP fallback transport
 	sess *crypto.Session // nil: plain frames
 
 	// Reused by write and by read respectively, so that sealing and
@@ -37,6 +38,9 @@ type conn struct {
 // write sends p as one message. The secure profile's sequence numbers must
 // reach the wire in the order they were sealed, hence one writer at a time.
 func (c *conn) write(ctx context.Context, p []byte) error {
+	if c.h != nil {
+		return c.h.write(ctx, p)
+	}
 	if c.sess == nil {
 		return c.ws.Write(ctx, websocket.MessageBinary, p)
 	}
@@ -57,6 +61,9 @@ func (c *conn) write(ctx context.Context, p []byte) error {
 // valid until the next read, which reuses the buffer: callers that keep it
 // must copy it.
 func (c *conn) read(ctx context.Context) ([]byte, error) {
+	if c.h != nil {
+		return c.h.read(ctx)
+	}
 	typ, data, err := c.ws.Read(ctx)
 	if err != nil || c.sess == nil {
 		return data, err
@@ -88,6 +95,12 @@ func closeAll(conns []*conn) {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
+			if c.h != nil {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				_ = c.h.close(ctx)
+				return
+			}
 			_ = c.ws.Close(websocket.StatusNormalClosure, "")
 		})
 	}

@@ -23,6 +23,9 @@ type target struct {
 	// Compress makes every client offer permessage-deflate (no context
 	// takeover, level 1, from compressThreshold bytes).
 	Compress bool
+	// HTTP makes the clients speak marmot's HTTP fallback transport
+	// (docs/HTTP.md) instead of WebSocket.
+	HTTP bool
 	// MaxDuration bounds the whole scenario, dialling included.
 	MaxDuration time.Duration
 }

@@ -277,3 +277,17 @@ func TestCompressed(t *testing.T) {
 		})
 	}
 }
+
+// TestHTTPScenario runs the echo over marmot's HTTP fallback transport,
+// in-process, with the load tool's own client of docs/HTTP.md.
+func TestHTTPScenario(t *testing.T) {
+	tg := inProcess(t, "marmot", modeEcho)
+	tg.HTTP = true
+	for _, w := range []int{1, 4} {
+		r := runEcho(context.Background(), tg, echoOpts{Clients: 4, Size: 64, Window: w, Count: 30, Duration: time.Minute})
+		checkClean(t, r)
+		if r.Msgs != 120 || r.Verified != 120 {
+			t.Errorf("window %d: %d msgs, %d verified; want 120", w, r.Msgs, r.Verified)
+		}
+	}
+}

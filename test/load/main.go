@@ -9,6 +9,7 @@
 //
 //	load server      --impl marmot|gorilla|gws --addr 127.0.0.1:0 --mode echo|broadcast
 //	load echo        --impl marmot --clients 100 --size 64 --duration 5s [--window 1]
+//	load http        --clients 100 --size 64 --duration 5s   (echo over marmot's HTTP fallback transport)
 //	load broadcast   --impl marmot --receivers 1000 --count 200 --size 64
 //	load connections --impl marmot --conns 19000 --sample 100
 //	load publish     --receivers 1000 --count 200 --size 64 [--rounds 5]
@@ -17,6 +18,7 @@
 //	load compare     --all
 //	load compare     --encryption [--rounds 3]
 //	load compare     --compression [--rounds 3]
+//	load compare     --scenario http [--rounds 3]   (marmot+http, marmot, socketio-polling)
 //
 // --encrypt (or the implementation name marmot+gcm) runs marmot with its
 // secure profile, AES-256-GCM: the same coder/websocket clients then perform
@@ -47,6 +49,7 @@ func usage() {
 	fmt.Fprint(os.Stderr, `usage: load <server|echo|broadcast|connections|compare> [flags]
   load server      --impl marmot|gorilla|gws --addr 127.0.0.1:0 --mode echo|broadcast [--encrypt --key K] [--compress] [--cpuprofile F] [--memprofile F]
   load echo        (--impl X | --url ws://...) --clients 100 --size 64 --duration 5s --window 1 [--encrypt] [--compress] [--payload json]
+  load http        (--url ws://...) --clients 100 --size 64 --duration 5s   (echo over marmot's HTTP fallback transport)
   load broadcast   (--impl X | --url ws://...) --receivers 1000 --count 200 --size 64 [--encrypt] [--compress] [--payload json]
   load connections (--impl X | --url ws://...) --conns 19000 --sample 100
   load publish     --receivers 1000 --count 200 --size 64 --rounds 5   (room publish and Broadcast, same clients, interleaved)
@@ -55,6 +58,7 @@ func usage() {
   load compare     --all
   load compare     --encryption    (marmot+gcm against marmot, 1 KiB messages)
   load compare     --compression   (marmot+deflate against marmot, gorilla+deflate, gws+deflate, 1 KiB JSON)
+  load compare     --scenario http (echo over marmot+http, marmot and socketio-polling: Socket.IO forced to long-polling, in Node)
 run "load <subcommand> -h" for every flag
 `)
 }
@@ -69,7 +73,7 @@ func main() {
 	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
 	case "server":
 		err = serverMain(args)
-	case "echo", "broadcast", "connections":
+	case "echo", "broadcast", "connections", "http":
 		err = scenarioMain(cmd, args)
 	case "publish", "recover":
 		err = roomsMain(cmd, args)

@@ -178,6 +178,7 @@ type dialer struct {
 	// envelope offers marmot.v1 on plain connections too (the rooms
 	// scenarios speak envelopes); the secure profile always does.
 	envelope bool
+	http     bool // marmot's HTTP fallback transport instead of WebSocket
 	clients  []*http.Client
 	next     atomic.Uint64
 	compress bool
@@ -194,7 +195,7 @@ func newDialer(t target) *dialer {
 			sources = 0
 		}
 	}
-	d := &dialer{url: t.URL, secure: t.Secure, compress: t.Compress}
+	d := &dialer{url: t.URL, secure: t.Secure, compress: t.Compress, http: t.HTTP}
 	for i := range max(sources, 1) {
 		nd := &net.Dialer{Timeout: 30 * time.Second}
 		if sources > 0 {
@@ -207,11 +208,17 @@ func newDialer(t target) *dialer {
 			}
 			return d.wire.wrap(c), nil
 		}
-		d.clients = append(d.clients, &http.Client{Transport: &http.Transport{
+		tr := &http.Transport{
 			DialContext:         dial,
 			MaxIdleConnsPerHost: -1,
 			DisableKeepAlives:   true,
-		}})
+		}
+		if t.HTTP {
+			// HTTP sessions reuse their connections: a poll and a send
+			// in flight per session.
+			tr.DisableKeepAlives, tr.MaxIdleConnsPerHost, tr.MaxIdleConns = false, 1<<16, 1<<16
+		}
+		d.clients = append(d.clients, &http.Client{Transport: tr})
 	}
 	return d
 }
@@ -226,6 +233,13 @@ func newDialer(t target) *dialer {
 // returning.
 func (d *dialer) dial(ctx context.Context) (*conn, error) {
 	hc := d.clients[d.next.Add(1)%uint64(len(d.clients))]
+	if d.http {
+		h, err := openHTTP(ctx, hc, d.url)
+		if err != nil {
+			return nil, err
+		}
+		return &conn{h: h}, nil
+	}
 	opts := &websocket.DialOptions{HTTPClient: hc, CompressionMode: websocket.CompressionDisabled}
 	if d.compress {
 		opts.CompressionMode, opts.CompressionThreshold = websocket.CompressionNoContextTakeover, compressThreshold

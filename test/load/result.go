@@ -112,7 +112,7 @@ func printResults(w io.Writer, rs []*Result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	for i, r := range rs {
 		switch r.Scenario {
-		case "echo":
+		case "echo", "http":
 			if i == 0 || rs[i-1].Scenario != r.Scenario {
 				fmt.Fprintln(tw, "impl\tclients\tsize\twindow\tmsgs\tmsgs/s\tp50 µs\tp90 µs\tp99 µs\tmax µs\tsrv µs/msg\tverified\tmismatched\t")
 			}
