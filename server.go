@@ -118,6 +118,17 @@ type ServerConfig struct {
 	// when a client joins or leaves, and clients may ask who is in them
 	// (Client.Presence). See docs/ROOMS.md.
 	RoomPresence func(room string) bool
+	// SessionTTL is how long a client's session (ClientConfig.OutboxBytes)
+	// outlives its connection, waiting for the client to come back and
+	// resume it; then it ends, and a client that comes back later starts
+	// a new one (what it had sent unacknowledged is reported to it as
+	// ErrSessionLost). Default 2 minutes.
+	SessionTTL time.Duration
+	// MaxSessions bounds the sessions the server keeps at once, attached
+	// or waiting; when full, the waiting one closest to its end makes
+	// room. Default 10,000; negative: no sessions (clients then have no
+	// outbox: every message is handled as it comes).
+	MaxSessions int
 
 	// EncryptionConfig is the seed's AES encryption; off by default.
 	EncryptionConfig
@@ -257,6 +268,8 @@ func (s *Server) newHub() *actors.Hub {
 		RoomIdle:           c.RoomIdle,
 		RoomHistory:        c.RoomHistory,
 		RoomPresence:       c.RoomPresence,
+		SessionTTL:         c.SessionTTL,
+		MaxSessions:        c.MaxSessions,
 		Events:             c.ServerEvents,
 	})
 }

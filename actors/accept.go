@@ -31,8 +31,10 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	up := h.startUpgradeSpan(r)
 	defer up.end("", nil)
+	grant := h.sessions.offer(r, w.Header()) // a client session (session.go), if asked for
 	t, sess, ok := h.upgrade(w, r, up)
 	if !ok {
+		h.sessions.abort(grant)
 		return
 	}
 	c := h.newConn(t, sess)
@@ -42,6 +44,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	<-c.ready
 	up.span.SetAttributes(AttrClientID.Int64(int64(c.id)))
 	up.end("", nil)
+	h.sessions.attach(h, grant, c)
 	h.live.Add(1) // the transport's reader, until it stops for good
 	l := c.link
 	l.start(c.id, nil, func(err error) {

@@ -38,6 +38,7 @@ type dialDone struct {
 	episode int
 	t       transport.Conn
 	sess    *crypto.Session
+	hdr     http.Header // the 101 response's
 	err     error
 }
 
@@ -207,6 +208,7 @@ func (a *ClientActor) setState(s ClientState) {
 
 // abandon cancels an in-flight dial or pending retry and answers waiters.
 func (a *ClientActor) abandon(err error) {
+	a.c.dropOutbox(err)
 	k := &a.c.core
 	k.episode++
 	if k.cancelDial != nil {
@@ -240,6 +242,7 @@ func (a *ClientActor) answerConnect(err error) {
 func (a *ClientActor) giveUp(err error) {
 	// The state first, so that whoever learns of err sees StateError.
 	a.setState(StateError)
+	a.c.dropOutbox(err)
 	if len(a.c.core.connWaiters) == 0 {
 		a.c.reportError(err)
 	}
@@ -267,7 +270,7 @@ func (a *ClientActor) dial(ctx actor.Context, parent context.Context) {
 	sctx, span := c.tel.tracer.Start(parent, "marmot.connect", trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
 	header := c.cfg.Header
 	traced := trace.SpanContextFromContext(sctx).IsValid()
-	if traced || c.cfg.Encryption != nil {
+	if traced || c.cfg.Encryption != nil || c.outboxOn() {
 		header = header.Clone()
 		if header == nil {
 			header = http.Header{}
@@ -280,6 +283,9 @@ func (a *ClientActor) dial(ctx actor.Context, parent context.Context) {
 		// marmot.v1 alone does not say the client encrypts.
 		header.Set(HeaderEncryption, enc.Profile.String())
 	}
+	if c.outboxOn() {
+		c.sessionHeader(header)
+	}
 	c.live.Add(1)
 	go func() {
 		defer c.live.Done()
@@ -291,8 +297,9 @@ func (a *ClientActor) dial(ctx actor.Context, parent context.Context) {
 			}
 		}
 		var t transport.Conn
+		var hdr http.Header
 		if err == nil {
-			t = ws
+			t, hdr = ws, ws.ResponseHeader()
 		}
 		var sess *crypto.Session
 		if enc := c.cfg.Encryption; err == nil && enc != nil && enc.Profile == crypto.ProfileSecure {
@@ -312,7 +319,7 @@ func (a *ClientActor) dial(ctx actor.Context, parent context.Context) {
 			span.SetStatus(codes.Error, err.Error())
 		}
 		span.End()
-		c.sys.Root.Send(self, &dialDone{episode: episode, t: t, sess: sess, err: err})
+		c.sys.Root.Send(self, &dialDone{episode: episode, t: t, sess: sess, hdr: hdr, err: err})
 	}()
 }
 
@@ -367,9 +374,15 @@ func (a *ClientActor) dialed(ctx actor.Context, m *dialDone) {
 	if enc := c.cfg.Encryption; enc != nil && enc.Profile == crypto.ProfileCompat {
 		l.compat = enc.Compat
 	}
+	// The outbox goes out on l first, in order (adopt), before anything
+	// sent from now on: both under c.mu.
 	c.mu.Lock()
 	c.current = l
+	lost := c.adopt(l, m.hdr)
 	c.mu.Unlock()
+	if lost > 0 {
+		c.reportError(fmt.Errorf("%w: %d", ErrSessionLost, lost))
+	}
 	// The attempt count and the backoff go on until the connection proves
 	// healthy (see lost): one that the server drops at once is just
 	// another failed attempt.
@@ -416,14 +429,22 @@ func (a *ClientActor) lost(ctx actor.Context, m *clientLinkLost) {
 	if reason.ByPeer {
 		m.l.answerPeerClose(reason, a.onSent())
 	}
-	if n := m.l.release(); n > 0 {
+	wasDisconnecting := c.State() == StateDisconnecting
+	reconnecting := !wasDisconnecting && !c.closed.Load() && c.cfg.AutoReconnect && !terminalClose(reason)
+	c.mu.Lock()
+	kept := reconnecting && c.out.session // the outbox sends its frames again
+	c.mu.Unlock()
+	if n := m.l.release(); n > 0 && !kept {
 		c.reportError(fmt.Errorf("%w: %d", ErrUndelivered, n))
 	}
 	c.mu.Lock()
 	c.current = nil
 	c.mu.Unlock()
-	c.failPending(&CloseError{Code: reason.Code, Text: reason.Text, ByPeer: reason.ByPeer, Err: ErrConnectionClosed, atClient: true})
-	wasDisconnecting := c.State() == StateDisconnecting
+	ce := &CloseError{Code: reason.Code, Text: reason.Text, ByPeer: reason.ByPeer, Err: ErrConnectionClosed, atClient: true}
+	c.failPending(ce, reconnecting)
+	if !reconnecting {
+		c.dropOutbox(ce)
+	}
 	if f := c.cfg.Events.OnDisconnect; f != nil {
 		c.safeCall("OnDisconnect", func() { f(reason) })
 	}
@@ -584,6 +605,9 @@ func (a *ClientActor) handleInbound(ctx actor.Context, in *inbound) {
 	if isPresenceEvent(m) {
 		a.presence(ctx, m)
 		return
+	}
+	if isAck(m) {
+		return // taken by the reader (Client.early)
 	}
 	handler := ev.OnHandleCommand
 	if a.user != nil {

@@ -31,9 +31,13 @@ type roomPos struct {
 	offset uint64
 	l      *link
 	// ready, while an automatic re-join on l is unanswered, is closed by
-	// its answer (err set on a refusal) or by the link's end.
+	// its answer (err set on a refusal) or when the client stops
+	// reconnecting.
 	ready chan struct{}
 	err   error
+	// fresh: joined while reconnecting (the outbox), never answered yet:
+	// its first join is not a re-join to report to OnRecover.
+	fresh bool
 }
 
 // settle closes pos.ready, if open; c.mu is held.
@@ -59,6 +63,9 @@ type joinReq struct {
 // would (its outcome goes to OnRecover).
 func (c *Client) join(ctx context.Context, room string) error {
 	l, err := c.envelopeLink()
+	if err == ErrNotConnected && c.outboxOn() && c.queueing() {
+		return c.joinLater(ctx, room)
+	}
 	if err != nil {
 		return err
 	}
@@ -104,6 +111,44 @@ func (c *Client) join(ctx context.Context, room string) error {
 		c.mu.Unlock()
 	}
 	return err
+}
+
+// joinLater is a Join while the client reconnects (with the outbox): the
+// room is remembered as joined and the Join waits for the automatic join
+// on the next connection to be answered.
+func (c *Client) joinLater(ctx context.Context, room string) error {
+	c.mu.Lock()
+	if c.current != nil {
+		// Connected meanwhile.
+		c.mu.Unlock()
+		return c.join(ctx, room)
+	}
+	pos := c.rooms[room]
+	if pos == nil {
+		if c.rooms == nil {
+			c.rooms = make(map[string]*roomPos)
+		}
+		pos = &roomPos{fresh: true}
+		c.rooms[room] = pos
+	}
+	if pos.ready == nil {
+		pos.ready = make(chan struct{})
+	}
+	ready := pos.ready
+	c.mu.Unlock()
+	select {
+	case <-ready:
+	case <-ctx.Done():
+		c.mu.Lock()
+		if pos.fresh && pos.l == nil && c.rooms[room] == pos {
+			delete(c.rooms, room) // never sent: given up
+		}
+		c.mu.Unlock()
+		return ctx.Err()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return pos.err
 }
 
 // awaitRejoin waits for the automatic re-join of pos's room on l to be
@@ -167,12 +212,15 @@ func (c *Client) rejoin(l *link) {
 // rejoinOne sends the re-join of room on l, asking to recover from pos;
 // c.mu is held. On failure pos is left for the next connection.
 func (c *Client) rejoinOne(l *link, room string, pos *roomPos) error {
-	pos.settle(ErrNotConnected)
+	// A Join waiting for the re-join on a lost connection goes on
+	// waiting for this one.
 	pos.l = l
-	pos.ready = make(chan struct{})
+	if pos.ready == nil {
+		pos.ready = make(chan struct{})
+	}
 	c.nextReq++
 	id := c.nextReq
-	c.noteJoin(id, joinReq{room: room, rejoin: true})
+	c.noteJoin(id, joinReq{room: room, rejoin: !pos.fresh})
 	e := protocol.Envelope{Kind: protocol.KindRequest, ID: id, Name: protocol.RequestJoin, Room: room}
 	if pos.epoch != "" {
 		e.Epoch, e.Offset = pos.epoch, pos.offset
@@ -217,6 +265,7 @@ func (c *Client) joinAnswered(l *link, m *Message) (*RoomRecovered, bool) {
 	if pos == nil || pos.l != l {
 		return nil, true // left meanwhile
 	}
+	pos.fresh = false
 	if m.Kind == protocol.KindError {
 		pos.settle(&RemoteError{Code: m.code, Message: string(m.Payload)})
 		delete(c.rooms, j.room)

@@ -106,7 +106,14 @@ type HubConfig struct {
 	// joins or leaves, and clients may ask who is in them. It is asked
 	// once when a room starts, and for each client's presence request.
 	RoomPresence func(room string) bool
-	Events       ServerEvents
+	// SessionTTL is how long a client's session outlives its connection,
+	// waiting for the client to resume it (docs/ROOMS.md, The client's
+	// outbox); <= 0: DefaultSessionTTL.
+	SessionTTL time.Duration
+	// MaxSessions bounds the sessions kept at once, attached or waiting
+	// (0: DefaultMaxSessions; < 0: no sessions, clients get none).
+	MaxSessions int
+	Events      ServerEvents
 }
 
 // Hub accepts WebSocket connections and runs each as a ConnectionActor under
@@ -147,6 +154,8 @@ type Hub struct {
 	rooms       map[string]*roomEntry
 	roomsClosed bool
 
+	sessions *sessions // clients' sessions (session.go)
+
 	tel        *telemetry
 	rep        reporter
 	metricsReg metric.Registration
@@ -167,7 +176,8 @@ func NewHub(cfg HubConfig) *Hub {
 	} else if cfg.Subprotocols == nil {
 		cfg.Subprotocols = protocol.Subprotocols()
 	}
-	h := &Hub{cfg: cfg, log: cfg.Logger, conns: make(map[ClientID]*conn), rooms: make(map[string]*roomEntry)}
+	h := &Hub{cfg: cfg, log: cfg.Logger, conns: make(map[ClientID]*conn), rooms: make(map[string]*roomEntry),
+		sessions: newSessions(cfg.SessionTTL, cfg.MaxSessions)}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}

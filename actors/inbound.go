@@ -211,6 +211,8 @@ func decodeInbound(l *link, in *inbound, id ClientID) (*Message, int, error) {
 		Offset:   env.Offset,
 		Epoch:    env.Epoch,
 		id:       env.ID,
+		seq:      env.Seq,
+		ack:      env.Ack,
 		code:     env.Code,
 		out:      l,
 		in:       in,

@@ -55,6 +55,8 @@ type Message struct {
 
 	ctx     context.Context
 	id      uint64
+	seq     uint64 // the client's sequence number in its session (0: none)
+	ack     uint64 // the server's acknowledgement (client side, marmot.ack)
 	code    uint32
 	out     *link
 	in      *inbound // the frame m and Payload live in; nil once released

@@ -61,7 +61,9 @@ var writeBuffers sync.Pool
 // Accept upgrades r. On failure the response has been written.
 func (a *Acceptor) Accept(w http.ResponseWriter, r *http.Request) (*Conn, error) {
 	hw := &hijackFrames{ResponseWriter: w}
-	ws, err := a.u.Upgrade(hw, r, nil)
+	// Headers the caller set on w (marmot's session token) go into the
+	// 101 response, which gorilla writes itself.
+	ws, err := a.u.Upgrade(hw, r, w.Header())
 	if err != nil {
 		return nil, err
 	}
