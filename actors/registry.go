@@ -100,5 +100,6 @@ func (h *Hub) Stats() Stats {
 		DecryptFailures:        h.decrypts.Load(),
 		SlowConsumerCloses:     h.slowCloses.Load(),
 		ActorRestarts:          h.restarts.Load(),
+		Sessions:               h.sessions.count(),
 	}
 }

@@ -59,6 +59,10 @@ type Stats struct {
 	SlowConsumerCloses int64
 	// ActorRestarts counts connection actor restarts after a handler panic.
 	ActorRestarts int64
+	// Sessions counts the clients' sessions kept now: attached to a
+	// connection, or waiting (HubConfig.SessionTTL) for their client to
+	// resume them.
+	Sessions int
 }
 
 // String summarises the counters in one line, like the seed's GetServerStats.
