@@ -374,12 +374,18 @@ func (a *ClientActor) dialed(ctx actor.Context, m *dialDone) {
 	if enc := c.cfg.Encryption; enc != nil && enc.Profile == crypto.ProfileCompat {
 		l.compat = enc.Compat
 	}
-	// The outbox goes out on l first, in order (adopt), before anything
-	// sent from now on: both under c.mu.
+	// On l go first the re-joins of the rooms (before the state says
+	// connected, so that a Join racing with the reconnect finds the room
+	// re-joined, or being), then the outbox, in order (adopt), then
+	// whatever is sent from now on: all under c.mu.
 	c.mu.Lock()
 	c.current = l
+	failed := c.rejoin(l)
 	lost := c.adopt(l, m.hdr)
 	c.mu.Unlock()
+	for _, err := range failed {
+		c.reportError(err)
+	}
 	if lost > 0 {
 		c.reportError(fmt.Errorf("%w: %d", ErrSessionLost, lost))
 	}
@@ -392,9 +398,6 @@ func (a *ClientActor) dialed(ctx actor.Context, m *dialDone) {
 		c.sys.Root.Send(l.pid, &clientLinkLost{l: l, err: err})
 		c.live.Done()
 	})
-	// Re-join before the state says connected, so that a Join racing with
-	// the reconnect finds the room re-joined (or being) on l.
-	c.rejoin(l)
 	a.setState(StateConnected)
 	a.answerConnect(nil)
 	if f := c.cfg.Events.OnConnect; f != nil {

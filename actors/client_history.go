@@ -185,20 +185,13 @@ func (c *Client) forget(room string) {
 }
 
 // rejoin re-joins, on the new link l, every room joined with Join, asking
-// to recover from where the client stands. The ClientActor calls it when a
-// connection opens, before OnConnect; the answers come to joinAnswered.
-func (c *Client) rejoin(l *link) {
+// to recover from where the client stands, and returns the errors to
+// report. The ClientActor calls it, with c.mu held, when a connection
+// opens, before OnConnect; the answers come to joinAnswered.
+func (c *Client) rejoin(l *link) (failed []error) {
 	if l.codec == nil {
-		return
+		return nil
 	}
-	var failed []error
-	defer func() {
-		for _, err := range failed {
-			c.reportError(err)
-		}
-	}()
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	for room, pos := range c.rooms {
 		if pos.l == l {
 			continue
@@ -207,6 +200,7 @@ func (c *Client) rejoin(l *link) {
 			failed = append(failed, err)
 		}
 	}
+	return failed
 }
 
 // rejoinOne sends the re-join of room on l, asking to recover from pos;

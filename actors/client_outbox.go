@@ -275,13 +275,41 @@ func (c *Client) held(id uint64) bool {
 }
 
 // unqueue drops request id from the outbox if it was never sent (its
-// caller gave up waiting).
+// caller gave up waiting) and neither was anything after it: the entries
+// after it take their numbers one down, so that the numbers the server
+// sees have no gap. Otherwise the request goes out all the same.
 func (c *Client) unqueue(id uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if ent := c.out.byReq[id]; ent != nil && !ent.sent && !ent.resent {
-		c.forgetEntry(ent)
+	q := &c.out
+	ent := q.byReq[id]
+	if ent == nil || ent.sent || ent.resent {
+		return
 	}
+	at := -1
+	for i, e := range q.entries {
+		switch {
+		case e == ent:
+			at = i
+		case at >= 0 && (e.sent || e.resent):
+			return
+		}
+	}
+	if at < 0 {
+		return
+	}
+	c.forgetEntry(ent)
+	q.entries = append(q.entries[:at], q.entries[at+1:]...)
+	q.entries[len(q.entries):cap(q.entries)][0] = nil
+	if ent.seq == 0 {
+		return
+	}
+	for _, e := range q.entries[at:] {
+		if e.seq != 0 {
+			c.renumber(e, e.seq-1)
+		}
+	}
+	q.seq--
 }
 
 // dropOutbox ends the outbox when the client stops reconnecting: what was

@@ -76,7 +76,8 @@ func newSessions(ttl time.Duration, max int) *sessions {
 // by attach once the upgrade succeeded (or given back by abort).
 type sessionGrant struct {
 	s       *session
-	secret  []byte // the token's new secret, made current by attach
+	secret  []byte // the token's new secret, current from the offer on
+	old     []byte // the secret it replaced, restored by abort
 	resumed bool
 	fresh   bool // made for this upgrade: abort forgets it
 }
@@ -100,7 +101,7 @@ func (ss *sessions) offer(r *http.Request, header http.Header) *sessionGrant {
 	}
 	g := &sessionGrant{secret: secret}
 	if s := ss.lookup(ask); s != nil {
-		g.s, g.resumed = s, true
+		g.s, g.resumed, g.old = s, true, s.secret
 	} else {
 		if len(ss.byID) >= ss.max && !ss.evict() {
 			return nil
@@ -110,6 +111,9 @@ func (ss *sessions) offer(r *http.Request, header http.Header) *sessionGrant {
 		g.fresh = true
 		ss.byID[g.s.id] = g.s
 	}
+	// The new token works from now on (the client may use it as soon as
+	// it has the 101) and the old one no more: a token resumes once.
+	g.s.secret = secret
 	header.Set(protocol.HeaderSession, token(g.s.id, secret))
 	if g.resumed {
 		header.Set(protocol.HeaderSessionResumed, "true")
@@ -149,7 +153,9 @@ func (ss *sessions) lookup(tok string) *session {
 func (ss *sessions) evict() bool {
 	var victim *session
 	for _, s := range ss.byID {
-		if s.conn == nil && s.secret != nil && (victim == nil || s.expires.Before(victim.expires)) {
+		// Detached ones only: a session offered and not attached yet has
+		// no expiry and is never taken.
+		if s.conn == nil && s.expiry != nil && (victim == nil || s.expires.Before(victim.expires)) {
 			victim = s
 		}
 	}
@@ -178,8 +184,14 @@ func (ss *sessions) abort(g *sessionGrant) {
 	}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	if g.fresh && g.s.conn == nil && g.s.secret == nil {
-		delete(ss.byID, g.s.id)
+	s := g.s
+	switch {
+	case ss.byID[s.id] != s || string(s.secret) != string(g.secret):
+		// Ended, or offered again meanwhile: leave it.
+	case g.fresh:
+		ss.end(s)
+	default:
+		s.secret = g.old
 	}
 }
 
@@ -197,13 +209,12 @@ func (ss *sessions) attach(h *Hub, g *sessionGrant, c *conn) {
 	}
 	s := g.s
 	ss.mu.Lock()
-	if ss.closed || (!g.fresh && s.secret == nil) {
+	if ss.closed || ss.byID[s.id] != s {
 		// Shut down, or the session ended while the upgrade ran.
 		ss.mu.Unlock()
 		return
 	}
 	old := s.conn
-	s.secret = g.secret
 	s.conn = c
 	if s.expiry != nil {
 		s.expiry.Stop()
