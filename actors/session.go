@@ -123,8 +123,12 @@ func (ss *sessions) offer(r *http.Request, header http.Header) *sessionGrant {
 
 // token spells a resume token: the session's ID and its secret.
 func token(id uint64, secret []byte) string {
-	return strconv.FormatUint(id, 36) + "." + base64.RawURLEncoding.EncodeToString(secret)
+	return strconv.FormatUint(id, 36) + "." + tokenEncoding.EncodeToString(secret)
 }
+
+// tokenEncoding spells a token's secret; strict, so that it has one
+// spelling.
+var tokenEncoding = base64.RawURLEncoding.Strict()
 
 // lookup finds the session tok names, comparing secrets in constant time;
 // ss.mu is held.
@@ -134,14 +138,14 @@ func (ss *sessions) lookup(tok string) *session {
 		return nil
 	}
 	id, err := strconv.ParseUint(idPart, 36, 64)
-	if err != nil {
-		return nil
+	if err != nil || strconv.FormatUint(id, 36) != idPart {
+		return nil // one spelling per token
 	}
 	s := ss.byID[id]
 	if s == nil || s.secret == nil {
 		return nil
 	}
-	secret, err := base64.RawURLEncoding.DecodeString(secretPart)
+	secret, err := tokenEncoding.DecodeString(secretPart)
 	if err != nil || subtle.ConstantTimeCompare(secret, s.secret) != 1 {
 		return nil
 	}
