@@ -446,3 +446,44 @@ func TestSessionExpiry(t *testing.T) {
 		t.Fatalf("third session granted over MaxSessions 2 (%d sessions)", s.Stats().Sessions)
 	}
 }
+
+func TestOutboxSessionLost(t *testing.T) {
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	r := newOutboxRig(t, marmot.ServerConfig{
+		SessionTTL: 50 * time.Millisecond,
+		ServerEvents: marmot.ServerEvents{OnHandleCommand: func(m *marmot.Message) {
+			if string(m.Payload) == "block" {
+				entered <- struct{}{}
+				<-release
+			}
+		}},
+	}, marmot.ClientConfig{})
+	// Sent and being handled, so not acknowledged when the connection goes.
+	if err := r.c.SendCommand("n", []byte("block")); err != nil {
+		t.Fatal(err)
+	}
+	recv(t, entered, "the handler")
+	r.down(t)
+	if err := r.c.SendCommand("n", []byte("queued")); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	// The session ends SessionTTL after its connection: no event for it.
+	deadline := time.Now().Add(waitTimeout)
+	for r.s.Stats().Sessions != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the session did not expire")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	r.up(t)
+	for {
+		err := recv(t, r.errs, "ErrSessionLost")
+		if errors.Is(err, marmot.ErrSessionLost) {
+			if !strings.HasSuffix(err.Error(), ": 1") {
+				t.Fatalf("%v: want 1 message of uncertain fate", err)
+			}
+			break
+		}
+	}
+}

@@ -451,7 +451,7 @@ func (c *Client) early(in *inbound) {
 	switch m.Kind {
 	case protocol.KindData, protocol.KindCommand:
 		if isAck(m) {
-			c.acked(in.l, m.ack)
+			c.acked(in.l, m.seq)
 		}
 		return // room positions advance as the ClientActor hands messages on
 	}
@@ -481,7 +481,7 @@ func (c *Client) early(in *inbound) {
 // isAck reports whether m is the server's acknowledgement of the session's
 // messages (protocol.AckCommand), which the client takes itself.
 func isAck(m *Message) bool {
-	return m.Kind == protocol.KindCommand && m.ack != 0 && m.Name == protocol.AckCommand
+	return m.Kind == protocol.KindCommand && m.seq != 0 && m.Name == protocol.AckCommand
 }
 
 // failPending fails what waits for an answer on the connection that was

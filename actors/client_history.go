@@ -118,11 +118,6 @@ func (c *Client) join(ctx context.Context, room string) error {
 // on the next connection to be answered.
 func (c *Client) joinLater(ctx context.Context, room string) error {
 	c.mu.Lock()
-	if c.current != nil {
-		// Connected meanwhile.
-		c.mu.Unlock()
-		return c.join(ctx, room)
-	}
 	pos := c.rooms[room]
 	if pos == nil {
 		if c.rooms == nil {
@@ -133,6 +128,14 @@ func (c *Client) joinLater(ctx context.Context, room string) error {
 	}
 	if pos.ready == nil {
 		pos.ready = make(chan struct{})
+	}
+	if l := c.current; l != nil && pos.l != l {
+		// The new connection is there (its re-joins went out before this
+		// room was known), not yet announced: join on it.
+		if err := c.rejoinOne(l, room, pos); err != nil {
+			c.mu.Unlock()
+			return err
+		}
 	}
 	ready := pos.ready
 	c.mu.Unlock()

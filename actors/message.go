@@ -53,10 +53,13 @@ type Message struct {
 	// from (server side, room requests only; see protocol.JoinResult).
 	Epoch string
 
-	ctx     context.Context
-	id      uint64
-	seq     uint64 // the client's sequence number in its session (0: none)
-	ack     uint64 // the server's acknowledgement (client side, marmot.ack)
+	ctx context.Context
+	id  uint64
+	// seq is the session's number the envelope carries: on the server the
+	// client's sequence number (Envelope.Seq), on the client the server's
+	// acknowledgement (Envelope.Ack of a marmot.ack). One field, not two,
+	// keeps inbound in its allocation size class.
+	seq     uint64
 	code    uint32
 	out     *link
 	in      *inbound // the frame m and Payload live in; nil once released

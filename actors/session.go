@@ -218,6 +218,13 @@ func (ss *sessions) attach(h *Hub, g *sessionGrant, c *conn) {
 		ss.mu.Unlock()
 		return
 	}
+	if string(s.secret) != string(g.secret) {
+		// Resumed again, by a newer upgrade, before this one got here:
+		// the session has moved on.
+		ss.mu.Unlock()
+		h.sys.Root.Send(c.link.pid, &closeRequest{code: CloseSessionMoved, text: "session resumed on another connection"})
+		return
+	}
 	old := s.conn
 	s.conn = c
 	if s.expiry != nil {
