@@ -239,10 +239,17 @@ func (c *Client) link() *link {
 func (c *Client) connected() (*link, error) {
 	l := c.link()
 	if l == nil || c.State() != StateConnected {
+		if c.codec == nil && c.cfg.AutoReconnect {
+			return nil, errNoRawOutbox
+		}
 		return nil, ErrNotConnected
 	}
 	return l, nil
 }
+
+// errNoRawOutbox is ErrNotConnected for a raw-mode client that reconnects:
+// raw frames have no envelope to number, so they are never kept.
+var errNoRawOutbox = fmt.Errorf("%w (raw mode has no outbox: nothing is kept while reconnecting)", ErrNotConnected)
 
 // envelopeLink is connected for what only an envelope carries (requests,
 // rooms): ErrRawMode on a raw-mode connection.
