@@ -315,28 +315,29 @@ func decodeBinaryExt(p []byte, e *Envelope) ([]byte, error) {
 	}
 	p = p[n:]
 	if ext&extSeq != 0 {
-		v, n, err := readUvarint(p, "seq")
-		if err != nil {
+		if e.Seq, p, err = readCounter(p, "seq"); err != nil {
 			return nil, err
 		}
-		if v == 0 {
-			return nil, fmt.Errorf("%w: seq bit set but seq is 0", ErrMalformed)
-		}
-		e.Seq = v
-		p = p[n:]
 	}
 	if ext&extAck != 0 {
-		v, n, err := readUvarint(p, "ack")
-		if err != nil {
+		if e.Ack, p, err = readCounter(p, "ack"); err != nil {
 			return nil, err
 		}
-		if v == 0 {
-			return nil, fmt.Errorf("%w: ack bit set but ack is 0", ErrMalformed)
-		}
-		e.Ack = v
-		p = p[n:]
 	}
 	return p, nil
+}
+
+// readCounter reads an extension's non-zero uvarint (Seq, Ack) at the
+// start of p and returns it with the rest of p.
+func readCounter(p []byte, what string) (uint64, []byte, error) {
+	v, n, err := readUvarint(p, what)
+	if err != nil {
+		return 0, nil, err
+	}
+	if v == 0 {
+		return 0, nil, fmt.Errorf("%w: %s bit set but %s is 0", ErrMalformed, what, what)
+	}
+	return v, p[n:], nil
 }
 
 // decodeBinaryMeta parses the meta section at the start of p and returns the
