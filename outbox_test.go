@@ -109,7 +109,13 @@ func (r *outboxRig) handled(t *testing.T, n int) []string {
 }
 
 func TestOutboxQueuesWhileReconnecting(t *testing.T) {
-	r := newOutboxRig(t, marmot.ServerConfig{}, marmot.ClientConfig{})
+	for _, sub := range []string{protocol.SubprotocolBinary, protocol.SubprotocolJSON} {
+		t.Run(sub, func(t *testing.T) { outboxQueues(t, sub) })
+	}
+}
+
+func outboxQueues(t *testing.T, sub string) {
+	r := newOutboxRig(t, marmot.ServerConfig{}, marmot.ClientConfig{Subprotocol: sub})
 	if err := r.c.SendCommand("n", []byte("0")); err != nil {
 		t.Fatal(err)
 	}
@@ -485,5 +491,36 @@ func TestOutboxSessionLost(t *testing.T) {
 			}
 			break
 		}
+	}
+}
+
+func TestOutboxReplyLost(t *testing.T) {
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	r := newOutboxRig(t, marmot.ServerConfig{
+		ServerEvents: marmot.ServerEvents{OnHandleCommand: func(m *marmot.Message) {
+			entered <- struct{}{}
+			<-release
+			_ = m.Reply([]byte("done")) // onto a connection that is gone
+		}},
+	}, marmot.ClientConfig{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := r.c.Request(ctxTimeout(t), "save", nil)
+		done <- err
+	}()
+	recv(t, entered, "the handler")
+	r.down(t)
+	close(release)
+	r.up(t)
+	// Sent again on the resumed session, found handled: not handled twice,
+	// and its reply is lost.
+	err := recv(t, done, "the Request")
+	if !errors.Is(err, marmot.ErrReplyLost) {
+		t.Fatalf("Request whose reply was lost: %v, want ErrReplyLost", err)
+	}
+	select {
+	case <-entered:
+		t.Fatal("the request was handled twice")
+	default:
 	}
 }

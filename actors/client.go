@@ -514,6 +514,7 @@ func (c *Client) failPending(err error, reconnecting bool) {
 		}
 		ch <- reqResult{err: err}
 		delete(c.pending, id)
+		delete(c.out.byReq, id)
 	}
 	c.mu.Unlock()
 }

@@ -51,7 +51,10 @@ type clientOutbox struct {
 	seq     uint64      // the last sequence number given
 	token   string      // the session's resume token ("" before the first)
 	session bool        // the current (or last) connection has a session
-	byReq   map[uint64]*outEntry
+	// byReq maps a request's ID to its entry until it is answered (or
+	// given up), also once acknowledged: the answer still needs to know
+	// whether the request was sent again (ErrReplyLost).
+	byReq map[uint64]*outEntry
 }
 
 // outboxOn reports whether sends are kept in the outbox: an envelope
@@ -212,6 +215,7 @@ func (c *Client) settleEntry(ent *outEntry, r reqResult) {
 	if ent.req == 0 {
 		return
 	}
+	delete(c.out.byReq, ent.req)
 	if ch := c.pending[ent.req]; ch != nil {
 		ch <- r
 		delete(c.pending, ent.req)
@@ -227,9 +231,6 @@ func (c *Client) forgetEntry(ent *outEntry) {
 	ent.done = true
 	c.out.bytes -= int64(len(ent.data))
 	ent.data = nil
-	if ent.req != 0 {
-		delete(c.out.byReq, ent.req)
-	}
 }
 
 // acked drops what the server acknowledged on l (the reader, from a
@@ -263,6 +264,7 @@ func (c *Client) answered(id uint64, code uint32) (replyLost bool) {
 	if ent == nil {
 		return false
 	}
+	delete(c.out.byReq, id)
 	c.forgetEntry(ent)
 	return ent.resent && code == protocol.CodeDuplicate
 }
@@ -270,8 +272,8 @@ func (c *Client) answered(id uint64, code uint32) (replyLost bool) {
 // held reports whether request id waits in the outbox to be sent again;
 // c.mu is held.
 func (c *Client) held(id uint64) bool {
-	_, ok := c.out.byReq[id]
-	return ok
+	ent := c.out.byReq[id]
+	return ent != nil && !ent.done
 }
 
 // unqueue drops request id from the outbox if it was never sent (its
@@ -299,6 +301,7 @@ func (c *Client) unqueue(id uint64) {
 		return
 	}
 	c.forgetEntry(ent)
+	delete(q.byReq, id)
 	q.entries = append(q.entries[:at], q.entries[at+1:]...)
 	q.entries[len(q.entries):cap(q.entries)][0] = nil
 	if ent.seq == 0 {
