@@ -110,12 +110,18 @@ func (r *outboxRig) handled(t *testing.T, n int) []string {
 
 func TestOutboxQueuesWhileReconnecting(t *testing.T) {
 	for _, sub := range []string{protocol.SubprotocolBinary, protocol.SubprotocolJSON} {
-		t.Run(sub, func(t *testing.T) { outboxQueues(t, sub) })
+		t.Run(sub, func(t *testing.T) { outboxQueues(t, marmot.ServerConfig{}, marmot.ClientConfig{Subprotocol: sub}) })
 	}
+	// Encrypted: what is sent again is sealed again, with the new
+	// connection's keys.
+	t.Run("marmot.v1+gcm", func(t *testing.T) {
+		enc := marmot.EncryptionConfig{EncryptionEnabled: true, EncryptionKey: testKey, EncryptionMode: "gcm", EncryptionKDF: testKDF}
+		outboxQueues(t, marmot.ServerConfig{EncryptionConfig: enc}, marmot.ClientConfig{EncryptionConfig: enc})
+	})
 }
 
-func outboxQueues(t *testing.T, sub string) {
-	r := newOutboxRig(t, marmot.ServerConfig{}, marmot.ClientConfig{Subprotocol: sub})
+func outboxQueues(t *testing.T, scfg marmot.ServerConfig, ccfg marmot.ClientConfig) {
+	r := newOutboxRig(t, scfg, ccfg)
 	if err := r.c.SendCommand("n", []byte("0")); err != nil {
 		t.Fatal(err)
 	}
