@@ -79,13 +79,12 @@ func (a *ClientActor) Receive(ctx actor.Context) {
 			a.toUser(ctx, &Connected{Info: c.info(ctx, l), Restarts: k.incarnation - 1})
 		}
 	case *Push:
-		err := error(ErrNotConnected)
-		if l := c.link(); l != nil {
-			if m.Name != "" {
-				err = l.sendCommand(m.Name, m.Data)
-			} else {
-				err = l.sendData(m.Data)
-			}
+		var err error
+		switch {
+		case m.Name != "":
+			err = c.SendCommand(m.Name, m.Data) // through the outbox, if any
+		default:
+			err = c.Send(m.Data)
 		}
 		if ctx.Sender() != nil {
 			ctx.Respond(&Ack{Err: err})
