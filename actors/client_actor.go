@@ -123,7 +123,10 @@ func (a *ClientActor) Receive(ctx actor.Context) {
 			l.close(CloseNormal, "client disconnect", ErrDisconnected, deadline)
 		case StateConnecting, StateReconnecting:
 			a.abandon(ErrDisconnected)
+			// The state first: a send that finds it still reconnecting
+			// is in the outbox by the time it is dropped.
 			a.setState(StateDisconnected)
+			c.dropOutbox(ErrDisconnected)
 			m.reply <- nil
 		case StateDisconnecting:
 			k.discWaiters = append(k.discWaiters, m.reply)
@@ -168,6 +171,7 @@ func (a *ClientActor) Receive(ctx actor.Context) {
 		a.lost(ctx, m)
 	case *actor.Stopping:
 		a.abandon(ErrClientClosed)
+		c.dropOutbox(ErrClientClosed)
 		if l := c.link(); l != nil {
 			if k.budgetOut.Load() {
 				l.close(CloseInternalError, "restart budget exhausted", supervisor.ErrRestartBudgetExhausted, time.Time{})
@@ -207,7 +211,6 @@ func (a *ClientActor) setState(s ClientState) {
 
 // abandon cancels an in-flight dial or pending retry and answers waiters.
 func (a *ClientActor) abandon(err error) {
-	a.c.dropOutbox(err)
 	k := &a.c.core
 	k.episode++
 	if k.cancelDial != nil {
@@ -444,15 +447,13 @@ func (a *ClientActor) lost(ctx actor.Context, m *clientLinkLost) {
 	c.mu.Unlock()
 	ce := &CloseError{Code: reason.Code, Text: reason.Text, ByPeer: reason.ByPeer, Err: ErrConnectionClosed, atClient: true}
 	c.failPending(ce, reconnecting)
-	if !reconnecting {
-		c.dropOutbox(ce)
-	}
 	if f := c.cfg.Events.OnDisconnect; f != nil {
 		c.safeCall("OnDisconnect", func() { f(reason) })
 	}
 	a.toUser(ctx, &Disconnected{Info: c.info(ctx, m.l), Reason: reason})
 	if wasDisconnecting || c.closed.Load() {
 		a.setState(StateDisconnected)
+		c.dropOutbox(ce) // after the state: see disconnectCmd
 		for _, w := range k.discWaiters {
 			w <- nil
 		}
@@ -461,6 +462,7 @@ func (a *ClientActor) lost(ctx actor.Context, m *clientLinkLost) {
 	}
 	if !c.cfg.AutoReconnect || terminalClose(reason) {
 		a.setState(StateDisconnected)
+		c.dropOutbox(ce)
 		return
 	}
 	k.episode++
