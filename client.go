@@ -113,6 +113,16 @@ type ClientConfig struct {
 	MaxMessageSize int64
 	// MaxQueueBytes bounds the outbound backlog. Default 4 MiB.
 	MaxQueueBytes int64
+	// OutboxBytes bounds the client's outbox (docs/ROOMS.md, The client's
+	// outbox): with AutoReconnect and an envelope subprotocol, the client
+	// asks the server for a session, numbers what it sends (Send,
+	// SendCommand, Publish, Request) and keeps it until the server
+	// acknowledges it; what is sent while the client reconnects waits
+	// there too. After a reconnect it is sent again and the server handles
+	// each message once. A send that would go past the bound fails with
+	// ErrOutboxFull. Default 1 MiB; negative: no outbox (sends while
+	// reconnecting fail with ErrNotConnected). Raw mode has no outbox.
+	OutboxBytes int64
 	// MaxRestarts and RestartWindow bound ClientActor restarts after
 	// callback panics. Defaults 3 and 10s.
 	MaxRestarts   int
@@ -195,6 +205,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		WriteTimeout:         cfg.WriteTimeout,
 		MaxMessageSize:       cfg.MaxMessageSize,
 		MaxQueueBytes:        cfg.MaxQueueBytes,
+		Outbox:               max(cfg.OutboxBytes, 0),
 		MaxRestarts:          cfg.MaxRestarts,
 		RestartWindow:        cfg.RestartWindow,
 		Logger:               cfg.Logger,
@@ -282,6 +293,7 @@ func (c *ClientConfig) normalize() error {
 	c.WriteTimeout = defaultDuration(c.WriteTimeout, DefaultWriteTimeout)
 	c.MaxMessageSize = defaultInt64(c.MaxMessageSize, DefaultMaxMessageSize)
 	c.MaxQueueBytes = defaultInt64(c.MaxQueueBytes, DefaultMaxQueueBytes)
+	c.OutboxBytes = defaultInt64(c.OutboxBytes, DefaultOutboxBytes)
 	c.MaxRestarts = defaultInt(c.MaxRestarts, DefaultMaxRestarts)
 	c.RestartWindow = defaultDuration(c.RestartWindow, DefaultRestartWindow)
 	c.Logger = levelLogger(c.Logger, c.LogLevel)
@@ -340,7 +352,9 @@ func (c *Client) Disconnect(ctx context.Context) error { return c.c.Disconnect(c
 func (c *Client) Close(ctx context.Context) error { return c.c.Close(ctx) }
 
 // Send queues data for the server: a raw frame (text when valid UTF-8) or a
-// data envelope. It fails with ErrNotConnected while disconnected.
+// data envelope. It fails with ErrNotConnected while disconnected; with the
+// outbox (OutboxBytes, AutoReconnect, an envelope subprotocol) a Send while
+// the client reconnects waits for the next connection instead.
 func (c *Client) Send(data []byte) error { return c.c.Send(data) }
 
 // SendRaw queues a raw frame of the given type (raw mode only).
@@ -365,7 +379,9 @@ func (c *Client) SendCommandContext(ctx context.Context, name string, payload []
 }
 
 // Request sends a named request and waits for the reply or for ctx; a
-// server-side error reply comes back as *RemoteError. It may be called from
+// server-side error reply comes back as *RemoteError. With the outbox it
+// waits across reconnects (bounded by ctx) and is handled once; a reply
+// lost with its connection after the server handled it is ErrReplyLost. It may be called from
 // the client's own callbacks: it then writes the request itself, and later
 // events wait for the reply, so give such a Request a short deadline.
 func (c *Client) Request(ctx context.Context, name string, payload []byte) ([]byte, error) {

@@ -143,6 +143,7 @@ const (
 	CloseMessageTooBig   = actors.CloseMessageTooBig
 	CloseInternalError   = actors.CloseInternalError
 	CloseSlowConsumer    = actors.CloseSlowConsumer
+	CloseSessionMoved    = actors.CloseSessionMoved
 )
 
 // Errors, testable with errors.Is.
@@ -165,6 +166,9 @@ var (
 	ErrClientClosed       = actors.ErrClientClosed
 	ErrEmptyCommandName   = actors.ErrEmptyCommandName
 	ErrBusy               = actors.ErrBusy
+	ErrOutboxFull         = actors.ErrOutboxFull
+	ErrSessionLost        = actors.ErrSessionLost
+	ErrReplyLost          = actors.ErrReplyLost
 )
 
 // ErrEmptyMessage is the old name of ErrEmptyCommandName.

@@ -175,6 +175,17 @@ type ServerConfig struct {
 	// when a client joins or leaves, and clients may ask who is in them
 	// (Client.Presence). See docs/ROOMS.md.
 	RoomPresence func(room string) bool
+	// SessionTTL is how long a client's session (ClientConfig.OutboxBytes)
+	// outlives its connection, waiting for the client to come back and
+	// resume it; then it ends, and a client that comes back later starts
+	// a new one (what it had sent unacknowledged is reported to it as
+	// ErrSessionLost). Default 2 minutes.
+	SessionTTL time.Duration
+	// MaxSessions bounds the sessions the server keeps at once, attached
+	// or waiting; when full, the waiting one closest to its end makes
+	// room. Default 10,000; negative: no sessions (clients then have no
+	// outbox: every message is handled as it comes).
+	MaxSessions int
 
 	// Compression turns on permessage-deflate (RFC 7692) for clients that
 	// offer it: messages of Compression.Threshold bytes and more (128 by
@@ -340,6 +351,8 @@ func (s *Server) newHub() *actors.Hub {
 		RoomPresence:        c.RoomPresence,
 		Compression:         c.Compression,
 		DisableHTTPFallback: c.DisableHTTPFallback,
+		SessionTTL:          c.SessionTTL,
+		MaxSessions:         c.MaxSessions,
 		Events:              c.ServerEvents,
 	})
 }

@@ -23,13 +23,13 @@ import (
 // HTTP sessions. Over MaxConnections it answers 503 without opening.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	kind := httpconn.KindOf(r)
-	if kind != httpconn.NotHTTP && h.sessions == nil {
+	if kind != httpconn.NotHTTP && h.httpSessions == nil {
 		http.Error(w, "marmot: HTTP fallback is disabled", http.StatusNotFound)
 		return
 	}
 	switch {
 	case kind == httpconn.Session:
-		h.sessions.Serve(w, r)
+		h.httpSessions.Serve(w, r)
 		return
 	case kind == httpconn.Open && !httpconn.CheckOpen(w, r):
 		return
@@ -51,8 +51,10 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if kind == httpconn.Open {
 		accept = h.acceptSession
 	}
+	grant := h.sessions.offer(r, w.Header()) // a client session (session.go), if asked for
 	t, sess, adm, ok := h.upgrade(w, r, up, accept)
 	if !ok {
+		h.sessions.abort(grant)
 		return
 	}
 	c := h.newConn(t, sess, adm)
@@ -65,6 +67,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		up.span.SetAttributes(semconv.EnduserIDKey.String(adm.ident.UserID))
 	}
 	up.end("", nil)
+	h.sessions.attach(h, grant, c)
 	h.live.Add(1) // the transport's reader, until it stops for good
 	l := c.link
 	l.start(c.id, nil, func(err error) {
@@ -82,7 +85,7 @@ func (h *Hub) acceptWebSocket(w http.ResponseWriter, r *http.Request) (transport
 }
 
 func (h *Hub) acceptSession(w http.ResponseWriter, r *http.Request) (transport.Conn, error) {
-	return h.sessions.Accept(w, r)
+	return h.httpSessions.Accept(w, r)
 }
 
 // upgrade screens r (screen.go) and opens its transport with accept,

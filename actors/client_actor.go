@@ -38,6 +38,7 @@ type dialDone struct {
 	episode int
 	t       transport.Conn
 	sess    *crypto.Session
+	hdr     http.Header // the 101 response's
 	err     error
 }
 
@@ -78,13 +79,12 @@ func (a *ClientActor) Receive(ctx actor.Context) {
 			a.toUser(ctx, &Connected{Info: c.info(ctx, l), Restarts: k.incarnation - 1})
 		}
 	case *Push:
-		err := error(ErrNotConnected)
-		if l := c.link(); l != nil {
-			if m.Name != "" {
-				err = l.sendCommand(m.Name, m.Data)
-			} else {
-				err = l.sendData(m.Data)
-			}
+		var err error
+		switch {
+		case m.Name != "":
+			err = c.SendCommand(m.Name, m.Data) // through the outbox, if any
+		default:
+			err = c.Send(m.Data)
 		}
 		if ctx.Sender() != nil {
 			ctx.Respond(&Ack{Err: err})
@@ -123,7 +123,10 @@ func (a *ClientActor) Receive(ctx actor.Context) {
 			l.close(CloseNormal, "client disconnect", ErrDisconnected, deadline)
 		case StateConnecting, StateReconnecting:
 			a.abandon(ErrDisconnected)
+			// The state first: a send that finds it still reconnecting
+			// is in the outbox by the time it is dropped.
 			a.setState(StateDisconnected)
+			c.dropOutbox(ErrDisconnected)
 			m.reply <- nil
 		case StateDisconnecting:
 			k.discWaiters = append(k.discWaiters, m.reply)
@@ -168,6 +171,7 @@ func (a *ClientActor) Receive(ctx actor.Context) {
 		a.lost(ctx, m)
 	case *actor.Stopping:
 		a.abandon(ErrClientClosed)
+		c.dropOutbox(ErrClientClosed)
 		if l := c.link(); l != nil {
 			if k.budgetOut.Load() {
 				l.close(CloseInternalError, "restart budget exhausted", supervisor.ErrRestartBudgetExhausted, time.Time{})
@@ -240,6 +244,7 @@ func (a *ClientActor) answerConnect(err error) {
 func (a *ClientActor) giveUp(err error) {
 	// The state first, so that whoever learns of err sees StateError.
 	a.setState(StateError)
+	a.c.dropOutbox(err)
 	if len(a.c.core.connWaiters) == 0 {
 		a.c.reportError(err)
 	}
@@ -267,7 +272,7 @@ func (a *ClientActor) dial(ctx actor.Context, parent context.Context) {
 	sctx, span := c.tel.tracer.Start(parent, "marmot.connect", trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
 	header := c.cfg.Header
 	traced := trace.SpanContextFromContext(sctx).IsValid()
-	if traced || c.cfg.Encryption != nil || c.cfg.Token != nil {
+	if traced || c.cfg.Encryption != nil || c.cfg.Token != nil || c.outboxOn() {
 		header = header.Clone()
 		if header == nil {
 			header = http.Header{}
@@ -283,6 +288,9 @@ func (a *ClientActor) dial(ctx actor.Context, parent context.Context) {
 			header.Set(HeaderHandshake, strconv.Itoa(crypto.HandshakeVersion))
 		}
 	}
+	if c.outboxOn() {
+		c.sessionHeader(header)
+	}
 	c.live.Add(1)
 	go func() {
 		defer c.live.Done()
@@ -291,8 +299,12 @@ func (a *ClientActor) dial(ctx actor.Context, parent context.Context) {
 			header.Set("Authorization", "Bearer "+token)
 		}
 		var t transport.Conn
+		var hdr http.Header
 		if err == nil {
 			t, err = c.open(dctx, header)
+		}
+		if err == nil {
+			hdr = responseHeader(t)
 		}
 		deadline, ok := dctx.Deadline()
 		var sess *crypto.Session
@@ -321,7 +333,7 @@ func (a *ClientActor) dial(ctx actor.Context, parent context.Context) {
 			span.SetStatus(codes.Error, err.Error())
 		}
 		span.End()
-		c.sys.Root.Send(self, &dialDone{episode: episode, t: t, sess: sess, err: err})
+		c.sys.Root.Send(self, &dialDone{episode: episode, t: t, sess: sess, hdr: hdr, err: err})
 	}()
 }
 
@@ -375,9 +387,21 @@ func (a *ClientActor) dialed(ctx actor.Context, m *dialDone) {
 	if enc := c.cfg.Encryption; enc != nil && enc.Profile == crypto.ProfileCompat {
 		l.compat = enc.Compat
 	}
+	// On l go first the re-joins of the rooms (before the state says
+	// connected, so that a Join racing with the reconnect finds the room
+	// re-joined, or being), then the outbox, in order (adopt), then
+	// whatever is sent from now on: all under c.mu.
 	c.mu.Lock()
 	c.current = l
+	failed := c.rejoin(l)
+	lost := c.adopt(l, m.hdr)
 	c.mu.Unlock()
+	for _, err := range failed {
+		c.reportError(err)
+	}
+	if lost > 0 {
+		c.reportError(fmt.Errorf("%w: %d", ErrSessionLost, lost))
+	}
 	// The attempt count and the backoff go on until the connection proves
 	// healthy (see lost): one that the server drops at once is just
 	// another failed attempt.
@@ -387,9 +411,6 @@ func (a *ClientActor) dialed(ctx actor.Context, m *dialDone) {
 		c.sys.Root.Send(l.pid, &clientLinkLost{l: l, err: err})
 		c.live.Done()
 	})
-	// Re-join before the state says connected, so that a Join racing with
-	// the reconnect finds the room re-joined (or being) on l.
-	c.rejoin(l)
 	a.setState(StateConnected)
 	a.answerConnect(nil)
 	if f := c.cfg.Events.OnConnect; f != nil {
@@ -447,6 +468,15 @@ func (c *Client) openHTTP(ctx context.Context, header http.Header) (transport.Co
 	return t, nil
 }
 
+// responseHeader is the header of the server's answer that opened t: the
+// 101 of a WebSocket, the 200 of an HTTP session open.
+func responseHeader(t transport.Conn) http.Header {
+	if h, ok := t.(interface{ ResponseHeader() http.Header }); ok {
+		return h.ResponseHeader()
+	}
+	return nil
+}
+
 // terminalClose reports close codes after which reconnecting would only
 // repeat the failure or contradict the server (following centrifuge's
 // convention, 4500-4999 are application codes meaning "do not reconnect").
@@ -473,20 +503,26 @@ func (a *ClientActor) lost(ctx actor.Context, m *clientLinkLost) {
 	if reason.ByPeer {
 		m.l.answerPeerClose(reason, a.onSent())
 	}
-	if n := m.l.release(); n > 0 {
+	wasDisconnecting := c.State() == StateDisconnecting
+	reconnecting := !wasDisconnecting && !c.closed.Load() && c.cfg.AutoReconnect && !terminalClose(reason)
+	c.mu.Lock()
+	kept := reconnecting && c.out.session // the outbox sends its frames again
+	c.mu.Unlock()
+	if n := m.l.release(); n > 0 && !kept {
 		c.reportError(fmt.Errorf("%w: %d", ErrUndelivered, n))
 	}
 	c.mu.Lock()
 	c.current = nil
 	c.mu.Unlock()
-	c.failPending(&CloseError{Code: reason.Code, Text: reason.Text, ByPeer: reason.ByPeer, Err: ErrConnectionClosed, atClient: true})
-	wasDisconnecting := c.State() == StateDisconnecting
+	ce := &CloseError{Code: reason.Code, Text: reason.Text, ByPeer: reason.ByPeer, Err: ErrConnectionClosed, atClient: true}
+	c.failPending(ce, reconnecting)
 	if f := c.cfg.Events.OnDisconnect; f != nil {
 		c.safeCall("OnDisconnect", func() { f(reason) })
 	}
 	a.toUser(ctx, &Disconnected{Info: c.info(ctx, m.l), Reason: reason})
 	if wasDisconnecting || c.closed.Load() {
 		a.setState(StateDisconnected)
+		c.dropOutbox(ce) // after the state: see disconnectCmd
 		for _, w := range k.discWaiters {
 			w <- nil
 		}
@@ -495,6 +531,7 @@ func (a *ClientActor) lost(ctx actor.Context, m *clientLinkLost) {
 	}
 	if !c.cfg.AutoReconnect || terminalClose(reason) {
 		a.setState(StateDisconnected)
+		c.dropOutbox(ce)
 		return
 	}
 	k.episode++
@@ -641,6 +678,9 @@ func (a *ClientActor) handleInbound(ctx actor.Context, in *inbound) {
 	if isPresenceEvent(m) {
 		a.presence(ctx, m)
 		return
+	}
+	if isAck(m) {
+		return // taken by the reader (Client.early)
 	}
 	handler := ev.OnHandleCommand
 	if a.user != nil {

@@ -233,13 +233,18 @@ type ClientConfig struct {
 	WriteTimeout         time.Duration
 	MaxMessageSize       int64
 	MaxQueueBytes        int64
-	MaxRestarts          int
-	RestartWindow        time.Duration
-	Logger               *slog.Logger
-	ActorSystem          *actor.ActorSystem
-	TracerProvider       trace.TracerProvider
-	MeterProvider        metric.MeterProvider
-	Propagator           propagation.TextMapPropagator
+	// Outbox bounds, in bytes, what the client keeps of the messages it
+	// sends (Send, SendCommand, Publish, Request) for a session: those the
+	// server has not acknowledged, and those sent while it reconnects.
+	// It needs AutoReconnect and an envelope subprotocol; 0: no outbox.
+	Outbox         int64
+	MaxRestarts    int
+	RestartWindow  time.Duration
+	Logger         *slog.Logger
+	ActorSystem    *actor.ActorSystem
+	TracerProvider trace.TracerProvider
+	MeterProvider  metric.MeterProvider
+	Propagator     propagation.TextMapPropagator
 	// Encryption, when set, encrypts every message; it decides the
 	// subprotocol (marmot.v1 for the secure profile, synopsejson for compat).
 	Encryption *Encryption

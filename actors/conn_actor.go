@@ -45,6 +45,10 @@ type conn struct {
 	roomMu    sync.Mutex
 	rooms     map[string]struct{}
 	roomsGone bool
+
+	// sess is the client's session (session.go), set before the first
+	// message is read; nil for clients without one.
+	sess *session
 }
 
 func (c *conn) info() ClientInfo {
@@ -255,6 +259,13 @@ func (a *ConnectionActor) handleInbound(ctx actor.Context, in *inbound) {
 		return
 	}
 	m.Identity = l.ident.Load()
+	if m.seq != 0 {
+		s := a.sequenced(m)
+		if s == nil {
+			return
+		}
+		defer a.handled(s)
+	}
 	if isRoomRequest(m) {
 		a.roomRequest(m)
 		return
@@ -275,6 +286,7 @@ func (a *ConnectionActor) teardown(ctx actor.Context) {
 	}
 	h.unregister(c)
 	h.leaveRooms(c)
+	h.sessions.detach(c)
 	reason := c.final
 	if reason == nil {
 		reason = c.link.closeErrorFrom(nil)

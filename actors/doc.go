@@ -111,6 +111,20 @@
 // member list; the ClientActor (client_presence.go) reports the events to
 // OnPresence / *RoomPresence instead of the handler.
 //
+// # Sessions and the client's outbox
+//
+// A client with the outbox (ClientConfig.Outbox) asks for a session at
+// the upgrade; the hub grants it (session.go: ServeHTTP's offer before the
+// upgrade sets the resume token on the 101, attach after it) and keeps it
+// past the connection for HubConfig.SessionTTL. The client numbers what it
+// sends and keeps it until acknowledged (client_outbox.go: submit, adopt
+// on a new connection, acked from the reader). The ConnectionActor checks
+// each numbered message against the session before the handler runs
+// (sequenced: a duplicate is dropped, a gap closes with 1002), holding the
+// session's lock while it is handled, so that the old and the new
+// connection of a session never handle one number twice; acknowledgements
+// go out batched (handled, ackLater).
+//
 // The root package marmot wraps all this behind a friendlier
 // configuration; use this package directly when you want the actor PIDs.
 package actors

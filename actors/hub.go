@@ -128,7 +128,14 @@ type HubConfig struct {
 	// DisableHTTPFallback turns the HTTP fallback transport off
 	// (docs/HTTP.md): its requests are answered 404.
 	DisableHTTPFallback bool
-	Events              ServerEvents
+	// SessionTTL is how long a client's session outlives its connection,
+	// waiting for the client to resume it (docs/ROOMS.md, The client's
+	// outbox); <= 0: DefaultSessionTTL.
+	SessionTTL time.Duration
+	// MaxSessions bounds the sessions kept at once, attached or waiting
+	// (0: DefaultMaxSessions; < 0: no sessions, clients get none).
+	MaxSessions int
+	Events      ServerEvents
 }
 
 // Hub accepts WebSocket connections and runs each as a ConnectionActor under
@@ -140,7 +147,7 @@ type Hub struct {
 	ownSys   bool
 	server   *actor.PID
 	acceptor *wsconn.Acceptor
-	sessions *httpconn.Server // nil: the HTTP fallback is off
+	httpSessions *httpconn.Server // nil: the HTTP fallback is off
 	handlers chan struct{}    // HandlerConcurrency slots
 	// enterHandler and exitHandler take and give back a slot; nil when
 	// HandlerConcurrency is unlimited.
@@ -177,6 +184,8 @@ type Hub struct {
 	rooms       map[string]*roomEntry
 	roomsClosed bool
 
+	sessions *sessions // clients' sessions (session.go)
+
 	tel        *telemetry
 	rep        reporter
 	metricsReg metric.Registration
@@ -197,7 +206,8 @@ func NewHub(cfg HubConfig) *Hub {
 	} else if cfg.Subprotocols == nil {
 		cfg.Subprotocols = protocol.Subprotocols()
 	}
-	h := &Hub{cfg: cfg, log: cfg.Logger, conns: make(map[ClientID]*conn), rooms: make(map[string]*roomEntry)}
+	h := &Hub{cfg: cfg, log: cfg.Logger, conns: make(map[ClientID]*conn), rooms: make(map[string]*roomEntry),
+		sessions: newSessions(cfg.SessionTTL, cfg.MaxSessions)}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
@@ -228,7 +238,7 @@ func NewHub(cfg HubConfig) *Hub {
 		if idle <= 0 {
 			idle = httpconn.DefaultIdleTimeout
 		}
-		h.sessions = httpconn.NewServer(cfg.Subprotocols, acceptAll, httpconn.Config{
+		h.httpSessions = httpconn.NewServer(cfg.Subprotocols, acceptAll, httpconn.Config{
 			WriteTimeout: cfg.WriteTimeout, IdleTimeout: idle, ReadLimit: cfg.MaxMessageSize, MaxQueueBytes: cfg.MaxQueueBytes,
 		})
 	}

@@ -201,6 +201,10 @@ func decodeInbound(l *link, in *inbound, id ClientID) (*Message, int, error) {
 	if err := l.codec.Decode(data, env); err != nil {
 		return nil, CloseProtocolError, err
 	}
+	seq := env.Seq
+	if id == 0 { // a client's link: what matters is the server's Ack
+		seq = env.Ack
+	}
 	in.m = Message{
 		ClientID: id,
 		Kind:     env.Kind,
@@ -212,6 +216,7 @@ func decodeInbound(l *link, in *inbound, id ClientID) (*Message, int, error) {
 		Offset:   env.Offset,
 		Epoch:    env.Epoch,
 		id:       env.ID,
+		seq:      seq,
 		code:     env.Code,
 		out:      l,
 		in:       in,

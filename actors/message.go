@@ -57,8 +57,13 @@ type Message struct {
 	// shared by every message of the connection: do not modify them.
 	Identity *Identity
 
-	ctx     context.Context
-	id      uint64
+	ctx context.Context
+	id  uint64
+	// seq is the session's number the envelope carries: on the server the
+	// client's sequence number (Envelope.Seq), on the client the server's
+	// acknowledgement (Envelope.Ack of a marmot.ack). One field, not two,
+	// keeps inbound in its allocation size class.
+	seq     uint64
 	code    uint32
 	out     *link
 	in      *inbound // the frame m and Payload live in; nil once released

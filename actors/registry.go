@@ -105,5 +105,6 @@ func (h *Hub) Stats() Stats {
 		AuthRefusals:           h.authRefusals.Load(),
 		ExpiredCloses:          h.expiredCloses.Load(),
 		RateLimited:            h.rateLimited.Load(),
+		Sessions:               h.sessions.count(),
 	}
 }

@@ -81,6 +81,10 @@ type Stats struct {
 	// RateLimited counts messages over a connection's message or byte
 	// rate (each dropped, or the one that closed its connection).
 	RateLimited int64
+	// Sessions counts the clients' sessions kept now: attached to a
+	// connection, or waiting (HubConfig.SessionTTL) for their client to
+	// resume them.
+	Sessions int
 }
 
 // String summarises the counters in one line, like the seed's GetServerStats.

@@ -298,6 +298,8 @@ func (h *Hub) registerHubMetrics() {
 		metric.WithDescription("Open connections (the seed's ClientCount)."))
 	queued, _ := m.Int64ObservableGauge("marmot.queue.bytes", metric.WithUnit("By"),
 		metric.WithDescription("Bytes waiting in outbound queues."))
+	sessions, _ := m.Int64ObservableGauge("marmot.sessions", metric.WithUnit("{session}"),
+		metric.WithDescription("Clients' sessions kept, attached or waiting to be resumed."))
 	total := mk("marmot.connections.total", "{connection}", "Connections accepted (the seed's TotalConnections).")
 	refused := mk("marmot.connections.refused", "{connection}", "Upgrades refused at MaxConnections.")
 	bytesIn := mk("marmot.bytes.received", "By", "Wire payload bytes received (the seed's TotalBytesReceived).")
@@ -336,8 +338,9 @@ func (h *Hub) registerHubMetrics() {
 		o.ObserveInt64(expired, st.ExpiredCloses, attrs)
 		o.ObserveInt64(limited, st.RateLimited, attrs)
 		o.ObserveInt64(queued, h.queuedBytes(), attrs)
+		o.ObserveInt64(sessions, int64(st.Sessions), attrs)
 		return nil
-	}, active, queued, total, refused, bytesIn, bytesOut, msgsIn, msgsOut, slow, restarts, handshakes, decrypts,
+	}, active, queued, sessions, total, refused, bytesIn, bytesOut, msgsIn, msgsOut, slow, restarts, handshakes, decrypts,
 		origins, ipLimits, auths, expired, limited)
 	if err == nil {
 		h.metricsReg = reg

@@ -134,6 +134,7 @@ func (d *Dialer) Dial(ctx context.Context, rawURL string, header http.Header) (*
 		return nil, fmt.Errorf("%w: server selected subprotocol %q, not offered", ErrMalformed, reply.Subprotocol)
 	}
 	c.sub = reply.Subprotocol
+	c.respHeader = resp.Header
 	c.pollTimeout = time.Duration(reply.PollTimeout) * time.Millisecond
 	c.idleTimeout = time.Duration(reply.IdleTimeout) * time.Millisecond
 	c.maxBody = reply.MaxBody
@@ -165,6 +166,7 @@ func decodeOpenReply(body []byte) (openReply, error) {
 // loop is its reader, and every run of writes is one send request.
 type ClientConn struct {
 	hc           *http.Client
+	respHeader   http.Header     // the open's response header
 	own          *http.Transport // nil when the dialer's transport is shared
 	base         string          // the endpoint URL with ?session=ID
 	sub          string
@@ -207,6 +209,10 @@ func (c *ClientConn) RemoteAddr() net.Addr { return c.remote }
 
 // Transport implements transport.Conn.
 func (c *ClientConn) Transport() string { return transport.NameHTTP }
+
+// ResponseHeader is the header of the server's answer to the open (the
+// session token of docs/ROOMS.md travels there, as in a 101).
+func (c *ClientConn) ResponseHeader() http.Header { return c.respHeader }
 
 // Compressed is false: the HTTP transport has no permessage-deflate.
 func (c *ClientConn) Compressed() bool { return false }

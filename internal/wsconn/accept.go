@@ -72,7 +72,9 @@ func (a *Acceptor) Accept(w http.ResponseWriter, r *http.Request) (*Conn, error)
 	if a.uz != nil && deflateOffered(r.Header) {
 		u, hw.offer = a.uz, a.z
 	}
-	ws, err := u.Upgrade(hw, r, nil)
+	// Headers the caller set on w (marmot's session token) go into the
+	// 101 response, which gorilla writes itself.
+	ws, err := u.Upgrade(hw, r, w.Header())
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@ package wsconn
 import (
 	"errors"
 	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,11 +55,13 @@ type Config struct {
 type Conn struct {
 	// Fields are grouped by when they are touched, the reader's
 	// per-message ones first.
-	ws    *websocket.Conn
-	fc    *frameConn // server connections only: a client's frames are masked, so gorilla writes them
-	recv  transport.Receiver
-	heard atomic.Bool  // a frame was read since the last keep-alive tick
-	phase atomic.Int32 // a phase; written under mu
+	ws *websocket.Conn
+	fc *frameConn // server connections only: a client's frames are masked, so gorilla writes them
+	// respHeader is the 101 response's header (client connections).
+	respHeader http.Header
+	recv       transport.Receiver
+	heard      atomic.Bool  // a frame was read since the last keep-alive tick
+	phase      atomic.Int32 // a phase; written under mu
 
 	// Parking (server connections on Linux).
 	poll      *netpoll.Poller // nil: never park

@@ -71,5 +71,11 @@ func (d *Dialer) Dial(ctx context.Context, url string, header http.Header) (*Con
 		}
 		return nil, err
 	}
-	return newConn(ws, nil, z, d.cfg), nil
+	c := newConn(ws, nil, z, d.cfg)
+	c.respHeader = resp.Header
+	return c, nil
 }
+
+// ResponseHeader is the header of the server's 101 response (client
+// connections; nil on the server's).
+func (c *Conn) ResponseHeader() http.Header { return c.respHeader }
