@@ -141,14 +141,14 @@ type HubConfig struct {
 // Hub accepts WebSocket connections and runs each as a ConnectionActor under
 // one ServerActor. It implements http.Handler.
 type Hub struct {
-	cfg      HubConfig
-	log      *slog.Logger
-	sys      *actor.ActorSystem
-	ownSys   bool
-	server   *actor.PID
-	acceptor *wsconn.Acceptor
+	cfg          HubConfig
+	log          *slog.Logger
+	sys          *actor.ActorSystem
+	ownSys       bool
+	server       *actor.PID
+	acceptor     *wsconn.Acceptor
 	httpSessions *httpconn.Server // nil: the HTTP fallback is off
-	handlers chan struct{}    // HandlerConcurrency slots
+	handlers     chan struct{}    // HandlerConcurrency slots
 	// enterHandler and exitHandler take and give back a slot; nil when
 	// HandlerConcurrency is unlimited.
 	enterHandler, exitHandler func()
