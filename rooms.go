@@ -159,3 +159,25 @@ func (c *Client) Publish(room string, data []byte) error { return c.c.Publish(ro
 func (c *Client) Presence(ctx context.Context, room string) ([]ClientID, error) {
 	return c.c.Presence(ctx, room)
 }
+
+// RoomBroker carries rooms across servers (ServerConfig.RoomBroker);
+// package cluster implements it over a protoactor cluster. See
+// actors.RoomBroker.
+type RoomBroker = actors.RoomBroker
+
+// RoomPosition is a room's epoch and last offset in a broker's order.
+type RoomPosition = actors.RoomPosition
+
+// RoomMessage is one room message on its way through a RoomBroker.
+type RoomMessage = actors.RoomMessage
+
+// DeliverRoom hands this server's room a message its RoomBroker ordered;
+// the room sends it to its local members with m.Offset. It reports
+// whether the room lives on this server. Only a broker calls it.
+func (s *Server) DeliverRoom(room string, m *RoomMessage) bool {
+	h, err := s.current()
+	if err != nil {
+		return false
+	}
+	return h.DeliverRoom(room, m)
+}

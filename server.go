@@ -119,6 +119,17 @@ type ServerConfig struct {
 	// (Client.Presence). See docs/ROOMS.md.
 	RoomPresence func(room string) bool
 
+	// NodeID, when non-zero, numbers this server's clients from
+	// NodeID×1,000,000,000,000 (see ClientID.Node), so that the servers of
+	// a cluster, each with its own NodeID, hand out distinct ClientIDs.
+	// Package cluster sets it. At most 999,999.
+	NodeID uint32
+	// RoomBroker, when set, carries rooms across servers: rooms publish
+	// through it, and it hands each server the messages of its rooms in
+	// one order (see RoomBroker). Package cluster sets it. RoomHistory
+	// must be off with a broker (for now).
+	RoomBroker RoomBroker
+
 	// EncryptionConfig is the seed's AES encryption; off by default.
 	EncryptionConfig
 	// ServerEvents are the per-connection callbacks.
@@ -217,6 +228,12 @@ func (c *ServerConfig) normalize() error {
 	if c.RestartWindow < 0 {
 		return fmt.Errorf("marmot: RestartWindow must be positive, got %v", c.RestartWindow)
 	}
+	if c.NodeID > actors.MaxNodeID {
+		return fmt.Errorf("marmot: NodeID %d above %d", c.NodeID, actors.MaxNodeID)
+	}
+	if c.RoomBroker != nil && c.RoomHistory.Size > 0 {
+		return errors.New("marmot: RoomHistory cannot be used with a RoomBroker yet")
+	}
 	c.Logger = levelLogger(c.Logger, c.LogLevel)
 	return nil
 }
@@ -257,6 +274,8 @@ func (s *Server) newHub() *actors.Hub {
 		RoomIdle:           c.RoomIdle,
 		RoomHistory:        c.RoomHistory,
 		RoomPresence:       c.RoomPresence,
+		NodeID:             c.NodeID,
+		RoomBroker:         c.RoomBroker,
 		Events:             c.ServerEvents,
 	})
 }

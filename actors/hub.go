@@ -106,7 +106,15 @@ type HubConfig struct {
 	// joins or leaves, and clients may ask who is in them. It is asked
 	// once when a room starts, and for each client's presence request.
 	RoomPresence func(room string) bool
-	Events       ServerEvents
+	// NodeID, when non-zero, makes this hub's ClientIDs count from
+	// NodeID×NodeIDStride (see ClientID), unique among the nodes of a
+	// cluster that each have their own NodeID. At most MaxNodeID.
+	NodeID uint32
+	// RoomBroker, when set, carries rooms across hubs (see RoomBroker):
+	// rooms publish through it instead of numbering their messages
+	// themselves. RoomHistory must be off with a broker.
+	RoomBroker RoomBroker
+	Events     ServerEvents
 }
 
 // Hub accepts WebSocket connections and runs each as a ConnectionActor under
@@ -168,6 +176,7 @@ func NewHub(cfg HubConfig) *Hub {
 		cfg.Subprotocols = protocol.Subprotocols()
 	}
 	h := &Hub{cfg: cfg, log: cfg.Logger, conns: make(map[ClientID]*conn), rooms: make(map[string]*roomEntry)}
+	h.nextID.Store(uint64(cfg.NodeID) * NodeIDStride)
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
