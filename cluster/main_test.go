@@ -1,0 +1,203 @@
+package cluster_test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+// The cluster tests run every node in its own process: the testnode
+// command (internal/testnode), built once per test run, reports on stdout
+// ("URL ...", "MEMBERS 1,2,3") until its stdin closes.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+		if nodeBin != "" {
+			_ = os.RemoveAll(filepath.Dir(nodeBin))
+		}
+		os.Exit(code)
+	}))
+}
+
+var (
+	buildOnce sync.Once
+	nodeBin   string
+	buildErr  error
+)
+
+// testnode builds the testnode command (without -race: see its doc).
+func testnode(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "marmot-testnode-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		nodeBin = filepath.Join(dir, "testnode")
+		cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", nodeBin, "./internal/testnode")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("build testnode: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return nodeBin
+}
+
+// waitTimeout bounds every wait on an event; it only fires when a test is
+// already failing, so it is generous for a busy 2-core machine.
+const waitTimeout = 60 * time.Second
+
+// proc is a node process.
+type proc struct {
+	t      *testing.T
+	id     int
+	bind   string
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	url    string
+	lines  chan string // stdout lines after URL
+	exited chan struct{}
+}
+
+// nodeSpec says where a node lives.
+type nodeSpec struct {
+	id   int
+	ip   string
+	bind string // cluster Bind
+}
+
+// freePorts picks a cluster port on ip whose next port is free on every
+// interface (automanaged's health endpoint).
+func freePort(t *testing.T, ip string) int {
+	t.Helper()
+	for range 50 {
+		ln, err := net.Listen("tcp", ip+":0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		if port >= 65000 {
+			continue
+		}
+		h, err := net.Listen("tcp", fmt.Sprintf("0.0.0.0:%d", port+1))
+		if err != nil {
+			continue
+		}
+		h.Close()
+		return port
+	}
+	t.Fatal("no free port pair")
+	return 0
+}
+
+func startProc(t *testing.T, name string, spec nodeSpec, all []nodeSpec) *proc {
+	t.Helper()
+	var seeds []string
+	for _, s := range all {
+		if s.id != spec.id {
+			seeds = append(seeds, s.bind)
+		}
+	}
+	cmd := exec.Command(testnode(t))
+	cmd.Env = append(os.Environ(),
+		"MARMOT_CLUSTER_NAME="+name,
+		"MARMOT_NODE_ID="+strconv.Itoa(spec.id),
+		"MARMOT_BIND="+spec.bind,
+		"MARMOT_SEEDS="+strings.Join(seeds, ","),
+		"MARMOT_WS_ADDR="+spec.ip+":0",
+	)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{t: t, id: spec.id, bind: spec.bind, cmd: cmd, stdin: stdin, lines: make(chan string, 100), exited: make(chan struct{})}
+	urls := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			line := sc.Text()
+			if u, ok := strings.CutPrefix(line, "URL "); ok {
+				urls <- u
+				continue
+			}
+			select {
+			case p.lines <- line:
+			default: // nobody waits for old lines
+			}
+		}
+		_ = cmd.Wait()
+		close(p.exited)
+	}()
+	t.Cleanup(p.stop)
+	select {
+	case p.url = <-urls:
+	case <-p.exited:
+		t.Fatalf("node %d exited before it started", spec.id)
+	case <-time.After(waitTimeout):
+		t.Fatalf("node %d did not start", spec.id)
+	}
+	return p
+}
+
+// stop ends the node gracefully (stdin closed), or kills it after the
+// deadline.
+func (p *proc) stop() {
+	_ = p.stdin.Close()
+	select {
+	case <-p.exited:
+	case <-time.After(waitTimeout):
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+	}
+}
+
+// kill SIGKILLs the node and waits for it to be gone.
+func (p *proc) kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.exited
+}
+
+// waitMembers waits until the node reports exactly the members want.
+func (p *proc) waitMembers(want string) {
+	p.t.Helper()
+	deadline := time.After(waitTimeout)
+	last := ""
+	for {
+		select {
+		case line := <-p.lines:
+			if m, ok := strings.CutPrefix(line, "MEMBERS "); ok {
+				last = m
+				if m == want {
+					return
+				}
+			}
+		case <-p.exited:
+			p.t.Fatalf("node %d exited", p.id)
+		case <-deadline:
+			p.t.Fatalf("node %d: members %q, want %q", p.id, last, want)
+		}
+	}
+}
