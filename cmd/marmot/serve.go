@@ -7,9 +7,11 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/marmotws/marmot"
+	"github.com/marmotws/marmot/cluster"
 )
 
 // stopTimeout bounds the graceful shutdown after SIGINT/SIGTERM: queues are
@@ -36,6 +38,7 @@ type serveFlags struct {
 	metricsAddr string
 	trace       *traceFlags
 	history     *historyFlags
+	cluster     *clusterFlags
 }
 
 func newServeFlags(stderr io.Writer) (*flag.FlagSet, *serveFlags) {
@@ -65,6 +68,7 @@ func newServeFlags(stderr io.Writer) (*flag.FlagSet, *serveFlags) {
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on http://`host:port`/metrics (port 0 picks a free one; empty: no metrics endpoint)")
 	f.trace = addTraceFlags(fs)
 	f.history = addHistoryFlags(fs)
+	f.cluster = addClusterFlags(fs)
 
 	return fs, f
 }
@@ -110,6 +114,16 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if err := f.encrypt.apply(&c.EncryptionConfig); err != nil {
 		return usageError(fs, "%v", err)
 	}
+	if f.cluster.enabled() {
+		// Room history does not span nodes yet: off by default in a
+		// cluster, refused when asked for.
+		asked := false
+		fs.Visit(func(fl *flag.Flag) { asked = asked || strings.HasPrefix(fl.Name, "history-") })
+		if asked {
+			return usageError(fs, "room history (-history-*) does not work with -cluster yet")
+		}
+		f.history.size = 0
+	}
 
 	log := newLogger(stderr, f.logLevel.level)
 	cfg := f.cfg
@@ -136,9 +150,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		cfg.MeterProvider = metrics.provider()
 	}
 
-	// srv is set before Start, and callbacks run only for connections Start
-	// accepts, so they always see it.
+	// srv (and node, in a cluster) are set before Start, and callbacks run
+	// only for connections Start accepts, so they always see them.
 	var srv *marmot.Server
+	var node *cluster.Node
 	cfg.OnClientConnected = func(info marmot.ClientInfo) {
 		log.Info("client connected", "client", uint64(info.ID), "remote", info.IP(), "subprotocol", subprotocolName(info.Subprotocol))
 	}
@@ -161,7 +176,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			// BroadcastContext makes the broadcast span a child of this
 			// message's process span, so one trace shows the message
 			// and the fan-out it caused.
-			n, err := srv.BroadcastContext(m.Context(), m.Payload)
+			var n int
+			var err error
+			if node != nil { // every client of every node
+				n, err = node.Broadcast(m.Context(), m.Payload)
+			} else {
+				n, err = srv.BroadcastContext(m.Context(), m.Payload)
+			}
 			if err != nil {
 				log.WarnContext(m.Context(), "broadcast failed", "client", uint64(m.ClientID), "err", err)
 			}
@@ -183,13 +204,27 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			log.Warn("closing the history store", "err", err)
 		}
 	}()
-	srv, err = marmot.NewServer(cfg)
-	if err != nil {
+	start, stop := func(ctx context.Context) error { return srv.Start(ctx) }, func(ctx context.Context) error { return srv.Stop(ctx) }
+	if f.cluster.enabled() {
+		ccfg, err := f.cluster.config(log)
+		if err != nil {
+			return usageError(fs, "%v", err)
+		}
+		if node, err = cluster.New(ccfg, cfg); err != nil {
+			fmt.Fprintf(stderr, "marmot serve: %v\n", err)
+			return exitUsage // New only fails on invalid settings
+		}
+		srv = node.Server()
+		start, stop = node.Start, node.Stop
+	} else if srv, err = marmot.NewServer(cfg); err != nil {
 		fmt.Fprintf(stderr, "marmot serve: %v\n", err)
 		return exitUsage // NewServer only fails on invalid settings
 	}
-	if err := srv.Start(ctx); err != nil {
+	if err := start(ctx); err != nil {
 		fmt.Fprintf(stderr, "marmot serve: %v\n", err)
+		if node != nil { // its actor system, and the member if it started
+			_ = node.Stop(context.WithoutCancel(ctx))
+		}
 		return exitFailure
 	}
 	// The URL goes to stdout, alone on its line, so scripts (and the tests)
@@ -205,7 +240,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	log.Info("shutting down", "stats", srv.Stats().String())
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopTimeout)
 	defer cancel()
-	if err := srv.Stop(stopCtx); err != nil {
+	if err := stop(stopCtx); err != nil {
 		fmt.Fprintf(stderr, "marmot serve: stop: %v\n", err)
 		return exitFailure
 	}
