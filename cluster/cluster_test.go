@@ -103,12 +103,22 @@ func loopbackNodes(t *testing.T) []nodeSpec {
 // on each: broadcasts, targeted sends and room publishes reach clients on
 // every node exactly once and in order; the cluster-wide figures count
 // every node; a SIGKILLed node is noticed, and rejoins when started again.
+//
+// It runs with each membership provider: automanaged, and etcd against a
+// real etcd server (Debian's etcd-server) on loopback.
 func TestThreeNodes(t *testing.T) {
+	t.Run("automanaged", func(t *testing.T) { threeNodes(t) })
+	t.Run("etcd", func(t *testing.T) {
+		threeNodes(t, "MARMOT_PROVIDER=etcd", "MARMOT_ETCD="+startEtcd(t))
+	})
+}
+
+func threeNodes(t *testing.T, env ...string) {
 	specs := loopbackNodes(t)
 	name := fmt.Sprintf("marmot-test-%d", time.Now().UnixNano())
 	procs := make([]*proc, len(specs))
 	for i, s := range specs {
-		procs[i] = startProc(t, name, s, specs)
+		procs[i] = startProc(t, name, s, specs, env...)
 	}
 	for _, p := range procs {
 		p.waitMembers("1,2,3")
@@ -254,7 +264,7 @@ func TestThreeNodes(t *testing.T) {
 		if res, err := clients[0].c.Request(ctx, "count", nil); err != nil || string(res) != "4" {
 			t.Fatalf("ClientCount with node 3 gone: %q, %v", res, err)
 		}
-		procs[2] = startProc(t, name, specs[2], specs)
+		procs[2] = startProc(t, name, specs[2], specs, env...)
 		for _, p := range procs {
 			p.waitMembers("1,2,3")
 		}

@@ -18,6 +18,10 @@ const (
 	// over HTTP. No external service; for development and small, fixed
 	// deployments.
 	ProviderAutomanaged = "automanaged"
+	// ProviderEtcd is protoactor's etcd provider: members register under
+	// a lease in etcd (Config.EtcdEndpoints) and watch each other there.
+	// For production: nodes come and go without a fixed list.
+	ProviderEtcd = "etcd"
 )
 
 // Config says how a node joins its cluster.
@@ -41,6 +45,10 @@ type Config struct {
 	// its Bind port, on every interface (protoactor's choice): nodes on
 	// one machine need Bind ports at least 2 apart.
 	Seeds []string
+	// EtcdEndpoints are the etcd servers (host:port) the etcd provider
+	// talks to. Members register under /marmot/<Name>/. Required with
+	// ProviderEtcd.
+	EtcdEndpoints []string
 	// RefreshTTL is how often the automanaged provider polls the members:
 	// a node that stops answering leaves the member list after about one
 	// to two RefreshTTLs. Default 1s.
@@ -86,6 +94,10 @@ func (c *Config) normalize() error {
 			if _, _, err := splitHostPort(s); err != nil {
 				return fmt.Errorf("marmot/cluster: seed: %w", err)
 			}
+		}
+	case ProviderEtcd:
+		if len(c.EtcdEndpoints) == 0 {
+			return errors.New("marmot/cluster: the etcd provider needs EtcdEndpoints")
 		}
 	default:
 		return fmt.Errorf("marmot/cluster: unknown provider %q", c.Provider)

@@ -105,7 +105,7 @@ func freePort(t *testing.T, ip string) int {
 	return 0
 }
 
-func startProc(t *testing.T, name string, spec nodeSpec, all []nodeSpec) *proc {
+func startProc(t *testing.T, name string, spec nodeSpec, all []nodeSpec, env ...string) *proc {
 	t.Helper()
 	var seeds []string
 	for _, s := range all {
@@ -121,6 +121,7 @@ func startProc(t *testing.T, name string, spec nodeSpec, all []nodeSpec) *proc {
 		"MARMOT_SEEDS="+strings.Join(seeds, ","),
 		"MARMOT_WS_ADDR="+spec.ip+":0",
 	)
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -200,4 +201,67 @@ func (p *proc) waitMembers(want string) {
 			p.t.Fatalf("node %d: members %q, want %q", p.id, last, want)
 		}
 	}
+}
+
+// startEtcd runs Debian's etcd-server on loopback with a temporary data
+// directory, and stops it by its PID when the test ends. It returns the
+// client endpoint. Without etcd the test is skipped, unless
+// MARMOT_REQUIRE_ETCD is set (CI installs it).
+func startEtcd(t *testing.T) string {
+	t.Helper()
+	bin, err := exec.LookPath("etcd")
+	if err != nil {
+		if os.Getenv("MARMOT_REQUIRE_ETCD") != "" {
+			t.Fatalf("etcd: %v", err)
+		}
+		t.Skipf("etcd not installed: %v", err)
+	}
+	port := func() int {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		return ln.Addr().(*net.TCPAddr).Port
+	}
+	client := fmt.Sprintf("http://127.0.0.1:%d", port())
+	peer := fmt.Sprintf("http://127.0.0.1:%d", port())
+	cmd := exec.Command(bin, "--name", "test", "--data-dir", t.TempDir(),
+		"--listen-client-urls", client, "--advertise-client-urls", client,
+		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+		"--initial-cluster", "test="+peer, "--logger", "zap")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan struct{})
+	exited := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		once := sync.Once{}
+		for sc.Scan() {
+			// etcd 3.4 with the zap logger says this once it serves
+			// clients (later versions also "ready to serve client requests").
+			if l := sc.Text(); strings.Contains(l, "serving client traffic") || strings.Contains(l, "ready to serve client requests") {
+				once.Do(func() { close(ready) })
+			}
+		}
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	})
+	select {
+	case <-ready:
+	case <-exited:
+		t.Fatal("etcd exited before it was ready")
+	case <-time.After(waitTimeout):
+		t.Fatal("etcd not ready")
+	}
+	return strings.TrimPrefix(client, "http://")
 }

@@ -39,11 +39,15 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
 	"github.com/asynkron/protoactor-go/cluster/clusterproviders/automanaged"
+	"github.com/asynkron/protoactor-go/cluster/clusterproviders/etcd"
 	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
 	"github.com/asynkron/protoactor-go/eventstream"
 	"github.com/asynkron/protoactor-go/remote"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
+
+	"go.uber.org/zap"
 
 	"github.com/marmotws/marmot"
 )
@@ -155,7 +159,20 @@ func (n *Node) startMember() (err error) {
 			hosts = append(hosts, healthAddr(s))
 		}
 	}
-	provider := automanaged.NewWithConfig(n.cfg.RefreshTTL, port+1, hosts...)
+	var provider cluster.ClusterProvider
+	switch n.cfg.Provider {
+	case ProviderEtcd:
+		p, err := etcd.NewWithConfig("/marmot/"+n.cfg.Name, clientv3.Config{
+			Endpoints: n.cfg.EtcdEndpoints, DialTimeout: n.cfg.RequestTimeout,
+			Logger: zap.NewNop(),
+		})
+		if err != nil {
+			return fmt.Errorf("marmot/cluster: etcd: %w", err)
+		}
+		provider = p
+	default:
+		provider = automanaged.NewWithConfig(n.cfg.RefreshTTL, port+1, hosts...)
+	}
 	// The endpoint queue bounds what waits for a slow or unreachable
 	// node (protoactor's default is a million messages).
 	rc := remote.Configure(host, port, remote.WithEndpointWriterQueueSize(100_000), remote.WithEndpointManagerQueueSize(100_000))
@@ -214,11 +231,16 @@ func (n *Node) Members() []Member {
 	return out
 }
 
-// memberNodeID reads the NodeID from a member's ID ("n<NodeID>-...").
+// memberNodeID reads the NodeID from a member's ID: the actor system's
+// ID "n<NodeID>-...", which the etcd provider prefixes with "<cluster>@".
 func memberNodeID(m *cluster.Member) uint32 {
-	s, _, _ := strings.Cut(strings.TrimPrefix(m.Id, "n"), "-")
-	id, _ := strconv.ParseUint(s, 10, 32)
-	return uint32(id)
+	id := m.Id
+	if i := strings.LastIndexByte(id, '@'); i >= 0 {
+		id = id[i+1:]
+	}
+	s, _, _ := strings.Cut(strings.TrimPrefix(id, "n"), "-")
+	v, _ := strconv.ParseUint(s, 10, 32)
+	return uint32(v)
 }
 
 // nodeAddress returns the address of the member whose NodeID is id.

@@ -18,6 +18,7 @@ type clusterFlags struct {
 	bind     string
 	provider string
 	seeds    string
+	etcd     string
 }
 
 func addClusterFlags(fs *flag.FlagSet) *clusterFlags {
@@ -25,8 +26,9 @@ func addClusterFlags(fs *flag.FlagSet) *clusterFlags {
 	fs.StringVar(&c.name, "cluster", "", "join the cluster called `NAME` (empty: a single server); needs --cluster-node and --cluster-bind")
 	fs.UintVar(&c.node, "cluster-node", 0, "this node's `ID`, 1 to 999999, unique in the cluster: its clients' IDs start at ID×10^12")
 	fs.StringVar(&c.bind, "cluster-bind", "", "`host:port` the node's cluster traffic listens on and is reached at (a concrete IP); automanaged also serves its health on port+1, on every interface")
-	fs.StringVar(&c.provider, "cluster-provider", cluster.ProviderAutomanaged, "membership provider: automanaged (a fixed list of nodes, no external service)")
+	fs.StringVar(&c.provider, "cluster-provider", cluster.ProviderAutomanaged, "membership provider: automanaged (a fixed list of nodes, no external service) or etcd (members register in etcd)")
 	fs.StringVar(&c.seeds, "cluster-seeds", "", "the other nodes' --cluster-bind addresses, comma-separated (automanaged)")
+	fs.StringVar(&c.etcd, "etcd-endpoints", "", "etcd servers, `host:port,...` (--cluster-provider etcd)")
 	return c
 }
 
@@ -43,14 +45,9 @@ func (c *clusterFlags) config(log *slog.Logger) (cluster.Config, error) {
 	if c.node > 999_999 {
 		return cluster.Config{}, fmt.Errorf("invalid value %d for flag -cluster-node: 1 to 999999", c.node)
 	}
-	var seeds []string
-	for s := range strings.SplitSeq(c.seeds, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			seeds = append(seeds, s)
-		}
-	}
 	return cluster.Config{
-		Name: c.name, NodeID: uint32(c.node), Bind: c.bind, Provider: c.provider, Seeds: seeds, Logger: log,
+		Name: c.name, NodeID: uint32(c.node), Bind: c.bind, Provider: c.provider, Logger: log,
+		Seeds: splitList(c.seeds), EtcdEndpoints: splitList(c.etcd),
 		OnMembersChange: func(ms []cluster.Member) {
 			ids := make([]string, len(ms))
 			for i, m := range ms {
@@ -59,4 +56,15 @@ func (c *clusterFlags) config(log *slog.Logger) (cluster.Config, error) {
 			log.Info("cluster members", "members", strings.Join(ids, ","))
 		},
 	}, nil
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(v string) []string {
+	var out []string
+	for s := range strings.SplitSeq(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }

@@ -75,6 +75,7 @@ func TestServeClusterFlags(t *testing.T) {
 		{"--cluster", "c", "--cluster-node", "1"},
 		{"--cluster", "c", "--cluster-node", "1", "--cluster-bind", "127.0.0.2:7001", "--history-size", "10"},
 		{"--cluster", "c", "--cluster-node", "1", "--cluster-bind", "127.0.0.2:7001", "--cluster-provider", "zk"},
+		{"--cluster", "c", "--cluster-node", "1", "--cluster-bind", "127.0.0.2:7001", "--cluster-provider", "etcd"},
 	} {
 		var out, errs strings.Builder
 		if code := runServe(t.Context(), append(args, "--addr", "127.0.0.1:0"), &out, &errs); code != exitUsage {

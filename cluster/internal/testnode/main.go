@@ -1,7 +1,7 @@
 // Command testnode runs one cluster node for the cluster package's tests,
 // which start three of them as separate processes. It is configured from
 // the environment (MARMOT_CLUSTER_NAME, MARMOT_NODE_ID, MARMOT_BIND,
-// MARMOT_SEEDS, MARMOT_WS_ADDR), prints "URL ws://..." once it serves and
+// MARMOT_SEEDS, MARMOT_WS_ADDR, MARMOT_PROVIDER, MARMOT_ETCD), prints "URL ws://..." once it serves and
 // "MEMBERS 1,2,3" after every change of the member list, and stops
 // gracefully when its stdin closes. Its clients drive it with requests:
 // whoami, bcast PAYLOAD, sendto "ID TEXT", count, clients.
@@ -88,10 +88,17 @@ func runChild() int {
 	}
 	var err error
 	n, err = cluster.New(cluster.Config{
-		Name:       os.Getenv("MARMOT_CLUSTER_NAME"),
-		NodeID:     uint32(nodeID),
-		Bind:       os.Getenv("MARMOT_BIND"),
-		Seeds:      seeds,
+		Name:     os.Getenv("MARMOT_CLUSTER_NAME"),
+		NodeID:   uint32(nodeID),
+		Bind:     os.Getenv("MARMOT_BIND"),
+		Seeds:    seeds,
+		Provider: os.Getenv("MARMOT_PROVIDER"),
+		EtcdEndpoints: func() []string {
+			if e := os.Getenv("MARMOT_ETCD"); e != "" {
+				return strings.Split(e, ",")
+			}
+			return nil
+		}(),
 		RefreshTTL: 500 * time.Millisecond,
 		Logger:     log,
 		OnMembersChange: func(ms []cluster.Member) {
