@@ -99,6 +99,8 @@ func (s *Server) Leave(id ClientID, room string) error {
 // Publish sends data to every member of room, with the room's next
 // offset, encoded once per wire format, and returns how many members it
 // was queued for (0 when the room does not exist).
+// With a RoomBroker (a cluster) it returns 0 once the broker has taken
+// the message: the members are on every node, and counted nowhere.
 func (s *Server) Publish(room string, data []byte) (int, error) {
 	h, err := s.current()
 	if err != nil {

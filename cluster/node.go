@@ -45,6 +45,7 @@ import (
 	"github.com/asynkron/protoactor-go/remote"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 
 	"go.uber.org/zap"
@@ -68,6 +69,10 @@ type Node struct {
 	prop propagation.TextMapPropagator
 	rb   *roomBroker
 	log  *slog.Logger
+	mp   metric.MeterProvider
+
+	traffic    traffic
+	metricsReg metric.Registration
 
 	mu      sync.Mutex // serialises Start and Stop
 	started bool
@@ -88,7 +93,7 @@ func New(cfg Config, srv marmot.ServerConfig) (*Node, error) {
 	if srv.ActorSystem != nil || srv.NodeID != 0 || srv.RoomBroker != nil {
 		return nil, errors.New("marmot/cluster: ServerConfig.ActorSystem, NodeID and RoomBroker are the node's to set")
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, prop: srv.Propagator}
+	n := &Node{cfg: cfg, log: cfg.Logger, prop: srv.Propagator, mp: srv.MeterProvider}
 	if n.prop == nil {
 		n.prop = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
 		if p := otel.GetTextMapPropagator(); len(p.Fields()) > 0 {
@@ -146,6 +151,7 @@ func (n *Node) Start(ctx context.Context) error {
 		return err
 	}
 	n.started = true
+	n.registerMetrics(n.mp)
 	return n.srv.Start(ctx)
 }
 
@@ -199,6 +205,9 @@ func (n *Node) Stop(ctx context.Context) error {
 	}
 	n.stopped = true
 	err := n.srv.Stop(ctx)
+	if n.metricsReg != nil {
+		_ = n.metricsReg.Unregister()
+	}
 	if n.topo != nil {
 		n.sys.EventStream.Unsubscribe(n.topo)
 		close(n.rb.done)

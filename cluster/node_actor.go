@@ -19,6 +19,9 @@ type nodeActor struct{ n *Node }
 // Receive implements actor.Actor.
 func (a *nodeActor) Receive(ctx actor.Context) {
 	srv := a.n.srv
+	if k, ok := receivedKind(ctx.Message()); ok {
+		a.n.traffic.received[k].Add(1)
+	}
 	switch m := ctx.Message().(type) {
 	case *wire.RoomDeliver:
 		a.n.rb.delivered(m)
@@ -81,4 +84,19 @@ func addrString(a net.Addr) string {
 		return ""
 	}
 	return a.String()
+}
+
+// receivedKind is the metrics' kind of a message from another node.
+func receivedKind(m any) (int, bool) {
+	switch m.(type) {
+	case *wire.RoomDeliver:
+		return kindDeliver, true
+	case *wire.Broadcast:
+		return kindBroadcast, true
+	case *wire.SendTo, *wire.Disconnect:
+		return kindSend, true
+	case *wire.ClientsRequest, *wire.StatsRequest:
+		return kindQuery, true
+	}
+	return 0, false
 }

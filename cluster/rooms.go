@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
@@ -78,6 +79,8 @@ func (g *roomGrain) Receive(ctx actor.Context) {
 			ctx.Stop(ctx.Self())
 		}
 	case *wire.RoomPublish:
+		g.n.traffic.received[kindPublish].Add(1)
+		g.n.traffic.sent[kindDeliver].Add(int64(len(g.subs)))
 		g.room = m.Room
 		g.offset++
 		g.published = true
@@ -136,17 +139,31 @@ func (b *roomBroker) Subscribe(room string) (marmot.RoomPosition, error) {
 	return b.subscribe(room, epoch, offset)
 }
 
+// subscribeAttempts bounds the tries of one subscription; the waits
+// between them add up to about 1.5 s.
+const subscribeAttempts = 6
+
 // subscribe asks the room's grain, where the current topology places it,
 // to deliver the room here. It asks the placement itself rather than
 // protoactor's PID cache, which still names a grain that moved away after
-// a member joined; a grain found stopping is asked again.
+// a member joined; a grain found stopping, or no member to place it on, is
+// tried again.
 func (b *roomBroker) subscribe(room, epoch string, offset uint64) (marmot.RoomPosition, error) {
 	if b.n.c == nil {
 		return marmot.RoomPosition{}, ErrNotStarted
 	}
 	msg := &wire.RoomSubscribe{Room: room, Node: b.n.sys.Address(), Epoch: epoch, Offset: offset}
 	var err error
-	for range 3 {
+	for attempt := range subscribeAttempts {
+		if attempt > 0 {
+			// The member list may still be forming (a node that has
+			// just started), or the grain stopping: wait a little.
+			select {
+			case <-b.done:
+				return marmot.RoomPosition{}, ErrNotStarted
+			case <-time.After(time.Duration(25<<attempt) * time.Millisecond):
+			}
+		}
 		pid := b.n.c.Get(room, roomKind)
 		if pid == nil {
 			err = fmt.Errorf("%w: %q", ErrNoRoute, room)
@@ -206,6 +223,7 @@ func (b *roomBroker) Publish(room string, m *marmot.RoomMessage) error {
 		}
 		b.mu.Unlock()
 	}
+	b.n.traffic.sent[kindPublish].Add(1)
 	b.n.sys.Root.Send(pid, &wire.RoomPublish{Room: room, Name: m.Name, Data: m.Data, Meta: m.Meta})
 	return nil
 }

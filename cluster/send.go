@@ -31,7 +31,7 @@ func (n *Node) BroadcastCommand(ctx context.Context, name string, payload []byte
 
 func (n *Node) broadcast(ctx context.Context, m *wire.Broadcast) (int, error) {
 	total := 0
-	err := n.each(ctx, m, func(_ Member, res proto.Message) error {
+	err := n.each(ctx, kindBroadcast, m, func(_ Member, res proto.Message) error {
 		a, ok := res.(*wire.Ack)
 		if !ok {
 			return fmt.Errorf("unexpected answer %T", res)
@@ -86,6 +86,7 @@ func (n *Node) send(ctx context.Context, id marmot.ClientID, m proto.Message) er
 	if !ok {
 		return fmt.Errorf("%w: client %d, node %d", ErrNodeNotFound, id, id.Node())
 	}
+	n.traffic.sent[kindSend].Add(1)
 	res, err := n.sys.Root.RequestFuture(nodePID(addr), m, n.timeout(ctx)).Result()
 	if err != nil {
 		return fmt.Errorf("marmot/cluster: node %d (%s): %w", id.Node(), addr, err)
@@ -107,7 +108,7 @@ func (n *Node) send(ctx context.Context, id marmot.ClientID, m proto.Message) er
 // named in the error; the others' clients are returned.
 func (n *Node) Clients(ctx context.Context) ([]marmot.ClientInfo, error) {
 	var out []marmot.ClientInfo
-	err := n.each(ctx, &wire.ClientsRequest{}, func(m Member, res proto.Message) error {
+	err := n.each(ctx, kindQuery, &wire.ClientsRequest{}, func(m Member, res proto.Message) error {
 		cs, ok := res.(*wire.Clients)
 		if !ok {
 			return fmt.Errorf("unexpected answer %T", res)
@@ -135,7 +136,7 @@ func (n *Node) ClientCount(ctx context.Context) (int, error) {
 // Stats returns the sum of every node's counters.
 func (n *Node) Stats(ctx context.Context) (marmot.Stats, error) {
 	var t marmot.Stats
-	err := n.each(ctx, &wire.StatsRequest{}, func(_ Member, res proto.Message) error {
+	err := n.each(ctx, kindQuery, &wire.StatsRequest{}, func(_ Member, res proto.Message) error {
 		s, ok := res.(*wire.Stats)
 		if !ok {
 			return fmt.Errorf("unexpected answer %T", res)
@@ -157,13 +158,14 @@ func (n *Node) Stats(ctx context.Context) (marmot.Stats, error) {
 	return t, err
 }
 
-// each asks every member's node actor m at once and hands each answer to
+// each asks every member's node actor m (of kind, for the metrics) at once and hands each answer to
 // f; failures are joined into the error, naming their node.
-func (n *Node) each(ctx context.Context, m proto.Message, f func(Member, proto.Message) error) error {
+func (n *Node) each(ctx context.Context, kind int, m proto.Message, f func(Member, proto.Message) error) error {
 	if err := n.check(); err != nil {
 		return err
 	}
 	members := n.Members()
+	n.traffic.sent[kind].Add(int64(len(members)))
 	d := n.timeout(ctx)
 	type call struct {
 		m   Member
