@@ -106,14 +106,21 @@ func loopbackNodes(t *testing.T) []nodeSpec {
 //
 // It runs with each membership provider: automanaged, and etcd against a
 // real etcd server (Debian's etcd-server) on loopback.
+//
+// With automanaged the nodes also export their spans to an in-process
+// OTLP receiver: a broadcast asked of node 1 makes one trace with the
+// broadcasts it caused on nodes 2 and 3.
 func TestThreeNodes(t *testing.T) {
-	t.Run("automanaged", func(t *testing.T) { threeNodes(t) })
+	t.Run("automanaged", func(t *testing.T) {
+		col := newCollector(t)
+		threeNodes(t, col, "MARMOT_OTLP_URL="+col.srv.URL)
+	})
 	t.Run("etcd", func(t *testing.T) {
-		threeNodes(t, "MARMOT_PROVIDER=etcd", "MARMOT_ETCD="+startEtcd(t))
+		threeNodes(t, nil, "MARMOT_PROVIDER=etcd", "MARMOT_ETCD="+startEtcd(t))
 	})
 }
 
-func threeNodes(t *testing.T, env ...string) {
+func threeNodes(t *testing.T, col *collector, env ...string) {
 	specs := loopbackNodes(t)
 	name := fmt.Sprintf("marmot-test-%d", time.Now().UnixNano())
 	procs := make([]*proc, len(specs))
@@ -167,6 +174,34 @@ func threeNodes(t *testing.T, env ...string) {
 			c.expectMarker(t, "end")
 		}
 	})
+
+	if col != nil {
+		t.Run("trace", func(t *testing.T) {
+			if _, err := clients[0].c.Request(ctx, "bcast", []byte("traced")); err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range clients {
+				c.expectMarker(t, "traced")
+			}
+			// Node 1's process span of the request, and the broadcast
+			// spans on the other nodes in its trace. The spans are
+			// exported as they end; wait for each export.
+			deadline := time.After(waitTimeout)
+			for {
+				trace, ok := col.find("node-1", "process bcast", "")
+				_, ok2 := col.find("node-2", "broadcast", trace)
+				_, ok3 := col.find("node-3", "broadcast", trace)
+				if ok && ok2 && ok3 {
+					return
+				}
+				select {
+				case <-col.changed:
+				case <-deadline:
+					t.Fatalf("no trace across the nodes: node 1's process span found %v, broadcast on node 2 %v, on node 3 %v", ok, ok2, ok3)
+				}
+			}
+		})
+	}
 
 	t.Run("targeted", func(t *testing.T) {
 		// Every client sends one to every other, across nodes and on its own.

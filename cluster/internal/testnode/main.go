@@ -1,7 +1,8 @@
 // Command testnode runs one cluster node for the cluster package's tests,
 // which start three of them as separate processes. It is configured from
 // the environment (MARMOT_CLUSTER_NAME, MARMOT_NODE_ID, MARMOT_BIND,
-// MARMOT_SEEDS, MARMOT_WS_ADDR, MARMOT_PROVIDER, MARMOT_ETCD), prints "URL ws://..." once it serves and
+// MARMOT_SEEDS, MARMOT_WS_ADDR, MARMOT_PROVIDER, MARMOT_ETCD, and
+// MARMOT_OTLP_URL to export its spans over OTLP/HTTP as service node-N), prints "URL ws://..." once it serves and
 // "MEMBERS 1,2,3" after every change of the member list, and stops
 // gracefully when its stdin closes. Its clients drive it with requests:
 // whoami, bcast PAYLOAD, sendto "ID TEXT", count, clients.
@@ -21,6 +22,12 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/marmotws/marmot"
 	"github.com/marmotws/marmot/cluster"
@@ -48,7 +55,9 @@ func runChild() int {
 	}
 	var n *cluster.Node
 	handle := func(m *marmot.Message) {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		// The message's context carries its process span: the calls to
+		// other nodes carry it on (MARMOT_OTLP_URL exports the spans).
+		ctx, cancel := context.WithTimeout(m.Context(), 20*time.Second)
 		defer cancel()
 		var res string
 		var err error
@@ -86,6 +95,18 @@ func runChild() int {
 		}
 		_ = m.Reply([]byte(res))
 	}
+	var tp trace.TracerProvider
+	if u := os.Getenv("MARMOT_OTLP_URL"); u != "" {
+		exp, err := otlptracehttp.New(context.Background(), otlptracehttp.WithEndpointURL(u+"/v1/traces"))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+		sdk := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp), sdktrace.WithResource(resource.NewSchemaless(
+			attribute.String("service.name", "node-"+strconv.FormatUint(nodeID, 10)))))
+		defer func() { _ = sdk.Shutdown(context.Background()) }()
+		tp = sdk
+	}
 	var err error
 	n, err = cluster.New(cluster.Config{
 		Name:     os.Getenv("MARMOT_CLUSTER_NAME"),
@@ -110,6 +131,7 @@ func runChild() int {
 		},
 	}, marmot.ServerConfig{
 		Addr:           os.Getenv("MARMOT_WS_ADDR"),
+		TracerProvider: tp,
 		Logger:         log,
 		MaxConnections: -1,
 		ServerEvents:   marmot.ServerEvents{OnHandleCommand: handle},
