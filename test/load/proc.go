@@ -167,7 +167,8 @@ func (c *child) stop() error {
 // 127.0.0.3, ...) so that tens of thousands of connections do not exhaust
 // one address's ephemeral ports.
 type dialer struct {
-	url    string
+	urls   []string // dialled in turn (the nodes of a cluster)
+	nurl   atomic.Uint64
 	secure *secureClient // nil: plain connections
 	// envelope offers marmot.v1 on plain connections too (the rooms
 	// scenarios speak envelopes); the secure profile always does.
@@ -180,13 +181,17 @@ type dialer struct {
 // 0 (or a server that is not on a loopback IP) lets the kernel choose.
 func newDialer(t target) *dialer {
 	sources := t.Sources
-	u, err := url.Parse(t.URL)
-	if err == nil {
-		if ip := net.ParseIP(u.Hostname()); ip == nil || !ip.IsLoopback() || ip.To4() == nil {
-			sources = 0
+	// Several comma-separated URLs (the nodes of a cluster) are dialled
+	// in turn.
+	d := &dialer{urls: strings.Split(t.URL, ","), secure: t.Secure}
+	for _, s := range d.urls {
+		u, err := url.Parse(s)
+		if err == nil {
+			if ip := net.ParseIP(u.Hostname()); ip == nil || !ip.IsLoopback() || ip.To4() == nil {
+				sources = 0
+			}
 		}
 	}
-	d := &dialer{url: t.URL, secure: t.Secure}
 	for i := range max(sources, 1) {
 		nd := &net.Dialer{Timeout: 30 * time.Second}
 		if sources > 0 {
@@ -216,7 +221,7 @@ func (d *dialer) dial(ctx context.Context) (*conn, error) {
 		opts.Subprotocols = []string{protocol.SubprotocolBinary}
 		opts.HTTPHeader = http.Header{marmot.HeaderEncryption: {"secure"}}
 	}
-	ws, resp, err := websocket.Dial(ctx, d.url, opts)
+	ws, resp, err := websocket.Dial(ctx, d.urls[(d.nurl.Add(1)-1)%uint64(len(d.urls))], opts)
 	if resp != nil && resp.Body != nil && err != nil {
 		_ = resp.Body.Close()
 	}
