@@ -196,7 +196,9 @@ func (n *Node) startMember() (err error) {
 }
 
 // Stop stops the server gracefully (Server().Stop), then leaves the
-// cluster and shuts the actor system down. The node cannot start again.
+// cluster and shuts the actor system down, within ctx: when ctx ends
+// first, Stop returns its error and the leaving goes on in the
+// background. The node cannot start again.
 func (n *Node) Stop(ctx context.Context) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -213,10 +215,22 @@ func (n *Node) Stop(ctx context.Context) error {
 		close(n.rb.done)
 	}
 	n.wg.Wait()
-	if n.started {
-		n.c.Shutdown(true)
-	} else {
+	if !n.started {
 		n.sys.Shutdown()
+		return err
+	}
+	// Leaving takes protoactor about 2 s (it waits for ownership to
+	// move), and longer when the provider cannot reach its store (etcd
+	// down): ctx bounds the wait, and the rest finishes on its own.
+	left := make(chan struct{})
+	go func() {
+		defer close(left)
+		n.c.Shutdown(true)
+	}()
+	select {
+	case <-left:
+	case <-ctx.Done():
+		err = errors.Join(err, fmt.Errorf("marmot/cluster: leaving the cluster: %w", ctx.Err()))
 	}
 	return err
 }
