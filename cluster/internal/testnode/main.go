@@ -120,7 +120,10 @@ func runChild() int {
 			}
 			return nil
 		}(),
-		RefreshTTL: 500 * time.Millisecond,
+		// Each poll that times out on a loaded machine would remove a
+		// live node for good (protoactor blocks members that left; see
+		// docs/CLUSTER.md): the default 1 s polls half as often as 500 ms.
+		RefreshTTL: time.Second,
 		Logger:     log,
 		OnMembersChange: func(ms []cluster.Member) {
 			ids := make([]string, len(ms))
