@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -80,20 +81,20 @@ type nodeSpec struct {
 	bind string // cluster Bind
 }
 
-// freePorts picks a cluster port on ip whose next port is free on every
-// interface (automanaged's health endpoint).
+// freePort picks a cluster port on ip whose next port is free on every
+// interface (automanaged's health endpoint), below the kernel's ephemeral
+// range (32768 and up on Linux), where the outgoing connections of other
+// processes on a busy machine would take them between the pick and the
+// node's start.
 func freePort(t *testing.T, ip string) int {
 	t.Helper()
-	for range 50 {
-		ln, err := net.Listen("tcp", ip+":0")
+	for range 200 {
+		port := 20000 + rand.IntN(12000)
+		ln, err := net.Listen("tcp", fmt.Sprintf("%s:%d", ip, port))
 		if err != nil {
-			t.Fatal(err)
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-		if port >= 65000 {
 			continue
 		}
+		ln.Close()
 		h, err := net.Listen("tcp", fmt.Sprintf("0.0.0.0:%d", port+1))
 		if err != nil {
 			continue

@@ -177,6 +177,14 @@ func (n *Node) startMember() (err error) {
 		}
 		provider = p
 	default:
+		// automanaged serves its health endpoint from a goroutine and
+		// only logs when it cannot listen, which would leave this node
+		// invisible to the others: check that the port is free first.
+		ln, err := net.Listen("tcp", net.JoinHostPort("0.0.0.0", strconv.Itoa(port+1)))
+		if err != nil {
+			return fmt.Errorf("marmot/cluster: the automanaged health port (Bind port + 1): %w", err)
+		}
+		_ = ln.Close()
 		provider = automanaged.NewWithConfig(n.cfg.RefreshTTL, port+1, hosts...)
 	}
 	// The endpoint queue bounds what waits for a slow or unreachable

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"strings"
 	"syscall"
@@ -9,15 +10,22 @@ import (
 )
 
 // clusterPort picks a port on ip for --cluster-bind whose next port
-// (automanaged's health endpoint, on every interface) is free too.
+// (automanaged's health endpoint, on every interface) is free too, below
+// the kernel's ephemeral range, where other processes' outgoing
+// connections would take them between the pick and the node's start.
 func clusterPort(t *testing.T, ip string) int {
 	t.Helper()
-	for range 50 {
-		ln, err := net.Listen("tcp", ip+":0")
+	if ln, err := net.Listen("tcp", ip+":0"); err != nil {
+		t.Skipf("loopback address %s unusable: %v", ip, err)
+	} else {
+		_ = ln.Close()
+	}
+	for range 200 {
+		port := 20000 + rand.IntN(12000)
+		ln, err := net.Listen("tcp", fmt.Sprintf("%s:%d", ip, port))
 		if err != nil {
-			t.Skipf("loopback address %s unusable: %v", ip, err)
+			continue
 		}
-		port := ln.Addr().(*net.TCPAddr).Port
 		_ = ln.Close()
 		if h, err := net.Listen("tcp", fmt.Sprintf("0.0.0.0:%d", port+1)); err == nil {
 			_ = h.Close()
