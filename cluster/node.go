@@ -95,10 +95,7 @@ func New(cfg Config, srv marmot.ServerConfig) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, prop: srv.Propagator, mp: srv.MeterProvider}
 	if n.prop == nil {
-		n.prop = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
-		if p := otel.GetTextMapPropagator(); len(p.Fields()) > 0 {
-			n.prop = p
-		}
+		n.prop = defaultPropagator()
 	}
 	n.sys = marmot.NewActorSystem(cfg.Logger)
 	// The member's ID carries the NodeID, so that a ClientID's node is
@@ -135,7 +132,7 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	// The node actor listens to the topology before the member starts,
 	// so that no change is missed.
-	self, err := n.sys.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return &nodeActor{n: n} }), nodeActorName)
+	self, err := n.sys.Root.SpawnNamed(actorProps(n), nodeActorName)
 	if err != nil {
 		return fmt.Errorf("marmot/cluster: spawn the node actor: %w", err)
 	}
@@ -329,3 +326,17 @@ func (a remoteAddr) Network() string { return "tcp" }
 func (a remoteAddr) String() string  { return string(a) }
 
 var _ net.Addr = remoteAddr("")
+
+// defaultPropagator is the global propagator when one is set, else W3C
+// trace context and baggage (marmot's default).
+func defaultPropagator() propagation.TextMapPropagator {
+	if p := otel.GetTextMapPropagator(); len(p.Fields()) > 0 {
+		return p
+	}
+	return propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+}
+
+// actorProps makes n's node actor.
+func actorProps(n *Node) *actor.Props {
+	return actor.PropsFromProducer(func() actor.Actor { return &nodeActor{n: n} })
+}
