@@ -2,6 +2,7 @@ package marmot
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -37,6 +38,22 @@ type ClientConfig struct {
 	Subprotocol string
 	// Header is sent with the upgrade request (e.g. Authorization).
 	Header http.Header
+	// TLSConfig configures wss:// connections: RootCAs to trust a private
+	// CA, client certificates. Default: the system's roots. A certificate
+	// the client does not trust fails with ErrCertificate, which is not
+	// retried. (InsecureSkipVerify turns verification off: for tests.)
+	TLSConfig *tls.Config
+	// Token, when set, is called for a token on every connect and
+	// reconnect, so it can hand out a fresh one (after a 4001
+	// CloseTokenExpired, say); it is sent as "Authorization: Bearer
+	// TOKEN", or, with TokenInMessage, as the connection's first message
+	// (a marmot.auth request; docs/PROTOCOL.md section 7), which is what
+	// browsers must do. A 401 or 403 (ErrUnauthorized, ErrForbidden) is
+	// not retried.
+	Token func(ctx context.Context) (string, error)
+	// TokenInMessage sends Token's token as the first message instead of
+	// a header. Not with the compat encryption profile.
+	TokenInMessage bool
 	// ConnectionTimeout bounds each connect attempt, handshake included.
 	// Default 30s.
 	ConnectionTimeout time.Duration
@@ -117,6 +134,10 @@ type ClientConfig struct {
 	// OnHandleCommand is not called when it is set; the other events are.
 	Actor actor.Producer
 
+	// Compression offers permessage-deflate (RFC 7692); used when the
+	// server accepts it. Off by default; off with encryption.
+	Compression Compression
+
 	// EncryptionConfig is the seed's AES encryption; off by default. It
 	// picks the subprotocol: marmot.v1 (secure) or synopsejson (compat).
 	EncryptionConfig
@@ -140,6 +161,12 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	enc, err := cfg.clientEncryption(cfg.Logger)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.TokenInMessage && cfg.Token == nil {
+		return nil, fmt.Errorf("marmot: TokenInMessage needs a Token callback")
+	}
+	if cfg.TokenInMessage && enc != nil && enc.Subprotocol() != protocol.SubprotocolBinary {
+		return nil, fmt.Errorf("marmot: TokenInMessage does not work with the %s encryption profile", cfg.EncryptionProfile)
 	}
 	if enc != nil && cfg.Subprotocol != "" && cfg.Subprotocol != enc.Subprotocol() {
 		return nil, fmt.Errorf("marmot: Subprotocol %q cannot carry encryption (it uses %q)", cfg.Subprotocol, enc.Subprotocol())
@@ -169,6 +196,10 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		MeterProvider:        cfg.MeterProvider,
 		Propagator:           cfg.Propagator,
 		Encryption:           enc,
+		Compression:          cfg.Compression,
+		TLSConfig:            cfg.TLSConfig,
+		Token:                cfg.Token,
+		TokenInMessage:       cfg.TokenInMessage,
 		Actor:                cfg.Actor,
 		Events:               cfg.ClientEvents,
 	})
@@ -268,6 +299,11 @@ func (c *Client) Connected() bool { return c.c.Connected() }
 
 // Reconnecting reports whether the client is between reconnect attempts.
 func (c *Client) Reconnecting() bool { return c.c.Reconnecting() }
+
+// Compressed reports whether the current connection negotiated
+// permessage-deflate (ClientConfig.Compression, when the server accepts
+// it); false when not connected.
+func (c *Client) Compressed() bool { return c.c.Compressed() }
 
 // Stats returns the client's counters.
 func (c *Client) Stats() ClientStats { return c.c.Stats() }

@@ -40,6 +40,13 @@ const (
 	BinaryMessage = actors.BinaryMessage
 )
 
+// Compression configures permessage-deflate (RFC 7692) on a server or a
+// client: see ServerConfig.Compression and ClientConfig.Compression.
+type Compression = actors.Compression
+
+// DefaultCompressionThreshold is Compression.Threshold's default.
+const DefaultCompressionThreshold = actors.DefaultCompressionThreshold
+
 // ClientInfo is a snapshot of one server-side connection.
 type ClientInfo = actors.ClientInfo
 

@@ -2,11 +2,13 @@ package marmot
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/marmotws/marmot/actors"
+	"github.com/marmotws/marmot/jsclient"
 	"github.com/marmotws/marmot/protocol"
 )
 
@@ -55,9 +58,58 @@ type ServerConfig struct {
 	// DisableJSON refuses the marmot.json.v1 subprotocol meant for browsers.
 	// The seed's WebSocketsAjax (default true) maps to DisableJSON=false.
 	DisableJSON bool
-	// CheckOrigin vets the Origin header; nil accepts requests without an
-	// Origin header and those whose Origin host equals the Host header.
+	// CheckOrigin vets the Origin header itself, instead of AllowedOrigins
+	// and the same-origin default. A refusal is answered 403.
 	CheckOrigin func(r *http.Request) bool
+	// AllowedOrigins are Origin patterns let in besides same-origin, with
+	// coder/websocket's OriginPatterns semantics: requests without an
+	// Origin header (not browsers) and those whose Origin host equals the
+	// Host header always pass; otherwise a pattern must match the Origin's
+	// host ("example.com", "*.example.com"; path.Match, case-insensitive),
+	// or its "scheme://host" when the pattern contains "://". A refused
+	// origin is answered 403 with the reason, counted in
+	// Stats.OriginRefusals and reported to OnError (ErrOriginRefused).
+	AllowedOrigins []string
+
+	// TLSConfig, when set, makes Start serve TLS (wss://). Its
+	// certificates, or TLSCertFile and TLSKeyFile, are the server's.
+	// Idle TLS connections keep their reader goroutine (they cannot park:
+	// see docs/SECURITY.md); a TLS-terminating proxy in front keeps it.
+	TLSConfig *tls.Config
+	// TLSCertFile and TLSKeyFile are a PEM certificate (chain) and key
+	// file for Start to serve TLS with; both or neither.
+	TLSCertFile, TLSKeyFile string
+
+	// Authenticate, when set, vets every connection before its upgrade: it
+	// sees the request (headers, query, TLS state) and returns who the
+	// client is, or an error: one wrapping ErrForbidden is answered 403,
+	// any other 401 (with its text never sent to the client), counted in
+	// Stats.AuthRefusals and reported to OnError. The Identity is in
+	// ClientInfo (and so in OnJoin/OnPublish), on every Message, and its
+	// UserID on spans as enduser.id; when it has an ExpiresAt the
+	// connection is closed with 4001 (CloseTokenExpired) at that time.
+	// Returning ErrNoCredentials with AuthenticateToken set lets the client
+	// authenticate with its first message instead. Package jwtauth has a
+	// ready-made one.
+	Authenticate func(r *http.Request) (*Identity, error)
+	// AuthenticateToken verifies the token of a client that authenticates
+	// with its first message (a marmot.auth request; docs/PROTOCOL.md
+	// section 7), for browsers, which cannot set headers: every client
+	// when Authenticate is nil, else those for which it returned
+	// ErrNoCredentials. Until then the connection gets no broadcast and no
+	// targeted send (ErrNotAuthenticated), its handler nothing, and
+	// OnClientConnected runs only once it has authenticated (and
+	// OnClientDisconnected only for connections that did); a failure, or
+	// no marmot.auth within AuthTimeout, closes it with 4503. It runs on
+	// the connection's actor, its ctx bounded by AuthTimeout: keep it
+	// quick (verify a signature; do not call out to slow services).
+	AuthenticateToken func(ctx context.Context, token string) (*Identity, error)
+	// AuthTimeout is how long a client has to send its first-message
+	// authentication. Default 10s.
+	AuthTimeout time.Duration
+	// Limits are per-connection message and byte rates and per-IP
+	// connection limits (docs/SECURITY.md); zero fields are off.
+	Limits Limits
 	// MaxRestarts is how many times a connection's actor may restart within
 	// RestartWindow after handler panics; one more closes the connection
 	// with 1011. Default 3; negative closes on the first panic.
@@ -129,6 +181,12 @@ type ServerConfig struct {
 	// one order (see RoomBroker). Package cluster sets it. RoomHistory
 	// must be off with a broker (for now).
 	RoomBroker RoomBroker
+	// Compression turns on permessage-deflate (RFC 7692) for clients that
+	// offer it: messages of Compression.Threshold bytes and more (128 by
+	// default) go out compressed, a broadcast or room message compressed
+	// once for all its recipients. Off by default; off with encryption.
+	// docs/PERFORMANCE.md has what it costs and saves.
+	Compression Compression
 
 	// EncryptionConfig is the seed's AES encryption; off by default.
 	EncryptionConfig
@@ -173,6 +231,7 @@ type Server struct {
 	cfg ServerConfig
 	log *slog.Logger
 	enc *actors.Encryption
+	tls *tls.Config // nil: plain ws://
 
 	state atomic.Int32
 	hub   atomic.Pointer[actors.Hub]
@@ -181,6 +240,7 @@ type Server struct {
 	final atomic.Pointer[Stats]
 
 	mu        sync.Mutex // serialises Start and Stop
+	extra     []route    // Handle's, mounted by Start
 	httpSrv   *http.Server
 	ln        net.Listener
 	serveDone chan struct{}
@@ -196,7 +256,11 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, enc: enc}
+	tlsCfg, err := cfg.serverTLS()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, enc: enc, tls: tlsCfg}
 	s.hub.Store(s.newHub())
 	return s, nil
 }
@@ -234,6 +298,12 @@ func (c *ServerConfig) normalize() error {
 	if c.RoomBroker != nil && c.RoomHistory.Size > 0 {
 		return errors.New("marmot: RoomHistory cannot be used with a RoomBroker yet")
 	}
+	if err := actors.ValidateOriginPatterns(c.AllowedOrigins); err != nil {
+		return err
+	}
+	if err := c.Limits.Validate(); err != nil {
+		return err
+	}
 	c.Logger = levelLogger(c.Logger, c.LogLevel)
 	return nil
 }
@@ -261,6 +331,11 @@ func (s *Server) newHub() *actors.Hub {
 		MaxQueueBytes:      c.MaxQueueBytes,
 		Subprotocols:       subs,
 		CheckOrigin:        c.CheckOrigin,
+		AllowedOrigins:     c.AllowedOrigins,
+		Authenticate:       c.Authenticate,
+		AuthenticateToken:  c.AuthenticateToken,
+		AuthTimeout:        c.AuthTimeout,
+		Limits:             c.Limits,
 		MaxRestarts:        c.MaxRestarts,
 		RestartWindow:      c.RestartWindow,
 		Logger:             c.Logger,
@@ -276,6 +351,7 @@ func (s *Server) newHub() *actors.Hub {
 		RoomPresence:       c.RoomPresence,
 		NodeID:             c.NodeID,
 		RoomBroker:         c.RoomBroker,
+		Compression:        c.Compression,
 		Events:             c.ServerEvents,
 	})
 }
@@ -335,8 +411,19 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle(s.cfg.Path, s)
+	for _, name := range []string{jsclient.ScriptName, jsclient.TypesName} {
+		mux.Handle(strings.TrimSuffix(s.cfg.Path, "/")+"/"+name, s)
+	}
+	for _, r := range s.extra {
+		mux.Handle(r.pattern, r.h)
+	}
+	if s.tls != nil {
+		ln = tls.NewListener(ln, s.tls)
+	}
 	s.ln = ln
-	s.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	s.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
+		// net/http's own complaints (TLS handshake errors) go to Logger.
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 	s.serveDone = make(chan struct{})
 	go func(srv *http.Server, done chan struct{}) {
 		defer close(done)
@@ -349,6 +436,21 @@ func (s *Server) Start(ctx context.Context) error {
 	return nil
 }
 
+type route struct {
+	pattern string
+	h       http.Handler
+}
+
+// Handle adds a handler (for example NewDashboard's) to what Start serves
+// besides the endpoint, with http.ServeMux's pattern syntax; it applies
+// from the next Start. A pattern that clashes with the endpoint's makes
+// Start panic, as ServeMux does.
+func (s *Server) Handle(pattern string, h http.Handler) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.extra = append(s.extra, route{pattern, h})
+}
+
 // Addr returns the listening address, or nil before Start.
 func (s *Server) Addr() net.Addr {
 	s.mu.Lock()
@@ -359,7 +461,8 @@ func (s *Server) Addr() net.Addr {
 	return s.ln.Addr()
 }
 
-// URL returns the ws:// URL of the endpoint, or "" before Start.
+// URL returns the ws:// (wss:// with TLS) URL of the endpoint, or "" before
+// Start.
 func (s *Server) URL() string {
 	a := s.Addr()
 	if a == nil {
@@ -369,7 +472,11 @@ func (s *Server) URL() string {
 	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
 		host = "127.0.0.1"
 	}
-	return "ws://" + net.JoinHostPort(host, port) + s.cfg.Path
+	scheme := "ws://"
+	if s.tls != nil {
+		scheme = "wss://"
+	}
+	return scheme + net.JoinHostPort(host, port) + s.cfg.Path
 }
 
 // Stop shuts down gracefully: no new connections, every client's queue is
@@ -407,7 +514,14 @@ func (s *Server) Stop(ctx context.Context) error {
 }
 
 // ServeHTTP upgrades r to a WebSocket connection; after Stop it answers 503.
+// A GET of <Path>/marmot.js or <Path>/marmot.d.ts gets the browser client
+// (package jsclient); mount the server on "<Path>/" as well as "<Path>" in
+// your own mux to serve them.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if name, ok := jsclient.Match(s.cfg.Path, r.URL.Path); ok {
+		jsclient.Serve(w, r, name)
+		return
+	}
 	h := s.hub.Load()
 	if h == nil {
 		http.Error(w, "marmot: server stopped", http.StatusServiceUnavailable)

@@ -31,16 +31,19 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	up := h.startUpgradeSpan(r)
 	defer up.end("", nil)
-	t, sess, ok := h.upgrade(w, r, up)
+	t, sess, adm, ok := h.upgrade(w, r, up)
 	if !ok {
 		return
 	}
-	c := h.newConn(t, sess)
+	c := h.newConn(t, sess, adm)
 	h.totalConns.Add(1)
 	h.live.Add(1) // the connection actor, until Stopped
 	h.sys.Root.Send(h.server, &spawnConnection{c: c})
 	<-c.ready
 	up.span.SetAttributes(AttrClientID.Int64(int64(c.id)))
+	if adm.ident != nil && adm.ident.UserID != "" {
+		up.span.SetAttributes(semconv.EnduserIDKey.String(adm.ident.UserID))
+	}
 	up.end("", nil)
 	h.live.Add(1) // the transport's reader, until it stops for good
 	l := c.link
@@ -50,51 +53,50 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// upgrade admits r and upgrades it, running the secure handshake when the
-// hub encrypts. A refusal is answered, counted, traced and reported here.
-func (h *Hub) upgrade(w http.ResponseWriter, r *http.Request, up *upgradeSpan) (transport.Conn, *crypto.Session, bool) {
-	if !h.admit() {
-		up.end("max_connections", nil)
-		h.refused.Add(1)
-		msg := fmt.Sprintf("marmot: server at capacity (%d connections)", h.cfg.MaxConnections)
-		w.Header().Set("Retry-After", "5")
-		http.Error(w, msg, http.StatusServiceUnavailable)
-		h.reportError(0, fmt.Errorf("%w: refused %s (limit %d)", ErrMaxConnections, r.RemoteAddr, h.cfg.MaxConnections))
-		return nil, nil, false
+// upgrade screens r (screen.go) and upgrades it, running the secure
+// handshake when the hub encrypts. A refusal is answered, counted, traced
+// and reported here.
+func (h *Hub) upgrade(w http.ResponseWriter, r *http.Request, up *upgradeSpan) (transport.Conn, *crypto.Session, *admission, bool) {
+	adm, ok := h.admitRequest(w, r, up)
+	if !ok {
+		return nil, nil, nil, false
 	}
 	if reason, err := refuseEncryption(w, r, h.cfg.Encryption); err != nil {
-		h.admitted.Add(-1)
+		h.release(adm)
 		h.handshakes.Add(1)
 		up.end(reason, err)
 		h.reportError(0, err)
-		return nil, nil, false
+		return nil, nil, nil, false
 	}
 	t, err := h.acceptor.Accept(w, r)
 	if err != nil {
-		h.admitted.Add(-1)
+		h.release(adm)
 		up.end("upgrade_failed", err)
 		h.reportError(0, fmt.Errorf("marmot: upgrade from %s failed: %w", r.RemoteAddr, err))
-		return nil, nil, false
+		return nil, nil, nil, false
 	}
 	up.span.SetAttributes(AttrSubprotocol.String(t.Subprotocol()), AttrEncrypted.Bool(h.cfg.Encryption != nil))
 	var sess *crypto.Session
 	if enc := h.cfg.Encryption; enc != nil && enc.Profile == crypto.ProfileSecure {
-		if sess, err = serverHandshake(t, enc); err != nil {
-			h.admitted.Add(-1)
+		var version int
+		if sess, version, err = serverHandshake(t, enc, offeredHandshake(r)); err != nil {
+			h.release(adm)
 			h.handshakes.Add(1)
 			up.end("handshake_failed", err)
 			h.reportError(0, fmt.Errorf("marmot: client %s: %w", r.RemoteAddr, err))
 			t.Drop()
-			return nil, nil, false
+			return nil, nil, nil, false
 		}
+		up.span.SetAttributes(AttrHandshakeVersion.Int(version))
 	}
-	return t, sess, true
+	return t, sess, adm, true
 }
 
 // newConn builds the connection for an upgraded transport.
-func (h *Hub) newConn(t transport.Conn, sess *crypto.Session) *conn {
+func (h *Hub) newConn(t transport.Conn, sess *crypto.Session, adm *admission) *conn {
 	c := &conn{
 		hub:         h,
+		adm:         adm,
 		id:          ClientID(h.nextID.Add(1)),
 		remote:      t.RemoteAddr(),
 		connectedAt: time.Now(),
@@ -107,6 +109,7 @@ func (h *Hub) newConn(t transport.Conn, sess *crypto.Session) *conn {
 		inflight: max(h.cfg.MaxMessageSize, 1<<20),
 	})
 	l.sess = sess
+	l.limit = newConnLimiter(h.cfg.Limits, h.cfg.MaxMessageSize)
 	l.mbox = c.mbox // before the actor is known to senders
 	l.replyNow = true
 	l.keepRaw = h.cfg.Events.OnDataReceived != nil
@@ -163,16 +166,4 @@ func remoteAddr(s string) net.Addr {
 		return nil
 	}
 	return a
-}
-
-func (h *Hub) admit() bool {
-	for {
-		n := h.admitted.Load()
-		if h.cfg.MaxConnections > 0 && n >= int64(h.cfg.MaxConnections) {
-			return false
-		}
-		if h.admitted.CompareAndSwap(n, n+1) {
-			return true
-		}
-	}
 }

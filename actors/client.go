@@ -99,10 +99,11 @@ func NewClient(cfg ClientConfig) *Client {
 	if cfg.Encryption != nil {
 		c.cfg.Subprotocol = cfg.Encryption.Subprotocol()
 	}
-	c.dialer = wsconn.NewDialer(c.cfg.Subprotocol, cfg.ConnectionTimeout, wsconn.Config{
+	c.dialer = wsconn.NewDialer(c.cfg.Subprotocol, cfg.ConnectionTimeout, cfg.TLSConfig, wsconn.Config{
 		WriteTimeout: cmp.Or(max(cfg.WriteTimeout, 0), DefaultWriteTimeout),
 		KeepAlive:    cfg.KeepAlive,
 		ReadLimit:    cfg.MaxMessageSize,
+		Compression:  cfg.Compression.transport(cfg.Encryption),
 	})
 	strategy := supervisor.New(supervisor.Config{
 		MaxRestarts:    cfg.MaxRestarts,
@@ -221,6 +222,13 @@ func (c *Client) Close(ctx context.Context) error {
 		c.sys.Shutdown()
 	}
 	return err
+}
+
+// Compressed reports whether the current connection negotiated
+// permessage-deflate (see Compression); false when not connected.
+func (c *Client) Compressed() bool {
+	l := c.link()
+	return l != nil && l.t.Compressed()
 }
 
 func (c *Client) link() *link {

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -267,7 +268,7 @@ func (a *ClientActor) dial(ctx actor.Context, parent context.Context) {
 	sctx, span := c.tel.tracer.Start(parent, "marmot.connect", trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
 	header := c.cfg.Header
 	traced := trace.SpanContextFromContext(sctx).IsValid()
-	if traced || c.cfg.Encryption != nil {
+	if traced || c.cfg.Encryption != nil || c.cfg.Token != nil {
 		header = header.Clone()
 		if header == nil {
 			header = http.Header{}
@@ -279,28 +280,51 @@ func (a *ClientActor) dial(ctx actor.Context, parent context.Context) {
 	if enc := c.cfg.Encryption; enc != nil {
 		// marmot.v1 alone does not say the client encrypts.
 		header.Set(HeaderEncryption, enc.Profile.String())
+		if enc.Profile == crypto.ProfileSecure {
+			header.Set(HeaderHandshake, strconv.Itoa(crypto.HandshakeVersion))
+		}
 	}
 	c.live.Add(1)
 	go func() {
 		defer c.live.Done()
-		ws, err := c.dialer.Dial(dctx, c.cfg.URL, header)
+		token, err := c.token(dctx)
+		if err == nil && token != "" && !c.cfg.TokenInMessage {
+			header.Set("Authorization", "Bearer "+token)
+		}
+		var ws *wsconn.Conn
+		if err == nil {
+			ws, err = c.dialer.Dial(dctx, c.cfg.URL, header)
+		}
 		var refused *wsconn.RefusedError
 		if errors.As(err, &refused) {
 			if mismatch := encryptionRefusal(refused.Response, refused.Body, c.cfg.Encryption); mismatch != nil {
 				err = fmt.Errorf("%w (HTTP %s)", mismatch, refused.Response.Status)
+			} else {
+				err = refusalError(refused, err)
 			}
+		} else if err != nil {
+			err = certificateError(err)
 		}
 		var t transport.Conn
 		if err == nil {
 			t = ws
 		}
+		deadline, ok := dctx.Deadline()
 		var sess *crypto.Session
 		if enc := c.cfg.Encryption; err == nil && enc != nil && enc.Profile == crypto.ProfileSecure {
-			deadline, ok := dctx.Deadline()
 			if !ok {
 				deadline = enc.handshakeDeadline()
 			}
 			if sess, err = clientHandshake(t, enc, deadline); err != nil {
+				t.Drop()
+				t = nil
+			}
+		}
+		if err == nil && token != "" && c.cfg.TokenInMessage {
+			if !ok {
+				deadline = time.Now().Add(DefaultAuthTimeout)
+			}
+			if err = authenticateFirst(t, sess, token, deadline); err != nil {
 				t.Drop()
 				t = nil
 			}
@@ -332,12 +356,11 @@ func (a *ClientActor) dialed(ctx actor.Context, m *dialDone) {
 	if m.err != nil {
 		// A wrong key, an impossible mode or an encryption mismatch
 		// stays so: retrying would only hammer the server.
-		hopeless := errors.Is(m.err, crypto.ErrWrongKey) || errors.Is(m.err, crypto.ErrModeMismatch) ||
-			errors.Is(m.err, ErrEncryptionMismatch)
+		final := hopeless(m.err)
 		retry := c.State() == StateReconnecting ||
 			c.State() == StateConnecting && c.cfg.RetryFirstConnect && k.connectCtx.Err() == nil
 		k.lastErr = m.err
-		if retry && !hopeless {
+		if retry && !final {
 			if f := c.cfg.Events.OnReconnectFailed; f != nil {
 				attempt := k.attempt
 				c.safeCall("OnReconnectFailed", func() { f(attempt, m.err) })
@@ -602,6 +625,7 @@ func (c *Client) info(ctx actor.Context, l *link) ClientInfo {
 		PID:              ctx.Self(),
 		RemoteAddr:       l.t.RemoteAddr(),
 		Subprotocol:      l.t.Subprotocol(),
+		Compressed:       l.t.Compressed(),
 		ConnectedAt:      c.core.connectedAt,
 		BytesReceived:    st.bytesIn.Load(),
 		BytesSent:        st.bytesOut.Load(),

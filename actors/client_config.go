@@ -1,6 +1,8 @@
 package actors
 
 import (
+	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -199,11 +201,21 @@ type ClientConfig struct {
 	// Encryption, when set, encrypts every message; it decides the
 	// subprotocol (marmot.v1 for the secure profile, synopsejson for compat).
 	Encryption *Encryption
+	// Compression is permessage-deflate (see Compression); off by default.
+	Compression Compression
 	// Actor, when set, makes the user's actor the ClientActor feeds (see
 	// ClientActor); OnHandleCommand is not called then, the other events
 	// are.
-	Actor  actor.Producer
-	Events ClientEvents
+	Actor actor.Producer
+	// TLSConfig configures wss:// connections (root CAs, client
+	// certificates); nil: the system's roots.
+	TLSConfig *tls.Config
+	// Token, when set, is asked for a token on every connect and
+	// reconnect (so it may refresh one), sent as "Authorization: Bearer",
+	// or as the first message with TokenInMessage.
+	Token          func(ctx context.Context) (string, error)
+	TokenInMessage bool
+	Events         ClientEvents
 }
 
 // ClientStats are the client's counters.

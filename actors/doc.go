@@ -25,7 +25,8 @@
 //	       ─▶ outbox.post / send        actors/outbox.go             written at once when idle, else queued (bounded:
 //	                                                                 4008 slow consumer) and flushed by the actor
 //	       ─▶ outbox.write              actors/outbox.go             seal (encryption.go), counters, OnDataSent
-//	       ─▶ transport.Conn.Write*     internal/wsconn/write.go     server frames encoded here, batched into one
+//	       ─▶ transport.Conn.Write*     internal/wsconn/write.go     server frames encoded here (compressed when
+//	                                                                 negotiated: compress.go), batched into one
 //	                                                                 syscall (frameconn.go); clients' via gorilla
 //
 // No arrow runs back up: the transport calls only its transport.Receiver
@@ -47,6 +48,21 @@
 //     (internal/netpoll) resumes it on a fresh goroutine when bytes arrive.
 //   - Decryption and decoding run on the reader's goroutine, off the
 //     actor: a session's Open must run in frame order, which the reader is.
+//
+// # Admission
+//
+// Before a connection exists, Hub.screen (screen.go) runs every check a
+// new connection must pass, in one place and cheapest first: the origin,
+// the per-IP connection rate and count (iplimit.go), MaxConnections and
+// the Authenticate hook; any transport's accept path calls it (the
+// WebSocket upgrade in accept.go; an HTTP session open the same way) and
+// answers a refusal with writeRefusal. What follows admission lives in
+// auth.go, on the connection's actor: its Identity, the watch that closes
+// it with 4001 when the identity expires, the first-message marmot.auth
+// of clients that could not send credentials in the request, and the
+// slots screening took, given back at teardown. None of it runs per
+// message; the per-message rate check (limits.go) runs on the reader,
+// after decoding, and is a nil test when no limit is set.
 //
 // # Supervision
 //

@@ -68,12 +68,28 @@ type HubConfig struct {
 	MaxMessageSize     int64         // <= 0: unlimited
 	MaxQueueBytes      int64         // <= 0: unlimited
 	Subprotocols       []string      // accepted envelope subprotocols, in preference order
-	CheckOrigin        func(r *http.Request) bool
-	MaxRestarts        int           // connection actor restarts allowed within RestartWindow (0: 3; < 0: none)
-	RestartWindow      time.Duration // 0: 10s
-	Logger             *slog.Logger
-	ActorSystem        *actor.ActorSystem // nil: the hub creates and owns one
-	TracerProvider     trace.TracerProvider
+	// CheckOrigin, when set, vets the Origin header instead of
+	// AllowedOrigins and the same-origin default.
+	CheckOrigin func(r *http.Request) bool
+	// AllowedOrigins are the Origin patterns let in besides same-origin
+	// (see AuthorizeOrigin). A refused origin is answered 403.
+	AllowedOrigins []string
+	// Authenticate vets every new connection before its upgrade (see
+	// ServerConfig.Authenticate); nil lets everyone in anonymously.
+	Authenticate func(r *http.Request) (*Identity, error)
+	// AuthenticateToken verifies the token of a first-message
+	// authentication (see ServerConfig.AuthenticateToken).
+	AuthenticateToken func(ctx context.Context, token string) (*Identity, error)
+	// AuthTimeout bounds the wait for the first-message authentication
+	// (<= 0: DefaultAuthTimeout).
+	AuthTimeout time.Duration
+	// Limits are the per-connection and per-IP rate limits; zero: none.
+	Limits         Limits
+	MaxRestarts    int           // connection actor restarts allowed within RestartWindow (0: 3; < 0: none)
+	RestartWindow  time.Duration // 0: 10s
+	Logger         *slog.Logger
+	ActorSystem    *actor.ActorSystem // nil: the hub creates and owns one
+	TracerProvider trace.TracerProvider
 	// MeterProvider receives marmot's metrics. Default: the global one.
 	// (protoactor's own actor metrics stay off: see NewActorSystem.)
 	MeterProvider metric.MeterProvider
@@ -114,7 +130,9 @@ type HubConfig struct {
 	// rooms publish through it instead of numbering their messages
 	// themselves. RoomHistory must be off with a broker.
 	RoomBroker RoomBroker
-	Events     ServerEvents
+	// Compression is permessage-deflate (see Compression); off by default.
+	Compression Compression
+	Events      ServerEvents
 }
 
 // Hub accepts WebSocket connections and runs each as a ConnectionActor under
@@ -146,9 +164,16 @@ type Hub struct {
 	totalConns   atomic.Int64
 	refused      atomic.Int64
 	handshakes   atomic.Int64 // failed encryption handshakes
-	decrypts     atomic.Int64 // frames that failed to open
-	slowCloses   atomic.Int64
-	restarts     atomic.Int64
+	// Screening's and the limits' counters (screen.go, limits.go).
+	originRefusals atomic.Int64
+	ipRefusals     atomic.Int64
+	authRefusals   atomic.Int64
+	expiredCloses  atomic.Int64
+	rateLimited    atomic.Int64
+	ips            *ipTable     // nil: no per-IP limit
+	decrypts       atomic.Int64 // frames that failed to open
+	slowCloses     atomic.Int64
+	restarts       atomic.Int64
 
 	// The live rooms by name (see roomRef); roomsClosed is set by Shutdown.
 	roomMu      sync.Mutex
@@ -193,11 +218,15 @@ func NewHub(cfg HubConfig) *Hub {
 		h.ownSys = true
 	}
 	h.registerHubMetrics()
-	h.acceptor = wsconn.NewAcceptor(cfg.Subprotocols, cfg.CheckOrigin,
+	h.ips = newIPTable(cfg.Limits.ConnectionsPerSecondPerIP, cfg.Limits.ConnectionBurstPerIP, cfg.Limits.MaxConnectionsPerIP)
+	// Origins are checked by screen, before the upgrade.
+	acceptAll := func(*http.Request) bool { return true }
+	h.acceptor = wsconn.NewAcceptor(cfg.Subprotocols, acceptAll,
 		func(w http.ResponseWriter, r *http.Request, status int, reason error) {
 			http.Error(w, "marmot: websocket upgrade failed: "+reason.Error(), status)
 		},
-		wsconn.Config{WriteTimeout: cfg.WriteTimeout, KeepAlive: cfg.KeepAlive, ReadLimit: cfg.MaxMessageSize, ParkTick: parkTick})
+		wsconn.Config{WriteTimeout: cfg.WriteTimeout, KeepAlive: cfg.KeepAlive, ReadLimit: cfg.MaxMessageSize, ParkTick: parkTick,
+			Compression: cfg.Compression.transport(cfg.Encryption)})
 	strategy := supervisor.New(supervisor.Config{
 		MaxRestarts:    cfg.MaxRestarts,
 		Window:         cfg.RestartWindow,

@@ -29,6 +29,7 @@ type inbound struct {
 	// Set by the reader (see readFrames): the decoded message, or the
 	// error and the close code it calls for.
 	code     int32
+	drop     int8 // over the rate under RateLimitDrop (limits.go)
 	resolved bool // a reply already handed to its waiting Request
 	// recovered is the outcome of a client's automatic re-join, set by the
 	// reader from the join's answer for the ClientActor to report.

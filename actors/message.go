@@ -52,6 +52,10 @@ type Message struct {
 	// Epoch is the room history's epoch a client's join asks to recover
 	// from (server side, room requests only; see protocol.JoinResult).
 	Epoch string
+	// Identity is who the sender authenticated as (server side, when the
+	// server authenticates; see ClientInfo.Identity). Its claims are
+	// shared by every message of the connection: do not modify them.
+	Identity *Identity
 
 	ctx     context.Context
 	id      uint64

@@ -75,7 +75,12 @@ func newParkHarness(t *testing.T, cfg HubConfig) *parkHarness {
 
 func (h *parkHarness) dial(t *testing.T) *websocket.Conn {
 	t.Helper()
-	c, _, err := websocket.DefaultDialer.Dial(h.url, nil)
+	return h.dialWith(t, websocket.DefaultDialer)
+}
+
+func (h *parkHarness) dialWith(t *testing.T, d *websocket.Dialer) *websocket.Conn {
+	t.Helper()
+	c, _, err := d.Dial(h.url, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ type ClientInfo struct {
 	PID              *actor.PID
 	RemoteAddr       net.Addr
 	Subprotocol      string // "" for raw mode
+	Compressed       bool   // permessage-deflate was negotiated (see Compression)
 	ConnectedAt      time.Time
 	BytesReceived    int64
 	BytesSent        int64
@@ -26,6 +27,10 @@ type ClientInfo struct {
 	MessagesSent     int64
 	// Data is the connection's user-data slot (see Message.SetData).
 	Data any
+	// Identity is who the client authenticated as; nil when the server
+	// does not authenticate (or, with first-message authentication, until
+	// the client has).
+	Identity *Identity
 }
 
 // IP returns the remote IP address as text, or "" when unknown.
@@ -59,6 +64,20 @@ type Stats struct {
 	SlowConsumerCloses int64
 	// ActorRestarts counts connection actor restarts after a handler panic.
 	ActorRestarts int64
+	// OriginRefusals counts upgrades refused (403) for their Origin.
+	OriginRefusals int64
+	// IPLimitRefusals counts upgrades refused (429) by the per-IP
+	// connection rate or count.
+	IPLimitRefusals int64
+	// AuthRefusals counts connections refused by authentication: 401 or
+	// 403 at the upgrade, or a failed first-message authentication (4503).
+	AuthRefusals int64
+	// ExpiredCloses counts connections closed because their identity
+	// expired (4001).
+	ExpiredCloses int64
+	// RateLimited counts messages over a connection's message or byte
+	// rate (each dropped, or the one that closed its connection).
+	RateLimited int64
 }
 
 // String summarises the counters in one line, like the seed's GetServerStats.

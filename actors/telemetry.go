@@ -43,6 +43,10 @@ const (
 	AttrSide           = attribute.Key("marmot.side") // "server" or "client", on metrics
 )
 
+// AttrHandshakeVersion is the secure handshake's version on an accepted
+// upgrade: 2, or 1 for a legacy client (no forward secrecy).
+const AttrHandshakeVersion = attribute.Key("marmot.handshake.version")
+
 // telemetry bundles a hub's or client's tracer, propagator and instruments.
 // With the default no-op providers every call is a cheap no-op, and trace
 // context is only injected into envelopes when a span is valid.
@@ -205,6 +209,9 @@ func (t *telemetry) startProcess(m *Message, link bool) (context.Context, trace.
 	if m.ClientID != 0 {
 		span.SetAttributes(AttrClientID.Int64(int64(m.ClientID)))
 	}
+	if m.Identity != nil && m.Identity.UserID != "" {
+		span.SetAttributes(semconv.EnduserIDKey.String(m.Identity.UserID))
+	}
 	if m.Name != "" {
 		span.SetAttributes(semconv.MessagingDestinationNameKey.String(m.Name))
 	}
@@ -300,6 +307,11 @@ func (h *Hub) registerHubMetrics() {
 	restarts := mk("marmot.actor.restarts", "{restart}", "Connection actor restarts after handler panics.")
 	handshakes := mk("marmot.handshake.failures", "{connection}", "Connections refused by the encryption requirement or handshake.")
 	decrypts := mk("marmot.decrypt.failures", "{frame}", "Encrypted frames that failed to open.")
+	origins := mk("marmot.origin.refusals", "{connection}", "Upgrades refused (403) for their Origin.")
+	ipLimits := mk("marmot.ip_limit.refusals", "{connection}", "Upgrades refused (429) by the per-IP connection rate or count.")
+	auths := mk("marmot.auth.refusals", "{connection}", "Connections refused by authentication (401, 403, 4503).")
+	expired := mk("marmot.auth.expired", "{connection}", "Connections closed because their identity expired (4001).")
+	limited := mk("marmot.rate_limited", "{message}", "Inbound messages over their connection's message or byte rate.")
 	var attrs metric.MeasurementOption = metric.WithAttributes()
 	if h.cfg.Name != "" {
 		attrs = metric.WithAttributes(AttrServerName.String(h.cfg.Name))
@@ -317,9 +329,15 @@ func (h *Hub) registerHubMetrics() {
 		o.ObserveInt64(restarts, st.ActorRestarts, attrs)
 		o.ObserveInt64(handshakes, st.HandshakeFailures, attrs)
 		o.ObserveInt64(decrypts, st.DecryptFailures, attrs)
+		o.ObserveInt64(origins, st.OriginRefusals, attrs)
+		o.ObserveInt64(ipLimits, st.IPLimitRefusals, attrs)
+		o.ObserveInt64(auths, st.AuthRefusals, attrs)
+		o.ObserveInt64(expired, st.ExpiredCloses, attrs)
+		o.ObserveInt64(limited, st.RateLimited, attrs)
 		o.ObserveInt64(queued, h.queuedBytes(), attrs)
 		return nil
-	}, active, queued, total, refused, bytesIn, bytesOut, msgsIn, msgsOut, slow, restarts, handshakes, decrypts)
+	}, active, queued, total, refused, bytesIn, bytesOut, msgsIn, msgsOut, slow, restarts, handshakes, decrypts,
+		origins, ipLimits, auths, expired, limited)
 	if err == nil {
 		h.metricsReg = reg
 	}

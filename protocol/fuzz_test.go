@@ -159,3 +159,34 @@ func FuzzRoundTrip(f *testing.F) {
 		}
 	})
 }
+
+// FuzzAuthToken feeds the first-message authentication decoder what a
+// client may send first: an envelope in either codec, or a raw message.
+// It must never panic, and a token it accepts is the payload, bounded.
+func FuzzAuthToken(f *testing.F) {
+	for _, c := range []Codec{Binary, JSON} {
+		b, _ := c.Append(nil, &Envelope{Kind: KindRequest, ID: 1, Name: AuthRequestName, Payload: []byte("eyJhbGciOiJIUzI1NiJ9.e30.sig")})
+		f.Add(b)
+	}
+	f.Add([]byte("eyJhbGciOiJIUzI1NiJ9.e30.sig"))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for _, c := range []Codec{Binary, JSON} {
+			var e Envelope
+			if c.Decode(data, &e) != nil {
+				continue
+			}
+			tok, err := AuthToken(e.Kind, e.Name, e.Payload, false)
+			if err == nil && (tok != string(e.Payload) || len(tok) > MaxTokenSize || tok == "") {
+				t.Fatalf("accepted token %q from %+v", tok, e)
+			}
+			if err != nil && !errors.Is(err, ErrInvalidEnvelope) {
+				t.Fatalf("error %v does not wrap ErrInvalidEnvelope", err)
+			}
+		}
+		tok, err := AuthToken(KindData, "", data, true)
+		if err == nil && tok != string(data) {
+			t.Fatalf("raw token %q from %q", tok, data)
+		}
+	})
+}

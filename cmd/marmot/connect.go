@@ -31,8 +31,10 @@ type connectFlags struct {
 	requestTimeout time.Duration
 	logLevel       logLevel
 	encrypt        *encryptFlags
+	compress       *compressFlags
 	trace          *traceFlags
 	join           joinFlag
+	security       *connectSecurityFlags
 }
 
 func newConnectFlags(stderr io.Writer) (*flag.FlagSet, *connectFlags) {
@@ -80,8 +82,10 @@ Flags:
 	fs.DurationVar(&f.requestTimeout, "request-timeout", 10*time.Second, "how long /req waits for its reply")
 	fs.Var(&f.logLevel, "log-level", "log `level`: debug, info, warn or error")
 	fs.Var(&f.join, "join", "join these `rooms` (comma-separated) at connect, and again after every reconnect (needs an envelope subprotocol)")
+	f.compress = addCompressFlags(fs, &c.Compression)
 	f.encrypt = addEncryptFlags(fs)
 	f.trace = addTraceFlags(fs)
+	f.security = addConnectSecurityFlags(fs)
 	return fs, f
 }
 
@@ -128,6 +132,12 @@ func runConnect(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	if err := f.encrypt.apply(&c.EncryptionConfig); err != nil {
 		return usageError(fs, "%v", err)
 	}
+	if err := f.compress.check(c.MaxMessageSize); err != nil {
+		return usageError(fs, "%v", err)
+	}
+	if err := f.security.apply(c, stderr); err != nil {
+		return usageError(fs, "%v", err)
+	}
 
 	s := &session{out: stdout, errw: stderr, wire: wireOf(f.cfg), ended: make(chan struct{}, 1)}
 	if len(f.join) > 0 && !s.wire.envelope() {
@@ -161,9 +171,17 @@ func runConnect(ctx context.Context, args []string, stdin io.Reader, stdout, std
 
 	if err := client.Connect(ctx); err != nil {
 		fmt.Fprintf(stderr, "marmot connect: %v\n", err)
+		if errors.Is(err, crypto.ErrDowngrade) && !cfg.EncryptionAllowLegacyHandshake {
+			fmt.Fprintln(stderr, "  hint: a server from before forward secrecy needs --encrypt-allow-legacy-handshake (a leaked key then decrypts recorded traffic);"+
+				" a current server says this only when something on the way removed the "+marmot.HeaderHandshake+" header")
+		}
 		return exitFailure
 	}
-	fmt.Fprintf(stderr, "* connected to %s (%s)\n", client.URL(), s.wire)
+	wire := s.wire.String()
+	if client.Compressed() {
+		wire += ", compressed"
+	}
+	fmt.Fprintf(stderr, "* connected to %s (%s)\n", client.URL(), wire)
 	for _, room := range f.join {
 		if err := client.Join(ctx, room); err != nil {
 			fmt.Fprintf(stderr, "! join %s: %v\n", room, err)

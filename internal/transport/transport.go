@@ -44,6 +44,9 @@ type Receiver interface {
 type Conn interface {
 	// Subprotocol is the negotiated subprotocol ("" for raw frames).
 	Subprotocol() string
+	// Compressed reports whether messages may travel compressed (for
+	// WebSocket: permessage-deflate was negotiated).
+	Compressed() bool
 	// RemoteAddr is the peer's address.
 	RemoteAddr() net.Addr
 
@@ -62,10 +65,10 @@ type Conn interface {
 	BeginWrite(deadline time.Time, batch bool)
 	// WriteMessage writes one data message.
 	WriteMessage(typ int, data []byte) error
-	// WriteEncoded writes frame, the message (typ, data) already encoded
-	// by the transport's encoder (a broadcast is encoded once for many
-	// connections); a nil frame means "encode it here".
-	WriteEncoded(frame []byte, typ int, data []byte) error
+	// WriteEncoded writes frame, a message already encoded by the
+	// transport's encoder (a broadcast is encoded once for many
+	// connections).
+	WriteEncoded(frame Encoded) error
 	// EndWrite ends the run; its error is the error of every frame the
 	// run batched.
 	EndWrite() error
@@ -84,6 +87,13 @@ type Conn interface {
 	Release()
 	// Drop closes the socket now.
 	Drop()
+}
+
+// Encoded is a message encoded once by a transport's encoder for many of
+// its connections (wsconn.EncodeFrame); Message returns what it carries,
+// for a connection that must encode it itself (an encrypted one).
+type Encoded interface {
+	Message() (typ int, data []byte)
 }
 
 // PeerClose is how a transport's reader ends when the peer closed.

@@ -46,6 +46,8 @@ type Config struct {
 	// ParkTick is how often an acceptor's poller looks for idle readers
 	// (see netpoll); 0: netpoll.DefaultTick.
 	ParkTick time.Duration
+	// Compression is permessage-deflate (compress.go).
+	Compression Compression
 }
 
 // Conn is one WebSocket connection. It implements transport.Conn.
@@ -86,15 +88,31 @@ type Conn struct {
 	lastRead  atomic.Int64 // monoNow when the peer was last heard from
 	lastPing  int64        // keep-alive timer only
 	pinger    *time.Timer
+
+	// Compression (compress.go), last: a plain connection's reader does not
+	// touch it per message (read looks once per run).
+	z        *deflater    // negotiated compression; nil: none
+	limit    int64        // the read limit (<= 0: none), checked again on inflated messages
+	inflated inflateLimit // the reader's, for compressed connections
 }
 
-func newConn(ws *websocket.Conn, fc *frameConn, cfg Config) *Conn {
-	c := &Conn{ws: ws, fc: fc, writeTimeout: cfg.WriteTimeout, keepAlive: cfg.KeepAlive}
+func newConn(ws *websocket.Conn, fc *frameConn, z *deflater, cfg Config) *Conn {
+	c := &Conn{ws: ws, fc: fc, z: z, limit: cfg.ReadLimit, writeTimeout: cfg.WriteTimeout, keepAlive: cfg.KeepAlive}
 	if cfg.ReadLimit > 0 {
 		ws.SetReadLimit(cfg.ReadLimit)
 	}
+	if z != nil {
+		// Server frames are marmot's (frameConn) and compressed there;
+		// gorilla's writer is told per message (clientCompress).
+		ws.EnableWriteCompression(false)
+		_ = ws.SetCompressionLevel(z.level)
+	}
 	return c
 }
+
+// Compressed implements transport.Conn: the connection negotiated
+// permessage-deflate.
+func (c *Conn) Compressed() bool { return c.z != nil }
 
 // Subprotocol implements transport.Conn.
 func (c *Conn) Subprotocol() string { return c.ws.Subprotocol() }
@@ -113,7 +131,11 @@ func (c *Conn) ReceiveNow(deadline time.Time) (int, []byte, error) {
 // SendNow implements transport.Conn.
 func (c *Conn) SendNow(typ int, data []byte, deadline time.Time) error {
 	_ = c.ws.SetWriteDeadline(deadline)
+	c.clientCompress(len(data)) // gorilla writes even a server's frames here
 	err := c.ws.WriteMessage(typ, data)
+	if c.z != nil {
+		c.ws.EnableWriteCompression(false)
+	}
 	_ = c.ws.SetWriteDeadline(time.Time{})
 	return err
 }

@@ -2,6 +2,8 @@ package wsconn
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,18 +17,28 @@ import (
 type Dialer struct {
 	d   websocket.Dialer
 	cfg Config
+	z   *deflater // the compression of a connection that negotiates it
 }
 
 // NewDialer returns a dialer that offers subprotocol (none when "") and
-// gives up the opening handshake after timeout (<= 0: ctx alone bounds it).
-func NewDialer(subprotocol string, timeout time.Duration, cfg Config) *Dialer {
+// gives up the opening handshake after timeout (<= 0: ctx alone bounds it);
+// tlsCfg configures wss:// (nil: the system's roots).
+func NewDialer(subprotocol string, timeout time.Duration, tlsCfg *tls.Config, cfg Config) *Dialer {
 	d := &Dialer{cfg: cfg}
-	d.d = websocket.Dialer{HandshakeTimeout: timeout, ReadBufferSize: 4096, WriteBufferSize: 4096}
+	d.d = websocket.Dialer{HandshakeTimeout: timeout, ReadBufferSize: 4096, WriteBufferSize: 4096,
+		EnableCompression: cfg.Compression.Enabled, TLSClientConfig: tlsCfg}
 	if subprotocol != "" {
 		d.d.Subprotocols = []string{subprotocol}
 	}
+	if cfg.Compression.Enabled {
+		d.z = newDeflater(cfg.Compression)
+	}
 	return d
 }
+
+// ErrUnofferedExtension is a server's answer that accepts permessage-deflate
+// when the client did not offer it.
+var ErrUnofferedExtension = errors.New("wsconn: server accepted permessage-deflate, which was not offered")
 
 // RefusedError is a refused upgrade: the server answered the opening
 // handshake with an HTTP status other than 101.
@@ -50,6 +62,16 @@ func (e *RefusedError) Unwrap() error { return e.Err }
 func (d *Dialer) Dial(ctx context.Context, url string, header http.Header) (*Conn, error) {
 	ws, resp, err := d.d.DialContext(ctx, url, header)
 	var body []byte
+	var z *deflater
+	if err == nil && deflateAccepted(resp.Header) {
+		if d.z == nil {
+			// RFC 6455 §4.1: an extension not asked for fails the
+			// connection (gorilla would inflate and deflate anyway).
+			_ = ws.NetConn().Close()
+			return nil, ErrUnofferedExtension
+		}
+		z = d.z // gorilla checked the parameters
+	}
 	if resp != nil && resp.Body != nil {
 		if err != nil {
 			// gorilla keeps at most 1 KiB of a refusal's body.
@@ -63,5 +85,5 @@ func (d *Dialer) Dial(ctx context.Context, url string, header http.Header) (*Con
 		}
 		return nil, err
 	}
-	return newConn(ws, nil, d.cfg), nil
+	return newConn(ws, nil, z, d.cfg), nil
 }

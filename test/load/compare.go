@@ -23,6 +23,7 @@ func metricsOf(scenario string) []metric {
 			{"p99 µs", func(r *Result) float64 { return r.P99 }},
 			{"max µs", func(r *Result) float64 { return r.Max }},
 			{"server CPU µs/msg", func(r *Result) float64 { return r.CPUPerMsgUs }},
+			{"wire bytes/msg (both ways)", func(r *Result) float64 { return r.WireBytesPerMsg }},
 		}
 	case "broadcast":
 		return []metric{
@@ -30,6 +31,7 @@ func metricsOf(scenario string) []metric {
 			{"p50 µs", func(r *Result) float64 { return r.P50 }},
 			{"p99 µs", func(r *Result) float64 { return r.P99 }},
 			{"server CPU µs/delivery", func(r *Result) float64 { return r.CPUPerMsgUs }},
+			{"wire bytes/delivery", func(r *Result) float64 { return r.WireBytesPerMsg }},
 		}
 	case "publish":
 		return []metric{

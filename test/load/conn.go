@@ -95,8 +95,10 @@ func closeAll(conns []*conn) {
 }
 
 // secureClient is the client side of marmot's secure profile, pinned to
-// AES-256-GCM: with no allow-lists, a server that prefers anything else
-// fails the handshake instead of silently measuring another cipher.
+// AES-256-GCM and to handshake version 2 (X25519, forward secrecy): with no
+// allow-lists and no AllowLegacyHandshake, a server that prefers anything
+// else fails the handshake instead of silently measuring another cipher or
+// the legacy handshake.
 type secureClient struct {
 	cfg crypto.ClientConfig
 }
@@ -118,11 +120,12 @@ const handshakeTimeout = 10 * time.Second
 
 // Handshake failures, mirrored from actors/encryption.go: the close code
 // that tells marmot clients not to reconnect, and the reasons that tell a
-// wrong key from a mode mismatch.
+// wrong key from a mode mismatch or a refused downgrade.
 const (
 	closeHandshakeFailed websocket.StatusCode = 4501
 	reasonWrongKey                            = "wrong key"
 	reasonModeMismatch                        = "mode mismatch"
+	reasonDowngrade                           = "downgrade refused"
 	reasonHandshake                           = "handshake failed"
 )
 
@@ -131,7 +134,8 @@ var errHandshake = errors.New("secure handshake failed")
 // handshake runs the client's half of the secure handshake on a fresh
 // connection, exactly as marmot's client does (actors' clientHandshake):
 // read the ServerHello, send the ClientHello, check the ServerFinished, all
-// in binary frames. A failure on this side closes with 4501 and a reason.
+// in binary frames, each hello carrying an ephemeral X25519 key (the dial
+// announced version 2 in marmot.HeaderHandshake). A failure on this side closes with 4501 and a reason.
 func (s *secureClient) handshake(ctx context.Context, ws *websocket.Conn) (*crypto.Session, error) {
 	if ws.Subprotocol() != protocol.SubprotocolBinary {
 		return nil, fmt.Errorf("%w: server did not accept subprotocol %q", errHandshake, protocol.SubprotocolBinary)
@@ -185,6 +189,8 @@ func failHandshake(ws *websocket.Conn, err error) error {
 		reason = reasonWrongKey
 	case errors.Is(err, crypto.ErrModeMismatch):
 		reason = reasonModeMismatch
+	case errors.Is(err, crypto.ErrDowngrade):
+		reason = reasonDowngrade
 	}
 	_ = ws.Close(closeHandshakeFailed, reason)
 	return fmt.Errorf("%w: %w", errHandshake, err)

@@ -20,6 +20,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/marmotws/marmot"
+	"github.com/marmotws/marmot/crypto"
 	"github.com/marmotws/marmot/protocol"
 )
 
@@ -105,6 +106,11 @@ var serverExe = func() (string, []string) {
 // prints. The server stops when its stdin closes (child.stop).
 func spawnServer(args ...string) (*child, error) {
 	exe, env := serverExe()
+	return spawnServerFrom(exe, env, args...)
+}
+
+// spawnServerFrom is spawnServer with the binary exe (and extra env).
+func spawnServerFrom(exe string, env []string, args ...string) (*child, error) {
 	cmd := exec.Command(exe, append([]string{"server"}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = os.Stderr
@@ -175,6 +181,8 @@ type dialer struct {
 	envelope bool
 	clients  []*http.Client
 	next     atomic.Uint64
+	compress bool
+	wire     wireCounters // bytes on the wire, per connection
 }
 
 // newDialer makes a dialer for t's server with t.Sources source addresses;
@@ -183,7 +191,7 @@ func newDialer(t target) *dialer {
 	sources := t.Sources
 	// Several comma-separated URLs (the nodes of a cluster) are dialled
 	// in turn.
-	d := &dialer{urls: strings.Split(t.URL, ","), secure: t.Secure}
+	d := &dialer{urls: strings.Split(t.URL, ","), secure: t.Secure, compress: t.Compress}
 	for _, s := range d.urls {
 		u, err := url.Parse(s)
 		if err == nil {
@@ -197,8 +205,15 @@ func newDialer(t target) *dialer {
 		if sources > 0 {
 			nd.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+i))}
 		}
+		dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := nd.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return d.wire.wrap(c), nil
+		}
 		d.clients = append(d.clients, &http.Client{Transport: &http.Transport{
-			DialContext:         nd.DialContext,
+			DialContext:         dial,
 			MaxIdleConnsPerHost: -1,
 			DisableKeepAlives:   true,
 		}})
@@ -206,20 +221,27 @@ func newDialer(t target) *dialer {
 	return d
 }
 
-// dial opens one connection with compression off and a 1 MiB read limit.
+// dial opens one connection with a 1 MiB read limit, offering
+// permessage-deflate (no context takeover) with d.compress.
 // With d.secure it offers marmot.v1, the subprotocol that carries the
 // secure profile, says so in marmot.HeaderEncryption (without it an
-// encrypted server refuses the upgrade), and runs the handshake before
+// encrypted server refuses the upgrade), announces handshake version 2 in
+// marmot.HeaderHandshake (without it the server refuses the legacy
+// handshake with 4501 "downgrade refused"), and runs the handshake before
 // returning.
 func (d *dialer) dial(ctx context.Context) (*conn, error) {
 	hc := d.clients[d.next.Add(1)%uint64(len(d.clients))]
 	opts := &websocket.DialOptions{HTTPClient: hc, CompressionMode: websocket.CompressionDisabled}
+	if d.compress {
+		opts.CompressionMode, opts.CompressionThreshold = websocket.CompressionNoContextTakeover, compressThreshold
+	}
 	if d.envelope {
 		opts.Subprotocols = []string{protocol.SubprotocolBinary}
 	}
 	if d.secure != nil {
 		opts.Subprotocols = []string{protocol.SubprotocolBinary}
-		opts.HTTPHeader = http.Header{marmot.HeaderEncryption: {"secure"}}
+		opts.HTTPHeader = http.Header{marmot.HeaderEncryption: {"secure"},
+			marmot.HeaderHandshake: {strconv.Itoa(crypto.HandshakeVersion)}}
 	}
 	ws, resp, err := websocket.Dial(ctx, d.urls[(d.nurl.Add(1)-1)%uint64(len(d.urls))], opts)
 	if resp != nil && resp.Body != nil && err != nil {

@@ -38,6 +38,13 @@ type Result struct {
 	// recover: bytes the recovering client received (frames as on the wire)
 	Bytes int64 `json:"bytes,omitempty"`
 
+	// echo and broadcast: bytes the clients read and wrote at their sockets
+	// while measuring, and per message (echo: both ways per round trip;
+	// broadcast: read per delivery)
+	WireRead        int64   `json:"wire_read,omitempty"`
+	WireWritten     int64   `json:"wire_written,omitempty"`
+	WireBytesPerMsg float64 `json:"wire_bytes_per_msg,omitempty"`
+
 	// latency (echo: round trip; broadcast: send to delivery), µs
 	P50 float64 `json:"p50_us,omitempty"`
 	P90 float64 `json:"p90_us,omitempty"`
@@ -67,6 +74,13 @@ type Result struct {
 func (r *Result) OK() bool {
 	return r.Mismatched == 0 && r.Lost == 0 && r.Duplicated == 0 && r.OutOfOrder == 0 &&
 		len(r.Errors) == 0 && r.SampleOK == r.Sample && r.Connected == r.Conns
+}
+
+func (r *Result) wireBytes(read, written, msgs int64) {
+	r.WireRead, r.WireWritten = read, written
+	if msgs > 0 {
+		r.WireBytesPerMsg = float64(read+written) / float64(msgs)
+	}
 }
 
 func (r *Result) addErr(format string, args ...any) {
