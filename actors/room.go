@@ -93,8 +93,14 @@ func (r *roomActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		r.openHistory()
+		if r.h.cfg.RoomBroker != nil {
+			r.subscribe()
+		}
 		r.presence = r.h.presenceOn(r.name)
 		r.armIdle(ctx)
+	case *roomDeliver:
+		r.entry.inflight.Add(-1)
+		r.deliver(m.m)
 	case *roomJoin:
 		r.entry.inflight.Add(-1)
 		was := r.members[m.c.id] == m.c
@@ -139,6 +145,9 @@ func (r *roomActor) Receive(ctx actor.Context) {
 		}
 	case *actor.Stopping:
 		r.disarmIdle()
+		if b := r.h.cfg.RoomBroker; b != nil {
+			b.Unsubscribe(r.name)
+		}
 	}
 }
 
@@ -283,6 +292,9 @@ func (r *roomActor) leave(c *conn) bool {
 // delivered, so every offset a member receives is one the history holds
 // and a recovery is never silently short.
 func (r *roomActor) publish(m *roomPublish) (int, error) {
+	if r.h.cfg.RoomBroker != nil {
+		return r.brokerPublish(m)
+	}
 	if r.histErr != nil {
 		return 0, r.histErr
 	}
