@@ -126,6 +126,7 @@
 // go out batched (handled, ackLater).
 //
 // # Rooms across hubs
+//
 // With HubConfig.RoomBroker (broker.go; package cluster is one), rooms
 // span hubs: a room hands each publish to the broker instead of numbering
 // it, and the broker hands every hub that has the room the numbered
