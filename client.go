@@ -116,6 +116,9 @@ type ClientConfig struct {
 	// the ClientActor. A panic restarts it fresh; the connection carries on.
 	// OnHandleCommand is not called when it is set; the other events are.
 	Actor actor.Producer
+	// ActorMiddleware, when set, runs in front of the client's actor (see
+	// ServerConfig.ActorMiddleware); nil costs nothing.
+	ActorMiddleware []actor.ReceiverMiddleware
 
 	// EncryptionConfig is the seed's AES encryption; off by default. It
 	// picks the subprotocol: marmot.v1 (secure) or synopsejson (compat).
@@ -170,6 +173,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		Propagator:           cfg.Propagator,
 		Encryption:           enc,
 		Actor:                cfg.Actor,
+		ReceiverMiddleware:   cfg.ActorMiddleware,
 		Events:               cfg.ClientEvents,
 	})
 	return &Client{c: ac, cfg: cfg}, nil

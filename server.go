@@ -119,6 +119,13 @@ type ServerConfig struct {
 	// (Client.Presence). See docs/ROOMS.md.
 	RoomPresence func(room string) bool
 
+	// ActorMiddleware, when set, runs in front of every connection actor
+	// and every room actor: protoactor receive middleware that sees each
+	// message before the actor does, inbound frames as their *Message.
+	// It is how package chaos/actorfault injects panics, delays, drops,
+	// duplicates and stalls (docs/FAULTS.md); nil costs nothing.
+	ActorMiddleware []actor.ReceiverMiddleware
+
 	// EncryptionConfig is the seed's AES encryption; off by default.
 	EncryptionConfig
 	// ServerEvents are the per-connection callbacks.
@@ -257,6 +264,7 @@ func (s *Server) newHub() *actors.Hub {
 		RoomIdle:           c.RoomIdle,
 		RoomHistory:        c.RoomHistory,
 		RoomPresence:       c.RoomPresence,
+		ReceiverMiddleware: c.ActorMiddleware,
 		Events:             c.ServerEvents,
 	})
 }

@@ -157,6 +157,8 @@ func (a *ClientActor) Receive(ctx actor.Context) {
 		a.flush(c.link(), time.Time{})
 	case *inbound:
 		a.handleInbound(ctx, m)
+	case *redelivery:
+		a.handleFrame(ctx, m.in)
 	case *closeRequest:
 		if m.cause != nil {
 			c.reportError(m.cause)
@@ -531,9 +533,15 @@ func (a *ClientActor) flush(l *link, deadline time.Time) {
 }
 
 func (a *ClientActor) handleInbound(ctx actor.Context, in *inbound) {
+	defer in.l.processed(in)
+	a.handleFrame(ctx, in)
+}
+
+// handleFrame is handleInbound but for the frame's bookkeeping, which
+// receive middleware settles itself (see withInbound).
+func (a *ClientActor) handleFrame(ctx actor.Context, in *inbound) {
 	c := a.c
 	l := in.l
-	defer l.processed(in)
 	l.beginTurn()
 	defer l.endTurn(a.onSent())
 	if l != c.link() {

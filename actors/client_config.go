@@ -202,8 +202,11 @@ type ClientConfig struct {
 	// Actor, when set, makes the user's actor the ClientActor feeds (see
 	// ClientActor); OnHandleCommand is not called then, the other events
 	// are.
-	Actor  actor.Producer
-	Events ClientEvents
+	Actor actor.Producer
+	// ReceiverMiddleware, when set, runs on the ClientActor in front of its
+	// Receive (see HubConfig.ReceiverMiddleware).
+	ReceiverMiddleware []actor.ReceiverMiddleware
+	Events             ClientEvents
 }
 
 // ClientStats are the client's counters.

@@ -81,6 +81,8 @@ func (a *ConnectionActor) Receive(ctx actor.Context) {
 		a.flush(time.Time{})
 	case *inbound:
 		a.handleInbound(ctx, m)
+	case *redelivery:
+		a.handleFrame(ctx, m.in)
 	case *Push:
 		var err error
 		if m.Name != "" {
@@ -157,7 +159,7 @@ func (a *ConnectionActor) toUser(ctx actor.Context, msg any) {
 func (a *ConnectionActor) receiveDirect(msg any) bool {
 	switch m := msg.(type) {
 	case *inbound:
-		if a.c.hub.cfg.ConnectionActor != nil {
+		if a.c.hub.fullPath {
 			return false
 		}
 		a.handleInbound(nil, m)
@@ -185,11 +187,17 @@ func (a *ConnectionActor) answerPeerClose(ce *CloseError) {
 // handler: OnHandleCommand, or the user's actor (ctx is nil on the direct
 // path, which only callbacks take).
 func (a *ConnectionActor) handleInbound(ctx actor.Context, in *inbound) {
+	defer a.c.link.processed(in)
+	a.handleFrame(ctx, in)
+}
+
+// handleFrame is handleInbound but for the frame's bookkeeping, which
+// receive middleware settles itself (see withInbound).
+func (a *ConnectionActor) handleFrame(ctx actor.Context, in *inbound) {
 	c := a.c
 	h := c.hub
 	ev := &h.cfg.Events
 	l := c.link
-	defer l.processed(in)
 	l.beginTurn()
 	defer l.endTurn(l.out.onSent)
 	l.received(in.size)

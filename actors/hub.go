@@ -106,14 +106,24 @@ type HubConfig struct {
 	// joins or leaves, and clients may ask who is in them. It is asked
 	// once when a room starts, and for each client's presence request.
 	RoomPresence func(room string) bool
-	Events       ServerEvents
+	// ReceiverMiddleware, when set, runs on every connection actor and
+	// every room actor in front of its Receive (protoactor receive
+	// middleware: fault injection, tracing, logging; see middleware.go for
+	// how inbound frames look to it). Nil costs nothing: frames then take
+	// the direct path.
+	ReceiverMiddleware []actor.ReceiverMiddleware
+	Events             ServerEvents
 }
 
 // Hub accepts WebSocket connections and runs each as a ConnectionActor under
 // one ServerActor. It implements http.Handler.
 type Hub struct {
-	cfg      HubConfig
-	log      *slog.Logger
+	cfg HubConfig
+	log *slog.Logger
+	// fullPath sends inbound frames through protoactor's actor context
+	// (for the user's connection actor, or receive middleware) rather
+	// than the mailbox's direct path.
+	fullPath bool
 	sys      *actor.ActorSystem
 	ownSys   bool
 	server   *actor.PID
@@ -168,6 +178,7 @@ func NewHub(cfg HubConfig) *Hub {
 		cfg.Subprotocols = protocol.Subprotocols()
 	}
 	h := &Hub{cfg: cfg, log: cfg.Logger, conns: make(map[ClientID]*conn), rooms: make(map[string]*roomEntry)}
+	h.fullPath = cfg.ConnectionActor != nil || len(cfg.ReceiverMiddleware) > 0
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}

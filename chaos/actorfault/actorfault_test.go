@@ -1,0 +1,248 @@
+package actorfault_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/marmotws/marmot"
+	"github.com/marmotws/marmot/chaos/actorfault"
+	"github.com/marmotws/marmot/supervisor"
+)
+
+// The 2nd message of one connection panics: the request gets an error
+// reply, OnError says it was injected, the actor restarts on the same
+// socket and the 3rd message is handled.
+func TestPanicNth(t *testing.T) {
+	inj := actorfault.New(actorfault.Options{Logger: logger()})
+	r := newRig(t, inj, marmot.ServerConfig{})
+	id, err := inj.Add(actorfault.Rule{Actors: actorfault.Connection(r.id), Skip: 1, Times: 1, Fault: actorfault.Panic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.request(t, "a"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.request(t, "b")
+	var re *marmot.RemoteError
+	if !errors.As(err, &re) || re.Code != 500 {
+		t.Fatalf("request b: %v, want a 500 error reply", err)
+	}
+	if got, err := r.request(t, "c"); err != nil || string(got) != "c" {
+		t.Fatalf("request c after the restart: %q, %v", got, err)
+	}
+	if a, c := r.seen.next(t), r.seen.next(t); a != "a" || c != "c" {
+		t.Fatalf("handler saw %q, %q; want a, c", a, c)
+	}
+	select {
+	case err := <-r.errs:
+		if !errors.Is(err, actorfault.ErrInjected) || !errors.Is(err, marmot.ErrHandlerPanic) {
+			t.Fatalf("OnError: %v", err)
+		}
+	case <-time.After(guard):
+		t.Fatal("no OnError")
+	}
+	if n := inj.Fired(id); n != 1 {
+		t.Fatalf("Fired = %d, want 1", n)
+	}
+	if got := inj.Counts().Panics; got != 1 {
+		t.Fatalf("Counts().Panics = %d", got)
+	}
+	if !r.client.Connected() {
+		t.Fatal("the panic dropped the connection")
+	}
+}
+
+// Drop loses exactly the picked message; Duplicate hands the handler one
+// message twice, and a second reply to it is refused.
+func TestDropAndDuplicate(t *testing.T) {
+	inj := actorfault.New(actorfault.Options{})
+	dups := make(chan error, 4)
+	var r *rig
+	r = newRig(t, inj, marmot.ServerConfig{ServerEvents: marmot.ServerEvents{OnHandleCommand: func(m *marmot.Message) {
+		r.seen <- m.Name
+		if m.IsRequest() {
+			dups <- m.Reply(m.Payload)
+		}
+	}}})
+	if _, err := inj.Add(actorfault.Rule{Match: actorfault.Named("lost"), Fault: actorfault.Drop}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := inj.Add(actorfault.Rule{Match: actorfault.Named("twice"), Times: 1, Fault: actorfault.Duplicate}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.client.SendCommand("lost", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.client.SendCommand("kept", nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := r.request(t, "twice"); err != nil || string(got) != "twice" {
+		t.Fatalf("request twice: %q, %v", got, err)
+	}
+	for _, want := range []string{"kept", "twice", "twice"} {
+		if got := r.seen.next(t); got != want {
+			t.Fatalf("handler saw %q, want %q", got, want)
+		}
+	}
+	if err := <-dups; err != nil {
+		t.Fatalf("first reply: %v", err)
+	}
+	if err := <-dups; !errors.Is(err, marmot.ErrAlreadyReplied) {
+		t.Fatalf("second reply: %v, want ErrAlreadyReplied", err)
+	}
+	// Once the rule has fired, the same name passes once.
+	if _, err := r.request(t, "twice"); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.seen.next(t); got != "twice" {
+		t.Fatalf("handler saw %q", got)
+	}
+	if c := inj.Counts(); c.Drops != 1 || c.Duplicates != 1 {
+		t.Fatalf("counts %+v", c)
+	}
+}
+
+// Delay and Stall hold the actor and keep the order; removing a stalling
+// rule lets the message through.
+func TestDelayAndStall(t *testing.T) {
+	inj := actorfault.New(actorfault.Options{})
+	r := newRig(t, inj, marmot.ServerConfig{})
+	const d = 50 * time.Millisecond
+	if _, err := inj.Add(actorfault.Rule{Match: actorfault.Named("slow"), Fault: actorfault.Delay, Delay: d}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_ = r.client.SendCommand("slow", nil)
+	_ = r.client.SendCommand("after", nil)
+	if a, b := r.seen.next(t), r.seen.next(t); a != "slow" || b != "after" {
+		t.Fatalf("order %q, %q", a, b)
+	}
+	if e := time.Since(start); e < d {
+		t.Fatalf("delayed message handled after %v, before its delay %v", e, d)
+	}
+
+	release := make(chan struct{})
+	if _, err := inj.Add(actorfault.Rule{Match: actorfault.Named("hang"), Fault: actorfault.Stall, Release: release}); err != nil {
+		t.Fatal(err)
+	}
+	_ = r.client.SendCommand("hang", nil)
+	_ = r.client.SendCommand("behind", nil)
+	deadline := time.Now().Add(guard)
+	for inj.Counts().Stalls == 0 { // the stall has begun: an event, polled
+		if time.Now().After(deadline) {
+			t.Fatal("no stall")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case n := <-r.seen:
+		t.Fatalf("handler ran %q during the stall", n)
+	default:
+	}
+	close(release)
+	if a, b := r.seen.next(t), r.seen.next(t); a != "hang" || b != "behind" {
+		t.Fatalf("order after the stall %q, %q", a, b)
+	}
+
+	// A stall without Release ends when its rule goes.
+	id, _ := inj.Add(actorfault.Rule{Match: actorfault.Named("hang2"), Fault: actorfault.Stall})
+	_ = r.client.SendCommand("hang2", nil)
+	for inj.Counts().Stalls == 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("no second stall")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if !inj.Remove(id) {
+		t.Fatal("Remove found no rule")
+	}
+	if got := r.seen.next(t); got != "hang2" {
+		t.Fatalf("handler saw %q", got)
+	}
+}
+
+func TestBadRules(t *testing.T) {
+	inj := actorfault.New(actorfault.Options{})
+	for _, r := range []actorfault.Rule{
+		{},
+		{Fault: actorfault.Delay},
+		{Fault: actorfault.Drop, Skip: -1},
+		{Fault: actorfault.Kind(99)},
+	} {
+		if _, err := inj.Add(r); !errors.Is(err, actorfault.ErrBadRule) {
+			t.Errorf("Add(%+v) = %v, want ErrBadRule", r, err)
+		}
+	}
+}
+
+// One trace holds the test's span, the fault's span with its chaos.fault
+// event, and the supervisor's failure span with its restart, in this
+// order of parentage; a Crash does the same without a rule.
+func TestFaultTrace(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	inj := actorfault.New(actorfault.Options{TracerProvider: tp})
+	r := newRig(t, inj, marmot.ServerConfig{TracerProvider: tp})
+
+	ctx, root := tp.Tracer("test").Start(context.Background(), "test")
+	if _, err := inj.Add(actorfault.Rule{Actors: actorfault.Connection(r.id), Match: actorfault.Named("boom"), Times: 1,
+		Fault: actorfault.Panic, Context: ctx}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.request(t, "boom"); err == nil {
+		t.Fatal("the injected panic was answered as a success")
+	}
+	<-r.errs
+	info, err := r.srv.Client(r.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inj.Crash(r.srv.ActorSystem(), info.PID)
+	<-r.errs
+	root.End()
+	if _, err := r.request(t, "alive"); err != nil {
+		t.Fatalf("after two restarts: %v", err)
+	}
+
+	var faults, failures []sdktrace.ReadOnlySpan
+	for _, s := range rec.Ended() {
+		switch s.Name() {
+		case "chaos.actor":
+			faults = append(faults, s)
+		case supervisor.SpanName:
+			failures = append(failures, s)
+		}
+	}
+	if len(faults) != 2 || len(failures) != 2 {
+		t.Fatalf("%d fault spans and %d failure spans, want 2 and 2", len(faults), len(failures))
+	}
+	for k, f := range faults {
+		if len(f.Events()) != 1 || f.Events()[0].Name != "chaos.fault" {
+			t.Fatalf("fault span events %v", f.Events())
+		}
+		attrs := attribute.NewSet(f.Attributes()...)
+		if v, _ := attrs.Value("chaos.fault"); v.AsString() != "panic" {
+			t.Fatalf("chaos.fault = %v", v)
+		}
+		if v, _ := attrs.Value("marmot.client.id"); v.AsInt64() != int64(r.id) {
+			t.Fatalf("marmot.client.id = %v", v)
+		}
+		fail := failures[k]
+		if fail.Parent().SpanID() != f.SpanContext().SpanID() || fail.SpanContext().TraceID() != f.SpanContext().TraceID() {
+			t.Fatalf("failure span %d is not the fault span's child", k)
+		}
+		if ev := fail.Events(); len(ev) == 0 || ev[len(ev)-1].Name != supervisor.EventRestart {
+			t.Fatalf("failure span events %v, want a restart", ev)
+		}
+	}
+	if faults[0].Parent().SpanID() != root.SpanContext().SpanID() {
+		t.Fatal("the rule's fault span is not a child of the rule's Context")
+	}
+}
