@@ -46,7 +46,7 @@ func (c *child) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(c.exe, "-test.run=^$") // a test binary runs no tests; the soak binary ignores it
+	cmd := exec.Command(c.exe)
 	cmd.Env = append(os.Environ(), envRole+"=server", envAddr+"="+c.addr, envControl+"="+c.control,
 		envDB+"="+c.db, envMaxConn+"="+strconv.Itoa(c.maxConn))
 	cmd.Stdout, cmd.Stderr = logf, logf

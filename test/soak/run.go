@@ -29,6 +29,9 @@ type config struct {
 	Kills    int           // server SIGKILLs
 	Dir      string        // bolt file and server log; "" a temporary one
 	Progress io.Writer     // a progress line every second; nil: none
+	// ServerExe is the binary run as the server (with MARMOT_SOAK_ROLE
+	// set); "" runs this one again.
+	ServerExe string
 }
 
 // result is what a run found.
@@ -97,9 +100,11 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 		}
 		defer os.RemoveAll(dir)
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, err
+	exe := cfg.ServerExe
+	if exe == "" {
+		if exe, err = os.Executable(); err != nil {
+			return nil, err
+		}
 	}
 	addr, err := freeAddr()
 	if err != nil {
