@@ -82,7 +82,7 @@ func (a *ConnectionActor) Receive(ctx actor.Context) {
 	case *inbound:
 		a.handleInbound(ctx, m)
 	case *redelivery:
-		a.handleFrame(ctx, m.in)
+		a.handleFrame(ctx, m.in, false)
 	case *Push:
 		var err error
 		if m.Name != "" {
@@ -186,18 +186,19 @@ func (a *ConnectionActor) answerPeerClose(ce *CloseError) {
 // handleInbound runs one inbound message through the events and the
 // handler: OnHandleCommand, or the user's actor (ctx is nil on the direct
 // path, which only callbacks take).
-func (a *ConnectionActor) handleInbound(ctx actor.Context, in *inbound) {
-	defer a.c.link.processed(in)
-	a.handleFrame(ctx, in)
-}
+func (a *ConnectionActor) handleInbound(ctx actor.Context, in *inbound) { a.handleFrame(ctx, in, true) }
 
-// handleFrame is handleInbound but for the frame's bookkeeping, which
-// receive middleware settles itself (see withInbound).
-func (a *ConnectionActor) handleFrame(ctx actor.Context, in *inbound) {
+// handleFrame is handleInbound; without settle it leaves the frame's
+// bookkeeping to the receive middleware, which settles it once however
+// often the frame is handed on (see withInbound).
+func (a *ConnectionActor) handleFrame(ctx actor.Context, in *inbound, settle bool) {
 	c := a.c
 	h := c.hub
 	ev := &h.cfg.Events
 	l := c.link
+	if settle {
+		defer l.processed(in)
+	}
 	l.beginTurn()
 	defer l.endTurn(l.out.onSent)
 	l.received(in.size)
