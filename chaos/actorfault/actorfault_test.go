@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -244,5 +245,80 @@ func TestFaultTrace(t *testing.T) {
 	}
 	if faults[0].Parent().SpanID() != root.SpanContext().SpanID() {
 		t.Fatal("the rule's fault span is not a child of the rule's Context")
+	}
+}
+
+// Rules pick room actors by room and operation, and client actors: a
+// delayed publish still reaches the member, in order; a dropped push never
+// reaches the client's handler.
+func TestRoomAndClientActors(t *testing.T) {
+	inj := actorfault.New(actorfault.Options{})
+	r := newRig(t, inj, marmot.ServerConfig{})
+	ctx := ctxGuard(t)
+
+	got := make(chan string, 16)
+	cinj := actorfault.New(actorfault.Options{})
+	t.Cleanup(cinj.Close)
+	c, err := marmot.NewClient(marmot.ClientConfig{URL: r.srv.URL(), Subprotocol: "marmot.v1", Logger: logger(),
+		ActorMiddleware: []actor.ReceiverMiddleware{cinj.Middleware()},
+		ClientEvents: marmot.ClientEvents{OnHandleCommand: func(m *marmot.Message) {
+			if m.Room != "" {
+				got <- m.Room + ":" + string(m.Payload)
+			} else {
+				got <- m.Name
+			}
+		}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
+	if err := c.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Join(ctx, "lobby"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := inj.Add(actorfault.Rule{Actors: actorfault.Room("lobby"), Match: actorfault.Op("publish"), Times: 1,
+		Fault: actorfault.Delay, Delay: 20 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"one", "two"} {
+		if _, err := r.srv.Publish("lobby", []byte(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, want := range []string{"lobby:one", "lobby:two"} {
+		select {
+		case g := <-got:
+			if g != want {
+				t.Fatalf("got %q, want %q", g, want)
+			}
+		case <-time.After(guard):
+			t.Fatal("no room message")
+		}
+	}
+	if n := inj.Counts().Delays; n != 1 {
+		t.Fatalf("%d delays", n)
+	}
+
+	if _, err := cinj.Add(actorfault.Rule{Actors: actorfault.Client(), Match: actorfault.Named("news"), Times: 1, Fault: actorfault.Drop}); err != nil {
+		t.Fatal(err)
+	}
+	var id marmot.ClientID
+	for _, ci := range r.srv.Clients() {
+		id = max(id, ci.ID) // the second client
+	}
+	_ = r.srv.SendCommandToClient(id, "news", nil)
+	_ = r.srv.SendCommandToClient(id, "weather", nil)
+	select {
+	case g := <-got:
+		if g != "weather" {
+			t.Fatalf("client handler saw %q first; the dropped push came through", g)
+		}
+	case <-time.After(guard):
+		t.Fatal("no push")
+	}
+	if n := cinj.Counts().Drops; n != 1 {
+		t.Fatalf("%d drops", n)
 	}
 }
