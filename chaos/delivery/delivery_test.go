@@ -190,12 +190,14 @@ func TestBounded(t *testing.T) {
 }
 
 func TestStamp(t *testing.T) {
-	p := delivery.Stamp("pub-1", 42, []byte("a|b"))
-	s, seq, body, err := delivery.Unstamp(p)
-	if err != nil || s != "pub-1" || seq != 42 || string(body) != "a|b" {
-		t.Fatalf("%q %d %q %v", s, seq, body, err)
+	for _, sender := range []string{"pub-1", "a|b:c", ""} {
+		p := delivery.Stamp(sender, 42, []byte("a|b"))
+		s, seq, body, err := delivery.Unstamp(p)
+		if err != nil || s != sender || seq != 42 || string(body) != "a|b" {
+			t.Fatalf("%q %d %q %v", s, seq, body, err)
+		}
 	}
-	for _, bad := range []string{"", "d1|", "d1|a|1|", "d1|a|x|0|", "d1|a|1|zz|b", "x1|a|1|0|b"} {
+	for _, bad := range []string{"", "d1|", "d1|1:a|1|", "d1|1:a|x|0|", "d1|1:a|1|zz|b", "x1|1:a|1|0|b", "d1|9:a|1|0|", "d1|-1:a|1|0|", "d1|1:ab|1|0|"} {
 		if _, _, _, err := delivery.Unstamp([]byte(bad)); !errors.Is(err, delivery.ErrStamp) {
 			t.Errorf("Unstamp(%q) = %v", bad, err)
 		}
@@ -204,14 +206,14 @@ func TestStamp(t *testing.T) {
 
 func FuzzUnstamp(f *testing.F) {
 	f.Add(delivery.Stamp("p", 1, []byte("hello")))
-	f.Add([]byte("d1|a|1|0|"))
-	f.Add([]byte("d1||18446744073709551615|ffffffff|"))
+	f.Add([]byte("d1|1:a|1|0|"))
+	f.Add([]byte("d1|0:|18446744073709551615|ffffffff|"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, seq, body, err := delivery.Unstamp(b)
 		if err != nil {
 			return
 		}
-		if !bytes.Equal(delivery.Stamp(s, seq, body), b) && !strings.Contains(s, "|") {
+		if !bytes.Equal(delivery.Stamp(s, seq, body), b) {
 			// Leading zeros or upper-case hex parse too; the checksum
 			// still held, so the contents are what was stamped.
 			if _, _, b2, err := delivery.Unstamp(delivery.Stamp(s, seq, body)); err != nil || !bytes.Equal(b2, body) {

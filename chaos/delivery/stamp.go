@@ -28,11 +28,13 @@ var ErrStamp = errors.New("delivery: bad stamp")
 const stampMagic = "d1|"
 
 // Stamp returns body prefixed with sender, seq and a checksum over all
-// three, in text ("d1|sender|seq|crc|body"), so that it travels in text
-// and binary frames alike. sender must not contain '|'.
+// three, in text ("d1|LEN:sender|seq|crc|body", LEN the sender's length
+// in bytes), so that it travels in text and binary frames alike.
 func Stamp(sender string, seq uint64, body []byte) []byte {
-	out := make([]byte, 0, len(stampMagic)+len(sender)+len(body)+32)
+	out := make([]byte, 0, len(stampMagic)+len(sender)+len(body)+40)
 	out = append(out, stampMagic...)
+	out = strconv.AppendInt(out, int64(len(sender)), 10)
+	out = append(out, ':')
 	out = append(out, sender...)
 	out = append(out, '|')
 	out = strconv.AppendUint(out, seq, 10)
@@ -50,7 +52,16 @@ func Unstamp(payload []byte) (sender string, seq uint64, body []byte, err error)
 	if !ok {
 		return "", 0, nil, fmt.Errorf("%w: no stamp", ErrStamp)
 	}
-	var fields [3][]byte
+	lenField, rest, ok := bytes.Cut(rest, []byte{':'})
+	if !ok || len(lenField) > 9 {
+		return "", 0, nil, fmt.Errorf("%w: no sender", ErrStamp)
+	}
+	n, err := strconv.Atoi(string(lenField))
+	if err != nil || n < 0 || n >= len(rest) || rest[n] != '|' {
+		return "", 0, nil, fmt.Errorf("%w: bad sender", ErrStamp)
+	}
+	sender, rest = string(rest[:n]), rest[n+1:]
+	var fields [2][]byte
 	for i := range fields {
 		f, r, ok := bytes.Cut(rest, []byte{'|'})
 		if !ok {
@@ -58,12 +69,11 @@ func Unstamp(payload []byte) (sender string, seq uint64, body []byte, err error)
 		}
 		fields[i], rest = f, r
 	}
-	seq, err1 := strconv.ParseUint(string(fields[1]), 10, 64)
-	crc, err2 := strconv.ParseUint(string(fields[2]), 16, 32)
+	seq, err1 := strconv.ParseUint(string(fields[0]), 10, 64)
+	crc, err2 := strconv.ParseUint(string(fields[1]), 16, 32)
 	if err1 != nil || err2 != nil {
 		return "", 0, nil, fmt.Errorf("%w: bad number", ErrStamp)
 	}
-	sender = string(fields[0])
 	if uint32(crc) != sum(sender, seq, rest) {
 		return "", 0, nil, fmt.Errorf("%w: checksum mismatch (%s #%d)", ErrStamp, sender, seq)
 	}
