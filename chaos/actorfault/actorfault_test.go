@@ -322,3 +322,40 @@ func TestRoomAndClientActors(t *testing.T) {
 		t.Fatalf("%d drops", n)
 	}
 }
+
+// Stop ends a connection actor: its connection closes with 1001 and the
+// stop is a fault span.
+func TestStop(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	inj := actorfault.New(actorfault.Options{TracerProvider: tp})
+	gone := make(chan *marmot.CloseError, 1)
+	r := newRig(t, inj, marmot.ServerConfig{ServerEvents: marmot.ServerEvents{
+		OnClientDisconnected: func(_ marmot.ClientInfo, reason *marmot.CloseError) { gone <- reason },
+	}})
+	info, err := r.srv.Client(r.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inj.Stop(context.Background(), r.srv.ActorSystem(), info.PID)
+	select {
+	case reason := <-gone:
+		if reason.Code != 1001 {
+			t.Fatalf("closed with %d, want 1001", reason.Code)
+		}
+	case <-time.After(guard):
+		t.Fatal("the connection did not end")
+	}
+	if inj.Counts().Stops != 1 {
+		t.Fatalf("counts %+v", inj.Counts())
+	}
+	spans := rec.Ended()
+	if len(spans) == 0 || spans[0].Name() != "chaos.actor" || len(spans[0].Events()) != 1 {
+		t.Fatalf("no stop span: %v", spans)
+	}
+	ev := attribute.NewSet(spans[0].Events()[0].Attributes...)
+	if v, _ := ev.Value("chaos.fault"); v.AsString() != "stop" {
+		t.Fatalf("chaos.fault = %v", v)
+	}
+}
