@@ -359,3 +359,51 @@ func TestStop(t *testing.T) {
 		t.Fatalf("chaos.fault = %v", v)
 	}
 }
+
+// A room actor that panics carries on with its members, epoch and
+// offsets: the member still gets what is published next.
+func TestRoomPanicKeepsMembers(t *testing.T) {
+	inj := actorfault.New(actorfault.Options{})
+	r := newRig(t, inj, marmot.ServerConfig{RoomHistory: marmot.HistoryConfig{Size: 10}})
+	got := make(chan *marmot.Message, 4)
+	member, err := marmot.NewClient(marmot.ClientConfig{URL: r.srv.URL(), Subprotocol: "marmot.v1", Logger: logger(),
+		ClientEvents: marmot.ClientEvents{OnHandleCommand: func(m *marmot.Message) { got <- m }}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = member.Close(context.Background()) })
+	ctx := ctxGuard(t)
+	if err := member.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := member.Join(ctx, "lobby"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.srv.Publish("lobby", []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	before := <-got
+	// The rig's client joins too, and the room panics on that join.
+	if _, err := inj.Add(actorfault.Rule{Actors: actorfault.Room("lobby"), Match: actorfault.Op("join"), Times: 1, Fault: actorfault.Panic}); err != nil {
+		t.Fatal(err)
+	}
+	jctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	if err := r.client.Join(jctx, "lobby"); err == nil {
+		t.Fatal("a join the room panicked on succeeded")
+	}
+	if n, err := r.srv.Publish("lobby", []byte("after")); err != nil || n != 1 {
+		t.Fatalf("publish after the room's restart: %d members, %v", n, err)
+	}
+	select {
+	case m := <-got:
+		if string(m.Payload) != "after" || m.Epoch != before.Epoch || m.Offset != before.Offset+1 {
+			t.Fatalf("got %q at %s/%d after %s/%d", m.Payload, m.Epoch, m.Offset, before.Epoch, before.Offset)
+		}
+	case <-time.After(guard):
+		t.Fatal("the member lost the room")
+	}
+	if inj.Counts().Panics != 1 {
+		t.Fatalf("counts %+v", inj.Counts())
+	}
+}
