@@ -50,6 +50,8 @@ func (c *child) start(ctx context.Context) error {
 	cmd.Env = append(os.Environ(), envRole+"=server", envAddr+"="+c.addr, envControl+"="+c.control,
 		envDB+"="+c.db, envMaxConn+"="+strconv.Itoa(c.maxConn))
 	cmd.Stdout, cmd.Stderr = logf, logf
+	// Should the soak itself die (a test timeout), its server goes too.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return err
