@@ -24,6 +24,7 @@ type child struct {
 	control string // its control API's address
 	db      string
 	maxConn int
+	history int
 	logPath string
 
 	cmd  *exec.Cmd
@@ -48,7 +49,7 @@ func (c *child) start(ctx context.Context) error {
 	}
 	cmd := exec.Command(c.exe)
 	cmd.Env = append(os.Environ(), envRole+"=server", envAddr+"="+c.addr, envControl+"="+c.control,
-		envDB+"="+c.db, envMaxConn+"="+strconv.Itoa(c.maxConn))
+		envDB+"="+c.db, envMaxConn+"="+strconv.Itoa(c.maxConn), envHistory+"="+strconv.Itoa(c.history))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Should the soak itself die (a test timeout), its server goes too.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -130,23 +131,48 @@ func (c *child) post(ctx context.Context, path string) error {
 	return nil
 }
 
-// rss returns the server's resident set size in bytes, from /proc.
-func (c *child) rss() (int64, error) { return rssOf(c.pid()) }
+// memory is a process's resident set: the whole (VmRSS), its anonymous
+// part (heap, stacks) and its file-backed part (the bolt file's mapping,
+// the binary).
+type memory struct{ rss, anon, file int64 }
 
-func rssOf(pid int) (int64, error) {
+// rss returns the server's resident set, from /proc.
+func (c *child) rss() (memory, error) { return rssOf(c.pid()) }
+
+func rssOf(pid int) (memory, error) {
+	var m memory
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, err
+		return m, err
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10, err
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
 		}
+		var dst *int64
+		switch k {
+		case "VmRSS":
+			dst = &m.rss
+		case "RssAnon":
+			dst = &m.anon
+		case "RssFile":
+			dst = &m.file
+		default:
+			continue
+		}
+		kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+		if err != nil {
+			return m, err
+		}
+		*dst = kb << 10
 	}
-	return 0, errors.New("no VmRSS")
+	if m.rss == 0 {
+		return m, errors.New("no VmRSS")
+	}
+	return m, nil
 }
 
 // logTail is the end of the server's log, for error messages.

@@ -40,6 +40,7 @@ func main() {
 	flag.DurationVar(&cfg.Duration, "duration", 60*time.Second, "how long publishers send while faults rotate (30m for the long form)")
 	flag.Uint64Var(&cfg.Seed, "seed", uint64(time.Now().UnixNano()%1e6), "seed of the fault schedule and targets")
 	flag.IntVar(&cfg.Kills, "kills", 2, "server SIGKILLs and restarts")
+	flag.IntVar(&cfg.History, "history", 1000, "messages each room keeps in the bolt history")
 	flag.StringVar(&cfg.Dir, "dir", "", "directory for the bolt file and the server log (default: a temporary one)")
 	flag.Parse()
 	cfg.Progress = os.Stderr

@@ -27,6 +27,7 @@ type config struct {
 	Duration time.Duration // publishing while faults rotate
 	Seed     uint64        // the fault schedule and targets
 	Kills    int           // server SIGKILLs
+	History  int           // messages each room keeps (bolt)
 	Dir      string        // bolt file and server log; "" a temporary one
 	Progress io.Writer     // a progress line every second; nil: none
 	// ServerExe is the binary run as the server (with MARMOT_SOAK_ROLE
@@ -45,7 +46,8 @@ type result struct {
 	// The server's RSS after warm-up and at the end (after a forced GC),
 	// and its goroutines with every client connected and idle, before
 	// and after.
-	rssWarm, rssEnd int64
+	rssWarm, rssEnd memory
+	warm            time.Duration
 	gorBase, gorEnd int
 	// The soak process's own goroutines before the clients and after
 	// they closed.
@@ -71,8 +73,8 @@ func (r *result) failures() []string {
 	if err := r.report.Err(); err != nil {
 		out = append(out, err.Error())
 	}
-	if d := float64(r.rssEnd-r.rssWarm) / float64(r.rssWarm); d > rssTolerance {
-		out = append(out, fmt.Sprintf("server RSS grew %.1f%% (%s -> %s), over %.0f%%", 100*d, mib(r.rssWarm), mib(r.rssEnd), 100*rssTolerance))
+	if d := float64(r.rssEnd.rss-r.rssWarm.rss) / float64(r.rssWarm.rss); d > rssTolerance {
+		out = append(out, fmt.Sprintf("server RSS grew %.1f%% (%s -> %s), over %.0f%%", 100*d, mib(r.rssWarm.rss), mib(r.rssEnd.rss), 100*rssTolerance))
 	}
 	if r.gorEnd > r.gorBase+goroutineSlack {
 		out = append(out, fmt.Sprintf("server goroutines %d at the end, baseline %d", r.gorEnd, r.gorBase))
@@ -115,7 +117,7 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 		return nil, err
 	}
 	srv := &child{exe: exe, addr: addr, control: control, db: filepath.Join(dir, "rooms.db"),
-		maxConn: cfg.Clients + cfg.Rooms + 100, logPath: filepath.Join(dir, "server.log")}
+		maxConn: cfg.Clients + cfg.Rooms + 100, history: cfg.History, logPath: filepath.Join(dir, "server.log")}
 	if err := srv.start(ctx); err != nil {
 		return nil, err
 	}
@@ -155,14 +157,18 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 	phase.set("baseline")
 	res.gorBase = settle(func() int { s, _ := srv.stats(ctx, false); return s.Goroutines }, 0)
 
-	// Publishing for the whole duration; warm-up is its first sixth (at
-	// most 10 s), then the faults rotate, one per slot.
+	// Publishing for the whole duration. Warm-up lasts until the rooms'
+	// histories are full (History/Rate), so that the RSS it is measured
+	// against holds them, but at least a sixth of the duration (at most
+	// 10 s) and at most a third; then the faults rotate, one per slot.
 	pctx, stopPub := context.WithCancel(ctx)
 	var pubErr error
 	var pubWG sync.WaitGroup
 	pubWG.Go(func() { pubErr = fl.publish(pctx, cfg.Rooms, cfg.Rate) })
 	phase.begin()
-	warm := min(cfg.Duration/6, 10*time.Second)
+	fill := time.Duration(float64(cfg.History) / cfg.Rate * float64(time.Second))
+	warm := max(min(cfg.Duration/6, 10*time.Second), min(fill, cfg.Duration/3))
+	res.warm = warm
 	phase.set("warm-up")
 	sleep(ctx, warm)
 	if _, err := srv.stats(ctx, true); err != nil {
@@ -260,8 +266,8 @@ func settle(get func() int, target int) int {
 // summary writes the run's table.
 func (r *result) summary(w io.Writer) {
 	row := func(k, v string) { fmt.Fprintf(w, "  %-28s %s\n", k, v) }
-	fmt.Fprintf(w, "\nmarmot soak: %d clients in %d rooms, %.0f msg/s per room, %s, seed %d\n",
-		r.cfg.Clients, r.cfg.Rooms, r.cfg.Rate, r.cfg.Duration, r.cfg.Seed)
+	fmt.Fprintf(w, "\nmarmot soak: %d clients in %d rooms, %.0f msg/s per room, history %d, %s, seed %d\n",
+		r.cfg.Clients, r.cfg.Rooms, r.cfg.Rate, r.cfg.History, r.cfg.Duration, r.cfg.Seed)
 	names := make([]string, len(r.schedule))
 	for i, f := range r.schedule {
 		names[i] = f.String()
@@ -283,7 +289,10 @@ func (r *result) summary(w io.Writer) {
 		row("reordered", fmt.Sprint(r.report.Reordered))
 		row("corrupted", fmt.Sprint(r.report.Corrupted))
 	}
-	row("server RSS warm-up -> end", fmt.Sprintf("%s -> %s (%+.1f%%)", mib(r.rssWarm), mib(r.rssEnd), 100*float64(r.rssEnd-r.rssWarm)/float64(max(r.rssWarm, 1))))
+	row("server RSS warm-up -> end", fmt.Sprintf("%s -> %s (%+.1f%%; warm-up %s)", mib(r.rssWarm.rss), mib(r.rssEnd.rss),
+		100*float64(r.rssEnd.rss-r.rssWarm.rss)/float64(max(r.rssWarm.rss, 1)), r.warm.Round(time.Second)))
+	row("  of it anonymous (heap)", fmt.Sprintf("%s -> %s", mib(r.rssWarm.anon), mib(r.rssEnd.anon)))
+	row("  of it file-backed (binary, bolt)", fmt.Sprintf("%s -> %s", mib(r.rssWarm.file), mib(r.rssEnd.file)))
 	row("server goroutines base/end", fmt.Sprintf("%d / %d", r.gorBase, r.gorEnd))
 	row("soak goroutines base/end", fmt.Sprintf("%d / %d", r.selfBase, r.selfEnd))
 	row("connect / drain / total", fmt.Sprintf("%s / %s / %s", r.connectTime.Round(time.Millisecond), r.drainTime.Round(time.Millisecond), r.elapsed.Round(time.Second)))

@@ -32,6 +32,7 @@ const (
 	envControl = "MARMOT_SOAK_CONTROL"
 	envDB      = "MARMOT_SOAK_DB"
 	envMaxConn = "MARMOT_SOAK_MAXCONN"
+	envHistory = "MARMOT_SOAK_HISTORY"
 )
 
 // pubPrefix names the request a publisher sends: "pub/ROOM", answered once
@@ -56,6 +57,7 @@ func serveChild() error {
 	}
 	defer store.Close()
 	maxConn, _ := strconv.Atoi(os.Getenv(envMaxConn))
+	history, _ := strconv.Atoi(os.Getenv(envHistory))
 	inj := actorfault.New(actorfault.Options{Logger: log})
 	defer inj.Close()
 	var srv *marmot.Server
@@ -64,7 +66,7 @@ func serveChild() error {
 		MaxConnections:  maxConn,
 		Logger:          log,
 		LogLevel:        slog.LevelWarn,
-		RoomHistory:     marmot.HistoryConfig{Size: 5000, TTL: time.Hour, Backend: store},
+		RoomHistory:     marmot.HistoryConfig{Size: history, TTL: time.Hour, Backend: store},
 		ActorMiddleware: []actor.ReceiverMiddleware{inj.Middleware()},
 		ServerEvents: marmot.ServerEvents{OnHandleCommand: func(m *marmot.Message) {
 			room, ok := strings.CutPrefix(m.Name, pubPrefix)

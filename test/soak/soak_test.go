@@ -37,7 +37,7 @@ func TestMain(m *testing.M) {
 // `go run ./test/soak` is the 1,000-client form, -duration 30m the long
 // one. MARMOT_SOAK_CLIENTS and MARMOT_SOAK_DURATION override the figures.
 func TestSoak(t *testing.T) {
-	cfg := config{Clients: 300, Rooms: 5, Rate: 10, Duration: 60 * time.Second, Seed: 15, Kills: 2, Dir: t.TempDir()}
+	cfg := config{Clients: 300, Rooms: 5, Rate: 10, Duration: 60 * time.Second, Seed: 15, Kills: 2, History: 1000, Dir: t.TempDir()}
 	if v := os.Getenv("MARMOT_SOAK_CLIENTS"); v != "" {
 		if _, err := fmt.Sscan(v, &cfg.Clients); err != nil {
 			t.Fatal(err)
