@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"runtime"
@@ -91,6 +92,9 @@ func serveChild() error {
 		return err
 	}
 	mux := http.NewServeMux()
+	// The heap profile, for the memory the RSS bound is about
+	// (go tool pprof http://CONTROL/debug/pprof/heap).
+	mux.HandleFunc("GET /debug/pprof/heap", pprof.Index)
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Get("gc") != "" {
 			runtime.GC()
