@@ -2,6 +2,7 @@ package marmot
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -35,8 +36,30 @@ type ClientConfig struct {
 	// "marmot.v1" (binary envelope) or "marmot.json.v1" (JSON envelope).
 	// Commands and requests need an envelope.
 	Subprotocol string
-	// Header is sent with the upgrade request (e.g. Authorization).
+	// Transport chooses WebSocket, the HTTP fallback (docs/HTTP.md), or
+	// (TransportAuto, the default) WebSocket falling back to HTTP when the
+	// upgrade is refused or stripped by a proxy. ClientInfo.Transport
+	// says which one a connection uses.
+	Transport Transport
+	// Header is sent with the upgrade request, or the HTTP fallback's
+	// open (e.g. Authorization).
 	Header http.Header
+	// TLSConfig configures wss:// connections: RootCAs to trust a private
+	// CA, client certificates. Default: the system's roots. A certificate
+	// the client does not trust fails with ErrCertificate, which is not
+	// retried. (InsecureSkipVerify turns verification off: for tests.)
+	TLSConfig *tls.Config
+	// Token, when set, is called for a token on every connect and
+	// reconnect, so it can hand out a fresh one (after a 4001
+	// CloseTokenExpired, say); it is sent as "Authorization: Bearer
+	// TOKEN", or, with TokenInMessage, as the connection's first message
+	// (a marmot.auth request; docs/PROTOCOL.md section 7), which is what
+	// browsers must do. A 401 or 403 (ErrUnauthorized, ErrForbidden) is
+	// not retried.
+	Token func(ctx context.Context) (string, error)
+	// TokenInMessage sends Token's token as the first message instead of
+	// a header. Not with the compat encryption profile.
+	TokenInMessage bool
 	// ConnectionTimeout bounds each connect attempt, handshake included.
 	// Default 30s.
 	ConnectionTimeout time.Duration
@@ -90,6 +113,16 @@ type ClientConfig struct {
 	MaxMessageSize int64
 	// MaxQueueBytes bounds the outbound backlog. Default 4 MiB.
 	MaxQueueBytes int64
+	// OutboxBytes bounds the client's outbox (docs/ROOMS.md, The client's
+	// outbox): with AutoReconnect and an envelope subprotocol, the client
+	// asks the server for a session, numbers what it sends (Send,
+	// SendCommand, Publish, Request) and keeps it until the server
+	// acknowledges it; what is sent while the client reconnects waits
+	// there too. After a reconnect it is sent again and the server handles
+	// each message once. A send that would go past the bound fails with
+	// ErrOutboxFull. Default 1 MiB; negative: no outbox (sends while
+	// reconnecting fail with ErrNotConnected). Raw mode has no outbox.
+	OutboxBytes int64
 	// MaxRestarts and RestartWindow bound ClientActor restarts after
 	// callback panics. Defaults 3 and 10s.
 	MaxRestarts   int
@@ -120,6 +153,10 @@ type ClientConfig struct {
 	// ServerConfig.ActorMiddleware); nil costs nothing.
 	ActorMiddleware []actor.ReceiverMiddleware
 
+	// Compression offers permessage-deflate (RFC 7692); used when the
+	// server accepts it. Off by default; off with encryption.
+	Compression Compression
+
 	// EncryptionConfig is the seed's AES encryption; off by default. It
 	// picks the subprotocol: marmot.v1 (secure) or synopsejson (compat).
 	EncryptionConfig
@@ -144,12 +181,19 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.TokenInMessage && cfg.Token == nil {
+		return nil, fmt.Errorf("marmot: TokenInMessage needs a Token callback")
+	}
+	if cfg.TokenInMessage && enc != nil && enc.Subprotocol() != protocol.SubprotocolBinary {
+		return nil, fmt.Errorf("marmot: TokenInMessage does not work with the %s encryption profile", cfg.EncryptionProfile)
+	}
 	if enc != nil && cfg.Subprotocol != "" && cfg.Subprotocol != enc.Subprotocol() {
 		return nil, fmt.Errorf("marmot: Subprotocol %q cannot carry encryption (it uses %q)", cfg.Subprotocol, enc.Subprotocol())
 	}
 	ac := actors.NewClient(actors.ClientConfig{
 		URL:                  cfg.URL,
 		Subprotocol:          cfg.Subprotocol,
+		Transport:            cfg.Transport,
 		Header:               cfg.Header,
 		ConnectionTimeout:    cfg.ConnectionTimeout,
 		AutoReconnect:        cfg.AutoReconnect,
@@ -164,6 +208,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		WriteTimeout:         cfg.WriteTimeout,
 		MaxMessageSize:       cfg.MaxMessageSize,
 		MaxQueueBytes:        cfg.MaxQueueBytes,
+		Outbox:               max(cfg.OutboxBytes, 0),
 		MaxRestarts:          cfg.MaxRestarts,
 		RestartWindow:        cfg.RestartWindow,
 		Logger:               cfg.Logger,
@@ -172,6 +217,10 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		MeterProvider:        cfg.MeterProvider,
 		Propagator:           cfg.Propagator,
 		Encryption:           enc,
+		Compression:          cfg.Compression,
+		TLSConfig:            cfg.TLSConfig,
+		Token:                cfg.Token,
+		TokenInMessage:       cfg.TokenInMessage,
 		Actor:                cfg.Actor,
 		ReceiverMiddleware:   cfg.ActorMiddleware,
 		Events:               cfg.ClientEvents,
@@ -216,6 +265,9 @@ func (c *ClientConfig) normalize() error {
 			return fmt.Errorf("marmot: unknown Subprotocol %q (want %q, %q or empty for raw)", c.Subprotocol, protocol.SubprotocolBinary, protocol.SubprotocolJSON)
 		}
 	}
+	if c.Transport < TransportAuto || c.Transport > TransportHTTP {
+		return fmt.Errorf("marmot: unknown Transport %d", int(c.Transport))
+	}
 	if c.ReconnectStrategy != ReconnectFixed && c.ReconnectStrategy != ReconnectExponential {
 		return fmt.Errorf("marmot: unknown ReconnectStrategy %d", int(c.ReconnectStrategy))
 	}
@@ -245,6 +297,7 @@ func (c *ClientConfig) normalize() error {
 	c.WriteTimeout = defaultDuration(c.WriteTimeout, DefaultWriteTimeout)
 	c.MaxMessageSize = defaultInt64(c.MaxMessageSize, DefaultMaxMessageSize)
 	c.MaxQueueBytes = defaultInt64(c.MaxQueueBytes, DefaultMaxQueueBytes)
+	c.OutboxBytes = defaultInt64(c.OutboxBytes, DefaultOutboxBytes)
 	c.MaxRestarts = defaultInt(c.MaxRestarts, DefaultMaxRestarts)
 	c.RestartWindow = defaultDuration(c.RestartWindow, DefaultRestartWindow)
 	c.Logger = levelLogger(c.Logger, c.LogLevel)
@@ -256,6 +309,10 @@ func (c *Client) StateDescription() string { return c.State().Description() }
 
 // URL returns the endpoint the client dials.
 func (c *Client) URL() string { return c.cfg.URL }
+
+// Transport names the transport of the current connection: "websocket",
+// or "http" for the HTTP fallback (docs/HTTP.md); "" when not connected.
+func (c *Client) Transport() string { return c.c.Transport() }
 
 // Config returns the configuration with defaults filled in.
 func (c *Client) Config() ClientConfig { return c.cfg }
@@ -272,6 +329,11 @@ func (c *Client) Connected() bool { return c.c.Connected() }
 
 // Reconnecting reports whether the client is between reconnect attempts.
 func (c *Client) Reconnecting() bool { return c.c.Reconnecting() }
+
+// Compressed reports whether the current connection negotiated
+// permessage-deflate (ClientConfig.Compression, when the server accepts
+// it); false when not connected.
+func (c *Client) Compressed() bool { return c.c.Compressed() }
 
 // Stats returns the client's counters.
 func (c *Client) Stats() ClientStats { return c.c.Stats() }
@@ -294,7 +356,9 @@ func (c *Client) Disconnect(ctx context.Context) error { return c.c.Disconnect(c
 func (c *Client) Close(ctx context.Context) error { return c.c.Close(ctx) }
 
 // Send queues data for the server: a raw frame (text when valid UTF-8) or a
-// data envelope. It fails with ErrNotConnected while disconnected.
+// data envelope. It fails with ErrNotConnected while disconnected; with the
+// outbox (OutboxBytes, AutoReconnect, an envelope subprotocol) a Send while
+// the client reconnects waits for the next connection instead.
 func (c *Client) Send(data []byte) error { return c.c.Send(data) }
 
 // SendRaw queues a raw frame of the given type (raw mode only).
@@ -319,7 +383,9 @@ func (c *Client) SendCommandContext(ctx context.Context, name string, payload []
 }
 
 // Request sends a named request and waits for the reply or for ctx; a
-// server-side error reply comes back as *RemoteError. It may be called from
+// server-side error reply comes back as *RemoteError. With the outbox it
+// waits across reconnects (bounded by ctx) and is handled once; a reply
+// lost with its connection after the server handled it is ErrReplyLost. It may be called from
 // the client's own callbacks: it then writes the request itself, and later
 // events wait for the reply, so give such a Request a short deadline.
 func (c *Client) Request(ctx context.Context, name string, payload []byte) ([]byte, error) {

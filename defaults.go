@@ -40,6 +40,14 @@ const (
 	// DefaultHealthyAfter is the least time a connection must stay up
 	// before reconnecting starts over from the first attempt.
 	DefaultHealthyAfter = actors.DefaultHealthyAfter
+	// DefaultOutboxBytes bounds the client's outbox (ClientConfig.OutboxBytes).
+	DefaultOutboxBytes = 1 << 20
+)
+
+// Session defaults of the server (ServerConfig.SessionTTL, MaxSessions).
+const (
+	DefaultSessionTTL  = actors.DefaultSessionTTL
+	DefaultMaxSessions = actors.DefaultMaxSessions
 )
 
 func defaultInt(v, def int) int {

@@ -43,6 +43,17 @@ const HeaderEncryption = actors.HeaderEncryption
 // says, for browsers, which cannot set headers on a WebSocket upgrade.
 const QueryEncryption = actors.QueryEncryption
 
+// HeaderHandshake is the upgrade request header by which a secure-profile
+// client announces the handshake version it speaks ("2": with forward
+// secrecy); QueryHandshake says the same for browsers. A server refuses a
+// client that does not announce it with close 4501 "downgrade refused"
+// unless EncryptionAllowLegacyHandshake is set. See docs/PROTOCOL.md
+// section 5.
+const (
+	HeaderHandshake = actors.HeaderHandshake
+	QueryHandshake  = actors.QueryHandshake
+)
+
 // SubprotocolCompat is the Delphi components' subprotocol, used by the
 // compat encryption profile.
 const SubprotocolCompat = actors.SubprotocolCompat
@@ -93,6 +104,16 @@ type EncryptionConfig struct {
 	// derivation: "current" (default, "_mormot2_ws_salt", 1024 rounds) or
 	// "july2025" ("_hardcoded_salt_2024", 1000 rounds).
 	EncryptionCompatSalt string
+	// EncryptionAllowLegacyHandshake (secure profile) also speaks the
+	// handshake of marmot releases before forward secrecy (version 1: the
+	// session keys come from the passphrase alone, so a passphrase that
+	// leaks later decrypts recorded traffic). On a server it admits clients
+	// that do not announce version 2; on a client it accepts servers that
+	// speak only version 1. Default false: such peers are refused with close
+	// 4501 "downgrade refused" (crypto.ErrDowngrade). Two current peers
+	// always use version 2, and one whose announcement was removed in
+	// transit refuses the legacy handshake even with this set.
+	EncryptionAllowLegacyHandshake bool
 	// EncryptionHandshakeTimeout bounds the secure handshake. Default 10s.
 	EncryptionHandshakeTimeout time.Duration
 }
@@ -184,7 +205,8 @@ func (e *EncryptionConfig) serverEncryption(log *slog.Logger) (*actors.Encryptio
 			return fmt.Errorf("marmot: deriving the encryption key: %w", err)
 		}
 		out.Server = &crypto.ServerConfig{Key: key, Mode: r.mode, KeySize: r.keySize,
-			AcceptModes: r.modes, AcceptKeySizes: r.sizes, AllowECB: r.allowECB}
+			AcceptModes: r.modes, AcceptKeySizes: r.sizes, AllowECB: r.allowECB,
+			AllowLegacyHandshake: e.EncryptionAllowLegacyHandshake}
 		return nil
 	})
 }
@@ -198,7 +220,8 @@ func (e *EncryptionConfig) clientEncryption(log *slog.Logger) (*actors.Encryptio
 			return err
 		}
 		out.Client = &crypto.ClientConfig{Keyring: ring, Mode: r.mode, KeySize: r.keySize,
-			AcceptModes: r.modes, AcceptKeySizes: r.sizes, AllowECB: r.allowECB}
+			AcceptModes: r.modes, AcceptKeySizes: r.sizes, AllowECB: r.allowECB,
+			AllowLegacyHandshake: e.EncryptionAllowLegacyHandshake}
 		return nil
 	})
 }

@@ -269,7 +269,7 @@ func TestEncryptedWrongKeyAfterRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ws := dialHeader(t, srv.s.URL(), protocol.SubprotocolBinary, http.Header{marmot.HeaderEncryption: {"secure"}})
+	ws := dialHeader(t, srv.s.URL(), protocol.SubprotocolBinary, http.Header{marmot.HeaderEncryption: {"secure"}, marmot.HeaderHandshake: {"2"}})
 	_ = ws.SetReadDeadline(time.Now().Add(waitTimeout))
 	_, hello, err := ws.ReadMessage()
 	if err != nil {
@@ -353,7 +353,7 @@ type secureConn struct {
 
 func dialSecure(t testing.TB, url string, ring *crypto.Keyring) *secureConn {
 	t.Helper()
-	ws := dialHeader(t, url, protocol.SubprotocolBinary, http.Header{marmot.HeaderEncryption: {"secure"}})
+	ws := dialHeader(t, url, protocol.SubprotocolBinary, http.Header{marmot.HeaderEncryption: {"secure"}, marmot.HeaderHandshake: {"2"}})
 	_ = ws.SetReadDeadline(time.Now().Add(waitTimeout))
 	_, hello, err := ws.ReadMessage()
 	if err != nil {
@@ -578,11 +578,11 @@ func TestCompatSeedFrames(t *testing.T) {
 // says the same as HeaderEncryption, and the secure handshake follows.
 func TestEncryptionClaimByQuery(t *testing.T) {
 	s := encryptedServer(t, marmot.EncryptionConfig{EncryptionMode: "gcm"}, marmot.ServerEvents{})
-	ws := dial(t, s.URL()+"?"+marmot.QueryEncryption+"=secure", protocol.SubprotocolBinary)
+	ws := dial(t, s.URL()+"?"+marmot.QueryEncryption+"=secure&"+marmot.QueryHandshake+"=2", protocol.SubprotocolBinary)
 	_ = ws.SetReadDeadline(time.Now().Add(waitTimeout))
 	typ, hello, err := ws.ReadMessage()
-	if err != nil || typ != websocket.BinaryMessage || len(hello) == 0 {
-		t.Fatalf("after a claim by query: %d %d bytes %v, want the server's hello", typ, len(hello), err)
+	if err != nil || typ != websocket.BinaryMessage || len(hello) < 5 || hello[4] != crypto.HandshakeVersion {
+		t.Fatalf("after a claim by query: %d %d bytes %v, want the server's version-2 hello", typ, len(hello), err)
 	}
 	// Without the claim, the same request is refused before the upgrade.
 	_, resp, err := websocket.DefaultDialer.Dial(s.URL(), http.Header{"Sec-WebSocket-Protocol": {protocol.SubprotocolBinary}})

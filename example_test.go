@@ -175,3 +175,49 @@ func exampleClient(ctx context.Context, url string) *marmot.Client {
 	}
 	return c
 }
+
+// A client that must not use WebSocket (say, a proxy on the way strips the
+// upgrade) talks to the same endpoint over the HTTP fallback transport:
+// the server needs nothing more. TransportAuto, the default, falls back by
+// itself when the upgrade is refused.
+func ExampleClientConfig_transport() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	srv, err := marmot.NewServer(marmot.ServerConfig{
+		Addr:   "127.0.0.1:0",
+		Logger: slog.New(slog.DiscardHandler),
+		ServerEvents: marmot.ServerEvents{
+			OnClientConnected: func(ci marmot.ClientInfo) { fmt.Println("server: a client over", ci.Transport) },
+			OnHandleCommand:   func(m *marmot.Message) { _ = m.Reply(m.Payload) },
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := srv.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
+	defer srv.Stop(ctx)
+
+	c, err := marmot.NewClient(marmot.ClientConfig{
+		URL:         srv.URL(),
+		Subprotocol: protocol.SubprotocolBinary,
+		Transport:   marmot.TransportHTTP, // POST and long-poll GET on the same path
+		Logger:      slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := c.Connect(ctx); err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close(ctx)
+	reply, err := c.Request(ctx, "echo", []byte("hello over HTTP"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("client (%s): %s\n", c.Transport(), reply)
+	// Output:
+	// server: a client over http
+	// client (http): hello over HTTP
+}

@@ -40,6 +40,13 @@ const (
 	BinaryMessage = actors.BinaryMessage
 )
 
+// Compression configures permessage-deflate (RFC 7692) on a server or a
+// client: see ServerConfig.Compression and ClientConfig.Compression.
+type Compression = actors.Compression
+
+// DefaultCompressionThreshold is Compression.Threshold's default.
+const DefaultCompressionThreshold = actors.DefaultCompressionThreshold
+
 // ClientInfo is a snapshot of one server-side connection.
 type ClientInfo = actors.ClientInfo
 
@@ -73,6 +80,21 @@ const (
 	StateDisconnecting = actors.StateDisconnecting
 	StateError         = actors.StateError
 )
+
+// Transport chooses how a client connects: WebSocket, the HTTP fallback
+// (docs/HTTP.md), or WebSocket falling back to HTTP.
+type Transport = actors.Transport
+
+// Transports.
+const (
+	TransportAuto      = actors.TransportAuto
+	TransportWebSocket = actors.TransportWebSocket
+	TransportHTTP      = actors.TransportHTTP
+)
+
+// ParseTransport reads "auto", "websocket" or "http" (the CLI's
+// --transport).
+func ParseTransport(s string) (Transport, error) { return actors.ParseTransport(s) }
 
 // ReconnectStrategy chooses the delay between reconnect attempts.
 type ReconnectStrategy = actors.ReconnectStrategy
@@ -121,6 +143,7 @@ const (
 	CloseMessageTooBig   = actors.CloseMessageTooBig
 	CloseInternalError   = actors.CloseInternalError
 	CloseSlowConsumer    = actors.CloseSlowConsumer
+	CloseSessionMoved    = actors.CloseSessionMoved
 )
 
 // Errors, testable with errors.Is.
@@ -143,6 +166,9 @@ var (
 	ErrClientClosed       = actors.ErrClientClosed
 	ErrEmptyCommandName   = actors.ErrEmptyCommandName
 	ErrBusy               = actors.ErrBusy
+	ErrOutboxFull         = actors.ErrOutboxFull
+	ErrSessionLost        = actors.ErrSessionLost
+	ErrReplyLost          = actors.ErrReplyLost
 )
 
 // ErrEmptyMessage is the old name of ErrEmptyCommandName.

@@ -714,6 +714,7 @@ func TestMetricsMatchStats(t *testing.T) {
 		{"marmot.handshake.failures", st.HandshakeFailures, 0},
 		{"marmot.decrypt.failures", st.DecryptFailures, 0},
 		{"marmot.queue.bytes", 0, 0},
+		{"marmot.sessions", int64(st.Sessions), 0},
 	} {
 		got, ok := int64Metric(rm, m.name)
 		if !ok {

@@ -140,15 +140,19 @@ func (s *Server) Rooms() []string {
 // a *RemoteError whose Message is the reason. Room messages then arrive in
 // OnHandleCommand with m.Room and m.Offset set. After a reconnect the
 // client joins again by itself and recovers what it missed
-// (ClientEvents.OnRecover tells the outcome), until Leave.
+// (ClientEvents.OnRecover tells the outcome), until Leave. With the
+// outbox, a Join while the client reconnects waits for that automatic join
+// on the next connection (bounded by ctx).
 func (c *Client) Join(ctx context.Context, room string) error { return c.c.Join(ctx, room) }
 
 // Leave asks the server to remove this client from room and waits for the
-// answer or ctx.
+// answer or ctx; with the outbox, a Leave while the client reconnects
+// returns at once (the room is not joined again).
 func (c *Client) Leave(ctx context.Context, room string) error { return c.c.Leave(ctx, room) }
 
 // Publish queues data for room's members without waiting; a refusal by
-// the server's OnPublish goes to OnError as a *RoomError.
+// the server's OnPublish goes to OnError as a *RoomError. With the outbox
+// it waits there while the client reconnects, and is published once.
 func (c *Client) Publish(room string, data []byte) error { return c.c.Publish(room, data) }
 
 // Presence asks the server who is in room and waits for the answer or

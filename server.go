@@ -2,11 +2,13 @@ package marmot
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/marmotws/marmot/actors"
+	"github.com/marmotws/marmot/jsclient"
 	"github.com/marmotws/marmot/protocol"
 )
 
@@ -53,11 +56,65 @@ type ServerConfig struct {
 	// Default 10s.
 	WriteTimeout time.Duration
 	// DisableJSON refuses the marmot.json.v1 subprotocol meant for browsers.
-	// The seed's WebSocketsAjax (default true) maps to DisableJSON=false.
 	DisableJSON bool
-	// CheckOrigin vets the Origin header; nil accepts requests without an
-	// Origin header and those whose Origin host equals the Host header.
+	// DisableHTTPFallback turns off the HTTP fallback transport
+	// (docs/HTTP.md), which serves clients whose WebSocket upgrade is
+	// refused or stripped on the same path by POST and long-poll GET; its
+	// requests are then answered 404. It is the seed's WebSocketsAjax
+	// (default true): WebSocketsAjax=false is DisableHTTPFallback=true.
+	DisableHTTPFallback bool
+	// CheckOrigin vets the Origin header itself, instead of AllowedOrigins
+	// and the same-origin default. A refusal is answered 403.
 	CheckOrigin func(r *http.Request) bool
+	// AllowedOrigins are Origin patterns let in besides same-origin, with
+	// coder/websocket's OriginPatterns semantics: requests without an
+	// Origin header (not browsers) and those whose Origin host equals the
+	// Host header always pass; otherwise a pattern must match the Origin's
+	// host ("example.com", "*.example.com"; path.Match, case-insensitive),
+	// or its "scheme://host" when the pattern contains "://". A refused
+	// origin is answered 403 with the reason, counted in
+	// Stats.OriginRefusals and reported to OnError (ErrOriginRefused).
+	AllowedOrigins []string
+
+	// TLSConfig, when set, makes Start serve TLS (wss://). Its
+	// certificates, or TLSCertFile and TLSKeyFile, are the server's.
+	// Idle TLS connections keep their reader goroutine (they cannot park:
+	// see docs/SECURITY.md); a TLS-terminating proxy in front keeps it.
+	TLSConfig *tls.Config
+	// TLSCertFile and TLSKeyFile are a PEM certificate (chain) and key
+	// file for Start to serve TLS with; both or neither.
+	TLSCertFile, TLSKeyFile string
+
+	// Authenticate, when set, vets every connection before its upgrade: it
+	// sees the request (headers, query, TLS state) and returns who the
+	// client is, or an error: one wrapping ErrForbidden is answered 403,
+	// any other 401 (with its text never sent to the client), counted in
+	// Stats.AuthRefusals and reported to OnError. The Identity is in
+	// ClientInfo (and so in OnJoin/OnPublish), on every Message, and its
+	// UserID on spans as enduser.id; when it has an ExpiresAt the
+	// connection is closed with 4001 (CloseTokenExpired) at that time.
+	// Returning ErrNoCredentials with AuthenticateToken set lets the client
+	// authenticate with its first message instead. Package jwtauth has a
+	// ready-made one.
+	Authenticate func(r *http.Request) (*Identity, error)
+	// AuthenticateToken verifies the token of a client that authenticates
+	// with its first message (a marmot.auth request; docs/PROTOCOL.md
+	// section 7), for browsers, which cannot set headers: every client
+	// when Authenticate is nil, else those for which it returned
+	// ErrNoCredentials. Until then the connection gets no broadcast and no
+	// targeted send (ErrNotAuthenticated), its handler nothing, and
+	// OnClientConnected runs only once it has authenticated (and
+	// OnClientDisconnected only for connections that did); a failure, or
+	// no marmot.auth within AuthTimeout, closes it with 4503. It runs on
+	// the connection's actor, its ctx bounded by AuthTimeout: keep it
+	// quick (verify a signature; do not call out to slow services).
+	AuthenticateToken func(ctx context.Context, token string) (*Identity, error)
+	// AuthTimeout is how long a client has to send its first-message
+	// authentication. Default 10s.
+	AuthTimeout time.Duration
+	// Limits are per-connection message and byte rates and per-IP
+	// connection limits (docs/SECURITY.md); zero fields are off.
+	Limits Limits
 	// MaxRestarts is how many times a connection's actor may restart within
 	// RestartWindow after handler panics; one more closes the connection
 	// with 1011. Default 3; negative closes on the first panic.
@@ -118,6 +175,24 @@ type ServerConfig struct {
 	// when a client joins or leaves, and clients may ask who is in them
 	// (Client.Presence). See docs/ROOMS.md.
 	RoomPresence func(room string) bool
+	// SessionTTL is how long a client's session (ClientConfig.OutboxBytes)
+	// outlives its connection, waiting for the client to come back and
+	// resume it; then it ends, and a client that comes back later starts
+	// a new one (what it had sent unacknowledged is reported to it as
+	// ErrSessionLost). Default 2 minutes.
+	SessionTTL time.Duration
+	// MaxSessions bounds the sessions the server keeps at once, attached
+	// or waiting; when full, the waiting one closest to its end makes
+	// room. Default 10,000; negative: no sessions (clients then have no
+	// outbox: every message is handled as it comes).
+	MaxSessions int
+
+	// Compression turns on permessage-deflate (RFC 7692) for clients that
+	// offer it: messages of Compression.Threshold bytes and more (128 by
+	// default) go out compressed, a broadcast or room message compressed
+	// once for all its recipients. Off by default; off with encryption.
+	// docs/PERFORMANCE.md has what it costs and saves.
+	Compression Compression
 
 	// ActorMiddleware, when set, runs in front of every connection actor
 	// and every room actor: protoactor receive middleware that sees each
@@ -169,6 +244,7 @@ type Server struct {
 	cfg ServerConfig
 	log *slog.Logger
 	enc *actors.Encryption
+	tls *tls.Config // nil: plain ws://
 
 	state atomic.Int32
 	hub   atomic.Pointer[actors.Hub]
@@ -177,6 +253,7 @@ type Server struct {
 	final atomic.Pointer[Stats]
 
 	mu        sync.Mutex // serialises Start and Stop
+	extra     []route    // Handle's, mounted by Start
 	httpSrv   *http.Server
 	ln        net.Listener
 	serveDone chan struct{}
@@ -192,7 +269,11 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, enc: enc}
+	tlsCfg, err := cfg.serverTLS()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, enc: enc, tls: tlsCfg}
 	s.hub.Store(s.newHub())
 	return s, nil
 }
@@ -224,6 +305,12 @@ func (c *ServerConfig) normalize() error {
 	if c.RestartWindow < 0 {
 		return fmt.Errorf("marmot: RestartWindow must be positive, got %v", c.RestartWindow)
 	}
+	if err := actors.ValidateOriginPatterns(c.AllowedOrigins); err != nil {
+		return err
+	}
+	if err := c.Limits.Validate(); err != nil {
+		return err
+	}
 	c.Logger = levelLogger(c.Logger, c.LogLevel)
 	return nil
 }
@@ -243,29 +330,38 @@ func (s *Server) newHub() *actors.Hub {
 		subs = []string{protocol.SubprotocolBinary}
 	}
 	return actors.NewHub(actors.HubConfig{
-		MaxConnections:     c.MaxConnections,
-		KeepAlive:          c.KeepAlive,
-		WriteTimeout:       c.WriteTimeout,
-		HandlerConcurrency: c.HandlerConcurrency,
-		MaxMessageSize:     c.MaxMessageSize,
-		MaxQueueBytes:      c.MaxQueueBytes,
-		Subprotocols:       subs,
-		CheckOrigin:        c.CheckOrigin,
-		MaxRestarts:        c.MaxRestarts,
-		RestartWindow:      c.RestartWindow,
-		Logger:             c.Logger,
-		ActorSystem:        c.ActorSystem,
-		TracerProvider:     c.TracerProvider,
-		MeterProvider:      c.MeterProvider,
-		Propagator:         c.Propagator,
-		Name:               c.Addr,
-		Encryption:         s.enc,
-		ConnectionActor:    c.ConnectionActor,
-		RoomIdle:           c.RoomIdle,
-		RoomHistory:        c.RoomHistory,
-		RoomPresence:       c.RoomPresence,
-		ReceiverMiddleware: c.ActorMiddleware,
-		Events:             c.ServerEvents,
+		MaxConnections:      c.MaxConnections,
+		KeepAlive:           c.KeepAlive,
+		WriteTimeout:        c.WriteTimeout,
+		HandlerConcurrency:  c.HandlerConcurrency,
+		MaxMessageSize:      c.MaxMessageSize,
+		MaxQueueBytes:       c.MaxQueueBytes,
+		Subprotocols:        subs,
+		CheckOrigin:         c.CheckOrigin,
+		AllowedOrigins:      c.AllowedOrigins,
+		Authenticate:        c.Authenticate,
+		AuthenticateToken:   c.AuthenticateToken,
+		AuthTimeout:         c.AuthTimeout,
+		Limits:              c.Limits,
+		MaxRestarts:         c.MaxRestarts,
+		RestartWindow:       c.RestartWindow,
+		Logger:              c.Logger,
+		ActorSystem:         c.ActorSystem,
+		TracerProvider:      c.TracerProvider,
+		MeterProvider:       c.MeterProvider,
+		Propagator:          c.Propagator,
+		Name:                c.Addr,
+		Encryption:          s.enc,
+		ConnectionActor:     c.ConnectionActor,
+		RoomIdle:            c.RoomIdle,
+		RoomHistory:         c.RoomHistory,
+		RoomPresence:        c.RoomPresence,
+		Compression:         c.Compression,
+		DisableHTTPFallback: c.DisableHTTPFallback,
+		SessionTTL:          c.SessionTTL,
+		MaxSessions:         c.MaxSessions,
+		ReceiverMiddleware:  c.ActorMiddleware,
+		Events:              c.ServerEvents,
 	})
 }
 
@@ -324,8 +420,19 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle(s.cfg.Path, s)
+	for _, name := range []string{jsclient.ScriptName, jsclient.TypesName} {
+		mux.Handle(strings.TrimSuffix(s.cfg.Path, "/")+"/"+name, s)
+	}
+	for _, r := range s.extra {
+		mux.Handle(r.pattern, r.h)
+	}
+	if s.tls != nil {
+		ln = tls.NewListener(ln, s.tls)
+	}
 	s.ln = ln
-	s.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	s.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
+		// net/http's own complaints (TLS handshake errors) go to Logger.
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 	s.serveDone = make(chan struct{})
 	go func(srv *http.Server, done chan struct{}) {
 		defer close(done)
@@ -338,6 +445,21 @@ func (s *Server) Start(ctx context.Context) error {
 	return nil
 }
 
+type route struct {
+	pattern string
+	h       http.Handler
+}
+
+// Handle adds a handler (for example NewDashboard's) to what Start serves
+// besides the endpoint, with http.ServeMux's pattern syntax; it applies
+// from the next Start. A pattern that clashes with the endpoint's makes
+// Start panic, as ServeMux does.
+func (s *Server) Handle(pattern string, h http.Handler) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.extra = append(s.extra, route{pattern, h})
+}
+
 // Addr returns the listening address, or nil before Start.
 func (s *Server) Addr() net.Addr {
 	s.mu.Lock()
@@ -348,7 +470,8 @@ func (s *Server) Addr() net.Addr {
 	return s.ln.Addr()
 }
 
-// URL returns the ws:// URL of the endpoint, or "" before Start.
+// URL returns the ws:// (wss:// with TLS) URL of the endpoint, or "" before
+// Start.
 func (s *Server) URL() string {
 	a := s.Addr()
 	if a == nil {
@@ -358,7 +481,11 @@ func (s *Server) URL() string {
 	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
 		host = "127.0.0.1"
 	}
-	return "ws://" + net.JoinHostPort(host, port) + s.cfg.Path
+	scheme := "ws://"
+	if s.tls != nil {
+		scheme = "wss://"
+	}
+	return scheme + net.JoinHostPort(host, port) + s.cfg.Path
 }
 
 // Stop shuts down gracefully: no new connections, every client's queue is
@@ -373,19 +500,23 @@ func (s *Server) Stop(ctx context.Context) error {
 	defer s.mu.Unlock()
 	s.setState(ServerStopping)
 	var errs []error
-	if s.httpSrv != nil {
-		// Shutdown closes the listener; hijacked WebSocket connections are
-		// the hub's to close.
-		if err := s.httpSrv.Shutdown(ctx); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if h := s.hub.Swap(nil); h != nil {
+	// The hub first, while the listener still serves: HTTP fallback
+	// sessions fetch their 1001 close record, and answer it, by requests
+	// of their own. New connections meanwhile get 503.
+	if h := s.hub.Load(); h != nil {
 		if err := h.Shutdown(ctx); err != nil {
 			errs = append(errs, err)
 		}
+		s.hub.Store(nil)
 		st := h.Stats()
 		s.final.Store(&st)
+	}
+	if s.httpSrv != nil {
+		// Shutdown closes the listener and waits for the requests in
+		// flight; hijacked WebSocket connections were the hub's to close.
+		if err := s.httpSrv.Shutdown(ctx); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if s.serveDone != nil {
 		<-s.serveDone
@@ -396,7 +527,14 @@ func (s *Server) Stop(ctx context.Context) error {
 }
 
 // ServeHTTP upgrades r to a WebSocket connection; after Stop it answers 503.
+// A GET of <Path>/marmot.js or <Path>/marmot.d.ts gets the browser client
+// (package jsclient); mount the server on "<Path>/" as well as "<Path>" in
+// your own mux to serve them.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if name, ok := jsclient.Match(s.cfg.Path, r.URL.Path); ok {
+		jsclient.Serve(w, r, name)
+		return
+	}
 	h := s.hub.Load()
 	if h == nil {
 		http.Error(w, "marmot: server stopped", http.StatusServiceUnavailable)

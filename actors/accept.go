@@ -13,15 +13,31 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/marmotws/marmot/crypto"
+	"github.com/marmotws/marmot/internal/httpconn"
 	"github.com/marmotws/marmot/internal/transport"
 )
 
-// ServeHTTP upgrades the request to a WebSocket connection and serves it
-// until it closes. Over MaxConnections it answers 503 without upgrading.
+// ServeHTTP serves the endpoint: it upgrades a request to a WebSocket
+// connection, or opens an HTTP fallback session (docs/HTTP.md), and serves
+// the connection until it closes; it also answers the sends and polls of
+// HTTP sessions. Over MaxConnections it answers 503 without opening.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	kind := httpconn.KindOf(r)
+	if kind != httpconn.NotHTTP && h.httpSessions == nil {
+		http.Error(w, "marmot: HTTP fallback is disabled", http.StatusNotFound)
+		return
+	}
+	switch {
+	case kind == httpconn.Session:
+		h.httpSessions.Serve(w, r)
+		return
+	case kind == httpconn.Open && !httpconn.CheckOpen(w, r):
+		return
+	}
 	h.lifeMu.Lock()
 	if h.stopping {
 		h.lifeMu.Unlock()
+		w.Header().Set("Retry-After", "5")
 		http.Error(w, "marmot: server is shutting down", http.StatusServiceUnavailable)
 		return
 	}
@@ -31,17 +47,27 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	up := h.startUpgradeSpan(r)
 	defer up.end("", nil)
-	t, sess, ok := h.upgrade(w, r, up)
+	accept := h.acceptWebSocket
+	if kind == httpconn.Open {
+		accept = h.acceptSession
+	}
+	grant := h.sessions.offer(r, w.Header()) // a client session (session.go), if asked for
+	t, sess, adm, ok := h.upgrade(w, r, up, accept)
 	if !ok {
+		h.sessions.abort(grant)
 		return
 	}
-	c := h.newConn(t, sess)
+	c := h.newConn(t, sess, adm)
 	h.totalConns.Add(1)
 	h.live.Add(1) // the connection actor, until Stopped
 	h.sys.Root.Send(h.server, &spawnConnection{c: c})
 	<-c.ready
 	up.span.SetAttributes(AttrClientID.Int64(int64(c.id)))
+	if adm.ident != nil && adm.ident.UserID != "" {
+		up.span.SetAttributes(semconv.EnduserIDKey.String(adm.ident.UserID))
+	}
 	up.end("", nil)
+	h.sessions.attach(h, grant, c)
 	h.live.Add(1) // the transport's reader, until it stops for good
 	l := c.link
 	l.start(c.id, nil, func(err error) {
@@ -50,51 +76,64 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// upgrade admits r and upgrades it, running the secure handshake when the
-// hub encrypts. A refusal is answered, counted, traced and reported here.
-func (h *Hub) upgrade(w http.ResponseWriter, r *http.Request, up *upgradeSpan) (transport.Conn, *crypto.Session, bool) {
-	if !h.admit() {
-		up.end("max_connections", nil)
-		h.refused.Add(1)
-		msg := fmt.Sprintf("marmot: server at capacity (%d connections)", h.cfg.MaxConnections)
-		w.Header().Set("Retry-After", "5")
-		http.Error(w, msg, http.StatusServiceUnavailable)
-		h.reportError(0, fmt.Errorf("%w: refused %s (limit %d)", ErrMaxConnections, r.RemoteAddr, h.cfg.MaxConnections))
-		return nil, nil, false
+// acceptFunc opens a transport for an admitted request; on failure it has
+// answered the request.
+type acceptFunc func(w http.ResponseWriter, r *http.Request) (transport.Conn, error)
+
+func (h *Hub) acceptWebSocket(w http.ResponseWriter, r *http.Request) (transport.Conn, error) {
+	return h.acceptor.Accept(w, r)
+}
+
+func (h *Hub) acceptSession(w http.ResponseWriter, r *http.Request) (transport.Conn, error) {
+	return h.httpSessions.Accept(w, r)
+}
+
+// upgrade screens r (screen.go) and opens its transport with accept,
+// running the secure handshake when the hub encrypts. Both transports come
+// through here, so whatever is checked before a connection opens (origin,
+// per-IP limits, MaxConnections, authentication) applies to both. A
+// refusal is answered, counted, traced and reported here.
+func (h *Hub) upgrade(w http.ResponseWriter, r *http.Request, up *upgradeSpan, accept acceptFunc) (transport.Conn, *crypto.Session, *admission, bool) {
+	adm, ok := h.admitRequest(w, r, up)
+	if !ok {
+		return nil, nil, nil, false
 	}
 	if reason, err := refuseEncryption(w, r, h.cfg.Encryption); err != nil {
-		h.admitted.Add(-1)
+		h.release(adm)
 		h.handshakes.Add(1)
 		up.end(reason, err)
 		h.reportError(0, err)
-		return nil, nil, false
+		return nil, nil, nil, false
 	}
-	t, err := h.acceptor.Accept(w, r)
+	t, err := accept(w, r)
 	if err != nil {
-		h.admitted.Add(-1)
+		h.release(adm)
 		up.end("upgrade_failed", err)
 		h.reportError(0, fmt.Errorf("marmot: upgrade from %s failed: %w", r.RemoteAddr, err))
-		return nil, nil, false
+		return nil, nil, nil, false
 	}
-	up.span.SetAttributes(AttrSubprotocol.String(t.Subprotocol()), AttrEncrypted.Bool(h.cfg.Encryption != nil))
+	up.span.SetAttributes(AttrSubprotocol.String(t.Subprotocol()), AttrEncrypted.Bool(h.cfg.Encryption != nil), AttrTransport.String(t.Transport()))
 	var sess *crypto.Session
 	if enc := h.cfg.Encryption; enc != nil && enc.Profile == crypto.ProfileSecure {
-		if sess, err = serverHandshake(t, enc); err != nil {
-			h.admitted.Add(-1)
+		var version int
+		if sess, version, err = serverHandshake(t, enc, offeredHandshake(r)); err != nil {
+			h.release(adm)
 			h.handshakes.Add(1)
 			up.end("handshake_failed", err)
 			h.reportError(0, fmt.Errorf("marmot: client %s: %w", r.RemoteAddr, err))
 			t.Drop()
-			return nil, nil, false
+			return nil, nil, nil, false
 		}
+		up.span.SetAttributes(AttrHandshakeVersion.Int(version))
 	}
-	return t, sess, true
+	return t, sess, adm, true
 }
 
 // newConn builds the connection for an upgraded transport.
-func (h *Hub) newConn(t transport.Conn, sess *crypto.Session) *conn {
+func (h *Hub) newConn(t transport.Conn, sess *crypto.Session, adm *admission) *conn {
 	c := &conn{
 		hub:         h,
+		adm:         adm,
 		id:          ClientID(h.nextID.Add(1)),
 		remote:      t.RemoteAddr(),
 		connectedAt: time.Now(),
@@ -107,6 +146,7 @@ func (h *Hub) newConn(t transport.Conn, sess *crypto.Session) *conn {
 		inflight: max(h.cfg.MaxMessageSize, 1<<20),
 	})
 	l.sess = sess
+	l.limit = newConnLimiter(h.cfg.Limits, h.cfg.MaxMessageSize)
 	l.mbox = c.mbox // before the actor is known to senders
 	l.replyNow = true
 	l.keepRaw = h.cfg.Events.OnDataReceived != nil
@@ -163,16 +203,4 @@ func remoteAddr(s string) net.Addr {
 		return nil
 	}
 	return a
-}
-
-func (h *Hub) admit() bool {
-	for {
-		n := h.admitted.Load()
-		if h.cfg.MaxConnections > 0 && n >= int64(h.cfg.MaxConnections) {
-			return false
-		}
-		if h.admitted.CompareAndSwap(n, n+1) {
-			return true
-		}
-	}
 }

@@ -16,6 +16,7 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/marmotws/marmot/internal/httpconn"
 	"github.com/marmotws/marmot/internal/wsconn"
 	"github.com/marmotws/marmot/protocol"
 	"github.com/marmotws/marmot/supervisor"
@@ -31,6 +32,7 @@ type Client struct {
 	guard  *actor.PID
 	pid    *actor.PID
 	dialer *wsconn.Dialer
+	http   *httpconn.Dialer
 	tel    *telemetry
 	rep    reporter
 
@@ -53,6 +55,10 @@ type Client struct {
 	// the request ID of each unanswered join to its room.
 	rooms map[string]*roomPos
 	joins map[uint64]joinReq
+	// codec is the envelope codec of cfg.Subprotocol (nil in raw mode);
+	// out keeps what is sent with a session (client_outbox.go).
+	codec protocol.Codec
+	out   clientOutbox
 
 	// core is the ClientActor's state; it lives here so it survives restarts.
 	core clientCore
@@ -99,11 +105,14 @@ func NewClient(cfg ClientConfig) *Client {
 	if cfg.Encryption != nil {
 		c.cfg.Subprotocol = cfg.Encryption.Subprotocol()
 	}
-	c.dialer = wsconn.NewDialer(c.cfg.Subprotocol, cfg.ConnectionTimeout, wsconn.Config{
+	c.codec, _ = protocol.Lookup(c.cfg.Subprotocol)
+	c.dialer = wsconn.NewDialer(c.cfg.Subprotocol, cfg.ConnectionTimeout, cfg.TLSConfig, wsconn.Config{
 		WriteTimeout: cmp.Or(max(cfg.WriteTimeout, 0), DefaultWriteTimeout),
 		KeepAlive:    cfg.KeepAlive,
 		ReadLimit:    cfg.MaxMessageSize,
+		Compression:  cfg.Compression.transport(cfg.Encryption),
 	})
+	c.http = httpconn.NewDialer(c.cfg.Subprotocol, cfg.ConnectionTimeout, cmp.Or(max(cfg.WriteTimeout, 0), DefaultWriteTimeout), cfg.TLSConfig)
 	strategy := supervisor.New(supervisor.Config{
 		MaxRestarts:    cfg.MaxRestarts,
 		Window:         cfg.RestartWindow,
@@ -227,6 +236,22 @@ func (c *Client) Close(ctx context.Context) error {
 	return err
 }
 
+// Compressed reports whether the current connection negotiated
+// permessage-deflate (see Compression); false when not connected.
+func (c *Client) Compressed() bool {
+	l := c.link()
+	return l != nil && l.t.Compressed()
+}
+
+// Transport names the transport of the current connection: "websocket"
+// or "http" (the HTTP fallback); "" when not connected.
+func (c *Client) Transport() string {
+	if l := c.link(); l != nil {
+		return l.t.Transport()
+	}
+	return ""
+}
+
 func (c *Client) link() *link {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -238,10 +263,17 @@ func (c *Client) link() *link {
 func (c *Client) connected() (*link, error) {
 	l := c.link()
 	if l == nil || c.State() != StateConnected {
+		if c.codec == nil && c.cfg.AutoReconnect {
+			return nil, errNoRawOutbox
+		}
 		return nil, ErrNotConnected
 	}
 	return l, nil
 }
+
+// errNoRawOutbox is ErrNotConnected for a raw-mode client that reconnects:
+// raw frames have no envelope to number, so they are never kept.
+var errNoRawOutbox = fmt.Errorf("%w (raw mode has no outbox: nothing is kept while reconnecting)", ErrNotConnected)
 
 // envelopeLink is connected for what only an envelope carries (requests,
 // rooms): ErrRawMode on a raw-mode connection.
@@ -254,8 +286,13 @@ func (c *Client) envelopeLink() (*link, error) {
 }
 
 // Send queues data for the server: a raw frame (text when valid UTF-8) or a
-// data envelope. It fails with ErrNotConnected while disconnected.
+// data envelope. It fails with ErrNotConnected while disconnected; with the
+// outbox (ClientConfig.Outbox) a data envelope sent while the client
+// reconnects waits for the next connection instead.
 func (c *Client) Send(data []byte) error {
+	if c.codec != nil {
+		return c.submit(&protocol.Envelope{Kind: protocol.KindData, Payload: data})
+	}
 	l, err := c.connected()
 	if err != nil {
 		return err
@@ -275,8 +312,15 @@ func (c *Client) SendRaw(t MessageType, data []byte) error {
 	return l.sendRaw(t, data)
 }
 
-// SendCommand queues a named command (envelope subprotocols only).
+// SendCommand queues a named command (envelope subprotocols only). Like
+// Send, it waits in the outbox while the client reconnects.
 func (c *Client) SendCommand(name string, payload []byte) error {
+	if name == "" {
+		return ErrEmptyCommandName
+	}
+	if c.codec != nil {
+		return c.submit(&protocol.Envelope{Kind: protocol.KindCommand, Name: name, Payload: payload})
+	}
 	l, err := c.connected()
 	if err != nil {
 		return err
@@ -288,6 +332,9 @@ func (c *Client) SendCommand(name string, payload []byte) error {
 // with an envelope subprotocol the server's process span continues the
 // trace.
 func (c *Client) SendContext(ctx context.Context, data []byte) error {
+	if c.codec != nil {
+		return c.submitTraced(ctx, "", data)
+	}
 	l, err := c.connected()
 	if err != nil {
 		return err
@@ -300,6 +347,9 @@ func (c *Client) SendContext(ctx context.Context, data []byte) error {
 func (c *Client) SendCommandContext(ctx context.Context, name string, payload []byte) error {
 	if name == "" {
 		return ErrEmptyCommandName
+	}
+	if c.codec != nil {
+		return c.submitTraced(ctx, name, payload)
 	}
 	l, err := c.connected()
 	if err != nil {
@@ -319,6 +369,13 @@ func (c *Client) SendCommandContext(ctx context.Context, name string, payload []
 // meanwhile, and the reply can be read only while the messages that arrive
 // ahead of it fit the input budget (MaxMessageSize, at least 1 MiB), as
 // they wait for the busy actor: give such a Request a short deadline.
+//
+// With the outbox (ClientConfig.Outbox), a Request made while the client
+// reconnects is sent once it has, and one whose connection is lost before
+// the reply is sent again on the next: it waits for its reply across
+// outages, bounded by ctx. The server handles it once; if it had already
+// handled it on the lost connection, the reply is lost with it and Request
+// returns ErrReplyLost.
 func (c *Client) Request(ctx context.Context, name string, payload []byte) ([]byte, error) {
 	if name == "" {
 		return nil, ErrEmptyCommandName
@@ -326,11 +383,17 @@ func (c *Client) Request(ctx context.Context, name string, payload []byte) ([]by
 	return c.request(ctx, name, "", payload)
 }
 
-// request is Request, with the room of a room request.
+// request is Request, with the room of a room request. Application
+// requests go through the outbox; room requests (room set) belong to the
+// connection and are sent on it, or refused while there is none.
 func (c *Client) request(ctx context.Context, name, room string, payload []byte) ([]byte, error) {
-	l, err := c.envelopeLink()
-	if err != nil {
-		return nil, err
+	queued := room == "" && c.codec != nil
+	var l *link
+	if !queued {
+		var err error
+		if l, err = c.envelopeLink(); err != nil {
+			return nil, err
+		}
 	}
 	ch := make(chan reqResult, 1)
 	c.mu.Lock()
@@ -351,8 +414,14 @@ func (c *Client) request(ctx context.Context, name, room string, payload []byte)
 		semconv.MessagingMessageIDKey.String(strconv.FormatUint(id, 10)),
 		semconv.MessagingMessageBodySizeKey.Int(len(payload)),
 	))
-	payload, err = c.awaitReply(ctx, l, ch, &protocol.Envelope{Kind: protocol.KindRequest, ID: id, Name: name,
-		Room: room, Payload: payload, Meta: c.tel.inject(ctx, nil)})
+	e := &protocol.Envelope{Kind: protocol.KindRequest, ID: id, Name: name,
+		Room: room, Payload: payload, Meta: c.tel.inject(ctx, nil)}
+	var err error
+	if queued {
+		payload, err = c.awaitQueued(ctx, ch, e)
+	} else {
+		payload, err = c.awaitReply(ctx, l, ch, e)
+	}
 	if err != nil {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, err.Error())
@@ -361,11 +430,27 @@ func (c *Client) request(ctx context.Context, name, room string, payload []byte)
 	return payload, err
 }
 
+// awaitQueued sends request e through the outbox and waits for its answer
+// on ch; a request given up before it was sent is taken out again.
+func (c *Client) awaitQueued(ctx context.Context, ch chan reqResult, e *protocol.Envelope) ([]byte, error) {
+	if err := c.submit(e); err != nil {
+		return nil, err
+	}
+	defer c.unqueue(e.ID)
+	return c.wait(ctx, c.link(), ch) // nil while reconnecting: nothing to flush
+}
+
 func (c *Client) awaitReply(ctx context.Context, l *link, ch chan reqResult, e *protocol.Envelope) ([]byte, error) {
 	if err := l.sendEnvelope(e); err != nil {
 		return nil, err
 	}
-	if c.inCallback.Load() > 0 {
+	return c.wait(ctx, l, ch)
+}
+
+// wait waits for a request's answer on ch, or for ctx; l is the
+// connection it went out on, if any.
+func (c *Client) wait(ctx context.Context, l *link, ch chan reqResult) ([]byte, error) {
+	if c.inCallback.Load() > 0 && l != nil {
 		// Most likely called from a callback: the actor that would write
 		// the request is the one waiting for it, so write it here.
 		_ = l.out.flush(time.Time{}, (&ClientActor{c: c}).onSent())
@@ -396,30 +481,64 @@ func (c *Client) early(in *inbound) {
 	m := in.msg
 	switch m.Kind {
 	case protocol.KindData, protocol.KindCommand:
+		if isAck(m) {
+			c.acked(in.l, m.seq)
+		}
 		return // room positions advance as the ClientActor hands messages on
 	}
 	if rec, ok := c.joinAnswered(in.l, m); ok {
 		in.recovered = rec
 		in.resolved = rec != nil
 	}
+	lost := c.answered(m.id, m.code)
 	switch m.Kind {
 	case protocol.KindReply:
 		in.resolved = c.resolve(m.id, reqResult{payload: m.Payload}) || c.isPublish(m.id) || in.resolved
 	case protocol.KindError:
-		in.resolved = c.resolve(m.id, reqResult{err: &RemoteError{Code: m.code, Message: string(m.Payload)}}) || c.isPublish(m.id) || in.resolved
+		var err error = &RemoteError{Code: m.code, Message: string(m.Payload)}
+		if lost {
+			err = fmt.Errorf("%w (%w)", ErrReplyLost, err)
+			if c.isPublish(m.id) {
+				// A publish the room had taken: nothing to report.
+				c.takePublish(m.id)
+				in.resolved = true
+				return
+			}
+		}
+		in.resolved = c.resolve(m.id, reqResult{err: err}) || c.isPublish(m.id) || in.resolved
 	}
 }
 
-func (c *Client) failPending(err error) {
+// isAck reports whether m is the server's acknowledgement of the session's
+// messages (protocol.AckCommand), which the client takes itself.
+func isAck(m *Message) bool {
+	return m.Kind == protocol.KindCommand && m.seq != 0 && m.Name == protocol.AckCommand
+}
+
+// failPending fails what waits for an answer on the connection that was
+// just lost. When the client reconnects, what the outbox will send again
+// (requests and publishes) keeps waiting, and so do Joins waiting for an
+// automatic re-join.
+func (c *Client) failPending(err error, reconnecting bool) {
 	c.mu.Lock()
-	clear(c.publishes) // answers on a connection that is gone never come
+	for id := range c.publishes {
+		if !reconnecting || !c.held(id) {
+			delete(c.publishes, id) // answers on a connection that is gone never come
+		}
+	}
 	clear(c.joins)
-	for _, pos := range c.rooms {
-		pos.settle(err)
+	if !reconnecting {
+		for _, pos := range c.rooms {
+			pos.settle(err)
+		}
 	}
 	for id, ch := range c.pending {
+		if reconnecting && c.held(id) {
+			continue
+		}
 		ch <- reqResult{err: err}
 		delete(c.pending, id)
+		delete(c.out.byReq, id)
 	}
 	c.mu.Unlock()
 }

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -19,7 +20,6 @@ import (
 
 	"github.com/marmotws/marmot/crypto"
 	"github.com/marmotws/marmot/internal/transport"
-	"github.com/marmotws/marmot/internal/wsconn"
 	"github.com/marmotws/marmot/protocol"
 	"github.com/marmotws/marmot/supervisor"
 )
@@ -38,6 +38,7 @@ type dialDone struct {
 	episode int
 	t       transport.Conn
 	sess    *crypto.Session
+	hdr     http.Header // the 101 response's
 	err     error
 }
 
@@ -78,13 +79,12 @@ func (a *ClientActor) Receive(ctx actor.Context) {
 			a.toUser(ctx, &Connected{Info: c.info(ctx, l), Restarts: k.incarnation - 1})
 		}
 	case *Push:
-		err := error(ErrNotConnected)
-		if l := c.link(); l != nil {
-			if m.Name != "" {
-				err = l.sendCommand(m.Name, m.Data)
-			} else {
-				err = l.sendData(m.Data)
-			}
+		var err error
+		switch {
+		case m.Name != "":
+			err = c.SendCommand(m.Name, m.Data) // through the outbox, if any
+		default:
+			err = c.Send(m.Data)
 		}
 		if ctx.Sender() != nil {
 			ctx.Respond(&Ack{Err: err})
@@ -123,7 +123,10 @@ func (a *ClientActor) Receive(ctx actor.Context) {
 			l.close(CloseNormal, "client disconnect", ErrDisconnected, deadline)
 		case StateConnecting, StateReconnecting:
 			a.abandon(ErrDisconnected)
+			// The state first: a send that finds it still reconnecting
+			// is in the outbox by the time it is dropped.
 			a.setState(StateDisconnected)
+			c.dropOutbox(ErrDisconnected)
 			m.reply <- nil
 		case StateDisconnecting:
 			k.discWaiters = append(k.discWaiters, m.reply)
@@ -170,6 +173,7 @@ func (a *ClientActor) Receive(ctx actor.Context) {
 		a.lost(ctx, m)
 	case *actor.Stopping:
 		a.abandon(ErrClientClosed)
+		c.dropOutbox(ErrClientClosed)
 		if l := c.link(); l != nil {
 			if k.budgetOut.Load() {
 				l.close(CloseInternalError, "restart budget exhausted", supervisor.ErrRestartBudgetExhausted, time.Time{})
@@ -242,6 +246,7 @@ func (a *ClientActor) answerConnect(err error) {
 func (a *ClientActor) giveUp(err error) {
 	// The state first, so that whoever learns of err sees StateError.
 	a.setState(StateError)
+	a.c.dropOutbox(err)
 	if len(a.c.core.connWaiters) == 0 {
 		a.c.reportError(err)
 	}
@@ -269,7 +274,7 @@ func (a *ClientActor) dial(ctx actor.Context, parent context.Context) {
 	sctx, span := c.tel.tracer.Start(parent, "marmot.connect", trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
 	header := c.cfg.Header
 	traced := trace.SpanContextFromContext(sctx).IsValid()
-	if traced || c.cfg.Encryption != nil {
+	if traced || c.cfg.Encryption != nil || c.cfg.Token != nil || c.outboxOn() {
 		header = header.Clone()
 		if header == nil {
 			header = http.Header{}
@@ -281,28 +286,44 @@ func (a *ClientActor) dial(ctx actor.Context, parent context.Context) {
 	if enc := c.cfg.Encryption; enc != nil {
 		// marmot.v1 alone does not say the client encrypts.
 		header.Set(HeaderEncryption, enc.Profile.String())
+		if enc.Profile == crypto.ProfileSecure {
+			header.Set(HeaderHandshake, strconv.Itoa(crypto.HandshakeVersion))
+		}
+	}
+	if c.outboxOn() {
+		c.sessionHeader(header)
 	}
 	c.live.Add(1)
 	go func() {
 		defer c.live.Done()
-		ws, err := c.dialer.Dial(dctx, c.cfg.URL, header)
-		var refused *wsconn.RefusedError
-		if errors.As(err, &refused) {
-			if mismatch := encryptionRefusal(refused.Response, refused.Body, c.cfg.Encryption); mismatch != nil {
-				err = fmt.Errorf("%w (HTTP %s)", mismatch, refused.Response.Status)
-			}
+		token, err := c.token(dctx)
+		if err == nil && token != "" && !c.cfg.TokenInMessage {
+			header.Set("Authorization", "Bearer "+token)
 		}
 		var t transport.Conn
+		var hdr http.Header
 		if err == nil {
-			t = ws
+			t, err = c.open(dctx, header)
 		}
+		if err == nil {
+			hdr = responseHeader(t)
+		}
+		deadline, ok := dctx.Deadline()
 		var sess *crypto.Session
 		if enc := c.cfg.Encryption; err == nil && enc != nil && enc.Profile == crypto.ProfileSecure {
-			deadline, ok := dctx.Deadline()
 			if !ok {
 				deadline = enc.handshakeDeadline()
 			}
 			if sess, err = clientHandshake(t, enc, deadline); err != nil {
+				t.Drop()
+				t = nil
+			}
+		}
+		if err == nil && token != "" && c.cfg.TokenInMessage {
+			if !ok {
+				deadline = time.Now().Add(DefaultAuthTimeout)
+			}
+			if err = authenticateFirst(t, sess, token, deadline); err != nil {
 				t.Drop()
 				t = nil
 			}
@@ -314,7 +335,7 @@ func (a *ClientActor) dial(ctx actor.Context, parent context.Context) {
 			span.SetStatus(codes.Error, err.Error())
 		}
 		span.End()
-		c.sys.Root.Send(self, &dialDone{episode: episode, t: t, sess: sess, err: err})
+		c.sys.Root.Send(self, &dialDone{episode: episode, t: t, sess: sess, hdr: hdr, err: err})
 	}()
 }
 
@@ -334,12 +355,11 @@ func (a *ClientActor) dialed(ctx actor.Context, m *dialDone) {
 	if m.err != nil {
 		// A wrong key, an impossible mode or an encryption mismatch
 		// stays so: retrying would only hammer the server.
-		hopeless := errors.Is(m.err, crypto.ErrWrongKey) || errors.Is(m.err, crypto.ErrModeMismatch) ||
-			errors.Is(m.err, ErrEncryptionMismatch)
+		final := hopeless(m.err)
 		retry := c.State() == StateReconnecting ||
 			c.State() == StateConnecting && c.cfg.RetryFirstConnect && k.connectCtx.Err() == nil
 		k.lastErr = m.err
-		if retry && !hopeless {
+		if retry && !final {
 			if f := c.cfg.Events.OnReconnectFailed; f != nil {
 				attempt := k.attempt
 				c.safeCall("OnReconnectFailed", func() { f(attempt, m.err) })
@@ -369,9 +389,21 @@ func (a *ClientActor) dialed(ctx actor.Context, m *dialDone) {
 	if enc := c.cfg.Encryption; enc != nil && enc.Profile == crypto.ProfileCompat {
 		l.compat = enc.Compat
 	}
+	// On l go first the re-joins of the rooms (before the state says
+	// connected, so that a Join racing with the reconnect finds the room
+	// re-joined, or being), then the outbox, in order (adopt), then
+	// whatever is sent from now on: all under c.mu.
 	c.mu.Lock()
 	c.current = l
+	failed := c.rejoin(l)
+	lost := c.adopt(l, m.hdr)
 	c.mu.Unlock()
+	for _, err := range failed {
+		c.reportError(err)
+	}
+	if lost > 0 {
+		c.reportError(fmt.Errorf("%w: %d", ErrSessionLost, lost))
+	}
 	// The attempt count and the backoff go on until the connection proves
 	// healthy (see lost): one that the server drops at once is just
 	// another failed attempt.
@@ -381,15 +413,70 @@ func (a *ClientActor) dialed(ctx actor.Context, m *dialDone) {
 		c.sys.Root.Send(l.pid, &clientLinkLost{l: l, err: err})
 		c.live.Done()
 	})
-	// Re-join before the state says connected, so that a Join racing with
-	// the reconnect finds the room re-joined (or being) on l.
-	c.rejoin(l)
 	a.setState(StateConnected)
 	a.answerConnect(nil)
 	if f := c.cfg.Events.OnConnect; f != nil {
 		c.safeCall("OnConnect", f)
 	}
 	a.toUser(ctx, &Connected{Info: c.info(ctx, l), Restarts: k.incarnation - 1})
+}
+
+// open opens a transport as ClientConfig.Transport says: WebSocket, the
+// HTTP fallback, or (auto) WebSocket and the fallback when the upgrade was
+// refused or stripped. A refusal for encryption is an
+// ErrEncryptionMismatch; one the HTTP open would meet the same (503, and
+// the screening's 401/403/429) is not retried over HTTP.
+func (c *Client) open(ctx context.Context, header http.Header) (transport.Conn, error) {
+	if c.cfg.Transport == TransportHTTP {
+		return c.openHTTP(ctx, header)
+	}
+	ws, err := c.dialer.Dial(ctx, c.cfg.URL, header)
+	if err == nil {
+		return ws, nil
+	}
+	var refused *transport.RefusedError
+	if !errors.As(err, &refused) {
+		return nil, certificateError(err)
+	}
+	if mismatch := encryptionRefusal(refused.Response, refused.Body, c.cfg.Encryption); mismatch != nil {
+		return nil, fmt.Errorf("%w (HTTP %s)", mismatch, refused.Response.Status)
+	}
+	switch refused.Response.StatusCode {
+	case http.StatusServiceUnavailable, http.StatusUnauthorized, http.StatusForbidden, http.StatusTooManyRequests:
+		return nil, refusalError(refused, err)
+	}
+	if c.cfg.Transport != TransportAuto {
+		return nil, refusalError(refused, err)
+	}
+	t, herr := c.openHTTP(ctx, header)
+	if herr != nil {
+		return nil, fmt.Errorf("%w; and the HTTP fallback: %w", err, herr)
+	}
+	return t, nil
+}
+
+func (c *Client) openHTTP(ctx context.Context, header http.Header) (transport.Conn, error) {
+	t, err := c.http.Dial(ctx, c.cfg.URL, header)
+	var refused *transport.RefusedError
+	if errors.As(err, &refused) {
+		if mismatch := encryptionRefusal(refused.Response, refused.Body, c.cfg.Encryption); mismatch != nil {
+			return nil, fmt.Errorf("%w (HTTP %s)", mismatch, refused.Response.Status)
+		}
+		return nil, refusalError(refused, err)
+	}
+	if err != nil {
+		return nil, certificateError(err)
+	}
+	return t, nil
+}
+
+// responseHeader is the header of the server's answer that opened t: the
+// 101 of a WebSocket, the 200 of an HTTP session open.
+func responseHeader(t transport.Conn) http.Header {
+	if h, ok := t.(interface{ ResponseHeader() http.Header }); ok {
+		return h.ResponseHeader()
+	}
+	return nil
 }
 
 // terminalClose reports close codes after which reconnecting would only
@@ -418,20 +505,26 @@ func (a *ClientActor) lost(ctx actor.Context, m *clientLinkLost) {
 	if reason.ByPeer {
 		m.l.answerPeerClose(reason, a.onSent())
 	}
-	if n := m.l.release(); n > 0 {
+	wasDisconnecting := c.State() == StateDisconnecting
+	reconnecting := !wasDisconnecting && !c.closed.Load() && c.cfg.AutoReconnect && !terminalClose(reason)
+	c.mu.Lock()
+	kept := reconnecting && c.out.session // the outbox sends its frames again
+	c.mu.Unlock()
+	if n := m.l.release(); n > 0 && !kept {
 		c.reportError(fmt.Errorf("%w: %d", ErrUndelivered, n))
 	}
 	c.mu.Lock()
 	c.current = nil
 	c.mu.Unlock()
-	c.failPending(&CloseError{Code: reason.Code, Text: reason.Text, ByPeer: reason.ByPeer, Err: ErrConnectionClosed, atClient: true})
-	wasDisconnecting := c.State() == StateDisconnecting
+	ce := &CloseError{Code: reason.Code, Text: reason.Text, ByPeer: reason.ByPeer, Err: ErrConnectionClosed, atClient: true}
+	c.failPending(ce, reconnecting)
 	if f := c.cfg.Events.OnDisconnect; f != nil {
 		c.safeCall("OnDisconnect", func() { f(reason) })
 	}
 	a.toUser(ctx, &Disconnected{Info: c.info(ctx, m.l), Reason: reason})
 	if wasDisconnecting || c.closed.Load() {
 		a.setState(StateDisconnected)
+		c.dropOutbox(ce) // after the state: see disconnectCmd
 		for _, w := range k.discWaiters {
 			w <- nil
 		}
@@ -440,6 +533,7 @@ func (a *ClientActor) lost(ctx actor.Context, m *clientLinkLost) {
 	}
 	if !c.cfg.AutoReconnect || terminalClose(reason) {
 		a.setState(StateDisconnected)
+		c.dropOutbox(ce)
 		return
 	}
 	k.episode++
@@ -593,6 +687,9 @@ func (a *ClientActor) handleFrame(ctx actor.Context, in *inbound, settle bool) {
 		a.presence(ctx, m)
 		return
 	}
+	if isAck(m) {
+		return // taken by the reader (Client.early)
+	}
 	handler := ev.OnHandleCommand
 	if a.user != nil {
 		handler = func(m *Message) { a.user.Receive(userContext{Context: ctx, msg: m}) }
@@ -610,6 +707,8 @@ func (c *Client) info(ctx actor.Context, l *link) ClientInfo {
 		PID:              ctx.Self(),
 		RemoteAddr:       l.t.RemoteAddr(),
 		Subprotocol:      l.t.Subprotocol(),
+		Compressed:       l.t.Compressed(),
+		Transport:        l.t.Transport(),
 		ConnectedAt:      c.core.connectedAt,
 		BytesReceived:    st.bytesIn.Load(),
 		BytesSent:        st.bytesOut.Load(),

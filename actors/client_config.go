@@ -1,6 +1,8 @@
 package actors
 
 import (
+	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -85,6 +87,47 @@ func (r ReconnectStrategy) String() string {
 		return "exponential"
 	}
 	return fmt.Sprintf("ReconnectStrategy(%d)", int(r))
+}
+
+// Transport chooses how a client connects (docs/HTTP.md).
+type Transport int
+
+const (
+	// TransportAuto connects over WebSocket, and over the HTTP fallback
+	// when the server (or a proxy on the way) refuses or strips the
+	// upgrade: any HTTP answer but 101, except 503 (the server is full)
+	// and an encryption mismatch (the fallback would be refused alike).
+	TransportAuto Transport = iota
+	// TransportWebSocket connects over WebSocket only.
+	TransportWebSocket
+	// TransportHTTP connects over the HTTP fallback only.
+	TransportHTTP
+)
+
+// String returns "auto", "websocket" or "http".
+func (t Transport) String() string {
+	switch t {
+	case TransportAuto:
+		return "auto"
+	case TransportWebSocket:
+		return "websocket"
+	case TransportHTTP:
+		return "http"
+	}
+	return fmt.Sprintf("Transport(%d)", int(t))
+}
+
+// ParseTransport reads "auto", "websocket" (or "ws") or "http".
+func ParseTransport(s string) (Transport, error) {
+	switch s {
+	case "auto", "":
+		return TransportAuto, nil
+	case "websocket", "ws":
+		return TransportWebSocket, nil
+	case "http":
+		return TransportHTTP, nil
+	}
+	return 0, fmt.Errorf("marmot: unknown transport %q (want auto, websocket or http)", s)
 }
 
 // DefaultHealthyAfter is the least time a connection must stay up to count
@@ -175,6 +218,7 @@ type ClientEvents struct {
 type ClientConfig struct {
 	URL                  string
 	Subprotocol          string // "" for raw mode
+	Transport            Transport
 	Header               http.Header
 	ConnectionTimeout    time.Duration
 	AutoReconnect        bool
@@ -189,20 +233,35 @@ type ClientConfig struct {
 	WriteTimeout         time.Duration
 	MaxMessageSize       int64
 	MaxQueueBytes        int64
-	MaxRestarts          int
-	RestartWindow        time.Duration
-	Logger               *slog.Logger
-	ActorSystem          *actor.ActorSystem
-	TracerProvider       trace.TracerProvider
-	MeterProvider        metric.MeterProvider
-	Propagator           propagation.TextMapPropagator
+	// Outbox bounds, in bytes, what the client keeps of the messages it
+	// sends (Send, SendCommand, Publish, Request) for a session: those the
+	// server has not acknowledged, and those sent while it reconnects.
+	// It needs AutoReconnect and an envelope subprotocol; 0: no outbox.
+	Outbox         int64
+	MaxRestarts    int
+	RestartWindow  time.Duration
+	Logger         *slog.Logger
+	ActorSystem    *actor.ActorSystem
+	TracerProvider trace.TracerProvider
+	MeterProvider  metric.MeterProvider
+	Propagator     propagation.TextMapPropagator
 	// Encryption, when set, encrypts every message; it decides the
 	// subprotocol (marmot.v1 for the secure profile, synopsejson for compat).
 	Encryption *Encryption
+	// Compression is permessage-deflate (see Compression); off by default.
+	Compression Compression
 	// Actor, when set, makes the user's actor the ClientActor feeds (see
 	// ClientActor); OnHandleCommand is not called then, the other events
 	// are.
 	Actor actor.Producer
+	// TLSConfig configures wss:// connections (root CAs, client
+	// certificates); nil: the system's roots.
+	TLSConfig *tls.Config
+	// Token, when set, is asked for a token on every connect and
+	// reconnect (so it may refresh one), sent as "Authorization: Bearer",
+	// or as the first message with TokenInMessage.
+	Token          func(ctx context.Context) (string, error)
+	TokenInMessage bool
 	// ReceiverMiddleware, when set, runs on the ClientActor in front of its
 	// Receive (see HubConfig.ReceiverMiddleware).
 	ReceiverMiddleware []actor.ReceiverMiddleware

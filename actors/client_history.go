@@ -31,9 +31,13 @@ type roomPos struct {
 	offset uint64
 	l      *link
 	// ready, while an automatic re-join on l is unanswered, is closed by
-	// its answer (err set on a refusal) or by the link's end.
+	// its answer (err set on a refusal) or when the client stops
+	// reconnecting.
 	ready chan struct{}
 	err   error
+	// fresh: joined while reconnecting (the outbox), never answered yet:
+	// its first join is not a re-join to report to OnRecover.
+	fresh bool
 }
 
 // settle closes pos.ready, if open; c.mu is held.
@@ -59,6 +63,9 @@ type joinReq struct {
 // would (its outcome goes to OnRecover).
 func (c *Client) join(ctx context.Context, room string) error {
 	l, err := c.envelopeLink()
+	if err == ErrNotConnected && c.outboxOn() && c.queueing() {
+		return c.joinLater(ctx, room)
+	}
 	if err != nil {
 		return err
 	}
@@ -106,6 +113,47 @@ func (c *Client) join(ctx context.Context, room string) error {
 	return err
 }
 
+// joinLater is a Join while the client reconnects (with the outbox): the
+// room is remembered as joined and the Join waits for the automatic join
+// on the next connection to be answered.
+func (c *Client) joinLater(ctx context.Context, room string) error {
+	c.mu.Lock()
+	pos := c.rooms[room]
+	if pos == nil {
+		if c.rooms == nil {
+			c.rooms = make(map[string]*roomPos)
+		}
+		pos = &roomPos{fresh: true}
+		c.rooms[room] = pos
+	}
+	if pos.ready == nil {
+		pos.ready = make(chan struct{})
+	}
+	if l := c.current; l != nil && pos.l != l {
+		// The new connection is there (its re-joins went out before this
+		// room was known), not yet announced: join on it.
+		if err := c.rejoinOne(l, room, pos); err != nil {
+			c.mu.Unlock()
+			return err
+		}
+	}
+	ready := pos.ready
+	c.mu.Unlock()
+	select {
+	case <-ready:
+	case <-ctx.Done():
+		c.mu.Lock()
+		if pos.fresh && pos.l == nil && c.rooms[room] == pos {
+			delete(c.rooms, room) // never sent: given up
+		}
+		c.mu.Unlock()
+		return ctx.Err()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return pos.err
+}
+
 // awaitRejoin waits for the automatic re-join of pos's room on l to be
 // answered, and returns its error.
 func (c *Client) awaitRejoin(ctx context.Context, l *link, pos *roomPos, ready chan struct{}) error {
@@ -140,20 +188,13 @@ func (c *Client) forget(room string) {
 }
 
 // rejoin re-joins, on the new link l, every room joined with Join, asking
-// to recover from where the client stands. The ClientActor calls it when a
-// connection opens, before OnConnect; the answers come to joinAnswered.
-func (c *Client) rejoin(l *link) {
+// to recover from where the client stands, and returns the errors to
+// report. The ClientActor calls it, with c.mu held, when a connection
+// opens, before OnConnect; the answers come to joinAnswered.
+func (c *Client) rejoin(l *link) (failed []error) {
 	if l.codec == nil {
-		return
+		return nil
 	}
-	var failed []error
-	defer func() {
-		for _, err := range failed {
-			c.reportError(err)
-		}
-	}()
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	for room, pos := range c.rooms {
 		if pos.l == l {
 			continue
@@ -162,17 +203,21 @@ func (c *Client) rejoin(l *link) {
 			failed = append(failed, err)
 		}
 	}
+	return failed
 }
 
 // rejoinOne sends the re-join of room on l, asking to recover from pos;
 // c.mu is held. On failure pos is left for the next connection.
 func (c *Client) rejoinOne(l *link, room string, pos *roomPos) error {
-	pos.settle(ErrNotConnected)
+	// A Join waiting for the re-join on a lost connection goes on
+	// waiting for this one.
 	pos.l = l
-	pos.ready = make(chan struct{})
+	if pos.ready == nil {
+		pos.ready = make(chan struct{})
+	}
 	c.nextReq++
 	id := c.nextReq
-	c.noteJoin(id, joinReq{room: room, rejoin: true})
+	c.noteJoin(id, joinReq{room: room, rejoin: !pos.fresh})
 	e := protocol.Envelope{Kind: protocol.KindRequest, ID: id, Name: protocol.RequestJoin, Room: room}
 	if pos.epoch != "" {
 		e.Epoch, e.Offset = pos.epoch, pos.offset
@@ -217,6 +262,7 @@ func (c *Client) joinAnswered(l *link, m *Message) (*RoomRecovered, bool) {
 	if pos == nil || pos.l != l {
 		return nil, true // left meanwhile
 	}
+	pos.fresh = false
 	if m.Kind == protocol.KindError {
 		pos.settle(&RemoteError{Code: m.code, Message: string(m.Payload)})
 		delete(c.rooms, j.room)

@@ -33,9 +33,14 @@ func (c *Client) Join(ctx context.Context, room string) error {
 
 // Leave asks the server to remove this client from room and waits for its
 // answer or for ctx. Leaving a room the client is not in is not an error.
+// With the outbox, a Leave while the client reconnects returns nil at
+// once: the room is not joined again on the next connection.
 func (c *Client) Leave(ctx context.Context, room string) error {
 	if checkRoom(room) == nil {
 		c.forget(room)
+		if c.outboxOn() && c.link() == nil && c.queueing() {
+			return nil
+		}
 	}
 	return c.roomRequest(ctx, protocol.RequestLeave, "leave", room)
 }
@@ -57,13 +62,17 @@ func (c *Client) roomRequest(ctx context.Context, name, op, room string) error {
 // it is one); it does not wait. The server answers each publish: a
 // refusal (the server's OnPublish) goes to OnError as a *RoomError
 // wrapping a *RemoteError with the reason. The client need not be a member
-// to publish, unless the server's OnPublish says otherwise.
+// to publish, unless the server's OnPublish says otherwise. With the
+// outbox it waits there while the client reconnects, like Send.
 func (c *Client) Publish(room string, data []byte) error {
 	if err := checkRoom(room); err != nil {
 		return err
 	}
-	l, err := c.envelopeLink()
-	if err != nil {
+	if c.codec == nil {
+		_, err := c.envelopeLink()
+		if err == nil {
+			err = ErrRawMode
+		}
 		return err
 	}
 	c.mu.Lock()
@@ -74,7 +83,7 @@ func (c *Client) Publish(room string, data []byte) error {
 	}
 	c.publishes[id] = room
 	c.mu.Unlock()
-	err = l.sendEnvelope(&protocol.Envelope{Kind: protocol.KindRequest, ID: id, Name: protocol.RequestPublish, Room: room, Payload: data})
+	err := c.submit(&protocol.Envelope{Kind: protocol.KindRequest, ID: id, Name: protocol.RequestPublish, Room: room, Payload: data})
 	if err != nil {
 		c.takePublish(id)
 	}

@@ -29,12 +29,26 @@ type conn struct {
 	budgetOut   atomic.Bool
 	final       *CloseError
 
+	// Admission (screen.go, auth.go): the slots screening took, given back
+	// at teardown; whether the first message must authenticate; gated
+	// keeps broadcasts from a connection until it has; watch fires at
+	// the identity's expiry or the authentication deadline.
+	adm         *admission
+	authPending bool
+	announced   bool // OnClientConnected ran
+	gated       atomic.Bool
+	watch       *time.Timer
+
 	// The rooms the connection is in, kept so that it leaves them when it
 	// ends; the room actors own the membership itself (see roomActor).
 	// roomsGone is set once it has left them for good.
 	roomMu    sync.Mutex
 	rooms     map[string]struct{}
 	roomsGone bool
+
+	// sess is the client's session (session.go), set before the first
+	// message is read; nil for clients without one.
+	sess *session
 }
 
 func (c *conn) info() ClientInfo {
@@ -44,12 +58,15 @@ func (c *conn) info() ClientInfo {
 		PID:              c.link.pid,
 		RemoteAddr:       c.remote,
 		Subprotocol:      c.link.t.Subprotocol(),
+		Compressed:       c.link.t.Compressed(),
+		Transport:        c.link.t.Transport(),
 		ConnectedAt:      c.connectedAt,
 		BytesReceived:    st.bytesIn.Load(),
 		BytesSent:        st.bytesOut.Load(),
 		MessagesReceived: st.msgsIn.Load(),
 		MessagesSent:     st.msgsOut.Load(),
 		Data:             c.link.data(),
+		Identity:         c.link.ident.Load(),
 	}
 }
 
@@ -76,7 +93,9 @@ func (a *ConnectionActor) Receive(ctx actor.Context) {
 			a.opened(ctx)
 		}
 		a.toUser(ctx, m)
-		a.toUser(ctx, &Connected{Info: c.info(), Restarts: c.incarnation - 1})
+		if !c.authPending {
+			a.toUser(ctx, &Connected{Info: c.info(), Restarts: c.incarnation - 1})
+		}
 	case *flushSignal:
 		a.flush(time.Time{})
 	case *inbound:
@@ -93,6 +112,8 @@ func (a *ConnectionActor) Receive(ctx actor.Context) {
 		if ctx.Sender() != nil {
 			ctx.Respond(&Ack{Err: err})
 		}
+	case *identityExpired, *authTimedOut:
+		a.expired(m)
 	case *CloseConnection:
 		c.link.close(m.Code, m.Text, nil, time.Time{})
 	case *closeRequest:
@@ -134,12 +155,24 @@ func (a *ConnectionActor) opened(ctx actor.Context) {
 	c := a.c
 	h := c.hub
 	c.link.pid = ctx.Self()
+	a.admit()
 	draining := h.register(c)
 	close(c.ready)
 	if draining {
 		ctx.Send(ctx.Self(), &shutdownRequest{deadline: time.Now().Add(closeGrace)})
 	}
 	h.log.Debug("client connected", "client", uint64(c.id), "remote", c.remote.String(), "subprotocol", c.link.t.Subprotocol())
+	if !c.authPending {
+		a.announce()
+	}
+}
+
+// announce runs OnClientConnected: at once, or, for a connection that
+// authenticates with its first message, once it has (auth.go).
+func (a *ConnectionActor) announce() {
+	c := a.c
+	h := c.hub
+	c.announced = true
 	if f := h.cfg.Events.OnClientConnected; f != nil {
 		h.safeCall(c.id, "OnClientConnected", func() { f(c.info()) })
 	}
@@ -209,13 +242,38 @@ func (a *ConnectionActor) handleFrame(ctx actor.Context, in *inbound, settle boo
 	if err == nil && (m.Kind == protocol.KindReply || m.Kind == protocol.KindError) {
 		code, err = CloseProtocolError, fmt.Errorf("%w: unexpected %s envelope: the server sent no request", protocol.ErrInvalidEnvelope, m.Kind)
 	}
+	if in.drop != dropNone {
+		h.rateLimited.Add(1)
+		if in.drop == dropReport {
+			h.reportError(c.id, err)
+		}
+		if m != nil {
+			m.Release() // never handed to the application
+		}
+		return
+	}
 	if err != nil {
 		if errors.Is(err, ErrDecryptFailed) {
 			h.decrypts.Add(1)
 		}
+		if errors.Is(err, ErrRateLimited) {
+			h.rateLimited.Add(1)
+		}
 		h.reportError(c.id, err)
 		l.close(code, err.Error(), err, time.Time{})
 		return
+	}
+	if c.authPending {
+		a.authenticateFirst(ctx, m)
+		return
+	}
+	m.Identity = l.ident.Load()
+	if m.seq != 0 {
+		s := a.sequenced(m)
+		if s == nil {
+			return
+		}
+		defer a.handled(s)
 	}
 	if isRoomRequest(m) {
 		a.roomRequest(m)
@@ -231,20 +289,24 @@ func (a *ConnectionActor) handleFrame(ctx actor.Context, in *inbound, settle boo
 func (a *ConnectionActor) teardown(ctx actor.Context) {
 	c := a.c
 	h := c.hub
+	c.stopWatch()
 	if n := c.link.release(); n > 0 {
 		h.reportError(c.id, fmt.Errorf("%w: %d", ErrUndelivered, n))
 	}
 	h.unregister(c)
 	h.leaveRooms(c)
+	h.sessions.detach(c)
 	reason := c.final
 	if reason == nil {
 		reason = c.link.closeErrorFrom(nil)
 	}
 	h.log.Debug("client disconnected", "client", uint64(c.id), "code", reason.Code, "by_peer", reason.ByPeer)
 	info := c.info()
-	a.toUser(ctx, &Disconnected{Info: info, Reason: reason})
-	if f := h.cfg.Events.OnClientDisconnected; f != nil {
-		h.safeCall(c.id, "OnClientDisconnected", func() { f(info, reason) })
+	if c.announced { // not a connection that never authenticated
+		a.toUser(ctx, &Disconnected{Info: info, Reason: reason})
+		if f := h.cfg.Events.OnClientDisconnected; f != nil {
+			h.safeCall(c.id, "OnClientDisconnected", func() { f(info, reason) })
+		}
 	}
 	c.link.setData(nil)
 	h.live.Done()

@@ -1,9 +1,13 @@
 // Package actors runs marmot's connections as protoactor-go actors: a
 // ServerActor (the [Hub]) supervises one ConnectionActor per connection, and
 // a ClientActor (the [Client]) owns a client connection and its reconnect
-// state machine. Connections sit on a transport (internal/transport): today
-// WebSocket (internal/wsconn); the connection actor never sees gorilla, a
-// socket or the poller.
+// state machine. Connections sit on a transport (internal/transport):
+// WebSocket (internal/wsconn) or the HTTP fallback (internal/httpconn,
+// docs/HTTP.md: a send request's records, or a poll answer's, take the
+// place of the socket's frames); the connection actor never sees gorilla,
+// a socket, an HTTP request or the poller. Hub.ServeHTTP opens both
+// through one accept path (accept.go), so the checks before an upgrade
+// apply to a session's open too.
 //
 // # One message, one way
 //
@@ -25,7 +29,8 @@
 //	       ─▶ outbox.post / send        actors/outbox.go             written at once when idle, else queued (bounded:
 //	                                                                 4008 slow consumer) and flushed by the actor
 //	       ─▶ outbox.write              actors/outbox.go             seal (encryption.go), counters, OnDataSent
-//	       ─▶ transport.Conn.Write*     internal/wsconn/write.go     server frames encoded here, batched into one
+//	       ─▶ transport.Conn.Write*     internal/wsconn/write.go     server frames encoded here (compressed when
+//	                                                                 negotiated: compress.go), batched into one
 //	                                                                 syscall (frameconn.go); clients' via gorilla
 //
 // No arrow runs back up: the transport calls only its transport.Receiver
@@ -47,6 +52,21 @@
 //     (internal/netpoll) resumes it on a fresh goroutine when bytes arrive.
 //   - Decryption and decoding run on the reader's goroutine, off the
 //     actor: a session's Open must run in frame order, which the reader is.
+//
+// # Admission
+//
+// Before a connection exists, Hub.screen (screen.go) runs every check a
+// new connection must pass, in one place and cheapest first: the origin,
+// the per-IP connection rate and count (iplimit.go), MaxConnections and
+// the Authenticate hook; any transport's accept path calls it (the
+// WebSocket upgrade in accept.go; an HTTP session open the same way) and
+// answers a refusal with writeRefusal. What follows admission lives in
+// auth.go, on the connection's actor: its Identity, the watch that closes
+// it with 4001 when the identity expires, the first-message marmot.auth
+// of clients that could not send credentials in the request, and the
+// slots screening took, given back at teardown. None of it runs per
+// message; the per-message rate check (limits.go) runs on the reader,
+// after decoding, and is a nil test when no limit is set.
 //
 // # Supervision
 //
@@ -90,6 +110,20 @@
 // in its order, and answers a client's marmot.presence request with the
 // member list; the ClientActor (client_presence.go) reports the events to
 // OnPresence / *RoomPresence instead of the handler.
+//
+// # Sessions and the client's outbox
+//
+// A client with the outbox (ClientConfig.Outbox) asks for a session at
+// the upgrade; the hub grants it (session.go: ServeHTTP's offer before the
+// upgrade sets the resume token on the 101, attach after it) and keeps it
+// past the connection for HubConfig.SessionTTL. The client numbers what it
+// sends and keeps it until acknowledged (client_outbox.go: submit, adopt
+// on a new connection, acked from the reader). The ConnectionActor checks
+// each numbered message against the session before the handler runs
+// (sequenced: a duplicate is dropped, a gap closes with 1002), holding the
+// session's lock while it is handled, so that the old and the new
+// connection of a session never handle one number twice; acknowledgements
+// go out batched (handled, ackLater).
 //
 // # Receive middleware
 //

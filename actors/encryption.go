@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/marmotws/marmot/crypto"
+	"github.com/marmotws/marmot/internal/httpconn"
 	"github.com/marmotws/marmot/internal/transport"
 	"github.com/marmotws/marmot/internal/wsconn"
 	"github.com/marmotws/marmot/protocol"
@@ -48,6 +50,33 @@ const HeaderEncryption = "X-Marmot-Encryption"
 // upgrade (browsers); the header wins when both are present.
 const QueryEncryption = "marmot_encryption"
 
+// HeaderHandshake is the upgrade request header by which a secure-profile
+// client announces the highest handshake version it speaks (today "2",
+// crypto.HandshakeVersion: the handshake with forward secrecy). A server
+// runs version 2 for a client that announces it, and the legacy version 1
+// (no forward secrecy) for one that does not, only if its configuration
+// allows it; otherwise it closes with 4501 "downgrade refused". See
+// docs/PROTOCOL.md section 5.
+const HeaderHandshake = "X-Marmot-Handshake"
+
+// QueryHandshake is the query parameter that says the same as
+// HeaderHandshake, for browsers; the header wins when both are present.
+const QueryHandshake = "marmot_handshake"
+
+// offeredHandshake is the handshake version the client announced (0: none,
+// a client from before version 2).
+func offeredHandshake(r *http.Request) int {
+	v := r.Header.Get(HeaderHandshake)
+	if v == "" {
+		v = r.URL.Query().Get(QueryHandshake)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
+}
+
 // encryptionNone is HeaderEncryption's value for a server that does not
 // encrypt.
 const encryptionNone = "none"
@@ -74,8 +103,8 @@ func refuseEncryption(w http.ResponseWriter, r *http.Request, enc *Encryption) (
 	case enc == nil:
 		reason, msg = "encryption_mismatch", "marmot: server does not encrypt"
 		err = fmt.Errorf("%w: %s encrypts (%s profile), this server does not", ErrEncryptionMismatch, r.RemoteAddr, claim)
-	case claim == enc.Profile.String() && wsconn.Offers(r, enc.Subprotocol()),
-		claim == "" && enc.Profile == crypto.ProfileCompat && wsconn.Offers(r, SubprotocolCompat):
+	case claim == enc.Profile.String() && offers(r, enc.Subprotocol()),
+		claim == "" && enc.Profile == crypto.ProfileCompat && offers(r, SubprotocolCompat):
 		return "", nil
 	case claim == "" || claim == enc.Profile.String():
 		reason = "encryption_required"
@@ -93,6 +122,15 @@ func refuseEncryption(w http.ResponseWriter, r *http.Request, enc *Encryption) (
 	w.Header().Set(HeaderEncryption, mine)
 	http.Error(w, msg, http.StatusBadRequest)
 	return reason, err
+}
+
+// offers reports whether an upgrade or an HTTP session open offers
+// subprotocol sub.
+func offers(r *http.Request, sub string) bool {
+	if httpconn.KindOf(r) == httpconn.Open {
+		return httpconn.Offers(r, sub)
+	}
+	return wsconn.Offers(r, sub)
 }
 
 // mismatchError is the client's view of a refusal by refuseEncryption.
@@ -175,6 +213,7 @@ const (
 	reasonWrongKey     = "wrong key"
 	reasonModeMismatch = "mode mismatch"
 	reasonHandshake    = "handshake failed"
+	reasonDowngrade    = "downgrade refused"
 )
 
 func handshakeReason(err error) string {
@@ -183,6 +222,8 @@ func handshakeReason(err error) string {
 		return reasonWrongKey
 	case errors.Is(err, crypto.ErrModeMismatch):
 		return reasonModeMismatch
+	case errors.Is(err, crypto.ErrDowngrade):
+		return reasonDowngrade
 	}
 	return reasonHandshake
 }
@@ -196,6 +237,8 @@ func peerHandshakeError(err error) error {
 			return fmt.Errorf("%w: peer says %w", ErrHandshakeFailed, crypto.ErrWrongKey)
 		case reasonModeMismatch:
 			return fmt.Errorf("%w: peer says %w", ErrHandshakeFailed, crypto.ErrModeMismatch)
+		case reasonDowngrade:
+			return fmt.Errorf("%w: peer says %w", ErrHandshakeFailed, crypto.ErrDowngrade)
 		}
 	}
 	return fmt.Errorf("%w: %w", ErrHandshakeFailed, err)
@@ -227,28 +270,36 @@ func sendHandshakeFrame(t transport.Conn, msg []byte, deadline time.Time) error 
 }
 
 // serverHandshake runs the secure handshake on a fresh connection, before
-// its actor exists: ServerHello, ClientHello, ServerFinished.
-func serverHandshake(t transport.Conn, enc *Encryption) (*crypto.Session, error) {
-	hs, err := crypto.NewServerHandshake(*enc.Server)
+// its actor exists: ServerHello, ClientHello, ServerFinished, and returns
+// the session and the handshake's version. offered is the
+// handshake version the client announced (offeredHandshake): below 2, the
+// legacy handshake runs if the server allows it, or the connection closes
+// with 4501 "downgrade refused" before any handshake message.
+func serverHandshake(t transport.Conn, enc *Encryption, offered int) (*crypto.Session, int, error) {
+	start := crypto.NewServerHandshake
+	if offered < crypto.HandshakeVersion {
+		start = crypto.NewLegacyServerHandshake
+	}
+	hs, err := start(*enc.Server)
 	if err != nil {
-		return nil, failHandshake(t, err)
+		return nil, 0, failHandshake(t, err)
 	}
 	deadline := enc.handshakeDeadline()
 	if err := sendHandshakeFrame(t, hs.Hello(), deadline); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	hello, err := readHandshakeFrame(t, deadline)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	sess, fin, err := hs.Finish(hello)
 	if err != nil {
-		return nil, failHandshake(t, err)
+		return nil, 0, failHandshake(t, err)
 	}
 	if err := sendHandshakeFrame(t, fin, deadline); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return sess, nil
+	return sess, hs.Version(), nil
 }
 
 // clientHandshake is the client's half of serverHandshake.

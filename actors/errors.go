@@ -23,6 +23,7 @@ const (
 	CloseMessageTooBig   = 1009 // a message over the read limit
 	CloseInternalError   = 1011 // the connection's actor exhausted its restart budget
 	CloseSlowConsumer    = 4008 // the outbound queue exceeded its byte bound
+	CloseSessionMoved    = 4009 // the client's session was resumed on a newer connection
 )
 
 // Sentinel errors. Errors delivered to OnError and returned by methods wrap

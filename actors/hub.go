@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/marmotws/marmot/internal/httpconn"
 	"github.com/marmotws/marmot/internal/netpoll"
 	"github.com/marmotws/marmot/internal/wsconn"
 	"github.com/marmotws/marmot/protocol"
@@ -68,12 +69,28 @@ type HubConfig struct {
 	MaxMessageSize     int64         // <= 0: unlimited
 	MaxQueueBytes      int64         // <= 0: unlimited
 	Subprotocols       []string      // accepted envelope subprotocols, in preference order
-	CheckOrigin        func(r *http.Request) bool
-	MaxRestarts        int           // connection actor restarts allowed within RestartWindow (0: 3; < 0: none)
-	RestartWindow      time.Duration // 0: 10s
-	Logger             *slog.Logger
-	ActorSystem        *actor.ActorSystem // nil: the hub creates and owns one
-	TracerProvider     trace.TracerProvider
+	// CheckOrigin, when set, vets the Origin header instead of
+	// AllowedOrigins and the same-origin default.
+	CheckOrigin func(r *http.Request) bool
+	// AllowedOrigins are the Origin patterns let in besides same-origin
+	// (see AuthorizeOrigin). A refused origin is answered 403.
+	AllowedOrigins []string
+	// Authenticate vets every new connection before its upgrade (see
+	// ServerConfig.Authenticate); nil lets everyone in anonymously.
+	Authenticate func(r *http.Request) (*Identity, error)
+	// AuthenticateToken verifies the token of a first-message
+	// authentication (see ServerConfig.AuthenticateToken).
+	AuthenticateToken func(ctx context.Context, token string) (*Identity, error)
+	// AuthTimeout bounds the wait for the first-message authentication
+	// (<= 0: DefaultAuthTimeout).
+	AuthTimeout time.Duration
+	// Limits are the per-connection and per-IP rate limits; zero: none.
+	Limits         Limits
+	MaxRestarts    int           // connection actor restarts allowed within RestartWindow (0: 3; < 0: none)
+	RestartWindow  time.Duration // 0: 10s
+	Logger         *slog.Logger
+	ActorSystem    *actor.ActorSystem // nil: the hub creates and owns one
+	TracerProvider trace.TracerProvider
 	// MeterProvider receives marmot's metrics. Default: the global one.
 	// (protoactor's own actor metrics stay off: see NewActorSystem.)
 	MeterProvider metric.MeterProvider
@@ -106,6 +123,18 @@ type HubConfig struct {
 	// joins or leaves, and clients may ask who is in them. It is asked
 	// once when a room starts, and for each client's presence request.
 	RoomPresence func(room string) bool
+	// Compression is permessage-deflate (see Compression); off by default.
+	Compression Compression
+	// DisableHTTPFallback turns the HTTP fallback transport off
+	// (docs/HTTP.md): its requests are answered 404.
+	DisableHTTPFallback bool
+	// SessionTTL is how long a client's session outlives its connection,
+	// waiting for the client to resume it (docs/ROOMS.md, The client's
+	// outbox); <= 0: DefaultSessionTTL.
+	SessionTTL time.Duration
+	// MaxSessions bounds the sessions kept at once, attached or waiting
+	// (0: DefaultMaxSessions; < 0: no sessions, clients get none).
+	MaxSessions int
 	// ReceiverMiddleware, when set, runs on every connection actor and
 	// every room actor in front of its Receive (protoactor receive
 	// middleware: fault injection, tracing, logging; see middleware.go for
@@ -123,12 +152,13 @@ type Hub struct {
 	// fullPath sends inbound frames through protoactor's actor context
 	// (for the user's connection actor, or receive middleware) rather
 	// than the mailbox's direct path.
-	fullPath bool
-	sys      *actor.ActorSystem
-	ownSys   bool
-	server   *actor.PID
-	acceptor *wsconn.Acceptor
-	handlers chan struct{} // HandlerConcurrency slots
+	fullPath     bool
+	sys          *actor.ActorSystem
+	ownSys       bool
+	server       *actor.PID
+	acceptor     *wsconn.Acceptor
+	httpSessions *httpconn.Server // nil: the HTTP fallback is off
+	handlers     chan struct{}    // HandlerConcurrency slots
 	// enterHandler and exitHandler take and give back a slot; nil when
 	// HandlerConcurrency is unlimited.
 	enterHandler, exitHandler func()
@@ -148,14 +178,23 @@ type Hub struct {
 	totalConns   atomic.Int64
 	refused      atomic.Int64
 	handshakes   atomic.Int64 // failed encryption handshakes
-	decrypts     atomic.Int64 // frames that failed to open
-	slowCloses   atomic.Int64
-	restarts     atomic.Int64
+	// Screening's and the limits' counters (screen.go, limits.go).
+	originRefusals atomic.Int64
+	ipRefusals     atomic.Int64
+	authRefusals   atomic.Int64
+	expiredCloses  atomic.Int64
+	rateLimited    atomic.Int64
+	ips            *ipTable     // nil: no per-IP limit
+	decrypts       atomic.Int64 // frames that failed to open
+	slowCloses     atomic.Int64
+	restarts       atomic.Int64
 
 	// The live rooms by name (see roomRef); roomsClosed is set by Shutdown.
 	roomMu      sync.Mutex
 	rooms       map[string]*roomEntry
 	roomsClosed bool
+
+	sessions *sessions // clients' sessions (session.go)
 
 	tel        *telemetry
 	rep        reporter
@@ -177,7 +216,8 @@ func NewHub(cfg HubConfig) *Hub {
 	} else if cfg.Subprotocols == nil {
 		cfg.Subprotocols = protocol.Subprotocols()
 	}
-	h := &Hub{cfg: cfg, log: cfg.Logger, conns: make(map[ClientID]*conn), rooms: make(map[string]*roomEntry)}
+	h := &Hub{cfg: cfg, log: cfg.Logger, conns: make(map[ClientID]*conn), rooms: make(map[string]*roomEntry),
+		sessions: newSessions(cfg.SessionTTL, cfg.MaxSessions)}
 	h.fullPath = cfg.ConnectionActor != nil || len(cfg.ReceiverMiddleware) > 0
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
@@ -195,11 +235,24 @@ func NewHub(cfg HubConfig) *Hub {
 		h.ownSys = true
 	}
 	h.registerHubMetrics()
-	h.acceptor = wsconn.NewAcceptor(cfg.Subprotocols, cfg.CheckOrigin,
+	h.ips = newIPTable(cfg.Limits.ConnectionsPerSecondPerIP, cfg.Limits.ConnectionBurstPerIP, cfg.Limits.MaxConnectionsPerIP)
+	// Origins are checked by screen, before the upgrade.
+	acceptAll := func(*http.Request) bool { return true }
+	h.acceptor = wsconn.NewAcceptor(cfg.Subprotocols, acceptAll,
 		func(w http.ResponseWriter, r *http.Request, status int, reason error) {
 			http.Error(w, "marmot: websocket upgrade failed: "+reason.Error(), status)
 		},
-		wsconn.Config{WriteTimeout: cfg.WriteTimeout, KeepAlive: cfg.KeepAlive, ReadLimit: cfg.MaxMessageSize, ParkTick: parkTick})
+		wsconn.Config{WriteTimeout: cfg.WriteTimeout, KeepAlive: cfg.KeepAlive, ReadLimit: cfg.MaxMessageSize, ParkTick: parkTick,
+			Compression: cfg.Compression.transport(cfg.Encryption)})
+	if !cfg.DisableHTTPFallback {
+		idle := cfg.KeepAlive
+		if idle <= 0 {
+			idle = httpconn.DefaultIdleTimeout
+		}
+		h.httpSessions = httpconn.NewServer(cfg.Subprotocols, acceptAll, httpconn.Config{
+			WriteTimeout: cfg.WriteTimeout, IdleTimeout: idle, ReadLimit: cfg.MaxMessageSize, MaxQueueBytes: cfg.MaxQueueBytes,
+		})
+	}
 	strategy := supervisor.New(supervisor.Config{
 		MaxRestarts:    cfg.MaxRestarts,
 		Window:         cfg.RestartWindow,

@@ -29,6 +29,7 @@ type inbound struct {
 	// Set by the reader (see readFrames): the decoded message, or the
 	// error and the close code it calls for.
 	code     int32
+	drop     int8 // over the rate under RateLimitDrop (limits.go)
 	resolved bool // a reply already handed to its waiting Request
 	// recovered is the outcome of a client's automatic re-join, set by the
 	// reader from the join's answer for the ClientActor to report.
@@ -200,6 +201,10 @@ func decodeInbound(l *link, in *inbound, id ClientID) (*Message, int, error) {
 	if err := l.codec.Decode(data, env); err != nil {
 		return nil, CloseProtocolError, err
 	}
+	seq := env.Seq
+	if id == 0 { // a client's link: what matters is the server's Ack
+		seq = env.Ack
+	}
 	in.m = Message{
 		ClientID: id,
 		Kind:     env.Kind,
@@ -211,6 +216,7 @@ func decodeInbound(l *link, in *inbound, id ClientID) (*Message, int, error) {
 		Offset:   env.Offset,
 		Epoch:    env.Epoch,
 		id:       env.ID,
+		seq:      seq,
 		code:     env.Code,
 		out:      l,
 		in:       in,

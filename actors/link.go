@@ -41,9 +41,10 @@ type link struct {
 	mbox     *connMailbox
 	readID   ClientID
 	inflight inputBudget
-	broken   bool // after a bad frame, nothing more is decoded
-	keepRaw  bool // OnDataReceived wants inbound frames as received
-	replyNow bool // a reply in the actor's turn is written at once (server)
+	broken   bool         // after a bad frame, nothing more is decoded
+	limit    *connLimiter // inbound rate (server); nil: unlimited
+	keepRaw  bool         // OnDataReceived wants inbound frames as received
+	replyNow bool         // a reply in the actor's turn is written at once (server)
 	// early may settle a decoded message on the reader goroutine (the
 	// client hands replies to their Request calls there, so a callback
 	// that calls Request does not wait on its own busy actor).
@@ -59,6 +60,8 @@ type link struct {
 	onDone func(error) // the transport's reader stopped for good
 	cause  error       // why this side closed (under out.mu)
 	user   atomic.Pointer[userSlot]
+	// ident is who the peer authenticated as (server side; auth.go).
+	ident atomic.Pointer[Identity]
 
 	// Encryption: at most one of sess (secure) and compat is set, above.
 	// Only the owning actor seals and the reader opens.
@@ -211,17 +214,28 @@ func (l *link) Message(typ int, r io.Reader) error {
 		in.data = nil
 		putScratch(scratch)
 	}
+	if in.err == nil && l.limit != nil {
+		// Checked after decoding: a secure session must open every
+		// frame in order, dropped ones included. Over the rate the actor
+		// counts it and closes the connection (1008) or drops it.
+		l.limit.check(in, time.Now())
+	}
 	if in.err != nil {
-		l.broken = true
+		l.broken = in.drop == dropNone
 	} else if l.early != nil {
 		l.early(in)
 	}
+	l.post(in)
+	return nil
+}
+
+// post hands an inbound frame to the owning actor.
+func (l *link) post(in *inbound) {
 	if l.mbox != nil {
 		l.mbox.postInline(in)
 	} else {
 		l.sys.Root.Send(l.pid, in)
 	}
-	return nil
 }
 
 // weight is what one inbound frame counts against the inflight budget.

@@ -52,9 +52,18 @@ type Message struct {
 	// Epoch is the room history's epoch a client's join asks to recover
 	// from (server side, room requests only; see protocol.JoinResult).
 	Epoch string
+	// Identity is who the sender authenticated as (server side, when the
+	// server authenticates; see ClientInfo.Identity). Its claims are
+	// shared by every message of the connection: do not modify them.
+	Identity *Identity
 
-	ctx     context.Context
-	id      uint64
+	ctx context.Context
+	id  uint64
+	// seq is the session's number the envelope carries: on the server the
+	// client's sequence number (Envelope.Seq), on the client the server's
+	// acknowledgement (Envelope.Ack of a marmot.ack). One field, not two,
+	// keeps inbound in its allocation size class.
+	seq     uint64
 	code    uint32
 	out     *link
 	in      *inbound // the frame m and Payload live in; nil once released

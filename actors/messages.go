@@ -28,7 +28,9 @@ type SendTo struct {
 
 // Push asks a connection actor (by its ClientInfo.PID) to send Data to its
 // client, as a command when Name is set. With a sender (Request or
-// RequestFuture) it is answered with an *Ack.
+// RequestFuture) it is answered with an *Ack. Sent to a ClientActor
+// (Client.PID), it sends to the server as Send or SendCommand do, through
+// the client's outbox when it has one.
 type Push struct {
 	Name string
 	Data []byte

@@ -77,9 +77,9 @@ func withInbound(t *telemetry, user []actor.ReceiverMiddleware) []actor.Receiver
 	return append(out, inner)
 }
 
-// Identity says which of marmot's actors an actor is, for middleware that
+// ActorInfo says which of marmot's actors an actor is, for middleware that
 // picks its targets (ctx.Actor() in a receive middleware).
-type Identity struct {
+type ActorInfo struct {
 	// Kind is "connection", "room", "client" (a Client's actor), or ""
 	// for an actor that is none of marmot's.
 	Kind string
@@ -89,17 +89,17 @@ type Identity struct {
 	Room string
 }
 
-// Identify returns a's Identity.
-func Identify(a actor.Actor) Identity {
+// Identify returns a's ActorInfo.
+func Identify(a actor.Actor) ActorInfo {
 	switch a := a.(type) {
 	case *ConnectionActor:
-		return Identity{Kind: "connection", Client: a.c.id}
+		return ActorInfo{Kind: "connection", Client: a.c.id}
 	case *roomActor:
-		return Identity{Kind: "room", Room: a.name}
+		return ActorInfo{Kind: "room", Room: a.name}
 	case *ClientActor:
-		return Identity{Kind: "client"}
+		return ActorInfo{Kind: "client"}
 	}
-	return Identity{}
+	return ActorInfo{}
 }
 
 // Operation names what a room actor's message asks for ("join", "leave",

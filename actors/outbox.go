@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/marmotws/marmot/internal/transport"
+	"github.com/marmotws/marmot/internal/wsconn"
 	"github.com/marmotws/marmot/protocol"
 )
 
@@ -21,7 +22,7 @@ import (
 type outFrame struct {
 	typ    int
 	data   []byte
-	frame  []byte
+	frame  *wsconn.Frame
 	pooled *[]byte  // data's storage, from envBuffers; back there once written
 	hold   *inbound // data may be a received payload: a reference to it until written
 }
@@ -343,7 +344,7 @@ func (o *outbox) write(batch []outFrame, deadline time.Time, onSent func([]byte)
 					err = t.WriteMessage(typ, wire)
 				}
 			case f.frame != nil:
-				err = t.WriteEncoded(f.frame, f.typ, f.data)
+				err = t.WriteEncoded(f.frame)
 			default:
 				err = t.WriteMessage(f.typ, f.data)
 			}

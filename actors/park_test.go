@@ -75,7 +75,12 @@ func newParkHarness(t *testing.T, cfg HubConfig) *parkHarness {
 
 func (h *parkHarness) dial(t *testing.T) *websocket.Conn {
 	t.Helper()
-	c, _, err := websocket.DefaultDialer.Dial(h.url, nil)
+	return h.dialWith(t, websocket.DefaultDialer)
+}
+
+func (h *parkHarness) dialWith(t *testing.T, d *websocket.Dialer) *websocket.Conn {
+	t.Helper()
+	c, _, err := d.Dial(h.url, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +208,9 @@ func TestNoParkingInsideAFragmentedMessage(t *testing.T) {
 // waking for each pong and parking again), and one that does not is closed
 // with ErrKeepAliveTimeout although nothing ever wakes its reader.
 func TestKeepAliveWithParkedReaders(t *testing.T) {
-	const keepAlive = 150 * time.Millisecond
+	// Long enough that a busy machine's delay in answering a ping does not
+	// close the answering connection, short enough for several periods.
+	const keepAlive = 400 * time.Millisecond
 	h := newParkHarness(t, HubConfig{KeepAlive: keepAlive})
 
 	alive := h.dial(t)
@@ -226,8 +233,16 @@ func TestKeepAliveWithParkedReaders(t *testing.T) {
 	}
 	// Several more keep-alive periods, each answered by a woken and then
 	// re-parked reader.
-	for range 6 {
-		waitFor(t, pongs, "a ping")
+	for i := range 6 {
+		select {
+		case <-pongs:
+		case r := <-h.closed:
+			t.Fatalf("answering connection closed after %d pings: %v", i, r)
+		case err := <-aliveDone:
+			t.Fatalf("answering connection ended after %d pings: %v", i, err)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no ping %d within 10 s", i+1)
+		}
 	}
 	select {
 	case r := <-h.closed:

@@ -23,7 +23,7 @@ func (h *Hub) unregister(c *conn) {
 	h.closedTotals.add(&c.link.out.stats) // final: the actor has stopped
 	h.regMu.Unlock()
 	h.byPID.Delete(c.link.pid.Id)
-	h.admitted.Add(-1)
+	h.release(c.adm)
 }
 
 func (h *Hub) lookup(id ClientID) (*conn, error) {
@@ -100,5 +100,11 @@ func (h *Hub) Stats() Stats {
 		DecryptFailures:        h.decrypts.Load(),
 		SlowConsumerCloses:     h.slowCloses.Load(),
 		ActorRestarts:          h.restarts.Load(),
+		OriginRefusals:         h.originRefusals.Load(),
+		IPLimitRefusals:        h.ipRefusals.Load(),
+		AuthRefusals:           h.authRefusals.Load(),
+		ExpiredCloses:          h.expiredCloses.Load(),
+		RateLimited:            h.rateLimited.Load(),
+		Sessions:               h.sessions.count(),
 	}
 }

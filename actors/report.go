@@ -78,6 +78,9 @@ const (
 	errKindProtocol       = "protocol"
 	errKindMaxConnections = "max_connections"
 	errKindUndelivered    = "undelivered"
+	errKindOrigin         = "origin"
+	errKindAuth           = "auth"
+	errKindLimit          = "limit"
 	errKindOther          = "other"
 )
 
@@ -94,6 +97,12 @@ func errorKind(err error) string {
 		return errKindHandshake
 	case errors.Is(err, ErrHandlerPanic):
 		return errKindPanic
+	case errors.Is(err, ErrOriginRefused):
+		return errKindOrigin
+	case errors.Is(err, ErrUnauthorized), errors.Is(err, ErrForbidden), errors.Is(err, ErrTokenExpired):
+		return errKindAuth
+	case errors.Is(err, ErrIPLimit), errors.Is(err, ErrRateLimited):
+		return errKindLimit
 	case errors.Is(err, protocol.ErrMalformed), errors.Is(err, protocol.ErrUnsupportedVersion),
 		errors.Is(err, protocol.ErrUnknownKind), errors.Is(err, protocol.ErrInvalidEnvelope),
 		errors.Is(err, errUnexpectedFrame):

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"testing"
+	"time"
 
 	"github.com/gorilla/websocket"
 
@@ -211,4 +212,18 @@ func sessionPair(b *testing.B, ks crypto.KeySize) (server, client *crypto.Sessio
 		b.Fatal(err)
 	}
 	return server, client
+}
+
+// BenchmarkConnLimiterCheck is the per-message cost of the rate limits:
+// both buckets, under the rate. It must not allocate. (With no limits the
+// link has no limiter and the check is one nil test.)
+func BenchmarkConnLimiterCheck(b *testing.B) {
+	lim := newConnLimiter(Limits{MessagesPerSecond: 1e9, BytesPerSecond: 1e12}, 1<<20)
+	in := &inbound{size: 64}
+	b.ReportAllocs()
+	for b.Loop() {
+		if !lim.check(in, time.Now()) { // the reader reads the clock too
+			b.Fatal("over the rate")
+		}
+	}
 }

@@ -16,7 +16,7 @@ import (
 // valid UTF-8, else binary) or a data envelope, depending on what the client
 // negotiated.
 func (h *Hub) SendToClient(id ClientID, data []byte) error {
-	c, err := h.lookup(id)
+	c, err := h.recipient(id)
 	if err != nil {
 		return err
 	}
@@ -26,7 +26,7 @@ func (h *Hub) SendToClient(id ClientID, data []byte) error {
 // SendToClientContext is SendToClient under a "send" producer span
 // parented to ctx's span; an envelope client's process span links to it.
 func (h *Hub) SendToClientContext(ctx context.Context, id ClientID, data []byte) error {
-	c, err := h.lookup(id)
+	c, err := h.recipient(id)
 	if err != nil {
 		return err
 	}
@@ -40,7 +40,7 @@ func (h *Hub) SendCommandToClientContext(ctx context.Context, id ClientID, name 
 	if name == "" {
 		return ErrEmptyCommandName
 	}
-	c, err := h.lookup(id)
+	c, err := h.recipient(id)
 	if err != nil {
 		return err
 	}
@@ -50,7 +50,7 @@ func (h *Hub) SendCommandToClientContext(ctx context.Context, id ClientID, name 
 // SendRawToClient queues a raw frame of the given type; it fails with
 // ErrRawMode's opposite when the client negotiated an envelope.
 func (h *Hub) SendRawToClient(id ClientID, t MessageType, data []byte) error {
-	c, err := h.lookup(id)
+	c, err := h.recipient(id)
 	if err != nil {
 		return err
 	}
@@ -63,7 +63,7 @@ func (h *Hub) SendRawToClient(id ClientID, t MessageType, data []byte) error {
 // SendCommandToClient queues a named command; the client must have
 // negotiated an envelope subprotocol.
 func (h *Hub) SendCommandToClient(id ClientID, name string, payload []byte) error {
-	c, err := h.lookup(id)
+	c, err := h.recipient(id)
 	if err != nil {
 		return err
 	}
@@ -152,7 +152,10 @@ func (h *Hub) broadcast(ctx context.Context, except ClientID, name string, data 
 	defer h.regMu.RUnlock()
 	return set.fanOut(func(yield func(*conn) bool) {
 		for id, c := range h.conns {
-			if id != except && !yield(c) {
+			if id == except || c.gated.Load() {
+				continue // not yet authenticated: no broadcasts
+			}
+			if !yield(c) {
 				return
 			}
 		}
@@ -193,4 +196,15 @@ func (h *Hub) Disconnect(id ClientID, code int, text string) error {
 	}
 	h.sys.Root.Send(c.link.pid, &closeRequest{code: code, text: text})
 	return nil
+}
+
+// recipient is the connection a targeted send goes to: not one still
+// authenticating with its first message, which gets nothing before its
+// answer (auth.go).
+func (h *Hub) recipient(id ClientID) (*conn, error) {
+	c, err := h.lookup(id)
+	if err == nil && c.gated.Load() {
+		return nil, fmt.Errorf("%w: client %d", ErrNotAuthenticated, id)
+	}
+	return c, err
 }

@@ -61,6 +61,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	// The connections have left their rooms; whatever rooms are still
 	// waiting out their idle time end now.
 	h.closeRooms()
+	h.sessions.close()
 	if h.metricsReg != nil {
 		_ = h.metricsReg.Unregister()
 	}

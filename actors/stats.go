@@ -16,9 +16,13 @@ type ClientInfo struct {
 	// PID is the connection actor's: other actors may send it messages
 	// (Push, CloseConnection, or anything the user's connection actor
 	// understands).
-	PID              *actor.PID
-	RemoteAddr       net.Addr
-	Subprotocol      string // "" for raw mode
+	PID         *actor.PID
+	RemoteAddr  net.Addr
+	Subprotocol string // "" for raw mode
+	Compressed  bool   // permessage-deflate was negotiated (see Compression)
+	// Transport is how the client is connected: "websocket", or "http"
+	// for the HTTP fallback (docs/HTTP.md).
+	Transport        string
 	ConnectedAt      time.Time
 	BytesReceived    int64
 	BytesSent        int64
@@ -26,6 +30,10 @@ type ClientInfo struct {
 	MessagesSent     int64
 	// Data is the connection's user-data slot (see Message.SetData).
 	Data any
+	// Identity is who the client authenticated as; nil when the server
+	// does not authenticate (or, with first-message authentication, until
+	// the client has).
+	Identity *Identity
 }
 
 // IP returns the remote IP address as text, or "" when unknown.
@@ -59,6 +67,24 @@ type Stats struct {
 	SlowConsumerCloses int64
 	// ActorRestarts counts connection actor restarts after a handler panic.
 	ActorRestarts int64
+	// OriginRefusals counts upgrades refused (403) for their Origin.
+	OriginRefusals int64
+	// IPLimitRefusals counts upgrades refused (429) by the per-IP
+	// connection rate or count.
+	IPLimitRefusals int64
+	// AuthRefusals counts connections refused by authentication: 401 or
+	// 403 at the upgrade, or a failed first-message authentication (4503).
+	AuthRefusals int64
+	// ExpiredCloses counts connections closed because their identity
+	// expired (4001).
+	ExpiredCloses int64
+	// RateLimited counts messages over a connection's message or byte
+	// rate (each dropped, or the one that closed its connection).
+	RateLimited int64
+	// Sessions counts the clients' sessions kept now: attached to a
+	// connection, or waiting (HubConfig.SessionTTL) for their client to
+	// resume them.
+	Sessions int
 }
 
 // String summarises the counters in one line, like the seed's GetServerStats.

@@ -31,6 +31,7 @@ const (
 	AttrClientID       = attribute.Key("marmot.client.id")
 	AttrMessageKind    = attribute.Key("marmot.message.kind")
 	AttrSubprotocol    = attribute.Key("marmot.subprotocol")
+	AttrTransport      = attribute.Key("marmot.transport") // "websocket" or "http"
 	AttrRefusalReason  = attribute.Key("marmot.refusal.reason")
 	AttrFanout         = attribute.Key("marmot.broadcast.fanout")
 	AttrRoom           = attribute.Key("marmot.room")
@@ -42,6 +43,10 @@ const (
 	AttrMessageDropped = attribute.Key("marmot.message.dropped")
 	AttrSide           = attribute.Key("marmot.side") // "server" or "client", on metrics
 )
+
+// AttrHandshakeVersion is the secure handshake's version on an accepted
+// upgrade: 2, or 1 for a legacy client (no forward secrecy).
+const AttrHandshakeVersion = attribute.Key("marmot.handshake.version")
 
 // telemetry bundles a hub's or client's tracer, propagator and instruments.
 // With the default no-op providers every call is a cheap no-op, and trace
@@ -205,6 +210,9 @@ func (t *telemetry) startProcess(m *Message, link bool) (context.Context, trace.
 	if m.ClientID != 0 {
 		span.SetAttributes(AttrClientID.Int64(int64(m.ClientID)))
 	}
+	if m.Identity != nil && m.Identity.UserID != "" {
+		span.SetAttributes(semconv.EnduserIDKey.String(m.Identity.UserID))
+	}
 	if m.Name != "" {
 		span.SetAttributes(semconv.MessagingDestinationNameKey.String(m.Name))
 	}
@@ -290,6 +298,8 @@ func (h *Hub) registerHubMetrics() {
 		metric.WithDescription("Open connections (the seed's ClientCount)."))
 	queued, _ := m.Int64ObservableGauge("marmot.queue.bytes", metric.WithUnit("By"),
 		metric.WithDescription("Bytes waiting in outbound queues."))
+	sessions, _ := m.Int64ObservableGauge("marmot.sessions", metric.WithUnit("{session}"),
+		metric.WithDescription("Clients' sessions kept, attached or waiting to be resumed."))
 	total := mk("marmot.connections.total", "{connection}", "Connections accepted (the seed's TotalConnections).")
 	refused := mk("marmot.connections.refused", "{connection}", "Upgrades refused at MaxConnections.")
 	bytesIn := mk("marmot.bytes.received", "By", "Wire payload bytes received (the seed's TotalBytesReceived).")
@@ -300,6 +310,11 @@ func (h *Hub) registerHubMetrics() {
 	restarts := mk("marmot.actor.restarts", "{restart}", "Connection actor restarts after handler panics.")
 	handshakes := mk("marmot.handshake.failures", "{connection}", "Connections refused by the encryption requirement or handshake.")
 	decrypts := mk("marmot.decrypt.failures", "{frame}", "Encrypted frames that failed to open.")
+	origins := mk("marmot.origin.refusals", "{connection}", "Upgrades refused (403) for their Origin.")
+	ipLimits := mk("marmot.ip_limit.refusals", "{connection}", "Upgrades refused (429) by the per-IP connection rate or count.")
+	auths := mk("marmot.auth.refusals", "{connection}", "Connections refused by authentication (401, 403, 4503).")
+	expired := mk("marmot.auth.expired", "{connection}", "Connections closed because their identity expired (4001).")
+	limited := mk("marmot.rate_limited", "{message}", "Inbound messages over their connection's message or byte rate.")
 	var attrs metric.MeasurementOption = metric.WithAttributes()
 	if h.cfg.Name != "" {
 		attrs = metric.WithAttributes(AttrServerName.String(h.cfg.Name))
@@ -317,9 +332,16 @@ func (h *Hub) registerHubMetrics() {
 		o.ObserveInt64(restarts, st.ActorRestarts, attrs)
 		o.ObserveInt64(handshakes, st.HandshakeFailures, attrs)
 		o.ObserveInt64(decrypts, st.DecryptFailures, attrs)
+		o.ObserveInt64(origins, st.OriginRefusals, attrs)
+		o.ObserveInt64(ipLimits, st.IPLimitRefusals, attrs)
+		o.ObserveInt64(auths, st.AuthRefusals, attrs)
+		o.ObserveInt64(expired, st.ExpiredCloses, attrs)
+		o.ObserveInt64(limited, st.RateLimited, attrs)
 		o.ObserveInt64(queued, h.queuedBytes(), attrs)
+		o.ObserveInt64(sessions, int64(st.Sessions), attrs)
 		return nil
-	}, active, queued, total, refused, bytesIn, bytesOut, msgsIn, msgsOut, slow, restarts, handshakes, decrypts)
+	}, active, queued, sessions, total, refused, bytesIn, bytesOut, msgsIn, msgsOut, slow, restarts, handshakes, decrypts,
+		origins, ipLimits, auths, expired, limited)
 	if err == nil {
 		h.metricsReg = reg
 	}

@@ -13,9 +13,14 @@
 // or Argon2id with a random salt it announces); a client stretches once per
 // salt it sees (Keyring). Each connection runs a three-message handshake
 // (NewServerHandshake, NewClientHandshake: ServerHello, ClientHello,
-// ServerFinished) that contributes a random nonce from each side, confirms
-// both sides know the key (ErrWrongKey otherwise) and yields a Session with
-// per-direction HKDF keys. Session.Seal and Session.Open authenticate every
+// ServerFinished) that contributes a random nonce and an ephemeral X25519
+// key from each side, confirms both sides know the passphrase (ErrWrongKey
+// otherwise) and yields a Session with per-direction HKDF keys from both
+// the passphrase and the X25519 secret: a passphrase that leaks later does
+// not decrypt recorded traffic (forward secrecy). The handshake of earlier
+// releases (version 1, no forward secrecy) runs only where
+// AllowLegacyHandshake allows it (NewLegacyServerHandshake); otherwise it is
+// ErrDowngrade. Session.Seal and Session.Open authenticate every
 // byte of every frame (GCM tag, or HMAC-SHA256 for the other modes, on top
 // of the CRC MAC for CFC/OFC/CTC), header included, and enforce a strictly
 // increasing per-direction sequence number (ErrReplay, ErrOutOfOrder).

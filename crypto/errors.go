@@ -34,6 +34,10 @@ var (
 	ErrUnsupported = errors.New("crypto: unsupported parameter")
 	// ErrInvalidKey: empty passphrase, bad key length or bad salt.
 	ErrInvalidKey = errors.New("crypto: invalid key")
+	// ErrDowngrade: the peer offered or chose handshake version 1, which
+	// has no forward secrecy, and this side does not allow it
+	// (AllowLegacyHandshake), or a version-2 server was made to send it.
+	ErrDowngrade = errors.New("crypto: handshake without forward secrecy refused (downgrade)")
 	// ErrSequenceExhausted: 2^64-1 frames were sealed under one session key.
 	ErrSequenceExhausted = errors.New("crypto: sequence number exhausted; start a new session")
 )

@@ -96,3 +96,32 @@ func ExampleModeMismatchError() {
 	// CBC 256 vs GCM 128
 	// crypto: AES mode or key size mismatch: local AES-256-CBC, peer AES-128-GCM (not in the allow-list)
 }
+
+// A server picks the handshake by what the client announced in its upgrade
+// request (marmot.HeaderHandshake): NewServerHandshake for a current client,
+// NewLegacyServerHandshake for one from before forward secrecy, which is
+// refused unless the server allows it.
+func ExampleNewLegacyServerHandshake() {
+	salt, _ := mcrypto.NewSalt()
+	master, _ := mcrypto.DeriveMasterKey([]byte("s3cret passphrase"), salt, mcrypto.KDFParams{Iterations: 100_000})
+	server := mcrypto.ServerConfig{Key: master, Mode: mcrypto.ModeGCM, KeySize: mcrypto.KeySize256}
+
+	_, err := mcrypto.NewLegacyServerHandshake(server)
+	fmt.Println(errors.Is(err, mcrypto.ErrDowngrade))
+
+	server.AllowLegacyHandshake = true // while old clients remain
+	hs, err := mcrypto.NewLegacyServerHandshake(server)
+	fmt.Println(hs.Version(), err)
+
+	// A current client refuses that legacy hello whatever its settings: a
+	// server that speaks version 2 sends it only if the client's
+	// announcement was removed in transit.
+	keyring, _ := mcrypto.NewKeyring([]byte("s3cret passphrase"))
+	_, err = mcrypto.NewClientHandshake(mcrypto.ClientConfig{Keyring: keyring, Mode: mcrypto.ModeGCM,
+		KeySize: mcrypto.KeySize256, AllowLegacyHandshake: true}, hs.Hello())
+	fmt.Println(errors.Is(err, mcrypto.ErrDowngrade))
+	// Output:
+	// true
+	// 1 <nil>
+	// true
+}

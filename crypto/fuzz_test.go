@@ -85,23 +85,39 @@ func FuzzCompatOpen(f *testing.F) {
 	})
 }
 
+// FuzzHandshakeDecode feeds the three handshake decoders (both versions)
+// and the handshakes behind them: canonical re-encoding, and nothing
+// random ever passes key confirmation.
 func FuzzHandshakeDecode(f *testing.F) {
-	sh, _ := NewServerHandshake(ServerConfig{Key: testMaster, Mode: ModeGCM, KeySize: KeySize256, AcceptModes: ModeSetOf(ModeCTR)})
+	sc := ServerConfig{Key: testMaster, Mode: ModeGCM, KeySize: KeySize256, AcceptModes: ModeSetOf(ModeCTR), AllowLegacyHandshake: true}
 	kr, _ := NewKeyring([]byte("correct horse battery staple"))
 	cc := ClientConfig{Keyring: kr, Mode: ModeGCM, KeySize: KeySize256, AcceptModes: AllModes &^ 1, AcceptKeySizes: AllKeySizes,
-		Limits: KDFLimits{MinPBKDF2Iterations: 1, MaxPBKDF2Iterations: 2000, MinArgon2MemoryKiB: 8, MaxArgon2MemoryKiB: 64, MaxArgon2Passes: 1}}
-	ch, _ := NewClientHandshake(cc, sh.Hello())
-	_, fin, _ := sh.Finish(ch.Hello())
-	f.Add(sh.Hello())
-	f.Add(ch.Hello())
-	f.Add(fin)
+		Limits:               KDFLimits{MinPBKDF2Iterations: 1, MaxPBKDF2Iterations: 2000, MinArgon2MemoryKiB: 8, MaxArgon2MemoryKiB: 64, MaxArgon2Passes: 1},
+		AllowLegacyHandshake: true}
+	for _, start := range []func(ServerConfig) (*ServerHandshake, error){NewServerHandshake, NewLegacyServerHandshake} {
+		sh, _ := start(sc)
+		f.Add(sh.Hello())
+		// The legacy hello carries the sentinel, which the client refuses:
+		// seed a sentinel-free one too.
+		hello := bytes.Clone(sh.Hello())
+		hello[serverHelloFixedV1-1] ^= 0xff
+		f.Add(hello)
+		if ch, err := NewClientHandshake(cc, hello); err == nil {
+			f.Add(ch.Hello())
+		}
+		if ch, err := NewClientHandshake(cc, sh.Hello()); err == nil {
+			f.Add(ch.Hello())
+			_, fin, _ := sh.Finish(ch.Hello())
+			f.Add(fin)
+		}
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var s ServerHello
 		if s.UnmarshalBinary(b) == nil {
 			if e, err := s.MarshalBinary(); err != nil || !bytes.Equal(e, b) {
 				t.Fatalf("ServerHello not canonical: %v", err)
 			}
-			if h, err := NewClientHandshake(cc, b); err == nil && len(h.Hello()) != clientHelloSize {
+			if h, err := NewClientHandshake(cc, b); err == nil && len(h.Hello()) != clientHelloSize(s.Version) {
 				t.Fatal("bad ClientHello size")
 			}
 		}
@@ -110,9 +126,13 @@ func FuzzHandshakeDecode(f *testing.F) {
 			if e, err := c.MarshalBinary(); err != nil || !bytes.Equal(e, b) {
 				t.Fatalf("ClientHello not canonical: %v", err)
 			}
-			srv, _ := NewServerHandshake(ServerConfig{Key: testMaster, Mode: ModeGCM, KeySize: KeySize256, AcceptModes: AllModes &^ 1})
-			if _, _, err := srv.Finish(b); err == nil {
-				t.Fatal("random ClientHello passed key confirmation")
+			cfg := sc
+			cfg.AcceptModes = AllModes &^ 1
+			for _, start := range []func(ServerConfig) (*ServerHandshake, error){NewServerHandshake, NewLegacyServerHandshake} {
+				srv, _ := start(cfg)
+				if _, _, err := srv.Finish(b); err == nil {
+					t.Fatal("random ClientHello passed key confirmation")
+				}
 			}
 		}
 		var sf ServerFinished

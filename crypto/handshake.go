@@ -1,213 +1,42 @@
 package crypto
 
 import (
-	"crypto/hkdf"
+	"crypto/ecdh"
 	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/binary"
 	"fmt"
+	"io"
 )
 
 // Handshake (secure profile). Three messages, one and a half round trips:
 //
 //	server → client  ServerHello    salt, KDF parameters, server nonce,
+//	                                server ephemeral X25519 key,
 //	                                preferred mode/key size and allow-lists
 //	client → server  ClientHello    chosen mode/key size, client nonce,
+//	                                client ephemeral X25519 key,
 //	                                client key-confirmation tag
 //	server → client  ServerFinished server key-confirmation tag
 //
-// Both sides then hold a Session. A wrong passphrase is detected by the
-// server when it checks the ClientHello (ErrWrongKey), and by the client
-// when it checks the ServerFinished. The server never runs the slow KDF
-// during a handshake: it holds a MasterKey derived once.
-const (
-	// NonceSize is the size of each side's handshake nonce.
-	NonceSize = 32
-	// ConfirmSize is the size of a key-confirmation tag.
-	ConfirmSize = 32
-	// HandshakeVersion is the version byte of the three messages.
-	HandshakeVersion = 1
-
-	serverHelloFixed   = 56
-	clientHelloSize    = 72
-	serverFinishedSize = 40
-)
-
-var (
-	serverHelloMagic    = [4]byte{'M', 'R', 'S', 'H'}
-	clientHelloMagic    = [4]byte{'M', 'R', 'C', 'H'}
-	serverFinishedMagic = [4]byte{'M', 'R', 'S', 'F'}
-)
-
-// ServerHello is the server's first message. Wire format (LE integers):
+// Both sides then hold a Session whose keys come from the passphrase-derived
+// master key and the X25519 shared secret, so a passphrase that leaks later
+// does not decrypt recorded traffic (forward secrecy). A wrong passphrase is
+// detected by the server when it checks the ClientHello (ErrWrongKey), and
+// by the client when it checks the ServerFinished. The server never runs the
+// slow KDF during a handshake: it holds a MasterKey derived once.
 //
-//	0  4  "MRSH"          24 32 server nonce
-//	4  1  version (1)     56 n  salt
-//	5  1  mode
-//	6  1  key size
-//	7  1  KDF algorithm
-//	8  2  accepted modes (bit i = mode i)
-//	10 1  accepted key sizes (bit i = key size i)
-//	11 1  salt length n (16..64)
-//	12 4  iterations (PBKDF2) or passes (Argon2id)
-//	16 4  Argon2id memory in KiB (0 for PBKDF2)
-//	20 1  Argon2id threads (0 for PBKDF2)
-//	21 3  reserved, zero
-type ServerHello struct {
-	Mode           Mode
-	KeySize        KeySize
-	AcceptModes    ModeSet
-	AcceptKeySizes KeySizeSet
-	KDF            KDFParams
-	Salt           []byte
-	Nonce          [NonceSize]byte
-}
+// Version 1 of the handshake (no ephemeral keys, no forward secrecy) is
+// spoken only by a side configured with AllowLegacyHandshake; otherwise it
+// is refused with ErrDowngrade. See docs/ENCRYPTION.md section 2.3.
 
-// MarshalBinary encodes m.
-func (m *ServerHello) MarshalBinary() ([]byte, error) {
-	if !m.Mode.Valid() || !m.KeySize.Valid() || len(m.Salt) < MinSaltSize || len(m.Salt) > MaxSaltSize ||
-		m.AcceptModes&^AllModes != 0 || m.AcceptKeySizes&^AllKeySizes != 0 {
-		return nil, fmt.Errorf("%w: invalid ServerHello", ErrMalformed)
-	}
-	if err := m.KDF.validate(); err != nil {
-		return nil, err
-	}
-	b := make([]byte, serverHelloFixed+len(m.Salt))
-	copy(b, serverHelloMagic[:])
-	b[4], b[5], b[6], b[7] = HandshakeVersion, byte(m.Mode), byte(m.KeySize), byte(m.KDF.Algorithm)
-	binary.LittleEndian.PutUint16(b[8:], uint16(m.AcceptModes))
-	b[10], b[11] = byte(m.AcceptKeySizes), byte(len(m.Salt))
-	putU32(b[12:], m.KDF.Iterations)
-	putU32(b[16:], m.KDF.MemoryKiB)
-	b[20] = m.KDF.Threads
-	copy(b[24:], m.Nonce[:])
-	copy(b[56:], m.Salt)
-	return b, nil
-}
-
-// UnmarshalBinary decodes and validates b (exact length, no trailing bytes).
-func (m *ServerHello) UnmarshalBinary(b []byte) error {
-	if err := msgPrefix(b, serverHelloMagic, serverHelloFixed, "ServerHello"); err != nil {
-		return err
-	}
-	n := int(b[11])
-	if n < MinSaltSize || n > MaxSaltSize {
-		return fmt.Errorf("%w: ServerHello salt length %d", ErrMalformed, n)
-	}
-	if len(b) != serverHelloFixed+n {
-		return fmt.Errorf("%w: ServerHello is %d bytes, want %d", ErrMalformed, len(b), serverHelloFixed+n)
-	}
-	if b[21]|b[22]|b[23] != 0 {
-		return fmt.Errorf("%w: ServerHello reserved bytes set", ErrMalformed)
-	}
-	am, ak := ModeSet(binary.LittleEndian.Uint16(b[8:])), KeySizeSet(b[10])
-	if am&^AllModes != 0 || ak&^AllKeySizes != 0 {
-		return fmt.Errorf("%w: ServerHello allow-list has unknown bits", ErrMalformed)
-	}
-	mode, ks, err := modeAndSize(b[5], b[6])
-	if err != nil {
-		return err
-	}
-	kdf := KDFParams{Algorithm: KDFAlgorithm(b[7]), Iterations: getU32(b[12:]), MemoryKiB: getU32(b[16:]), Threads: b[20]}
-	if err := kdf.validate(); err != nil {
-		return err
-	}
-	*m = ServerHello{Mode: mode, KeySize: ks, AcceptModes: am, AcceptKeySizes: ak, KDF: kdf,
-		Salt: append([]byte(nil), b[56:]...)}
-	copy(m.Nonce[:], b[24:56])
-	return nil
-}
-
-// ClientHello is the client's answer. Wire format:
-//
-//	0 4 "MRCH"   5 1 mode      7 1 reserved, zero   40 32 confirmation tag
-//	4 1 version  6 1 key size  8 32 client nonce
-type ClientHello struct {
-	Mode    Mode
-	KeySize KeySize
-	Nonce   [NonceSize]byte
-	Confirm [ConfirmSize]byte
-}
-
-// MarshalBinary encodes m.
-func (m *ClientHello) MarshalBinary() ([]byte, error) {
-	if !m.Mode.Valid() || !m.KeySize.Valid() {
-		return nil, fmt.Errorf("%w: invalid ClientHello", ErrMalformed)
-	}
-	b := make([]byte, clientHelloSize)
-	copy(b, clientHelloMagic[:])
-	b[4], b[5], b[6] = HandshakeVersion, byte(m.Mode), byte(m.KeySize)
-	copy(b[8:], m.Nonce[:])
-	copy(b[40:], m.Confirm[:])
-	return b, nil
-}
-
-// UnmarshalBinary decodes and validates b.
-func (m *ClientHello) UnmarshalBinary(b []byte) error {
-	if err := msgPrefix(b, clientHelloMagic, clientHelloSize, "ClientHello"); err != nil {
-		return err
-	}
-	if len(b) != clientHelloSize || b[7] != 0 {
-		return fmt.Errorf("%w: ClientHello length or reserved byte", ErrMalformed)
-	}
-	mode, ks, err := modeAndSize(b[5], b[6])
-	if err != nil {
-		return err
-	}
-	*m = ClientHello{Mode: mode, KeySize: ks}
-	copy(m.Nonce[:], b[8:40])
-	copy(m.Confirm[:], b[40:])
-	return nil
-}
-
-// ServerFinished is the server's key confirmation. Wire format:
-//
-//	0 4 "MRSF"   4 1 version   5 3 reserved, zero   8 32 confirmation tag
-type ServerFinished struct {
-	Confirm [ConfirmSize]byte
-}
-
-// MarshalBinary encodes m.
-func (m *ServerFinished) MarshalBinary() ([]byte, error) {
-	b := make([]byte, serverFinishedSize)
-	copy(b, serverFinishedMagic[:])
-	b[4] = HandshakeVersion
-	copy(b[8:], m.Confirm[:])
-	return b, nil
-}
-
-// UnmarshalBinary decodes and validates b.
-func (m *ServerFinished) UnmarshalBinary(b []byte) error {
-	if err := msgPrefix(b, serverFinishedMagic, serverFinishedSize, "ServerFinished"); err != nil {
-		return err
-	}
-	if len(b) != serverFinishedSize || b[5]|b[6]|b[7] != 0 {
-		return fmt.Errorf("%w: ServerFinished length or reserved bytes", ErrMalformed)
-	}
-	copy(m.Confirm[:], b[8:])
-	return nil
-}
-
-func msgPrefix(b []byte, magic [4]byte, minLen int, name string) error {
-	if len(b) < minLen {
-		return fmt.Errorf("%w: %s is %d bytes, want at least %d", ErrMalformed, name, len(b), minLen)
-	}
-	if [4]byte(b[:4]) != magic {
-		return fmt.Errorf("%w: not a %s", ErrMalformed, name)
-	}
-	if b[4] != HandshakeVersion {
-		return fmt.Errorf("%w: %s version %d", ErrUnsupported, name, b[4])
-	}
-	return nil
-}
-
-func modeAndSize(m, k byte) (Mode, KeySize, error) {
-	if !Mode(m).Valid() || !KeySize(k).Valid() {
-		return 0, 0, fmt.Errorf("%w: mode %d / key size %d", ErrUnsupported, m, k)
-	}
-	return Mode(m), KeySize(k), nil
-}
+// downgradeSentinel ends the server nonce of a version-1 ServerHello sent by
+// a server that speaks version 2: it ran version 1 only because the client
+// did not announce version 2. A version-2 client always announces it, so it
+// refuses such a hello: someone removed its announcement. Older clients
+// take it for 8 random bytes. (TLS 1.3 protects its downgrades the same
+// way, RFC 8446 section 4.1.3.) The nonce is in the transcript, so a man in
+// the middle cannot remove the sentinel without failing key confirmation.
+var downgradeSentinel = [8]byte{'M', 'R', 'D', 'O', 'W', 'N', 'G', '2'}
 
 // ServerConfig configures the server end. Key is derived once at startup
 // (DeriveMasterKey) and shared by every connection.
@@ -222,6 +51,12 @@ type ServerConfig struct {
 	// AllowECB must be set to use or accept ECB (it leaks plaintext
 	// patterns; ModeECB is also the zero Mode).
 	AllowECB bool
+	// AllowLegacyHandshake lets NewLegacyServerHandshake run handshake
+	// version 1 (no forward secrecy) for clients that do not announce
+	// version 2. Default false: such clients are refused with ErrDowngrade.
+	AllowLegacyHandshake bool
+
+	entropy io.Reader // test hook for nonces and ephemeral keys; nil: crypto/rand
 }
 
 // ClientConfig configures the client end.
@@ -235,6 +70,13 @@ type ClientConfig struct {
 	AcceptKeySizes KeySizeSet
 	AllowECB       bool
 	Limits         KDFLimits // bounds on the server's KDF parameters
+	// AllowLegacyHandshake accepts a server that speaks only handshake
+	// version 1 (no forward secrecy). Default false: ErrDowngrade. A
+	// version-1 ServerHello from a server that speaks version 2 is refused
+	// even so (it means the client's announcement was removed in transit).
+	AllowLegacyHandshake bool
+
+	entropy io.Reader // test hook for nonces and ephemeral keys; nil: crypto/rand
 }
 
 func checkModes(m Mode, k KeySize, am ModeSet, ak KeySizeSet, allowECB bool) error {
@@ -249,27 +91,58 @@ func checkModes(m Mode, k KeySize, am ModeSet, ak KeySizeSet, allowECB bool) err
 
 // ServerHandshake is the server side of one connection's handshake.
 type ServerHandshake struct {
-	cfg   ServerConfig
-	hello []byte
-	nonce [NonceSize]byte
-	done  bool
+	cfg     ServerConfig
+	version uint8
+	hello   []byte
+	nonce   [NonceSize]byte
+	eph     *ecdh.PrivateKey // version 2, until Finish; nil after it
+	done    bool
 }
 
-// NewServerHandshake starts a handshake: send Hello() to the client. Its
-// cost is one 32-byte read from crypto/rand; no KDF runs here.
+// NewServerHandshake starts a version-2 handshake, for a client that
+// announced version 2 (see NewLegacyServerHandshake for one that did not):
+// send Hello() to the client. Its cost is a 32-byte read from crypto/rand
+// and an X25519 key generation; no KDF runs here.
 func NewServerHandshake(cfg ServerConfig) (*ServerHandshake, error) {
+	return newServerHandshake(cfg, HandshakeVersion)
+}
+
+// NewLegacyServerHandshake starts a version-1 handshake (no forward
+// secrecy), for a client that did not announce version 2: a marmot client
+// from before forward secrecy. Unless cfg.AllowLegacyHandshake is set it
+// returns ErrDowngrade. Its ServerHello carries a sentinel at the end of
+// the server nonce that current clients refuse, so a man in the middle who
+// removes a current client's announcement gains nothing.
+func NewLegacyServerHandshake(cfg ServerConfig) (*ServerHandshake, error) {
+	if !cfg.AllowLegacyHandshake {
+		return nil, fmt.Errorf("%w: the client did not announce handshake version %d (forward secrecy); set AllowLegacyHandshake to accept older clients", ErrDowngrade, HandshakeVersion)
+	}
+	return newServerHandshake(cfg, HandshakeV1)
+}
+
+func newServerHandshake(cfg ServerConfig, v uint8) (*ServerHandshake, error) {
 	if cfg.Key == nil {
 		return nil, fmt.Errorf("%w: ServerConfig.Key is nil", ErrInvalidKey)
 	}
 	if err := checkModes(cfg.Mode, cfg.KeySize, cfg.AcceptModes, cfg.AcceptKeySizes, cfg.AllowECB); err != nil {
 		return nil, err
 	}
-	h := &ServerHandshake{cfg: cfg}
-	if _, err := rand.Read(h.nonce[:]); err != nil {
+	h := &ServerHandshake{cfg: cfg, version: v}
+	if err := readEntropy(cfg.entropy, h.nonce[:]); err != nil {
 		return nil, err
 	}
-	sh := ServerHello{Mode: cfg.Mode, KeySize: cfg.KeySize, AcceptModes: cfg.AcceptModes,
-		AcceptKeySizes: cfg.AcceptKeySizes, KDF: cfg.Key.params, Salt: cfg.Key.salt, Nonce: h.nonce}
+	sh := ServerHello{Version: v, Mode: cfg.Mode, KeySize: cfg.KeySize, AcceptModes: cfg.AcceptModes,
+		AcceptKeySizes: cfg.AcceptKeySizes, KDF: cfg.Key.params, Salt: cfg.Key.salt}
+	if v == HandshakeV1 {
+		copy(h.nonce[NonceSize-len(downgradeSentinel):], downgradeSentinel[:])
+	} else {
+		var err error
+		if h.eph, err = newEphemeral(cfg.entropy); err != nil {
+			return nil, err
+		}
+		copy(sh.Ephemeral[:], h.eph.PublicKey().Bytes())
+	}
+	sh.Nonce = h.nonce
 	var err error
 	if h.hello, err = sh.MarshalBinary(); err != nil {
 		return nil, err
@@ -280,10 +153,15 @@ func NewServerHandshake(cfg ServerConfig) (*ServerHandshake, error) {
 // Hello returns the encoded ServerHello to send.
 func (h *ServerHandshake) Hello() []byte { return h.hello }
 
+// Version returns the handshake version: HandshakeVersion, or HandshakeV1
+// for a legacy handshake (no forward secrecy).
+func (h *ServerHandshake) Version() int { return int(h.version) }
+
 // Finish checks the client's ClientHello and returns the server Session and
 // the encoded ServerFinished to send. A wrong passphrase (or any change to
 // either hello in transit) gives ErrWrongKey; a mode outside the server's
-// allow-list gives a *ModeMismatchError.
+// allow-list gives a *ModeMismatchError; a version-1 ClientHello in a
+// version-2 handshake gives ErrDowngrade.
 func (h *ServerHandshake) Finish(clientHello []byte) (*Session, []byte, error) {
 	if h.done {
 		return nil, nil, fmt.Errorf("%w: handshake already finished", ErrUnsupported)
@@ -292,41 +170,52 @@ func (h *ServerHandshake) Finish(clientHello []byte) (*Session, []byte, error) {
 	if err := ch.UnmarshalBinary(clientHello); err != nil {
 		return nil, nil, err
 	}
+	if ch.Version != h.version {
+		return nil, nil, versionMismatch("ClientHello", ch.Version, h.version)
+	}
 	c := &h.cfg
 	if (ch.Mode != c.Mode && !c.AcceptModes.Has(ch.Mode)) || (ch.KeySize != c.KeySize && !c.AcceptKeySizes.Has(ch.KeySize)) {
 		return nil, nil, mismatch(c.Mode, c.KeySize, ch.Mode, ch.KeySize)
 	}
-	ks, err := newKeySchedule(c.Key, h.hello, clientHello, &ch.Nonce, &h.nonce)
+	dh, err := sharedSecret(h.eph, &ch.Ephemeral)
+	if err != nil {
+		return nil, nil, err
+	}
+	ks, err := newKeySchedule(h.version, c.Key, dh, h.hello, clientHello, &ch.Nonce, &h.nonce)
 	if err != nil {
 		return nil, nil, err
 	}
 	if !hmac.Equal(ks.clientConfirm(), ch.Confirm[:]) {
 		return nil, nil, ErrWrongKey
 	}
-	var sf ServerFinished
+	sf := ServerFinished{Version: h.version}
 	copy(sf.Confirm[:], ks.serverConfirm(ch.Confirm[:]))
 	fin, _ := sf.MarshalBinary()
 	s, err := ks.session(ch.Mode, ch.KeySize, true)
 	if err != nil {
 		return nil, nil, err
 	}
-	h.done = true
+	h.done, h.eph = true, nil
 	return s, fin, nil
 }
 
 // ClientHandshake is the client side of one connection's handshake.
 type ClientHandshake struct {
-	hello []byte
-	ks    *keySchedule
-	mode  Mode
-	size  KeySize
-	done  bool
+	version uint8
+	hello   []byte
+	ks      *keySchedule
+	mode    Mode
+	size    KeySize
+	done    bool
 }
 
-// NewClientHandshake processes the server's ServerHello: it negotiates the
-// mode and key size, gets the master key for the announced salt from the
-// keyring (stretching the passphrase only for a salt not seen before), and
-// prepares the ClientHello to send (Hello()).
+// NewClientHandshake processes the server's ServerHello: it checks the
+// handshake version (ErrDowngrade for version 1 unless
+// cfg.AllowLegacyHandshake, and always for a version 1 that a version-2
+// server was made to send), negotiates the mode and key size, gets the
+// master key for the announced salt from the keyring (stretching the
+// passphrase only for a salt not seen before), runs its half of the X25519
+// exchange and prepares the ClientHello to send (Hello()).
 func NewClientHandshake(cfg ClientConfig, serverHello []byte) (*ClientHandshake, error) {
 	if cfg.Keyring == nil {
 		return nil, fmt.Errorf("%w: ClientConfig.Keyring is nil", ErrInvalidKey)
@@ -337,6 +226,14 @@ func NewClientHandshake(cfg ClientConfig, serverHello []byte) (*ClientHandshake,
 	var sh ServerHello
 	if err := sh.UnmarshalBinary(serverHello); err != nil {
 		return nil, err
+	}
+	if sh.Version == HandshakeV1 {
+		if [8]byte(sh.Nonce[NonceSize-len(downgradeSentinel):]) == downgradeSentinel {
+			return nil, fmt.Errorf("%w: the server speaks handshake version %d but was told this client does not (was the announcement removed in transit?)", ErrDowngrade, HandshakeVersion)
+		}
+		if !cfg.AllowLegacyHandshake {
+			return nil, fmt.Errorf("%w: the server speaks only handshake version 1 (no forward secrecy); set AllowLegacyHandshake to accept it", ErrDowngrade)
+		}
 	}
 	mode, ok1 := negotiate(cfg.Mode, sh.Mode, sh.AcceptModes.Has(cfg.Mode), cfg.AcceptModes.Has(sh.Mode))
 	size, ok2 := negotiate(cfg.KeySize, sh.KeySize, sh.AcceptKeySizes.Has(cfg.KeySize), cfg.AcceptKeySizes.Has(sh.KeySize))
@@ -353,21 +250,36 @@ func NewClientHandshake(cfg ClientConfig, serverHello []byte) (*ClientHandshake,
 	if err != nil {
 		return nil, err
 	}
-	ch := ClientHello{Mode: mode, KeySize: size}
-	if _, err := rand.Read(ch.Nonce[:]); err != nil {
+	ch := ClientHello{Version: sh.Version, Mode: mode, KeySize: size}
+	if err := readEntropy(cfg.entropy, ch.Nonce[:]); err != nil {
 		return nil, err
 	}
-	hello, _ := ch.MarshalBinary() // confirm tag is filled in below
-	ks, err := newKeySchedule(mk, serverHello, hello, &ch.Nonce, &sh.Nonce)
+	var eph *ecdh.PrivateKey
+	if sh.Version != HandshakeV1 {
+		if eph, err = newEphemeral(cfg.entropy); err != nil {
+			return nil, err
+		}
+		copy(ch.Ephemeral[:], eph.PublicKey().Bytes())
+	}
+	dh, err := sharedSecret(eph, &sh.Ephemeral)
 	if err != nil {
 		return nil, err
 	}
-	copy(hello[clientHelloSize-ConfirmSize:], ks.clientConfirm())
-	return &ClientHandshake{hello: hello, ks: ks, mode: mode, size: size}, nil
+	hello, _ := ch.MarshalBinary() // confirm tag is filled in below
+	ks, err := newKeySchedule(sh.Version, mk, dh, serverHello, hello, &ch.Nonce, &sh.Nonce)
+	if err != nil {
+		return nil, err
+	}
+	copy(hello[len(hello)-ConfirmSize:], ks.clientConfirm())
+	return &ClientHandshake{version: sh.Version, hello: hello, ks: ks, mode: mode, size: size}, nil
 }
 
 // Hello returns the encoded ClientHello to send.
 func (h *ClientHandshake) Hello() []byte { return h.hello }
+
+// Version returns the handshake version the server chose: HandshakeVersion,
+// or HandshakeV1 (no forward secrecy) with AllowLegacyHandshake.
+func (h *ClientHandshake) Version() int { return int(h.version) }
 
 // Mode returns the negotiated mode (the server will answer in it).
 func (h *ClientHandshake) Mode() Mode { return h.mode }
@@ -386,7 +298,10 @@ func (h *ClientHandshake) Finish(serverFinished []byte) (*Session, error) {
 	if err := sf.UnmarshalBinary(serverFinished); err != nil {
 		return nil, err
 	}
-	if !hmac.Equal(h.ks.serverConfirm(h.hello[clientHelloSize-ConfirmSize:]), sf.Confirm[:]) {
+	if sf.Version != h.version {
+		return nil, versionMismatch("ServerFinished", sf.Version, h.version)
+	}
+	if !hmac.Equal(h.ks.serverConfirm(h.hello[len(h.hello)-ConfirmSize:]), sf.Confirm[:]) {
 		return nil, ErrWrongKey
 	}
 	s, err := h.ks.session(h.mode, h.size, false)
@@ -397,58 +312,50 @@ func (h *ClientHandshake) Finish(serverFinished []byte) (*Session, error) {
 	return s, nil
 }
 
-// keySchedule: PRK = HKDF-Extract(SHA-256, salt = clientNonce ‖ serverNonce,
-// IKM = master key); th = SHA-256(ServerHello ‖ ClientHello minus its tag).
-type keySchedule struct {
-	prk []byte
-	th  [sha256.Size]byte
+func versionMismatch(msg string, got, want uint8) error {
+	if got < want {
+		return fmt.Errorf("%w: %s version %d in a version %d handshake", ErrDowngrade, msg, got, want)
+	}
+	return fmt.Errorf("%w: %s version %d in a version %d handshake", ErrUnsupported, msg, got, want)
 }
 
-func newKeySchedule(mk *MasterKey, serverHello, clientHello []byte, cn, sn *[NonceSize]byte) (*keySchedule, error) {
-	salt := make([]byte, 0, 2*NonceSize)
-	salt = append(append(salt, cn[:]...), sn[:]...)
-	prk, err := hkdf.Extract(sha256.New, mk.key[:], salt)
-	if err != nil {
+// readEntropy fills b from r, or from crypto/rand when r is nil.
+func readEntropy(r io.Reader, b []byte) error {
+	if r == nil {
+		_, err := rand.Read(b)
+		return err
+	}
+	_, err := io.ReadFull(r, b)
+	return err
+}
+
+// newEphemeral makes a fresh X25519 key pair. Any 32 bytes are a valid
+// X25519 private key (RFC 7748 clamps them), which lets the test hook fix
+// the keys for known-answer tests.
+func newEphemeral(r io.Reader) (*ecdh.PrivateKey, error) {
+	if r == nil {
+		return ecdh.X25519().GenerateKey(rand.Reader)
+	}
+	var b [32]byte
+	if _, err := io.ReadFull(r, b[:]); err != nil {
 		return nil, err
 	}
-	th := sha256.New()
-	th.Write(serverHello)
-	th.Write(clientHello[:clientHelloSize-ConfirmSize])
-	ks := &keySchedule{prk: prk}
-	th.Sum(ks.th[:0])
-	return ks, nil
+	defer clear(b[:])
+	return ecdh.X25519().NewPrivateKey(b[:])
 }
 
-func (k *keySchedule) confirm(label string, extra []byte) []byte {
-	key, err := hkdf.Expand(sha256.New, k.prk, label+string(k.th[:]), 32)
-	if err != nil {
-		panic(err) // only for absurd lengths
+// sharedSecret is X25519(priv, peer), or nil for version 1 (priv nil). A
+// peer key of low order (the all-zero shared secret) is ErrMalformed.
+func sharedSecret(priv *ecdh.PrivateKey, peer *[PublicKeySize]byte) ([]byte, error) {
+	if priv == nil {
+		return nil, nil
 	}
-	m := hmac.New(sha256.New, key)
-	m.Write(k.th[:])
-	m.Write(extra)
-	clear(key)
-	return m.Sum(nil)
-}
-
-func (k *keySchedule) clientConfirm() []byte { return k.confirm("marmot v1 confirm c2s", nil) }
-func (k *keySchedule) serverConfirm(clientTag []byte) []byte {
-	return k.confirm("marmot v1 confirm s2c", clientTag)
-}
-
-func (k *keySchedule) session(m Mode, size KeySize, server bool) (*Session, error) {
-	c2s, err := newDirection(k.prk, "marmot v1 c2s", k.th[:], m, size, !server)
-	if err != nil {
-		return nil, err
+	pub, err := ecdh.X25519().NewPublicKey(peer[:])
+	if err == nil {
+		var dh []byte
+		if dh, err = priv.ECDH(pub); err == nil {
+			return dh, nil
+		}
 	}
-	s2c, err := newDirection(k.prk, "marmot v1 s2c", k.th[:], m, size, server)
-	if err != nil {
-		return nil, err
-	}
-	clear(k.prk)
-	s := &Session{mode: m, size: size, server: server, send: c2s, recv: s2c}
-	if server {
-		s.send, s.recv = s2c, c2s
-	}
-	return s, nil
+	return nil, fmt.Errorf("%w: invalid X25519 public key", ErrMalformed)
 }

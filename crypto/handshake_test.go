@@ -67,7 +67,7 @@ func TestHandshakeTamper(t *testing.T) {
 		}
 	}
 	// Every byte of the ClientHello.
-	for i := range clientHelloSize {
+	for i := range clientHelloSizeV2 {
 		sh, _ := NewServerHandshake(sc)
 		ch, _ := NewClientHandshake(cc, sh.Hello())
 		bad := bytes.Clone(ch.Hello())
@@ -237,43 +237,75 @@ func TestHandshakeFinishTwice(t *testing.T) {
 }
 
 func TestHandshakeMessagesRoundTrip(t *testing.T) {
-	sh := ServerHello{Mode: ModeCTC, KeySize: KeySize192, AcceptModes: ModeSetOf(ModeGCM, ModeCBC), AcceptKeySizes: AllKeySizes,
-		KDF: KDFParams{Algorithm: KDFArgon2id, Iterations: 3, MemoryKiB: 1024, Threads: 2}, Salt: bytes.Repeat([]byte{7}, 20)}
-	sh.Nonce[0] = 1
-	b, err := sh.MarshalBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got ServerHello
-	if err := got.UnmarshalBinary(b); err != nil || got.Mode != sh.Mode || got.KDF != sh.KDF || !bytes.Equal(got.Salt, sh.Salt) || got.Nonce != sh.Nonce || got.AcceptModes != sh.AcceptModes {
-		t.Fatalf("%+v %v", got, err)
-	}
-	for n := range b {
-		if err := got.UnmarshalBinary(b[:n]); !errors.Is(err, ErrMalformed) {
-			t.Fatalf("prefix %d: %v", n, err)
+	for _, v := range []uint8{HandshakeV1, HandshakeVersion} {
+		sh := ServerHello{Version: v, Mode: ModeCTC, KeySize: KeySize192, AcceptModes: ModeSetOf(ModeGCM, ModeCBC), AcceptKeySizes: AllKeySizes,
+			KDF: KDFParams{Algorithm: KDFArgon2id, Iterations: 3, MemoryKiB: 1024, Threads: 2}, Salt: bytes.Repeat([]byte{7}, 20)}
+		sh.Nonce[0] = 1
+		if v == HandshakeVersion {
+			sh.Ephemeral[5] = 4
+		}
+		b, err := sh.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b) != serverHelloFixed(v)+20 {
+			t.Fatalf("v%d ServerHello is %d bytes", v, len(b))
+		}
+		var got ServerHello
+		if err := got.UnmarshalBinary(b); err != nil || got.Version != v || got.Mode != sh.Mode || got.KDF != sh.KDF ||
+			!bytes.Equal(got.Salt, sh.Salt) || got.Nonce != sh.Nonce || got.AcceptModes != sh.AcceptModes || got.Ephemeral != sh.Ephemeral {
+			t.Fatalf("%+v %v", got, err)
+		}
+		for n := range b {
+			if err := got.UnmarshalBinary(b[:n]); !errors.Is(err, ErrMalformed) {
+				t.Fatalf("prefix %d: %v", n, err)
+			}
+		}
+		if err := got.UnmarshalBinary(append(b, 0)); !errors.Is(err, ErrMalformed) {
+			t.Fatal(err)
+		}
+		for _, bv := range []byte{0, 3, 255} {
+			bad := bytes.Clone(b)
+			bad[4] = bv
+			if err := got.UnmarshalBinary(bad); !errors.Is(err, ErrUnsupported) {
+				t.Fatal(err)
+			}
+		}
+		ch := ClientHello{Version: v, Mode: ModeGCM, KeySize: KeySize256}
+		ch.Confirm[31] = 9
+		if v == HandshakeVersion {
+			ch.Ephemeral[0] = 8
+		}
+		cb, err := ch.MarshalBinary()
+		if err != nil || len(cb) != clientHelloSize(v) {
+			t.Fatalf("v%d ClientHello: %d bytes, %v", v, len(cb), err)
+		}
+		var gc ClientHello
+		if err := gc.UnmarshalBinary(cb); err != nil || gc != ch {
+			t.Fatal(err)
+		}
+		sf := ServerFinished{Version: v}
+		sf.Confirm[0] = 3
+		fb, _ := sf.MarshalBinary()
+		var gf ServerFinished
+		if err := gf.UnmarshalBinary(fb); err != nil || gf != sf {
+			t.Fatal(err)
 		}
 	}
-	if err := got.UnmarshalBinary(append(b, 0)); !errors.Is(err, ErrMalformed) {
-		t.Fatal(err)
+	// Version 1 has no room for an ephemeral key: refusing to encode one
+	// keeps a caller from believing it was sent.
+	sh := ServerHello{Version: HandshakeV1, Mode: ModeGCM, KeySize: KeySize256, KDF: testKDF, Salt: make([]byte, 16)}
+	sh.Ephemeral[0] = 1
+	if _, err := sh.MarshalBinary(); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("v1 ServerHello with an ephemeral key: %v", err)
 	}
-	bad := bytes.Clone(b)
-	bad[4] = 2
-	if err := got.UnmarshalBinary(bad); !errors.Is(err, ErrUnsupported) {
-		t.Fatal(err)
+	ch := ClientHello{Version: HandshakeV1, Mode: ModeGCM, KeySize: KeySize256}
+	ch.Ephemeral[0] = 1
+	if _, err := ch.MarshalBinary(); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("v1 ClientHello with an ephemeral key: %v", err)
 	}
-	ch := ClientHello{Mode: ModeGCM, KeySize: KeySize256}
-	ch.Confirm[31] = 9
-	cb, _ := ch.MarshalBinary()
-	var gc ClientHello
-	if err := gc.UnmarshalBinary(cb); err != nil || gc != ch {
-		t.Fatal(err)
-	}
-	sf := ServerFinished{}
-	sf.Confirm[0] = 3
-	fb, _ := sf.MarshalBinary()
-	var gf ServerFinished
-	if err := gf.UnmarshalBinary(fb); err != nil || gf != sf {
-		t.Fatal(err)
+	if _, err := (&ServerFinished{Version: 3}).MarshalBinary(); !errors.Is(err, ErrUnsupported) {
+		t.Fatalf("version 3: %v", err)
 	}
 }
 

@@ -44,9 +44,20 @@ func pair(t testing.TB, m Mode, k KeySize) (*Session, *Session) {
 
 func pairWith(t testing.TB, sc ServerConfig, cc ClientConfig) (*Session, *Session) {
 	t.Helper()
-	sh, err := NewServerHandshake(sc)
+	return pairStart(t, NewServerHandshake, sc, cc)
+}
+
+// pairStart runs a full handshake begun by start (NewServerHandshake or
+// NewLegacyServerHandshake). A legacy handshake is made an old server's
+// (asOldServer), so that a client allowing the legacy handshake takes it.
+func pairStart(t testing.TB, start func(ServerConfig) (*ServerHandshake, error), sc ServerConfig, cc ClientConfig) (*Session, *Session) {
+	t.Helper()
+	sh, err := start(sc)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if sh.Version() == HandshakeV1 {
+		asOldServer(t, sh)
 	}
 	ch, err := NewClientHandshake(cc, sh.Hello())
 	if err != nil {
@@ -61,4 +72,19 @@ func pairWith(t testing.TB, sc ServerConfig, cc ClientConfig) (*Session, *Sessio
 		t.Fatal(err)
 	}
 	return ss, cs
+}
+
+// asOldServer turns a legacy handshake into one from a server before
+// version 2: a version-1 ServerHello whose nonce is random to the end, with
+// no downgrade sentinel.
+func asOldServer(t testing.TB, sh *ServerHandshake) {
+	t.Helper()
+	_, _ = rand.Read(sh.nonce[NonceSize-len(downgradeSentinel):])
+	c := &sh.cfg
+	hello := ServerHello{Version: HandshakeV1, Mode: c.Mode, KeySize: c.KeySize, AcceptModes: c.AcceptModes,
+		AcceptKeySizes: c.AcceptKeySizes, KDF: c.Key.params, Salt: c.Key.salt, Nonce: sh.nonce}
+	var err error
+	if sh.hello, err = hello.MarshalBinary(); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -21,10 +21,16 @@ const (
 	flagRoom   = 1 << 4
 	flagOffset = 1 << 5
 	flagEpoch  = 1 << 6
-	// Bit 7 is free for a further optional field. A decoder that predates
-	// a flag rejects the frame as malformed, so a new field can never be
-	// silently dropped.
-	flagReserved = 0x80
+	// flagExt says an extension block follows the epoch: a varint of
+	// extension bits (extSeq, extAck), then each field whose bit is set.
+	// A decoder that predates a flag (or an extension bit) rejects the
+	// frame as malformed, so a new field can never be silently dropped.
+	flagExt = 1 << 7
+
+	// The extension bits. The others are reserved: a decoder rejects them.
+	extSeq      = 1 << 0
+	extAck      = 1 << 1
+	extReserved = ^uint64(extSeq | extAck)
 
 	binaryHeaderLen = 3
 	// minMetaEntryLen is the smallest encoding of one meta entry: key
@@ -78,6 +84,19 @@ func (binaryCodec) Append(dst []byte, e *Envelope) ([]byte, error) {
 		flags |= flagEpoch
 		n += uvarintLen(uint64(len(e.Epoch))) + len(e.Epoch)
 	}
+	var ext uint64
+	if e.Seq != 0 {
+		ext |= extSeq
+		n += uvarintLen(e.Seq)
+	}
+	if e.Ack != 0 {
+		ext |= extAck
+		n += uvarintLen(e.Ack)
+	}
+	if ext != 0 {
+		flags |= flagExt
+		n += uvarintLen(ext)
+	}
 
 	dst = slices.Grow(dst, n)
 	dst = append(dst, Version, byte(e.Kind), flags)
@@ -111,6 +130,15 @@ func (binaryCodec) Append(dst []byte, e *Envelope) ([]byte, error) {
 		dst = binary.AppendUvarint(dst, uint64(len(e.Epoch)))
 		dst = append(dst, e.Epoch...)
 	}
+	if ext != 0 {
+		dst = binary.AppendUvarint(dst, ext)
+		if ext&extSeq != 0 {
+			dst = binary.AppendUvarint(dst, e.Seq)
+		}
+		if ext&extAck != 0 {
+			dst = binary.AppendUvarint(dst, e.Ack)
+		}
+	}
 	return append(dst, e.Payload...), nil
 }
 
@@ -134,9 +162,6 @@ func (binaryCodec) Decode(msg []byte, e *Envelope) error {
 		return fmt.Errorf("%w: %d", ErrUnknownKind, msg[1])
 	}
 	flags := msg[2]
-	if flags&flagReserved != 0 {
-		return fmt.Errorf("%w: reserved flag bits set (flags 0x%02x)", ErrMalformed, flags)
-	}
 	e.Kind = kind
 	p := msg[binaryHeaderLen:]
 
@@ -259,12 +284,60 @@ func (binaryCodec) Decode(msg []byte, e *Envelope) error {
 		e.Epoch = string(epoch)
 		p = p[l:]
 	}
+	if flags&flagExt != 0 {
+		rest, err := decodeBinaryExt(p, e)
+		if err != nil {
+			return err
+		}
+		p = rest
+	}
 	if len(p) > 0 {
 		// Cap the slice so that appending to Payload can never scribble
 		// over whatever follows the frame in the caller's buffer.
 		e.Payload = p[:len(p):len(p)]
 	}
 	return e.validateKind()
+}
+
+// decodeBinaryExt parses the extension block at the start of p into e and
+// returns the rest of p. Like the flags, each extension bit is set exactly
+// when its field is non-zero, and unknown bits are refused.
+func decodeBinaryExt(p []byte, e *Envelope) ([]byte, error) {
+	ext, n, err := readUvarint(p, "extension bits")
+	if err != nil {
+		return nil, err
+	}
+	if ext == 0 {
+		return nil, fmt.Errorf("%w: extension flag set but no extension", ErrMalformed)
+	}
+	if ext&extReserved != 0 {
+		return nil, fmt.Errorf("%w: reserved extension bits set (0x%x)", ErrMalformed, ext)
+	}
+	p = p[n:]
+	if ext&extSeq != 0 {
+		if e.Seq, p, err = readCounter(p, "seq"); err != nil {
+			return nil, err
+		}
+	}
+	if ext&extAck != 0 {
+		if e.Ack, p, err = readCounter(p, "ack"); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// readCounter reads an extension's non-zero uvarint (Seq, Ack) at the
+// start of p and returns it with the rest of p.
+func readCounter(p []byte, what string) (uint64, []byte, error) {
+	v, n, err := readUvarint(p, what)
+	if err != nil {
+		return 0, nil, err
+	}
+	if v == 0 {
+		return 0, nil, fmt.Errorf("%w: %s bit set but %s is 0", ErrMalformed, what, what)
+	}
+	return v, p[n:], nil
 }
 
 // decodeBinaryMeta parses the meta section at the start of p and returns the

@@ -174,6 +174,16 @@ type Envelope struct {
 	// servers tell it in the join's reply (JoinResult). It requires Room.
 	// Valid UTF-8, at most MaxEpochLen bytes; empty means absent.
 	Epoch string
+	// Seq is the sequence number of a client's message within its session
+	// (see docs/PROTOCOL.md section 8): 1, 2, 3... in the order the client
+	// sent them, so that the server handles a message re-sent after a
+	// reconnect once. 0 means absent (a client without a session). It must
+	// be 0 on KindReply and KindError.
+	Seq uint64
+	// Ack acknowledges a session's messages: every Seq up to Ack has been
+	// handled. The server sends it on an AckCommand; 0 means absent. It
+	// must be 0 on KindReply and KindError.
+	Ack uint64
 	// Meta carries optional string headers, first of all W3C trace context
 	// (traceparent/tracestate). It has the shape of an OpenTelemetry
 	// propagation.MapCarrier, so propagation.MapCarrier(e.Meta) injects and
@@ -317,6 +327,9 @@ func (e *Envelope) validateKind() error {
 	}
 	if e.Epoch != "" && e.Room == "" {
 		return fmt.Errorf("%w: epoch without a room", ErrInvalidEnvelope)
+	}
+	if (e.Seq != 0 || e.Ack != 0) && (e.Kind == KindReply || e.Kind == KindError) {
+		return fmt.Errorf("%w: %v envelope carries a sequence number or an acknowledgement", ErrInvalidEnvelope, e.Kind)
 	}
 	return nil
 }

@@ -24,9 +24,9 @@ func checkCrossCodec(t *testing.T, e *Envelope) {
 	t.Helper()
 	for _, c := range []Codec{Binary, JSON} {
 		out, err := c.Append(nil, e)
-		if c == JSON && (e.ID > MaxJSONSafeInteger || e.Offset > MaxJSONSafeInteger) {
+		if c == JSON && overJSON(e) {
 			if !errors.Is(err, ErrInvalidEnvelope) {
-				t.Fatalf("JSON Append with ID %d, offset %d: %v", e.ID, e.Offset, err)
+				t.Fatalf("JSON Append with ID %d, offset %d, seq %d, ack %d: %v", e.ID, e.Offset, e.Seq, e.Ack, err)
 			}
 			continue
 		}
@@ -43,6 +43,11 @@ func checkCrossCodec(t *testing.T, e *Envelope) {
 	}
 }
 
+// overJSON reports whether e has a number the JSON codec cannot carry.
+func overJSON(e *Envelope) bool {
+	return max(e.ID, e.Offset, e.Seq, e.Ack) > MaxJSONSafeInteger
+}
+
 func FuzzBinaryDecode(f *testing.F) {
 	for _, tc := range golden {
 		f.Add(unhex(f, tc.bin))
@@ -51,6 +56,8 @@ func FuzzBinaryDecode(f *testing.F) {
 	f.Add([]byte{1, 1, 4, 0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Add([]byte{1, 1, 4, 2, 1, 'a', 0, 1, 'b', 0})
 	f.Add([]byte{1, 3, 3, 0x80, 0x01, 1, 'x'})
+	f.Add([]byte{1, 2, 0x82, 1, 'x', 3, 1, 2})
+	f.Add([]byte{1, 1, 0x80, 4, 1})
 	f.Fuzz(func(t *testing.T, msg []byte) {
 		var e Envelope
 		if err := Binary.Decode(msg, &e); err != nil {
@@ -82,6 +89,8 @@ func FuzzJSONDecode(f *testing.F) {
 		`{"kind":"data","x":[1,{"y":null}],"v":2}`,
 		`{"v":1,"kind":"reply","id":9007199254740991,"payload":" \t"}`,
 		`{"v":1.5e3,"kind":"data"}`,
+		`{"v":1,"kind":"command","name":"a","seq":0}`,
+		`{"v":1,"kind":"reply","id":1,"ack":2}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -118,16 +127,19 @@ func FuzzJSONDecode(f *testing.F) {
 }
 
 func FuzzRoundTrip(f *testing.F) {
-	f.Add(uint8(KindRequest), uint64(7), "sum", uint32(0), "traceparent", traceparent, "", "", "", uint64(0), "", []byte("[1,2]"))
-	f.Add(uint8(KindError), uint64(1<<60), "", uint32(404), "a", "", "b", "\xff", "", uint64(0), "", []byte{0xff})
-	f.Add(uint8(KindData), uint64(0), "é\"\\\n", uint32(0), "", "", "", "", "", uint64(0), "", []byte("\x00\x01"))
-	f.Add(uint8(0), uint64(0), "", uint32(0), "", "", "", "", "", uint64(0), "", []byte(nil))
-	f.Add(uint8(KindCommand), uint64(0), "move", uint32(0), "", "", "", "", "game", uint64(300), "", []byte("e2e4"))
-	f.Add(uint8(KindData), uint64(0), "", uint32(0), "", "", "", "", "chat", uint64(1<<60), "", []byte("x"))
-	f.Add(uint8(KindRequest), uint64(1), RequestJoin, uint32(0), "", "", "", "", "chat", uint64(0), "", []byte(nil))
-	f.Add(uint8(KindRequest), uint64(2), RequestJoin, uint32(0), "", "", "", "", "chat", uint64(42), "e1", []byte(nil))
-	f.Fuzz(func(t *testing.T, kind uint8, id uint64, name string, code uint32, k1, v1, k2, v2, room string, offset uint64, epoch string, payload []byte) {
-		e := Envelope{Kind: Kind(kind), ID: id, Name: name, Code: code, Room: room, Offset: offset, Epoch: epoch, Payload: payload}
+	f.Add(uint8(KindRequest), uint64(7), "sum", uint32(0), "traceparent", traceparent, "", "", "", uint64(0), "", uint64(0), uint64(0), []byte("[1,2]"))
+	f.Add(uint8(KindError), uint64(1<<60), "", uint32(404), "a", "", "b", "\xff", "", uint64(0), "", uint64(0), uint64(0), []byte{0xff})
+	f.Add(uint8(KindData), uint64(0), "é\"\\\n", uint32(0), "", "", "", "", "", uint64(0), "", uint64(0), uint64(0), []byte("\x00\x01"))
+	f.Add(uint8(0), uint64(0), "", uint32(0), "", "", "", "", "", uint64(0), "", uint64(0), uint64(0), []byte(nil))
+	f.Add(uint8(KindCommand), uint64(0), "move", uint32(0), "", "", "", "", "game", uint64(300), "", uint64(0), uint64(0), []byte("e2e4"))
+	f.Add(uint8(KindData), uint64(0), "", uint32(0), "", "", "", "", "chat", uint64(1<<60), "", uint64(0), uint64(0), []byte("x"))
+	f.Add(uint8(KindRequest), uint64(1), RequestJoin, uint32(0), "", "", "", "", "chat", uint64(0), "", uint64(0), uint64(0), []byte(nil))
+	f.Add(uint8(KindRequest), uint64(2), RequestJoin, uint32(0), "", "", "", "", "chat", uint64(42), "e1", uint64(0), uint64(0), []byte(nil))
+	f.Add(uint8(KindCommand), uint64(0), "chat", uint32(0), "", "", "", "", "", uint64(0), "", uint64(300), uint64(0), []byte("hi"))
+	f.Add(uint8(KindCommand), uint64(0), AckCommand, uint32(0), "", "", "", "", "", uint64(0), "", uint64(0), uint64(1<<60), []byte(nil))
+	f.Add(uint8(KindReply), uint64(1), "", uint32(0), "", "", "", "", "", uint64(0), "", uint64(1), uint64(0), []byte(nil))
+	f.Fuzz(func(t *testing.T, kind uint8, id uint64, name string, code uint32, k1, v1, k2, v2, room string, offset uint64, epoch string, seq, ack uint64, payload []byte) {
+		e := Envelope{Kind: Kind(kind), ID: id, Name: name, Code: code, Room: room, Offset: offset, Epoch: epoch, Seq: seq, Ack: ack, Payload: payload}
 		if k1 != "" || v1 != "" || k2 != "" || v2 != "" {
 			e.Meta = map[string]string{k1: v1, k2: v2}
 		}
@@ -140,7 +152,7 @@ func FuzzRoundTrip(f *testing.F) {
 				}
 				continue
 			}
-			if c == JSON && (id > MaxJSONSafeInteger || offset > MaxJSONSafeInteger) {
+			if c == JSON && overJSON(&e) {
 				if !errors.Is(err, ErrInvalidEnvelope) {
 					t.Fatalf("JSON Append with ID %d, offset %d: %v", id, offset, err)
 				}
@@ -156,6 +168,37 @@ func FuzzRoundTrip(f *testing.F) {
 			if !equalEnvelope(&d, &e) {
 				t.Fatalf("%s round trip: got %+v, want %+v", c.Subprotocol(), d, e)
 			}
+		}
+	})
+}
+
+// FuzzAuthToken feeds the first-message authentication decoder what a
+// client may send first: an envelope in either codec, or a raw message.
+// It must never panic, and a token it accepts is the payload, bounded.
+func FuzzAuthToken(f *testing.F) {
+	for _, c := range []Codec{Binary, JSON} {
+		b, _ := c.Append(nil, &Envelope{Kind: KindRequest, ID: 1, Name: AuthRequestName, Payload: []byte("eyJhbGciOiJIUzI1NiJ9.e30.sig")})
+		f.Add(b)
+	}
+	f.Add([]byte("eyJhbGciOiJIUzI1NiJ9.e30.sig"))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for _, c := range []Codec{Binary, JSON} {
+			var e Envelope
+			if c.Decode(data, &e) != nil {
+				continue
+			}
+			tok, err := AuthToken(e.Kind, e.Name, e.Payload, false)
+			if err == nil && (tok != string(e.Payload) || len(tok) > MaxTokenSize || tok == "") {
+				t.Fatalf("accepted token %q from %+v", tok, e)
+			}
+			if err != nil && !errors.Is(err, ErrInvalidEnvelope) {
+				t.Fatalf("error %v does not wrap ErrInvalidEnvelope", err)
+			}
+		}
+		tok, err := AuthToken(KindData, "", data, true)
+		if err == nil && tok != string(data) {
+			t.Fatalf("raw token %q from %q", tok, data)
 		}
 	})
 }

@@ -135,6 +135,30 @@ var golden = []struct {
 		bin:  "01 02 12 0f 6d61726d6f742e70726573656e6365 04 63686174 7b226576656e74223a226a6f696e222c22636c69656e74223a377d",
 		json: `{"v":1,"kind":"command","name":"marmot.presence","room":"chat","payload":"{\"event\":\"join\",\"client\":7}"}`,
 	},
+	{
+		name: "seq-command",
+		env:  Envelope{Kind: KindCommand, Name: "chat", Seq: 300, Payload: []byte("hi")},
+		bin:  "01 02 82 04 63686174 01 ac02 6869",
+		json: `{"v":1,"kind":"command","name":"chat","seq":300,"payload":"hi"}`,
+	},
+	{
+		name: "seq-request",
+		env:  Envelope{Kind: KindRequest, ID: 9, Name: "sum", Seq: 5, Payload: []byte("[1,2]")},
+		bin:  "01 03 83 09 03 73756d 01 05 5b312c325d",
+		json: `{"v":1,"kind":"request","id":9,"name":"sum","seq":5,"payload":"[1,2]"}`,
+	},
+	{
+		name: "seq-publish",
+		env:  Envelope{Kind: KindRequest, ID: 4, Name: RequestPublish, Room: "chat", Seq: 2, Payload: []byte("hi")},
+		bin:  "01 03 93 04 0e 6d61726d6f742e7075626c697368 04 63686174 01 02 6869",
+		json: `{"v":1,"kind":"request","id":4,"name":"marmot.publish","room":"chat","seq":2,"payload":"hi"}`,
+	},
+	{
+		name: "ack",
+		env:  Envelope{Kind: KindCommand, Name: AckCommand, Ack: 1000},
+		bin:  "01 02 82 0a 6d61726d6f742e61636b 02 e807",
+		json: `{"v":1,"kind":"command","name":"marmot.ack","ack":1000}`,
+	},
 }
 
 // goldenVector returns the golden vector called name.
@@ -163,7 +187,7 @@ func unhex(t testing.TB, s string) []byte {
 // encodings do.
 func equalEnvelope(a, b *Envelope) bool {
 	return a.Kind == b.Kind && a.ID == b.ID && a.Name == b.Name && a.Code == b.Code &&
-		a.Room == b.Room && a.Offset == b.Offset && a.Epoch == b.Epoch &&
+		a.Room == b.Room && a.Offset == b.Offset && a.Epoch == b.Epoch && a.Seq == b.Seq && a.Ack == b.Ack &&
 		bytes.Equal(a.Payload, b.Payload) &&
 		(len(a.Meta) == 0 && len(b.Meta) == 0 || maps.Equal(a.Meta, b.Meta))
 }

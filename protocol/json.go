@@ -39,6 +39,8 @@ const (
 	jRoom
 	jOffset
 	jEpoch
+	jSeq
+	jAck
 	jPayload
 	jPayloadB64
 	jNumFields
@@ -54,6 +56,8 @@ var jsonFieldNames = [jNumFields]string{
 	jRoom:       "room",
 	jOffset:     "offset",
 	jEpoch:      "epoch",
+	jSeq:        "seq",
+	jAck:        "ack",
 	jPayload:    "payload",
 	jPayloadB64: "payload_b64",
 }
@@ -72,9 +76,12 @@ func (jsonCodec) Append(dst []byte, e *Envelope) ([]byte, error) {
 	if e.Offset > MaxJSONSafeInteger {
 		return dst, fmt.Errorf("%w: offset %d exceeds 2^53-1, the JSON codec's limit", ErrInvalidEnvelope, e.Offset)
 	}
+	if e.Seq > MaxJSONSafeInteger || e.Ack > MaxJSONSafeInteger {
+		return dst, fmt.Errorf("%w: seq or ack exceeds 2^53-1, the JSON codec's limit", ErrInvalidEnvelope)
+	}
 	// Grow once for the usual case of few escapes, rather than repeatedly
 	// while appending a large payload to a fresh buffer.
-	n := len(`{"v":1,"kind":"command","id":9007199254740991,"code":4294967295,"meta":{},"room":"","offset":9007199254740991,"epoch":"","payload_b64":""}`) +
+	n := len(`{"v":1,"kind":"command","id":9007199254740991,"code":4294967295,"meta":{},"room":"","offset":9007199254740991,"epoch":"","seq":9007199254740991,"ack":9007199254740991,"payload_b64":""}`) +
 		len(e.Name) + 2 + len(e.Room) + 2 + len(e.Epoch) + 2
 	for _, kv := range meta {
 		n += len(kv.k) + len(kv.v) + 6
@@ -119,6 +126,14 @@ func (jsonCodec) Append(dst []byte, e *Envelope) ([]byte, error) {
 	if e.Epoch != "" {
 		dst = append(dst, `,"epoch":`...)
 		dst = appendJSONString(dst, e.Epoch)
+	}
+	if e.Seq != 0 {
+		dst = append(dst, `,"seq":`...)
+		dst = strconv.AppendUint(dst, e.Seq, 10)
+	}
+	if e.Ack != 0 {
+		dst = append(dst, `,"ack":`...)
+		dst = strconv.AppendUint(dst, e.Ack, 10)
 	}
 	if len(e.Payload) > 0 {
 		if utf8.Valid(e.Payload) {
@@ -400,6 +415,16 @@ func (jsonCodec) Decode(msg []byte, e *Envelope) error {
 		}
 		e.Epoch = string(epoch)
 	}
+	if f = fields[jSeq]; f.set {
+		if e.Seq, err = jsonCounter(msg, f, "seq"); err != nil {
+			return err
+		}
+	}
+	if f = fields[jAck]; f.set {
+		if e.Ack, err = jsonCounter(msg, f, "ack"); err != nil {
+			return err
+		}
+	}
 	fp, fb := fields[jPayload], fields[jPayloadB64]
 	switch {
 	case fp.set && fb.set:
@@ -469,6 +494,23 @@ func jsonUint(msg []byte, f jsonSpan, what string) (uint64, error) {
 		} else {
 			v = v*10 + d
 		}
+	}
+	return v, nil
+}
+
+// jsonCounter interprets a "seq" or "ack" member: a positive integer
+// within 2^53-1 (0 is absence, spelled by leaving the member out, so that
+// each envelope has one encoding).
+func jsonCounter(msg []byte, f jsonSpan, what string) (uint64, error) {
+	v, err := jsonUint(msg, f, what)
+	if err != nil {
+		return 0, err
+	}
+	if v == 0 {
+		return 0, fmt.Errorf("%w: %q is 0 (leave it out instead)", ErrMalformed, what)
+	}
+	if v > MaxJSONSafeInteger {
+		return 0, fmt.Errorf("%w: %q exceeds 2^53-1", ErrMalformed, what)
 	}
 	return v, nil
 }

@@ -57,12 +57,21 @@ func nodeCommand(ctx context.Context, node, script string, args ...string) *exec
 
 // TestNodeClientRawEcho: Node's ws client sends text and binary frames to a
 // marmot echo server; each must come back with the same type and bytes, the
-// close must be a clean 1000, and the server's counters must be exact.
+// close must be a clean 1000, and the server's counters must be exact. The
+// client offers permessage-deflate: a server with compression accepts it
+// (and the echoes go back compressed), one without declines.
 func TestNodeClientRawEcho(t *testing.T) {
+	for _, compress := range []bool{false, true} {
+		t.Run(fmt.Sprintf("compression=%v", compress), func(t *testing.T) { nodeClientRawEcho(t, compress) })
+	}
+}
+
+func nodeClientRawEcho(t *testing.T, compress bool) {
 	node := requireNode(t)
 	disconnected := make(chan *marmot.CloseError, 1)
 	var received int64 // bytes seen by OnDataReceived; read after disconnected
 	srv := startServer(t, marmot.ServerConfig{
+		Compression: marmot.Compression{Enabled: compress},
 		ServerEvents: marmot.ServerEvents{
 			OnHandleCommand: echo,
 			OnDataReceived:  func(_ marmot.ClientID, data []byte) { received += int64(len(data)) },
@@ -79,15 +88,19 @@ func TestNodeClientRawEcho(t *testing.T) {
 		t.Fatalf("ws_client.mjs: %v\nstdout: %s\nstderr: %s", err, stdout.String(), stderr.String())
 	}
 	var res struct {
-		Messages  int64
-		Bytes     int64
-		CloseCode int
+		Messages   int64
+		Bytes      int64
+		Extensions string
+		CloseCode  int
 	}
 	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
 		t.Fatalf("ws_client.mjs output %q: %v", stdout.String(), err)
 	}
 	if res.Messages != 2*nodeMessages || res.CloseCode != marmot.CloseNormal {
 		t.Fatalf("ws_client.mjs reported %+v", res)
+	}
+	if want := map[bool]string{true: "permessage-deflate"}[compress]; res.Extensions != want {
+		t.Fatalf("ws_client.mjs negotiated extensions %q, want %q", res.Extensions, want)
 	}
 
 	reason := recv(t, disconnected, "OnClientDisconnected")
@@ -113,11 +126,22 @@ func TestNodeClientRawEcho(t *testing.T) {
 
 // TestClientAgainstNodeServer: a raw-mode marmot Client against Node's ws
 // echo server: frame types and bytes survive, and Disconnect closes with
-// 1000.
+// 1000; with compression on both, permessage-deflate is negotiated and
+// both ways compressed.
 func TestClientAgainstNodeServer(t *testing.T) {
+	for _, compress := range []bool{false, true} {
+		t.Run(fmt.Sprintf("compression=%v", compress), func(t *testing.T) { clientAgainstNodeServer(t, compress) })
+	}
+}
+
+func clientAgainstNodeServer(t *testing.T, compress bool) {
 	node := requireNode(t)
 	ctx := timeout(t)
-	cmd := nodeCommand(ctx, node, "ws_echo_server.mjs")
+	var args []string
+	if compress {
+		args = append(args, "--deflate")
+	}
+	cmd := nodeCommand(ctx, node, "ws_echo_server.mjs", args...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -165,8 +189,9 @@ func TestClientAgainstNodeServer(t *testing.T) {
 	got := make(chan frame, 2*nodeMessages)
 	disconnected := make(chan *marmot.CloseError, 1)
 	c, err := marmot.NewClient(marmot.ClientConfig{
-		URL:    fmt.Sprintf("ws://127.0.0.1:%d/", listening.Port),
-		Logger: logger(),
+		URL:         fmt.Sprintf("ws://127.0.0.1:%d/", listening.Port),
+		Logger:      logger(),
+		Compression: marmot.Compression{Enabled: compress},
 		ClientEvents: marmot.ClientEvents{
 			OnHandleCommand: func(m *marmot.Message) { got <- frame{m.Type, m.Payload} },
 			OnDisconnect:    func(r *marmot.CloseError) { disconnected <- r },
@@ -209,12 +234,16 @@ func TestClientAgainstNodeServer(t *testing.T) {
 		t.Errorf("client saw close %+v, want 1000", r)
 	}
 	var closed struct {
-		Closed   int
-		Protocol string
+		Closed     int
+		Protocol   string
+		Extensions string
 	}
 	nextLine("closed", &closed)
 	if closed.Closed != marmot.CloseNormal || closed.Protocol != "" {
 		t.Errorf("Node server saw %+v, want close 1000 without subprotocol", closed)
+	}
+	if want := map[bool]string{true: "permessage-deflate"}[compress]; closed.Extensions != want {
+		t.Errorf("Node server negotiated extensions %q, want %q", closed.Extensions, want)
 	}
 	st := c.Stats()
 	if st.MessagesSent != int64(len(sent)) || st.MessagesReceived != int64(len(sent)) ||

@@ -21,7 +21,7 @@ type Injected struct {
 	// Rule is the rule that fired (0 for a Crash).
 	Rule RuleID
 	// Where is the actor that panicked.
-	Where actors.Identity
+	Where actors.ActorInfo
 	// Message describes the message it panicked on.
 	Message string
 	ctx     context.Context
@@ -65,7 +65,7 @@ func (i *Injector) apply(c actor.ReceiverContext, env *actor.MessageEnvelope, ne
 }
 
 // inject does r's fault to the message in env; r is nil for a Crash.
-func (i *Injector) inject(c actor.ReceiverContext, env *actor.MessageEnvelope, next actor.ReceiverFunc, r *rule, who actors.Identity, n int64) {
+func (i *Injector) inject(c actor.ReceiverContext, env *actor.MessageEnvelope, next actor.ReceiverFunc, r *rule, who actors.ActorInfo, n int64) {
 	kind, parent, id := Panic, context.Context(nil), RuleID(0)
 	if r != nil {
 		kind, parent, id = r.Fault, r.Context, r.id
@@ -156,7 +156,7 @@ func describe(msg any) string {
 	return fmt.Sprintf("%T", msg)
 }
 
-func where(w actors.Identity) string {
+func where(w actors.ActorInfo) string {
 	switch w.Kind {
 	case "connection":
 		return fmt.Sprintf("connection %d", w.Client)

@@ -61,7 +61,7 @@ var ErrInjected = errors.New("chaos: injected fault")
 type Rule struct {
 	// Actors picks the actors (see Connection, Room, Client); nil: all
 	// of marmot's actors the middleware runs on.
-	Actors func(actors.Identity) bool
+	Actors func(actors.ActorInfo) bool
 	// Match picks the messages; nil: application messages (Messages).
 	// Lifecycle messages (*actor.Started, Stopping, Stopped, Restarting)
 	// never match.
@@ -99,24 +99,24 @@ func (r *Rule) validate() error {
 }
 
 // Connection picks the connection actor of client id.
-func Connection(id actors.ClientID) func(actors.Identity) bool {
-	return func(w actors.Identity) bool { return w.Kind == "connection" && w.Client == id }
+func Connection(id actors.ClientID) func(actors.ActorInfo) bool {
+	return func(w actors.ActorInfo) bool { return w.Kind == "connection" && w.Client == id }
 }
 
 // Connections picks every connection actor.
-func Connections() func(actors.Identity) bool {
-	return func(w actors.Identity) bool { return w.Kind == "connection" }
+func Connections() func(actors.ActorInfo) bool {
+	return func(w actors.ActorInfo) bool { return w.Kind == "connection" }
 }
 
 // Room picks the actor of the room called name.
-func Room(name string) func(actors.Identity) bool {
-	return func(w actors.Identity) bool { return w.Kind == "room" && w.Room == name }
+func Room(name string) func(actors.ActorInfo) bool {
+	return func(w actors.ActorInfo) bool { return w.Kind == "room" && w.Room == name }
 }
 
 // Client picks a Client's actor (install the middleware with
 // ClientConfig.ActorMiddleware of the clients you mean).
-func Client() func(actors.Identity) bool {
-	return func(w actors.Identity) bool { return w.Kind == "client" }
+func Client() func(actors.ActorInfo) bool {
+	return func(w actors.ActorInfo) bool { return w.Kind == "client" }
 }
 
 // Messages matches application messages: every inbound *marmot.Message of

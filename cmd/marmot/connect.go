@@ -28,11 +28,14 @@ const disconnectTimeout = 10 * time.Second
 type connectFlags struct {
 	cfg            marmot.ClientConfig
 	strategy       string
+	transport      string
 	requestTimeout time.Duration
 	logLevel       logLevel
 	encrypt        *encryptFlags
+	compress       *compressFlags
 	trace          *traceFlags
 	join           joinFlag
+	security       *connectSecurityFlags
 }
 
 func newConnectFlags(stderr io.Writer) (*flag.FlagSet, *connectFlags) {
@@ -68,6 +71,7 @@ Flags:
 		fs.PrintDefaults()
 	}
 	c := &f.cfg
+	fs.StringVar(&f.transport, "transport", "auto", "auto: WebSocket, falling back to the HTTP transport when the upgrade is refused or stripped; websocket; or http (the HTTP fallback only, see docs/HTTP.md)")
 	fs.StringVar(&c.Subprotocol, "subprotocol", "", "wire format: empty for raw frames, "+protocol.SubprotocolBinary+" or "+protocol.SubprotocolJSON)
 	fs.DurationVar(&c.ConnectionTimeout, "connect-timeout", marmot.DefaultConnectionTimeout, "bound on each connect attempt, handshake included")
 	fs.BoolVar(&c.AutoReconnect, "auto-reconnect", false, "reconnect after a lost connection")
@@ -80,8 +84,10 @@ Flags:
 	fs.DurationVar(&f.requestTimeout, "request-timeout", 10*time.Second, "how long /req waits for its reply")
 	fs.Var(&f.logLevel, "log-level", "log `level`: debug, info, warn or error")
 	fs.Var(&f.join, "join", "join these `rooms` (comma-separated) at connect, and again after every reconnect (needs an envelope subprotocol)")
+	f.compress = addCompressFlags(fs, &c.Compression)
 	f.encrypt = addEncryptFlags(fs)
 	f.trace = addTraceFlags(fs)
+	f.security = addConnectSecurityFlags(fs)
 	return fs, f
 }
 
@@ -107,6 +113,11 @@ func runConnect(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	default:
 		return usageError(fs, "invalid value %q for flag -reconnect-strategy: want fixed or exponential", f.strategy)
 	}
+	transport, err := marmot.ParseTransport(f.transport)
+	if err != nil {
+		return usageError(fs, "invalid value %q for flag -transport: want auto, websocket or http", f.transport)
+	}
+	f.cfg.Transport = transport
 	// As for serve: 0 would silently mean the default.
 	c := &f.cfg
 	for _, z := range []struct {
@@ -126,6 +137,12 @@ func runConnect(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	}
 
 	if err := f.encrypt.apply(&c.EncryptionConfig); err != nil {
+		return usageError(fs, "%v", err)
+	}
+	if err := f.compress.check(c.MaxMessageSize); err != nil {
+		return usageError(fs, "%v", err)
+	}
+	if err := f.security.apply(c, stderr); err != nil {
 		return usageError(fs, "%v", err)
 	}
 
@@ -161,9 +178,21 @@ func runConnect(ctx context.Context, args []string, stdin io.Reader, stdout, std
 
 	if err := client.Connect(ctx); err != nil {
 		fmt.Fprintf(stderr, "marmot connect: %v\n", err)
+		if errors.Is(err, crypto.ErrDowngrade) && !cfg.EncryptionAllowLegacyHandshake {
+			fmt.Fprintln(stderr, "  hint: a server from before forward secrecy needs --encrypt-allow-legacy-handshake (a leaked key then decrypts recorded traffic);"+
+				" a current server says this only when something on the way removed the "+marmot.HeaderHandshake+" header")
+		}
 		return exitFailure
 	}
-	fmt.Fprintf(stderr, "* connected to %s (%s)\n", client.URL(), s.wire)
+	wire := s.wire.String()
+	if client.Compressed() {
+		wire += ", compressed"
+	}
+	over := ""
+	if t := client.Transport(); t != "websocket" && t != "" {
+		over = " over the " + t + " transport"
+	}
+	fmt.Fprintf(stderr, "* connected to %s (%s)%s\n", client.URL(), wire, over)
 	for _, room := range f.join {
 		if err := client.Join(ctx, room); err != nil {
 			fmt.Fprintf(stderr, "! join %s: %v\n", room, err)

@@ -14,6 +14,7 @@ import (
 type encryptFlags struct {
 	key, keyFile, mode, profile, acceptModes, compatSalt string
 	keySize                                              int
+	allowLegacy                                          bool
 }
 
 func addEncryptFlags(fs *flag.FlagSet) *encryptFlags {
@@ -25,6 +26,7 @@ func addEncryptFlags(fs *flag.FlagSet) *encryptFlags {
 	fs.StringVar(&e.profile, "encrypt-profile", "secure", "secure (authenticated, marmot.v1) or compat (byte-exact with the Delphi components, synopsejson)")
 	fs.StringVar(&e.acceptModes, "encrypt-accept-modes", "", "comma-separated modes the peer may use instead of --encrypt-mode (answered in kind)")
 	fs.StringVar(&e.compatSalt, "encrypt-compat-salt", "current", "compat key derivation: current or july2025")
+	fs.BoolVar(&e.allowLegacy, "encrypt-allow-legacy-handshake", false, "secure profile: also speak the handshake of marmot before forward secrecy (version 1) with peers that only speak it; a leaked key then decrypts their recorded traffic")
 	return e
 }
 
@@ -53,6 +55,7 @@ func (e *encryptFlags) apply(cfg *marmot.EncryptionConfig) error {
 	cfg.EncryptionKeySize = e.keySize
 	cfg.EncryptionProfile = e.profile
 	cfg.EncryptionCompatSalt = e.compatSalt
+	cfg.EncryptionAllowLegacyHandshake = e.allowLegacy
 	if e.acceptModes != "" {
 		cfg.EncryptionAcceptModes = strings.Split(e.acceptModes, ",")
 	}

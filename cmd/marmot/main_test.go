@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"flag"
 	"io"
 	"net"
 	"net/http"
@@ -14,8 +15,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/websocket"
 	"go.uber.org/goleak"
+
+	"github.com/marmotws/marmot"
+	"github.com/marmotws/marmot/crypto"
+	"github.com/marmotws/marmot/internal/testpki"
 )
 
 func TestMain(m *testing.M) {
@@ -469,6 +475,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"connect", "ws://127.0.0.1:1/", "--reconnect-strategy", "linear"}, exitUsage, `invalid value "linear" for flag -reconnect-strategy`},
 		{[]string{"connect", "ws://127.0.0.1:1/", "--max-reconnect-attempts", "-1"}, exitUsage, "MaxReconnectAttempts must be >= 0"},
 		{[]string{"connect", "ws://127.0.0.1:1/", "--keepalive", "0"}, exitUsage, "-keepalive: 0 is not allowed"},
+		{[]string{"serve", "--compress", "--compress-level", "10"}, exitUsage, "-compress-level: want 1 to 9"},
+		{[]string{"serve", "--compress", "--max-message-size", "-1"}, exitUsage, "-compress needs a bounded -max-message-size"},
+		{[]string{"connect", "ws://127.0.0.1:1/", "--compress-level", "0"}, exitUsage, "-compress-level: want 1 to 9"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			var out, errOut strings.Builder
@@ -502,7 +511,10 @@ func TestEncryptedEchoAndWrongKey(t *testing.T) {
 	if err := os.WriteFile(keyFile, []byte("MySecretKey123!\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	srv, url := serve(t, "--encrypt-key-file", keyFile, "--encrypt-mode", "gcm")
+	// The least stretching clients accept keeps the handshake well inside
+	// its 10 s bound on a busy machine (the default 600,000 iterations
+	// under load did not always).
+	srv, url := serve(t, "--encrypt-key-file", keyFile, "--encrypt-mode", "gcm", "--encrypt-kdf-iterations", "100000")
 	c := start(t, "connect", url, "--encrypt-key-file", keyFile, "--encrypt-mode", "gcm")
 	// The secure profile speaks marmot.v1, so /cmd and /req work without
 	// --subprotocol, and the connected line says so.
@@ -547,4 +559,153 @@ func TestCompatEncryptionWire(t *testing.T) {
 	c.stdout.expect(t, "< plain")
 	c.quit(t)
 	srv.stop(t)
+}
+
+// TestTLSAndJWT: serve --tls-cert/--tls-key --jwt-secret-file, connect
+// --ca --token (or --token-in-message); without --ca the certificate is
+// refused, without a token the connection (4503), and --insecure warns
+// loudly.
+func TestTLSAndJWT(t *testing.T) {
+	pki := testpki.New(t)
+	secretFile := filepath.Join(t.TempDir(), "secret")
+	secret := "0123456789abcdef0123456789abcdef"
+	if err := os.WriteFile(secretFile, []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := start(t, "serve", "--addr", "127.0.0.1:0", "--tls-cert", pki.CertFile, "--tls-key", pki.KeyFile, "--jwt-secret-file", secretFile, "--auth-timeout", "500ms")
+	url := strings.TrimPrefix(srv.stdout.expect(t, "marmot listening on "), "marmot listening on ")
+	if !strings.HasPrefix(url, "wss://127.0.0.1:") {
+		t.Fatalf("URL %q, want wss://", url)
+	}
+	token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "cli-user"}).SignedString([]byte(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := connect(t, url, "--ca", pki.CAFile, "--token", token)
+	srv.stderr.expect(t, "user=cli-user")
+	c.send(t, "over tls")
+	c.stdout.expect(t, "< over tls")
+	c.quit(t)
+
+	inMsg := connect(t, url, "--ca", pki.CAFile, "--token", token, "--token-in-message", "--subprotocol", "marmot.v1")
+	inMsg.send(t, "/req echo hi")
+	inMsg.stdout.expect(t, "< [reply] hi")
+	inMsg.quit(t)
+
+	noCA := start(t, "connect", url, "--token", token)
+	if code := noCA.wait(t); code != exitFailure {
+		t.Fatalf("without --ca: exit code %d, want %d", code, exitFailure)
+	}
+	noCA.stderr.expect(t, "certificate")
+	noToken := start(t, "connect", url, "--ca", pki.CAFile)
+	if code := noToken.wait(t); code != exitFailure {
+		t.Fatalf("without a token: exit code %d, want %d", code, exitFailure)
+	}
+	// No token in the upgrade: the first message must carry one.
+	noToken.stderr.expect(t, "4503")
+	insecure := connect(t, url, "--insecure", "--token", token)
+	if !strings.Contains(insecure.stderr.String(), "WARNING: --insecure") {
+		t.Fatalf("no warning for --insecure:\n%s", insecure.stderr)
+	}
+	insecure.quit(t)
+	srv.stop(t)
+	if strings.Contains(srv.stderr.String(), secret) || strings.Contains(srv.stderr.String(), token) {
+		t.Fatal("the secret or the token appeared in the server's output")
+	}
+}
+
+// TestRateLimitFlags: --rate-messages closes a flooding connection with
+// 1008; --ip-max-connections refuses a second connection with 429.
+func TestRateLimitFlags(t *testing.T) {
+	_, url := serve(t, "--rate-messages", "0.001", "--ip-max-connections", "1")
+	c := connect(t, url)
+	c.send(t, "one")
+	c.stdout.expect(t, "< one")
+	second := start(t, "connect", url)
+	if code := second.wait(t); code != exitFailure {
+		t.Fatalf("second connection: exit code %d, want %d", code, exitFailure)
+	}
+	second.stderr.expect(t, "429")
+	c.send(t, "two")
+	c.stderr.expect(t, "1008")
+}
+
+// --encrypt-allow-legacy-handshake sets EncryptionAllowLegacyHandshake; it
+// is off by default (forward secrecy required).
+func TestEncryptAllowLegacyHandshakeFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want bool
+	}{
+		{[]string{"--encrypt-key", "k"}, false},
+		{[]string{"--encrypt-key", "k", "--encrypt-allow-legacy-handshake"}, true},
+	} {
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		e := addEncryptFlags(fs)
+		if err := fs.Parse(tc.args); err != nil {
+			t.Fatal(err)
+		}
+		var cfg marmot.EncryptionConfig
+		if err := e.apply(&cfg); err != nil {
+			t.Fatal(err)
+		}
+		if cfg.EncryptionAllowLegacyHandshake != tc.want {
+			t.Errorf("%q: EncryptionAllowLegacyHandshake %v, want %v", tc.args, cfg.EncryptionAllowLegacyHandshake, tc.want)
+		}
+	}
+}
+
+// A server from before forward secrecy (a version-1 ServerHello): connect
+// refuses it by default, says why and how to allow it, and exits 1.
+func TestConnectOldServerHint(t *testing.T) {
+	up := websocket.Upgrader{Subprotocols: []string{"marmot.v1"}}
+	old := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer ws.Close()
+		sh := crypto.ServerHello{Version: crypto.HandshakeV1, Mode: crypto.ModeGCM, KeySize: crypto.KeySize256,
+			KDF: crypto.KDFParams{Iterations: 100_000}, Salt: make([]byte, 16)}
+		hello, _ := sh.MarshalBinary()
+		_ = ws.WriteMessage(websocket.BinaryMessage, hello)
+		_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, _, _ = ws.ReadMessage() // the client's close
+	}))
+	t.Cleanup(old.Close)
+	c := start(t, "connect", "--encrypt-key", "k", "--encrypt-mode", "gcm", "ws"+strings.TrimPrefix(old.URL, "http"))
+	if code := c.wait(t); code != exitFailure {
+		t.Fatalf("exit code %d, want %d", code, exitFailure)
+	}
+	c.stderr.expect(t, "handshake without forward secrecy refused")
+	c.stderr.expect(t, "hint: a server from before forward secrecy needs --encrypt-allow-legacy-handshake")
+}
+
+// TestConnectOverHTTP: --transport http talks to serve over the HTTP
+// fallback and says so; serve --disable-http-fallback refuses it.
+func TestConnectOverHTTP(t *testing.T) {
+	srv := start(t, "serve", "--addr", "127.0.0.1:0")
+	line := srv.stdout.expect(t, "marmot listening on ")
+	url := line[strings.LastIndex(line, " ")+1:]
+	c := start(t, "connect", "--transport", "http", url)
+	c.stderr.expect(t, "* connected to "+url+" (raw) over the http transport")
+	c.send(t, "hello over http")
+	c.stdout.expect(t, "< hello over http")
+	c.quit(t)
+	srv.stop(t)
+
+	off := start(t, "serve", "--addr", "127.0.0.1:0", "--disable-http-fallback")
+	line = off.stdout.expect(t, "marmot listening on ")
+	url = line[strings.LastIndex(line, " ")+1:]
+	p := start(t, "connect", "--transport", "http", url)
+	if code := p.wait(t); code != exitFailure {
+		t.Fatalf("exit code %d, want %d", code, exitFailure)
+	}
+	p.stderr.expect(t, "HTTP fallback is disabled")
+	off.stop(t)
+
+	bad := start(t, "connect", "--transport", "carrier-pigeon", url)
+	if code := bad.wait(t); code == 0 {
+		t.Fatal("an unknown transport was accepted")
+	}
 }

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/marmotws/marmot"
@@ -36,6 +38,12 @@ type serveFlags struct {
 	metricsAddr string
 	trace       *traceFlags
 	history     *historyFlags
+	compress    *compressFlags
+	security    *serveSecurityFlags
+	// dashboard serves the web dashboard at /dashboard/; without
+	// dashboardToken only to loopback peers.
+	dashboard      bool
+	dashboardToken string
 }
 
 func newServeFlags(stderr io.Writer) (*flag.FlagSet, *serveFlags) {
@@ -59,12 +67,25 @@ func newServeFlags(stderr io.Writer) (*flag.FlagSet, *serveFlags) {
 	fs.IntVar(&c.MaxRestarts, "max-restarts", marmot.DefaultMaxRestarts, "connection actor restarts allowed within --restart-window after handler panics (negative: close on the first)")
 	fs.DurationVar(&c.RestartWindow, "restart-window", marmot.DefaultRestartWindow, "sliding window for --max-restarts")
 	fs.BoolVar(&c.DisableJSON, "disable-json", false, "refuse the marmot.json.v1 subprotocol (raw and marmot.v1 remain)")
+	fs.BoolVar(&c.DisableHTTPFallback, "disable-http-fallback", false, "turn off the HTTP fallback transport for clients whose WebSocket upgrade is refused or stripped (the seed's WebSocketsAjax=false; see docs/HTTP.md)")
 	fs.Var(&f.logLevel, "log-level", "log `level`: debug, info, warn or error (default info)")
+	f.compress = addCompressFlags(fs, &c.Compression)
 
 	f.encrypt = addEncryptFlags(fs)
+	fs.Func("encrypt-kdf-iterations", "secure profile: PBKDF2 iterations the server stretches its passphrase with and announces (default 600000; clients accept 100000 to 10000000)", func(v string) error {
+		n, err := strconv.ParseUint(v, 10, 32)
+		if err != nil || n == 0 {
+			return fmt.Errorf("want a positive number of iterations, got %q", v)
+		}
+		f.cfg.EncryptionKDF.Iterations = uint32(n)
+		return nil
+	})
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on http://`host:port`/metrics (port 0 picks a free one; empty: no metrics endpoint)")
 	f.trace = addTraceFlags(fs)
 	f.history = addHistoryFlags(fs)
+	f.security = addServeSecurityFlags(fs)
+	fs.BoolVar(&f.dashboard, "dashboard", false, "serve the web dashboard (live counters, clients, send/broadcast/disconnect, event log) and a marmot.js client page at /dashboard/ on the same address; only to loopback peers unless --dashboard-token is given")
+	fs.StringVar(&f.dashboardToken, "dashboard-token", "", "require this `token` from every dashboard request (open http://host:port/dashboard/?token=TOKEN); allows non-loopback peers")
 
 	return fs, f
 }
@@ -110,6 +131,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if err := f.encrypt.apply(&c.EncryptionConfig); err != nil {
 		return usageError(fs, "%v", err)
 	}
+	if err := f.compress.check(c.MaxMessageSize); err != nil {
+		return usageError(fs, "%v", err)
+	}
+	if err := f.security.apply(c); err != nil {
+		return usageError(fs, "%v", err)
+	}
 
 	log := newLogger(stderr, f.logLevel.level)
 	cfg := f.cfg
@@ -140,7 +167,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	// accepts, so they always see it.
 	var srv *marmot.Server
 	cfg.OnClientConnected = func(info marmot.ClientInfo) {
-		log.Info("client connected", "client", uint64(info.ID), "remote", info.IP(), "subprotocol", subprotocolName(info.Subprotocol))
+		user := ""
+		if info.Identity != nil {
+			user = info.Identity.UserID
+		}
+		log.Info("client connected", "client", uint64(info.ID), "remote", info.IP(), "subprotocol", subprotocolName(info.Subprotocol),
+			"compressed", info.Compressed, "user", user)
 	}
 	cfg.OnClientDisconnected = func(info marmot.ClientInfo, reason *marmot.CloseError) {
 		log.Info("client disconnected", "client", uint64(info.ID), "code", reason.Code, "by_peer", reason.ByPeer,
@@ -188,6 +220,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "marmot serve: %v\n", err)
 		return exitUsage // NewServer only fails on invalid settings
 	}
+	if f.dashboard || f.dashboardToken != "" {
+		d := marmot.NewDashboard(srv, marmot.DashboardOptions{Token: f.dashboardToken, LoopbackOnly: f.dashboardToken == ""})
+		srv.Handle(dashboardPath, http.StripPrefix(strings.TrimSuffix(dashboardPath, "/"), d))
+	}
 	if err := srv.Start(ctx); err != nil {
 		fmt.Fprintf(stderr, "marmot serve: %v\n", err)
 		return exitFailure
@@ -195,6 +231,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	// The URL goes to stdout, alone on its line, so scripts (and the tests)
 	// can learn the port chosen for ":0".
 	fmt.Fprintf(stdout, "marmot listening on %s\n", srv.URL())
+	if f.dashboard || f.dashboardToken != "" {
+		u := strings.Replace(srv.URL(), "ws://", "http://", 1)
+		u = strings.TrimSuffix(u, cfg.Path) + dashboardPath
+		if f.dashboardToken == "" {
+			fmt.Fprintf(stdout, "marmot dashboard on %s (loopback only)\n", u)
+		} else {
+			fmt.Fprintf(stdout, "marmot dashboard on %s (token required)\n", u)
+		}
+	}
 	if metrics != nil {
 		// After the listening line, which scripts wait for first.
 		fmt.Fprintf(stdout, "marmot metrics on %s\n", metrics.url())
@@ -212,6 +257,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	log.Info("stopped")
 	return exitOK
 }
+
+// dashboardPath is where --dashboard serves the dashboard.
+const dashboardPath = "/dashboard/"
 
 // echoReply is what echo mode answers: a request named "time" gets the
 // server's time in RFC 3339, everything else its own payload, as it came.

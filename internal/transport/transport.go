@@ -2,10 +2,10 @@
 // (package actors) and the byte streams under it: what a connection needs
 // from a transport ([Conn]) and what a transport hands up ([Receiver]).
 //
-// WebSocket (internal/wsconn) is the first transport. Another one (an HTTP
-// fallback) implements [Conn] and calls a [Receiver] the same way; the
-// connection actor, its statistics, supervision, encryption and tracing do
-// not change.
+// Two transports implement [Conn] and call a [Receiver] the same way:
+// WebSocket (internal/wsconn) and the HTTP fallback (internal/httpconn);
+// the connection actor, its statistics, supervision, encryption and tracing
+// do not change with them.
 package transport
 
 import (
@@ -13,7 +13,15 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"strings"
 	"time"
+)
+
+// Transport names, as Conn.Transport reports them.
+const (
+	NameWebSocket = "websocket"
+	NameHTTP      = "http"
 )
 
 // Message types, numbered as RFC 6455 opcodes (and gorilla/websocket).
@@ -44,8 +52,13 @@ type Receiver interface {
 type Conn interface {
 	// Subprotocol is the negotiated subprotocol ("" for raw frames).
 	Subprotocol() string
+	// Compressed reports whether messages may travel compressed (for
+	// WebSocket: permessage-deflate was negotiated).
+	Compressed() bool
 	// RemoteAddr is the peer's address.
 	RemoteAddr() net.Addr
+	// Transport names the transport: NameWebSocket or NameHTTP.
+	Transport() string
 
 	// ReceiveNow and SendNow exchange messages before Start, for
 	// handshakes that run before the connection has an actor.
@@ -62,10 +75,10 @@ type Conn interface {
 	BeginWrite(deadline time.Time, batch bool)
 	// WriteMessage writes one data message.
 	WriteMessage(typ int, data []byte) error
-	// WriteEncoded writes frame, the message (typ, data) already encoded
-	// by the transport's encoder (a broadcast is encoded once for many
-	// connections); a nil frame means "encode it here".
-	WriteEncoded(frame []byte, typ int, data []byte) error
+	// WriteEncoded writes frame, a message already encoded by the
+	// transport's encoder (a broadcast is encoded once for many
+	// connections).
+	WriteEncoded(frame Encoded) error
 	// EndWrite ends the run; its error is the error of every frame the
 	// run batched.
 	EndWrite() error
@@ -86,6 +99,13 @@ type Conn interface {
 	Drop()
 }
 
+// Encoded is a message encoded once by a transport's encoder for many of
+// its connections (wsconn.EncodeFrame); Message returns what it carries,
+// for a connection that must encode it itself (an encrypted one).
+type Encoded interface {
+	Message() (typ int, data []byte)
+}
+
 // PeerClose is how a transport's reader ends when the peer closed.
 type PeerClose struct {
 	Code int
@@ -101,3 +121,22 @@ var (
 	ErrReadLimit = errors.New("transport: message over the read limit")
 	ErrKeepAlive = errors.New("transport: peer stopped answering keep-alive pings")
 )
+
+// RefusedError is a refused connection: the server answered the opening
+// request (a WebSocket upgrade, an HTTP session open) with an HTTP status
+// that does not open it.
+type RefusedError struct {
+	Response *http.Response // its Body is closed
+	Body     []byte         // the start of the response body (at most 1 KiB)
+	Err      error          // the cause, as the transport saw it
+}
+
+func (e *RefusedError) Error() string {
+	s := fmt.Sprintf("%v (HTTP %s", e.Err, e.Response.Status)
+	if reason := strings.TrimSpace(string(e.Body)); reason != "" {
+		s += ": " + reason
+	}
+	return s + ")"
+}
+
+func (e *RefusedError) Unwrap() error { return e.Err }

@@ -15,6 +15,8 @@ import (
 // Acceptor upgrades HTTP requests to server connections.
 type Acceptor struct {
 	u     websocket.Upgrader
+	uz    *websocket.Upgrader // u with compression, for requests that offer it; nil: off
+	z     *deflater           // the compression of every connection that negotiates it
 	cfg   Config
 	polls *netpoll.Group
 	ids   atomic.Uint64 // parking keys
@@ -52,6 +54,11 @@ func NewAcceptor(subprotocols []string, checkOrigin func(*http.Request) bool, on
 		WriteBufferPool: &writeBuffers,
 		Error:           onError,
 	}
+	if cfg.Compression.Enabled {
+		uz := a.u
+		uz.EnableCompression = true
+		a.uz, a.z = &uz, newDeflater(cfg.Compression)
+	}
 	return a
 }
 
@@ -61,11 +68,17 @@ var writeBuffers sync.Pool
 // Accept upgrades r. On failure the response has been written.
 func (a *Acceptor) Accept(w http.ResponseWriter, r *http.Request) (*Conn, error) {
 	hw := &hijackFrames{ResponseWriter: w}
-	ws, err := a.u.Upgrade(hw, r, nil)
+	u := &a.u
+	if a.uz != nil && deflateOffered(r.Header) {
+		u, hw.offer = a.uz, a.z
+	}
+	// Headers the caller set on w (marmot's session token) go into the
+	// 101 response, which gorilla writes itself.
+	ws, err := u.Upgrade(hw, r, w.Header())
 	if err != nil {
 		return nil, err
 	}
-	c := newConn(ws, hw.fc, a.cfg)
+	c := newConn(ws, hw.fc, hw.fc.z, a.cfg)
 	c.joinPoller(a.polls, a.ids.Add(1))
 	return c, nil
 }
@@ -89,7 +102,8 @@ func Offers(r *http.Request, sub string) bool {
 // through the http.Hijacker interface, which this wrapper provides.
 type hijackFrames struct {
 	http.ResponseWriter
-	fc *frameConn
+	fc    *frameConn
+	offer *deflater // the compression to use if the response accepts it
 }
 
 func (w *hijackFrames) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -98,5 +112,6 @@ func (w *hijackFrames) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, err
 	}
 	w.fc = newFrameConn(c)
+	w.fc.offer = w.offer
 	return w.fc, brw, nil
 }

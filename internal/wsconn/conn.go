@@ -11,6 +11,7 @@ package wsconn
 import (
 	"errors"
 	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,17 +47,21 @@ type Config struct {
 	// ParkTick is how often an acceptor's poller looks for idle readers
 	// (see netpoll); 0: netpoll.DefaultTick.
 	ParkTick time.Duration
+	// Compression is permessage-deflate (compress.go).
+	Compression Compression
 }
 
 // Conn is one WebSocket connection. It implements transport.Conn.
 type Conn struct {
 	// Fields are grouped by when they are touched, the reader's
 	// per-message ones first.
-	ws    *websocket.Conn
-	fc    *frameConn // server connections only: a client's frames are masked, so gorilla writes them
-	recv  transport.Receiver
-	heard atomic.Bool  // a frame was read since the last keep-alive tick
-	phase atomic.Int32 // a phase; written under mu
+	ws *websocket.Conn
+	fc *frameConn // server connections only: a client's frames are masked, so gorilla writes them
+	// respHeader is the 101 response's header (client connections).
+	respHeader http.Header
+	recv       transport.Receiver
+	heard      atomic.Bool  // a frame was read since the last keep-alive tick
+	phase      atomic.Int32 // a phase; written under mu
 
 	// Parking (server connections on Linux).
 	poll      *netpoll.Poller // nil: never park
@@ -86,21 +91,40 @@ type Conn struct {
 	lastRead  atomic.Int64 // monoNow when the peer was last heard from
 	lastPing  int64        // keep-alive timer only
 	pinger    *time.Timer
+
+	// Compression (compress.go), last: a plain connection's reader does not
+	// touch it per message (read looks once per run).
+	z        *deflater    // negotiated compression; nil: none
+	limit    int64        // the read limit (<= 0: none), checked again on inflated messages
+	inflated inflateLimit // the reader's, for compressed connections
 }
 
-func newConn(ws *websocket.Conn, fc *frameConn, cfg Config) *Conn {
-	c := &Conn{ws: ws, fc: fc, writeTimeout: cfg.WriteTimeout, keepAlive: cfg.KeepAlive}
+func newConn(ws *websocket.Conn, fc *frameConn, z *deflater, cfg Config) *Conn {
+	c := &Conn{ws: ws, fc: fc, z: z, limit: cfg.ReadLimit, writeTimeout: cfg.WriteTimeout, keepAlive: cfg.KeepAlive}
 	if cfg.ReadLimit > 0 {
 		ws.SetReadLimit(cfg.ReadLimit)
 	}
+	if z != nil {
+		// Server frames are marmot's (frameConn) and compressed there;
+		// gorilla's writer is told per message (clientCompress).
+		ws.EnableWriteCompression(false)
+		_ = ws.SetCompressionLevel(z.level)
+	}
 	return c
 }
+
+// Compressed implements transport.Conn: the connection negotiated
+// permessage-deflate.
+func (c *Conn) Compressed() bool { return c.z != nil }
 
 // Subprotocol implements transport.Conn.
 func (c *Conn) Subprotocol() string { return c.ws.Subprotocol() }
 
 // RemoteAddr implements transport.Conn.
 func (c *Conn) RemoteAddr() net.Addr { return c.ws.RemoteAddr() }
+
+// Transport implements transport.Conn.
+func (c *Conn) Transport() string { return transport.NameWebSocket }
 
 // ReceiveNow implements transport.Conn.
 func (c *Conn) ReceiveNow(deadline time.Time) (int, []byte, error) {
@@ -113,7 +137,11 @@ func (c *Conn) ReceiveNow(deadline time.Time) (int, []byte, error) {
 // SendNow implements transport.Conn.
 func (c *Conn) SendNow(typ int, data []byte, deadline time.Time) error {
 	_ = c.ws.SetWriteDeadline(deadline)
+	c.clientCompress(len(data)) // gorilla writes even a server's frames here
 	err := c.ws.WriteMessage(typ, data)
+	if c.z != nil {
+		c.ws.EnableWriteCompression(false)
+	}
 	_ = c.ws.SetWriteDeadline(time.Time{})
 	return err
 }

@@ -179,7 +179,7 @@ func TestConnBatchedWrites(t *testing.T) {
 	if err := c.WriteMessage(websocket.TextMessage, []byte("one")); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.WriteEncoded(EncodeFrame(websocket.BinaryMessage, []byte("two")), websocket.BinaryMessage, []byte("two")); err != nil {
+	if err := c.WriteEncoded(EncodeFrame(websocket.BinaryMessage, []byte("two"))); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.EndWrite(); err != nil {

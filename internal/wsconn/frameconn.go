@@ -1,6 +1,7 @@
 package wsconn
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -63,7 +64,8 @@ type frameConn struct {
 	owner    *Conn // set when the reader may park; nil before
 	injected bool  // the last Read returned parkFrame
 
-	// The write side, under wmu (see writeData).
+	// The write side, under wmu (see writeData); z is read before it.
+	z         *deflater // negotiated compression (compress.go); nil: none
 	wmu       sync.Mutex
 	wdSet     bool
 	wd        time.Time // the write deadline on the socket
@@ -73,6 +75,11 @@ type frameConn struct {
 	batch     *[]byte   // open batch (see beginBatch); nil: writes go straight out
 	hdr       [maxHeader]byte
 	bufs      [][]byte // writev scratch
+
+	// offer is what z becomes if the handshake's response accepts
+	// permessage-deflate, until gorilla's first Write (the response) is
+	// seen (compress.go).
+	offer *deflater
 }
 
 func newFrameConn(c net.Conn) *frameConn {
@@ -94,6 +101,9 @@ func (c *frameConn) Read(p []byte) (int, error) {
 			c.dropStage()
 		}
 		c.frames.observe(p[:n])
+		if c.frames.strayRSV1 && c.z != nil {
+			return 0, errStrayRSV1
+		}
 		return n, nil
 	}
 	var n int
@@ -110,6 +120,11 @@ func (c *frameConn) Read(p []byte) (int, error) {
 		n, err = c.fillWaiting(p)
 	}
 	c.frames.observe(p[:n])
+	if c.frames.strayRSV1 && c.z != nil {
+		// gorilla would take the frame; the connection fails instead
+		// (Conn.run sends the 1002). What the read held is dropped with it.
+		return 0, errStrayRSV1
+	}
 	return n, err
 }
 
@@ -262,8 +277,8 @@ func (bp *bytePool) put(b *[]byte) {
 // every frame and writes the handshake and the control frames (pings,
 // pongs, closes), through Write. wmu serializes the two writers, so frames
 // never interleave on the wire, and each write goes out under its own
-// deadline. The frames are never compressed (RSV1 clear), which is valid
-// whatever extensions were negotiated; the Upgrader enables none.
+// deadline. With permessage-deflate negotiated, a data frame's payload may
+// be compressed, with RSV1 set (compress.go).
 
 // maxHeader is the longest server frame header: no mask, 64-bit length.
 const maxHeader = 10
@@ -279,6 +294,13 @@ const copyMax = 4 << 10
 func (c *frameConn) Write(p []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if c.offer != nil {
+		// The handshake's response, in one Write (gorilla's Upgrade).
+		if bytes.Contains(p, deflateAnswer) {
+			c.z = c.offer
+		}
+		c.offer = nil
+	}
 	if isCloseFrame(p) && c.werr == nil {
 		// Every close frame goes through here: marmot's own (sent with
 		// gorilla's WriteControl) and those gorilla sends by itself after
@@ -330,8 +352,22 @@ func isCloseFrame(p []byte) bool {
 
 // writeData writes payload as one final data frame of message type typ
 // (websocket.TextMessage or BinaryMessage, which are the opcodes) under
-// deadline, or adds it to the open batch.
+// deadline, or adds it to the open batch; compressed when the connection
+// negotiated it and payload is large enough.
 func (c *frameConn) writeData(typ int, payload []byte, deadline time.Time) error {
+	if c.z.wants(len(payload)) {
+		bp := batchBuffers.get()
+		defer batchBuffers.put(bp)
+		var ok bool
+		if *bp, ok = deflate((*bp)[:0], payload, c.z.level); ok {
+			return c.writePayload(typ|rsv1, *bp, deadline)
+		}
+	}
+	return c.writePayload(typ, payload, deadline)
+}
+
+// writePayload is writeData after compression: typ may have rsv1 set.
+func (c *frameConn) writePayload(typ int, payload []byte, deadline time.Time) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.werr != nil {
@@ -448,8 +484,12 @@ func (c *frameConn) writeBatch() error {
 	return c.fail(err)
 }
 
+// rsv1 marks a compressed message in its first frame's header (RFC 7692
+// §6); or'ed into typ for appendHeader.
+const rsv1 = 0x40
+
 // appendHeader appends the header of a final, unmasked frame of type typ
-// with an n-byte payload.
+// (with rsv1 when compressed) with an n-byte payload.
 func appendHeader(b []byte, typ, n int) []byte {
 	b0 := byte(0x80 | typ) // FIN
 	switch {
@@ -462,14 +502,6 @@ func appendHeader(b []byte, typ, n int) []byte {
 		return append(b, b0, 127, byte(u>>56), byte(u>>48), byte(u>>40), byte(u>>32),
 			byte(u>>24), byte(u>>16), byte(u>>8), byte(u))
 	}
-}
-
-// EncodeFrame returns data as a complete server data frame of type typ
-// (text or binary): what [Conn.WriteEncoded] takes, so a broadcast is
-// encoded once for all its recipients.
-func EncodeFrame(typ int, data []byte) []byte {
-	f := make([]byte, 0, maxHeader+len(data))
-	return append(appendHeader(f, typ, len(data)), data...)
 }
 
 // takeInjected reports, once, that the message just read was parkFrame.

@@ -154,7 +154,7 @@ func TestServerFramesAreRFC6455(t *testing.T) {
 			if n <= copyMax && len(cc.writes) != 1 {
 				t.Fatalf("%d-byte payload took %d writes, want 1", n, len(cc.writes))
 			}
-			if got := EncodeFrame(typ, payload); !bytes.Equal(got, want) {
+			if got := EncodeFrame(typ, payload).plain; !bytes.Equal(got, want) {
 				t.Fatalf("EncodeFrame(%d, %d bytes) = % x..., want % x...", typ, n, got[:min(len(got), 12)], want[:min(len(want), 12)])
 			}
 		}
@@ -168,7 +168,7 @@ func TestFrameConnBatchKeepsOrder(t *testing.T) {
 	fc := &frameConn{Conn: cc}
 	small, large := []byte("small"), bytes.Repeat([]byte{'L'}, batchLimit/2+1)
 	ping := encodeFrame(true, 0x9, nil, false)
-	pre := EncodeFrame(websocket.TextMessage, []byte("prepared"))
+	pre := EncodeFrame(websocket.TextMessage, []byte("prepared")).plain
 	fc.beginBatch(time.Time{})
 	var want []byte
 	step := func(err error, frame []byte) {
@@ -203,7 +203,7 @@ func TestFrameConnDeadlines(t *testing.T) {
 	_ = fc.writeData(websocket.BinaryMessage, []byte("a"), data)
 	_, _ = fc.Write([]byte{0x89, 0})
 	_ = fc.writeData(websocket.BinaryMessage, []byte("b"), data)
-	_ = fc.writeFrame(EncodeFrame(websocket.BinaryMessage, []byte("c")), data)
+	_ = fc.writeFrame(EncodeFrame(websocket.BinaryMessage, []byte("c")).plain, data)
 	want := []time.Time{data, ctrl, data, data}
 	for i, d := range cc.deadlines {
 		if !d.Equal(want[i]) {
@@ -227,7 +227,7 @@ func TestFrameConnRefusesDataAfterCloseOrError(t *testing.T) {
 	if err := fc.writeData(websocket.TextMessage, []byte("late"), time.Time{}); !errors.Is(err, websocket.ErrCloseSent) {
 		t.Fatalf("writeData after close = %v, want ErrCloseSent", err)
 	}
-	if err := fc.writeFrame(EncodeFrame(websocket.TextMessage, []byte("late")), time.Time{}); !errors.Is(err, websocket.ErrCloseSent) {
+	if err := fc.writeFrame(EncodeFrame(websocket.TextMessage, []byte("late")).plain, time.Time{}); !errors.Is(err, websocket.ErrCloseSent) {
 		t.Fatalf("writeFrame after close = %v, want ErrCloseSent", err)
 	}
 	if got := cc.joined(); !bytes.Equal(got, closeFrame) {

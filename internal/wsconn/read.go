@@ -1,6 +1,7 @@
 package wsconn
 
 import (
+	"compress/flate"
 	"errors"
 	"time"
 
@@ -42,6 +43,13 @@ func (c *Conn) run() {
 		err = transport.ErrKeepAlive
 	case errors.Is(err, websocket.ErrReadLimit):
 		c.closeBadLength()
+	case errors.Is(err, errInflateLimit):
+		c.closeForRead(websocket.CloseMessageTooBig, "message too big")
+		err = transport.ErrReadLimit
+	case errors.Is(err, errStrayRSV1):
+		c.closeForRead(websocket.CloseProtocolError, "RSV1 on a control or continuation frame")
+	case c.z != nil && errors.As(err, new(flate.CorruptInputError)):
+		c.closeForRead(websocket.CloseInvalidFramePayloadData, "invalid compressed data")
 	}
 	err = readError(err)
 	var pc *transport.PeerClose
@@ -63,17 +71,22 @@ func (c *Conn) run() {
 // second close frame (ErrCloseSent), so the 1002 goes out, and counts as
 // this side's close, only when gorilla sent none.
 func (c *Conn) closeBadLength() {
+	c.closeForRead(websocket.CloseProtocolError, "invalid frame length")
+}
+
+// closeForRead sends the close frame for an error the reader found, unless
+// one went out already, and counts it as this side's close.
+func (c *Conn) closeForRead(code int, text string) {
 	if phase(c.phase.Load()) >= phaseClosing {
 		return
 	}
-	const text = "invalid frame length"
-	if c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseProtocolError, text), c.controlDeadline(time.Time{})) != nil {
+	if c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), c.controlDeadline(time.Time{})) != nil {
 		return
 	}
 	c.mu.Lock()
 	if phase(c.phase.Load()) < phaseClosing {
 		c.phase.Store(int32(phaseFailing))
-		c.local.code, c.local.text, c.local.set = websocket.CloseProtocolError, text, true
+		c.local.code, c.local.text, c.local.set = code, text, true
 	}
 	c.mu.Unlock()
 }
@@ -81,6 +94,7 @@ func (c *Conn) closeBadLength() {
 // read delivers messages until the socket fails (parked false) or the
 // reader parks (parked true).
 func (c *Conn) read() (parked bool, err error) {
+	inflating := c.z != nil && c.limit > 0 // inflated messages are bounded again (compress.go)
 	for {
 		typ, r, err := c.ws.NextReader()
 		if err != nil {
@@ -95,6 +109,10 @@ func (c *Conn) read() (parked bool, err error) {
 		c.touch()
 		if phase(c.phase.Load()) >= phaseFailing {
 			continue // after an error close, input is garbage until the peer answers (NextReader skips it)
+		}
+		if inflating {
+			c.inflated = inflateLimit{r: r, left: c.limit}
+			r = &c.inflated
 		}
 		if err := c.recv.Message(typ, r); err != nil {
 			return false, err

@@ -14,6 +14,10 @@ type frameTracker struct {
 	// shortClose: a close frame with a 1-byte body came by, which gorilla
 	// reports as a close without a body (see Conn.run).
 	shortClose bool
+	// strayRSV1: a control frame or a continuation frame had RSV1 set,
+	// which RFC 7692 §6.1 forbids and gorilla lets through when
+	// compression is on (see frameConn.Read).
+	strayRSV1 bool
 }
 
 func (t *frameTracker) betweenMessages() bool {
@@ -78,6 +82,9 @@ func (t *frameTracker) startPayload() {
 	t.inPayload = true
 	if t.hdr[0]&0x0f == 0x8 && t.remain == 1 {
 		t.shortClose = true
+	}
+	if t.hdr[0]&rsv1 != 0 && (t.hdr[0]&0x0f == 0 || t.hdr[0]&0x08 != 0) {
+		t.strayRSV1 = true
 	}
 	if t.remain == 0 {
 		t.endFrame()

@@ -1,6 +1,10 @@
 package wsconn
 
-import "time"
+import (
+	"time"
+
+	"github.com/marmotws/marmot/internal/transport"
+)
 
 // BeginWrite implements transport.Conn. Server connections encode data
 // frames themselves (frameConn.writeData) and, with batch, collect a run's
@@ -35,16 +39,26 @@ func (c *Conn) WriteMessage(typ int, data []byte) error {
 	if c.fc != nil {
 		return c.fc.writeData(typ, data, c.wd)
 	}
+	c.clientCompress(len(data))
 	return c.ws.WriteMessage(typ, data)
 }
 
-// WriteEncoded implements transport.Conn; frame comes from EncodeFrame.
-// Client connections mask their frames, so they encode data themselves.
-func (c *Conn) WriteEncoded(frame []byte, typ int, data []byte) error {
-	if frame != nil && c.fc != nil {
-		return c.fc.writeFrame(frame, c.wd)
+// WriteEncoded implements transport.Conn; frame comes from EncodeFrame
+// (a *Frame; any other Encoded is written as its message). Client
+// connections mask their frames, so they encode data themselves.
+func (c *Conn) WriteEncoded(frame transport.Encoded) error {
+	if f, ok := frame.(*Frame); ok && c.fc != nil {
+		return c.fc.writeFrame(f.forConn(c.z), c.wd)
 	}
-	return c.WriteMessage(typ, data)
+	return c.WriteMessage(frame.Message())
+}
+
+// clientCompress tells gorilla whether to compress a client's next
+// message of n bytes (gorilla ignores it when compression is off).
+func (c *Conn) clientCompress(n int) {
+	if c.z != nil {
+		c.ws.EnableWriteCompression(c.z.wants(n))
+	}
 }
 
 // EndWrite implements transport.Conn.

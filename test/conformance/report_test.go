@@ -242,9 +242,12 @@ Subtests are named after the case numbers (` + "`TestServer/1.1.1`" + `,
 - 6.4.x: fail-fast on invalid UTF-8 is optional. For 6.4.1 and 6.4.2 a
   ping sent after the invalid fragment probes it: a pong before the close
   means marmot validates at the end of the message ("fails fast: no").
-- Compression (Autobahn 12.x, 13.x) is not negotiated by marmot and not
-  covered; neither are Autobahn's performance cases (9.x), whose place
-  the M.9 limit cases take.
+- Compression (Autobahn 12.x, 13.x) is off by default and in this suite
+  (so RSV1 is a protocol error here, 3.4); permessage-deflate, when
+  enabled, is tested in ` + "`internal/wsconn/compress_test.go`" + ` (RFC 7692's
+  examples byte for byte, negotiation, thresholds, inflation bounds) and
+  ` + "`compression_test.go`" + `. Autobahn's performance cases (9.x) are not
+  covered either; the M.9 limit cases take their place.
 
 ## Fixed after this suite found them
 

@@ -4,7 +4,8 @@
 //
 // Sends N text and N binary messages (interleaved, pipelined), expects each
 // echoed back in order with the same type and bytes, then closes with 1000.
-// On success it prints one JSON line with what it sent and the close code it
+// It offers permessage-deflate (ws's default). On success it prints one JSON
+// line with what it sent, the extensions negotiated and the close code it
 // got back, and exits 0; on any mismatch it prints the reason to stderr and
 // exits 1.
 import WebSocket from 'ws';
@@ -68,6 +69,6 @@ ws.on('error', (err) => fail(`socket error: ${err.message}`));
 ws.on('close', (code, reason) => {
   clearTimeout(timer);
   if (received !== expected.length) fail(`closed (${code}) after ${received} of ${expected.length} echoes`);
-  console.log(JSON.stringify({ messages: expected.length, bytes, closeCode: code, closeReason: reason.toString() }));
+  console.log(JSON.stringify({ messages: expected.length, bytes, extensions: ws.extensions, closeCode: code, closeReason: reason.toString() }));
   process.exit(code === 1000 ? 0 : 1);
 });

@@ -15,6 +15,7 @@ type broadcastOpts struct {
 	Count     int     // sequenced messages the sender sends
 	Size      int     // bytes per message, at least 17
 	Rate      float64 // messages per second; 0: as fast as the socket takes them
+	JSON      bool    // JSON text bodies instead of the byte pattern
 }
 
 // Broadcast payload: sequence number, send time (Unix ns), kind, pattern.
@@ -27,13 +28,11 @@ const (
 	kindProbe = 1
 )
 
-func fillBroadcast(b []byte, seq uint64, kind byte, sent int64) {
+func fillBroadcast(b []byte, seq uint64, kind byte, sent int64, json bool) {
 	binary.LittleEndian.PutUint64(b[0:], seq)
 	binary.LittleEndian.PutUint64(b[8:], uint64(sent))
 	b[16] = kind
-	for i := bcHeader; i < len(b); i++ {
-		b[i] = byte(seq*11 + uint64(i))
-	}
+	fillBody(b[bcHeader:], seq*11+bcHeader, json)
 }
 
 // tally is one receiver's account of a numbered sequence: what arrived,
@@ -136,7 +135,7 @@ func runBroadcast(ctx context.Context, t target, o broadcastOpts) *Result {
 					}
 					continue
 				}
-				fillBroadcast(want, seq, kindData, sent)
+				fillBroadcast(want, seq, kindData, sent, o.JSON)
 				if seq >= uint64(o.Count) || !bytes.Equal(data, want) {
 					r.bad++
 					continue
@@ -161,7 +160,7 @@ func runBroadcast(ctx context.Context, t target, o broadcastOpts) *Result {
 			res.addErr("only %d of %d receivers got a probe within 30s", ready.Load(), o.Receivers)
 			return res
 		}
-		fillBroadcast(probe, 0, kindProbe, time.Now().UnixNano())
+		fillBroadcast(probe, 0, kindProbe, time.Now().UnixNano(), o.JSON)
 		if err := sender.write(ctx, probe); err != nil {
 			res.addErr("probe: %v", err)
 			return res
@@ -170,6 +169,7 @@ func runBroadcast(ctx context.Context, t target, o broadcastOpts) *Result {
 	}
 
 	cpu0 := t.cpu()
+	rx0, _ := d.wire.total()
 	start := time.Now()
 	buf := make([]byte, o.Size)
 	for seq := range o.Count {
@@ -178,7 +178,7 @@ func runBroadcast(ctx context.Context, t target, o broadcastOpts) *Result {
 				time.Sleep(d)
 			}
 		}
-		fillBroadcast(buf, uint64(seq), kindData, time.Now().UnixNano())
+		fillBroadcast(buf, uint64(seq), kindData, time.Now().UnixNano(), o.JSON)
 		if err := sender.write(ctx, buf); err != nil {
 			res.addErr("send #%d: %v", seq, err)
 			break
@@ -191,6 +191,7 @@ func runBroadcast(ctx context.Context, t target, o broadcastOpts) *Result {
 		res.addErr("%d of %d receivers complete when the %v limit ended the run", complete.Load(), o.Receivers, t.MaxDuration)
 	}
 	cpu := t.cpu() - cpu0
+	rx1, _ := d.wire.total()
 	res.ServerRSSKiB = t.rss()
 	stopping.Store(true)
 	closeAll(conns)
@@ -228,6 +229,7 @@ func runBroadcast(ctx context.Context, t target, o broadcastOpts) *Result {
 		res.DeliveriesPerSec = float64(res.Deliveries) / elapsed.Seconds()
 	}
 	res.latencies(lat)
+	res.wireBytes(rx1-rx0, 0, res.Deliveries) // what the receivers read
 	if t.PID != 0 && res.Deliveries > 0 {
 		res.ServerCPUms = float64(cpu) / 1e6
 		res.CPUPerMsgUs = float64(cpu) / 1e3 / float64(res.Deliveries)

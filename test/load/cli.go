@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -22,6 +23,8 @@ type cliFlags struct {
 	serverArgs  string
 	encrypt     bool
 	key         string
+	compress    bool
+	payload     string
 
 	echo echoOpts
 	bc   broadcastOpts
@@ -38,6 +41,8 @@ func (f *cliFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.json, "json", false, "also print every result as a JSON line")
 	fs.BoolVar(&f.encrypt, "encrypt", false, "marmot only: secure profile, AES-256-GCM; the clients run marmot's handshake and seal/open every message (same as naming the implementation marmot"+gcmSuffix+")")
 	fs.StringVar(&f.key, "key", defaultKey, "passphrase with --encrypt")
+	fs.BoolVar(&f.compress, "compress", false, "permessage-deflate on server and clients (no context takeover, level 1, from 128 bytes; gorilla's server compresses every message); same as naming the implementation X"+deflateSuffix)
+	fs.StringVar(&f.payload, "payload", payloadPattern, "echo and broadcast message bodies: pattern (a byte pattern) or json (JSON text, what compression is for)")
 	fs.StringVar(&f.serverArgs, "server-args", "", "extra flags for the server child, space-separated (e.g. \"--cpuprofile cpu.out\")")
 
 	fs.IntVar(&f.echo.Clients, "clients", 100, "echo: concurrent clients")
@@ -58,30 +63,60 @@ func (f *cliFlags) register(fs *flag.FlagSet) {
 func (f *cliFlags) bcOpts() broadcastOpts {
 	o := f.bc
 	o.Size = f.echo.Size
+	o.JSON = f.payload == payloadJSON
 	return o
 }
 
-// gcmSuffix names an implementation with the secure profile on: compare
-// --impls marmot,marmot+gcm runs both in the same rounds.
-const gcmSuffix = "+gcm"
+func (f *cliFlags) echoOpts() echoOpts {
+	o := f.echo
+	o.JSON = f.payload == payloadJSON
+	return o
+}
 
-// splitImpl turns "marmot+gcm" into "marmot" and whether to encrypt;
-// --encrypt encrypts whatever the name says.
-func (f *cliFlags) splitImpl(name string) (impl string, encrypt bool) {
-	impl, encrypt = strings.CutSuffix(name, gcmSuffix)
-	return impl, encrypt || f.encrypt
+// check validates the flags that have a fixed set of values.
+func (f *cliFlags) check() error {
+	if f.payload != payloadPattern && f.payload != payloadJSON {
+		return fmt.Errorf("--payload %q: want %s or %s", f.payload, payloadPattern, payloadJSON)
+	}
+	return nil
+}
+
+// gcmSuffix names an implementation with the secure profile on: compare
+// --impls marmot,marmot+gcm runs both in the same rounds. deflateSuffix
+// names one with compression on (marmot+deflate, gorilla+deflate);
+// httpSuffix marmot driven over its HTTP fallback transport
+// (marmot+http).
+const (
+	gcmSuffix     = "+gcm"
+	deflateSuffix = "+deflate"
+	httpSuffix    = "+http"
+)
+
+// splitImpl turns "marmot+gcm" into "marmot" and whether to encrypt, and
+// "gws+deflate" into "gws" and whether to compress; --encrypt and
+// --compress apply whatever the name says.
+// "+http" is kept: target reads it.
+func (f *cliFlags) splitImpl(name string) (impl string, encrypt, compress bool) {
+	impl, compress = strings.CutSuffix(name, deflateSuffix)
+	impl, encrypt = strings.CutSuffix(impl, gcmSuffix)
+	return impl, encrypt || f.encrypt, compress || f.compress
 }
 
 // target describes the server at url for the scenarios; with encrypt, its
-// clients speak the secure profile and results are labelled impl+gcm.
-func (f *cliFlags) target(impl, url string, pid int, encrypt bool) (target, error) {
-	t := target{URL: url, PID: pid, Impl: impl, Sources: f.sources, DialConc: f.dialConc, MaxDuration: f.maxDuration}
+// clients speak the secure profile and results are labelled impl+gcm; with
+// compress, they offer permessage-deflate, labelled impl+deflate.
+func (f *cliFlags) target(impl, url string, pid int, encrypt, compress bool) (target, error) {
+	t := target{URL: url, PID: pid, Impl: impl, Sources: f.sources, DialConc: f.dialConc, MaxDuration: f.maxDuration, Compress: compress}
+	t.HTTP = strings.HasSuffix(impl, httpSuffix)
 	if encrypt {
 		var err error
 		if t.Secure, err = newSecureClient(f.key); err != nil {
 			return t, fmt.Errorf("--key: %w", err)
 		}
-		t.Impl = impl + gcmSuffix
+		t.Impl += gcmSuffix
+	}
+	if compress {
+		t.Impl += deflateSuffix
 	}
 	return t, nil
 }
@@ -96,8 +131,16 @@ func modeOf(scenario string) string {
 // runScenario runs one scenario against t.
 func runScenario(ctx context.Context, scenario string, t target, f *cliFlags) (*Result, error) {
 	switch scenario {
+	case "http":
+		if !t.HTTP {
+			t.HTTP = true
+			t.Impl += httpSuffix
+		}
+		r := runEcho(ctx, t, f.echo)
+		r.Scenario = "http"
+		return r, nil
 	case "echo":
-		return runEcho(ctx, t, f.echo), nil
+		return runEcho(ctx, t, f.echoOpts()), nil
 	case "broadcast":
 		return runBroadcast(ctx, t, f.bcOpts()), nil
 	case "connections":
@@ -108,21 +151,54 @@ func runScenario(ctx context.Context, scenario string, t target, f *cliFlags) (*
 	return nil, fmt.Errorf("unknown scenario %q (echo, broadcast or connections)", scenario)
 }
 
-// runAgainst starts impl (marmot+gcm: marmot with the secure profile) in a
-// child process, runs the scenario and stops it.
+// limitsSuffix names marmot with per-connection rate limits on, set far
+// above what the load reaches: compare --impls marmot+limits,marmot
+// measures what the per-message check costs.
+const limitsSuffix = "+limits"
+
+// runAgainst starts impl (marmot+gcm: marmot with the secure profile;
+// marmot+limits: with rate limits checked) in a child process, runs the
+// scenario and stops it.
+//
+// NAME@BINARY runs the server of another build of this tool (say, one
+// built from main), so that a change is measured against its baseline in
+// the same interleaved rounds: --impls marmot,marmot@/tmp/load-main.
 func runAgainst(ctx context.Context, scenario, name string, f *cliFlags) (*Result, error) {
-	impl, encrypt := f.splitImpl(name)
-	args := []string{"--impl", impl, "--mode", modeOf(scenario), "--addr", "127.0.0.1:0"}
+	name, exe, other := strings.Cut(name, "@")
+	name, limits := strings.CutSuffix(name, limitsSuffix)
+	impl, encrypt, compress := f.splitImpl(name)
+	if impl == socketIOPolling {
+		return runSocketIO(ctx, scenario, f)
+	}
+	args := []string{"--impl", strings.TrimSuffix(impl, httpSuffix), "--mode", modeOf(scenario), "--addr", "127.0.0.1:0"}
+	if limits {
+		args = append(args, "--limits")
+	}
 	if encrypt {
 		// The least stretching a marmot client accepts keeps dialling fast.
 		args = append(args, "--encrypt", "--key", f.key, "--kdf-iterations", "100000")
 	}
+	if compress {
+		args = append(args, "--compress")
+	}
 	args = append(args, strings.Fields(f.serverArgs)...)
-	c, err := spawnServer(args...)
+	var c *child
+	var err error
+	if other {
+		c, err = spawnServerFrom(exe, nil, args...)
+	} else {
+		c, err = spawnServer(args...)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s server: %w", impl, err)
 	}
-	t, err := f.target(impl, c.url, c.pid(), encrypt)
+	t, err := f.target(impl, c.url, c.pid(), encrypt, compress)
+	if err == nil && limits {
+		t.Impl += limitsSuffix
+	}
+	if err == nil && other {
+		t.Impl += "@" + filepath.Base(exe)
+	}
 	var r *Result
 	if err == nil {
 		r, err = runScenario(ctx, scenario, t, f)
@@ -141,16 +217,19 @@ func scenarioMain(scenario string, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if err := f.check(); err != nil {
+		return err
+	}
 	ctx := context.Background()
 	var r *Result
 	var err error
 	if f.url != "" {
-		impl, encrypt := f.splitImpl(f.impl)
+		impl, encrypt, compress := f.splitImpl(f.impl)
 		if !isFlagSet(fs, "impl") {
 			impl = f.url
 		}
 		var t target
-		if t, err = f.target(impl, f.url, f.pid, encrypt); err == nil {
+		if t, err = f.target(impl, f.url, f.pid, encrypt, compress); err == nil {
 			r, err = runScenario(ctx, scenario, t, &f)
 		}
 	} else {
@@ -192,12 +271,16 @@ func compareMain(args []string) error {
 	all := fs.Bool("all", false, "run the issue's table: echo 100×64 B, echo 1,000×1 KiB, broadcast 1,000×200, broadcast 5,000×50, 19,000 idle connections")
 	rounds := fs.Int("rounds", 3, "runs of each implementation per row")
 	encryption := fs.Bool("encryption", false, "run the issue's encryption table, marmot"+gcmSuffix+" against marmot: echo 100 and 1,000 clients × 1 KiB, broadcast 1,000 receivers × 200 msgs of 1 KiB")
+	compression := fs.Bool("compression", false, "run the issue's compression table: marmot"+deflateSuffix+" against marmot, gorilla"+deflateSuffix+" and gws"+deflateSuffix+": echo 100 clients × 1 KiB JSON, broadcast 1,000 receivers × 200 msgs of 1 KiB JSON")
 	implList := fs.String("impls", strings.Join(impls, ","), "implementations, comma-separated, marmot"+gcmSuffix+" for marmot encrypted; the first one is divided by each other for the ratios")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *all && *encryption {
-		return errors.New("--all and --encryption are two different tables; pick one")
+	if n := btoi(*all) + btoi(*encryption) + btoi(*compression); n > 1 {
+		return errors.New("--all, --encryption and --compression are different tables; pick one")
+	}
+	if err := f.check(); err != nil {
+		return err
 	}
 	names := strings.Split(*implList, ",")
 	var rows []row
@@ -208,10 +291,25 @@ func compareMain(args []string) error {
 			// First, so the ratio column is marmot+gcm / marmot.
 			names = []string{"marmot" + gcmSuffix, "marmot"}
 		}
+	case *compression:
+		rows = compressionRows(f)
+		if !isFlagSet(fs, "impls") {
+			// First, so the ratio column is marmot+deflate / each other.
+			names = []string{"marmot" + deflateSuffix, "marmot", "gorilla" + deflateSuffix, "gws" + deflateSuffix}
+		}
 	case *all:
 		rows = allRows(f, isFlagSet(fs, "conns"))
 	default:
 		rows = []row{{label: label(*scenario, &f), scenario: *scenario, flags: f}}
+		if *scenario == "http" {
+			// Echo over the HTTP transport next to WebSocket and next to
+			// Socket.IO forced to long-polling; the scenario itself is
+			// echo, the names say the transport.
+			rows[0].scenario = "echo"
+			if !isFlagSet(fs, "impls") {
+				names = []string{"marmot" + httpSuffix, "marmot", socketIOPolling}
+			}
+		}
 	}
 
 	ctx := context.Background()
@@ -281,16 +379,43 @@ func encryptionRows(f cliFlags) []row {
 	}
 }
 
+// compressionRows is the compression table: 1 KiB JSON text, echo
+// and broadcast.
+func compressionRows(f cliFlags) []row {
+	f.payload = payloadJSON
+	echo100, bc1k := f, f
+	echo100.echo.Clients, echo100.echo.Size = 100, 1024
+	bc1k.bc.Receivers, bc1k.bc.Count, bc1k.echo.Size = 1000, 200, 1024
+	return []row{
+		{label: label("echo", &echo100), scenario: "echo", flags: echo100},
+		{label: label("broadcast", &bc1k), scenario: "broadcast", flags: bc1k},
+	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 func label(scenario string, f *cliFlags) string {
 	switch scenario {
-	case "echo":
-		s := fmt.Sprintf("echo %d clients × %d B", f.echo.Clients, f.echo.Size)
+	case "echo", "http":
+		s := fmt.Sprintf("%s %d clients × %d B", scenario, f.echo.Clients, f.echo.Size)
+		if f.payload == payloadJSON {
+			s += " JSON"
+		}
 		if f.echo.Window > 1 {
 			s += fmt.Sprintf(" (window %d)", f.echo.Window)
 		}
 		return s
 	case "broadcast":
-		return fmt.Sprintf("broadcast %d receivers × %d msgs of %d B", f.bc.Receivers, f.bc.Count, f.echo.Size)
+		s := fmt.Sprintf("broadcast %d receivers × %d msgs of %d B", f.bc.Receivers, f.bc.Count, f.echo.Size)
+		if f.payload == payloadJSON {
+			s += " JSON"
+		}
+		return s
 	case "connections":
 		return fmt.Sprintf("idle connections %d", f.conn.Conns)
 	}
@@ -300,13 +425,13 @@ func label(scenario string, f *cliFlags) string {
 func summary(r *Result) string {
 	var s string
 	switch r.Scenario {
-	case "echo":
-		s = fmt.Sprintf("%9.0f msgs/s  p50 %6.0f µs  p99 %6.0f µs  srv %.2f µs/msg", r.MsgsPerSec, r.P50, r.P99, r.CPUPerMsgUs)
+	case "echo", "http":
+		s = fmt.Sprintf("%9.0f msgs/s  p50 %6.0f µs  p99 %6.0f µs  srv %.2f µs/msg  wire %.0f B/msg", r.MsgsPerSec, r.P50, r.P99, r.CPUPerMsgUs, r.WireBytesPerMsg)
 	case "recover":
 		s = fmt.Sprintf("caught up %d in %.0f ms  %d bytes  lost %d ooo %d", r.Deliveries, r.Seconds*1e3, r.Bytes, r.Lost, r.OutOfOrder)
 	case "broadcast", "publish":
-		s = fmt.Sprintf("%9.0f deliv/s  p50 %7.0f µs  p99 %7.0f µs  srv %.2f µs/deliv  lost %d dup %d ooo %d",
-			r.DeliveriesPerSec, r.P50, r.P99, r.CPUPerMsgUs, r.Lost, r.Duplicated, r.OutOfOrder)
+		s = fmt.Sprintf("%9.0f deliv/s  p50 %7.0f µs  p99 %7.0f µs  srv %.2f µs/deliv  wire %.0f B/deliv  lost %d dup %d ooo %d",
+			r.DeliveriesPerSec, r.P50, r.P99, r.CPUPerMsgUs, r.WireBytesPerMsg, r.Lost, r.Duplicated, r.OutOfOrder)
 	case "connections":
 		s = fmt.Sprintf("%d/%d connected  %6.0f conn/s  %.1f KiB/conn  sample %d/%d", r.Connected, r.Conns, r.ConnectPerSec, r.KiBPerConn, r.SampleOK, r.Sample)
 	}

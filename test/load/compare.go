@@ -15,7 +15,7 @@ type metric struct {
 
 func metricsOf(scenario string) []metric {
 	switch scenario {
-	case "echo":
+	case "echo", "http":
 		return []metric{
 			{"msgs/s", func(r *Result) float64 { return r.MsgsPerSec }},
 			{"p50 µs", func(r *Result) float64 { return r.P50 }},
@@ -23,6 +23,7 @@ func metricsOf(scenario string) []metric {
 			{"p99 µs", func(r *Result) float64 { return r.P99 }},
 			{"max µs", func(r *Result) float64 { return r.Max }},
 			{"server CPU µs/msg", func(r *Result) float64 { return r.CPUPerMsgUs }},
+			{"wire bytes/msg (both ways)", func(r *Result) float64 { return r.WireBytesPerMsg }},
 		}
 	case "broadcast":
 		return []metric{
@@ -30,6 +31,7 @@ func metricsOf(scenario string) []metric {
 			{"p50 µs", func(r *Result) float64 { return r.P50 }},
 			{"p99 µs", func(r *Result) float64 { return r.P99 }},
 			{"server CPU µs/delivery", func(r *Result) float64 { return r.CPUPerMsgUs }},
+			{"wire bytes/delivery", func(r *Result) float64 { return r.WireBytesPerMsg }},
 		}
 	case "publish":
 		return []metric{
@@ -143,7 +145,7 @@ func printComparison(w io.Writer, rows []row, names []string, results map[string
 
 func correctnessLabel(scenario string) string {
 	switch scenario {
-	case "echo":
+	case "echo", "http":
 		return "mismatched / errors (all runs)"
 	case "broadcast", "publish", "recover":
 		return "lost / dup / out-of-order / errors (all runs)"
@@ -165,7 +167,7 @@ func correctness(scenario string, rs []*Result) string {
 		conns += int64(r.Conns)
 	}
 	switch scenario {
-	case "echo":
+	case "echo", "http":
 		return fmt.Sprintf("%d / %d", bad, errs)
 	case "broadcast", "publish", "recover":
 		return fmt.Sprintf("%d / %d / %d / %d", lost, dup, ooo, errs+bad)

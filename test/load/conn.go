@@ -24,6 +24,7 @@ import (
 // concurrently with each other.
 type conn struct {
 	ws   *websocket.Conn
+	h    *httpSession    // set instead of ws: marmot's HTTP fallback transport
 	sess *crypto.Session // nil: plain frames
 
 	// Reused by write and by read respectively, so that sealing and
@@ -37,6 +38,9 @@ type conn struct {
 // write sends p as one message. The secure profile's sequence numbers must
 // reach the wire in the order they were sealed, hence one writer at a time.
 func (c *conn) write(ctx context.Context, p []byte) error {
+	if c.h != nil {
+		return c.h.write(ctx, p)
+	}
 	if c.sess == nil {
 		return c.ws.Write(ctx, websocket.MessageBinary, p)
 	}
@@ -57,6 +61,9 @@ func (c *conn) write(ctx context.Context, p []byte) error {
 // valid until the next read, which reuses the buffer: callers that keep it
 // must copy it.
 func (c *conn) read(ctx context.Context) ([]byte, error) {
+	if c.h != nil {
+		return c.h.read(ctx)
+	}
 	typ, data, err := c.ws.Read(ctx)
 	if err != nil || c.sess == nil {
 		return data, err
@@ -88,6 +95,12 @@ func closeAll(conns []*conn) {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
+			if c.h != nil {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				_ = c.h.close(ctx)
+				return
+			}
 			_ = c.ws.Close(websocket.StatusNormalClosure, "")
 		})
 	}
@@ -95,8 +108,10 @@ func closeAll(conns []*conn) {
 }
 
 // secureClient is the client side of marmot's secure profile, pinned to
-// AES-256-GCM: with no allow-lists, a server that prefers anything else
-// fails the handshake instead of silently measuring another cipher.
+// AES-256-GCM and to handshake version 2 (X25519, forward secrecy): with no
+// allow-lists and no AllowLegacyHandshake, a server that prefers anything
+// else fails the handshake instead of silently measuring another cipher or
+// the legacy handshake.
 type secureClient struct {
 	cfg crypto.ClientConfig
 }
@@ -118,11 +133,12 @@ const handshakeTimeout = 10 * time.Second
 
 // Handshake failures, mirrored from actors/encryption.go: the close code
 // that tells marmot clients not to reconnect, and the reasons that tell a
-// wrong key from a mode mismatch.
+// wrong key from a mode mismatch or a refused downgrade.
 const (
 	closeHandshakeFailed websocket.StatusCode = 4501
 	reasonWrongKey                            = "wrong key"
 	reasonModeMismatch                        = "mode mismatch"
+	reasonDowngrade                           = "downgrade refused"
 	reasonHandshake                           = "handshake failed"
 )
 
@@ -131,7 +147,8 @@ var errHandshake = errors.New("secure handshake failed")
 // handshake runs the client's half of the secure handshake on a fresh
 // connection, exactly as marmot's client does (actors' clientHandshake):
 // read the ServerHello, send the ClientHello, check the ServerFinished, all
-// in binary frames. A failure on this side closes with 4501 and a reason.
+// in binary frames, each hello carrying an ephemeral X25519 key (the dial
+// announced version 2 in marmot.HeaderHandshake). A failure on this side closes with 4501 and a reason.
 func (s *secureClient) handshake(ctx context.Context, ws *websocket.Conn) (*crypto.Session, error) {
 	if ws.Subprotocol() != protocol.SubprotocolBinary {
 		return nil, fmt.Errorf("%w: server did not accept subprotocol %q", errHandshake, protocol.SubprotocolBinary)
@@ -185,6 +202,8 @@ func failHandshake(ws *websocket.Conn, err error) error {
 		reason = reasonWrongKey
 	case errors.Is(err, crypto.ErrModeMismatch):
 		reason = reasonModeMismatch
+	case errors.Is(err, crypto.ErrDowngrade):
+		reason = reasonDowngrade
 	}
 	_ = ws.Close(closeHandshakeFailed, reason)
 	return fmt.Errorf("%w: %w", errHandshake, err)

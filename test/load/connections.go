@@ -101,7 +101,7 @@ func runConnections(ctx context.Context, t target, o connOpts) *Result {
 		wg.Go(func() {
 			defer func() { <-sem }()
 			buf := make([]byte, o.Size)
-			fillEcho(buf, uint64(i), 0)
+			fillEcho(buf, uint64(i), 0, false)
 			wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
 			defer wcancel()
 			if err := conns[i].write(wctx, buf); err != nil {

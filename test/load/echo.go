@@ -20,6 +20,12 @@ type target struct {
 	// Secure makes every client run marmot's secure handshake and seal
 	// and open every message; nil: plain frames.
 	Secure *secureClient
+	// Compress makes every client offer permessage-deflate (no context
+	// takeover, level 1, from compressThreshold bytes).
+	Compress bool
+	// HTTP makes the clients speak marmot's HTTP fallback transport
+	// (docs/HTTP.md) instead of WebSocket.
+	HTTP bool
 	// MaxDuration bounds the whole scenario, dialling included.
 	MaxDuration time.Duration
 }
@@ -46,6 +52,7 @@ type echoOpts struct {
 	Window   int           // messages in flight per client
 	Duration time.Duration // how long clients keep sending
 	Count    int           // per client; 0: as many as Duration allows
+	JSON     bool          // JSON text bodies instead of the byte pattern
 }
 
 const echoHeader = 16 // sequence number and client index
@@ -54,12 +61,10 @@ const echoHeader = 16 // sequence number and client index
 // sends: its echo tells the reader that nothing else is outstanding.
 const sentinel = ^uint64(0)
 
-func fillEcho(b []byte, client, seq uint64) {
+func fillEcho(b []byte, client, seq uint64, json bool) {
 	binary.LittleEndian.PutUint64(b[0:], seq)
 	binary.LittleEndian.PutUint64(b[8:], client)
-	for i := echoHeader; i < len(b); i++ {
-		b[i] = byte(seq*7 + client*13 + uint64(i))
-	}
+	fillBody(b[echoHeader:], seq*7+client*13+echoHeader, json)
 }
 
 type echoClient struct {
@@ -92,6 +97,7 @@ func runEcho(ctx context.Context, t target, o echoOpts) *Result {
 	}
 
 	cpu0 := t.cpu()
+	rx0, tx0 := d.wire.total()
 	start := time.Now()
 	deadline := start.Add(o.Duration)
 	out := make([]echoClient, o.Clients)
@@ -108,6 +114,7 @@ func runEcho(ctx context.Context, t target, o echoOpts) *Result {
 	wg.Wait()
 	elapsed := time.Since(start)
 	cpu := t.cpu() - cpu0
+	rx1, tx1 := d.wire.total()
 	res.RSSKiB = t.rss()
 
 	var lat []int64
@@ -122,6 +129,7 @@ func runEcho(ctx context.Context, t target, o echoOpts) *Result {
 	res.Verified = res.Msgs - res.Mismatched
 	res.Seconds = elapsed.Seconds()
 	res.MsgsPerSec = float64(res.Msgs) / elapsed.Seconds()
+	res.wireBytes(rx1-rx0, tx1-tx0, res.Msgs)
 	res.latencies(lat)
 	if t.PID != 0 && res.Msgs > 0 {
 		res.ServerCPUms = float64(cpu) / 1e6
@@ -140,7 +148,7 @@ func echoLoop(ctx context.Context, c *conn, client uint64, o echoOpts, deadline 
 		if time.Now().After(deadline) {
 			break
 		}
-		fillEcho(buf, client, seq)
+		fillEcho(buf, client, seq, o.JSON)
 		t0 := time.Now()
 		if err := c.write(ctx, buf); err != nil {
 			r.err = fmt.Errorf("write #%d: %w", seq, err)
@@ -189,7 +197,7 @@ func echoWindow(ctx context.Context, c *conn, client uint64, o echoOpts, deadlin
 			if last {
 				seq = sentinel
 			}
-			fillEcho(buf, client, seq)
+			fillEcho(buf, client, seq, o.JSON)
 			if !last {
 				sentAt[seq%w] = time.Now()
 			}
@@ -212,7 +220,7 @@ func echoWindow(ctx context.Context, c *conn, client uint64, o echoOpts, deadlin
 			return r
 		}
 		if len(data) >= 8 && binary.LittleEndian.Uint64(data) == sentinel {
-			fillEcho(want, client, sentinel)
+			fillEcho(want, client, sentinel, o.JSON)
 			if !bytes.Equal(data, want) {
 				r.mismatched++
 			}
@@ -221,7 +229,7 @@ func echoWindow(ctx context.Context, c *conn, client uint64, o echoOpts, deadlin
 		}
 		r.lat = append(r.lat, int64(time.Since(sentAt[seq%w])))
 		r.msgs++
-		fillEcho(want, client, seq)
+		fillEcho(want, client, seq, o.JSON)
 		if !bytes.Equal(data, want) {
 			r.mismatched++
 			cancel()

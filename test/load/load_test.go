@@ -234,3 +234,60 @@ func TestRoomsScenarios(t *testing.T) {
 		}
 	})
 }
+
+// TestCompressed runs echo and broadcast of 1 KiB JSON with
+// permessage-deflate on against every implementation: as clean as plain
+// runs, and fewer bytes on the wire than the same run uncompressed.
+func TestCompressed(t *testing.T) {
+	ctx := context.Background()
+	for _, impl := range impls {
+		t.Run(impl, func(t *testing.T) {
+			t.Parallel()
+			start := func(t *testing.T, mode string, compress bool) target {
+				t.Helper()
+				s, err := startServer(serverOpts{Impl: impl, Addr: "127.0.0.1:0", Mode: mode, Compress: compress})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(s.Close)
+				// Deflate under -race is slow, and the machine may be busy:
+				// few messages, a generous bound.
+				return target{URL: s.URL(), Impl: impl, Compress: compress, Sources: 8, DialConc: 8, MaxDuration: time.Minute}
+			}
+			var echoWire, bcWire [2]float64
+			for i, compress := range []bool{false, true} {
+				r := runEcho(ctx, start(t, modeEcho, compress), echoOpts{Clients: 2, Size: 1024, Window: 2, Count: 20, Duration: time.Minute, JSON: true})
+				checkClean(t, r)
+				if r.Verified != 40 {
+					t.Errorf("compress %v: %d echoes verified; want 40", compress, r.Verified)
+				}
+				echoWire[i] = r.WireBytesPerMsg
+				r = runBroadcast(ctx, start(t, modeBroadcast, compress), broadcastOpts{Receivers: 3, Count: 10, Size: 1024, JSON: true})
+				checkClean(t, r)
+				if r.Deliveries != 30 {
+					t.Errorf("compress %v: %d deliveries; want 30", compress, r.Deliveries)
+				}
+				bcWire[i] = r.WireBytesPerMsg
+			}
+			t.Logf("wire bytes per message: echo %.0f plain, %.0f compressed; broadcast %.0f plain, %.0f compressed", echoWire[0], echoWire[1], bcWire[0], bcWire[1])
+			// Plain: a 1 KiB message and its frame headers each way.
+			if echoWire[0] < 2*1024 || echoWire[1] > echoWire[0]/2 || bcWire[0] < 1024 || bcWire[1] > bcWire[0]/2 {
+				t.Errorf("wire bytes per message: echo %.0f plain, %.0f compressed; broadcast %.0f plain, %.0f compressed", echoWire[0], echoWire[1], bcWire[0], bcWire[1])
+			}
+		})
+	}
+}
+
+// TestHTTPScenario runs the echo over marmot's HTTP fallback transport,
+// in-process, with the load tool's own client of docs/HTTP.md.
+func TestHTTPScenario(t *testing.T) {
+	tg := inProcess(t, "marmot", modeEcho)
+	tg.HTTP = true
+	for _, w := range []int{1, 4} {
+		r := runEcho(context.Background(), tg, echoOpts{Clients: 4, Size: 64, Window: w, Count: 30, Duration: time.Minute})
+		checkClean(t, r)
+		if r.Msgs != 120 || r.Verified != 120 {
+			t.Errorf("window %d: %d msgs, %d verified; want 120", w, r.Msgs, r.Verified)
+		}
+	}
+}

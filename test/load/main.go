@@ -9,6 +9,7 @@
 //
 //	load server      --impl marmot|gorilla|gws --addr 127.0.0.1:0 --mode echo|broadcast
 //	load echo        --impl marmot --clients 100 --size 64 --duration 5s [--window 1]
+//	load http        --clients 100 --size 64 --duration 5s   (echo over marmot's HTTP fallback transport)
 //	load broadcast   --impl marmot --receivers 1000 --count 200 --size 64
 //	load connections --impl marmot --conns 19000 --sample 100
 //	load publish     --receivers 1000 --count 200 --size 64 [--rounds 5]
@@ -16,12 +17,21 @@
 //	load compare     --scenario echo --clients 100 --size 64 --duration 5s [--rounds 3]
 //	load compare     --all
 //	load compare     --encryption [--rounds 3]
+//	load compare     --compression [--rounds 3]
+//	load compare     --scenario http [--rounds 3]   (marmot+http, marmot, socketio-polling)
 //
 // --encrypt (or the implementation name marmot+gcm) runs marmot with its
 // secure profile, AES-256-GCM: the same coder/websocket clients then perform
 // marmot's handshake and seal and open every message (conn.go), so the
 // encrypted figures are comparable with the plain ones; compare
 // --encryption puts them side by side.
+//
+// --compress (or the implementation name X+deflate) turns permessage-deflate
+// on in the server and the clients (no context takeover, level 1), and
+// --payload json sends JSON text bodies instead of the byte pattern; echo and
+// broadcast report the bytes the clients read and wrote at their sockets
+// (wire bytes per message). compare --compression is marmot+deflate against
+// marmot, gorilla+deflate and gws+deflate on 1 KiB JSON.
 //
 // echo, broadcast and connections take --url ws://... instead of --impl to
 // drive a server that is already running (then no server RSS or CPU is
@@ -37,15 +47,18 @@ import (
 
 func usage() {
 	fmt.Fprint(os.Stderr, `usage: load <server|echo|broadcast|connections|compare> [flags]
-  load server      --impl marmot|gorilla|gws --addr 127.0.0.1:0 --mode echo|broadcast [--encrypt --key K] [--cpuprofile F] [--memprofile F]
-  load echo        (--impl X | --url ws://...) --clients 100 --size 64 --duration 5s --window 1 [--encrypt]
-  load broadcast   (--impl X | --url ws://...) --receivers 1000 --count 200 --size 64 [--encrypt]
+  load server      --impl marmot|gorilla|gws --addr 127.0.0.1:0 --mode echo|broadcast [--encrypt --key K] [--compress] [--cpuprofile F] [--memprofile F]
+  load echo        (--impl X | --url ws://...) --clients 100 --size 64 --duration 5s --window 1 [--encrypt] [--compress] [--payload json]
+  load http        (--url ws://...) --clients 100 --size 64 --duration 5s   (echo over marmot's HTTP fallback transport)
+  load broadcast   (--impl X | --url ws://...) --receivers 1000 --count 200 --size 64 [--encrypt] [--compress] [--payload json]
   load connections (--impl X | --url ws://...) --conns 19000 --sample 100
   load publish     --receivers 1000 --count 200 --size 64 --rounds 5   (room publish and Broadcast, same clients, interleaved)
   load recover     --missed 10000 --size 64 --rounds 5
   load compare     --scenario echo|broadcast|connections [scenario flags] --rounds 3 --impls marmot,gorilla,gws
   load compare     --all
   load compare     --encryption    (marmot+gcm against marmot, 1 KiB messages)
+  load compare     --compression   (marmot+deflate against marmot, gorilla+deflate, gws+deflate, 1 KiB JSON)
+  load compare     --scenario http (echo over marmot+http, marmot and socketio-polling: Socket.IO forced to long-polling, in Node)
 run "load <subcommand> -h" for every flag
 `)
 }
@@ -60,7 +73,7 @@ func main() {
 	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
 	case "server":
 		err = serverMain(args)
-	case "echo", "broadcast", "connections":
+	case "echo", "broadcast", "connections", "http":
 		err = scenarioMain(cmd, args)
 	case "publish", "recover":
 		err = roomsMain(cmd, args)

@@ -20,6 +20,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/marmotws/marmot"
+	"github.com/marmotws/marmot/crypto"
 	"github.com/marmotws/marmot/protocol"
 )
 
@@ -105,6 +106,11 @@ var serverExe = func() (string, []string) {
 // prints. The server stops when its stdin closes (child.stop).
 func spawnServer(args ...string) (*child, error) {
 	exe, env := serverExe()
+	return spawnServerFrom(exe, env, args...)
+}
+
+// spawnServerFrom is spawnServer with the binary exe (and extra env).
+func spawnServerFrom(exe string, env []string, args ...string) (*child, error) {
 	cmd := exec.Command(exe, append([]string{"server"}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = os.Stderr
@@ -172,8 +178,11 @@ type dialer struct {
 	// envelope offers marmot.v1 on plain connections too (the rooms
 	// scenarios speak envelopes); the secure profile always does.
 	envelope bool
+	http     bool // marmot's HTTP fallback transport instead of WebSocket
 	clients  []*http.Client
 	next     atomic.Uint64
+	compress bool
+	wire     wireCounters // bytes on the wire, per connection
 }
 
 // newDialer makes a dialer for t's server with t.Sources source addresses;
@@ -186,35 +195,62 @@ func newDialer(t target) *dialer {
 			sources = 0
 		}
 	}
-	d := &dialer{url: t.URL, secure: t.Secure}
+	d := &dialer{url: t.URL, secure: t.Secure, compress: t.Compress, http: t.HTTP}
 	for i := range max(sources, 1) {
 		nd := &net.Dialer{Timeout: 30 * time.Second}
 		if sources > 0 {
 			nd.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+i))}
 		}
-		d.clients = append(d.clients, &http.Client{Transport: &http.Transport{
-			DialContext:         nd.DialContext,
+		dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := nd.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return d.wire.wrap(c), nil
+		}
+		tr := &http.Transport{
+			DialContext:         dial,
 			MaxIdleConnsPerHost: -1,
 			DisableKeepAlives:   true,
-		}})
+		}
+		if t.HTTP {
+			// HTTP sessions reuse their connections: a poll and a send
+			// in flight per session.
+			tr.DisableKeepAlives, tr.MaxIdleConnsPerHost, tr.MaxIdleConns = false, 1<<16, 1<<16
+		}
+		d.clients = append(d.clients, &http.Client{Transport: tr})
 	}
 	return d
 }
 
-// dial opens one connection with compression off and a 1 MiB read limit.
+// dial opens one connection with a 1 MiB read limit, offering
+// permessage-deflate (no context takeover) with d.compress.
 // With d.secure it offers marmot.v1, the subprotocol that carries the
 // secure profile, says so in marmot.HeaderEncryption (without it an
-// encrypted server refuses the upgrade), and runs the handshake before
+// encrypted server refuses the upgrade), announces handshake version 2 in
+// marmot.HeaderHandshake (without it the server refuses the legacy
+// handshake with 4501 "downgrade refused"), and runs the handshake before
 // returning.
 func (d *dialer) dial(ctx context.Context) (*conn, error) {
 	hc := d.clients[d.next.Add(1)%uint64(len(d.clients))]
+	if d.http {
+		h, err := openHTTP(ctx, hc, d.url)
+		if err != nil {
+			return nil, err
+		}
+		return &conn{h: h}, nil
+	}
 	opts := &websocket.DialOptions{HTTPClient: hc, CompressionMode: websocket.CompressionDisabled}
+	if d.compress {
+		opts.CompressionMode, opts.CompressionThreshold = websocket.CompressionNoContextTakeover, compressThreshold
+	}
 	if d.envelope {
 		opts.Subprotocols = []string{protocol.SubprotocolBinary}
 	}
 	if d.secure != nil {
 		opts.Subprotocols = []string{protocol.SubprotocolBinary}
-		opts.HTTPHeader = http.Header{marmot.HeaderEncryption: {"secure"}}
+		opts.HTTPHeader = http.Header{marmot.HeaderEncryption: {"secure"},
+			marmot.HeaderHandshake: {strconv.Itoa(crypto.HandshakeVersion)}}
 	}
 	ws, resp, err := websocket.Dial(ctx, d.url, opts)
 	if resp != nil && resp.Body != nil && err != nil {

@@ -38,6 +38,13 @@ type Result struct {
 	// recover: bytes the recovering client received (frames as on the wire)
 	Bytes int64 `json:"bytes,omitempty"`
 
+	// echo and broadcast: bytes the clients read and wrote at their sockets
+	// while measuring, and per message (echo: both ways per round trip;
+	// broadcast: read per delivery)
+	WireRead        int64   `json:"wire_read,omitempty"`
+	WireWritten     int64   `json:"wire_written,omitempty"`
+	WireBytesPerMsg float64 `json:"wire_bytes_per_msg,omitempty"`
+
 	// latency (echo: round trip; broadcast: send to delivery), µs
 	P50 float64 `json:"p50_us,omitempty"`
 	P90 float64 `json:"p90_us,omitempty"`
@@ -69,6 +76,13 @@ func (r *Result) OK() bool {
 		len(r.Errors) == 0 && r.SampleOK == r.Sample && r.Connected == r.Conns
 }
 
+func (r *Result) wireBytes(read, written, msgs int64) {
+	r.WireRead, r.WireWritten = read, written
+	if msgs > 0 {
+		r.WireBytesPerMsg = float64(read+written) / float64(msgs)
+	}
+}
+
 func (r *Result) addErr(format string, args ...any) {
 	if len(r.Errors) < 20 {
 		r.Errors = append(r.Errors, fmt.Sprintf(format, args...))
@@ -98,7 +112,7 @@ func printResults(w io.Writer, rs []*Result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	for i, r := range rs {
 		switch r.Scenario {
-		case "echo":
+		case "echo", "http":
 			if i == 0 || rs[i-1].Scenario != r.Scenario {
 				fmt.Fprintln(tw, "impl\tclients\tsize\twindow\tmsgs\tmsgs/s\tp50 µs\tp90 µs\tp99 µs\tmax µs\tsrv µs/msg\tverified\tmismatched\t")
 			}

@@ -222,7 +222,7 @@ func runPublish(ctx context.Context, t target, o publishOpts) []*Result {
 				}
 				seq := binary.LittleEndian.Uint64(in.Payload)
 				sent := int64(binary.LittleEndian.Uint64(in.Payload[8:]))
-				fillBroadcast(want, seq, in.Payload[16], sent)
+				fillBroadcast(want, seq, in.Payload[16], sent, false)
 				if seq >= uint64(o.Count) || !bytes.Equal(in.Payload, want) {
 					st.bad++
 					continue
@@ -272,7 +272,7 @@ func runPublish(ctx context.Context, t target, o publishOpts) []*Result {
 		cpu0 := t.cpu()
 		starts[p] = time.Now()
 		for seq := range o.Count {
-			fillBroadcast(payload, uint64(seq), byte(kindPhase+p), time.Now().UnixNano())
+			fillBroadcast(payload, uint64(seq), byte(kindPhase+p), time.Now().UnixNano(), false)
 			e := protocol.Envelope{Kind: protocol.KindData, Payload: payload}
 			if path == pathPublish {
 				reqID++
@@ -411,7 +411,7 @@ func runRecover(ctx context.Context, t target, o recoverOpts, room string) *Resu
 	payload := make([]byte, o.Size)
 	var frame []byte
 	for seq := range o.Missed {
-		fillBroadcast(payload, uint64(seq), kindData, 0)
+		fillBroadcast(payload, uint64(seq), kindData, 0, false)
 		e := protocol.Envelope{Kind: protocol.KindRequest, ID: uint64(seq + 1), Name: protocol.RequestPublish, Room: room, Payload: payload}
 		frame = envelopeFrame(frame, &e)
 		if err := pub.ws.Write(ctx, websocket.MessageBinary, frame); err != nil {
@@ -460,7 +460,7 @@ func runRecover(ctx context.Context, t target, o recoverOpts, room string) *Resu
 		if in.Offset != jr.Offset+uint64(i)+1 {
 			res.OutOfOrder++
 		}
-		fillBroadcast(want, uint64(i), kindData, 0)
+		fillBroadcast(want, uint64(i), kindData, 0, false)
 		if !bytes.Equal(in.Payload, want) {
 			res.Mismatched++
 			continue
@@ -491,6 +491,9 @@ func roomsMain(scenario string, args []string) error {
 	if *rounds < 1 {
 		return errors.New("--rounds must be at least 1")
 	}
+	if f.compress || f.payload != payloadPattern {
+		return fmt.Errorf("%s takes neither --compress nor --payload", scenario)
+	}
 	ctx := context.Background()
 	url, pid := f.url, f.pid
 	if url == "" {
@@ -506,7 +509,7 @@ func roomsMain(scenario string, args []string) error {
 		defer func() { _ = c.stop() }()
 		url, pid = c.url, c.pid()
 	}
-	t, err := f.target("marmot", url, pid, false)
+	t, err := f.target("marmot", url, pid, false, false)
 	if err != nil {
 		return err
 	}

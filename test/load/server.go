@@ -41,7 +41,15 @@ type serverOpts struct {
 	Key     string // the passphrase when Encrypt
 	KDFIter uint32 // PBKDF2 iterations when Encrypt; 0: marmot's default
 	History int    // marmot: messages of history each room keeps (0: none)
+	// Compress negotiates permessage-deflate without context takeover,
+	// level 1, messages from compressThreshold bytes (gorilla: all).
+	Compress bool
+	Limits   bool // marmot: per-connection rate limits on, never reached
 }
+
+// compressThreshold is the smallest message the servers (but gorilla, which
+// has no threshold) and the clients compress with --compress.
+const compressThreshold = 128
 
 // testServer is one running server under test.
 type testServer interface {
@@ -77,6 +85,8 @@ func serverMain(args []string) error {
 	fs.StringVar(&o.Mode, "mode", modeEcho, "echo or broadcast")
 	fs.BoolVar(&o.Encrypt, "encrypt", false, "marmot: secure-profile AES-256-GCM encryption")
 	fs.StringVar(&o.Key, "key", defaultKey, "marmot: encryption passphrase with --encrypt")
+	fs.BoolVar(&o.Compress, "compress", false, "permessage-deflate, no context takeover, level 1")
+	fs.BoolVar(&o.Limits, "limits", false, "marmot: check per-connection message and byte rates on every message (set far above the load, so only their cost shows)")
 	fs.IntVar(&o.History, "history-size", 0, "marmot: messages of history each room keeps (rooms: clients join and publish with marmot.v1)")
 	kdfIter := fs.Uint("kdf-iterations", 0, "marmot: PBKDF2 iterations with --encrypt (0: marmot's default; clients accept 100000 and up)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the server's whole run to this file")
@@ -154,6 +164,10 @@ func startMarmot(o serverOpts) (testServer, error) {
 		LogLevel:           slog.LevelWarn,
 		ServerEvents:       marmot.ServerEvents{OnHandleCommand: handler},
 		RoomHistory:        marmot.HistoryConfig{Size: o.History},
+		Compression:        marmot.Compression{Enabled: o.Compress, Threshold: compressThreshold, Level: 1},
+	}
+	if o.Limits {
+		cfg.Limits = marmot.Limits{MessagesPerSecond: 1e9, BytesPerSecond: 1e12}
 	}
 	if o.Encrypt {
 		// Mode and key size are spelled out, not left to defaults: the
@@ -197,7 +211,7 @@ func startGorilla(o serverOpts) (testServer, error) {
 	if o.Mode == modeBroadcast {
 		mode = gorillahub.Relay
 	}
-	return gorillahub.Start(o.Addr, mode, func(format string, args ...any) {
+	return gorillahub.StartWith(o.Addr, mode, gorillahub.Options{Compression: o.Compress}, func(format string, args ...any) {
 		fmt.Fprintf(os.Stderr, format+"\n", args...)
 	})
 }
@@ -232,7 +246,11 @@ func startGWS(o serverOpts) (testServer, error) {
 		return nil, err
 	}
 	s := &gwsServer{mode: o.Mode, ln: ln, sessions: make(map[*gws.Conn]struct{}), quit: make(chan struct{})}
-	s.upgrader = gws.NewUpgrader(s, &gws.ServerOption{ReadMaxPayloadSize: maxMessage})
+	opt := &gws.ServerOption{ReadMaxPayloadSize: maxMessage}
+	if o.Compress {
+		opt.PermessageDeflate = gws.PermessageDeflate{Enabled: true, Level: 1, Threshold: compressThreshold}
+	}
+	s.upgrader = gws.NewUpgrader(s, opt)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		socket, err := s.upgrader.Upgrade(w, r)

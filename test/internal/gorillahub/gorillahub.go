@@ -83,9 +83,22 @@ type client struct {
 
 func (c *client) stop() { c.once.Do(func() { close(c.done) }) }
 
+// Options are the baseline's settings beyond its mode.
+type Options struct {
+	// Compression negotiates permessage-deflate (gorilla's only mode: no
+	// context takeover, every data message compressed at level 1; a
+	// broadcast's PreparedMessage compresses once).
+	Compression bool
+}
+
 // Start listens on addr and serves every path. logf reports a slow client
 // being dropped and Serve failing.
 func Start(addr string, mode Mode, logf func(format string, args ...any)) (*Server, error) {
+	return StartWith(addr, mode, Options{}, logf)
+}
+
+// StartWith is Start with options.
+func StartWith(addr string, mode Mode, o Options, logf func(format string, args ...any)) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
@@ -93,7 +106,7 @@ func Start(addr string, mode Mode, logf func(format string, args ...any)) (*Serv
 	g := &Server{
 		mode:       mode,
 		logf:       logf,
-		upgrader:   websocket.Upgrader{ReadBufferSize: 4096, WriteBufferSize: 4096},
+		upgrader:   websocket.Upgrader{ReadBufferSize: 4096, WriteBufferSize: 4096, EnableCompression: o.Compression},
 		ln:         ln,
 		register:   make(chan *client),
 		unregister: make(chan *client),
