@@ -34,7 +34,9 @@ type outboxRig struct {
 func newOutboxRig(t *testing.T, scfg marmot.ServerConfig, ccfg marmot.ClientConfig) *outboxRig {
 	t.Helper()
 	r := &outboxRig{states: make(chan marmot.ClientState, 64), errs: make(chan error, 64), got: make(chan struct{}, 1024)}
-	scfg.KeepAlive = -1
+	if scfg.KeepAlive == 0 {
+		scfg.KeepAlive = -1
+	}
 	if scfg.OnHandleCommand == nil {
 		scfg.OnHandleCommand = func(m *marmot.Message) {
 			if m.IsRequest() {
@@ -527,6 +529,50 @@ func TestOutboxReplyLost(t *testing.T) {
 	select {
 	case <-entered:
 		t.Fatal("the request was handled twice")
+	default:
+	}
+}
+
+// TestOutboxOverHTTP: the session and its outbox work the same over the
+// HTTP fallback transport: the session open's answer carries the resume
+// token (as a 101 does), and after the HTTP session is lost (the proxy
+// down past the server's idle timeout) the client resumes the same
+// session and what it queued is handled once, in order.
+func TestOutboxOverHTTP(t *testing.T) {
+	r := newOutboxRig(t, marmot.ServerConfig{KeepAlive: time.Second}, marmot.ClientConfig{Transport: marmot.TransportHTTP})
+	if tr := r.c.Transport(); tr != "http" {
+		t.Fatalf("transport %q, want http", tr)
+	}
+	if n := r.s.Stats().Sessions; n != 1 {
+		t.Fatalf("%d sessions after the HTTP open, want 1", n)
+	}
+	if err := r.c.SendCommand("n", []byte("0")); err != nil {
+		t.Fatal(err)
+	}
+	r.handled(t, 1)
+	r.down(t) // once the client's HTTP session has given up
+	for i := 1; i <= 5; i++ {
+		if err := r.c.SendCommand("n", []byte(strconv.Itoa(i))); err != nil {
+			t.Fatalf("SendCommand while reconnecting: %v", err)
+		}
+	}
+	r.up(t)
+	got := r.handled(t, 5)
+	want := []string{"n 0", "n 1", "n 2", "n 3", "n 4", "n 5"}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("server handled %q, want %q", got, want)
+	}
+	if tr := r.c.Transport(); tr != "http" {
+		t.Fatalf("reconnected over %q, want http", tr)
+	}
+	// A new session instead of the resumed one would be a second (the
+	// old one waits SessionTTL for its client).
+	if n := r.s.Stats().Sessions; n != 1 {
+		t.Fatalf("%d sessions after the reconnect, want 1 (resumed)", n)
+	}
+	select {
+	case err := <-r.errs:
+		t.Fatalf("client error: %v", err)
 	default:
 	}
 }

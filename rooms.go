@@ -99,6 +99,8 @@ func (s *Server) Leave(id ClientID, room string) error {
 // Publish sends data to every member of room, with the room's next
 // offset, encoded once per wire format, and returns how many members it
 // was queued for (0 when the room does not exist).
+// With a RoomBroker (a cluster) it returns 0 once the broker has taken
+// the message: the members are on every node, and counted nowhere.
 func (s *Server) Publish(room string, data []byte) (int, error) {
 	h, err := s.current()
 	if err != nil {
@@ -162,4 +164,26 @@ func (c *Client) Publish(room string, data []byte) error { return c.c.Publish(ro
 // (ClientEvents.OnPresence) apply on top of it. Raw mode: ErrRawMode.
 func (c *Client) Presence(ctx context.Context, room string) ([]ClientID, error) {
 	return c.c.Presence(ctx, room)
+}
+
+// RoomBroker carries rooms across servers (ServerConfig.RoomBroker);
+// package cluster implements it over a protoactor cluster. See
+// actors.RoomBroker.
+type RoomBroker = actors.RoomBroker
+
+// RoomPosition is a room's epoch and last offset in a broker's order.
+type RoomPosition = actors.RoomPosition
+
+// RoomMessage is one room message on its way through a RoomBroker.
+type RoomMessage = actors.RoomMessage
+
+// DeliverRoom hands this server's room a message its RoomBroker ordered;
+// the room sends it to its local members with m.Offset. It reports
+// whether the room lives on this server. Only a broker calls it.
+func (s *Server) DeliverRoom(room string, m *RoomMessage) bool {
+	h, err := s.current()
+	if err != nil {
+		return false
+	}
+	return h.DeliverRoom(room, m)
 }

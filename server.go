@@ -187,6 +187,16 @@ type ServerConfig struct {
 	// outbox: every message is handled as it comes).
 	MaxSessions int
 
+	// NodeID, when non-zero, numbers this server's clients from
+	// NodeID×1,000,000,000,000 (see ClientID.Node), so that the servers of
+	// a cluster, each with its own NodeID, hand out distinct ClientIDs.
+	// Package cluster sets it. At most 999,999.
+	NodeID uint32
+	// RoomBroker, when set, carries rooms across servers: rooms publish
+	// through it, and it hands each server the messages of its rooms in
+	// one order (see RoomBroker). Package cluster sets it. RoomHistory
+	// must be off with a broker (for now).
+	RoomBroker RoomBroker
 	// Compression turns on permessage-deflate (RFC 7692) for clients that
 	// offer it: messages of Compression.Threshold bytes and more (128 by
 	// default) go out compressed, a broadcast or room message compressed
@@ -305,6 +315,12 @@ func (c *ServerConfig) normalize() error {
 	if c.RestartWindow < 0 {
 		return fmt.Errorf("marmot: RestartWindow must be positive, got %v", c.RestartWindow)
 	}
+	if c.NodeID > actors.MaxNodeID {
+		return fmt.Errorf("marmot: NodeID %d above %d", c.NodeID, actors.MaxNodeID)
+	}
+	if c.RoomBroker != nil && c.RoomHistory.Size > 0 {
+		return errors.New("marmot: RoomHistory cannot be used with a RoomBroker yet")
+	}
 	if err := actors.ValidateOriginPatterns(c.AllowedOrigins); err != nil {
 		return err
 	}
@@ -360,6 +376,8 @@ func (s *Server) newHub() *actors.Hub {
 		DisableHTTPFallback: c.DisableHTTPFallback,
 		SessionTTL:          c.SessionTTL,
 		MaxSessions:         c.MaxSessions,
+		NodeID:              c.NodeID,
+		RoomBroker:          c.RoomBroker,
 		ReceiverMiddleware:  c.ActorMiddleware,
 		Events:              c.ServerEvents,
 	})

@@ -125,6 +125,16 @@
 // connection of a session never handle one number twice; acknowledgements
 // go out batched (handled, ackLater).
 //
+// # Rooms across hubs
+//
+// With HubConfig.RoomBroker (broker.go; package cluster is one), rooms
+// span hubs: a room hands each publish to the broker instead of numbering
+// it, and the broker hands every hub that has the room the numbered
+// message back through Hub.DeliverRoom, which the room fans out to its
+// local members in the broker's order. HubConfig.NodeID numbers the
+// hub's ClientIDs apart from other hubs'. Without a broker none of this
+// runs.
+//
 // # Receive middleware
 //
 // HubConfig.ReceiverMiddleware and ClientConfig.ReceiverMiddleware run in

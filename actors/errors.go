@@ -7,8 +7,21 @@ import (
 )
 
 // ClientID identifies one accepted connection. IDs are sequential from 1 and
-// never reused while a Hub runs, as in the seed components.
+// never reused while a Hub runs, as in the seed components. On a node of a
+// cluster (HubConfig.NodeID > 0) they count from NodeID×NodeIDStride, so
+// that they are unique in the cluster and their decimal form names the
+// node: client 7 of node 3 is 3000000000007.
 type ClientID uint64
+
+// NodeIDStride separates the ClientIDs of different nodes (see ClientID).
+const NodeIDStride = 1_000_000_000_000
+
+// MaxNodeID is the largest HubConfig.NodeID.
+const MaxNodeID = 999_999
+
+// Node returns the NodeID of the hub that accepted the client (0 outside
+// a cluster).
+func (id ClientID) Node() uint32 { return uint32(id / NodeIDStride) }
 
 // Close codes marmot sends. The 1xxx codes are RFC 6455's; 4008 is private to
 // marmot (RFC 6455 reserves 4000-4999 for applications).

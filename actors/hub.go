@@ -123,6 +123,14 @@ type HubConfig struct {
 	// joins or leaves, and clients may ask who is in them. It is asked
 	// once when a room starts, and for each client's presence request.
 	RoomPresence func(room string) bool
+	// NodeID, when non-zero, makes this hub's ClientIDs count from
+	// NodeID×NodeIDStride (see ClientID), unique among the nodes of a
+	// cluster that each have their own NodeID. At most MaxNodeID.
+	NodeID uint32
+	// RoomBroker, when set, carries rooms across hubs (see RoomBroker):
+	// rooms publish through it instead of numbering their messages
+	// themselves. RoomHistory must be off with a broker.
+	RoomBroker RoomBroker
 	// Compression is permessage-deflate (see Compression); off by default.
 	Compression Compression
 	// DisableHTTPFallback turns the HTTP fallback transport off
@@ -218,6 +226,7 @@ func NewHub(cfg HubConfig) *Hub {
 	}
 	h := &Hub{cfg: cfg, log: cfg.Logger, conns: make(map[ClientID]*conn), rooms: make(map[string]*roomEntry),
 		sessions: newSessions(cfg.SessionTTL, cfg.MaxSessions)}
+	h.nextID.Store(uint64(cfg.NodeID) * NodeIDStride)
 	h.fullPath = cfg.ConnectionActor != nil || len(cfg.ReceiverMiddleware) > 0
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)

@@ -98,6 +98,9 @@ func (r *roomActor) Receive(ctx actor.Context) {
 		if !r.started { // not after a restart: the state carries on
 			r.started = true
 			r.openHistory()
+			if r.h.cfg.RoomBroker != nil {
+				r.subscribe()
+			}
 			r.presence = r.h.presenceOn(r.name)
 		}
 		r.armIdle(ctx)
@@ -109,6 +112,9 @@ func (r *roomActor) Receive(ctx actor.Context) {
 		// sender's call times out).
 		r.disarmIdle()
 		r.entry.failed = r
+	case *roomDeliver:
+		r.entry.inflight.Add(-1)
+		r.deliver(m.m)
 	case *roomJoin:
 		r.entry.inflight.Add(-1)
 		was := r.members[m.c.id] == m.c
@@ -153,6 +159,9 @@ func (r *roomActor) Receive(ctx actor.Context) {
 		}
 	case *actor.Stopping:
 		r.disarmIdle()
+		if b := r.h.cfg.RoomBroker; b != nil {
+			b.Unsubscribe(r.name)
+		}
 	}
 }
 
@@ -301,6 +310,9 @@ func (r *roomActor) leave(c *conn) bool {
 // delivered, so every offset a member receives is one the history holds
 // and a recovery is never silently short.
 func (r *roomActor) publish(m *roomPublish) (int, error) {
+	if r.h.cfg.RoomBroker != nil {
+		return r.brokerPublish(m)
+	}
 	if r.histErr != nil {
 		return 0, r.histErr
 	}

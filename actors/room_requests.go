@@ -58,7 +58,7 @@ func (a *ConnectionActor) roomRequest(m *Message) {
 				return
 			}
 		}
-		e, err = h.roomRef(room, false)
+		e, err = h.roomRef(room, h.cfg.RoomBroker != nil) // see Hub.prepPublish
 		// The payload lives in the frame's buffer, reused once m is
 		// released; the room fans it out later.
 		msg = &roomPublish{data: bytes.Clone(m.Payload), from: c, reqID: id, owned: true}

@@ -173,7 +173,9 @@ func (h *Hub) prepPublish(room, name string, data []byte) (*roomEntry, any, erro
 	if err := checkRoom(room); err != nil {
 		return nil, nil, err
 	}
-	e, err := h.roomRef(room, false)
+	// With a broker the room's members may be on other hubs: the local
+	// room is made so that this hub's publishes reach the broker in order.
+	e, err := h.roomRef(room, h.cfg.RoomBroker != nil)
 	return e, &roomPublish{name: name, data: data}, err
 }
 

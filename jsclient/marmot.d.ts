@@ -69,6 +69,12 @@ export interface ClientConfig {
   transport?: 'auto' | 'websocket' | 'http';
   /** Milliseconds for one connection attempt, handshake included (30000). */
   connectionTimeout?: number;
+  /**
+   * An authentication token (JWT for jwtauth), or a function returning one,
+   * asked again before every connection attempt (so a reconnect after close
+   * 4001, expired, uses a fresh one). Sent as the `token` query parameter.
+   */
+  token?: string | (() => string | Promise<string>);
   /** Default timeout of request, ms (30000). */
   requestTimeout?: number;
   autoReconnect?: boolean;

@@ -631,7 +631,7 @@ function wsTransport(url, protocols) {
 // POST on the endpoint, records up by POST (one send in flight, resent with
 // the same seq when its answer is lost), records down by long-poll GET
 // acknowledging what was processed (a lost poll is repeated: nothing lost).
-function httpTransport(url, protocols, encryption) {
+function httpTransport(url, protocols, encryption, token) {
   const t = { name: 'http', onmessage: null, onclose: null, protocol: '' };
   const base = new URL(url.replace(/^ws/, 'http'));
   base.search = '';
@@ -661,6 +661,7 @@ function httpTransport(url, protocols, encryption) {
     const timer = setTimeout(() => ctl.abort(), timeoutMs);
     const q = { transport: 'http', subprotocol: protocols.join(',') };
     if (encryption) { q.marmot_encryption = encryption; q.marmot_handshake = '2'; }
+    if (token) q.token = token;
     let res;
     try {
       res = await fetch(at(q), { method: 'POST', signal: ctl.signal, cache: 'no-store' });
@@ -826,6 +827,11 @@ const DEFAULTS = {
   healthyAfter: 0,
   retryFirstConnect: false,
   encryption: null, // { key, mode: 'gcm', keySize: 256, acceptModes: [], acceptKeySizes: [] }
+  // token: a string, or a function (async or not) returning one, asked
+  // again before every connection attempt: a refreshed token after the
+  // server closed with 4001 (expired). Sent as the token query parameter
+  // (jwtauth's default; browsers cannot set headers on a WebSocket).
+  token: null,
 };
 
 /**
@@ -975,9 +981,14 @@ export class Client {
     let url = c.url;
     const protocols = c.encryption ? ['marmot.v1'] : ['marmot.json.v1'];
     const encryption = c.encryption ? 'secure' : '';
-    const wsURL = encryption ? url + (url.includes('?') ? '&' : '?') + 'marmot_encryption=' + encryption + '&marmot_handshake=2' : url;
+    const token = typeof c.token === 'function' ? await c.token() : c.token;
+    if (token != null && typeof token !== 'string') throw new MarmotError('marmot: token must be a string');
+    const params = new URLSearchParams();
+    if (encryption) { params.set('marmot_encryption', encryption); params.set('marmot_handshake', '2'); }
+    if (token) params.set('token', token);
+    const wsURL = params.size ? url + (url.includes('?') ? '&' : '?') + params.toString() : url;
     const hasWS = typeof globalThis.WebSocket === 'function';
-    const http = () => httpTransport(url, protocols, encryption).open(c.connectionTimeout);
+    const http = () => httpTransport(url, protocols, encryption, token).open(c.connectionTimeout);
     if (c.transport === 'http' || (c.transport === 'auto' && !hasWS)) return http();
     if (c.transport === 'websocket') {
       if (!hasWS) throw new ClosedError('marmot: this page has no WebSocket (use transport "auto" or "http")');

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/marmotws/marmot"
+	"github.com/marmotws/marmot/cluster"
 )
 
 // stopTimeout bounds the graceful shutdown after SIGINT/SIGTERM: queues are
@@ -38,6 +39,7 @@ type serveFlags struct {
 	metricsAddr string
 	trace       *traceFlags
 	history     *historyFlags
+	cluster     *clusterFlags
 	compress    *compressFlags
 	security    *serveSecurityFlags
 	// dashboard serves the web dashboard at /dashboard/; without
@@ -83,6 +85,7 @@ func newServeFlags(stderr io.Writer) (*flag.FlagSet, *serveFlags) {
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on http://`host:port`/metrics (port 0 picks a free one; empty: no metrics endpoint)")
 	f.trace = addTraceFlags(fs)
 	f.history = addHistoryFlags(fs)
+	f.cluster = addClusterFlags(fs)
 	f.security = addServeSecurityFlags(fs)
 	fs.BoolVar(&f.dashboard, "dashboard", false, "serve the web dashboard (live counters, clients, send/broadcast/disconnect, event log) and a marmot.js client page at /dashboard/ on the same address; only to loopback peers unless --dashboard-token is given")
 	fs.StringVar(&f.dashboardToken, "dashboard-token", "", "require this `token` from every dashboard request (open http://host:port/dashboard/?token=TOKEN); allows non-loopback peers")
@@ -131,6 +134,16 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if err := f.encrypt.apply(&c.EncryptionConfig); err != nil {
 		return usageError(fs, "%v", err)
 	}
+	if f.cluster.enabled() {
+		// Room history does not span nodes yet: off by default in a
+		// cluster, refused when asked for.
+		asked := false
+		fs.Visit(func(fl *flag.Flag) { asked = asked || strings.HasPrefix(fl.Name, "history-") })
+		if asked {
+			return usageError(fs, "room history (-history-*) does not work with -cluster yet")
+		}
+		f.history.size = 0
+	}
 	if err := f.compress.check(c.MaxMessageSize); err != nil {
 		return usageError(fs, "%v", err)
 	}
@@ -163,9 +176,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		cfg.MeterProvider = metrics.provider()
 	}
 
-	// srv is set before Start, and callbacks run only for connections Start
-	// accepts, so they always see it.
+	// srv (and node, in a cluster) are set before Start, and callbacks run
+	// only for connections Start accepts, so they always see them.
 	var srv *marmot.Server
+	var node *cluster.Node
 	cfg.OnClientConnected = func(info marmot.ClientInfo) {
 		user := ""
 		if info.Identity != nil {
@@ -193,7 +207,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			// BroadcastContext makes the broadcast span a child of this
 			// message's process span, so one trace shows the message
 			// and the fan-out it caused.
-			n, err := srv.BroadcastContext(m.Context(), m.Payload)
+			var n int
+			var err error
+			if node != nil { // every client of every node
+				n, err = node.Broadcast(m.Context(), m.Payload)
+			} else {
+				n, err = srv.BroadcastContext(m.Context(), m.Payload)
+			}
 			if err != nil {
 				log.WarnContext(m.Context(), "broadcast failed", "client", uint64(m.ClientID), "err", err)
 			}
@@ -215,8 +235,19 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			log.Warn("closing the history store", "err", err)
 		}
 	}()
-	srv, err = marmot.NewServer(cfg)
-	if err != nil {
+	start, stop := func(ctx context.Context) error { return srv.Start(ctx) }, func(ctx context.Context) error { return srv.Stop(ctx) }
+	if f.cluster.enabled() {
+		ccfg, err := f.cluster.config(log)
+		if err != nil {
+			return usageError(fs, "%v", err)
+		}
+		if node, err = cluster.New(ccfg, cfg); err != nil {
+			fmt.Fprintf(stderr, "marmot serve: %v\n", err)
+			return exitUsage // New only fails on invalid settings
+		}
+		srv = node.Server()
+		start, stop = node.Start, node.Stop
+	} else if srv, err = marmot.NewServer(cfg); err != nil {
 		fmt.Fprintf(stderr, "marmot serve: %v\n", err)
 		return exitUsage // NewServer only fails on invalid settings
 	}
@@ -224,8 +255,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		d := marmot.NewDashboard(srv, marmot.DashboardOptions{Token: f.dashboardToken, LoopbackOnly: f.dashboardToken == ""})
 		srv.Handle(dashboardPath, http.StripPrefix(strings.TrimSuffix(dashboardPath, "/"), d))
 	}
-	if err := srv.Start(ctx); err != nil {
+	if err := start(ctx); err != nil {
 		fmt.Fprintf(stderr, "marmot serve: %v\n", err)
+		if node != nil { // its actor system, and the member if it started
+			_ = node.Stop(context.WithoutCancel(ctx))
+		}
 		return exitFailure
 	}
 	// The URL goes to stdout, alone on its line, so scripts (and the tests)
@@ -250,7 +284,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	log.Info("shutting down", "stats", srv.Stats().String())
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopTimeout)
 	defer cancel()
-	if err := srv.Stop(stopCtx); err != nil {
+	if err := stop(stopCtx); err != nil {
 		fmt.Fprintf(stderr, "marmot serve: stop: %v\n", err)
 		return exitFailure
 	}

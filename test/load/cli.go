@@ -33,7 +33,7 @@ type cliFlags struct {
 
 func (f *cliFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.impl, "impl", "marmot", "server to start in a child process: marmot, gorilla or gws")
-	fs.StringVar(&f.url, "url", "", "drive this ws:// URL instead of starting a server")
+	fs.StringVar(&f.url, "url", "", "drive this ws:// URL instead of starting a server; several, comma-separated (the nodes of a cluster), take the connections in turn")
 	fs.IntVar(&f.pid, "pid", 0, "with --url: the server's process ID, for its RSS and CPU")
 	fs.IntVar(&f.sources, "sources", 8, "loopback source addresses 127.0.0.2, 127.0.0.3, ... to spread clients over (0: the kernel picks)")
 	fs.IntVar(&f.dialConc, "dial-concurrency", 64, "connections dialled at once")

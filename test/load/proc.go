@@ -173,7 +173,8 @@ func (c *child) stop() error {
 // 127.0.0.3, ...) so that tens of thousands of connections do not exhaust
 // one address's ephemeral ports.
 type dialer struct {
-	url    string
+	urls   []string // dialled in turn (the nodes of a cluster)
+	nurl   atomic.Uint64
 	secure *secureClient // nil: plain connections
 	// envelope offers marmot.v1 on plain connections too (the rooms
 	// scenarios speak envelopes); the secure profile always does.
@@ -189,13 +190,17 @@ type dialer struct {
 // 0 (or a server that is not on a loopback IP) lets the kernel choose.
 func newDialer(t target) *dialer {
 	sources := t.Sources
-	u, err := url.Parse(t.URL)
-	if err == nil {
-		if ip := net.ParseIP(u.Hostname()); ip == nil || !ip.IsLoopback() || ip.To4() == nil {
-			sources = 0
+	// Several comma-separated URLs (the nodes of a cluster) are dialled
+	// in turn.
+	d := &dialer{urls: strings.Split(t.URL, ","), secure: t.Secure, compress: t.Compress, http: t.HTTP}
+	for _, s := range d.urls {
+		u, err := url.Parse(s)
+		if err == nil {
+			if ip := net.ParseIP(u.Hostname()); ip == nil || !ip.IsLoopback() || ip.To4() == nil {
+				sources = 0
+			}
 		}
 	}
-	d := &dialer{url: t.URL, secure: t.Secure, compress: t.Compress, http: t.HTTP}
 	for i := range max(sources, 1) {
 		nd := &net.Dialer{Timeout: 30 * time.Second}
 		if sources > 0 {
@@ -233,8 +238,9 @@ func newDialer(t target) *dialer {
 // returning.
 func (d *dialer) dial(ctx context.Context) (*conn, error) {
 	hc := d.clients[d.next.Add(1)%uint64(len(d.clients))]
+	url := d.urls[(d.nurl.Add(1)-1)%uint64(len(d.urls))]
 	if d.http {
-		h, err := openHTTP(ctx, hc, d.url)
+		h, err := openHTTP(ctx, hc, url)
 		if err != nil {
 			return nil, err
 		}
@@ -252,7 +258,7 @@ func (d *dialer) dial(ctx context.Context) (*conn, error) {
 		opts.HTTPHeader = http.Header{marmot.HeaderEncryption: {"secure"},
 			marmot.HeaderHandshake: {strconv.Itoa(crypto.HandshakeVersion)}}
 	}
-	ws, resp, err := websocket.Dial(ctx, d.url, opts)
+	ws, resp, err := websocket.Dial(ctx, url, opts)
 	if resp != nil && resp.Body != nil && err != nil {
 		_ = resp.Body.Close()
 	}

@@ -1,0 +1,100 @@
+package actors
+
+import "maps"
+
+// RoomBroker carries rooms across hubs: package cluster is one, over a
+// protoactor cluster. With a broker (HubConfig.RoomBroker) a room no
+// longer numbers and fans out its own publishes: it hands each to the
+// broker, which puts the publishes of every hub into one order per room,
+// numbers them, and hands each message back to every hub that has the
+// room, through Hub.DeliverRoom; the room then fans it out to its local
+// members with that offset. Without a broker none of this runs.
+//
+// The room actor calls the broker in its own turns, one call at a time, so
+// the publishes of one room on one hub reach the broker in the order they
+// were made.
+type RoomBroker interface {
+	// Subscribe tells the broker that this hub has the room (its actor
+	// starts: on the first join or publish here), and returns the room's
+	// position in the broker's order. When it returns, every message
+	// published after it will be delivered here. It may block (the room
+	// waits), and should bound how long.
+	Subscribe(room string) (RoomPosition, error)
+	// Unsubscribe tells the broker that the room has ended on this hub.
+	// It must not block.
+	Unsubscribe(room string)
+	// Publish hands a message to the broker; it must not wait for the
+	// delivery. m is the broker's to keep.
+	Publish(room string, m *RoomMessage) error
+}
+
+// RoomPosition is where a room stands in a broker's order: the epoch
+// (the run of the room's sequencer) and the offset of its last message.
+type RoomPosition struct {
+	Epoch  string
+	Offset uint64
+}
+
+// RoomMessage is one room message on its way through a RoomBroker. Epoch
+// and Offset are set by the broker when it orders the message.
+type RoomMessage struct {
+	Name   string
+	Data   []byte
+	Meta   map[string]string // trace context, as in envelopes
+	Epoch  string
+	Offset uint64
+}
+
+// roomDeliver hands a message ordered by the broker to the local room.
+type roomDeliver struct{ m *RoomMessage }
+
+// DeliverRoom gives this hub's room a message its RoomBroker ordered: the
+// room fans it out to its local members with m.Offset, in the order of the
+// calls. It reports whether the room lives here (a room that has ended
+// here has nobody to deliver to). Only a broker calls it.
+func (h *Hub) DeliverRoom(room string, m *RoomMessage) bool {
+	e, err := h.roomRef(room, false)
+	if err != nil || e == nil {
+		return false
+	}
+	h.sys.Root.Send(e.pid, &roomDeliver{m: m})
+	return true
+}
+
+// subscribe is the room's start with a broker: it takes the broker's
+// position, so that members that join before the first delivery are told
+// the epoch and offset the cluster is at.
+func (r *roomActor) subscribe() {
+	b := r.h.cfg.RoomBroker
+	pos, err := b.Subscribe(r.name)
+	if err != nil {
+		r.h.reportError(0, &RoomError{Room: r.name, Op: "subscribe", Err: err})
+		return
+	}
+	r.epoch, r.offset = pos.Epoch, pos.Offset
+}
+
+// deliver fans out a message the broker ordered.
+//
+// A delivery does not start the idle wait again, unlike a publish: an
+// empty room ends here even while other hubs keep publishing to it.
+func (r *roomActor) deliver(m *RoomMessage) {
+	r.epoch, r.offset = m.Epoch, m.Offset
+	set := preparedSet{name: m.Name, data: m.Data, meta: m.Meta, room: r.name, offset: m.Offset}
+	_, _ = set.fanOut(maps.Values(r.members))
+}
+
+// brokerPublish hands a publish to the broker. The members it reaches are
+// not known here (they are on every hub): it reports 0.
+func (r *roomActor) brokerPublish(m *roomPublish) (int, error) {
+	data := m.data
+	if !m.owned {
+		data = append([]byte(nil), data...)
+	}
+	if err := r.h.cfg.RoomBroker.Publish(r.name, &RoomMessage{Name: m.name, Data: data, Meta: m.meta}); err != nil {
+		err = &RoomError{Room: r.name, Op: "publish", Err: err}
+		r.h.reportError(0, err)
+		return 0, err
+	}
+	return 0, nil
+}

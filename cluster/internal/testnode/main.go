@@ -1,0 +1,159 @@
+// Command testnode runs one cluster node for the cluster package's tests,
+// which start three of them as separate processes. It is configured from
+// the environment (MARMOT_CLUSTER_NAME, MARMOT_NODE_ID, MARMOT_BIND,
+// MARMOT_SEEDS, MARMOT_WS_ADDR, MARMOT_PROVIDER, MARMOT_ETCD, and
+// MARMOT_OTLP_URL to export its spans over OTLP/HTTP as service node-N), prints "URL ws://..." once it serves and
+// "MEMBERS 1,2,3" after every change of the member list, and stops
+// gracefully when its stdin closes. Its clients drive it with requests:
+// whoami, bcast PAYLOAD, sendto "ID TEXT", count, clients.
+//
+// It is built without the race detector on purpose: protoactor's remote
+// and cluster packages have data races of their own (docs/CLUSTER.md),
+// which would fail every process that runs them under -race.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/marmotws/marmot"
+	"github.com/marmotws/marmot/cluster"
+)
+
+func main() { os.Exit(runChild()) }
+
+// runChild runs one node. Its clients drive it with requests: whoami,
+// bcast PAYLOAD, sendto "ID TEXT", count, clients.
+func runChild() int {
+	nodeID, _ := strconv.ParseUint(os.Getenv("MARMOT_NODE_ID"), 10, 32)
+	var seeds []string
+	if s := os.Getenv("MARMOT_SEEDS"); s != "" {
+		seeds = strings.Split(s, ",")
+	}
+	log := slog.New(slog.DiscardHandler)
+	if os.Getenv("MARMOT_TEST_LOG") != "" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	var out sync.Mutex
+	say := func(format string, a ...any) {
+		out.Lock()
+		defer out.Unlock()
+		fmt.Printf(format+"\n", a...)
+	}
+	var n *cluster.Node
+	handle := func(m *marmot.Message) {
+		// The message's context carries its process span: the calls to
+		// other nodes carry it on (MARMOT_OTLP_URL exports the spans).
+		ctx, cancel := context.WithTimeout(m.Context(), 20*time.Second)
+		defer cancel()
+		var res string
+		var err error
+		switch m.Name {
+		case "whoami":
+			res = strconv.FormatUint(uint64(m.ClientID), 10)
+		case "bcast":
+			var k int
+			k, err = n.Broadcast(ctx, m.Payload)
+			res = strconv.Itoa(k)
+		case "sendto":
+			id, text, _ := strings.Cut(string(m.Payload), " ")
+			var v uint64
+			if v, err = strconv.ParseUint(id, 10, 64); err == nil {
+				err = n.SendCommandToClient(ctx, marmot.ClientID(v), "direct", []byte(text))
+			}
+		case "count":
+			var k int
+			k, err = n.ClientCount(ctx)
+			res = strconv.Itoa(k)
+		case "clients":
+			var cs []marmot.ClientInfo
+			cs, err = n.Clients(ctx)
+			ids := make([]string, len(cs))
+			for i, c := range cs {
+				ids[i] = strconv.FormatUint(uint64(c.ID), 10)
+			}
+			res = strings.Join(ids, ",")
+		default:
+			return
+		}
+		if err != nil {
+			_ = m.ReplyError(500, err.Error())
+			return
+		}
+		_ = m.Reply([]byte(res))
+	}
+	var tp trace.TracerProvider
+	if u := os.Getenv("MARMOT_OTLP_URL"); u != "" {
+		exp, err := otlptracehttp.New(context.Background(), otlptracehttp.WithEndpointURL(u+"/v1/traces"))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+		sdk := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp), sdktrace.WithResource(resource.NewSchemaless(
+			attribute.String("service.name", "node-"+strconv.FormatUint(nodeID, 10)))))
+		defer func() { _ = sdk.Shutdown(context.Background()) }()
+		tp = sdk
+	}
+	var err error
+	n, err = cluster.New(cluster.Config{
+		Name:     os.Getenv("MARMOT_CLUSTER_NAME"),
+		NodeID:   uint32(nodeID),
+		Bind:     os.Getenv("MARMOT_BIND"),
+		Seeds:    seeds,
+		Provider: os.Getenv("MARMOT_PROVIDER"),
+		EtcdEndpoints: func() []string {
+			if e := os.Getenv("MARMOT_ETCD"); e != "" {
+				return strings.Split(e, ",")
+			}
+			return nil
+		}(),
+		// Each poll that times out on a loaded machine would remove a
+		// live node for good (protoactor blocks members that left; see
+		// docs/CLUSTER.md): the default 1 s polls half as often as 500 ms.
+		RefreshTTL: time.Second,
+		Logger:     log,
+		OnMembersChange: func(ms []cluster.Member) {
+			ids := make([]string, len(ms))
+			for i, m := range ms {
+				ids[i] = strconv.Itoa(int(m.NodeID))
+			}
+			say("MEMBERS %s", strings.Join(ids, ","))
+		},
+	}, marmot.ServerConfig{
+		Addr:           os.Getenv("MARMOT_WS_ADDR"),
+		TracerProvider: tp,
+		Logger:         log,
+		MaxConnections: -1,
+		ServerEvents:   marmot.ServerEvents{OnHandleCommand: handle},
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	if err := n.Start(context.Background()); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	say("URL %s", n.Server().URL())
+	_, _ = io.Copy(io.Discard, os.Stdin) // until the test closes stdin
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := n.Stop(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,4 @@
+// Package wire holds the protobuf messages marmot nodes exchange.
+package wire
+
+//go:generate protoc --go_out=. --go_opt=paths=source_relative wire.proto

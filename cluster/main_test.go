@@ -1,0 +1,268 @@
+package cluster_test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+// The cluster tests run every node in its own process: the testnode
+// command (internal/testnode), built once per test run, reports on stdout
+// ("URL ...", "MEMBERS 1,2,3") until its stdin closes.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+		if nodeBin != "" {
+			_ = os.RemoveAll(filepath.Dir(nodeBin))
+		}
+		os.Exit(code)
+	}))
+}
+
+var (
+	buildOnce sync.Once
+	nodeBin   string
+	buildErr  error
+)
+
+// testnode builds the testnode command (without -race: see its doc).
+func testnode(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "marmot-testnode-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		nodeBin = filepath.Join(dir, "testnode")
+		cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", nodeBin, "./internal/testnode")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("build testnode: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return nodeBin
+}
+
+// waitTimeout bounds every wait on an event; it only fires when a test is
+// already failing, so it is generous for a busy 2-core machine.
+const waitTimeout = 60 * time.Second
+
+// proc is a node process.
+type proc struct {
+	t      *testing.T
+	id     int
+	bind   string
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	url    string
+	lines  chan string // stdout lines after URL
+	exited chan struct{}
+}
+
+// nodeSpec says where a node lives.
+type nodeSpec struct {
+	id   int
+	ip   string
+	bind string // cluster Bind
+}
+
+// freePort picks a cluster port on ip whose next port is free on every
+// interface (automanaged's health endpoint), below the kernel's ephemeral
+// range (32768 and up on Linux), where the outgoing connections of other
+// processes on a busy machine would take them between the pick and the
+// node's start.
+func freePort(t *testing.T, ip string) int {
+	t.Helper()
+	for range 200 {
+		port := 20000 + rand.IntN(12000)
+		ln, err := net.Listen("tcp", fmt.Sprintf("%s:%d", ip, port))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		h, err := net.Listen("tcp", fmt.Sprintf("0.0.0.0:%d", port+1))
+		if err != nil {
+			continue
+		}
+		h.Close()
+		return port
+	}
+	t.Fatal("no free port pair")
+	return 0
+}
+
+func startProc(t *testing.T, name string, spec nodeSpec, all []nodeSpec, env ...string) *proc {
+	t.Helper()
+	var seeds []string
+	for _, s := range all {
+		if s.id != spec.id {
+			seeds = append(seeds, s.bind)
+		}
+	}
+	cmd := exec.Command(testnode(t))
+	cmd.Env = append(os.Environ(),
+		"MARMOT_CLUSTER_NAME="+name,
+		"MARMOT_NODE_ID="+strconv.Itoa(spec.id),
+		"MARMOT_BIND="+spec.bind,
+		"MARMOT_SEEDS="+strings.Join(seeds, ","),
+		"MARMOT_WS_ADDR="+spec.ip+":0",
+	)
+	cmd.Env = append(cmd.Env, env...)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{t: t, id: spec.id, bind: spec.bind, cmd: cmd, stdin: stdin, lines: make(chan string, 100), exited: make(chan struct{})}
+	urls := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			line := sc.Text()
+			if u, ok := strings.CutPrefix(line, "URL "); ok {
+				urls <- u
+				continue
+			}
+			select {
+			case p.lines <- line:
+			default: // nobody waits for old lines
+			}
+		}
+		_ = cmd.Wait()
+		close(p.exited)
+	}()
+	t.Cleanup(p.stop)
+	select {
+	case p.url = <-urls:
+	case <-p.exited:
+		t.Fatalf("node %d exited before it started", spec.id)
+	case <-time.After(waitTimeout):
+		t.Fatalf("node %d did not start", spec.id)
+	}
+	return p
+}
+
+// stop ends the node gracefully (stdin closed), or kills it after the
+// deadline.
+func (p *proc) stop() {
+	_ = p.stdin.Close()
+	select {
+	case <-p.exited:
+	case <-time.After(waitTimeout):
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+	}
+}
+
+// kill SIGKILLs the node and waits for it to be gone.
+func (p *proc) kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.exited
+}
+
+// waitMembers waits until the node reports exactly the members want.
+func (p *proc) waitMembers(want string) {
+	p.t.Helper()
+	deadline := time.After(waitTimeout)
+	last := ""
+	for {
+		select {
+		case line := <-p.lines:
+			if m, ok := strings.CutPrefix(line, "MEMBERS "); ok {
+				last = m
+				if m == want {
+					return
+				}
+			}
+		case <-p.exited:
+			p.t.Fatalf("node %d exited", p.id)
+		case <-deadline:
+			p.t.Fatalf("node %d: members %q, want %q", p.id, last, want)
+		}
+	}
+}
+
+// startEtcd runs Debian's etcd-server on loopback with a temporary data
+// directory, and stops it by its PID when the test ends. It returns the
+// client endpoint. Without etcd the test is skipped, unless
+// MARMOT_REQUIRE_ETCD is set (CI installs it).
+func startEtcd(t *testing.T) string {
+	t.Helper()
+	bin, err := exec.LookPath("etcd")
+	if err != nil {
+		if os.Getenv("MARMOT_REQUIRE_ETCD") != "" {
+			t.Fatalf("etcd: %v", err)
+		}
+		t.Skipf("etcd not installed: %v", err)
+	}
+	port := func() int {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		return ln.Addr().(*net.TCPAddr).Port
+	}
+	client := fmt.Sprintf("http://127.0.0.1:%d", port())
+	peer := fmt.Sprintf("http://127.0.0.1:%d", port())
+	cmd := exec.Command(bin, "--name", "test", "--data-dir", t.TempDir(),
+		"--listen-client-urls", client, "--advertise-client-urls", client,
+		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+		"--initial-cluster", "test="+peer, "--logger", "zap")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan struct{})
+	exited := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		once := sync.Once{}
+		for sc.Scan() {
+			// etcd 3.4 with the zap logger says this once it serves
+			// clients (later versions also "ready to serve client requests").
+			if l := sc.Text(); strings.Contains(l, "serving client traffic") || strings.Contains(l, "ready to serve client requests") {
+				once.Do(func() { close(ready) })
+			}
+		}
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	})
+	select {
+	case <-ready:
+	case <-exited:
+		t.Fatal("etcd exited before it was ready")
+	case <-time.After(waitTimeout):
+		t.Fatal("etcd not ready")
+	}
+	return strings.TrimPrefix(client, "http://")
+}

@@ -1,0 +1,60 @@
+package cluster
+
+import (
+	"context"
+	"sync/atomic"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/marmotws/marmot/actors"
+)
+
+// The kinds of messages between nodes, as the metrics' marmot.cluster.kind.
+const (
+	kindBroadcast = iota // a cluster-wide broadcast
+	kindSend             // a targeted send or disconnect
+	kindQuery            // Clients, Stats
+	kindPublish          // a room publish, to the room's grain
+	kindDeliver          // a numbered room message, grain to node
+	kindCount
+)
+
+var kindNames = [kindCount]string{"broadcast", "send", "query", "room_publish", "room_deliver"}
+
+// traffic counts the messages a node sent to other nodes' actors and
+// received from them, by kind (cluster health in /metrics).
+type traffic struct {
+	sent, received [kindCount]atomic.Int64
+}
+
+// registerMetrics exposes the member count and the traffic between nodes
+// through mp (nil: the global MeterProvider); Stop unregisters them.
+func (n *Node) registerMetrics(mp metric.MeterProvider) {
+	if mp == nil {
+		mp = otel.GetMeterProvider()
+	}
+	m := mp.Meter(actors.InstrumentationName)
+	members, _ := m.Int64ObservableGauge("marmot.cluster.members", metric.WithUnit("{node}"),
+		metric.WithDescription("Nodes in the cluster, as this node sees it."))
+	sent, _ := m.Int64ObservableCounter("marmot.cluster.messages.sent", metric.WithUnit("{message}"),
+		metric.WithDescription("Messages this node sent to other nodes' actors (and its own grains), by kind."))
+	received, _ := m.Int64ObservableCounter("marmot.cluster.messages.received", metric.WithUnit("{message}"),
+		metric.WithDescription("Messages this node's actor and grains received, by kind."))
+	var kinds [kindCount]metric.MeasurementOption
+	for k := range kinds {
+		kinds[k] = metric.WithAttributes(attribute.String("marmot.cluster.kind", kindNames[k]))
+	}
+	reg, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		o.ObserveInt64(members, int64(len(n.Members())))
+		for k := range kindCount {
+			o.ObserveInt64(sent, n.traffic.sent[k].Load(), kinds[k])
+			o.ObserveInt64(received, n.traffic.received[k].Load(), kinds[k])
+		}
+		return nil
+	}, members, sent, received)
+	if err == nil {
+		n.metricsReg = reg
+	}
+}

@@ -1,0 +1,342 @@
+// Package cluster joins marmot servers into one protoactor cluster: a
+// Node is a marmot.Server whose actor system is a protoactor cluster
+// member, so that broadcasts, targeted sends, rooms and the server's
+// figures span every node.
+//
+// What crosses nodes, and how (docs/CLUSTER.md has the whole picture):
+//
+//   - Membership is protoactor's (the automanaged provider today); a node
+//     that stops answering leaves the member list, one that starts again
+//     joins it.
+//   - ClientIDs are unique in the cluster: a node numbers its clients
+//     from NodeID×10¹², so 3000000000007 is client 7 of node 3, and a
+//     targeted send goes straight to the node the ID names.
+//   - Node.Broadcast asks every member to send to its own clients, so a
+//     client gets it once.
+//   - A room is a protoactor grain (a virtual actor placed by rendezvous
+//     hashing): every node's publishes to the room go to its grain, which
+//     numbers them and hands each to every node that has members in the
+//     room; there, the room's local actor sends it to its members. One
+//     sequencer per room is what gives every member, on every node, one
+//     order and the same offsets.
+//
+// The single-server path is untouched: a marmot.Server without this
+// package runs no cluster code.
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/cluster"
+	"github.com/asynkron/protoactor-go/cluster/clusterproviders/automanaged"
+	"github.com/asynkron/protoactor-go/cluster/clusterproviders/etcd"
+	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
+	"github.com/asynkron/protoactor-go/eventstream"
+	"github.com/asynkron/protoactor-go/remote"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+
+	"go.uber.org/zap"
+
+	"github.com/marmotws/marmot"
+)
+
+// nodeActorName is the well-known name of every node's actor: other
+// nodes reach it at PID{Address: member address, Id: nodeActorName}.
+const nodeActorName = "marmot-node"
+
+// roomKind is the grain kind of rooms.
+const roomKind = "marmot-room"
+
+// Node is a marmot server that is a member of a cluster.
+type Node struct {
+	cfg  Config
+	srv  *marmot.Server
+	sys  *actor.ActorSystem
+	c    *cluster.Cluster
+	prop propagation.TextMapPropagator
+	rb   *roomBroker
+	log  *slog.Logger
+	mp   metric.MeterProvider
+
+	traffic    traffic
+	metricsReg metric.Registration
+
+	mu      sync.Mutex // serialises Start and Stop
+	started bool
+	stopped bool
+	topo    *eventstream.Subscription
+	self    *actor.PID
+	wg      sync.WaitGroup // the room broker's worker
+}
+
+// New makes a node: a marmot server configured from srv, whose actor
+// system joins the cluster cfg describes when Start is called. srv must
+// not set ActorSystem, NodeID or RoomBroker (the node sets them), nor
+// RoomHistory (not yet across nodes).
+func New(cfg Config, srv marmot.ServerConfig) (*Node, error) {
+	if err := cfg.normalize(); err != nil {
+		return nil, err
+	}
+	if srv.ActorSystem != nil || srv.NodeID != 0 || srv.RoomBroker != nil {
+		return nil, errors.New("marmot/cluster: ServerConfig.ActorSystem, NodeID and RoomBroker are the node's to set")
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger, prop: srv.Propagator, mp: srv.MeterProvider}
+	if n.prop == nil {
+		n.prop = defaultPropagator()
+	}
+	n.sys = marmot.NewActorSystem(cfg.Logger)
+	// The member's ID carries the NodeID, so that a ClientID's node is
+	// found among the members; the random rest keeps a restarted node a
+	// new member (protoactor blocks the IDs of members that left).
+	n.sys.ID = "n" + strconv.FormatUint(uint64(cfg.NodeID), 10) + "-" + n.sys.ID
+	n.rb = newRoomBroker(n)
+	srv.ActorSystem, srv.NodeID, srv.RoomBroker = n.sys, cfg.NodeID, n.rb
+	s, err := marmot.NewServer(srv)
+	if err != nil {
+		n.sys.Shutdown()
+		return nil, err
+	}
+	n.srv = s
+	return n, nil
+}
+
+// Server returns the node's marmot server: its local API (Join, Publish,
+// Members, the local Broadcast...) works as on a single server; Publish
+// reaches the room's members on every node.
+func (n *Node) Server() *marmot.Server { return n.srv }
+
+// NodeID returns the node's ID.
+func (n *Node) NodeID() uint32 { return n.cfg.NodeID }
+
+// Start joins the cluster, then starts the server (Server().Start). It
+// returns once both are up; the other members are seen within a
+// RefreshTTL or two.
+func (n *Node) Start(ctx context.Context) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.started || n.topo != nil {
+		return errors.New("marmot/cluster: node already started")
+	}
+	// The node actor listens to the topology before the member starts,
+	// so that no change is missed.
+	self, err := n.sys.Root.SpawnNamed(actorProps(n), nodeActorName)
+	if err != nil {
+		return fmt.Errorf("marmot/cluster: spawn the node actor: %w", err)
+	}
+	n.self = self
+	n.topo = n.sys.EventStream.Subscribe(func(evt any) {
+		if t, ok := evt.(*cluster.ClusterTopology); ok {
+			n.sys.Root.Send(self, t)
+		}
+	})
+	n.wg.Add(1)
+	go n.rb.run()
+	if err := n.startMember(); err != nil {
+		return err
+	}
+	n.started = true
+	n.registerMetrics(n.mp)
+	return n.srv.Start(ctx)
+}
+
+// startMember starts the protoactor cluster member; protoactor panics on
+// a bind error, which becomes an error here.
+func (n *Node) startMember() (err error) {
+	host, port, _ := splitHostPort(n.cfg.Bind)
+	hosts := []string{healthAddr(n.cfg.Bind)}
+	for _, s := range n.cfg.Seeds {
+		if s != n.cfg.Bind {
+			hosts = append(hosts, healthAddr(s))
+		}
+	}
+	var provider cluster.ClusterProvider
+	switch n.cfg.Provider {
+	case ProviderEtcd:
+		p, err := etcd.NewWithConfig("/marmot/"+n.cfg.Name, clientv3.Config{
+			Endpoints: n.cfg.EtcdEndpoints, DialTimeout: n.cfg.RequestTimeout,
+			Logger: zap.NewNop(),
+		})
+		if err != nil {
+			return fmt.Errorf("marmot/cluster: etcd: %w", err)
+		}
+		provider = p
+	default:
+		// automanaged serves its health endpoint from a goroutine and
+		// only logs when it cannot listen, which would leave this node
+		// invisible to the others: check that the port is free first.
+		ln, err := net.Listen("tcp", net.JoinHostPort("0.0.0.0", strconv.Itoa(port+1)))
+		if err != nil {
+			return fmt.Errorf("marmot/cluster: the automanaged health port (Bind port + 1): %w", err)
+		}
+		_ = ln.Close()
+		provider = automanaged.NewWithConfig(n.cfg.RefreshTTL, port+1, hosts...)
+	}
+	// The endpoint queue bounds what waits for a slow or unreachable
+	// node (protoactor's default is a million messages).
+	rc := remote.Configure(host, port, remote.WithEndpointWriterQueueSize(100_000), remote.WithEndpointManagerQueueSize(100_000))
+	kind := cluster.NewKind(roomKind, actor.PropsFromProducer(func() actor.Actor { return newRoomGrain(n) }))
+	cc := cluster.Configure(n.cfg.Name, provider, disthash.New(), rc,
+		cluster.WithKinds(kind), cluster.WithRequestTimeout(n.cfg.RequestTimeout))
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("marmot/cluster: start member on %s: %v", n.cfg.Bind, r)
+		}
+	}()
+	n.c = cluster.New(n.sys, cc)
+	n.c.StartMember()
+	return nil
+}
+
+// Stop stops the server gracefully (Server().Stop), then leaves the
+// cluster and shuts the actor system down, within ctx: when ctx ends
+// first, Stop returns its error and the leaving goes on in the
+// background. The node cannot start again.
+func (n *Node) Stop(ctx context.Context) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.stopped {
+		return nil
+	}
+	n.stopped = true
+	err := n.srv.Stop(ctx)
+	if n.metricsReg != nil {
+		_ = n.metricsReg.Unregister()
+	}
+	if n.topo != nil {
+		n.sys.EventStream.Unsubscribe(n.topo)
+		close(n.rb.done)
+	}
+	n.wg.Wait()
+	if !n.started {
+		n.sys.Shutdown()
+		return err
+	}
+	// Leaving takes protoactor about 2 s (it waits for ownership to
+	// move), and longer when the provider cannot reach its store (etcd
+	// down): ctx bounds the wait, and the rest finishes on its own.
+	left := make(chan struct{})
+	go func() {
+		defer close(left)
+		n.c.Shutdown(true)
+	}()
+	select {
+	case <-left:
+	case <-ctx.Done():
+		err = errors.Join(err, fmt.Errorf("marmot/cluster: leaving the cluster: %w", ctx.Err()))
+	}
+	return err
+}
+
+// Member is one node of the cluster.
+type Member struct {
+	NodeID  uint32
+	Address string // its Bind address
+}
+
+// Members returns the nodes the cluster has now, ordered by NodeID.
+func (n *Node) Members() []Member {
+	if n.c == nil {
+		return nil
+	}
+	var out []Member
+	for _, m := range n.c.MemberList.Members().Members() {
+		out = append(out, Member{NodeID: memberNodeID(m), Address: m.Address()})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].NodeID < out[j].NodeID })
+	return out
+}
+
+// memberNodeID reads the NodeID from a member's ID: the actor system's
+// ID "n<NodeID>-...", which the etcd provider prefixes with "<cluster>@".
+func memberNodeID(m *cluster.Member) uint32 {
+	id := m.Id
+	if i := strings.LastIndexByte(id, '@'); i >= 0 {
+		id = id[i+1:]
+	}
+	s, _, _ := strings.Cut(strings.TrimPrefix(id, "n"), "-")
+	v, _ := strconv.ParseUint(s, 10, 32)
+	return uint32(v)
+}
+
+// nodeAddress returns the address of the member whose NodeID is id.
+func (n *Node) nodeAddress(id uint32) (string, bool) {
+	for _, m := range n.Members() {
+		if m.NodeID == id {
+			return m.Address, true
+		}
+	}
+	return "", false
+}
+
+func nodePID(addr string) *actor.PID { return actor.NewPID(addr, nodeActorName) }
+
+func (n *Node) check() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.started || n.stopped {
+		return ErrNotStarted
+	}
+	return nil
+}
+
+// timeout is the time a call to another node may take under ctx.
+func (n *Node) timeout(ctx context.Context) time.Duration {
+	d := n.cfg.RequestTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		d = min(d, time.Until(dl))
+	}
+	return max(d, time.Millisecond)
+}
+
+// inject puts ctx's trace context into a message's meta.
+func (n *Node) inject(ctx context.Context) map[string]string {
+	m := map[string]string{}
+	n.prop.Inject(ctx, propagation.MapCarrier(m))
+	if len(m) == 0 {
+		return nil
+	}
+	return m
+}
+
+// extract is inject's other end.
+func (n *Node) extract(meta map[string]string) context.Context {
+	if len(meta) == 0 {
+		return context.Background()
+	}
+	return n.prop.Extract(context.Background(), propagation.MapCarrier(meta))
+}
+
+// remoteAddr is a client's remote address reported by another node.
+type remoteAddr string
+
+func (a remoteAddr) Network() string { return "tcp" }
+func (a remoteAddr) String() string  { return string(a) }
+
+var _ net.Addr = remoteAddr("")
+
+// defaultPropagator is the global propagator when one is set, else W3C
+// trace context and baggage (marmot's default).
+func defaultPropagator() propagation.TextMapPropagator {
+	if p := otel.GetTextMapPropagator(); len(p.Fields()) > 0 {
+		return p
+	}
+	return propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+}
+
+// actorProps makes n's node actor.
+func actorProps(n *Node) *actor.Props {
+	return actor.PropsFromProducer(func() actor.Actor { return &nodeActor{n: n} })
+}

@@ -1,0 +1,102 @@
+package cluster
+
+import (
+	"errors"
+	"net"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/cluster"
+
+	"github.com/marmotws/marmot"
+	"github.com/marmotws/marmot/cluster/internal/wire"
+)
+
+// nodeActor is a node's door for the other nodes (and its own room
+// grains): it carries out on the local server what they ask, one message
+// at a time, which keeps each room's deliveries in the grain's order.
+type nodeActor struct{ n *Node }
+
+// Receive implements actor.Actor.
+func (a *nodeActor) Receive(ctx actor.Context) {
+	srv := a.n.srv
+	if k, ok := receivedKind(ctx.Message()); ok {
+		a.n.traffic.received[k].Add(1)
+	}
+	switch m := ctx.Message().(type) {
+	case *wire.RoomDeliver:
+		a.n.rb.delivered(m)
+		srv.DeliverRoom(m.Room, &marmot.RoomMessage{Name: m.Name, Data: m.Data, Meta: m.Meta, Epoch: m.Epoch, Offset: m.Offset})
+	case *wire.Broadcast:
+		var k int
+		var err error
+		if m.Name != "" {
+			k, err = srv.BroadcastCommand(m.Name, m.Data)
+		} else {
+			k, err = srv.BroadcastContext(a.n.extract(m.Meta), m.Data)
+		}
+		ctx.Respond(ack(k, err))
+	case *wire.SendTo:
+		var err error
+		if m.Name != "" {
+			err = srv.SendCommandToClientContext(a.n.extract(m.Meta), marmot.ClientID(m.Id), m.Name, m.Data)
+		} else {
+			err = srv.SendToClientContext(a.n.extract(m.Meta), marmot.ClientID(m.Id), m.Data)
+		}
+		ctx.Respond(ack(1, err))
+	case *wire.Disconnect:
+		ctx.Respond(ack(1, srv.Disconnect(marmot.ClientID(m.Id), int(m.Code), m.Text)))
+	case *wire.ClientsRequest:
+		cs := srv.Clients()
+		out := &wire.Clients{Clients: make([]*wire.ClientInfo, len(cs))}
+		for i, c := range cs {
+			out.Clients[i] = &wire.ClientInfo{
+				Id: uint64(c.ID), RemoteAddr: addrString(c.RemoteAddr), Subprotocol: c.Subprotocol,
+				ConnectedAtUnixNano: c.ConnectedAt.UnixNano(),
+				BytesReceived:       c.BytesReceived, BytesSent: c.BytesSent,
+				MessagesReceived: c.MessagesReceived, MessagesSent: c.MessagesSent,
+			}
+		}
+		ctx.Respond(out)
+	case *wire.StatsRequest:
+		st := srv.Stats()
+		ctx.Respond(&wire.Stats{
+			ClientCount: int64(st.ClientCount), TotalConnections: st.TotalConnections,
+			BytesReceived: st.TotalBytesReceived, BytesSent: st.TotalBytesSent,
+			MessagesReceived: st.TotalMessagesReceived, MessagesSent: st.TotalMessagesSent,
+			Refused: st.RefusedConnections, HandshakeFailures: st.HandshakeFailures,
+			DecryptFailures: st.DecryptFailures, SlowConsumerCloses: st.SlowConsumerCloses,
+			ActorRestarts: st.ActorRestarts,
+		})
+	case *cluster.ClusterTopology:
+		a.n.rb.topologyChanged(m)
+	}
+}
+
+func ack(n int, err error) *wire.Ack {
+	if err != nil {
+		return &wire.Ack{Error: err.Error(), NotFound: errors.Is(err, marmot.ErrClientNotFound)}
+	}
+	return &wire.Ack{N: int64(n)}
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}
+
+// receivedKind is the metrics' kind of a message from another node.
+func receivedKind(m any) (int, bool) {
+	switch m.(type) {
+	case *wire.RoomDeliver:
+		return kindDeliver, true
+	case *wire.Broadcast:
+		return kindBroadcast, true
+	case *wire.SendTo, *wire.Disconnect:
+		return kindSend, true
+	case *wire.ClientsRequest, *wire.StatsRequest:
+		return kindQuery, true
+	}
+	return 0, false
+}
