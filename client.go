@@ -149,6 +149,9 @@ type ClientConfig struct {
 	// the ClientActor. A panic restarts it fresh; the connection carries on.
 	// OnHandleCommand is not called when it is set; the other events are.
 	Actor actor.Producer
+	// ActorMiddleware, when set, runs in front of the client's actor (see
+	// ServerConfig.ActorMiddleware); nil costs nothing.
+	ActorMiddleware []actor.ReceiverMiddleware
 
 	// Compression offers permessage-deflate (RFC 7692); used when the
 	// server accepts it. Off by default; off with encryption.
@@ -219,6 +222,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		Token:                cfg.Token,
 		TokenInMessage:       cfg.TokenInMessage,
 		Actor:                cfg.Actor,
+		ReceiverMiddleware:   cfg.ActorMiddleware,
 		Events:               cfg.ClientEvents,
 	})
 	return &Client{c: ac, cfg: cfg}, nil

@@ -204,6 +204,13 @@ type ServerConfig struct {
 	// docs/PERFORMANCE.md has what it costs and saves.
 	Compression Compression
 
+	// ActorMiddleware, when set, runs in front of every connection actor
+	// and every room actor: protoactor receive middleware that sees each
+	// message before the actor does, inbound frames as their *Message.
+	// It is how package chaos/actorfault injects panics, delays, drops,
+	// duplicates and stalls (docs/FAULTS.md); nil costs nothing.
+	ActorMiddleware []actor.ReceiverMiddleware
+
 	// EncryptionConfig is the seed's AES encryption; off by default.
 	EncryptionConfig
 	// ServerEvents are the per-connection callbacks.
@@ -371,6 +378,7 @@ func (s *Server) newHub() *actors.Hub {
 		MaxSessions:         c.MaxSessions,
 		NodeID:              c.NodeID,
 		RoomBroker:          c.RoomBroker,
+		ReceiverMiddleware:  c.ActorMiddleware,
 		Events:              c.ServerEvents,
 	})
 }

@@ -129,7 +129,7 @@ func NewClient(cfg ClientConfig) *Client {
 	ready := make(chan *actor.PID, 1)
 	guard := actor.PropsFromFunc(func(ctx actor.Context) {
 		if _, ok := ctx.Message().(*actor.Started); ok {
-			ready <- ctx.Spawn(actor.PropsFromProducer(func() actor.Actor {
+			props := actor.PropsFromProducer(func() actor.Actor {
 				// Every (re)start gets a fresh ClientActor and a fresh user
 				// actor; the Client carries what survives.
 				a := &ClientActor{c: c}
@@ -137,7 +137,11 @@ func NewClient(cfg ClientConfig) *Client {
 					a.user = cfg.Actor()
 				}
 				return a
-			}))
+			})
+			if len(cfg.ReceiverMiddleware) > 0 {
+				props.Configure(actor.WithReceiverMiddleware(withInbound(c.tel, cfg.ReceiverMiddleware)...))
+			}
+			ready <- ctx.Spawn(props)
 		}
 	}, actor.WithSupervisor(strategy))
 	c.guard = c.sys.Root.Spawn(guard)

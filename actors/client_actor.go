@@ -160,6 +160,8 @@ func (a *ClientActor) Receive(ctx actor.Context) {
 		a.flush(c.link(), time.Time{})
 	case *inbound:
 		a.handleInbound(ctx, m)
+	case *redelivery:
+		a.handleFrame(ctx, m.in, false)
 	case *closeRequest:
 		if m.cause != nil {
 			c.reportError(m.cause)
@@ -624,10 +626,16 @@ func (a *ClientActor) flush(l *link, deadline time.Time) {
 	_ = l.out.flush(deadline, a.onSent())
 }
 
-func (a *ClientActor) handleInbound(ctx actor.Context, in *inbound) {
+func (a *ClientActor) handleInbound(ctx actor.Context, in *inbound) { a.handleFrame(ctx, in, true) }
+
+// handleFrame is handleInbound; without settle it leaves the frame's
+// bookkeeping to the receive middleware (see withInbound).
+func (a *ClientActor) handleFrame(ctx actor.Context, in *inbound, settle bool) {
 	c := a.c
 	l := in.l
-	defer l.processed(in)
+	if settle {
+		defer l.processed(in)
+	}
 	l.beginTurn()
 	defer l.endTurn(a.onSent())
 	if l != c.link() {

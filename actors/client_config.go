@@ -262,7 +262,10 @@ type ClientConfig struct {
 	// or as the first message with TokenInMessage.
 	Token          func(ctx context.Context) (string, error)
 	TokenInMessage bool
-	Events         ClientEvents
+	// ReceiverMiddleware, when set, runs on the ClientActor in front of its
+	// Receive (see HubConfig.ReceiverMiddleware).
+	ReceiverMiddleware []actor.ReceiverMiddleware
+	Events             ClientEvents
 }
 
 // ClientStats are the client's counters.

@@ -100,6 +100,8 @@ func (a *ConnectionActor) Receive(ctx actor.Context) {
 		a.flush(time.Time{})
 	case *inbound:
 		a.handleInbound(ctx, m)
+	case *redelivery:
+		a.handleFrame(ctx, m.in, false)
 	case *Push:
 		var err error
 		if m.Name != "" {
@@ -190,7 +192,7 @@ func (a *ConnectionActor) toUser(ctx actor.Context, msg any) {
 func (a *ConnectionActor) receiveDirect(msg any) bool {
 	switch m := msg.(type) {
 	case *inbound:
-		if a.c.hub.cfg.ConnectionActor != nil {
+		if a.c.hub.fullPath {
 			return false
 		}
 		a.handleInbound(nil, m)
@@ -217,12 +219,19 @@ func (a *ConnectionActor) answerPeerClose(ce *CloseError) {
 // handleInbound runs one inbound message through the events and the
 // handler: OnHandleCommand, or the user's actor (ctx is nil on the direct
 // path, which only callbacks take).
-func (a *ConnectionActor) handleInbound(ctx actor.Context, in *inbound) {
+func (a *ConnectionActor) handleInbound(ctx actor.Context, in *inbound) { a.handleFrame(ctx, in, true) }
+
+// handleFrame is handleInbound; without settle it leaves the frame's
+// bookkeeping to the receive middleware, which settles it once however
+// often the frame is handed on (see withInbound).
+func (a *ConnectionActor) handleFrame(ctx actor.Context, in *inbound, settle bool) {
 	c := a.c
 	h := c.hub
 	ev := &h.cfg.Events
 	l := c.link
-	defer l.processed(in)
+	if settle {
+		defer l.processed(in)
+	}
 	l.beginTurn()
 	defer l.endTurn(l.out.onSent)
 	l.received(in.size)

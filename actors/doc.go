@@ -135,6 +135,16 @@
 // hub's ClientIDs apart from other hubs'. Without a broker none of this
 // runs.
 //
+// # Receive middleware
+//
+// HubConfig.ReceiverMiddleware and ClientConfig.ReceiverMiddleware run in
+// front of the connection, room and client actors (package
+// chaos/actorfault injects faults this way). Inbound frames then leave the
+// direct path and are shown to the middleware as their *Message;
+// middleware.go settles each frame's bookkeeping once, whether the
+// middleware drops, passes or duplicates it. Identify says which actor a
+// middleware runs on.
+//
 // The root package marmot wraps all this behind a friendlier
 // configuration; use this package directly when you want the actor PIDs.
 package actors

@@ -143,14 +143,24 @@ type HubConfig struct {
 	// MaxSessions bounds the sessions kept at once, attached or waiting
 	// (0: DefaultMaxSessions; < 0: no sessions, clients get none).
 	MaxSessions int
-	Events      ServerEvents
+	// ReceiverMiddleware, when set, runs on every connection actor and
+	// every room actor in front of its Receive (protoactor receive
+	// middleware: fault injection, tracing, logging; see middleware.go for
+	// how inbound frames look to it). Nil costs nothing: frames then take
+	// the direct path.
+	ReceiverMiddleware []actor.ReceiverMiddleware
+	Events             ServerEvents
 }
 
 // Hub accepts WebSocket connections and runs each as a ConnectionActor under
 // one ServerActor. It implements http.Handler.
 type Hub struct {
-	cfg          HubConfig
-	log          *slog.Logger
+	cfg HubConfig
+	log *slog.Logger
+	// fullPath sends inbound frames through protoactor's actor context
+	// (for the user's connection actor, or receive middleware) rather
+	// than the mailbox's direct path.
+	fullPath     bool
 	sys          *actor.ActorSystem
 	ownSys       bool
 	server       *actor.PID
@@ -217,6 +227,7 @@ func NewHub(cfg HubConfig) *Hub {
 	h := &Hub{cfg: cfg, log: cfg.Logger, conns: make(map[ClientID]*conn), rooms: make(map[string]*roomEntry),
 		sessions: newSessions(cfg.SessionTTL, cfg.MaxSessions)}
 	h.nextID.Store(uint64(cfg.NodeID) * NodeIDStride)
+	h.fullPath = cfg.ConnectionActor != nil || len(cfg.ReceiverMiddleware) > 0
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}

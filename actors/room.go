@@ -48,6 +48,9 @@ type roomActor struct {
 	// -race). gen tells a stale tick from the current one.
 	idle    *time.Timer
 	idleGen uint64
+	// started is set by the first Started: a restarted room keeps its
+	// state (see Restarting).
+	started bool
 }
 
 // roomIdleTick is the idle timer's message to its room.
@@ -92,12 +95,23 @@ type (
 func (r *roomActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
-		r.openHistory()
-		if r.h.cfg.RoomBroker != nil {
-			r.subscribe()
+		if !r.started { // not after a restart: the state carries on
+			r.started = true
+			r.openHistory()
+			if r.h.cfg.RoomBroker != nil {
+				r.subscribe()
+			}
+			r.presence = r.h.presenceOn(r.name)
 		}
-		r.presence = r.h.presenceOn(r.name)
 		r.armIdle(ctx)
+	case *actor.Restarting:
+		// A panic (a bug, or an injected fault) restarts the room. Its
+		// members do not know, so the next instance is this one, members,
+		// epoch, offset and history kept, rather than an empty room they
+		// would wait on forever. The message it failed on is lost (its
+		// sender's call times out).
+		r.disarmIdle()
+		r.entry.failed = r
 	case *roomDeliver:
 		r.entry.inflight.Add(-1)
 		r.deliver(m.m)
@@ -176,6 +190,10 @@ func (r *roomActor) disarmIdle() {
 
 // newRoomActor makes a room's actor; its history opens when it starts.
 func newRoomActor(h *Hub, name string, e *roomEntry) *roomActor {
+	if r := e.failed; r != nil {
+		e.failed = nil
+		return r
+	}
 	return &roomActor{h: h, name: name, entry: e, members: make(map[ClientID]*conn)}
 }
 
@@ -341,4 +359,8 @@ type roomEntry struct {
 	// idleChecks counts the idle timeouts the room has acted on; tests
 	// wait on it rather than on the clock.
 	idleChecks atomic.Int64
+	// failed is the room's actor after a panic, until protoactor makes the
+	// next instance (see Restarting): written and read on the room's own
+	// turn.
+	failed *roomActor
 }

@@ -86,7 +86,7 @@ func (h *Hub) roomRef(name string, create bool) (*roomEntry, error) {
 		e = &roomEntry{name: name}
 		props := actor.PropsFromProducer(func() actor.Actor {
 			return newRoomActor(h, name, e)
-		})
+		}, actor.WithReceiverMiddleware(h.cfg.ReceiverMiddleware...))
 		e.pid = h.sys.Root.SpawnPrefix(props, "room-")
 		h.rooms[name] = e
 	}

@@ -33,6 +33,9 @@ func (s *ServerActor) Receive(ctx actor.Context) {
 			}
 			return a
 		}, actor.WithMailbox(func() actor.Mailbox { return c.mbox }))
+		if mw := s.hub.cfg.ReceiverMiddleware; len(mw) > 0 {
+			props.Configure(actor.WithReceiverMiddleware(withInbound(s.hub.tel, mw)...))
+		}
 		ctx.SpawnPrefix(props, fmt.Sprintf("conn-%d-", c.id))
 	case *Broadcast:
 		_, err := s.hub.broadcast(context.Background(), m.Except, m.Name, m.Data)

@@ -66,7 +66,9 @@ var (
 // belong to. When an actor fails while processing such a message (directly or
 // wrapped in an *actor.MessageEnvelope), the failure span is a child of the
 // span found in TraceContext, so the failure shows up in the trace of the
-// message that caused it.
+// message that caused it. A panic value that implements Traced comes first:
+// a fault injected on purpose (package chaos/actorfault) parents the
+// failure span to the span that records the injection.
 type Traced interface {
 	TraceContext() context.Context
 }
@@ -308,7 +310,7 @@ func canEscalate(supervisor actor.Supervisor) bool {
 }
 
 func (s *Strategy) startSpan(message any, f Failure, reasonText string) (context.Context, trace.Span) {
-	parent := s.parentContext(message)
+	parent := s.parentContext(f.Reason, message)
 
 	attrs := make([]attribute.KeyValue, 0, 8)
 	attrs = append(attrs,
@@ -345,10 +347,11 @@ func (s *Strategy) startSpan(message any, f Failure, reasonText string) (context
 	return ctx, span
 }
 
-// parentContext returns the context of the message (or of the message inside
-// an envelope) when it implements Traced, and context.Background otherwise.
-func (s *Strategy) parentContext(message any) context.Context {
-	candidates := []any{message}
+// parentContext returns the context of the panic's value when it implements
+// Traced (an injected fault), else that of the message (or of the message
+// inside an envelope) when it does, and context.Background otherwise.
+func (s *Strategy) parentContext(reason, message any) context.Context {
+	candidates := []any{reason, message}
 	if env, ok := message.(*actor.MessageEnvelope); ok && env != nil {
 		candidates = append(candidates, env.Message)
 	}

@@ -1,0 +1,240 @@
+package delivery
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Kind is a kind of anomaly.
+type Kind int
+
+// The anomalies.
+const (
+	// Lost: an acked message numbered while the receiver was in the room
+	// never reached it.
+	Lost Kind = iota
+	// Duplicated: a message reached the receiver more than once.
+	Duplicated
+	// Reordered: a message reached the receiver after a later message of
+	// the same sender, or at an offset below one it had already got in
+	// the same epoch.
+	Reordered
+	// Corrupted: a payload whose stamp or checksum is wrong, or that was
+	// never sent.
+	Corrupted
+	nKinds
+)
+
+func (k Kind) String() string {
+	switch k {
+	case Lost:
+		return "lost"
+	case Duplicated:
+		return "duplicated"
+	case Reordered:
+		return "reordered"
+	case Corrupted:
+		return "corrupted"
+	}
+	return fmt.Sprintf("Kind(%d)", int(k))
+}
+
+// Anomaly is one message that went wrong for one receiver.
+type Anomaly struct {
+	Kind     Kind
+	Receiver string
+	Room     string
+	Sender   string
+	Seq      uint64
+	Epoch    string // as received ("" for a lost message)
+	Offset   uint64 // as received (0 for a lost message)
+	Detail   string
+}
+
+func (a Anomaly) String() string {
+	s := fmt.Sprintf("%s: %s in %s: %s #%d", a.Kind, a.Receiver, a.Room, a.Sender, a.Seq)
+	if a.Offset != 0 {
+		s += fmt.Sprintf(" at offset %d", a.Offset)
+	}
+	if a.Detail != "" {
+		s += " (" + a.Detail + ")"
+	}
+	return s
+}
+
+// examplesPerKind bounds the anomalies a Report lists of each kind (it
+// counts them all).
+const examplesPerKind = 10
+
+// anomalies counts anomalies by kind and keeps the first few.
+type anomalies struct {
+	n        [nKinds]int
+	examples []Anomaly
+}
+
+func (f *anomalies) add(k Kind, a Anomaly) {
+	a.Kind = k
+	if f.n[k] < examplesPerKind {
+		f.examples = append(f.examples, a)
+	}
+	f.n[k]++
+}
+
+func (f *anomalies) merge(o *anomalies) {
+	for k := range Kind(nKinds) {
+		f.n[k] += o.n[k]
+	}
+	for _, a := range o.examples {
+		if f.count(a.Kind) < examplesPerKind {
+			f.examples = append(f.examples, a)
+		}
+	}
+}
+
+func (f *anomalies) count(k Kind) int {
+	n := 0
+	for _, a := range f.examples {
+		if a.Kind == k {
+			n++
+		}
+	}
+	return n
+}
+
+// Report is what Check found.
+type Report struct {
+	// Streams and Sent count the senders' streams and messages; Acked
+	// those acknowledged.
+	Streams, Sent, Acked int
+	// Receivers counts (receiver, room) pairs; Received every delivery
+	// recorded; Expected the deliveries that had to happen.
+	Receivers, Received, Expected int
+	// Lost, Duplicated, Reordered and Corrupted count the anomalies.
+	Lost, Duplicated, Reordered, Corrupted int
+	// Examples are the first few anomalies of each kind.
+	Examples []Anomaly
+}
+
+// OK reports whether nothing was lost, duplicated, reordered or corrupted.
+func (r *Report) OK() bool {
+	return r.Lost == 0 && r.Duplicated == 0 && r.Reordered == 0 && r.Corrupted == 0
+}
+
+// ErrAnomalies is what Report.Err wraps.
+var ErrAnomalies = errors.New("delivery: anomalies")
+
+// Err is nil when the report is OK, and otherwise an error wrapping
+// ErrAnomalies that counts them and lists the examples.
+func (r *Report) Err() error {
+	if r.OK() {
+		return nil
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d lost, %d duplicated, %d reordered, %d corrupted", r.Lost, r.Duplicated, r.Reordered, r.Corrupted)
+	for _, a := range r.Examples {
+		b.WriteString("\n\t" + a.String())
+	}
+	return fmt.Errorf("%w: %s", ErrAnomalies, b.String())
+}
+
+// String is the report as a table.
+func (r *Report) String() string {
+	var b strings.Builder
+	row := func(k string, v int) { fmt.Fprintf(&b, "%-12s %12d\n", k, v) }
+	row("streams", r.Streams)
+	row("sent", r.Sent)
+	row("acked", r.Acked)
+	row("receivers", r.Receivers)
+	row("received", r.Received)
+	row("expected", r.Expected)
+	row("lost", r.Lost)
+	row("duplicated", r.Duplicated)
+	row("reordered", r.Reordered)
+	row("corrupted", r.Corrupted)
+	return b.String()
+}
+
+// Check compares what was received with what was sent. It may run while
+// recording goes on (it then sees a moment of it), but messages still on
+// their way count as lost: check once the senders have stopped and the
+// receivers have caught up.
+func (r *Recorder) Check() *Report {
+	rep := &Report{}
+	r.mu.Lock()
+	streams := make(map[string][]*Stream, len(r.byRoom))
+	for room, ss := range r.byRoom {
+		streams[room] = append([]*Stream(nil), ss...)
+	}
+	keys := make([]inboxKey, 0, len(r.inboxes))
+	for k := range r.inboxes {
+		keys = append(keys, k)
+	}
+	inboxes := make(map[inboxKey]*inbox, len(r.inboxes))
+	for k, v := range r.inboxes {
+		inboxes[k] = v
+	}
+	r.mu.Unlock()
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].room != keys[j].room {
+			return keys[i].room < keys[j].room
+		}
+		return keys[i].receiver < keys[j].receiver
+	})
+
+	var found anomalies
+	for _, ss := range streams {
+		for _, s := range ss {
+			rep.Streams++
+			s.mu.Lock()
+			rep.Sent += len(s.msgs)
+			for _, m := range s.msgs {
+				if m.acked {
+					rep.Acked++
+				}
+			}
+			s.mu.Unlock()
+		}
+	}
+	for _, k := range keys {
+		in := inboxes[k]
+		rep.Receivers++
+		in.mu.Lock()
+		rep.Received += in.received
+		found.merge(&in.found)
+		if !in.joined.IsZero() {
+			for _, s := range streams[k.room] {
+				rep.Expected += in.lost(k, s, &found)
+			}
+		}
+		in.mu.Unlock()
+	}
+	rep.Lost, rep.Duplicated, rep.Reordered, rep.Corrupted = found.n[Lost], found.n[Duplicated], found.n[Reordered], found.n[Corrupted]
+	sort.SliceStable(found.examples, func(i, j int) bool { return found.examples[i].Kind < found.examples[j].Kind })
+	rep.Examples = found.examples
+	return rep
+}
+
+// lost adds to found the messages of s that in should have got and did
+// not, and returns how many it should have got.
+func (in *inbox) lost(k inboxKey, s *Stream, found *anomalies) (expected int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sn := in.senders[s.sender]
+	seqs := make([]uint64, 0, len(s.msgs))
+	for seq, m := range s.msgs {
+		if !m.acked || !m.at.After(in.joined) || !in.left.IsZero() && !m.at.Before(in.left) {
+			continue
+		}
+		seqs = append(seqs, seq)
+	}
+	sort.Slice(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
+	for _, seq := range seqs {
+		expected++
+		if sn == nil || !sn.has(seq) {
+			found.add(Lost, Anomaly{Receiver: k.receiver, Room: k.room, Sender: s.sender, Seq: seq})
+		}
+	}
+	return expected
+}

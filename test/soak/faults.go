@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+
+	"github.com/marmotws/marmot/chaos"
+)
+
+// A fault the soak injects in one slot of its schedule.
+type fault int
+
+const (
+	faultReset     fault = iota // every connection reset (RST) at the proxy
+	faultBlackhole              // nothing passes for 2 s, then what was held flows on
+	faultBandwidth              // 32 KiB/s per connection and direction for half a slot
+	faultPanics                 // handler panics: random connection actors crash, the next publishes panic
+	faultKill                   // the server SIGKILLed and started again
+	nFaults
+)
+
+func (f fault) String() string {
+	return [...]string{"reset", "blackhole 2s", "bandwidth cap", "handler panics", "server SIGKILL"}[f]
+}
+
+// schedule returns the faults of slots slots: kills spread evenly, the
+// others rotating in an order drawn from rng.
+func schedule(rng *rand.Rand, slots, kills int) []fault {
+	out := make([]fault, slots)
+	isKill := make([]bool, slots)
+	for k := 1; k <= kills && slots > 0; k++ {
+		isKill[k*slots/(kills+1)] = true
+	}
+	rot := []fault{faultReset, faultBlackhole, faultBandwidth, faultPanics}
+	rng.Shuffle(len(rot), func(i, j int) { rot[i], rot[j] = rot[j], rot[i] })
+	n := 0
+	for i := range out {
+		if isKill[i] {
+			out[i] = faultKill
+			continue
+		}
+		out[i] = rot[n%len(rot)]
+		n++
+	}
+	return out
+}
+
+// injector applies the soak's faults.
+type injector struct {
+	proxy  *chaos.Proxy
+	server *child
+	rng    *rand.Rand
+	slot   time.Duration
+	crash  int // connection actors crashed per panics fault
+	counts [nFaults]atomic.Int64
+	// restart is how long each server restart took to serve again.
+	restarts []time.Duration
+}
+
+// do injects f and lifts it when it is a lasting one; it returns once
+// the fault is over (not once the clients have recovered).
+func (in *injector) do(ctx context.Context, f fault) error {
+	in.counts[f].Add(1)
+	switch f {
+	case faultReset:
+		in.proxy.ResetAll()
+	case faultBlackhole:
+		if err := in.proxy.Set(chaos.Faults{Blackhole: true}); err != nil {
+			return err
+		}
+		sleep(ctx, 2*time.Second)
+		return in.proxy.Set(chaos.Faults{})
+	case faultBandwidth:
+		if err := in.proxy.Set(chaos.Faults{Bandwidth: 32 << 10}); err != nil {
+			return err
+		}
+		sleep(ctx, in.slot/2)
+		return in.proxy.Set(chaos.Faults{})
+	case faultPanics:
+		if err := in.server.post(ctx, fmt.Sprintf("/crash?n=%d&seed=%d", in.crash, in.rng.Uint64())); err != nil {
+			return err
+		}
+		return in.server.post(ctx, "/panic-publish?n=3")
+	case faultKill:
+		in.server.kill()
+		start := time.Now()
+		if err := in.server.start(ctx); err != nil {
+			return err
+		}
+		in.restarts = append(in.restarts, time.Since(start))
+	}
+	return nil
+}
+
+// sleep waits d or until ctx ends: the soak paces its faults in time.
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}

@@ -1,0 +1,304 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/marmotws/marmot/chaos"
+	"github.com/marmotws/marmot/chaos/delivery"
+)
+
+// config is one soak run.
+type config struct {
+	Clients  int           // receivers
+	Rooms    int           // rooms (one publisher each)
+	Rate     float64       // messages per second per room
+	Duration time.Duration // publishing while faults rotate
+	Seed     uint64        // the fault schedule and targets
+	Kills    int           // server SIGKILLs
+	History  int           // messages each room keeps (bolt)
+	Dir      string        // bolt file and server log; "" a temporary one
+	Progress io.Writer     // a progress line every second; nil: none
+	// ServerExe is the binary run as the server (with MARMOT_SOAK_ROLE
+	// set); "" runs this one again.
+	ServerExe string
+}
+
+// result is what a run found.
+type result struct {
+	cfg      config
+	report   *delivery.Report
+	faults   [nFaults]int64
+	schedule []fault
+	restarts []time.Duration
+	proxy    chaos.Counts
+	// The server's RSS after warm-up and at the end (after a forced GC),
+	// and its goroutines with every client connected and idle, before
+	// and after.
+	rssWarm, rssEnd memory
+	warm            time.Duration
+	gorBase, gorEnd int
+	// The soak process's own goroutines before the clients and after
+	// they closed.
+	selfBase, selfEnd               int
+	recovered, notRecovered         int64
+	lastReason                      string
+	sent, acked, failed, received   int64
+	serverPanics, serverCrashes     int64
+	connectTime, drainTime, elapsed time.Duration
+}
+
+// rssTolerance and goroutineSlack are the run's bounds: the server's RSS
+// at the end within 10 % of after warm-up, and its goroutines back to the
+// baseline (give or take a few parked readers waking at the tick).
+const (
+	rssTolerance   = 0.10
+	goroutineSlack = 10
+)
+
+// failures lists what the result falls short of; empty: a pass.
+func (r *result) failures() []string {
+	var out []string
+	if err := r.report.Err(); err != nil {
+		out = append(out, err.Error())
+	}
+	if d := float64(r.rssEnd.rss-r.rssWarm.rss) / float64(r.rssWarm.rss); d > rssTolerance {
+		out = append(out, fmt.Sprintf("server RSS grew %.1f%% (%s -> %s), over %.0f%%", 100*d, mib(r.rssWarm.rss), mib(r.rssEnd.rss), 100*rssTolerance))
+	}
+	if r.gorEnd > r.gorBase+goroutineSlack {
+		out = append(out, fmt.Sprintf("server goroutines %d at the end, baseline %d", r.gorEnd, r.gorBase))
+	}
+	if r.selfEnd > r.selfBase+goroutineSlack {
+		out = append(out, fmt.Sprintf("soak goroutines %d after closing the clients, baseline %d", r.selfEnd, r.selfBase))
+	}
+	if r.notRecovered > 0 {
+		out = append(out, fmt.Sprintf("%d re-joins not recovered (last: %s)", r.notRecovered, r.lastReason))
+	}
+	return out
+}
+
+func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+// run runs one soak: the server as a child process, the chaos proxy and
+// the clients in this one.
+func run(ctx context.Context, cfg config) (res *result, err error) {
+	start := time.Now()
+	res = &result{cfg: cfg, selfBase: runtime.NumGoroutine()}
+	dir := cfg.Dir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "marmot-soak-"); err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(dir)
+	}
+	exe := cfg.ServerExe
+	if exe == "" {
+		if exe, err = os.Executable(); err != nil {
+			return nil, err
+		}
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	control, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	srv := &child{exe: exe, addr: addr, control: control, db: filepath.Join(dir, "rooms.db"),
+		maxConn: cfg.Clients + cfg.Rooms + 100, history: cfg.History, logPath: filepath.Join(dir, "server.log")}
+	if err := srv.start(ctx); err != nil {
+		return nil, err
+	}
+	defer srv.stop(10 * time.Second)
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("%w\nserver log:\n%s", err, srv.logTail())
+		}
+	}()
+	proxy, err := chaos.NewProxy("127.0.0.1:0", addr, chaos.Options{})
+	if err != nil {
+		return nil, err
+	}
+	defer proxy.Close()
+
+	sys := actor.NewActorSystem(actor.WithDeadLetterThrottleInterval(50*time.Millisecond),
+		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return slog.New(slog.DiscardHandler) }))
+	rec := delivery.NewRecorder()
+	fl := &fleet{url: "ws://" + proxy.Addr().String() + "/websocket", sys: sys, rec: rec}
+	defer func() {
+		fl.close()
+		sys.Shutdown()
+	}()
+
+	phase := &progress{total: cfg.Duration}
+	phase.set("connecting")
+	stopProgress := phase.run(cfg.Progress, fl, proxy)
+	defer stopProgress()
+
+	cctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	err = fl.connect(cctx, cfg.Clients, cfg.Rooms)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	res.connectTime = time.Since(start)
+	phase.set("baseline")
+	res.gorBase = settle(func() int { s, _ := srv.stats(ctx, false); return s.Goroutines }, 0)
+
+	// Publishing for the whole duration. Warm-up lasts until the rooms'
+	// histories are full (History/Rate), so that the RSS it is measured
+	// against holds them, but at least a sixth of the duration (at most
+	// 10 s) and at most a third; then the faults rotate, one per slot.
+	pctx, stopPub := context.WithCancel(ctx)
+	var pubErr error
+	var pubWG sync.WaitGroup
+	pubWG.Go(func() { pubErr = fl.publish(pctx, cfg.Rooms, cfg.Rate) })
+	phase.begin()
+	fill := time.Duration(float64(cfg.History) / cfg.Rate * float64(time.Second))
+	warm := max(min(cfg.Duration/6, 10*time.Second), min(fill, cfg.Duration/3))
+	res.warm = warm
+	phase.set("warm-up")
+	sleep(ctx, warm)
+	if _, err := srv.stats(ctx, true); err != nil {
+		stopPub()
+		pubWG.Wait()
+		return nil, err
+	}
+	res.rssWarm, _ = srv.rss()
+
+	slot := min(max(cfg.Duration/12, 4*time.Second), 15*time.Second)
+	slots := max(int((cfg.Duration-warm)/slot), 0)
+	rng := rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x5eed))
+	res.schedule = schedule(rng, slots, cfg.Kills)
+	inj := &injector{proxy: proxy, server: srv, rng: rng, slot: slot, crash: max(cfg.Clients/50, 1)}
+	for i, f := range res.schedule {
+		slotEnd := time.Now().Add(slot)
+		phase.set(fmt.Sprintf("fault %d/%d: %s", i+1, len(res.schedule), f))
+		if f == faultKill {
+			// The server's own counts, before the kill takes them.
+			if s, err := srv.stats(ctx, false); err == nil {
+				res.serverPanics += s.Faults.Panics
+				res.serverCrashes += s.Faults.Crashes
+			}
+		}
+		if err := inj.do(ctx, f); err != nil {
+			stopPub()
+			pubWG.Wait()
+			return nil, fmt.Errorf("fault %s: %w", f, err)
+		}
+		sleep(ctx, time.Until(slotEnd))
+	}
+	sleep(ctx, time.Until(phase.began.Add(cfg.Duration)))
+	stopPub()
+	pubWG.Wait()
+	if pubErr != nil {
+		return nil, pubErr
+	}
+	for i := range res.faults {
+		res.faults[i] = inj.counts[i].Load()
+	}
+	res.restarts = inj.restarts
+
+	// Drain: wait for every receiver to be connected and to have caught
+	// up (nothing lost), within a bound.
+	phase.set("draining")
+	drainStart := time.Now()
+	deadline := drainStart.Add(2 * time.Minute)
+	for {
+		res.report = rec.Check()
+		if fl.connected() == len(fl.recv) && res.report.Lost == 0 || time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
+		sleep(ctx, 2*time.Second)
+	}
+	res.drainTime = time.Since(drainStart)
+	phase.set("measuring")
+	res.gorEnd = settle(func() int { s, _ := srv.stats(ctx, false); return s.Goroutines }, res.gorBase)
+	if s, err := srv.stats(ctx, true); err == nil {
+		res.serverPanics += s.Faults.Panics
+		res.serverCrashes += s.Faults.Crashes
+	}
+	res.rssEnd, _ = srv.rss()
+	res.proxy = proxy.Counts()
+	res.recovered, res.notRecovered = fl.recovered.Load(), fl.notRecovered.Load()
+	if v, ok := fl.lastReason.Load().(string); ok {
+		res.lastReason = v
+	}
+	res.sent, res.acked, res.failed, res.received = fl.sent.Load(), fl.acked.Load(), fl.failed.Load(), fl.received.Load()
+	res.elapsed = time.Since(start)
+	return res, ctx.Err()
+}
+
+// finish measures the soak process's goroutines once run has returned
+// (everything it started closed).
+func finish(res *result) {
+	ctlClient.CloseIdleConnections()
+	res.selfEnd = settle(runtime.NumGoroutine, res.selfBase)
+}
+
+// settle samples get for a few seconds (idle readers park within two
+// ticks) and returns the lowest value seen, early once at or below
+// target.
+func settle(get func() int, target int) int {
+	low := get()
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); {
+		if low <= target {
+			return low
+		}
+		time.Sleep(250 * time.Millisecond)
+		low = min(low, get())
+	}
+	return low
+}
+
+// summary writes the run's table.
+func (r *result) summary(w io.Writer) {
+	row := func(k, v string) { fmt.Fprintf(w, "  %-28s %s\n", k, v) }
+	fmt.Fprintf(w, "\nmarmot soak: %d clients in %d rooms, %.0f msg/s per room, history %d, %s, seed %d\n",
+		r.cfg.Clients, r.cfg.Rooms, r.cfg.Rate, r.cfg.History, r.cfg.Duration, r.cfg.Seed)
+	names := make([]string, len(r.schedule))
+	for i, f := range r.schedule {
+		names[i] = f.String()
+	}
+	row("fault schedule", strings.Join(names, ", "))
+	for f := range fault(nFaults) {
+		row("  "+f.String(), fmt.Sprint(r.faults[f]))
+	}
+	row("server restarts (to serving)", fmt.Sprint(r.restarts))
+	row("actor panics injected", fmt.Sprintf("%d (%d by Crash, the rest on publishes)", r.serverPanics, r.serverCrashes))
+	row("proxy resets", fmt.Sprint(r.proxy.Resets))
+	row("publishes sent/acked/failed", fmt.Sprintf("%d / %d / %d", r.sent, r.acked, r.failed))
+	row("room messages received", fmt.Sprint(r.received))
+	row("re-joins recovered / not", fmt.Sprintf("%d / %d", r.recovered, r.notRecovered))
+	if r.report != nil {
+		row("deliveries expected", fmt.Sprint(r.report.Expected))
+		row("lost", fmt.Sprint(r.report.Lost))
+		row("duplicated", fmt.Sprint(r.report.Duplicated))
+		row("reordered", fmt.Sprint(r.report.Reordered))
+		row("corrupted", fmt.Sprint(r.report.Corrupted))
+	}
+	row("server RSS warm-up -> end", fmt.Sprintf("%s -> %s (%+.1f%%; warm-up %s)", mib(r.rssWarm.rss), mib(r.rssEnd.rss),
+		100*float64(r.rssEnd.rss-r.rssWarm.rss)/float64(max(r.rssWarm.rss, 1)), r.warm.Round(time.Second)))
+	row("  of it anonymous (heap)", fmt.Sprintf("%s -> %s", mib(r.rssWarm.anon), mib(r.rssEnd.anon)))
+	row("  of it file-backed (binary, bolt)", fmt.Sprintf("%s -> %s", mib(r.rssWarm.file), mib(r.rssEnd.file)))
+	row("server goroutines base/end", fmt.Sprintf("%d / %d", r.gorBase, r.gorEnd))
+	row("soak goroutines base/end", fmt.Sprintf("%d / %d", r.selfBase, r.selfEnd))
+	row("connect / drain / total", fmt.Sprintf("%s / %s / %s", r.connectTime.Round(time.Millisecond), r.drainTime.Round(time.Millisecond), r.elapsed.Round(time.Second)))
+	if f := r.failures(); len(f) > 0 {
+		fmt.Fprintf(w, "FAIL\n  %s\n", strings.Join(f, "\n  "))
+	} else {
+		fmt.Fprintln(w, "PASS")
+	}
+}

@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/marmotws/marmot"
+	"github.com/marmotws/marmot/boltstore"
+	"github.com/marmotws/marmot/chaos/actorfault"
+)
+
+// The server is a child process (so that it can be SIGKILLed): the soak
+// binary (or test binary) run again with these variables set.
+const (
+	envRole    = "MARMOT_SOAK_ROLE" // "server"
+	envAddr    = "MARMOT_SOAK_ADDR"
+	envControl = "MARMOT_SOAK_CONTROL"
+	envDB      = "MARMOT_SOAK_DB"
+	envMaxConn = "MARMOT_SOAK_MAXCONN"
+	envHistory = "MARMOT_SOAK_HISTORY"
+)
+
+// pubPrefix names the request a publisher sends: "pub/ROOM", answered once
+// the room has taken the message (so that the publisher knows it was
+// accepted), or with an error.
+const pubPrefix = "pub/"
+
+// serverStats is what the control API's GET /stats answers.
+type serverStats struct {
+	PID        int               `json:"pid"`
+	Goroutines int               `json:"goroutines"`
+	Clients    int               `json:"clients"`
+	Faults     actorfault.Counts `json:"faults"`
+}
+
+// serveChild runs the soak's server until SIGTERM (or SIGKILL).
+func serveChild() error {
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	store, err := boltstore.Open(os.Getenv(envDB), nil)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	maxConn, _ := strconv.Atoi(os.Getenv(envMaxConn))
+	history, _ := strconv.Atoi(os.Getenv(envHistory))
+	inj := actorfault.New(actorfault.Options{Logger: log})
+	defer inj.Close()
+	var srv *marmot.Server
+	srv, err = marmot.NewServer(marmot.ServerConfig{
+		Addr:            os.Getenv(envAddr),
+		MaxConnections:  maxConn,
+		Logger:          log,
+		LogLevel:        slog.LevelWarn,
+		RoomHistory:     marmot.HistoryConfig{Size: history, TTL: time.Hour, Backend: store},
+		ActorMiddleware: []actor.ReceiverMiddleware{inj.Middleware()},
+		ServerEvents: marmot.ServerEvents{OnHandleCommand: func(m *marmot.Message) {
+			room, ok := strings.CutPrefix(m.Name, pubPrefix)
+			if !ok || !m.IsRequest() {
+				return
+			}
+			n, err := srv.Publish(room, m.Payload)
+			switch {
+			case err != nil:
+				_ = m.ReplyError(503, err.Error())
+			case n == 0:
+				_ = m.ReplyError(503, "room not live")
+			default:
+				_ = m.Reply([]byte(strconv.Itoa(n)))
+			}
+		}},
+	})
+	if err != nil {
+		return err
+	}
+	if err := srv.Start(context.Background()); err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	// The heap profile, for the memory the RSS bound is about
+	// (go tool pprof http://CONTROL/debug/pprof/heap).
+	mux.HandleFunc("GET /debug/pprof/heap", pprof.Index)
+	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("gc") != "" {
+			runtime.GC()
+			debug.FreeOSMemory()
+		}
+		_ = json.NewEncoder(w).Encode(serverStats{PID: os.Getpid(), Goroutines: runtime.NumGoroutine(), Clients: srv.ClientCount(), Faults: inj.Counts()})
+	})
+	// POST /crash?n=K&seed=S: K connection actors, picked at random with
+	// seed S, panic on their next turn.
+	mux.HandleFunc("POST /crash", func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		seed, _ := strconv.ParseUint(r.URL.Query().Get("seed"), 10, 64)
+		clients := srv.Clients()
+		rng := rand.New(rand.NewPCG(seed, seed))
+		rng.Shuffle(len(clients), func(i, j int) { clients[i], clients[j] = clients[j], clients[i] })
+		n = min(n, len(clients))
+		for _, ci := range clients[:n] {
+			inj.Crash(srv.ActorSystem(), ci.PID)
+		}
+		fmt.Fprintln(w, n)
+	})
+	// POST /panic-publish?n=K: the next K publish requests panic in their
+	// connection actors, before the room sees them.
+	mux.HandleFunc("POST /panic-publish", func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		_, err := inj.Add(actorfault.Rule{Actors: actorfault.Connections(), Times: n, Fault: actorfault.Panic,
+			Match: func(msg any) bool {
+				m, ok := msg.(*marmot.Message)
+				return ok && strings.HasPrefix(m.Name, pubPrefix)
+			}})
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+		}
+	})
+	ctl := &http.Server{Addr: os.Getenv(envControl), Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- ctl.ListenAndServe() }()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, os.Interrupt)
+	select {
+	case <-sig:
+	case err := <-errc:
+		if !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = ctl.Shutdown(ctx)
+	return srv.Stop(ctx)
+}
