@@ -19,7 +19,9 @@ import (
 // reader and are echoed compressed, and keep-alive pings are answered by a
 // reader that parks between them.
 func TestCompressedConnectionParksAndKeepsAlive(t *testing.T) {
-	const keepAlive = 300 * time.Millisecond
+	// The client reads (and so answers pings) only now and then before the
+	// keep-alive part: a period a busy machine cannot overrun by accident.
+	const keepAlive = time.Second
 	h := newParkHarness(t, HubConfig{KeepAlive: keepAlive, MaxMessageSize: 1 << 20, Compression: Compression{Enabled: true}})
 	c := h.dialWith(t, &websocket.Dialer{EnableCompression: true})
 	msg := strings.Repeat(`{"id":1,"name":"marmot"},`, 40)
@@ -71,8 +73,16 @@ func TestCompressedConnectionParksAndKeepsAlive(t *testing.T) {
 		_, _, err := c.ReadMessage()
 		done <- err
 	}()
-	for range 5 {
-		waitFor(t, pongs, "a ping")
+	for i := range 5 {
+		select {
+		case <-pongs:
+		case r := <-h.closed:
+			t.Fatalf("the connection closed after %d pings: %v", i, r)
+		case err := <-done:
+			t.Fatalf("the reader ended after %d pings: %v", i, err)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no ping %d within 10 s", i+1)
+		}
 	}
 	select {
 	case r := <-h.closed:
