@@ -210,7 +210,7 @@ func TestNoParkingInsideAFragmentedMessage(t *testing.T) {
 func TestKeepAliveWithParkedReaders(t *testing.T) {
 	// Long enough that a busy machine's delay in answering a ping does not
 	// close the answering connection, short enough for several periods.
-	const keepAlive = 400 * time.Millisecond
+	const keepAlive = time.Second
 	h := newParkHarness(t, HubConfig{KeepAlive: keepAlive})
 
 	alive := h.dial(t)
