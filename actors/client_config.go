@@ -216,7 +216,10 @@ type ClientEvents struct {
 // ClientConfig configures a Client. The root package fills in the seed's
 // defaults; here zero disables a limit.
 type ClientConfig struct {
-	URL                  string
+	URL string
+	// FailoverURLs are dialed in turn after URL: a failed attempt or a
+	// lost connection moves the client to the next one (client_failover.go).
+	FailoverURLs         []string
 	Subprotocol          string // "" for raw mode
 	Transport            Transport
 	Header               http.Header
