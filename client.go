@@ -380,7 +380,9 @@ func (c *Client) Stats() ClientStats { return c.c.Stats() }
 // unless RetryFirstConnect is set, which keeps trying with the reconnect
 // backoff until it connects, ctx ends, MaxReconnectAttempts is reached or
 // the error is one retrying cannot fix. Each attempt is bounded by ctx and
-// ConnectionTimeout.
+// ConnectionTimeout. With FailoverURLs, a failed attempt moves on to the
+// next URL: at once, each URL once, without RetryFirstConnect (the error
+// then joins every URL's); with the backoff, as retries, with it.
 func (c *Client) Connect(ctx context.Context) error { return c.c.Connect(ctx) }
 
 // Disconnect closes the connection with 1000 Normal Closure after flushing

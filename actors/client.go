@@ -182,6 +182,9 @@ func (c *Client) Stats() ClientStats {
 // it connects, ctx ends, MaxReconnectAttempts is reached or the error is
 // one that retrying cannot fix. Each attempt is bounded by ctx and by
 // ConnectionTimeout; when ctx ends the client stops trying (StateError).
+// With FailoverURLs each failed attempt moves to the next URL; without
+// RetryFirstConnect, Connect tries each URL once, at once
+// (client_failover.go).
 func (c *Client) Connect(ctx context.Context) error {
 	if c.closed.Load() {
 		return ErrClientClosed
