@@ -270,9 +270,11 @@ func TestFailoverAttemptsCountOverall(t *testing.T) {
 	dead := []string{"ws://" + freeAddr(t) + "/a", "ws://" + freeAddr(t) + "/b"}
 	var c *marmot.Client
 	dialed := make(chan string, 16)
+	failed := make(chan error, 16)
 	c = newClient(t, marmot.ClientConfig{URL: dead[0], FailoverURLs: dead[1:], RetryFirstConnect: true,
 		MaxReconnectAttempts: 3, ReconnectStrategy: marmot.ReconnectFixed, ReconnectInterval: 5 * time.Millisecond,
-		ClientEvents: marmot.ClientEvents{OnReconnecting: func(int, time.Duration) { dialed <- c.URL() }}})
+		ClientEvents: marmot.ClientEvents{OnReconnecting: func(int, time.Duration) { dialed <- c.URL() },
+			OnReconnectFailed: func(_ int, err error) { failed <- err }}})
 	err := c.Connect(ctxTimeout(t))
 	if !errors.Is(err, marmot.ErrReconnectExhausted) {
 		t.Fatalf("Connect: %v", err)
@@ -283,7 +285,13 @@ func TestFailoverAttemptsCountOverall(t *testing.T) {
 			t.Fatalf("retry %d dials %s, want %s", i+1, got, want)
 		}
 	}
-	if len(dialed) != 0 || c.Stats().Reconnects != 3 {
+	// Each failure names the URL its attempt dialed.
+	for i, want := range []string{dead[0], dead[1], dead[0], dead[1]} {
+		if err := recv(t, failed, "OnReconnectFailed"); !strings.Contains(err.Error(), "connect to "+want+":") {
+			t.Fatalf("attempt %d: %v, want a failure of %s", i, err, want)
+		}
+	}
+	if len(dialed) != 0 || len(failed) != 0 || c.Stats().Reconnects != 3 {
 		t.Fatalf("%d more retries, Stats.Reconnects %d", len(dialed), c.Stats().Reconnects)
 	}
 }

@@ -155,7 +155,7 @@ func (a *ClientActor) Receive(ctx actor.Context) {
 		if m.episode == k.episode && c.State() == StateConnecting && k.timer != nil {
 			k.timer.Stop()
 			k.timer = nil
-			a.giveUp(fmt.Errorf("marmot: connect to %s: %w after %d attempts (last: %w)", c.url(), context.Cause(k.connectCtx), k.attempt, k.lastErr))
+			a.giveUp(fmt.Errorf("marmot: connect to %s: %w after %d attempts (last: %w)", c.endpointsText(), context.Cause(k.connectCtx), k.attempt, k.lastErr))
 		}
 	case *flushSignal:
 		a.flush(c.link(), time.Time{})
@@ -366,7 +366,7 @@ func (a *ClientActor) dialed(ctx actor.Context, m *dialDone) {
 		if retry && !final {
 			if f := c.cfg.Events.OnReconnectFailed; f != nil {
 				attempt := k.attempt
-				c.safeCall("OnReconnectFailed", func() { f(attempt, m.err) })
+				c.safeCall("OnReconnectFailed", func() { f(attempt, err) })
 			}
 			a.scheduleRetry(ctx)
 			return

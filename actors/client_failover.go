@@ -3,6 +3,7 @@ package actors
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Client failover: a client given several URLs (ClientConfig.URL and then
@@ -26,6 +27,9 @@ func (c *Client) url() string { return c.urls[int(c.urlAt.Load())] }
 // URL returns the URL of the current connection, or the one the next
 // attempt dials.
 func (c *Client) URL() string { return c.url() }
+
+// endpointsText names every URL, for errors about them all.
+func (c *Client) endpointsText() string { return strings.Join(c.urls, " or ") }
 
 // failover moves to the next URL, round again after the last.
 func (c *Client) failover() {
