@@ -26,6 +26,22 @@ type ClientConfig struct {
 	// URL is the full ws:// or wss:// endpoint; when set it overrides Host,
 	// Port and Path.
 	URL string
+	// FailoverURLs are more ws:// or wss:// endpoints of the same service
+	// (other nodes of a cluster, docs/CLUSTER.md), dialed in turn after
+	// URL (or Host, Port and Path): a failed connect attempt or a lost
+	// connection moves the client to the next URL, round again after the
+	// last; it stays on one that works. The reconnect backoff and
+	// MaxReconnectAttempts count attempts over all URLs together, not
+	// per URL (so MaxReconnectAttempts below the number of URLs gives up
+	// before trying them all). Without RetryFirstConnect, Connect tries
+	// every URL once, in turn and without delay, and fails with all their
+	// errors joined. A new server does not know the client's session:
+	// rooms are re-joined as after any reconnect (with Recovered=false
+	// unless that server has the room's history), and what it had sent
+	// without an acknowledgement is reported as ErrSessionLost
+	// (docs/ROOMS.md). Settings other than the URL (subprotocol,
+	// encryption, TLS, token) are the same for every URL.
+	FailoverURLs []string
 	// Host is the server's host name or IP. Default "localhost".
 	Host string
 	// Port is the server's port. Default 8080.
@@ -192,6 +208,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	}
 	ac := actors.NewClient(actors.ClientConfig{
 		URL:                  cfg.URL,
+		FailoverURLs:         cfg.FailoverURLs,
 		Subprotocol:          cfg.Subprotocol,
 		Transport:            cfg.Transport,
 		Header:               cfg.Header,
@@ -250,15 +267,19 @@ func (c *ClientConfig) normalize() error {
 		}
 		c.URL = "ws://" + net.JoinHostPort(host, strconv.Itoa(port)) + path
 	}
-	u, err := url.Parse(c.URL)
-	if err != nil {
-		return fmt.Errorf("marmot: invalid URL %q: %w", c.URL, err)
+	if err := checkURL("URL", c.URL); err != nil {
+		return err
 	}
-	if u.Scheme != "ws" && u.Scheme != "wss" {
-		return fmt.Errorf("marmot: invalid URL %q: scheme must be ws or wss", c.URL)
-	}
-	if u.Host == "" {
-		return fmt.Errorf("marmot: invalid URL %q: no host", c.URL)
+	seen := map[string]bool{c.URL: true}
+	for i, f := range c.FailoverURLs {
+		name := fmt.Sprintf("FailoverURLs[%d]", i)
+		if err := checkURL(name, f); err != nil {
+			return err
+		}
+		if seen[f] {
+			return fmt.Errorf("marmot: invalid %s %q: listed twice", name, f)
+		}
+		seen[f] = true
 	}
 	if c.Subprotocol != "" {
 		if _, ok := protocol.Lookup(c.Subprotocol); !ok {
@@ -304,11 +325,27 @@ func (c *ClientConfig) normalize() error {
 	return nil
 }
 
+// checkURL says what is wrong with a client's URL, if anything.
+func checkURL(name, s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("marmot: invalid %s %q: %w", name, s, err)
+	}
+	if u.Scheme != "ws" && u.Scheme != "wss" {
+		return fmt.Errorf("marmot: invalid %s %q: scheme must be ws or wss", name, s)
+	}
+	if u.Host == "" {
+		return fmt.Errorf("marmot: invalid %s %q: no host", name, s)
+	}
+	return nil
+}
+
 // StateDescription describes the connection state for humans.
 func (c *Client) StateDescription() string { return c.State().Description() }
 
-// URL returns the endpoint the client dials.
-func (c *Client) URL() string { return c.cfg.URL }
+// URL returns the endpoint the client is connected to, or dials next:
+// with FailoverURLs, the one of them it is on.
+func (c *Client) URL() string { return c.c.URL() }
 
 // Transport names the transport of the current connection: "websocket",
 // or "http" for the HTTP fallback (docs/HTTP.md); "" when not connected.
@@ -343,7 +380,9 @@ func (c *Client) Stats() ClientStats { return c.c.Stats() }
 // unless RetryFirstConnect is set, which keeps trying with the reconnect
 // backoff until it connects, ctx ends, MaxReconnectAttempts is reached or
 // the error is one retrying cannot fix. Each attempt is bounded by ctx and
-// ConnectionTimeout.
+// ConnectionTimeout. With FailoverURLs, a failed attempt moves on to the
+// next URL: at once, each URL once, without RetryFirstConnect (the error
+// then joins every URL's); with the backoff, as retries, with it.
 func (c *Client) Connect(ctx context.Context) error { return c.c.Connect(ctx) }
 
 // Disconnect closes the connection with 1000 Normal Closure after flushing

@@ -41,6 +41,8 @@ type Client struct {
 	totals     counters
 	reconnects atomic.Int64
 	closed     atomic.Bool
+	urls       []string       // URL, then FailoverURLs (client_failover.go)
+	urlAt      atomic.Int32   // the URL dialed next, or connected to
 	live       sync.WaitGroup // dial and reader goroutines
 
 	mu      sync.Mutex
@@ -79,6 +81,7 @@ type clientCore struct {
 	connectedAt time.Time     // when the current connection opened
 	incarnation int           // ClientActor instances started so far
 	lastErr     error         // the last failed attempt's error
+	passErrs    []error       // a Connect's failed attempts, one per URL (without RetryFirstConnect)
 	connectCtx  context.Context
 	stopExpiry  func() bool // stops connectCtx's expiry notice
 	connWaiters []chan error
@@ -88,7 +91,7 @@ type clientCore struct {
 
 // NewClient creates a client; it does not connect.
 func NewClient(cfg ClientConfig) *Client {
-	c := &Client{cfg: cfg, log: cfg.Logger, pending: make(map[uint64]chan reqResult)}
+	c := &Client{cfg: cfg, log: cfg.Logger, pending: make(map[uint64]chan reqResult), urls: cfg.endpoints()}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
@@ -179,6 +182,9 @@ func (c *Client) Stats() ClientStats {
 // it connects, ctx ends, MaxReconnectAttempts is reached or the error is
 // one that retrying cannot fix. Each attempt is bounded by ctx and by
 // ConnectionTimeout; when ctx ends the client stops trying (StateError).
+// With FailoverURLs each failed attempt moves to the next URL; without
+// RetryFirstConnect, Connect tries each URL once, at once
+// (client_failover.go).
 func (c *Client) Connect(ctx context.Context) error {
 	if c.closed.Load() {
 		return ErrClientClosed

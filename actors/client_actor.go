@@ -102,6 +102,7 @@ func (a *ClientActor) Receive(ctx actor.Context) {
 			k.attempt = 0
 			k.backoff = nil
 			k.lastErr = nil
+			k.passErrs = nil
 			k.connectCtx = m.ctx
 			k.connWaiters = append(k.connWaiters, m.reply)
 			if c.cfg.RetryFirstConnect {
@@ -154,7 +155,7 @@ func (a *ClientActor) Receive(ctx actor.Context) {
 		if m.episode == k.episode && c.State() == StateConnecting && k.timer != nil {
 			k.timer.Stop()
 			k.timer = nil
-			a.giveUp(fmt.Errorf("marmot: connect to %s: %w after %d attempts (last: %w)", c.cfg.URL, context.Cause(k.connectCtx), k.attempt, k.lastErr))
+			a.giveUp(fmt.Errorf("marmot: connect to %s: %w after %d attempts (last: %w)", c.endpointsText(), context.Cause(k.connectCtx), k.attempt, k.lastErr))
 		}
 	case *flushSignal:
 		a.flush(c.link(), time.Time{})
@@ -264,7 +265,8 @@ func (a *ClientActor) dial(ctx actor.Context, parent context.Context) {
 	k.cancelDial = cancel
 	self := ctx.Self()
 	attrs := []attribute.KeyValue{AttrAttempt.Int(k.attempt), AttrDelay.Int64(k.delay.Milliseconds())}
-	if u, err := url.Parse(c.cfg.URL); err == nil {
+	target := c.url()
+	if u, err := url.Parse(target); err == nil {
 		attrs = append(attrs, serverAttrs(u.Host)...)
 		attrs = append(attrs, semconv.URLPathKey.String(u.Path))
 	}
@@ -303,7 +305,7 @@ func (a *ClientActor) dial(ctx actor.Context, parent context.Context) {
 		var t transport.Conn
 		var hdr http.Header
 		if err == nil {
-			t, err = c.open(dctx, header)
+			t, err = c.open(dctx, target, header)
 		}
 		if err == nil {
 			hdr = responseHeader(t)
@@ -359,15 +361,26 @@ func (a *ClientActor) dialed(ctx actor.Context, m *dialDone) {
 		retry := c.State() == StateReconnecting ||
 			c.State() == StateConnecting && c.cfg.RetryFirstConnect && k.connectCtx.Err() == nil
 		k.lastErr = m.err
+		err := fmt.Errorf("marmot: connect to %s: %w", c.url(), m.err)
+		c.failover() // the next attempt dials the next URL
 		if retry && !final {
 			if f := c.cfg.Events.OnReconnectFailed; f != nil {
 				attempt := k.attempt
-				c.safeCall("OnReconnectFailed", func() { f(attempt, m.err) })
+				c.safeCall("OnReconnectFailed", func() { f(attempt, err) })
 			}
 			a.scheduleRetry(ctx)
 			return
 		}
-		a.giveUp(fmt.Errorf("marmot: connect to %s: %w", c.cfg.URL, m.err))
+		if c.State() == StateConnecting && !c.cfg.RetryFirstConnect {
+			// Without retries Connect still tries every URL once, at once.
+			k.passErrs = append(k.passErrs, err)
+			if !final && k.firstPass(len(c.urls)) && k.connectCtx.Err() == nil {
+				a.dial(ctx, k.connectCtx)
+				return
+			}
+			err = passError(k.passErrs)
+		}
+		a.giveUp(err)
 		return
 	}
 	if c.cfg.Subprotocol != "" && m.t.Subprotocol() != c.cfg.Subprotocol {
@@ -426,11 +439,11 @@ func (a *ClientActor) dialed(ctx actor.Context, m *dialDone) {
 // refused or stripped. A refusal for encryption is an
 // ErrEncryptionMismatch; one the HTTP open would meet the same (503, and
 // the screening's 401/403/429) is not retried over HTTP.
-func (c *Client) open(ctx context.Context, header http.Header) (transport.Conn, error) {
+func (c *Client) open(ctx context.Context, target string, header http.Header) (transport.Conn, error) {
 	if c.cfg.Transport == TransportHTTP {
-		return c.openHTTP(ctx, header)
+		return c.openHTTP(ctx, target, header)
 	}
-	ws, err := c.dialer.Dial(ctx, c.cfg.URL, header)
+	ws, err := c.dialer.Dial(ctx, target, header)
 	if err == nil {
 		return ws, nil
 	}
@@ -448,15 +461,15 @@ func (c *Client) open(ctx context.Context, header http.Header) (transport.Conn, 
 	if c.cfg.Transport != TransportAuto {
 		return nil, refusalError(refused, err)
 	}
-	t, herr := c.openHTTP(ctx, header)
+	t, herr := c.openHTTP(ctx, target, header)
 	if herr != nil {
 		return nil, fmt.Errorf("%w; and the HTTP fallback: %w", err, herr)
 	}
 	return t, nil
 }
 
-func (c *Client) openHTTP(ctx context.Context, header http.Header) (transport.Conn, error) {
-	t, err := c.http.Dial(ctx, c.cfg.URL, header)
+func (c *Client) openHTTP(ctx context.Context, target string, header http.Header) (transport.Conn, error) {
+	t, err := c.http.Dial(ctx, target, header)
 	var refused *transport.RefusedError
 	if errors.As(err, &refused) {
 		if mismatch := encryptionRefusal(refused.Response, refused.Body, c.cfg.Encryption); mismatch != nil {
@@ -542,6 +555,7 @@ func (a *ClientActor) lost(ctx actor.Context, m *clientLinkLost) {
 		k.attempt = 0
 		k.backoff = nil
 	}
+	c.failover() // the server may be gone: the next attempt dials the next URL
 	a.setState(StateReconnecting)
 	a.scheduleRetry(ctx)
 }

@@ -205,7 +205,7 @@ type ClientEvents struct {
 	OnPresence func(room string, client ClientID, joined bool)
 	// OnReconnectFailed runs when a scheduled attempt fails to connect
 	// (dial, upgrade or encryption handshake), with the attempt's number
-	// and its error; another attempt follows unless MaxReconnectAttempts
+	// and its error (which names the URL dialed); another attempt follows unless MaxReconnectAttempts
 	// is reached. With RetryFirstConnect, Connect's own failed attempt is
 	// reported as attempt 0 before its retries. An error that retrying
 	// cannot fix (a wrong key, a mode mismatch, ErrEncryptionMismatch) is
@@ -216,7 +216,10 @@ type ClientEvents struct {
 // ClientConfig configures a Client. The root package fills in the seed's
 // defaults; here zero disables a limit.
 type ClientConfig struct {
-	URL                  string
+	URL string
+	// FailoverURLs are dialed in turn after URL: a failed attempt or a
+	// lost connection moves the client to the next one (client_failover.go).
+	FailoverURLs         []string
 	Subprotocol          string // "" for raw mode
 	Transport            Transport
 	Header               http.Header

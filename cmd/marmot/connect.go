@@ -35,6 +35,7 @@ type connectFlags struct {
 	compress       *compressFlags
 	trace          *traceFlags
 	join           joinFlag
+	urls           urlsFlag
 	security       *connectSecurityFlags
 }
 
@@ -46,8 +47,15 @@ func newConnectFlags(stderr io.Writer) (*flag.FlagSet, *connectFlags) {
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `Usage: marmot connect [flags] URL
+       marmot connect [flags] --url URL --url URL2 ...
 
-Connects to a WebSocket server. Every stdin line is sent as one message
+Connects to a WebSocket server. Given several URLs (the positional one
+first, then each --url in order), the client fails over: a failed connect
+attempt or a lost connection moves it to the next URL, round again after
+the last (with --auto-reconnect, after the reconnect delay; attempts count
+over all URLs together). The first connect tries each URL once. A server
+that does not know the session reports what it had not acknowledged as
+lost ("session lost: N"); --join rooms are joined again there. Every stdin line is sent as one message
 (empty lines are skipped); incoming messages are printed on stdout as
 "< message" (with --trace-stdout, finished spans too, as JSON lines starting
 with "{"). Connection events and logs go to stderr. EOF on stdin disconnects.
@@ -83,6 +91,7 @@ Flags:
 	fs.Int64Var(&c.MaxMessageSize, "max-message-size", marmot.DefaultMaxMessageSize, "largest message accepted, and longest stdin line sent, in bytes")
 	fs.DurationVar(&f.requestTimeout, "request-timeout", 10*time.Second, "how long /req waits for its reply")
 	fs.Var(&f.logLevel, "log-level", "log `level`: debug, info, warn or error")
+	fs.Var(&f.urls, "url", "a server `URL` (ws:// or wss://); repeat it for failover to the next")
 	fs.Var(&f.join, "join", "join these `rooms` (comma-separated) at connect, and again after every reconnect (needs an envelope subprotocol)")
 	f.compress = addCompressFlags(fs, &c.Compression)
 	f.encrypt = addEncryptFlags(fs)
@@ -97,14 +106,14 @@ func runConnect(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	if !ok {
 		return code
 	}
-	switch len(pos) {
-	case 0:
-		return usageError(fs, "missing URL (e.g. ws://127.0.0.1:8080/websocket)")
-	case 1:
-		f.cfg.URL = pos[0]
-	default:
-		return usageError(fs, "want one URL, got %d arguments", len(pos))
+	if len(pos) > 1 {
+		return usageError(fs, "want one URL, got %d arguments (use --url for more)", len(pos))
 	}
+	urls := append(pos, f.urls...)
+	if len(urls) == 0 {
+		return usageError(fs, "missing URL (e.g. ws://127.0.0.1:8080/websocket)")
+	}
+	f.cfg.URL, f.cfg.FailoverURLs = urls[0], urls[1:]
 	switch f.strategy {
 	case "fixed":
 		f.cfg.ReconnectStrategy = marmot.ReconnectFixed
@@ -257,6 +266,7 @@ type session struct {
 
 	quitting      atomic.Bool // set once the user asked to leave
 	connectedOnce atomic.Bool // set at the first StateConnected
+	connects      atomic.Int64
 	lastCode      atomic.Int64
 	ended         chan struct{} // the connection is gone for good
 }
@@ -289,8 +299,17 @@ func (s *session) events() marmot.ClientEvents {
 				}
 			}
 		},
+		OnConnect: func() {
+			if s.connects.Add(1) > 1 {
+				fmt.Fprintf(s.errw, "* reconnected to %s\n", s.client.URL())
+			}
+		},
 		OnReconnecting: func(attempt int, delay time.Duration) {
-			fmt.Fprintf(s.errw, "* %s attempt %d in %v\n", s.attemptKind(), attempt, delay.Round(time.Millisecond))
+			to := ""
+			if len(s.client.Config().FailoverURLs) > 0 {
+				to = " to " + s.client.URL()
+			}
+			fmt.Fprintf(s.errw, "* %s attempt %d in %v%s\n", s.attemptKind(), attempt, delay.Round(time.Millisecond), to)
 		},
 		OnReconnectFailed: func(attempt int, err error) {
 			fmt.Fprintf(s.errw, "* %s attempt %d failed: %v\n", s.attemptKind(), attempt, err)
@@ -461,4 +480,17 @@ func (s *session) report(what string, err error) {
 	if err != nil {
 		fmt.Fprintf(s.errw, "! %s: %v\n", what, err)
 	}
+}
+
+// urlsFlag collects repeated --url flags.
+type urlsFlag []string
+
+func (u *urlsFlag) String() string { return strings.Join(*u, " ") }
+
+func (u *urlsFlag) Set(v string) error {
+	if v = strings.TrimSpace(v); v == "" {
+		return errors.New("empty URL")
+	}
+	*u = append(*u, v)
+	return nil
 }
