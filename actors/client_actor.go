@@ -2,16 +2,13 @@ package actors
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/sethvargo/go-retry"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
@@ -434,64 +431,6 @@ func (a *ClientActor) dialed(ctx actor.Context, m *dialDone) {
 	a.toUser(ctx, &Connected{Info: c.info(ctx, l), Restarts: k.incarnation - 1})
 }
 
-// open opens a transport as ClientConfig.Transport says: WebSocket, the
-// HTTP fallback, or (auto) WebSocket and the fallback when the upgrade was
-// refused or stripped. A refusal for encryption is an
-// ErrEncryptionMismatch; one the HTTP open would meet the same (503, and
-// the screening's 401/403/429) is not retried over HTTP.
-func (c *Client) open(ctx context.Context, target string, header http.Header) (transport.Conn, error) {
-	if c.cfg.Transport == TransportHTTP {
-		return c.openHTTP(ctx, target, header)
-	}
-	ws, err := c.dialer.Dial(ctx, target, header)
-	if err == nil {
-		return ws, nil
-	}
-	var refused *transport.RefusedError
-	if !errors.As(err, &refused) {
-		return nil, certificateError(err)
-	}
-	if mismatch := encryptionRefusal(refused.Response, refused.Body, c.cfg.Encryption); mismatch != nil {
-		return nil, fmt.Errorf("%w (HTTP %s)", mismatch, refused.Response.Status)
-	}
-	switch refused.Response.StatusCode {
-	case http.StatusServiceUnavailable, http.StatusUnauthorized, http.StatusForbidden, http.StatusTooManyRequests:
-		return nil, refusalError(refused, err)
-	}
-	if c.cfg.Transport != TransportAuto {
-		return nil, refusalError(refused, err)
-	}
-	t, herr := c.openHTTP(ctx, target, header)
-	if herr != nil {
-		return nil, fmt.Errorf("%w; and the HTTP fallback: %w", err, herr)
-	}
-	return t, nil
-}
-
-func (c *Client) openHTTP(ctx context.Context, target string, header http.Header) (transport.Conn, error) {
-	t, err := c.http.Dial(ctx, target, header)
-	var refused *transport.RefusedError
-	if errors.As(err, &refused) {
-		if mismatch := encryptionRefusal(refused.Response, refused.Body, c.cfg.Encryption); mismatch != nil {
-			return nil, fmt.Errorf("%w (HTTP %s)", mismatch, refused.Response.Status)
-		}
-		return nil, refusalError(refused, err)
-	}
-	if err != nil {
-		return nil, certificateError(err)
-	}
-	return t, nil
-}
-
-// responseHeader is the header of the server's answer that opened t: the
-// 101 of a WebSocket, the 200 of an HTTP session open.
-func responseHeader(t transport.Conn) http.Header {
-	if h, ok := t.(interface{ ResponseHeader() http.Header }); ok {
-		return h.ResponseHeader()
-	}
-	return nil
-}
-
 // terminalClose reports close codes after which reconnecting would only
 // repeat the failure or contradict the server (following centrifuge's
 // convention, 4500-4999 are application codes meaning "do not reconnect").
@@ -558,72 +497,6 @@ func (a *ClientActor) lost(ctx actor.Context, m *clientLinkLost) {
 	c.failover() // the server may be gone: the next attempt dials the next URL
 	a.setState(StateReconnecting)
 	a.scheduleRetry(ctx)
-}
-
-// healthyAfter is how long a connection must last for the next reconnect
-// to start over from the first attempt and the first delay.
-func (a *ClientActor) healthyAfter() time.Duration {
-	cfg := &a.c.cfg
-	if cfg.HealthyAfter > 0 {
-		return cfg.HealthyAfter
-	}
-	return max(DefaultHealthyAfter, cfg.ReconnectInterval)
-}
-
-func (a *ClientActor) newBackoff() retry.Backoff {
-	cfg := a.c.cfg
-	interval := cfg.ReconnectInterval
-	if interval <= 0 {
-		interval = time.Second
-	}
-	var b retry.Backoff
-	if cfg.ReconnectStrategy == ReconnectExponential {
-		b = retry.NewExponential(interval)
-		if cfg.MaxReconnectInterval > 0 {
-			b = retry.WithCappedDuration(cfg.MaxReconnectInterval, b)
-		}
-	} else {
-		b = retry.NewConstant(interval)
-	}
-	if f := cfg.ReconnectJitter; f > 0 {
-		// go-retry's WithJitterPercent takes whole percents (0.29 would
-		// become ±28 %, 0.005 nothing); spread by the exact fraction.
-		next := b
-		b = retry.BackoffFunc(func() (time.Duration, bool) {
-			d, stop := next.Next()
-			if stop {
-				return 0, true
-			}
-			return time.Duration(float64(d) * (1 + f*(2*rand.Float64()-1))), false
-		})
-	}
-	return b
-}
-
-func (a *ClientActor) scheduleRetry(ctx actor.Context) {
-	c := a.c
-	k := &c.core
-	if c.cfg.MaxReconnectAttempts > 0 && k.attempt >= c.cfg.MaxReconnectAttempts {
-		err := fmt.Errorf("%w after %d attempts", ErrReconnectExhausted, k.attempt)
-		if k.lastErr != nil {
-			err = fmt.Errorf("%w (last: %w)", err, k.lastErr)
-		}
-		a.giveUp(err)
-		return
-	}
-	if k.backoff == nil {
-		k.backoff = a.newBackoff()
-	}
-	delay, _ := k.backoff.Next()
-	k.attempt++
-	k.delay = delay
-	if f := c.cfg.Events.OnReconnecting; f != nil {
-		attempt := k.attempt
-		c.safeCall("OnReconnecting", func() { f(attempt, delay) })
-	}
-	episode := k.episode
-	self := ctx.Self()
-	k.timer = time.AfterFunc(delay, func() { c.sys.Root.Send(self, &retryTick{episode: episode}) })
 }
 
 func (a *ClientActor) onSent() func([]byte) {
