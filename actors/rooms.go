@@ -48,7 +48,7 @@ const roomCallTimeout = 10 * time.Second
 // Message is the hook's reason: test with errors.As.
 type RoomError struct {
 	Room string
-	Op   string // "join", "leave" or "publish"
+	Op   string // "join", "leave", "publish", "subscribe" or "run" (ErrRoomFailed)
 	Err  error
 }
 
@@ -111,6 +111,19 @@ func (h *Hub) retireRoom(e *roomEntry) bool {
 	h.roomMu.Lock()
 	defer h.roomMu.Unlock()
 	if h.rooms[e.name] != e || e.inflight.Load() != 0 {
+		return false
+	}
+	delete(h.rooms, e.name)
+	return true
+}
+
+// forgetRoom removes e from the registry if it is still there and reports
+// whether it was: a room stopping while registered (neither retired nor
+// shut down) has failed.
+func (h *Hub) forgetRoom(e *roomEntry) bool {
+	h.roomMu.Lock()
+	defer h.roomMu.Unlock()
+	if h.rooms[e.name] != e {
 		return false
 	}
 	delete(h.rooms, e.name)

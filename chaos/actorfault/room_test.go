@@ -1,6 +1,9 @@
 package actorfault_test
 
 import (
+	"context"
+	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -54,5 +57,67 @@ func TestRoomFaultLetsRoomEnd(t *testing.T) {
 			}
 			waitFor(t, "the empty room to end", func() bool { return len(r.srv.Rooms()) == 0 })
 		})
+	}
+}
+
+// A room that fails more often than protoactor's restart budget (10 in
+// 10 s) is stopped: its members are closed with 1011 (ErrRoomFailed goes
+// to OnError), and the next join makes a working room rather than going
+// to the dead actor.
+func TestRoomOverRestartBudget(t *testing.T) {
+	inj := actorfault.New(actorfault.Options{})
+	gone := make(chan *marmot.CloseError, 4)
+	r := newRig(t, inj, marmot.ServerConfig{RoomIdle: time.Hour, ServerEvents: marmot.ServerEvents{
+		OnClientDisconnected: func(_ marmot.ClientInfo, reason *marmot.CloseError) { gone <- reason },
+	}})
+	ctx := ctxGuard(t)
+	member, err := marmot.NewClient(marmot.ClientConfig{URL: r.srv.URL(), Subprotocol: "marmot.v1", Logger: logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = member.Close(context.Background()) })
+	if err := member.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := member.Join(ctx, "lobby"); err != nil {
+		t.Fatal(err)
+	}
+	const fails = 11 // one over the budget
+	if _, err := inj.Add(actorfault.Rule{Actors: actorfault.Room("lobby"), Match: actorfault.Op("publish"), Times: fails, Fault: actorfault.Panic}); err != nil {
+		t.Fatal(err)
+	}
+	for range fails {
+		if err := r.client.Publish("lobby", []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case reason := <-gone:
+		if reason.Code != marmot.CloseInternalError {
+			t.Fatalf("the member was closed with %d, want %d", reason.Code, marmot.CloseInternalError)
+		}
+	case <-time.After(guard):
+		t.Fatal("the failed room's member was not told")
+	}
+	for found := false; !found; {
+		select {
+		case err := <-r.errs:
+			found = errors.Is(err, marmot.ErrRoomFailed)
+		case <-time.After(guard):
+			t.Fatal("OnError was not told of the failed room")
+		}
+	}
+	if n := inj.Counts().Panics; n != fails {
+		t.Fatalf("%d panics, want %d", n, fails)
+	}
+	// The next use of the room gets a new, working one.
+	if err := r.client.Join(ctx, "lobby"); err != nil {
+		t.Fatalf("join after the room failed: %v", err)
+	}
+	if got := r.srv.Members("lobby"); !slices.Equal(got, []marmot.ClientID{r.id}) {
+		t.Fatalf("members %v, want [%d]", got, r.id)
+	}
+	if n, err := r.srv.Publish("lobby", []byte("after")); err != nil || n != 1 {
+		t.Fatalf("publish to the new room: %d members, %v", n, err)
 	}
 }
