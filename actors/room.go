@@ -163,24 +163,24 @@ func (r *roomActor) Receive(ctx actor.Context) {
 		// nor shut down: it failed. It leaves the registry first, so the
 		// next use of its name makes a new room rather than going to this
 		// dead actor.
-		failed := r.h.forgetRoom(r.entry)
+		lost := r.h.forgetRoom(r.entry)
 		if b := r.h.cfg.RoomBroker; b != nil {
 			b.Unsubscribe(r.name)
 		}
-		if failed {
-			r.failed()
+		if lost {
+			r.lost()
 		}
 	}
 }
 
-// failed ends a room that stopped while in use: protoactor's supervisor
+// lost ends a room that stopped while in use: protoactor's supervisor
 // stopped it after more failures than its restart budget allows (10 in
 // 10 s), or something stopped it from outside. Its members, who would
 // otherwise wait on it forever, are closed with CloseInternalError: a
 // marmot client reconnects, re-joins and is told by OnRecover whether it
 // got what it missed (as after a server restart: in memory the new room
 // has a new epoch). OnError gets ErrRoomFailed once for the room.
-func (r *roomActor) failed() {
+func (r *roomActor) lost() {
 	r.h.reportError(0, &RoomError{Room: r.name, Op: "run", Err: ErrRoomFailed})
 	for _, c := range r.members {
 		r.leave(c)

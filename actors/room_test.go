@@ -13,11 +13,7 @@ import (
 // end once it has been idle again.
 func TestRoomWaitsForMessageOnItsWay(t *testing.T) {
 	h := NewHub(HubConfig{RoomIdle: time.Millisecond})
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = h.Shutdown(ctx)
-	}()
+	t.Cleanup(func() { shutdownHub(h) })
 	e, err := h.roomRef("r", true)
 	if err != nil || e == nil {
 		t.Fatalf("roomRef: %v, %v", e, err)
@@ -61,11 +57,7 @@ func TestRoomStoppedFromOutside(t *testing.T) {
 		default:
 		}
 	}}})
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = h.Shutdown(ctx)
-	}()
+	t.Cleanup(func() { shutdownHub(h) })
 	e, err := h.roomRef("r", true)
 	if err != nil || e == nil {
 		t.Fatalf("roomRef: %v, %v", e, err)
@@ -92,4 +84,11 @@ func TestRoomStoppedFromOutside(t *testing.T) {
 	if _, err := h.sys.Root.RequestFuture(e2.pid, &roomMembers{}, 10*time.Second).Result(); err != nil {
 		t.Fatalf("the new room: %v", err)
 	}
+}
+
+// shutdownHub shuts h down, bounded by a generous deadline.
+func shutdownHub(h *Hub) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = h.Shutdown(ctx)
 }
