@@ -156,6 +156,7 @@ var (
 	ErrNotRequest         = actors.ErrNotRequest
 	ErrAlreadyReplied     = actors.ErrAlreadyReplied
 	ErrRawMode            = actors.ErrRawMode
+	ErrRoomFailed         = actors.ErrRoomFailed
 	ErrKeepAliveTimeout   = actors.ErrKeepAliveTimeout
 	ErrHandlerPanic       = actors.ErrHandlerPanic
 	ErrMessageTooLarge    = actors.ErrMessageTooLarge

@@ -34,7 +34,7 @@ const (
 	CloseAbnormal        = 1006 // the TCP connection ended without a close frame
 	CloseInvalidPayload  = 1007 // a text frame with invalid UTF-8
 	CloseMessageTooBig   = 1009 // a message over the read limit
-	CloseInternalError   = 1011 // the connection's actor exhausted its restart budget
+	CloseInternalError   = 1011 // the connection's actor exhausted its restart budget, or a room it was in failed (ErrRoomFailed)
 	CloseSlowConsumer    = 4008 // the outbound queue exceeded its byte bound
 	CloseSessionMoved    = 4009 // the client's session was resumed on a newer connection
 )

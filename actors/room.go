@@ -113,10 +113,10 @@ func (r *roomActor) Receive(ctx actor.Context) {
 		r.disarmIdle()
 		r.entry.failed = r
 	case *roomDeliver:
-		r.entry.inflight.Add(-1)
+		r.entry.received()
 		r.deliver(m.m)
 	case *roomJoin:
-		r.entry.inflight.Add(-1)
+		r.entry.received()
 		was := r.members[m.c.id] == m.c
 		err := r.join(m.c)
 		r.armIdle(ctx)
@@ -129,19 +129,19 @@ func (r *roomActor) Receive(ctx actor.Context) {
 		}
 		r.answerJoin(ctx, m)
 	case *roomLeave:
-		r.entry.inflight.Add(-1)
+		r.entry.received()
 		if r.leave(m.c) {
 			r.announce(m.c, protocol.PresenceLeave)
 		}
 		r.armIdle(ctx)
 		r.answer(ctx, m.c, m.reqID, 0, nil)
 	case *roomPublish:
-		r.entry.inflight.Add(-1)
+		r.entry.received()
 		n, err := r.publish(m)
 		r.armIdle(ctx)
 		r.answer(ctx, m.from, m.reqID, n, err)
 	case *roomMembers:
-		r.entry.inflight.Add(-1)
+		r.entry.received()
 		r.answerMembers(ctx, m)
 		r.armIdle(ctx)
 	case *roomIdleTick:
@@ -159,9 +159,32 @@ func (r *roomActor) Receive(ctx actor.Context) {
 		}
 	case *actor.Stopping:
 		r.disarmIdle()
+		// A room that stops while still registered was not retired (idle)
+		// nor shut down: it failed. It leaves the registry first, so the
+		// next use of its name makes a new room rather than going to this
+		// dead actor.
+		lost := r.h.forgetRoom(r.entry)
 		if b := r.h.cfg.RoomBroker; b != nil {
 			b.Unsubscribe(r.name)
 		}
+		if lost {
+			r.lost()
+		}
+	}
+}
+
+// lost ends a room that stopped while in use: protoactor's supervisor
+// stopped it after more failures than its restart budget allows (10 in
+// 10 s), or something stopped it from outside. Its members, who would
+// otherwise wait on it forever, are closed with CloseInternalError: a
+// marmot client reconnects, re-joins and is told by OnRecover whether it
+// got what it missed (as after a server restart: in memory the new room
+// has a new epoch). OnError gets ErrRoomFailed once for the room.
+func (r *roomActor) lost() {
+	r.h.reportError(0, &RoomError{Room: r.name, Op: "run", Err: ErrRoomFailed})
+	for _, c := range r.members {
+		r.leave(c)
+		r.h.sys.Root.Send(c.link.pid, &closeRequest{code: CloseInternalError, text: "room failed"})
 	}
 }
 
@@ -356,6 +379,10 @@ type roomEntry struct {
 	name     string
 	pid      *actor.PID
 	inflight atomic.Int64
+	// settled is set when the room runs behind receive middleware: the
+	// count is then settled by settleRoom, in front of the middleware,
+	// rather than by Receive (see there).
+	settled bool
 	// idleChecks counts the idle timeouts the room has acted on; tests
 	// wait on it rather than on the clock.
 	idleChecks atomic.Int64
@@ -363,4 +390,40 @@ type roomEntry struct {
 	// next instance (see Restarting): written and read on the room's own
 	// turn.
 	failed *roomActor
+}
+
+// received settles one counted message on the room's turn (Receive), unless
+// settleRoom already has.
+func (e *roomEntry) received() {
+	if !e.settled {
+		e.inflight.Add(-1)
+	}
+}
+
+// counted reports whether msg is one of those the registry counts on their
+// way to a room (Hub.roomRef).
+func counted(msg any) bool {
+	switch msg.(type) {
+	case *roomJoin, *roomLeave, *roomPublish, *roomMembers, *roomDeliver:
+		return true
+	}
+	return false
+}
+
+// settleRoom is the outermost receive middleware of a room that has any:
+// it settles each counted message's in-flight count once, as it arrives,
+// before the middleware behind it can lose the message (a dropped one, or
+// one it panics on: the room would never end) or repeat it (a duplicate:
+// the count would go below zero, and the room would never end either).
+// Without middleware nothing can, and Receive settles the count itself,
+// which keeps protoactor's middleware chain off the room's path.
+func settleRoom(e *roomEntry) actor.ReceiverMiddleware {
+	return func(next actor.ReceiverFunc) actor.ReceiverFunc {
+		return func(c actor.ReceiverContext, env *actor.MessageEnvelope) {
+			if counted(env.Message) {
+				e.inflight.Add(-1)
+			}
+			next(c, env)
+		}
+	}
 }

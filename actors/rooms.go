@@ -32,6 +32,13 @@ const DefaultRoomIdle = 30 * time.Second
 // protocol.MaxRoomLen bytes, or one that is not valid UTF-8.
 var ErrInvalidRoom = errors.New("marmot: invalid room name")
 
+// ErrRoomFailed reports a room whose actor stopped while it was in use:
+// it failed more often than protoactor's restart budget allows (10 times
+// in 10 s), or was stopped from outside (actorfault's Stop). OnError gets
+// it wrapped in a *RoomError; the room's members are closed with
+// CloseInternalError (see docs/ROOMS.md, "When a room fails").
+var ErrRoomFailed = errors.New("marmot: room failed")
+
 // roomCallTimeout guards the Hub's calls into a room actor. A room answers
 // at once; the timeout only keeps a caller from hanging on a bug.
 const roomCallTimeout = 10 * time.Second
@@ -41,7 +48,7 @@ const roomCallTimeout = 10 * time.Second
 // Message is the hook's reason: test with errors.As.
 type RoomError struct {
 	Room string
-	Op   string // "join", "leave" or "publish"
+	Op   string // "join", "leave", "publish", "subscribe" or "run" (ErrRoomFailed)
 	Err  error
 }
 
@@ -83,10 +90,14 @@ func (h *Hub) roomRef(name string, create bool) (*roomEntry, error) {
 		if !create {
 			return nil, nil
 		}
-		e = &roomEntry{name: name}
+		e = &roomEntry{name: name, settled: len(h.cfg.ReceiverMiddleware) > 0}
+		var mw []actor.ReceiverMiddleware
+		if e.settled {
+			mw = append([]actor.ReceiverMiddleware{settleRoom(e)}, h.cfg.ReceiverMiddleware...)
+		}
 		props := actor.PropsFromProducer(func() actor.Actor {
 			return newRoomActor(h, name, e)
-		}, actor.WithReceiverMiddleware(h.cfg.ReceiverMiddleware...))
+		}, actor.WithReceiverMiddleware(mw...))
 		e.pid = h.sys.Root.SpawnPrefix(props, "room-")
 		h.rooms[name] = e
 	}
@@ -100,6 +111,19 @@ func (h *Hub) retireRoom(e *roomEntry) bool {
 	h.roomMu.Lock()
 	defer h.roomMu.Unlock()
 	if h.rooms[e.name] != e || e.inflight.Load() != 0 {
+		return false
+	}
+	delete(h.rooms, e.name)
+	return true
+}
+
+// forgetRoom removes e from the registry if it is still there and reports
+// whether it was: a room stopping while registered (neither retired nor
+// shut down) has failed.
+func (h *Hub) forgetRoom(e *roomEntry) bool {
+	h.roomMu.Lock()
+	defer h.roomMu.Unlock()
+	if h.rooms[e.name] != e {
 		return false
 	}
 	delete(h.rooms, e.name)
