@@ -145,3 +145,42 @@ func TestRoomBroker(t *testing.T) {
 		t.Fatal("NodeID above the maximum accepted")
 	}
 }
+
+// TestRoomBrokerDropsStaleDeliveries: a delivery at or below the position
+// the room subscribed at (or has delivered up to), in the same epoch, is
+// not fanned out again; a new epoch starts over.
+func TestRoomBrokerDropsStaleDeliveries(t *testing.T) {
+	b := newMemBroker()
+	b.offsets["r"] = 5 // the room is at e1 #5 when this server subscribes
+	var s *marmot.Server
+	s = startServer(t, marmot.ServerConfig{RoomBroker: b.For(&s)})
+	a, got := roomClient(t, s, "marmot.v1", nil)
+	if err := a.Join(ctxTimeout(t), "r"); err != nil {
+		t.Fatal(err)
+	}
+	deliver := func(epoch string, offset uint64, text string) {
+		t.Helper()
+		if !s.DeliverRoom("r", &marmot.RoomMessage{Epoch: epoch, Offset: offset, Data: []byte(text)}) {
+			t.Fatal("DeliverRoom found no room r")
+		}
+	}
+	deliver("e1", 5, "late: from before the subscribe")
+	deliver("e1", 6, "six")
+	deliver("e1", 6, "six again")
+	deliver("e1", 4, "older")
+	deliver("e2", 1, "new epoch")
+	for _, want := range []struct {
+		offset uint64
+		text   string
+	}{{6, "six"}, {1, "new epoch"}} {
+		m := recv(t, got, "a room message")
+		if m.Offset != want.offset || string(m.Payload) != want.text {
+			t.Fatalf("got #%d %q, want #%d %q", m.Offset, m.Payload, want.offset, want.text)
+		}
+	}
+	// Nothing else came: the next message is this one.
+	deliver("e2", 2, "last")
+	if m := recv(t, got, "the last message"); string(m.Payload) != "last" {
+		t.Fatalf("got #%d %q after the new epoch, want \"last\"", m.Offset, m.Payload)
+	}
+}

@@ -78,7 +78,16 @@ func (r *roomActor) subscribe() {
 //
 // A delivery does not start the idle wait again, unlike a publish: an
 // empty room ends here even while other hubs keep publishing to it.
+//
+// Within an epoch a broker's offsets only rise, so a delivery at or below
+// the room's position is one it has already fanned out, or one from
+// before this room subscribed (a transport can hand over late a message
+// sent to this node's address while it was down): it is dropped, never
+// delivered twice.
 func (r *roomActor) deliver(m *RoomMessage) {
+	if m.Epoch == r.epoch && m.Offset <= r.offset {
+		return
+	}
 	r.epoch, r.offset = m.Epoch, m.Offset
 	set := preparedSet{name: m.Name, data: m.Data, meta: m.Meta, room: r.name, offset: m.Offset}
 	_, _ = set.fanOut(maps.Values(r.members))
