@@ -18,42 +18,21 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/marmotws/marmot/internal/transport"
+	"github.com/marmotws/marmot/internal/transport/transporttest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const guard = 20 * time.Second
 
-// recorder is a transport.Receiver that records what it is handed.
-type recorder struct {
-	msgs chan string
-	done chan error
-}
+// recorder is the transports' shared test Receiver.
+type recorder = transporttest.Recorder
 
-func newRecorder() *recorder {
-	return &recorder{msgs: make(chan string, 1024), done: make(chan error, 1)}
-}
-
-func (r *recorder) Message(_ int, rd io.Reader) error {
-	b, err := io.ReadAll(rd)
-	if err != nil {
-		return err
-	}
-	r.msgs <- string(b)
-	return nil
-}
-
-func (r *recorder) Done(err error) { r.done <- err }
+func newRecorder() *recorder { return transporttest.NewRecorder(1024) }
 
 func wait[T any](t *testing.T, ch <-chan T, what string) T {
 	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(guard):
-		t.Fatalf("timed out waiting for %s", what)
-		panic("unreachable")
-	}
+	return transporttest.Wait(t, ch, what, guard)
 }
 
 // endpoint serves a Server whose opened sessions go to the test.
@@ -123,13 +102,13 @@ func TestEchoBothWays(t *testing.T) {
 	write(t, cc, "a", "b", "c")
 	write(t, cc, "d")
 	for _, want := range []string{"a", "b", "c", "d"} {
-		if got := wait(t, sr.msgs, "a message at the server"); got != want {
+		if got := wait(t, sr.Msgs, "a message at the server"); got != want {
 			t.Fatalf("server got %q, want %q", got, want)
 		}
 	}
 	write(t, sc, "x", "y")
 	for _, want := range []string{"x", "y"} {
-		if got := wait(t, cr.msgs, "a message at the client"); got != want {
+		if got := wait(t, cr.Msgs, "a message at the client"); got != want {
 			t.Fatalf("client got %q, want %q", got, want)
 		}
 	}
@@ -137,12 +116,12 @@ func TestEchoBothWays(t *testing.T) {
 	// other's close.
 	cc.Close(1000, "bye", time.Now().Add(5*time.Second))
 	var pc *transport.PeerClose
-	if err := wait(t, sr.done, "the server's end"); !errors.As(err, &pc) || pc.Code != 1000 || pc.Text != "bye" {
+	if err := wait(t, sr.Ended, "the server's end"); !errors.As(err, &pc) || pc.Code != 1000 || pc.Text != "bye" {
 		t.Fatalf("server ended with %v", err)
 	}
 	sc.AnswerClose(1000, time.Now().Add(5*time.Second))
 	sc.Release()
-	if err := wait(t, cr.done, "the client's end"); !errors.As(err, &pc) || pc.Code != 1000 {
+	if err := wait(t, cr.Ended, "the client's end"); !errors.As(err, &pc) || pc.Code != 1000 {
 		t.Fatalf("client ended with %v", err)
 	}
 	cc.Release()
@@ -166,12 +145,12 @@ func TestServerClose(t *testing.T) {
 	sc, sr, cc, cr := e.pair(t)
 	sc.Close(1001, "going away", time.Now().Add(5*time.Second))
 	var pc *transport.PeerClose
-	if err := wait(t, cr.done, "the client's end"); !errors.As(err, &pc) || pc.Code != 1001 || pc.Text != "going away" {
+	if err := wait(t, cr.Ended, "the client's end"); !errors.As(err, &pc) || pc.Code != 1001 || pc.Text != "going away" {
 		t.Fatalf("client ended with %v", err)
 	}
 	cc.AnswerClose(pc.Code, time.Now().Add(5*time.Second))
 	cc.Release()
-	if err := wait(t, sr.done, "the server's end"); !errors.As(err, &pc) || pc.Code != 1001 {
+	if err := wait(t, sr.Ended, "the server's end"); !errors.As(err, &pc) || pc.Code != 1001 {
 		t.Fatalf("server ended with %v", err)
 	}
 	if code, _, ok := sc.LocalClose(); !ok || code != 1001 {
@@ -256,11 +235,11 @@ func TestHostileRequests(t *testing.T) {
 			t.Errorf("%s: status %d (%s), want %d", tc.name, got, body, tc.want)
 		}
 	}
-	if got := wait(t, sr.msgs, "the good send"); got != "ok" {
+	if got := wait(t, sr.Msgs, "the good send"); got != "ok" {
 		t.Fatalf("got %q", got)
 	}
 	select {
-	case m := <-sr.msgs:
+	case m := <-sr.Msgs:
 		t.Fatalf("a repeated or refused send was delivered: %q", m)
 	default:
 	}
@@ -272,7 +251,7 @@ func TestHostileRequests(t *testing.T) {
 	if code, _, _ := r.do("POST", "&seq=2", records(strings.Repeat("x", 101))); code != 413 {
 		t.Fatalf("oversized record: %d", code)
 	}
-	if err := wait(t, sr.done, "the reader's end"); !errors.Is(err, transport.ErrReadLimit) {
+	if err := wait(t, sr.Ended, "the reader's end"); !errors.Is(err, transport.ErrReadLimit) {
 		t.Fatalf("reader ended with %v", err)
 	}
 	code, _, body := r.do("GET", "&ack=0", nil)
@@ -317,7 +296,7 @@ func TestConcurrentPollSupersedes(t *testing.T) {
 		t.Fatalf("second poll: %d", code)
 	}
 	sc.Drop()
-	wait(t, sr.done, "the reader's end")
+	wait(t, sr.Ended, "the reader's end")
 	waitGone(t, e.srv)
 }
 
@@ -327,7 +306,7 @@ func TestIdleSessionEnds(t *testing.T) {
 	sr := newRecorder()
 	sc.Start(sr)
 	start := time.Now()
-	if err := wait(t, sr.done, "the idle end"); !errors.Is(err, transport.ErrKeepAlive) {
+	if err := wait(t, sr.Ended, "the idle end"); !errors.Is(err, transport.ErrKeepAlive) {
 		t.Fatalf("ended with %v", err)
 	}
 	if d := time.Since(start); d < 250*time.Millisecond {
@@ -394,7 +373,7 @@ func TestCutPollLosesNothing(t *testing.T) {
 	for i := range n {
 		write(t, sc, fmt.Sprintf("m%d", i), fmt.Sprintf("n%d", i))
 		for _, p := range []string{"m", "n"} {
-			if got, want := wait(t, cr.msgs, "a message"), fmt.Sprintf("%s%d", p, i); got != want {
+			if got, want := wait(t, cr.Msgs, "a message"), fmt.Sprintf("%s%d", p, i); got != want {
 				t.Fatalf("got %q, want %q", got, want)
 			}
 		}
@@ -407,9 +386,9 @@ func TestCutPollLosesNothing(t *testing.T) {
 	}
 	t.Logf("%d polls cut, nothing lost", cuts)
 	cc.Drop()
-	wait(t, cr.done, "the client's end")
+	wait(t, cr.Ended, "the client's end")
 	sc.Drop()
-	wait(t, sr.done, "the server's end")
+	wait(t, sr.Ended, "the server's end")
 	waitGone(t, e.srv)
 }
 
@@ -435,7 +414,7 @@ func TestDoneOnceAroundStart(t *testing.T) {
 			sc.Start(r)
 			sc.Drop()
 		}
-		wait(t, r.done, "Done")
+		wait(t, r.Ended, "Done")
 		waitGone(t, e.srv)
 		// Start's goroutine and endReader both run under inMu: once it is
 		// free after Done, a second Done would have been counted.
@@ -481,17 +460,17 @@ func TestConcurrentSendConflicts(t *testing.T) {
 	if code := wait(t, first, "the first send"); code != 204 {
 		t.Fatalf("first send: %d", code)
 	}
-	if got := wait(t, br.msgs, "the message"); got != "one" {
+	if got := wait(t, br.Msgs, "the message"); got != "one" {
 		t.Fatalf("got %q", got)
 	}
 	if code, _, _ := r.do("POST", "&seq=2", records("two")); code != 204 {
 		t.Fatalf("send after the conflict: %d", code)
 	}
 	wait(t, br.entered, "the second delivery")
-	if got := wait(t, br.msgs, "the second message"); got != "two" {
+	if got := wait(t, br.Msgs, "the second message"); got != "two" {
 		t.Fatalf("got %q", got)
 	}
 	sc.Drop()
-	wait(t, br.done, "the end")
+	wait(t, br.Ended, "the end")
 	waitGone(t, e.srv)
 }

@@ -291,20 +291,20 @@ func TestNegotiationMatrix(t *testing.T) {
 					t.Fatal(err)
 				}
 				_ = dir.from.EndWrite()
-				if got := wait(t, dir.to.msgs, "a message"); got != string(compressible) {
+				if got := wait(t, dir.to.Msgs, "a message"); got != string(compressible) {
 					t.Fatalf("server %v, client %v: got %d bytes, want %d", server, client, len(got), len(compressible))
 				}
-				if got := wait(t, dir.to.msgs, "an encoded message"); got != string(compressible[:200]) {
+				if got := wait(t, dir.to.Msgs, "an encoded message"); got != string(compressible[:200]) {
 					t.Fatalf("server %v, client %v: got %d bytes, want 200", server, client, len(got))
 				}
 			}
 			cc.Close(websocket.CloseNormalClosure, "", time.Time{})
 			var pc *transport.PeerClose
-			if err := wait(t, sr.done, "the server's reader"); !errors.As(err, &pc) {
+			if err := wait(t, sr.Ended, "the server's reader"); !errors.As(err, &pc) {
 				t.Fatalf("server reader ended with %v", err)
 			}
 			sc.AnswerClose(pc.Code, time.Time{})
-			wait(t, cr.done, "the client's reader")
+			wait(t, cr.Ended, "the client's reader")
 			sc.Release()
 			cc.Release()
 		}
@@ -338,7 +338,7 @@ func TestServerReadsRFC7692Examples(t *testing.T) {
 		if _, err := p.Write(f); err != nil {
 			t.Fatal(err)
 		}
-		if got := wait(t, r.msgs, fmt.Sprintf("example %d's Hello", i)); got != "Hello" {
+		if got := wait(t, r.Msgs, fmt.Sprintf("example %d's Hello", i)); got != "Hello" {
 			t.Fatalf("example %d read as %q", i, got)
 		}
 	}
@@ -351,7 +351,7 @@ func TestServerReadsRFC7692Examples(t *testing.T) {
 	checkFrame(t, "1 KiB", p.readFrame(t), compressible, true)
 	checkFrame(t, "Hello", p.readFrame(t), []byte("Hello"), false)
 	c.Drop()
-	wait(t, r.done, "the reader's end")
+	wait(t, r.Ended, "the reader's end")
 }
 
 // A small compressed message that inflates past the read limit (a
@@ -546,7 +546,7 @@ func TestCompressedProtocolErrors(t *testing.T) {
 		if _, err := p.Write(tc.frames); err != nil {
 			t.Fatal(err)
 		}
-		if err := wait(t, r.done, "the reader's end"); err == nil {
+		if err := wait(t, r.Ended, "the reader's end"); err == nil {
 			t.Fatalf("%s: the reader ended without an error", tc.name)
 		}
 		f := p.readFrame(t)
@@ -557,7 +557,7 @@ func TestCompressedProtocolErrors(t *testing.T) {
 			t.Fatalf("%s: LocalClose = %d, %v; want %d", tc.name, code, ok, tc.code)
 		}
 		select {
-		case m := <-r.msgs:
+		case m := <-r.Msgs:
 			t.Fatalf("%s: delivered %q", tc.name, m)
 		default:
 		}

@@ -2,7 +2,6 @@ package wsconn
 
 import (
 	"errors"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -13,42 +12,21 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/marmotws/marmot/internal/transport"
+	"github.com/marmotws/marmot/internal/transport/transporttest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const guard = 20 * time.Second
 
-// recorder is a transport.Receiver that records what it is handed.
-type recorder struct {
-	msgs chan string
-	done chan error
-}
+// recorder is the transports' shared test Receiver.
+type recorder = transporttest.Recorder
 
-func newRecorder() *recorder {
-	return &recorder{msgs: make(chan string, 64), done: make(chan error, 1)}
-}
-
-func (r *recorder) Message(typ int, rd io.Reader) error {
-	b, err := io.ReadAll(rd)
-	if err != nil {
-		return err
-	}
-	r.msgs <- string(b)
-	return nil
-}
-
-func (r *recorder) Done(err error) { r.done <- err }
+func newRecorder() *recorder { return transporttest.NewRecorder(64) }
 
 func wait[T any](t *testing.T, ch <-chan T, what string) T {
 	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(guard):
-		t.Fatalf("timed out waiting for %s", what)
-		panic("unreachable")
-	}
+	return transporttest.Wait(t, ch, what, guard)
 }
 
 // serve accepts one connection with cfg and hands it to the test.
@@ -87,14 +65,14 @@ func TestConnDeliversInOrderAndAnswersClose(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"a", "b", "c"} {
-		if got := wait(t, r.msgs, "a message"); got != want {
+		if got := wait(t, r.Msgs, "a message"); got != want {
 			t.Fatalf("got %q, want %q", got, want)
 		}
 	}
 	if err := ws.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(4001, "bye")); err != nil {
 		t.Fatal(err)
 	}
-	err := wait(t, r.done, "Done")
+	err := wait(t, r.Ended, "Done")
 	var pc *transport.PeerClose
 	if !errors.As(err, &pc) || pc.Code != 4001 || pc.Text != "bye" {
 		t.Fatalf("Done(%v), want a PeerClose 4001 bye", err)
@@ -130,11 +108,11 @@ func TestConnCloseForErrorDiscardsInput(t *testing.T) {
 	_ = ws.WriteMessage(websocket.TextMessage, []byte("ignored"))
 	_ = ws.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseProtocolError, ""))
 	var pc *transport.PeerClose
-	if err := wait(t, r.done, "Done"); !errors.As(err, &pc) {
+	if err := wait(t, r.Ended, "Done"); !errors.As(err, &pc) {
 		t.Fatalf("Done(%v), want the peer's answering close", err)
 	}
 	select {
-	case m := <-r.msgs:
+	case m := <-r.Msgs:
 		t.Fatalf("message %q delivered after an error close", m)
 	default:
 	}
@@ -157,7 +135,7 @@ func TestConnKeepAliveExpires(t *testing.T) {
 	r := newRecorder()
 	start := time.Now()
 	c.Start(r)
-	err := wait(t, r.done, "Done")
+	err := wait(t, r.Ended, "Done")
 	if !errors.Is(err, transport.ErrKeepAlive) {
 		t.Fatalf("Done(%v), want ErrKeepAlive", err)
 	}
@@ -200,7 +178,7 @@ func TestConnBatchedWrites(t *testing.T) {
 		t.Fatalf("peer read %v, want close 1000", err)
 	}
 	_ = ws.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""))
-	wait(t, r.done, "Done")
+	wait(t, r.Ended, "Done")
 	c.Release()
 }
 
