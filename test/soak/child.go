@@ -23,6 +23,7 @@ type child struct {
 	addr    string // the server's listen address, the same across restarts
 	control string // its control API's address
 	db      string
+	otlp    string // where its spans go (OTLP/HTTP)
 	maxConn int
 	history int
 	logPath string
@@ -49,7 +50,7 @@ func (c *child) start(ctx context.Context) error {
 	}
 	cmd := exec.Command(c.exe)
 	cmd.Env = append(os.Environ(), envRole+"=server", envAddr+"="+c.addr, envControl+"="+c.control,
-		envDB+"="+c.db, envMaxConn+"="+strconv.Itoa(c.maxConn), envHistory+"="+strconv.Itoa(c.history))
+		envDB+"="+c.db, envMaxConn+"="+strconv.Itoa(c.maxConn), envHistory+"="+strconv.Itoa(c.history), envOTLP+"="+c.otlp)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Should the soak itself die (a test timeout), its server goes too.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/marmotws/marmot/chaos"
 )
 
@@ -54,7 +56,8 @@ type injector struct {
 	server *child
 	rng    *rand.Rand
 	slot   time.Duration
-	crash  int // connection actors crashed per panics fault
+	crash  int          // connection actors crashed per panics fault
+	tracer trace.Tracer // the soak's own spans: kills
 	counts [nFaults]atomic.Int64
 	// restart is how long each server restart took to serve again.
 	restarts []time.Duration
@@ -85,6 +88,7 @@ func (in *injector) do(ctx context.Context, f fault) error {
 		}
 		return in.server.post(ctx, "/panic-publish?n=3")
 	case faultKill:
+		recordKill(in.tracer, "server")
 		in.server.kill()
 		start := time.Now()
 		if err := in.server.start(ctx); err != nil {

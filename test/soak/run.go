@@ -47,12 +47,19 @@ type result struct {
 	// and its goroutines with every client connected and idle, before
 	// and after.
 	rssWarm, rssEnd memory
+	// The Go runtime's view of the same moments: what the anonymous
+	// part is made of.
+	memWarm, memEnd goMemory
 	warm            time.Duration
 	gorBase, gorEnd int
 	// The soak process's own goroutines before the clients and after
 	// they closed.
-	selfBase, selfEnd               int
-	recovered, notRecovered         int64
+	selfBase, selfEnd       int
+	recovered, notRecovered int64
+	// The "chaos.fault" events of the exported trace, by kind (see
+	// trace.go), the spans exported and the exports that were unreadable.
+	trace                           map[string]int64
+	traceSpans, traceBad            int64
 	lastReason                      string
 	sent, acked, failed, received   int64
 	serverPanics, serverCrashes     int64
@@ -82,6 +89,7 @@ func (r *result) failures() []string {
 	if r.selfEnd > r.selfBase+goroutineSlack {
 		out = append(out, fmt.Sprintf("soak goroutines %d after closing the clients, baseline %d", r.selfEnd, r.selfBase))
 	}
+	out = append(out, r.traceCheck()...)
 	if r.notRecovered > 0 {
 		out = append(out, fmt.Sprintf("%d re-joins not recovered (last: %s)", r.notRecovered, r.lastReason))
 	}
@@ -116,7 +124,17 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 	if err != nil {
 		return nil, err
 	}
-	srv := &child{exe: exe, addr: addr, control: control, db: filepath.Join(dir, "rooms.db"),
+	sink, err := newTraceSink()
+	if err != nil {
+		return nil, err
+	}
+	defer sink.close()
+	tp, err := tracerProvider(sink.url, "soak")
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = tp.Shutdown(context.Background()) }()
+	srv := &child{exe: exe, addr: addr, control: control, db: filepath.Join(dir, "rooms.db"), otlp: sink.url,
 		maxConn: cfg.Clients + cfg.Rooms + 100, history: cfg.History, logPath: filepath.Join(dir, "server.log")}
 	if err := srv.start(ctx); err != nil {
 		return nil, err
@@ -127,7 +145,7 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 			err = fmt.Errorf("%w\nserver log:\n%s", err, srv.logTail())
 		}
 	}()
-	proxy, err := chaos.NewProxy("127.0.0.1:0", addr, chaos.Options{})
+	proxy, err := chaos.NewProxy("127.0.0.1:0", addr, chaos.Options{TracerProvider: tp})
 	if err != nil {
 		return nil, err
 	}
@@ -171,10 +189,12 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 	res.warm = warm
 	phase.set("warm-up")
 	sleep(ctx, warm)
-	if _, err := srv.stats(ctx, true); err != nil {
+	if s, err := srv.stats(ctx, true); err != nil {
 		stopPub()
 		pubWG.Wait()
 		return nil, err
+	} else {
+		res.memWarm = s.Mem
 	}
 	res.rssWarm, _ = srv.rss()
 
@@ -182,7 +202,7 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 	slots := max(int((cfg.Duration-warm)/slot), 0)
 	rng := rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x5eed))
 	res.schedule = schedule(rng, slots, cfg.Kills)
-	inj := &injector{proxy: proxy, server: srv, rng: rng, slot: slot, crash: max(cfg.Clients/50, 1)}
+	inj := &injector{proxy: proxy, server: srv, rng: rng, slot: slot, crash: max(cfg.Clients/50, 1), tracer: tp.Tracer("soak")}
 	for i, f := range res.schedule {
 		slotEnd := time.Now().Add(slot)
 		phase.set(fmt.Sprintf("fault %d/%d: %s", i+1, len(res.schedule), f))
@@ -229,6 +249,7 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 	if s, err := srv.stats(ctx, true); err == nil {
 		res.serverPanics += s.Faults.Panics
 		res.serverCrashes += s.Faults.Crashes
+		res.memEnd = s.Mem
 	}
 	res.rssEnd, _ = srv.rss()
 	res.proxy = proxy.Counts()
@@ -237,6 +258,18 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 		res.lastReason = v
 	}
 	res.sent, res.acked, res.failed, res.received = fl.sent.Load(), fl.acked.Load(), fl.failed.Load(), fl.received.Load()
+	// The trace: every connection's span ends (the clients close, then
+	// the proxy), both sides flush, and the receiver has it all.
+	phase.set("collecting the trace")
+	fl.close()
+	_ = proxy.Close()
+	if err := tp.ForceFlush(ctx); err != nil {
+		return nil, fmt.Errorf("flush the trace: %w", err)
+	}
+	if err := srv.post(ctx, "/flush"); err != nil {
+		return nil, fmt.Errorf("flush the server's trace: %w", err)
+	}
+	res.trace, res.traceSpans, res.traceBad = sink.snapshot()
 	res.elapsed = time.Since(start)
 	return res, ctx.Err()
 }
@@ -293,6 +326,10 @@ func (r *result) summary(w io.Writer) {
 		100*float64(r.rssEnd.rss-r.rssWarm.rss)/float64(max(r.rssWarm.rss, 1)), r.warm.Round(time.Second)))
 	row("  of it anonymous (heap)", fmt.Sprintf("%s -> %s", mib(r.rssWarm.anon), mib(r.rssEnd.anon)))
 	row("  of it file-backed (binary, bolt)", fmt.Sprintf("%s -> %s", mib(r.rssWarm.file), mib(r.rssEnd.file)))
+	row("  Go heap live / in spans", fmt.Sprintf("%s / %s -> %s / %s", mib(r.memWarm.HeapAlloc), mib(r.memWarm.HeapInuse), mib(r.memEnd.HeapAlloc), mib(r.memEnd.HeapInuse)))
+	row("  Go stacks / runtime", fmt.Sprintf("%s / %s -> %s / %s", mib(r.memWarm.StackInuse), mib(r.memWarm.runtime()), mib(r.memEnd.StackInuse), mib(r.memEnd.runtime())))
+	row("  Go heap idle, not released", fmt.Sprintf("%s -> %s", mib(r.memWarm.HeapIdle-r.memWarm.HeapReleased), mib(r.memEnd.HeapIdle-r.memEnd.HeapReleased)))
+	row("faults in the trace", r.traceLine())
 	row("server goroutines base/end", fmt.Sprintf("%d / %d", r.gorBase, r.gorEnd))
 	row("soak goroutines base/end", fmt.Sprintf("%d / %d", r.selfBase, r.selfEnd))
 	row("connect / drain / total", fmt.Sprintf("%s / %s / %s", r.connectTime.Round(time.Millisecond), r.drainTime.Round(time.Millisecond), r.elapsed.Round(time.Second)))

@@ -34,6 +34,7 @@ const (
 	envDB      = "MARMOT_SOAK_DB"
 	envMaxConn = "MARMOT_SOAK_MAXCONN"
 	envHistory = "MARMOT_SOAK_HISTORY"
+	envOTLP    = "MARMOT_SOAK_OTLP" // the soak's trace receiver
 )
 
 // pubPrefix names the request a publisher sends: "pub/ROOM", answered once
@@ -47,6 +48,30 @@ type serverStats struct {
 	Goroutines int               `json:"goroutines"`
 	Clients    int               `json:"clients"`
 	Faults     actorfault.Counts `json:"faults"`
+	Mem        goMemory          `json:"mem"`
+}
+
+// goMemory is the part of runtime.MemStats that says what the server's
+// anonymous memory is made of (bytes).
+type goMemory struct {
+	HeapAlloc, HeapInuse, HeapIdle, HeapReleased int64
+	StackInuse                                   int64
+	MSpanInuse, MCacheInuse, GCSys, OtherSys     int64
+	BuckHashSys                                  int64
+}
+
+// runtime is the runtime's own structures: span and cache metadata, GC
+// bitmaps, profiling buckets, the rest.
+func (m goMemory) runtime() int64 {
+	return m.MSpanInuse + m.MCacheInuse + m.GCSys + m.OtherSys + m.BuckHashSys
+}
+
+func readGoMemory() goMemory {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return goMemory{HeapAlloc: int64(ms.HeapAlloc), HeapInuse: int64(ms.HeapInuse), HeapIdle: int64(ms.HeapIdle),
+		HeapReleased: int64(ms.HeapReleased), StackInuse: int64(ms.StackInuse), MSpanInuse: int64(ms.MSpanInuse),
+		MCacheInuse: int64(ms.MCacheInuse), GCSys: int64(ms.GCSys), OtherSys: int64(ms.OtherSys), BuckHashSys: int64(ms.BuckHashSys)}
 }
 
 // serveChild runs the soak's server until SIGTERM (or SIGKILL).
@@ -59,7 +84,15 @@ func serveChild() error {
 	defer store.Close()
 	maxConn, _ := strconv.Atoi(os.Getenv(envMaxConn))
 	history, _ := strconv.Atoi(os.Getenv(envHistory))
-	inj := actorfault.New(actorfault.Options{Logger: log})
+	// The injector's spans (one per actor fault) go to the soak's
+	// receiver; marmot's own spans stay off (a span per message would be
+	// the soak's biggest cost).
+	tp, err := tracerProvider(os.Getenv(envOTLP), "soak-server")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tp.Shutdown(context.Background()) }()
+	inj := actorfault.New(actorfault.Options{Logger: log, TracerProvider: tp})
 	defer inj.Close()
 	var srv *marmot.Server
 	srv, err = marmot.NewServer(marmot.ServerConfig{
@@ -100,7 +133,13 @@ func serveChild() error {
 			runtime.GC()
 			debug.FreeOSMemory()
 		}
-		_ = json.NewEncoder(w).Encode(serverStats{PID: os.Getpid(), Goroutines: runtime.NumGoroutine(), Clients: srv.ClientCount(), Faults: inj.Counts()})
+		_ = json.NewEncoder(w).Encode(serverStats{PID: os.Getpid(), Goroutines: runtime.NumGoroutine(), Clients: srv.ClientCount(), Faults: inj.Counts(), Mem: readGoMemory()})
+	})
+	// POST /flush: export the spans recorded so far.
+	mux.HandleFunc("POST /flush", func(w http.ResponseWriter, r *http.Request) {
+		if err := tp.ForceFlush(r.Context()); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+		}
 	})
 	// POST /crash?n=K&seed=S: K connection actors, picked at random with
 	// seed S, panic on their next turn.
