@@ -113,6 +113,11 @@ type Report struct {
 	Receivers, Received, Expected int
 	// Lost, Duplicated, Reordered and Corrupted count the anomalies.
 	Lost, Duplicated, Reordered, Corrupted int
+	// NotRecovered counts the re-joins recorded with
+	// Recorder.NotRecovered, and Unrecovered the acked messages in their
+	// gaps that did not reach the receiver: not anomalies (the receiver
+	// was told), not counted as delivered either, and not in Expected.
+	NotRecovered, Unrecovered int
 	// Examples are the first few anomalies of each kind.
 	Examples []Anomaly
 }
@@ -153,6 +158,8 @@ func (r *Report) String() string {
 	row("duplicated", r.Duplicated)
 	row("reordered", r.Reordered)
 	row("corrupted", r.Corrupted)
+	row("not recovered", r.NotRecovered)
+	row("unrecovered", r.Unrecovered)
 	return b.String()
 }
 
@@ -202,10 +209,13 @@ func (r *Recorder) Check() *Report {
 		rep.Receivers++
 		in.mu.Lock()
 		rep.Received += in.received
+		rep.NotRecovered += in.rejoins
 		found.merge(&in.found)
 		if !in.joined.IsZero() {
 			for _, s := range streams[k.room] {
-				rep.Expected += in.lost(k, s, &found)
+				expected, unrecovered := in.lost(k, s, &found)
+				rep.Expected += expected
+				rep.Unrecovered += unrecovered
 			}
 		}
 		in.mu.Unlock()
@@ -217,8 +227,9 @@ func (r *Recorder) Check() *Report {
 }
 
 // lost adds to found the messages of s that in should have got and did
-// not, and returns how many it should have got.
-func (in *inbox) lost(k inboxKey, s *Stream, found *anomalies) (expected int) {
+// not, and returns how many it should have got, and how many in its gaps
+// (NotRecovered) it did not get.
+func (in *inbox) lost(k inboxKey, s *Stream, found *anomalies) (expected, unrecovered int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	sn := in.senders[s.sender]
@@ -231,10 +242,17 @@ func (in *inbox) lost(k inboxKey, s *Stream, found *anomalies) (expected int) {
 	}
 	sort.Slice(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
 	for _, seq := range seqs {
+		got := sn != nil && sn.has(seq)
+		if in.inGap(s.sender, seq) {
+			if !got {
+				unrecovered++
+			}
+			continue
+		}
 		expected++
-		if sn == nil || !sn.has(seq) {
+		if !got {
 			found.add(Lost, Anomaly{Receiver: k.receiver, Room: k.room, Sender: s.sender, Seq: seq})
 		}
 	}
-	return expected
+	return expected, unrecovered
 }

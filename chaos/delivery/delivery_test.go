@@ -222,3 +222,37 @@ func FuzzUnstamp(f *testing.F) {
 		}
 	})
 }
+
+// A re-join the server could not recover: what was numbered after the
+// last message the receiver got, up to the re-join, is counted as
+// unrecovered (not lost, not expected); what comes after is expected
+// again.
+func TestNotRecovered(t *testing.T) {
+	h := newHistory(4)
+	h.deliver(1, 2)
+	h.rec.NotRecovered("c", "r") // 3 and 4 are in the gap
+	for i := range 3 {
+		p, seq := h.s.Next(fmt.Appendf(nil, "after %d", i))
+		h.s.Acked(seq)
+		h.payloads = append(h.payloads, p)
+	}
+	h.deliver(4, 5, 7) // 4 arrived after all; 6 is lost
+	rep := check(t, h, 1, 0, 0, 0)
+	if rep.NotRecovered != 1 || rep.Unrecovered != 1 || rep.Expected != 5 {
+		t.Fatalf("not recovered %d, unrecovered %d, expected %d; want 1, 1, 5\n%s", rep.NotRecovered, rep.Unrecovered, rep.Expected, rep)
+	}
+	if a := rep.Examples[0]; a.Seq != 6 || a.Kind != delivery.Lost {
+		t.Fatalf("example %v", a)
+	}
+	// A receiver that got nothing before its gap: the gap starts at its
+	// join.
+	rec := delivery.NewRecorder()
+	s := rec.Stream("p", "r")
+	rec.Joined("c", "r")
+	_, seq := s.Next([]byte("x"))
+	s.Acked(seq)
+	rec.NotRecovered("c", "r")
+	if rep := rec.Check(); rep.Unrecovered != 1 || rep.Lost != 0 || rep.Expected != 0 {
+		t.Fatalf("unrecovered %d, lost %d, expected %d; want 1, 0, 0", rep.Unrecovered, rep.Lost, rep.Expected)
+	}
+}

@@ -98,13 +98,20 @@ type inbox struct {
 	// base is, per stream, the last number given out when the receiver
 	// joined: what is numbered later is tracked by a floor and the few
 	// numbers seen above it.
-	senders  map[string]*seen
-	bases    map[string]uint64
+	senders map[string]*seen
+	bases   map[string]uint64
+	// gaps are, per stream, the numbers the receiver could not be given
+	// (NotRecovered): not expected, counted apart when not received.
+	gaps     map[string][]seqRange
 	epoch    string
 	offset   uint64
 	received int
+	rejoins  int // NotRecovered calls
 	found    anomalies
 }
+
+// seqRange is the numbers lo to hi, both included.
+type seqRange struct{ lo, hi uint64 }
 
 // seen is the numbers a receiver got from one stream.
 type seen struct {
@@ -152,7 +159,7 @@ func (r *Recorder) inbox(receiver, room string) *inbox {
 	k := inboxKey{receiver, room}
 	in := r.inboxes[k]
 	if in == nil {
-		in = &inbox{senders: map[string]*seen{}, bases: map[string]uint64{}}
+		in = &inbox{senders: map[string]*seen{}, bases: map[string]uint64{}, gaps: map[string][]seqRange{}}
 		r.inboxes[k] = in
 	}
 	return in
@@ -183,6 +190,45 @@ func (r *Recorder) Left(receiver, room string) {
 	in.mu.Lock()
 	in.left = time.Now()
 	in.mu.Unlock()
+}
+
+// NotRecovered records that receiver is in room again after a gap the
+// server said it could not fill (a re-join answered with recovered false:
+// marmot's OnRecover, which runs before the room's next message). What
+// each sender numbered after the last message the receiver got from it,
+// up to now, is not expected of it: Check counts those it did not get as
+// Unrecovered, apart from Lost, and leaves them out of Expected. Messages
+// numbered from now on are expected again.
+func (r *Recorder) NotRecovered(receiver, room string) {
+	in := r.inbox(receiver, room)
+	r.mu.Lock()
+	streams := append([]*Stream(nil), r.byRoom[room]...)
+	r.mu.Unlock()
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.rejoins++
+	for _, s := range streams {
+		s.mu.Lock()
+		hi := s.last
+		s.mu.Unlock()
+		lo := in.bases[s.sender] + 1
+		if sn := in.senders[s.sender]; sn != nil {
+			lo = max(sn.max, sn.base) + 1
+		}
+		if hi >= lo {
+			in.gaps[s.sender] = append(in.gaps[s.sender], seqRange{lo, hi})
+		}
+	}
+}
+
+// inGap reports whether seq of sender falls in one of the receiver's gaps.
+func (in *inbox) inGap(sender string, seq uint64) bool {
+	for _, g := range in.gaps[sender] {
+		if seq >= g.lo && seq <= g.hi {
+			return true
+		}
+	}
+	return false
 }
 
 // Received records that receiver got payload in room, at offset of epoch
