@@ -57,6 +57,9 @@ func (a Anomaly) String() string {
 	s := fmt.Sprintf("%s: %s in %s: %s #%d", a.Kind, a.Receiver, a.Room, a.Sender, a.Seq)
 	if a.Offset != 0 {
 		s += fmt.Sprintf(" at offset %d", a.Offset)
+		if a.Epoch != "" {
+			s += " of epoch " + a.Epoch
+		}
 	}
 	if a.Detail != "" {
 		s += " (" + a.Detail + ")"

@@ -24,6 +24,11 @@ type child struct {
 	control string // its control API's address
 	db      string
 	otlp    string // where its spans go (OTLP/HTTP)
+	// A cluster node (-cluster): its ID, cluster Bind address and the
+	// other nodes'; node 0 is the single server.
+	node    int
+	bind    string
+	seeds   []string
 	maxConn int
 	history int
 	logPath string
@@ -33,13 +38,59 @@ type child struct {
 }
 
 // freeAddr returns a loopback address free right now.
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+func freeAddr() (string, error) { return freeAddrOn("127.0.0.1") }
+
+// freeAddrOn returns an address of ip free right now.
+func freeAddrOn(ip string) (string, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 	if err != nil {
 		return "", err
 	}
 	defer ln.Close()
 	return ln.Addr().String(), nil
+}
+
+// freeBind returns an address of ip whose port, and the next one on
+// every interface, are free right now and not in taken: a cluster node's
+// Bind (protoactor's automanaged provider serves its health on the port
+// after it, on every interface). It adds both to taken.
+func freeBind(ip string, taken map[int]bool) (string, error) {
+	for range 50 {
+		a, err := freeAddrOn("0.0.0.0")
+		if err != nil {
+			return "", err
+		}
+		_, port, _ := net.SplitHostPort(a)
+		p, _ := strconv.Atoi(port)
+		if taken[p] || taken[p+1] {
+			continue
+		}
+		ln, err := net.Listen("tcp", net.JoinHostPort("0.0.0.0", strconv.Itoa(p+1)))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		taken[p], taken[p+1] = true, true
+		return net.JoinHostPort(ip, port), nil
+	}
+	return "", fmt.Errorf("no two free ports in a row on %s", ip)
+}
+
+// freeAddrNotIn is freeAddrOn with a port not in taken, which it adds.
+func freeAddrNotIn(ip string, taken map[int]bool) (string, error) {
+	for range 50 {
+		a, err := freeAddrOn(ip)
+		if err != nil {
+			return "", err
+		}
+		_, port, _ := net.SplitHostPort(a)
+		p, _ := strconv.Atoi(port)
+		if !taken[p] {
+			taken[p] = true
+			return a, nil
+		}
+	}
+	return "", fmt.Errorf("no free port on %s", ip)
 }
 
 // start runs the server and waits until its control API answers.
@@ -51,6 +102,9 @@ func (c *child) start(ctx context.Context) error {
 	cmd := exec.Command(c.exe)
 	cmd.Env = append(os.Environ(), envRole+"=server", envAddr+"="+c.addr, envControl+"="+c.control,
 		envDB+"="+c.db, envMaxConn+"="+strconv.Itoa(c.maxConn), envHistory+"="+strconv.Itoa(c.history), envOTLP+"="+c.otlp)
+	if c.node > 0 {
+		cmd.Env = append(cmd.Env, envNode+"="+strconv.Itoa(c.node), envBind+"="+c.bind, envSeeds+"="+strings.Join(c.seeds, ","))
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Should the soak itself die (a test timeout), its server goes too.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

@@ -17,7 +17,7 @@ import (
 // fleet is the soak's clients: receivers, each in one room, recording what
 // they get, and one publisher per room; all behind the chaos proxy.
 type fleet struct {
-	url  string
+	urls []string // one per server or node
 	sys  *actor.ActorSystem
 	rec  *delivery.Recorder
 	recv []*marmot.Client
@@ -31,9 +31,17 @@ type fleet struct {
 
 func roomName(i int) string { return fmt.Sprintf("room-%02d", i) }
 
-func (f *fleet) clientConfig() marmot.ClientConfig {
+// clientConfig is the configuration of client i: the URL of server (or
+// node) i modulo their number, failing over to the others in turn.
+func (f *fleet) clientConfig(i int) marmot.ClientConfig {
+	k := i % len(f.urls)
+	var failover []string
+	for j := 1; j < len(f.urls); j++ {
+		failover = append(failover, f.urls[(k+j)%len(f.urls)])
+	}
 	return marmot.ClientConfig{
-		URL:                  f.url,
+		URL:                  f.urls[k],
+		FailoverURLs:         failover,
 		Subprotocol:          "marmot.v1",
 		AutoReconnect:        true,
 		ReconnectStrategy:    marmot.ReconnectExponential,
@@ -53,7 +61,7 @@ func (f *fleet) connect(ctx context.Context, n, rooms int) error {
 	f.recv = make([]*marmot.Client, n)
 	for i := range n {
 		name := fmt.Sprintf("c%04d", i)
-		cfg := f.clientConfig()
+		cfg := f.clientConfig(i)
 		cfg.OnHandleCommand = func(m *marmot.Message) {
 			if m.Room != "" {
 				f.rec.Received(name, m.Room, m.Epoch, m.Offset, m.Payload)
@@ -61,10 +69,13 @@ func (f *fleet) connect(ctx context.Context, n, rooms int) error {
 			}
 			m.Release()
 		}
-		cfg.OnRecover = func(_ string, ok bool, _ int, reason string) {
+		cfg.OnRecover = func(room string, ok bool, _ int, reason string) {
 			if ok {
 				f.recovered.Add(1)
 			} else {
+				// The server said it cannot fill the gap: what was
+				// published in it is counted apart, not as delivered.
+				f.rec.NotRecovered(name, room)
 				f.notRecovered.Add(1)
 				f.lastReason.Store(reason)
 			}
@@ -107,7 +118,7 @@ func (f *fleet) publish(ctx context.Context, rooms int, rate float64) error {
 	var wg sync.WaitGroup
 	for r := range rooms {
 		room := roomName(r)
-		cfg := f.clientConfig()
+		cfg := f.clientConfig(r)
 		c, err := marmot.NewClient(cfg)
 		if err != nil {
 			return err

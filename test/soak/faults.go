@@ -52,8 +52,8 @@ func schedule(rng *rand.Rand, slots, kills int) []fault {
 
 // injector applies the soak's faults.
 type injector struct {
-	proxy  *chaos.Proxy
-	server *child
+	proxy  proxies
+	server nodes
 	rng    *rand.Rand
 	slot   time.Duration
 	crash  int          // connection actors crashed per panics fault
@@ -61,6 +61,10 @@ type injector struct {
 	counts [nFaults]atomic.Int64
 	// restart is how long each server restart took to serve again.
 	restarts []time.Duration
+	killed   []string // what each kill killed
+	// The actor panics (and crashes among them) that killed processes
+	// had injected.
+	killedPanics, killedCrashes int64
 }
 
 // do injects f and lifts it when it is a lasting one; it returns once
@@ -69,32 +73,49 @@ func (in *injector) do(ctx context.Context, f fault) error {
 	in.counts[f].Add(1)
 	switch f {
 	case faultReset:
-		in.proxy.ResetAll()
+		in.proxy.resetAll()
 	case faultBlackhole:
-		if err := in.proxy.Set(chaos.Faults{Blackhole: true}); err != nil {
+		if err := in.proxy.set(chaos.Faults{Blackhole: true}); err != nil {
 			return err
 		}
 		sleep(ctx, 2*time.Second)
-		return in.proxy.Set(chaos.Faults{})
+		return in.proxy.set(chaos.Faults{})
 	case faultBandwidth:
-		if err := in.proxy.Set(chaos.Faults{Bandwidth: 32 << 10}); err != nil {
+		if err := in.proxy.set(chaos.Faults{Bandwidth: 32 << 10}); err != nil {
 			return err
 		}
 		sleep(ctx, in.slot/2)
-		return in.proxy.Set(chaos.Faults{})
+		return in.proxy.set(chaos.Faults{})
 	case faultPanics:
-		if err := in.server.post(ctx, fmt.Sprintf("/crash?n=%d&seed=%d", in.crash, in.rng.Uint64())); err != nil {
+		// The crashes are shared among the nodes.
+		if err := in.server.post(ctx, fmt.Sprintf("/crash?n=%d&seed=%d", max(in.crash/len(in.server), 1), in.rng.Uint64())); err != nil {
 			return err
 		}
 		return in.server.post(ctx, "/panic-publish?n=3")
 	case faultKill:
-		recordKill(in.tracer, "server")
-		in.server.kill()
+		// One server, or a node drawn from the seed; back once it serves
+		// (and, in a cluster, once every node sees every other again).
+		victim, what := in.server[0], "server"
+		if len(in.server) > 1 {
+			victim = in.server[in.rng.IntN(len(in.server))]
+			what = fmt.Sprintf("node %d", victim.node)
+		}
+		recordKill(in.tracer, what)
+		// The victim's own counts, before the kill takes them.
+		if s, err := victim.stats(ctx, false); err == nil {
+			in.killedPanics += s.Faults.Panics
+			in.killedCrashes += s.Faults.Crashes
+		}
+		victim.kill()
 		start := time.Now()
-		if err := in.server.start(ctx); err != nil {
+		if err := victim.start(ctx); err != nil {
+			return err
+		}
+		if err := in.server.formed(ctx); err != nil {
 			return err
 		}
 		in.restarts = append(in.restarts, time.Since(start))
+		in.killed = append(in.killed, what)
 	}
 	return nil
 }

@@ -12,6 +12,7 @@
 //	go run ./test/soak                          # 1,000 clients, 60 s
 //	go run ./test/soak -duration 30m            # the long form
 //	go run ./test/soak -seed 7                  # the same fault schedule and targets again
+//	go run ./test/soak -cluster -clients 300    # three cluster nodes; a node killed and restarted
 //
 // The server is this binary run again as a child process (MARMOT_SOAK_ROLE).
 package main
@@ -41,8 +42,13 @@ func main() {
 	flag.Uint64Var(&cfg.Seed, "seed", uint64(time.Now().UnixNano()%1e6), "seed of the fault schedule and targets")
 	flag.IntVar(&cfg.Kills, "kills", 2, "server SIGKILLs and restarts")
 	flag.IntVar(&cfg.History, "history", 1000, "messages each room keeps in the bolt history")
+	cluster := flag.Bool("cluster", false, "run a cluster (-nodes nodes on 127.0.0.2 on, clients spread over them with failover) instead of one server; -kills then kills nodes")
+	nodes := flag.Int("nodes", 3, "nodes of the -cluster")
 	flag.StringVar(&cfg.Dir, "dir", "", "directory for the bolt file and the server log (default: a temporary one)")
 	flag.Parse()
+	if *cluster {
+		cfg.Nodes = max(*nodes, 1)
+	}
 	cfg.Progress = os.Stderr
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()

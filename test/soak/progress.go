@@ -7,8 +7,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/marmotws/marmot/chaos"
 )
 
 // progress is the run's phase, drawn as a progress line every second.
@@ -33,7 +31,7 @@ func (p *progress) begin() {
 
 // run draws the line on w until the returned stop is called: in place
 // (\r) on a terminal, one line every 5 s otherwise.
-func (p *progress) run(w io.Writer, fl *fleet, proxy *chaos.Proxy) (stop func()) {
+func (p *progress) run(w io.Writer, fl *fleet, proxy proxies) (stop func()) {
 	if w == nil {
 		return func() {}
 	}
@@ -74,7 +72,7 @@ func (p *progress) run(w io.Writer, fl *fleet, proxy *chaos.Proxy) (stop func())
 	}
 }
 
-func (p *progress) line(fl *fleet, proxy *chaos.Proxy) string {
+func (p *progress) line(fl *fleet, proxy proxies) string {
 	p.mu.Lock()
 	phase, began := p.phase, p.began
 	p.mu.Unlock()
@@ -87,5 +85,5 @@ func (p *progress) line(fl *fleet, proxy *chaos.Proxy) string {
 	bar := strings.Repeat("#", fill) + strings.Repeat(".", width-fill)
 	return fmt.Sprintf("[%s] %3ds/%ds  %-30s clients %d/%d  sent %d acked %d  received %d  proxy conns %d",
 		bar, int(done.Seconds()), int(p.total.Seconds()), phase, fl.connected(), len(fl.recv),
-		fl.sent.Load(), fl.acked.Load(), fl.received.Load(), len(proxy.Conns()))
+		fl.sent.Load(), fl.acked.Load(), fl.received.Load(), proxy.conns())
 }

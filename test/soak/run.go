@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -26,10 +25,14 @@ type config struct {
 	Rate     float64       // messages per second per room
 	Duration time.Duration // publishing while faults rotate
 	Seed     uint64        // the fault schedule and targets
-	Kills    int           // server SIGKILLs
-	History  int           // messages each room keeps (bolt)
-	Dir      string        // bolt file and server log; "" a temporary one
-	Progress io.Writer     // a progress line every second; nil: none
+	Kills    int           // server SIGKILLs (with Nodes: node SIGKILLs)
+	// Nodes, when above 0, runs a cluster of that many nodes (on
+	// 127.0.0.2 on) instead of one server, each behind its own proxy,
+	// with the clients spread over them and failing over to the others.
+	Nodes    int
+	History  int       // messages each room keeps (bolt)
+	Dir      string    // bolt file and server log; "" a temporary one
+	Progress io.Writer // a progress line every second; nil: none
 	// ServerExe is the binary run as the server (with MARMOT_SOAK_ROLE
 	// set); "" runs this one again.
 	ServerExe string
@@ -42,6 +45,7 @@ type result struct {
 	faults   [nFaults]int64
 	schedule []fault
 	restarts []time.Duration
+	killed   []string
 	proxy    chaos.Counts
 	// The server's RSS after warm-up and at the end (after a forced GC),
 	// and its goroutines with every client connected and idle, before
@@ -83,14 +87,19 @@ func (r *result) failures() []string {
 	if d := float64(r.rssEnd.rss-r.rssWarm.rss) / float64(r.rssWarm.rss); d > rssTolerance {
 		out = append(out, fmt.Sprintf("server RSS grew %.1f%% (%s -> %s), over %.0f%%", 100*d, mib(r.rssWarm.rss), mib(r.rssEnd.rss), 100*rssTolerance))
 	}
-	if r.gorEnd > r.gorBase+goroutineSlack {
+	if r.gorEnd > r.gorBase+goroutineSlack*max(r.cfg.Nodes, 1) {
 		out = append(out, fmt.Sprintf("server goroutines %d at the end, baseline %d", r.gorEnd, r.gorBase))
 	}
 	if r.selfEnd > r.selfBase+goroutineSlack {
 		out = append(out, fmt.Sprintf("soak goroutines %d after closing the clients, baseline %d", r.selfEnd, r.selfBase))
 	}
 	out = append(out, r.traceCheck()...)
-	if r.notRecovered > 0 {
+	// One server keeps every room's history: every re-join must be
+	// recovered. A cluster's history does not cross nodes yet, so a
+	// client that failed over is told "not recovered": reported (with
+	// the messages it could not be given, which are not counted as
+	// delivered), not a failure.
+	if r.notRecovered > 0 && r.cfg.Nodes == 0 {
 		out = append(out, fmt.Sprintf("%d re-joins not recovered (last: %s)", r.notRecovered, r.lastReason))
 	}
 	return out
@@ -116,14 +125,6 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 			return nil, err
 		}
 	}
-	addr, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
-	control, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
 	sink, err := newTraceSink()
 	if err != nil {
 		return nil, err
@@ -134,27 +135,31 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 		return nil, err
 	}
 	defer func() { _ = tp.Shutdown(context.Background()) }()
-	srv := &child{exe: exe, addr: addr, control: control, db: filepath.Join(dir, "rooms.db"), otlp: sink.url,
-		maxConn: cfg.Clients + cfg.Rooms + 100, history: cfg.History, logPath: filepath.Join(dir, "server.log")}
-	if err := srv.start(ctx); err != nil {
+	srv, err := makeNodes(cfg, exe, dir, sink.url)
+	if err != nil {
 		return nil, err
 	}
 	defer srv.stop(10 * time.Second)
+	if err := srv.start(ctx); err != nil {
+		return nil, fmt.Errorf("%w\nserver log:\n%s", err, srv.logTail())
+	}
 	defer func() {
 		if err != nil {
 			err = fmt.Errorf("%w\nserver log:\n%s", err, srv.logTail())
 		}
 	}()
-	proxy, err := chaos.NewProxy("127.0.0.1:0", addr, chaos.Options{TracerProvider: tp})
-	if err != nil {
-		return nil, err
+	proxy := make(proxies, len(srv))
+	defer proxy.close()
+	for i, c := range srv {
+		if proxy[i], err = chaos.NewProxy("127.0.0.1:0", c.addr, chaos.Options{TracerProvider: tp}); err != nil {
+			return nil, err
+		}
 	}
-	defer proxy.Close()
 
 	sys := actor.NewActorSystem(actor.WithDeadLetterThrottleInterval(50*time.Millisecond),
 		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return slog.New(slog.DiscardHandler) }))
 	rec := delivery.NewRecorder()
-	fl := &fleet{url: "ws://" + proxy.Addr().String() + "/websocket", sys: sys, rec: rec}
+	fl := &fleet{urls: proxy.urls(), sys: sys, rec: rec}
 	defer func() {
 		fl.close()
 		sys.Shutdown()
@@ -206,13 +211,6 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 	for i, f := range res.schedule {
 		slotEnd := time.Now().Add(slot)
 		phase.set(fmt.Sprintf("fault %d/%d: %s", i+1, len(res.schedule), f))
-		if f == faultKill {
-			// The server's own counts, before the kill takes them.
-			if s, err := srv.stats(ctx, false); err == nil {
-				res.serverPanics += s.Faults.Panics
-				res.serverCrashes += s.Faults.Crashes
-			}
-		}
 		if err := inj.do(ctx, f); err != nil {
 			stopPub()
 			pubWG.Wait()
@@ -229,7 +227,8 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 	for i := range res.faults {
 		res.faults[i] = inj.counts[i].Load()
 	}
-	res.restarts = inj.restarts
+	res.restarts, res.killed = inj.restarts, inj.killed
+	res.serverPanics, res.serverCrashes = inj.killedPanics, inj.killedCrashes
 
 	// Drain: wait for every receiver to be connected and to have caught
 	// up (nothing lost), within a bound.
@@ -252,7 +251,7 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 		res.memEnd = s.Mem
 	}
 	res.rssEnd, _ = srv.rss()
-	res.proxy = proxy.Counts()
+	res.proxy = proxy.counts()
 	res.recovered, res.notRecovered = fl.recovered.Load(), fl.notRecovered.Load()
 	if v, ok := fl.lastReason.Load().(string); ok {
 		res.lastReason = v
@@ -262,7 +261,7 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 	// the proxy), both sides flush, and the receiver has it all.
 	phase.set("collecting the trace")
 	fl.close()
-	_ = proxy.Close()
+	proxy.close()
 	if err := tp.ForceFlush(ctx); err != nil {
 		return nil, fmt.Errorf("flush the trace: %w", err)
 	}
@@ -299,8 +298,12 @@ func settle(get func() int, target int) int {
 // summary writes the run's table.
 func (r *result) summary(w io.Writer) {
 	row := func(k, v string) { fmt.Fprintf(w, "  %-28s %s\n", k, v) }
-	fmt.Fprintf(w, "\nmarmot soak: %d clients in %d rooms, %.0f msg/s per room, history %d, %s, seed %d\n",
-		r.cfg.Clients, r.cfg.Rooms, r.cfg.Rate, r.cfg.History, r.cfg.Duration, r.cfg.Seed)
+	where := "one server"
+	if r.cfg.Nodes > 0 {
+		where = fmt.Sprintf("a cluster of %d nodes", r.cfg.Nodes)
+	}
+	fmt.Fprintf(w, "\nmarmot soak: %d clients in %d rooms on %s, %.0f msg/s per room, history %d, %s, seed %d\n",
+		r.cfg.Clients, r.cfg.Rooms, where, r.cfg.Rate, r.cfg.History, r.cfg.Duration, r.cfg.Seed)
 	names := make([]string, len(r.schedule))
 	for i, f := range r.schedule {
 		names[i] = f.String()
@@ -309,18 +312,22 @@ func (r *result) summary(w io.Writer) {
 	for f := range fault(nFaults) {
 		row("  "+f.String(), fmt.Sprint(r.faults[f]))
 	}
-	row("server restarts (to serving)", fmt.Sprint(r.restarts))
+	row("restarts (to serving)", fmt.Sprintf("%v %v", r.killed, r.restarts))
 	row("actor panics injected", fmt.Sprintf("%d (%d by Crash, the rest on publishes)", r.serverPanics, r.serverCrashes))
 	row("proxy resets", fmt.Sprint(r.proxy.Resets))
 	row("publishes sent/acked/failed", fmt.Sprintf("%d / %d / %d", r.sent, r.acked, r.failed))
 	row("room messages received", fmt.Sprint(r.received))
 	row("re-joins recovered / not", fmt.Sprintf("%d / %d", r.recovered, r.notRecovered))
+	if r.notRecovered > 0 {
+		row("  last reason", r.lastReason)
+	}
 	if r.report != nil {
 		row("deliveries expected", fmt.Sprint(r.report.Expected))
 		row("lost", fmt.Sprint(r.report.Lost))
 		row("duplicated", fmt.Sprint(r.report.Duplicated))
 		row("reordered", fmt.Sprint(r.report.Reordered))
 		row("corrupted", fmt.Sprint(r.report.Corrupted))
+		row("unrecovered (not given)", fmt.Sprint(r.report.Unrecovered))
 	}
 	row("server RSS warm-up -> end", fmt.Sprintf("%s -> %s (%+.1f%%; warm-up %s)", mib(r.rssWarm.rss), mib(r.rssEnd.rss),
 		100*float64(r.rssEnd.rss-r.rssWarm.rss)/float64(max(r.rssWarm.rss, 1)), r.warm.Round(time.Second)))

@@ -23,6 +23,7 @@ import (
 	"github.com/marmotws/marmot"
 	"github.com/marmotws/marmot/boltstore"
 	"github.com/marmotws/marmot/chaos/actorfault"
+	"github.com/marmotws/marmot/cluster"
 )
 
 // The server is a child process (so that it can be SIGKILLed): the soak
@@ -35,6 +36,11 @@ const (
 	envMaxConn = "MARMOT_SOAK_MAXCONN"
 	envHistory = "MARMOT_SOAK_HISTORY"
 	envOTLP    = "MARMOT_SOAK_OTLP" // the soak's trace receiver
+	// With -cluster: the node's ID (1..), its cluster Bind address and the
+	// other nodes' (comma-separated).
+	envNode  = "MARMOT_SOAK_NODE"
+	envBind  = "MARMOT_SOAK_BIND"
+	envSeeds = "MARMOT_SOAK_SEEDS"
 )
 
 // pubPrefix names the request a publisher sends: "pub/ROOM", answered once
@@ -49,6 +55,7 @@ type serverStats struct {
 	Clients    int               `json:"clients"`
 	Faults     actorfault.Counts `json:"faults"`
 	Mem        goMemory          `json:"mem"`
+	Members    int               `json:"members"` // cluster members seen (-cluster)
 }
 
 // goMemory is the part of runtime.MemStats that says what the server's
@@ -95,7 +102,8 @@ func serveChild() error {
 	inj := actorfault.New(actorfault.Options{Logger: log, TracerProvider: tp})
 	defer inj.Close()
 	var srv *marmot.Server
-	srv, err = marmot.NewServer(marmot.ServerConfig{
+	var node *cluster.Node
+	scfg := marmot.ServerConfig{
 		Addr:            os.Getenv(envAddr),
 		MaxConnections:  maxConn,
 		Logger:          log,
@@ -111,17 +119,31 @@ func serveChild() error {
 			switch {
 			case err != nil:
 				_ = m.ReplyError(503, err.Error())
-			case n == 0:
+			case n == 0 && node == nil:
+				// (A node's Publish hands the message to the room's
+				// grain and counts no members: nil is its accepted.)
 				_ = m.ReplyError(503, "room not live")
 			default:
 				_ = m.Reply([]byte(strconv.Itoa(n)))
 			}
 		}},
-	})
-	if err != nil {
-		return err
 	}
-	if err := srv.Start(context.Background()); err != nil {
+	if id, _ := strconv.ParseUint(os.Getenv(envNode), 10, 32); id > 0 {
+		// A cluster node: room history does not cross nodes yet
+		// (cluster.New refuses it), so a failed-over client's re-join
+		// is not recovered (docs/FAULTS.md).
+		scfg.RoomHistory = marmot.HistoryConfig{}
+		node, err = cluster.New(cluster.Config{Name: "soak", NodeID: uint32(id), Bind: os.Getenv(envBind),
+			Seeds: strings.Split(os.Getenv(envSeeds), ","), RefreshTTL: time.Second, Logger: log}, scfg)
+		if err != nil {
+			return err
+		}
+		srv = node.Server()
+		err = node.Start(context.Background())
+	} else if srv, err = marmot.NewServer(scfg); err == nil {
+		err = srv.Start(context.Background())
+	}
+	if err != nil {
 		return err
 	}
 	mux := http.NewServeMux()
@@ -133,7 +155,11 @@ func serveChild() error {
 			runtime.GC()
 			debug.FreeOSMemory()
 		}
-		_ = json.NewEncoder(w).Encode(serverStats{PID: os.Getpid(), Goroutines: runtime.NumGoroutine(), Clients: srv.ClientCount(), Faults: inj.Counts(), Mem: readGoMemory()})
+		st := serverStats{PID: os.Getpid(), Goroutines: runtime.NumGoroutine(), Clients: srv.ClientCount(), Faults: inj.Counts(), Mem: readGoMemory()}
+		if node != nil {
+			st.Members = len(node.Members())
+		}
+		_ = json.NewEncoder(w).Encode(st)
 	})
 	// POST /flush: export the spans recorded so far.
 	mux.HandleFunc("POST /flush", func(w http.ResponseWriter, r *http.Request) {
@@ -183,5 +209,8 @@ func serveChild() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_ = ctl.Shutdown(ctx)
+	if node != nil {
+		return node.Stop(ctx)
+	}
 	return srv.Stop(ctx)
 }
