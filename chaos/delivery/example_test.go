@@ -32,5 +32,5 @@ func Example() {
 	// Output:
 	// false 1 1
 	// lost: alice in lobby: pub-1 #2
-	// duplicated: alice in lobby: pub-1 #3 at offset 3 (received again)
+	// duplicated: alice in lobby: pub-1 #3 at offset 3 of epoch e1 (received again)
 }

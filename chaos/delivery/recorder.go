@@ -165,14 +165,18 @@ func (r *Recorder) inbox(receiver, room string) *inbox {
 	return in
 }
 
+// streamsOf returns the streams to room now.
+func (r *Recorder) streamsOf(room string) []*Stream {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]*Stream(nil), r.byRoom[room]...)
+}
+
 // Joined records that receiver is in room from now on (call it once its
 // join has succeeded): every acked message numbered from now on until
 // Left must reach it, exactly once and in order.
 func (r *Recorder) Joined(receiver, room string) {
-	in := r.inbox(receiver, room)
-	r.mu.Lock()
-	streams := append([]*Stream(nil), r.byRoom[room]...)
-	r.mu.Unlock()
+	in, streams := r.inbox(receiver, room), r.streamsOf(room)
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	in.joined, in.left = time.Now(), time.Time{}
@@ -200,10 +204,7 @@ func (r *Recorder) Left(receiver, room string) {
 // Unrecovered, apart from Lost, and leaves them out of Expected. Messages
 // numbered from now on are expected again.
 func (r *Recorder) NotRecovered(receiver, room string) {
-	in := r.inbox(receiver, room)
-	r.mu.Lock()
-	streams := append([]*Stream(nil), r.byRoom[room]...)
-	r.mu.Unlock()
+	in, streams := r.inbox(receiver, room), r.streamsOf(room)
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	in.rejoins++
