@@ -45,6 +45,12 @@ func withInbound(t *telemetry, user []actor.ReceiverMiddleware) []actor.Receiver
 					// request gets an error rather than its deadline.
 					if m := in.msg; m.IsRequest() && !m.replied {
 						_ = m.ReplyError(500, "internal error: handler failed")
+						// Answered, so the client's outbox lets it go:
+						// its session number must count as handled, or
+						// the next one is a gap for good.
+						if a, ok := c.Actor().(*ConnectionActor); ok {
+							a.settleUnhandled(m)
+						}
 					}
 					// The supervisor keeps the failed frame (its trace
 					// context): it must never be reused.

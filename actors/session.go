@@ -348,6 +348,26 @@ func (e *protocolViolation) Error() string { return "marmot: session: " + e.what
 
 func (e *protocolViolation) Unwrap() error { return protocol.ErrInvalidEnvelope }
 
+// settleUnhandled counts numbered request m as handled in its session
+// when it failed before the actor's turn reached sequenced (receive
+// middleware panicked on it: an injected fault), and was answered with an
+// error. The client's outbox drops a request once answered and numbers on
+// from it; without this its next message would be a gap, the connection
+// closed for it, and every resume would hit the same gap again. A
+// message that is not a request is left unsettled: the client re-sends it
+// on its next connection.
+func (a *ConnectionActor) settleUnhandled(m *Message) {
+	s := a.c.sess
+	if m.seq == 0 || s == nil {
+		return
+	}
+	s.mu.Lock()
+	if m.seq == s.last+1 {
+		s.last = m.seq
+	}
+	s.mu.Unlock()
+}
+
 // handled unlocks s after its message was handled, and acknowledges: at
 // once after ackEvery messages, else within ackDelay (the timer sends on
 // whatever connection the session is attached to by then).

@@ -65,6 +65,13 @@ type rig struct {
 
 func newRig(t *testing.T, inj *actorfault.Injector, cfg marmot.ServerConfig) *rig {
 	t.Helper()
+	return newRigClient(t, inj, cfg, marmot.ClientConfig{})
+}
+
+// newRigClient is newRig with the client's configuration (its URL,
+// subprotocol and logger are the rig's).
+func newRigClient(t *testing.T, inj *actorfault.Injector, cfg marmot.ServerConfig, ccfg marmot.ClientConfig) *rig {
+	t.Helper()
 	r := &rig{inj: inj, seen: make(seen, 64), errs: make(chan error, 16)}
 	cfg.Addr = "127.0.0.1:0"
 	cfg.Logger = logger()
@@ -94,7 +101,8 @@ func newRig(t *testing.T, inj *actorfault.Injector, cfg marmot.ServerConfig) *ri
 		_ = srv.Stop(ctx)
 	})
 	r.srv = srv
-	c, err := marmot.NewClient(marmot.ClientConfig{URL: srv.URL(), Subprotocol: "marmot.v1", Logger: logger()})
+	ccfg.URL, ccfg.Subprotocol, ccfg.Logger = srv.URL(), "marmot.v1", logger()
+	c, err := marmot.NewClient(ccfg)
 	if err != nil {
 		t.Fatal(err)
 	}
