@@ -202,12 +202,15 @@ func (r *Recorder) Left(receiver, room string) {
 // each sender numbered after the last message the receiver got from it,
 // up to now, is not expected of it: Check counts those it did not get as
 // Unrecovered, apart from Lost, and leaves them out of Expected. Messages
-// numbered from now on are expected again.
+// numbered from now on are expected again. The room's offsets are checked
+// afresh from here: the receiver stands where the room is now, which may
+// be a new numbering (a new epoch) that it cannot see in the messages.
 func (r *Recorder) NotRecovered(receiver, room string) {
 	in, streams := r.inbox(receiver, room), r.streamsOf(room)
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	in.rejoins++
+	in.epoch, in.offset = "", 0
 	for _, s := range streams {
 		s.mu.Lock()
 		hi := s.last
