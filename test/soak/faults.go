@@ -28,15 +28,20 @@ func (f fault) String() string {
 	return [...]string{"reset", "blackhole 2s", "bandwidth cap", "handler panics", "server SIGKILL"}[f]
 }
 
-// schedule returns the faults of slots slots: kills spread evenly, the
-// others rotating in an order drawn from rng.
-func schedule(rng *rand.Rand, slots, kills int) []fault {
-	out := make([]fault, slots)
-	isKill := make([]bool, slots)
-	for k := 1; k <= kills && slots > 0; k++ {
-		isKill[k*slots/(kills+1)] = true
-	}
+// schedule returns the faults of slots slots, those other than kills rotating in an
+// order drawn from rng: first one round of them (settled is its length,
+// after which the soak takes its RSS baseline; 0 when there is no room
+// for it), then the kills spread evenly over the rest.
+func schedule(rng *rand.Rand, slots, kills int) (out []fault, settled int) {
 	rot := []fault{faultReset, faultBlackhole, faultBandwidth, faultPanics}
+	if slots >= len(rot)+kills {
+		settled = len(rot)
+	}
+	out = make([]fault, slots)
+	isKill := make([]bool, slots)
+	for k := 1; k <= kills && slots > settled; k++ {
+		isKill[settled+k*(slots-settled)/(kills+1)] = true
+	}
 	rng.Shuffle(len(rot), func(i, j int) { rot[i], rot[j] = rot[j], rot[i] })
 	n := 0
 	for i := range out {
@@ -47,7 +52,7 @@ func schedule(rng *rand.Rand, slots, kills int) []fault {
 		out[i] = rot[n%len(rot)]
 		n++
 	}
-	return out
+	return out, settled
 }
 
 // injector applies the soak's faults.
