@@ -117,6 +117,7 @@ func (ns nodes) stats(ctx context.Context, gc bool) (serverStats, error) {
 		}
 		sum.Goroutines += s.Goroutines
 		sum.Clients += s.Clients
+		sum.Sessions += s.Sessions
 		sum.Faults.Panics += s.Faults.Panics
 		sum.Faults.Crashes += s.Faults.Crashes
 		m := &sum.Mem

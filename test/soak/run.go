@@ -59,6 +59,7 @@ type result struct {
 	memWarm, memEnd goMemory
 	warm            time.Duration
 	gorBase, gorEnd int
+	sessEnd         int // the servers' client sessions at the end
 	// The soak process's own goroutines before the clients and after
 	// they closed.
 	selfBase, selfEnd       int
@@ -267,6 +268,9 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 		res.serverCrashes += s.Faults.Crashes
 	}
 	res.memEnd, res.rssEnd, _ = measure(ctx, srv, fl)
+	if s, err := srv.stats(ctx, false); err == nil {
+		res.sessEnd = s.Sessions
+	}
 	res.proxy = proxy.counts()
 	res.recovered, res.notRecovered = fl.recovered.Load(), fl.notRecovered.Load()
 	if v, ok := fl.lastReason.Load().(string); ok {
@@ -369,6 +373,7 @@ func (r *result) summary(w io.Writer) {
 	row("  Go stacks / runtime", fmt.Sprintf("%s / %s -> %s / %s", mib(r.memWarm.StackInuse), mib(r.memWarm.runtime()), mib(r.memEnd.StackInuse), mib(r.memEnd.runtime())))
 	row("  Go heap idle, not released", fmt.Sprintf("%s -> %s", mib(r.memWarm.HeapIdle-r.memWarm.HeapReleased), mib(r.memEnd.HeapIdle-r.memEnd.HeapReleased)))
 	row("faults in the trace", r.traceLine())
+	row("server sessions at the end", fmt.Sprintf("%d (clients %d)", r.sessEnd, r.cfg.Clients+r.cfg.Rooms))
 	row("server goroutines base/end", fmt.Sprintf("%d / %d", r.gorBase, r.gorEnd))
 	row("soak goroutines base/end", fmt.Sprintf("%d / %d", r.selfBase, r.selfEnd))
 	row("connect / drain / total", fmt.Sprintf("%s / %s / %s", r.connectTime.Round(time.Millisecond), r.drainTime.Round(time.Millisecond), r.elapsed.Round(time.Second)))

@@ -55,7 +55,8 @@ type serverStats struct {
 	Clients    int               `json:"clients"`
 	Faults     actorfault.Counts `json:"faults"`
 	Mem        goMemory          `json:"mem"`
-	Members    int               `json:"members"` // cluster members seen (-cluster)
+	Members    int               `json:"members"`  // cluster members seen (-cluster)
+	Sessions   int               `json:"sessions"` // client sessions kept (attached or waiting)
 }
 
 // goMemory is the part of runtime.MemStats that says what the server's
@@ -155,7 +156,8 @@ func serveChild() error {
 			runtime.GC()
 			debug.FreeOSMemory()
 		}
-		st := serverStats{PID: os.Getpid(), Goroutines: runtime.NumGoroutine(), Clients: srv.ClientCount(), Faults: inj.Counts(), Mem: readGoMemory()}
+		st := serverStats{PID: os.Getpid(), Goroutines: runtime.NumGoroutine(), Clients: srv.ClientCount(), Faults: inj.Counts(),
+			Mem: readGoMemory(), Sessions: srv.Stats().Sessions}
 		if node != nil {
 			st.Members = len(node.Members())
 		}
