@@ -110,3 +110,27 @@ func TestConnectCyclesLeaveNoProcesses(t *testing.T) {
 		t.Errorf("heap grew %d KiB over rounds 3..%d of %d connections each", d, rounds, perRound)
 	}
 }
+
+// BenchmarkNewActorSystem is what every server, client and node pays for
+// its actor system, the registry's compaction included.
+func BenchmarkNewActorSystem(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		NewActorSystem(nil).Shutdown()
+	}
+}
+
+// TestBootProcesses: a new protoactor system registers exactly
+// bootProcesses, which compactProcessRegistry moves by name.
+func TestBootProcesses(t *testing.T) {
+	sys := actor.NewActorSystem()
+	defer sys.Shutdown()
+	if n := processCount(sys); n != len(bootProcesses) {
+		t.Fatalf("a new system registers %d processes, want %d (%v): update bootProcesses", n, len(bootProcesses), bootProcesses)
+	}
+	for _, id := range bootProcesses {
+		if _, ok := sys.ProcessRegistry.GetLocal(id); !ok {
+			t.Errorf("%q is not registered", id)
+		}
+	}
+}
