@@ -102,7 +102,7 @@ type nodeSpec struct {
 // range (32768 and up on Linux), where the outgoing connections of other
 // processes on a busy machine would take them between the pick and the
 // node's start.
-func freePort(t *testing.T, ip string) int {
+func freePort(t testing.TB, ip string) int {
 	t.Helper()
 	for range 200 {
 		port := 20000 + rand.IntN(12000)

@@ -208,7 +208,7 @@ func startBenchCluster(b *testing.B, mode string) *benchCluster {
 	binds := make([]string, benchNodes)
 	for i := range binds {
 		ip := fmt.Sprintf("127.0.0.%d", 2+i)
-		binds[i] = net.JoinHostPort(ip, strconv.Itoa(benchPort(b, ip)))
+		binds[i] = net.JoinHostPort(ip, strconv.Itoa(freePort(b, ip)))
 	}
 	log := slog.New(slog.NewTextHandler(b.Output(), &slog.HandlerOptions{Level: slog.LevelError}))
 	bc := &benchCluster{}
@@ -263,27 +263,6 @@ func startBenchCluster(b *testing.B, mode string) *benchCluster {
 		}
 	}
 	return bc
-}
-
-// benchPort is freePort for a benchmark.
-func benchPort(tb testing.TB, ip string) int {
-	tb.Helper()
-	for range 200 {
-		port := 20000 + rand.IntN(12000)
-		ln, err := net.Listen("tcp", fmt.Sprintf("%s:%d", ip, port))
-		if err != nil {
-			continue
-		}
-		ln.Close()
-		h, err := net.Listen("tcp", fmt.Sprintf("0.0.0.0:%d", port+1))
-		if err != nil {
-			continue
-		}
-		h.Close()
-		return port
-	}
-	tb.Fatal("no free port pair")
-	return 0
 }
 
 func seedsOf(binds []string, i int) []string {

@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -59,6 +58,22 @@ func clusterName(nodes int) string { return fmt.Sprintf("%d nodes", nodes) }
 
 const singleName = "1 node"
 
+func configName(nodes int) string {
+	if nodes > 1 {
+		return clusterName(nodes)
+	}
+	return singleName
+}
+
+// configOrder is the cluster and the single server in the order of
+// round: swapped every other round, so neither always goes first.
+func configOrder(nodes, round int) []int {
+	if round%2 == 1 {
+		return []int{1, nodes}
+	}
+	return []int{nodes, 1}
+}
+
 // clusterCompare runs scenario ("cluster-publish" or
 // "cluster-connections") for rounds rounds.
 func clusterCompare(scenario string, f cliFlags, c clusterFlags, rounds int) error {
@@ -102,18 +117,10 @@ func clusterPublishCompare(f cliFlags, c clusterFlags, rounds int) error {
 	}
 	results := map[string]map[string][]*Result{thr.label: {}, lat.label: {}}
 	load0 := loadAvg()
-	configs := []int{c.nodes, 1}
 	for round := range rounds {
 		for _, rw := range []row{thr, lat} {
-			order := slices.Clone(configs)
-			if round%2 == 1 {
-				slices.Reverse(order)
-			}
-			for _, nodes := range order {
-				name := singleName
-				if nodes > 1 {
-					name = cname
-				}
+			for _, nodes := range configOrder(c.nodes, round) {
+				name := configName(nodes)
 				fmt.Fprintf(os.Stderr, "round %d/%d  %-70s %-8s load %s\n", round+1, rounds, rw.label, name, loadAvg())
 				servers, err := startConfig(nodes, modeBroadcast, &f)
 				if err != nil {
@@ -156,24 +163,15 @@ func clusterPublishCompare(f cliFlags, c clusterFlags, rounds int) error {
 	return checkRuns(results)
 }
 
-// checkRuns reports every error of every run; it fails when any run
-// was not clean.
+// checkRuns is reportRuns over every run of a comparison.
 func checkRuns(results map[string]map[string][]*Result) error {
-	clean := true
+	var all []*Result
 	for _, byImpl := range results {
 		for _, rs := range byImpl {
-			for _, r := range rs {
-				for _, e := range r.Errors {
-					fmt.Fprintf(os.Stderr, "%s round %d: %s\n", r.Impl, r.Round, e)
-				}
-				clean = clean && r.OK()
-			}
+			all = append(all, rs...)
 		}
 	}
-	if !clean {
-		return errors.New("the run was not clean (see errors above)")
-	}
-	return nil
+	return reportRuns(all)
 }
 
 // holdUntilStdinCloses is the connections scenario's Hold in a client
@@ -314,15 +312,8 @@ func clusterConnectionsCompare(f cliFlags, c clusterFlags, rounds int) error {
 	results := map[string]map[string][]*Result{rw.label: {}}
 	load0 := loadAvg()
 	for round := range rounds {
-		order := []int{c.nodes, 1}
-		if round%2 == 1 {
-			slices.Reverse(order)
-		}
-		for _, nodes := range order {
-			name := singleName
-			if nodes > 1 {
-				name = cname
-			}
+		for _, nodes := range configOrder(c.nodes, round) {
+			name := configName(nodes)
 			fmt.Fprintf(os.Stderr, "round %d/%d  %s × %d idle connections, load %s\n", round+1, rounds, name, f.conn.Conns, loadAvg())
 			rs, err := holdConfig(nodes, &f, f.conn.Conns)
 			if err != nil {

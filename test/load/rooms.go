@@ -603,6 +603,12 @@ func roomsMain(scenario string, args []string) error {
 	}
 	fmt.Printf("\nload average before: %s, after: %s\n\n", load0, loadAvg())
 	printComparison(os.Stdout, []row{rw}, names, results)
+	return reportRuns(rs)
+}
+
+// reportRuns prints every error of every run on stderr; it fails when
+// any run was not clean.
+func reportRuns(rs []*Result) error {
 	clean := true
 	for _, r := range rs {
 		for _, e := range r.Errors {
