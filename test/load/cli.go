@@ -292,8 +292,13 @@ func compareMain(args []string) error {
 		return err
 	}
 	if strings.HasPrefix(*scenario, "cluster-") {
+		// The room: 3 nodes × 1,000 members against 1 × 3,000,
+		// and phases long enough to settle (3,000,000 deliveries).
 		if !isFlagSet(fs, "receivers") {
 			f.bc.Receivers = 3000
+		}
+		if !isFlagSet(fs, "count") {
+			f.bc.Count = 1000
 		}
 		return clusterCompare(*scenario, f, cl, *rounds)
 	}

@@ -27,14 +27,15 @@ import (
 // machine is not saturated; the cluster's members are split into those
 // on the publisher's node (same node) and those on the other nodes
 // (cross-node). Both go through the room's grain, wherever rendezvous
-// hashing put it, so "same node" is not free of cluster hops: it is the
-// hop the other nodes' members do not share (node 1's room actor to its
-// own members).
+// hashing put it: node 1 hands the message to the grain, the grain to
+// every node, node 1 included, so the same-node members are spared a
+// network hop only when the grain lives on node 1.
 //
 // cluster-connections: every node holds Conns idle connections at once,
 // each node's from its own client process (a process has 20,000 file
-// descriptors here) dialling from its own four loopback source addresses;
-// then the single server alone holds Conns. Per node: RSS per connection
+// descriptors here) dialling from loopback source addresses of its own,
+// one per connsPerSource connections; then the single server alone holds
+// Conns. Per node: RSS per connection
 // and the RSS with the cluster on against off at the same count.
 
 // clusterFlags are the cluster comparisons' own flags.
@@ -43,14 +44,13 @@ type clusterFlags struct {
 	latMembers int
 	latCount   int
 	latRate    float64
-	clientArgs string
 }
 
 func (c *clusterFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.nodes, "nodes", 3, "cluster-*: nodes in the cluster (127.0.0.2, .3, ...)")
-	fs.IntVar(&c.latMembers, "latency-receivers", 300, "cluster-publish: members in the paced latency row")
-	fs.IntVar(&c.latCount, "latency-count", 200, "cluster-publish: messages in the paced latency row")
-	fs.Float64Var(&c.latRate, "latency-rate", 20, "cluster-publish: messages per second in the paced latency row")
+	fs.IntVar(&c.latMembers, "latency-receivers", 30, "cluster-publish: members in the paced latency row")
+	fs.IntVar(&c.latCount, "latency-count", 500, "cluster-publish: messages in the paced latency row")
+	fs.Float64Var(&c.latRate, "latency-rate", 50, "cluster-publish: messages per second in the paced latency row")
 }
 
 // Names of the configurations.

@@ -19,7 +19,7 @@
 //	load compare     --encryption [--rounds 3]
 //	load compare     --compression [--rounds 3]
 //	load compare     --scenario http [--rounds 3]   (marmot+http, marmot, socketio-polling)
-//	load compare     --scenario cluster-publish [--nodes 3 --receivers 3000 --count 200 --latency-rate 20] [--rounds 3]
+//	load compare     --scenario cluster-publish [--nodes 3 --receivers 3000 --count 1000 --latency-receivers 30 --latency-rate 50] [--rounds 3]
 //	load compare     --scenario cluster-connections [--nodes 3 --conns 19000] [--rounds 2]
 //
 // The cluster scenarios (clustercompare.go) start the servers themselves:
