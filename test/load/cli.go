@@ -17,6 +17,7 @@ type cliFlags struct {
 	impl, url   string
 	pid         int
 	sources     int
+	sourceBase  int
 	dialConc    int
 	maxDuration time.Duration
 	json        bool
@@ -25,6 +26,7 @@ type cliFlags struct {
 	key         string
 	compress    bool
 	payload     string
+	hold        bool
 
 	echo echoOpts
 	bc   broadcastOpts
@@ -36,6 +38,7 @@ func (f *cliFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.url, "url", "", "drive this ws:// URL instead of starting a server; several, comma-separated (the nodes of a cluster), take the connections in turn")
 	fs.IntVar(&f.pid, "pid", 0, "with --url: the server's process ID, for its RSS and CPU")
 	fs.IntVar(&f.sources, "sources", 8, "loopback source addresses 127.0.0.2, 127.0.0.3, ... to spread clients over (0: the kernel picks)")
+	fs.IntVar(&f.sourceBase, "source-base", 2, "the first source address is 127.0.0.N (the cluster scenarios' nodes are on .2–.4, their clients from .5)")
 	fs.IntVar(&f.dialConc, "dial-concurrency", 64, "connections dialled at once")
 	fs.DurationVar(&f.maxDuration, "max-duration", 3*time.Minute, "hard limit on one scenario run, dialling included")
 	fs.BoolVar(&f.json, "json", false, "also print every result as a JSON line")
@@ -57,6 +60,7 @@ func (f *cliFlags) register(fs *flag.FlagSet) {
 
 	fs.IntVar(&f.conn.Conns, "conns", 19000, "connections: idle connections to open")
 	fs.IntVar(&f.conn.Sample, "sample", 100, "connections: how many must still echo at the end")
+	fs.BoolVar(&f.hold, "hold", false, "connections: once measured, print the result as one line \"held {json}\" on stdout and keep the connections open until stdin closes")
 	fs.DurationVar(&f.conn.Settle, "settle", 2*time.Second, "connections: pause before reading the server's RSS")
 }
 
@@ -106,7 +110,7 @@ func (f *cliFlags) splitImpl(name string) (impl string, encrypt, compress bool) 
 // clients speak the secure profile and results are labelled impl+gcm; with
 // compress, they offer permessage-deflate, labelled impl+deflate.
 func (f *cliFlags) target(impl, url string, pid int, encrypt, compress bool) (target, error) {
-	t := target{URL: url, PID: pid, Impl: impl, Sources: f.sources, DialConc: f.dialConc, MaxDuration: f.maxDuration, Compress: compress}
+	t := target{URL: url, PID: pid, Impl: impl, Sources: f.sources, SourceBase: f.sourceBase, DialConc: f.dialConc, MaxDuration: f.maxDuration, Compress: compress}
 	t.HTTP = strings.HasSuffix(impl, httpSuffix)
 	if encrypt {
 		var err error
@@ -146,6 +150,9 @@ func runScenario(ctx context.Context, scenario string, t target, f *cliFlags) (*
 	case "connections":
 		o := f.conn
 		o.Size = f.echo.Size
+		if f.hold {
+			o.Hold = holdUntilStdinCloses
+		}
 		return runConnections(ctx, t, o), nil
 	}
 	return nil, fmt.Errorf("unknown scenario %q (echo, broadcast or connections)", scenario)
@@ -267,11 +274,13 @@ func compareMain(args []string) error {
 	fs := flag.NewFlagSet("compare", flag.ContinueOnError)
 	var f cliFlags
 	f.register(fs)
-	scenario := fs.String("scenario", "echo", "echo, broadcast or connections")
+	scenario := fs.String("scenario", "echo", "echo, broadcast, connections, http, cluster-publish (room publish and its latency, --nodes nodes against one) or cluster-connections (--conns idle connections on every node at once, against one server)")
 	all := fs.Bool("all", false, "run the issue's table: echo 100×64 B, echo 1,000×1 KiB, broadcast 1,000×200, broadcast 5,000×50, 19,000 idle connections")
 	rounds := fs.Int("rounds", 3, "runs of each implementation per row")
 	encryption := fs.Bool("encryption", false, "run the issue's encryption table, marmot"+gcmSuffix+" against marmot: echo 100 and 1,000 clients × 1 KiB, broadcast 1,000 receivers × 200 msgs of 1 KiB")
 	compression := fs.Bool("compression", false, "run the issue's compression table: marmot"+deflateSuffix+" against marmot, gorilla"+deflateSuffix+" and gws"+deflateSuffix+": echo 100 clients × 1 KiB JSON, broadcast 1,000 receivers × 200 msgs of 1 KiB JSON")
+	var cl clusterFlags
+	cl.register(fs)
 	implList := fs.String("impls", strings.Join(impls, ","), "implementations, comma-separated, marmot"+gcmSuffix+" for marmot encrypted; the first one is divided by each other for the ratios")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -281,6 +290,17 @@ func compareMain(args []string) error {
 	}
 	if err := f.check(); err != nil {
 		return err
+	}
+	if strings.HasPrefix(*scenario, "cluster-") {
+		// The room: 3 nodes × 1,000 members against 1 × 3,000,
+		// and phases long enough to settle (3,000,000 deliveries).
+		if !isFlagSet(fs, "receivers") {
+			f.bc.Receivers = 3000
+		}
+		if !isFlagSet(fs, "count") {
+			f.bc.Count = 1000
+		}
+		return clusterCompare(*scenario, f, cl, *rounds)
 	}
 	names := strings.Split(*implList, ",")
 	var rows []row

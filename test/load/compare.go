@@ -40,6 +40,14 @@ func metricsOf(scenario string) []metric {
 			{"p99 µs", func(r *Result) float64 { return r.P99 }},
 			{"server CPU µs/delivery", func(r *Result) float64 { return r.CPUPerMsgUs }},
 		}
+	case "publish-latency":
+		return []metric{
+			{"p50 µs", func(r *Result) float64 { return r.P50 }},
+			{"p90 µs", func(r *Result) float64 { return r.P90 }},
+			{"p99 µs", func(r *Result) float64 { return r.P99 }},
+			{"max µs", func(r *Result) float64 { return r.Max }},
+			{"deliveries", func(r *Result) float64 { return float64(r.Deliveries) }},
+		}
 	case "recover":
 		return []metric{
 			{"catch-up ms", func(r *Result) float64 { return r.Seconds * 1e3 }},
@@ -47,6 +55,13 @@ func metricsOf(scenario string) []metric {
 			{"bytes received", func(r *Result) float64 { return float64(r.Bytes) }},
 			{"bytes/msg", func(r *Result) float64 { return float64(r.Bytes) / float64(max(r.Count, 1)) }},
 			{"server CPU ms", func(r *Result) float64 { return r.ServerCPUms }},
+		}
+	case "cluster-connections":
+		return []metric{
+			{"server KiB/conn", func(r *Result) float64 { return r.KiBPerConn }},
+			{"server RSS KiB, no connections", func(r *Result) float64 { return float64(r.RSSBaseKiB) }},
+			{"server RSS KiB, all connected", func(r *Result) float64 { return float64(r.RSSKiB) }},
+			{"connects/s (each node's client)", func(r *Result) float64 { return r.ConnectPerSec }},
 		}
 	case "connections":
 		return []metric{
@@ -147,7 +162,7 @@ func correctnessLabel(scenario string) string {
 	switch scenario {
 	case "echo", "http":
 		return "mismatched / errors (all runs)"
-	case "broadcast", "publish", "recover":
+	case "broadcast", "publish", "publish-latency", "recover":
 		return "lost / dup / out-of-order / errors (all runs)"
 	}
 	return "sample echoed / connected / errors (all runs)"
@@ -169,7 +184,7 @@ func correctness(scenario string, rs []*Result) string {
 	switch scenario {
 	case "echo", "http":
 		return fmt.Sprintf("%d / %d", bad, errs)
-	case "broadcast", "publish", "recover":
+	case "broadcast", "publish", "publish-latency", "recover":
 		return fmt.Sprintf("%d / %d / %d / %d", lost, dup, ooo, errs+bad)
 	}
 	return fmt.Sprintf("%d of %d / %d of %d / %d", ok, sample, connected, conns, errs)

@@ -26,6 +26,7 @@ type conn struct {
 	ws   *websocket.Conn
 	h    *httpSession    // set instead of ws: marmot's HTTP fallback transport
 	sess *crypto.Session // nil: plain frames
+	url  string          // the server URL it was dialled to
 
 	// Reused by write and by read respectively, so that sealing and
 	// opening cost no allocation per message.

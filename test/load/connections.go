@@ -13,6 +13,11 @@ type connOpts struct {
 	Sample int           // connections that must still echo at the end
 	Settle time.Duration // pause between the last dial and the RSS reading
 	Size   int           // sample echo size
+	// Hold, when set, is called with the result once the sample has
+	// answered, before the connections close: the connections are held
+	// open until it returns (cluster-connections holds every node's at
+	// once).
+	Hold func(*Result)
 }
 
 // runConnections ramps to Conns idle connections (the server in echo mode),
@@ -123,6 +128,9 @@ func runConnections(ctx context.Context, t target, o connOpts) *Result {
 	}
 	if n := stray.Load(); n > 0 {
 		res.addErr("%d unexpected messages on idle connections", n)
+	}
+	if o.Hold != nil {
+		o.Hold(res)
 	}
 	return res
 }

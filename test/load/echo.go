@@ -12,11 +12,17 @@ import (
 
 // target is the server a scenario drives.
 type target struct {
-	URL      string
-	PID      int // the server's process, for RSS and CPU; 0 if unknown
-	Impl     string
-	Sources  int // loopback source addresses to spread clients over
-	DialConc int // connections dialled at once
+	URL string
+	PID int // the server's process, for RSS and CPU; 0 if unknown
+	// PIDs are more server processes (the other nodes of a cluster):
+	// CPU and RSS are summed over PID and PIDs.
+	PIDs    []int
+	Impl    string
+	Sources int // loopback source addresses to spread clients over
+	// SourceBase is the last byte of the first source address, 127.0.0.X
+	// (0: 2).
+	SourceBase int
+	DialConc   int // connections dialled at once
 	// Secure makes every client run marmot's secure handshake and seal
 	// and open every message; nil: plain frames.
 	Secure *secureClient
@@ -30,20 +36,32 @@ type target struct {
 	MaxDuration time.Duration
 }
 
-func (t target) cpu() time.Duration {
-	if t.PID == 0 {
-		return 0
+func (t target) pids() []int {
+	var ps []int
+	for _, p := range append([]int{t.PID}, t.PIDs...) {
+		if p != 0 {
+			ps = append(ps, p)
+		}
 	}
-	d, _ := procCPU(t.PID)
-	return d
+	return ps
+}
+
+func (t target) cpu() time.Duration {
+	var sum time.Duration
+	for _, p := range t.pids() {
+		d, _ := procCPU(p)
+		sum += d
+	}
+	return sum
 }
 
 func (t target) rss() int64 {
-	if t.PID == 0 {
-		return 0
+	var sum int64
+	for _, p := range t.pids() {
+		k, _ := procRSS(p)
+		sum += k
 	}
-	k, _ := procRSS(t.PID)
-	return k
+	return sum
 }
 
 type echoOpts struct {

@@ -19,6 +19,13 @@
 //	load compare     --encryption [--rounds 3]
 //	load compare     --compression [--rounds 3]
 //	load compare     --scenario http [--rounds 3]   (marmot+http, marmot, socketio-polling)
+//	load compare     --scenario cluster-publish [--nodes 3 --receivers 3000 --count 1000 --latency-receivers 30 --latency-rate 50] [--rounds 3]
+//	load compare     --scenario cluster-connections [--nodes 3 --conns 19000] [--rounds 2]
+//
+// The cluster scenarios (clustercompare.go) start the servers themselves:
+// --nodes "load server --cluster" children on 127.0.0.2, .3, ... forming
+// one protoactor cluster, and a single server without --cluster, each
+// fresh for every run, alternated; the clients dial from 127.0.0.5 on.
 //
 // --encrypt (or the implementation name marmot+gcm) runs marmot with its
 // secure profile, AES-256-GCM: the same coder/websocket clients then perform
@@ -59,6 +66,8 @@ func usage() {
   load compare     --encryption    (marmot+gcm against marmot, 1 KiB messages)
   load compare     --compression   (marmot+deflate against marmot, gorilla+deflate, gws+deflate, 1 KiB JSON)
   load compare     --scenario http (echo over marmot+http, marmot and socketio-polling: Socket.IO forced to long-polling, in Node)
+  load compare     --scenario cluster-publish      (room publish: 3 cluster nodes against 1 server; paced cross-node latency)
+  load compare     --scenario cluster-connections  (--conns idle connections on each of 3 nodes at once, against 1 server)
 run "load <subcommand> -h" for every flag
 `)
 }

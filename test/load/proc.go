@@ -129,8 +129,16 @@ func spawnServerFrom(exe string, env []string, args ...string) (*child, error) {
 	line := make(chan string, 1)
 	go func() {
 		r := bufio.NewReader(stdout)
-		s, _ := r.ReadString('\n')
-		line <- strings.TrimSpace(s)
+		// The URL is the first ws:// line; a cluster node's
+		// protoactor prints its health server's banner before it.
+		for {
+			s, err := r.ReadString('\n')
+			if s = strings.TrimSpace(s); strings.HasPrefix(s, "ws://") || err != nil {
+				line <- s
+				break
+			}
+			fmt.Fprintln(os.Stderr, s)
+		}
 		_, _ = io.Copy(os.Stdout, r)
 		c.done <- cmd.Wait()
 	}()
@@ -201,10 +209,14 @@ func newDialer(t target) *dialer {
 			}
 		}
 	}
+	base := t.SourceBase
+	if base == 0 {
+		base = 2
+	}
 	for i := range max(sources, 1) {
 		nd := &net.Dialer{Timeout: 30 * time.Second}
 		if sources > 0 {
-			nd.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+i))}
+			nd.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(base+i))}
 		}
 		dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
 			c, err := nd.DialContext(ctx, network, addr)
@@ -237,8 +249,12 @@ func newDialer(t target) *dialer {
 // handshake with 4501 "downgrade refused"), and runs the handshake before
 // returning.
 func (d *dialer) dial(ctx context.Context) (*conn, error) {
+	return d.dialTo(ctx, d.urls[(d.nurl.Add(1)-1)%uint64(len(d.urls))])
+}
+
+// dialTo is dial to the given one of d's URLs.
+func (d *dialer) dialTo(ctx context.Context, url string) (*conn, error) {
 	hc := d.clients[d.next.Add(1)%uint64(len(d.clients))]
-	url := d.urls[(d.nurl.Add(1)-1)%uint64(len(d.urls))]
 	if d.http {
 		h, err := openHTTP(ctx, hc, url)
 		if err != nil {
@@ -266,7 +282,7 @@ func (d *dialer) dial(ctx context.Context) (*conn, error) {
 		return nil, err
 	}
 	ws.SetReadLimit(maxMessage)
-	c := &conn{ws: ws}
+	c := &conn{ws: ws, url: url}
 	if d.secure != nil {
 		if c.sess, err = d.secure.handshake(ctx, ws); err != nil {
 			_ = ws.CloseNow()

@@ -46,7 +46,20 @@ type publishOpts struct {
 	Count   int // messages per phase
 	Size    int // bytes per message, at least bcHeader
 	Rounds  int
+	// RoomOnly runs only room-publish phases (Rounds of them), no
+	// Broadcast.
+	RoomOnly bool
+	// Rate paces the publisher, messages per second (0: as fast as it
+	// can write), so that latency is measured below saturation.
+	Rate float64
 }
+
+// Labels of the results by where members are, when the target has
+// several URLs (a cluster): the publisher is on the first one.
+const (
+	whereSame  = "same node"
+	whereCross = "cross-node"
+)
 
 // kindPhase: the payload's kind byte is kindPhase plus the phase's index.
 const kindPhase = 2
@@ -116,6 +129,10 @@ func wsFrameLen(n int) int {
 func runPublish(ctx context.Context, t target, o publishOpts) []*Result {
 	paths := make([]string, 0, 2*o.Rounds)
 	for round := range o.Rounds {
+		if o.RoomOnly {
+			paths = append(paths, pathPublish)
+			continue
+		}
 		if round%2 == 0 {
 			paths = append(paths, pathPublish, pathBroadcast)
 		} else {
@@ -124,7 +141,11 @@ func runPublish(ctx context.Context, t target, o publishOpts) []*Result {
 	}
 	res := make([]*Result, len(paths))
 	for i, p := range paths {
-		res[i] = &Result{Scenario: "publish", Impl: p, Round: i/2 + 1, Receivers: o.Members, Count: o.Count, Size: o.Size}
+		round := i/2 + 1
+		if o.RoomOnly {
+			round = i + 1
+		}
+		res[i] = &Result{Scenario: "publish", Impl: p, Round: round, Receivers: o.Members, Count: o.Count, Size: o.Size}
 	}
 	fail := func(format string, args ...any) []*Result {
 		res[0].addErr(format, args...)
@@ -164,7 +185,9 @@ func runPublish(ctx context.Context, t target, o publishOpts) []*Result {
 	if err, _ := joinErr.Load().(error); err != nil {
 		return fail("%v", err)
 	}
-	pub, err := d.dial(dctx)
+	// The publisher is on the first URL (with several nodes, members on
+	// it are "same node", the others "cross-node").
+	pub, err := d.dialTo(dctx, d.urls[0])
 	if err != nil {
 		return fail("dial publisher: %v", err)
 	}
@@ -272,6 +295,11 @@ func runPublish(ctx context.Context, t target, o publishOpts) []*Result {
 		cpu0 := t.cpu()
 		starts[p] = time.Now()
 		for seq := range o.Count {
+			if o.Rate > 0 {
+				// Pacing, not synchronisation: message seq leaves at its
+				// slot, late ones at once.
+				time.Sleep(time.Until(starts[p].Add(time.Duration(float64(seq) * float64(time.Second) / o.Rate))))
+			}
 			fillBroadcast(payload, uint64(seq), byte(kindPhase+p), time.Now().UnixNano(), false)
 			e := protocol.Envelope{Kind: protocol.KindData, Payload: payload}
 			if path == pathPublish {
@@ -309,28 +337,35 @@ func runPublish(ctx context.Context, t target, o publishOpts) []*Result {
 	if n := refused.Load(); n > 0 {
 		res[0].addErr("%d publishes refused", n)
 	}
+	// With several nodes, each phase is also summed by where the
+	// members are: on the publisher's node or on another.
+	var byWhere []*Result
+	split := len(d.urls) > 1
+	for p := range paths {
+		if !split {
+			break
+		}
+		for _, w := range []string{whereSame, whereCross} {
+			r := *res[p]
+			r.Impl, r.Errors, r.ServerCPUms, r.ServerRSSKiB = paths[p]+" "+w, nil, 0, 0
+			var members []int
+			for i := range recv {
+				if (conns[i].url == d.urls[0]) == (w == whereSame) {
+					members = append(members, i)
+				}
+			}
+			r.Receivers = len(members)
+			sumPhase(&r, recv, members, p, o.Count, starts[p])
+			byWhere = append(byWhere, &r)
+		}
+	}
 	for p := range paths {
 		r := res[p]
-		var lat []int64
-		var last time.Time
-		for i := range recv {
-			st := &recv[i].phases[p]
-			r.Deliveries += st.unique
-			r.Lost += int64(o.Count) - st.unique
-			r.Duplicated += st.dup
-			r.OutOfOrder += st.ooo
-			r.Mismatched += st.bad
-			lat = append(lat, st.lat...)
-			if st.last.After(last) {
-				last = st.last
-			}
+		all := make([]int, len(recv))
+		for i := range all {
+			all[i] = i
 		}
-		if !last.IsZero() {
-			elapsed := last.Sub(starts[p])
-			r.Seconds = elapsed.Seconds()
-			r.DeliveriesPerSec = float64(r.Deliveries) / elapsed.Seconds()
-		}
-		r.latencies(lat)
+		sumPhase(r, recv, all, p, o.Count, starts[p])
 		if r.Deliveries > 0 && r.ServerCPUms > 0 {
 			r.CPUPerMsgUs = r.ServerCPUms * 1e3 / float64(r.Deliveries)
 		}
@@ -341,7 +376,32 @@ func runPublish(ctx context.Context, t target, o publishOpts) []*Result {
 		}
 		res[0].Mismatched += recv[i].bad
 	}
-	return res
+	return append(res, byWhere...)
+}
+
+// sumPhase adds up phase p of the receivers members into r: deliveries,
+// losses, latencies, and the rate from start to the last delivery.
+func sumPhase(r *Result, recv []pubReceiver, members []int, p, count int, start time.Time) {
+	var lat []int64
+	var last time.Time
+	for _, i := range members {
+		st := &recv[i].phases[p]
+		r.Deliveries += st.unique
+		r.Lost += int64(count) - st.unique
+		r.Duplicated += st.dup
+		r.OutOfOrder += st.ooo
+		r.Mismatched += st.bad
+		lat = append(lat, st.lat...)
+		if st.last.After(last) {
+			last = st.last
+		}
+	}
+	if !last.IsZero() {
+		elapsed := last.Sub(start)
+		r.Seconds = elapsed.Seconds()
+		r.DeliveriesPerSec = float64(r.Deliveries) / elapsed.Seconds()
+	}
+	r.latencies(lat)
 }
 
 type recoverOpts struct {
@@ -543,6 +603,12 @@ func roomsMain(scenario string, args []string) error {
 	}
 	fmt.Printf("\nload average before: %s, after: %s\n\n", load0, loadAvg())
 	printComparison(os.Stdout, []row{rw}, names, results)
+	return reportRuns(rs)
+}
+
+// reportRuns prints every error of every run on stderr; it fails when
+// any run was not clean.
+func reportRuns(rs []*Result) error {
 	clean := true
 	for _, r := range rs {
 		for _, e := range r.Errors {

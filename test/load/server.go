@@ -20,6 +20,7 @@ import (
 	"github.com/lxzan/gws"
 
 	"github.com/marmotws/marmot"
+	"github.com/marmotws/marmot/cluster"
 	"github.com/marmotws/marmot/crypto"
 	"github.com/marmotws/marmot/test/internal/gorillahub"
 )
@@ -45,6 +46,9 @@ type serverOpts struct {
 	// level 1, messages from compressThreshold bytes (gorilla: all).
 	Compress bool
 	Limits   bool // marmot: per-connection rate limits on, never reached
+	// Cluster, when its Name is set, makes the marmot server a node of a
+	// protoactor cluster (package cluster, automanaged provider).
+	Cluster clusterOpts
 }
 
 // compressThreshold is the smallest message the servers (but gorilla, which
@@ -87,6 +91,7 @@ func serverMain(args []string) error {
 	fs.StringVar(&o.Key, "key", defaultKey, "marmot: encryption passphrase with --encrypt")
 	fs.BoolVar(&o.Compress, "compress", false, "permessage-deflate, no context takeover, level 1")
 	fs.BoolVar(&o.Limits, "limits", false, "marmot: check per-connection message and byte rates on every message (set far above the load, so only their cost shows)")
+	o.Cluster.register(fs)
 	fs.IntVar(&o.History, "history-size", 0, "marmot: messages of history each room keeps (rooms: clients join and publish with marmot.v1)")
 	kdfIter := fs.Uint("kdf-iterations", 0, "marmot: PBKDF2 iterations with --encrypt (0: marmot's default; clients accept 100000 and up)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the server's whole run to this file")
@@ -146,15 +151,24 @@ const defaultKey = "marmot-load-test-key"
 
 // ---------------------------------------------------------------- marmot
 
-type marmotServer struct{ srv *marmot.Server }
+type marmotServer struct {
+	srv  *marmot.Server
+	node *cluster.Node // set when the server is a cluster node
+}
 
 func startMarmot(o serverOpts) (testServer, error) {
 	var srv *marmot.Server
+	var node *cluster.Node
 	// Like the gws handler (which closes its message), the echo gives the
 	// message back for reuse once replied.
 	handler := func(m *marmot.Message) { _ = m.Reply(m.Payload); m.Release() }
 	if o.Mode == modeBroadcast {
 		handler = func(m *marmot.Message) { _, _ = srv.BroadcastExcept(m.ClientID, m.Payload) }
+		if o.Cluster.Name != "" {
+			// Every client of every node, the sender included (a
+			// cluster-wide broadcast has no "except").
+			handler = func(m *marmot.Message) { _, _ = node.Broadcast(context.Background(), m.Payload) }
+		}
 	}
 	cfg := marmot.ServerConfig{
 		Addr:               o.Addr,
@@ -181,6 +195,14 @@ func startMarmot(o serverOpts) (testServer, error) {
 			EncryptionKDF:     crypto.KDFParams{Iterations: o.KDFIter},
 		}
 	}
+	if o.Cluster.Name != "" {
+		var err error
+		if node, err = o.Cluster.start(cfg); err != nil {
+			return nil, err
+		}
+		srv = node.Server()
+		return &marmotServer{srv: srv, node: node}, nil
+	}
 	srv, err := marmot.NewServer(cfg)
 	if err != nil {
 		return nil, err
@@ -196,6 +218,10 @@ func (m *marmotServer) URL() string { return m.srv.URL() }
 func (m *marmotServer) Close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if m.node != nil {
+		_ = m.node.Stop(ctx)
+		return
+	}
 	_ = m.srv.Stop(ctx)
 }
 
