@@ -43,9 +43,9 @@ type roomGrain struct {
 	subs map[string]bool
 
 	// while it takes over:
-	waiting map[string]struct{}   // members that have not answered
-	states  []*wire.RoomState     // their answers
-	stash   []stashed             // messages to handle after
+	waiting map[string]struct{} // members that have not answered
+	states  []*wire.RoomState   // their answers
+	stash   []stashed           // messages to handle after
 	topo    *eventstream.Subscription
 }
 
