@@ -80,10 +80,17 @@ func connectFailover(t *testing.T, p *proc, others []*proc, room string) *fclien
 // every client ends with offsets 1-5,000 exactly once, in order, each
 // the publisher's message of that number. The cluster notices the dead
 // member; the node rejoins after a restart and the room goes on at 5,001.
+//
+// It runs with each membership provider, as TestThreeNodes.
 func TestRoomFailover(t *testing.T) {
+	t.Run("automanaged", func(t *testing.T) { roomFailover(t) })
+	t.Run("etcd", func(t *testing.T) { roomFailover(t, "MARMOT_PROVIDER=etcd", "MARMOT_ETCD="+startEtcd(t)) })
+}
+
+func roomFailover(t *testing.T, env ...string) {
 	specs := loopbackNodes(t)
 	name := fmt.Sprintf("marmot-hist-%d", time.Now().UnixNano())
-	env := []string{"MARMOT_HISTORY=10000"}
+	env = append(env, "MARMOT_HISTORY=10000")
 	procs := make([]*proc, len(specs))
 	for i, s := range specs {
 		procs[i] = startProc(t, name, s, specs, env...)
@@ -112,9 +119,17 @@ func TestRoomFailover(t *testing.T) {
 		t.Fatal("no room of 200 has its grain on node 3")
 	}
 
+	// Two clients on nodes 1 and 2, four on node 3 (the failover figures
+	// are theirs).
 	var clients []*fclient
 	for _, p := range procs {
-		clients = append(clients, connectFailover(t, p, procs, room), connectFailover(t, p, procs, room))
+		k := 2
+		if p.id == 3 {
+			k = 4
+		}
+		for range k {
+			clients = append(clients, connectFailover(t, p, procs, room))
+		}
 	}
 
 	const total, killAt = 5000, 1500

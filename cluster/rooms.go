@@ -9,6 +9,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
+	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
 
 	"github.com/marmotws/marmot"
 	"github.com/marmotws/marmot/actors"
@@ -56,6 +57,7 @@ type roomBroker struct {
 	rooms  map[string]*brokerRoom // the rooms that live on this node, and its replicas
 
 	pending *cluster.ClusterTopology // the latest topology not worked on (under mu)
+	rdv     *cluster.Rendezvous      // the placement of grains in the latest topology (under mu)
 	retry   bool                     // a room waits for a subscription (under mu)
 	kick    chan struct{}            // wakes run
 	done    chan struct{}            // closed by Stop
@@ -184,7 +186,7 @@ func (b *roomBroker) subscribe(room, epoch string, offset uint64, history bool) 
 			case <-time.After(time.Duration(25<<attempt) * time.Millisecond):
 			}
 		}
-		pid := b.n.c.Get(room, roomKind)
+		pid := b.placement(room)
 		if pid == nil {
 			err = fmt.Errorf("%w: %q", ErrNoRoute, room)
 			continue
@@ -194,6 +196,7 @@ func (b *roomBroker) subscribe(room, epoch string, offset uint64, history bool) 
 		// which takes up to a RequestTimeout: wait for it beyond that.
 		res, err = b.n.sys.Root.RequestFuture(pid, msg, 2*b.n.cfg.RequestTimeout).Result()
 		if err != nil {
+			b.n.log.Debug("marmot cluster: room subscription", "room", room, "grain", pid, "attempt", attempt, "err", err)
 			continue
 		}
 		st, ok := res.(*wire.RoomState)
@@ -204,6 +207,34 @@ func (b *roomBroker) subscribe(room, epoch string, offset uint64, history bool) 
 		return st, pid, nil
 	}
 	return nil, nil, fmt.Errorf("marmot/cluster: subscribe to room %q: %w", room, err)
+}
+
+// placement returns the room's grain, activated where the latest topology
+// the node actor has seen places it. protoactor's own lookup (disthash)
+// places it by its own copy of the topology, which it updates after the
+// node actor hears of a change (the node listens first): right after a
+// member died it still asks the dead member, and waits 5 s for nothing.
+func (b *roomBroker) placement(room string) *actor.PID {
+	b.mu.Lock()
+	rdv := b.rdv
+	b.mu.Unlock()
+	if rdv == nil {
+		return b.n.c.Get(room, roomKind)
+	}
+	ci := cluster.NewClusterIdentity(room, roomKind)
+	owner := rdv.GetByClusterIdentity(ci)
+	if owner == "" {
+		return nil
+	}
+	res, err := b.n.sys.Root.RequestFuture(actor.NewPID(owner, disthash.PartitionActivatorActorName),
+		&cluster.ActivationRequest{ClusterIdentity: ci}, b.n.cfg.RequestTimeout).Result()
+	if err != nil {
+		return nil
+	}
+	if r, ok := res.(*cluster.ActivationResponse); ok {
+		return r.Pid
+	}
+	return nil
 }
 
 // Unsubscribe implements marmot.RoomBroker. The node's history of the
@@ -319,8 +350,10 @@ func (b *roomBroker) release(room string) {
 // subscribers. The worker runs beside the node actor, which goes on
 // delivering meanwhile; only the latest topology waiting is worked on.
 func (b *roomBroker) topologyChanged(t *cluster.ClusterTopology) {
+	rdv := cluster.NewRendezvous()
+	rdv.UpdateMembers(t.Members)
 	b.mu.Lock()
-	b.pending = t
+	b.pending, b.rdv = t, rdv
 	b.mu.Unlock()
 	b.wake()
 }

@@ -141,6 +141,7 @@ func (g *roomGrain) takeOver(ctx actor.Context) {
 			ctx.Request(nodePID(mb.Address()), &wire.RoomStateQuery{Room: g.room})
 		}
 	}
+	g.n.log.Debug("marmot cluster: room take-over", "room", g.room, "members", len(g.waiting))
 	if len(g.waiting) == 0 {
 		g.takenOver(ctx)
 		return
