@@ -132,15 +132,23 @@ func roomFailover(t *testing.T, env ...string) {
 		}
 	}
 
+	// The publisher sends on; node 3 is killed when its first
+	// client has received #killAt, with the publisher's later messages on
+	// their way to the grain, or numbered and on their way to the nodes.
 	const total, killAt = 5000, 1500
-	var killed atomic.Int64 // UnixNano of the SIGKILL
+	var published, killK, killed atomic.Int64 // killed: UnixNano of the SIGKILL
+	reached := make(chan struct{})
 	pubErr := make(chan error, 1)
 	go func() {
+		// About 1,000 messages a second, so that the kill falls in the
+		// middle of the publishing (a load shape, not a synchronisation).
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
 		for k := 1; k <= total; k++ {
-			if k == killAt+1 {
-				procs[2].kill()
-				killed.Store(time.Now().UnixNano())
+			if k%10 == 0 {
+				<-tick.C
 			}
+			published.Store(int64(k))
 			if err := pub.c.Publish(room, []byte("m"+strconv.Itoa(k))); err != nil {
 				pubErr <- fmt.Errorf("publish %d: %w", k, err)
 				return
@@ -148,11 +156,26 @@ func roomFailover(t *testing.T, env ...string) {
 		}
 		pubErr <- nil
 	}()
+	killDone := make(chan struct{})
+	go func() {
+		defer close(killDone)
+		select {
+		case <-reached:
+		case <-time.After(waitTimeout):
+			return // the receivers fail the test
+		}
+		procs[2].kill()
+		killK.Store(published.Load())
+		killed.Store(time.Now().UnixNano())
+	}()
 
 	// Every client: offsets 1..total, once, in order, the publisher's.
+	// Node 3's clients note when they got the first message published
+	// after the kill (everything before it received, in order).
 	var wg sync.WaitGroup
 	caughtUp := make([]time.Duration, len(clients))
 	errs := make([]error, len(clients))
+	first3 := slices.IndexFunc(clients, func(c *fclient) bool { return c.node == 3 })
 	for i, c := range clients {
 		wg.Add(1)
 		go func() {
@@ -165,7 +188,10 @@ func roomFailover(t *testing.T, env ...string) {
 						errs[i] = fmt.Errorf("client %d (node %d): got #%d %q where #%d was due", i, c.node, m.Offset, m.Payload, next)
 						return
 					}
-					if next == killAt+1 && c.node == 3 {
+					if i == first3 && next == killAt {
+						close(reached)
+					}
+					if k := killK.Load(); c.node == 3 && k != 0 && caughtUp[i] == 0 && next == uint64(k)+1 {
 						caughtUp[i] = time.Since(time.Unix(0, killed.Load()))
 					}
 				case <-deadline:
@@ -176,6 +202,7 @@ func roomFailover(t *testing.T, env ...string) {
 		}()
 	}
 	wg.Wait()
+	<-killDone
 	if err := <-pubErr; err != nil {
 		t.Fatal(err)
 	}
@@ -209,9 +236,12 @@ func roomFailover(t *testing.T, env ...string) {
 		}
 		times = append(times, caughtUp[i])
 		t.Logf("client %d of node 3: recovered (%d missed) %v after the kill, caught up after %v", i, r.missed, r.at.Sub(time.Unix(0, killed.Load())), caughtUp[i])
+		if caughtUp[i] == 0 {
+			t.Errorf("client %d of node 3 did not note the first message after the kill (#%d)", i, killK.Load()+1)
+		}
 	}
 	slices.Sort(times)
-	t.Logf("failover (SIGKILL of the grain's node to its clients' first message published after it, all before it received): p50 %v, max %v over %d clients", times[len(times)/2], times[len(times)-1], len(times))
+	t.Logf("failover (SIGKILL of the grain's node at #%d received, #%d published, to its clients' #%d, all before it received): p50 %v, max %v over %d clients", killAt, killK.Load(), killK.Load()+1, times[(len(times)-1)/2], times[len(times)-1], len(times))
 
 	// The cluster noticed, and the node rejoins.
 	procs[0].waitMembers("1,2")

@@ -172,7 +172,7 @@ func (g *roomGrain) takenOver(ctx actor.Context) {
 			g.catchUp(ctx, st.Node, st.Offset)
 		}
 	}
-	g.n.log.Info("marmot cluster: room taken over", "room", g.room, "epoch", g.hist.epoch, "offset", g.hist.last, "answers", len(g.states), "stashed", len(g.stash))
+	g.n.log.Info("marmot cluster: room taken over", "node", g.n.cfg.NodeID, "room", g.room, "epoch", g.hist.epoch, "offset", g.hist.last, "answers", len(g.states), "stashed", len(g.stash))
 	g.states, g.waiting = nil, nil
 	stash := g.stash
 	g.stash = nil
