@@ -81,13 +81,17 @@ func connectFailover(t *testing.T, p *proc, others []*proc, room string) *fclien
 // the publisher's message of that number. The cluster notices the dead
 // member; the node rejoins after a restart and the room goes on at 5,001.
 //
-// It runs with each membership provider, as TestThreeNodes.
+// It runs with each membership provider, as TestThreeNodes; with
+// automanaged also with the grain on node 2, so that the killed node 3
+// only has members.
 func TestRoomFailover(t *testing.T) {
-	t.Run("automanaged", func(t *testing.T) { roomFailover(t) })
-	t.Run("etcd", func(t *testing.T) { roomFailover(t, "MARMOT_PROVIDER=etcd", "MARMOT_ETCD="+startEtcd(t)) })
+	t.Run("automanaged", func(t *testing.T) { roomFailover(t, 3) })
+	t.Run("automanaged-members-only", func(t *testing.T) { roomFailover(t, 2) })
+	t.Run("etcd", func(t *testing.T) { roomFailover(t, 3, "MARMOT_PROVIDER=etcd", "MARMOT_ETCD="+startEtcd(t)) })
 }
 
-func roomFailover(t *testing.T, env ...string) {
+// roomFailover runs the test with the room's grain on node grainOn.
+func roomFailover(t *testing.T, grainOn int, env ...string) {
 	specs := loopbackNodes(t)
 	name := fmt.Sprintf("marmot-hist-%d", time.Now().UnixNano())
 	env = append(env, "MARMOT_HISTORY=10000")
@@ -100,8 +104,8 @@ func roomFailover(t *testing.T, env ...string) {
 	}
 	ctx := ctxTimeout(t)
 
-	// A room whose grain is on node 3 (the harder case: the sequencer
-	// dies with the node).
+	// A room whose grain is on node grainOn (3: the harder case, the
+	// sequencer dies with the node).
 	pub := connect(t, procs[0])
 	room := ""
 	for i := range 200 {
@@ -110,13 +114,13 @@ func roomFailover(t *testing.T, env ...string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if string(res) == "3" {
+		if string(res) == strconv.Itoa(grainOn) {
 			room = r
 			break
 		}
 	}
 	if room == "" {
-		t.Fatal("no room of 200 has its grain on node 3")
+		t.Fatalf("no room of 200 has its grain on node %d", grainOn)
 	}
 
 	// Two clients on nodes 1 and 2, four on node 3 (the failover figures
@@ -241,7 +245,7 @@ func roomFailover(t *testing.T, env ...string) {
 		}
 	}
 	slices.Sort(times)
-	t.Logf("failover (SIGKILL of the grain's node at #%d received, #%d published, to its clients' #%d, all before it received): p50 %v, max %v over %d clients", killAt, killK.Load(), killK.Load()+1, times[(len(times)-1)/2], times[len(times)-1], len(times))
+	t.Logf("failover (SIGKILL of node 3, grain on node %d, at #%d received, #%d published, to its clients' #%d, all before it received): p50 %v, max %v over %d clients", grainOn, killAt, killK.Load(), killK.Load()+1, times[(len(times)-1)/2], times[len(times)-1], len(times))
 
 	// The cluster noticed, and the node rejoins.
 	procs[0].waitMembers("1,2")
