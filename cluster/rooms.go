@@ -40,13 +40,17 @@ import (
 var ErrNoRoute = errors.New("marmot/cluster: no member hosts the room")
 
 // ErrPublishBacklog is why a room publish failed: the node already has
-// MaxUnconfirmed publishes to the room that the room's grain has not
-// delivered back (it is slow, or is being taken over after a node loss).
+// 50,000 publishes (or 64 MiB of them) to the room that the room's grain
+// has not delivered back (it is slow, or is being taken over after a node
+// loss).
 var ErrPublishBacklog = errors.New("marmot/cluster: too many room publishes not yet confirmed")
 
-// maxUnconfirmed bounds the publishes a node keeps per room until it sees
-// them delivered (see brokerRoom).
-const maxUnconfirmed = 50_000
+// maxUnconfirmed and maxUnconfirmedBytes bound the publishes a node keeps
+// per room until it sees them delivered (see brokerRoom).
+const (
+	maxUnconfirmed      = 50_000
+	maxUnconfirmedBytes = 64 << 20
+)
 
 // roomBroker is the node's marmot.RoomBroker: the local rooms' way to
 // their grains, and the node's history of each room (rooms_history.go).
@@ -79,6 +83,7 @@ type brokerRoom struct {
 	hist        *roomHist  // the position of the last delivery, and the history
 	seq         uint64     // this node's publishes to the room
 	unconfirmed []*wire.RoomPublishSeq
+	unconfBytes int  // their payload and name bytes
 	ready       bool // publishes go to pid as they come
 }
 
@@ -258,9 +263,11 @@ func (b *roomBroker) Publish(room string, m *marmot.RoomMessage) error {
 	if r == nil || !r.local {
 		return fmt.Errorf("%w: %q", ErrNoRoute, room)
 	}
-	if len(r.unconfirmed) >= maxUnconfirmed {
+	size := len(m.Data) + len(m.Name)
+	if len(r.unconfirmed) >= maxUnconfirmed || r.unconfBytes+size > maxUnconfirmedBytes {
 		return ErrPublishBacklog
 	}
+	r.unconfBytes += size
 	r.seq++
 	p := &wire.RoomPublishSeq{Room: room, Name: m.Name, Data: m.Data, Meta: m.Meta, Origin: b.origin, Seq: r.seq}
 	r.unconfirmed = append(r.unconfirmed, p)
@@ -299,6 +306,7 @@ func (b *roomBroker) delivered(d *wire.RoomDeliverSeq) {
 	if d.Origin == b.origin && d.Origin != "" {
 		k := 0
 		for k < len(r.unconfirmed) && r.unconfirmed[k].Seq <= d.Seq {
+			r.unconfBytes -= len(r.unconfirmed[k].Data) + len(r.unconfirmed[k].Name)
 			r.unconfirmed[k] = nil
 			k++
 		}

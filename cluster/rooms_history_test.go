@@ -170,7 +170,10 @@ func TestBrokerRoom(t *testing.T) {
 	if err != nil || len(es) != 7 {
 		t.Fatalf("history after the merge: %v %v, want #1-#7", offsets(es), err)
 	}
-	// Bounded.
+	// Bounded, in count and in bytes.
+	if err := b.Publish("r", &marmot.RoomMessage{Data: make([]byte, maxUnconfirmedBytes)}); !errors.Is(err, ErrPublishBacklog) {
+		t.Fatalf("publish of %d bytes: %v", maxUnconfirmedBytes, err)
+	}
 	r.unconfirmed = make([]*wire.RoomPublishSeq, maxUnconfirmed)
 	if err := b.Publish("r", &marmot.RoomMessage{}); !errors.Is(err, ErrPublishBacklog) {
 		t.Fatalf("publish with %d unconfirmed: %v", maxUnconfirmed, err)
