@@ -442,7 +442,11 @@ func (b *roomBroker) resubscribe(room string) {
 	}
 	if err != nil {
 		b.n.log.Warn("marmot cluster: room subscription after a topology change failed", "room", room, "err", err)
-		return // tried again at the next publish or change of the member list
+		// Tried again in a second (and at the next publish or change of
+		// the member list): the unconfirmed publishes wait for it.
+		b.retry = true
+		time.AfterFunc(time.Second, b.wake)
+		return
 	}
 	b.ready(r, pid)
 }
