@@ -11,14 +11,42 @@ import (
 
 // memBroker is a RoomBroker for servers in one process: one lock is the
 // order of every room, and each subscribed server is handed every message.
+//
+// It keeps every room's messages (History), and can hold a server's
+// deliveries back (hold, release), as a node that is behind.
 type memBroker struct {
 	mu      sync.Mutex
 	subs    map[string]map[*marmot.Server]bool
 	offsets map[string]uint64
+	hist    map[string][]marmot.HistoryEntry
+	held    map[*marmot.Server][]heldDelivery
+}
+
+type heldDelivery struct {
+	room string
+	m    *marmot.RoomMessage
 }
 
 func newMemBroker() *memBroker {
-	return &memBroker{subs: map[string]map[*marmot.Server]bool{}, offsets: map[string]uint64{}}
+	return &memBroker{subs: map[string]map[*marmot.Server]bool{}, offsets: map[string]uint64{},
+		hist: map[string][]marmot.HistoryEntry{}, held: map[*marmot.Server][]heldDelivery{}}
+}
+
+// hold keeps s's deliveries back until release.
+func (b *memBroker) hold(s *marmot.Server) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.held[s] = []heldDelivery{}
+}
+
+// release hands s what was held back, in order, and the next as they come.
+func (b *memBroker) release(s *marmot.Server) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, d := range b.held[s] {
+		s.DeliverRoom(d.room, d.m)
+	}
+	delete(b.held, s)
 }
 
 // For returns the broker as one server sees it.
@@ -52,12 +80,30 @@ func (v *memBrokerView) Publish(room string, m *marmot.RoomMessage) error {
 		return errors.New("refused by the broker")
 	}
 	v.b.offsets[room]++
+	v.b.hist[room] = append(v.b.hist[room], marmot.HistoryEntry{Offset: v.b.offsets[room], Name: m.Name, Data: m.Data})
 	for s := range v.b.subs[room] {
 		c := *m
 		c.Epoch, c.Offset = "e1", v.b.offsets[room]
+		if h, ok := v.b.held[s]; ok {
+			v.b.held[s] = append(h, heldDelivery{room, &c})
+			continue
+		}
 		s.DeliverRoom(room, &c)
 	}
 	return nil
+}
+
+// History hands out what the broker has delivered (every server's view
+// of it is the same here: the held deliveries are kept back from the
+// room, not from the broker).
+func (v *memBrokerView) History(room, epoch string, from, to uint64) ([]marmot.HistoryEntry, error) {
+	v.b.mu.Lock()
+	defer v.b.mu.Unlock()
+	h := v.b.hist[room]
+	if epoch != "e1" || to > uint64(len(h)) || from > to {
+		return nil, &marmot.HistoryGap{Reason: "epoch changed"}
+	}
+	return append([]marmot.HistoryEntry(nil), h[from:to]...), nil
 }
 
 // TestRoomBroker joins two servers' rooms through a broker: clients of
@@ -137,9 +183,9 @@ func TestRoomBroker(t *testing.T) {
 	} else if re := (*marmot.RoomError)(nil); !errors.As(err, &re) {
 		t.Fatalf("refused publish: %v, want a *RoomError", err)
 	}
-	// Only rooms with a broker may not have history.
-	if _, err := marmot.NewServer(marmot.ServerConfig{RoomBroker: b.For(&s1), RoomHistory: marmot.HistoryConfig{Size: 10}}); err == nil {
-		t.Fatal("RoomHistory with a RoomBroker accepted")
+	// With a broker, history is the broker's: no Backend of the server's.
+	if _, err := marmot.NewServer(marmot.ServerConfig{RoomBroker: b.For(&s1), RoomHistory: marmot.HistoryConfig{Size: 10, Backend: failingBackend{}}}); err == nil {
+		t.Fatal("RoomHistory.Backend with a RoomBroker accepted")
 	}
 	if _, err := marmot.NewServer(marmot.ServerConfig{NodeID: 1_000_000}); err == nil {
 		t.Fatal("NodeID above the maximum accepted")
@@ -182,5 +228,86 @@ func TestRoomBrokerDropsStaleDeliveries(t *testing.T) {
 	deliver("e2", 2, "last")
 	if m := recv(t, got, "the last message"); string(m.Payload) != "last" {
 		t.Fatalf("got #%d %q after the new epoch, want \"last\"", m.Offset, m.Payload)
+	}
+}
+
+// TestRoomBrokerRecoveryWaitsForCatchUp: a client whose server goes away
+// fails over to a server whose room is behind it (its deliveries held
+// back, as a node that gets the broker's messages later). Its re-join
+// waits for that room to catch up, and it recovers from the broker's
+// history with every message once, in order; answered at once it would
+// be told it is ahead (Recovered=false).
+func TestRoomBrokerRecoveryWaitsForCatchUp(t *testing.T) {
+	b := newMemBroker()
+	hist := marmot.HistoryConfig{Size: 100}
+	var s1, s2 *marmot.Server
+	s1 = startServer(t, marmot.ServerConfig{RoomBroker: b.For(&s1), RoomHistory: hist})
+	s2 = startServer(t, marmot.ServerConfig{RoomBroker: b.For(&s2), RoomHistory: hist, ServerEvents: marmot.ServerEvents{
+		OnHandleCommand: func(m *marmot.Message) { _ = m.Reply(nil) },
+	}})
+	ctx := ctxTimeout(t)
+	// s2 has the room (a member of its own), and is behind from here on.
+	other, _ := roomClient(t, s2, "marmot.v1", nil)
+	if err := other.Join(ctx, "r"); err != nil {
+		t.Fatal(err)
+	}
+	b.hold(s2)
+	a := newFailoverClient(t, s1.URL(), s2.URL())
+	if err := a.c.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for recv(t, a.states, "state Connected") != marmot.StateConnected {
+	}
+	if err := a.c.Join(ctx, "r"); err != nil {
+		t.Fatal(err)
+	}
+	const before, after = 5, 3
+	for k := 1; k <= before; k++ {
+		if _, err := s1.Publish("r", fmt.Appendf(nil, "m%d", k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for k := 1; k <= before; k++ {
+		if m := recv(t, a.room, "a room message"); m.Offset != uint64(k) {
+			t.Fatalf("got #%d %q, want #%d", m.Offset, m.Payload, k)
+		}
+	}
+	if err := s1.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for k := before + 1; k <= before+after; k++ {
+		if _, err := s2.Publish("r", fmt.Appendf(nil, "m%d", k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The client fails over to s2 and re-joins from #5, which s2's room
+	// has not reached until the release. A request answered after the
+	// re-join was read, then a call to the room after the re-join reached
+	// it, make sure the room has seen it: it is not answered.
+	for recv(t, a.states, "state Connected") != marmot.StateConnected {
+	}
+	if _, err := a.c.Request(ctx, "ping", nil); err != nil {
+		t.Fatal(err)
+	}
+	_ = s2.Members("r")
+	select {
+	case r := <-a.recovered:
+		t.Fatalf("re-join answered (%+v) while the room was behind the client", r)
+	default:
+	}
+	b.release(s2)
+	if r := recv(t, a.recovered, "the recovery"); !r.recovered || r.room != "r" {
+		t.Fatalf("recovery %+v, want room r recovered", r)
+	}
+	for k := before + 1; k <= before+after; k++ {
+		if m := recv(t, a.room, "a room message"); m.Offset != uint64(k) || string(m.Payload) != fmt.Sprintf("m%d", k) {
+			t.Fatalf("got #%d %q, want #%d m%d", m.Offset, m.Payload, k, k)
+		}
+	}
+	if _, err := s2.Publish("r", []byte("end")); err != nil {
+		t.Fatal(err)
+	}
+	if m := recv(t, a.room, "the last message"); string(m.Payload) != "end" || m.Offset != before+after+1 {
+		t.Fatalf("got #%d %q, want the end", m.Offset, m.Payload)
 	}
 }

@@ -36,6 +36,11 @@ type HistoryBackend = actors.HistoryBackend
 // HistoryEntry is one message in a room's history.
 type HistoryEntry = actors.HistoryEntry
 
+// HistoryGap is why a history cannot return every message asked for
+// (HistoryStore.Since, RoomBroker.History); Reason is one of protocol's
+// Recover* reasons.
+type HistoryGap = actors.HistoryGap
+
 // RoomRecovered is the outcome of a client's automatic re-join of a room
 // after a reconnect (ClientEvents.OnRecover; a user actor receives it).
 type RoomRecovered = actors.RoomRecovered

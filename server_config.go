@@ -189,8 +189,9 @@ type ServerConfig struct {
 	NodeID uint32
 	// RoomBroker, when set, carries rooms across servers: rooms publish
 	// through it, and it hands each server the messages of its rooms in
-	// one order (see RoomBroker). Package cluster sets it. RoomHistory
-	// must be off with a broker (for now).
+	// one order (see RoomBroker). Package cluster sets it. With a
+	// broker, RoomHistory's bounds apply to the history the broker keeps
+	// (RoomBroker.History), and its Backend must be nil.
 	RoomBroker RoomBroker
 	// Compression turns on permessage-deflate (RFC 7692) for clients that
 	// offer it: messages of Compression.Threshold bytes and more (128 by
@@ -244,8 +245,8 @@ func (c *ServerConfig) normalize() error {
 	if c.NodeID > actors.MaxNodeID {
 		return fmt.Errorf("marmot: NodeID %d above %d", c.NodeID, actors.MaxNodeID)
 	}
-	if c.RoomBroker != nil && c.RoomHistory.Size > 0 {
-		return errors.New("marmot: RoomHistory cannot be used with a RoomBroker yet")
+	if c.RoomBroker != nil && c.RoomHistory.Backend != nil {
+		return errors.New("marmot: RoomHistory.Backend cannot be used with a RoomBroker: the broker keeps the history")
 	}
 	if err := actors.ValidateOriginPatterns(c.AllowedOrigins); err != nil {
 		return err

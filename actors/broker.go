@@ -1,6 +1,10 @@
 package actors
 
-import "maps"
+import (
+	"maps"
+
+	"github.com/asynkron/protoactor-go/actor"
+)
 
 // RoomBroker carries rooms across hubs: package cluster is one, over a
 // protoactor cluster. With a broker (HubConfig.RoomBroker) a room no
@@ -26,6 +30,13 @@ type RoomBroker interface {
 	// Publish hands a message to the broker; it must not wait for the
 	// delivery. m is the broker's to keep.
 	Publish(room string, m *RoomMessage) error
+	// History returns the messages of the room's epoch after offset from,
+	// up to and including offset to, that this hub's broker keeps (with
+	// HubConfig.RoomHistory on, the broker keeps the room's history: it
+	// has every message it delivered here, recorded before the delivery),
+	// or a *HistoryGap when it cannot return every one of them. It must
+	// not block: the room calls it to answer a client that recovers.
+	History(room, epoch string, from, to uint64) ([]HistoryEntry, error)
 }
 
 // RoomPosition is where a room stands in a broker's order: the epoch
@@ -37,6 +48,9 @@ type RoomPosition struct {
 
 // RoomMessage is one room message on its way through a RoomBroker. Epoch
 // and Offset are set by the broker when it orders the message.
+//
+// With a RoomBroker the room keeps no history of its own: the broker does
+// (RoomBroker.History), where it can keep it on more than one hub.
 type RoomMessage struct {
 	Name   string
 	Data   []byte
@@ -84,13 +98,16 @@ func (r *roomActor) subscribe() {
 // before this room subscribed (a transport can hand over late a message
 // sent to this node's address while it was down): it is dropped, never
 // delivered twice.
-func (r *roomActor) deliver(m *RoomMessage) {
+func (r *roomActor) deliver(ctx actor.Context, m *RoomMessage) {
 	if m.Epoch == r.epoch && m.Offset <= r.offset {
 		return
 	}
 	r.epoch, r.offset = m.Epoch, m.Offset
 	set := preparedSet{name: m.Name, data: m.Data, meta: m.Meta, room: r.name, offset: m.Offset}
 	_, _ = set.fanOut(maps.Values(r.members))
+	if len(r.parked) > 0 {
+		r.unpark(ctx)
+	}
 }
 
 // brokerPublish hands a publish to the broker. The members it reaches are

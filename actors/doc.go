@@ -131,9 +131,11 @@
 // span hubs: a room hands each publish to the broker instead of numbering
 // it, and the broker hands every hub that has the room the numbered
 // message back through Hub.DeliverRoom, which the room fans out to its
-// local members in the broker's order. HubConfig.NodeID numbers the
-// hub's ClientIDs apart from other hubs'. Without a broker none of this
-// runs.
+// local members in the broker's order. The broker also keeps the rooms'
+// history (RoomBroker.History), and a client that recovers from an offset
+// the room has not reached yet waits for it (room_catchup.go).
+// HubConfig.NodeID numbers the hub's ClientIDs apart from other hubs'.
+// Without a broker none of this runs.
 //
 // # Receive middleware
 //

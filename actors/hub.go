@@ -129,7 +129,8 @@ type HubConfig struct {
 	NodeID uint32
 	// RoomBroker, when set, carries rooms across hubs (see RoomBroker):
 	// rooms publish through it instead of numbering their messages
-	// themselves. RoomHistory must be off with a broker.
+	// themselves, and it keeps their history (RoomHistory's bounds; no
+	// Backend with a broker).
 	RoomBroker RoomBroker
 	// Compression is permessage-deflate (see Compression); off by default.
 	Compression Compression

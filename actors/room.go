@@ -51,6 +51,9 @@ type roomActor struct {
 	// started is set by the first Started: a restarted room keeps its
 	// state (see Restarting).
 	started bool
+	// parked are recovering joins that wait for the room to reach the
+	// client's position (with a broker; room_catchup.go).
+	parked []parkedJoin
 }
 
 // roomIdleTick is the idle timer's message to its room.
@@ -114,20 +117,15 @@ func (r *roomActor) Receive(ctx actor.Context) {
 		r.entry.failed = r
 	case *roomDeliver:
 		r.entry.received()
-		r.deliver(m.m)
+		r.deliver(ctx, m.m)
 	case *roomJoin:
 		r.entry.received()
-		was := r.members[m.c.id] == m.c
-		err := r.join(m.c)
-		r.armIdle(ctx)
-		if err == nil && !was {
-			r.announce(m.c, protocol.PresenceJoin)
+		if r.park(ctx, m) {
+			break // answered when the room catches up (room_catchup.go)
 		}
-		if err != nil || m.reqID == 0 {
-			r.answer(ctx, m.c, m.reqID, 0, err)
-			break
-		}
-		r.answerJoin(ctx, m)
+		r.admit(ctx, m, ctx.Sender())
+	case *roomParkTick:
+		r.unpark(ctx)
 	case *roomLeave:
 		r.entry.received()
 		if r.leave(m.c) {
@@ -145,7 +143,7 @@ func (r *roomActor) Receive(ctx actor.Context) {
 		r.answerMembers(ctx, m)
 		r.armIdle(ctx)
 	case *roomIdleTick:
-		if m.gen != r.idleGen || len(r.members) != 0 {
+		if m.gen != r.idleGen || r.busy() {
 			return // stale: the room was used since
 		}
 		r.entry.idleChecks.Add(1)
@@ -159,6 +157,7 @@ func (r *roomActor) Receive(ctx actor.Context) {
 		}
 	case *actor.Stopping:
 		r.disarmIdle()
+		r.dropParked(ctx)
 		// A room that stops while still registered was not retired (idle)
 		// nor shut down: it failed. It leaves the registry first, so the
 		// next use of its name makes a new room rather than going to this
@@ -191,7 +190,7 @@ func (r *roomActor) lost() {
 // armIdle starts the idle wait again when the room is empty (any message
 // to an empty room restarts it) and stops it when the room has members.
 func (r *roomActor) armIdle(ctx actor.Context) {
-	if len(r.members) != 0 {
+	if r.busy() {
 		r.disarmIdle()
 		return
 	}
@@ -228,8 +227,8 @@ func newRoomActor(h *Hub, name string, e *roomEntry) *roomActor {
 func (r *roomActor) openHistory() {
 	r.epoch = NewEpoch()
 	cfg := r.h.cfg.RoomHistory
-	if !cfg.enabled() {
-		return
+	if !cfg.enabled() || r.h.cfg.RoomBroker != nil {
+		return // a broker keeps the history (RoomBroker.History)
 	}
 	if cfg.Backend == nil {
 		r.hist = NewMemoryHistory(cfg)
@@ -242,11 +241,27 @@ func (r *roomActor) openHistory() {
 	r.epoch, r.offset = r.hist.Epoch(), r.hist.Last()
 }
 
+// admit carries out a join: the client becomes a member and is answered
+// (sender, when set, gets an *Ack).
+func (r *roomActor) admit(ctx actor.Context, m *roomJoin, sender *actor.PID) {
+	was := r.members[m.c.id] == m.c
+	err := r.join(m.c)
+	r.armIdle(ctx)
+	if err == nil && !was {
+		r.announce(m.c, protocol.PresenceJoin)
+	}
+	if err != nil || m.reqID == 0 {
+		r.answerTo(ctx, sender, m.c, m.reqID, 0, err)
+		return
+	}
+	r.answerJoin(ctx, m, sender)
+}
+
 // answerJoin answers a client's join with the room's epoch and offset and,
 // when it asked to recover, the outcome, followed by the messages it
 // missed. All of it is queued on the member's link in this one turn, so no
 // live message can come between the reply, the replay and what follows.
-func (r *roomActor) answerJoin(ctx actor.Context, m *roomJoin) {
+func (r *roomActor) answerJoin(ctx actor.Context, m *roomJoin, sender *actor.PID) {
 	res := protocol.JoinResult{Epoch: r.epoch, Offset: r.offset}
 	var replay []HistoryEntry
 	if m.recover {
@@ -261,8 +276,8 @@ func (r *roomActor) answerJoin(ctx actor.Context, m *roomJoin) {
 			break
 		}
 	}
-	if ctx.Sender() != nil {
-		ctx.Respond(&Ack{})
+	if sender != nil {
+		ctx.Send(sender, &Ack{})
 	}
 }
 
@@ -278,10 +293,16 @@ func (r *roomActor) recovery(m *roomJoin) (*protocol.RecoverResult, []HistoryEnt
 		return &protocol.RecoverResult{Recovered: true}, nil
 	}
 	missed := int(r.offset - m.from)
-	if r.hist == nil {
+	var es []HistoryEntry
+	var err error
+	switch b := r.h.cfg.RoomBroker; {
+	case b != nil && r.h.cfg.RoomHistory.enabled():
+		es, err = b.History(r.name, r.epoch, m.from, r.offset)
+	case r.hist == nil:
 		return &protocol.RecoverResult{Missed: missed, Reason: protocol.RecoverNoHistory}, nil
+	default:
+		es, err = r.hist.Since(m.from, time.Now())
 	}
-	es, err := r.hist.Since(m.from, time.Now())
 	if err != nil {
 		reason := err.Error()
 		var gap *HistoryGap
@@ -359,6 +380,12 @@ func (r *roomActor) publish(m *roomPublish) (int, error) {
 // and an actor that sent with a sender (the Hub's calls among them) with
 // an *Ack.
 func (r *roomActor) answer(ctx actor.Context, c *conn, reqID uint64, n int, err error) {
+	r.answerTo(ctx, ctx.Sender(), c, reqID, n, err)
+}
+
+// answerTo is answer to an actor other than the current message's sender
+// (a join that waited; see room_catchup.go).
+func (r *roomActor) answerTo(ctx actor.Context, sender *actor.PID, c *conn, reqID uint64, n int, err error) {
 	if reqID != 0 && c != nil {
 		e := protocol.Envelope{Kind: protocol.KindReply, ID: reqID}
 		if err != nil {
@@ -366,8 +393,8 @@ func (r *roomActor) answer(ctx actor.Context, c *conn, reqID uint64, n int, err 
 		}
 		_ = c.link.sendEnvelope(&e)
 	}
-	if ctx.Sender() != nil {
-		ctx.Respond(&Ack{Err: err, N: n})
+	if sender != nil {
+		ctx.Send(sender, &Ack{Err: err, N: n})
 	}
 }
 

@@ -29,8 +29,8 @@ func TestConfigValidation(t *testing.T) {
 	if _, err := cluster.New(ok, marmot.ServerConfig{NodeID: 2}); err == nil {
 		t.Error("a ServerConfig with its own NodeID accepted")
 	}
-	if _, err := cluster.New(ok, marmot.ServerConfig{RoomHistory: marmot.HistoryConfig{Size: 10}}); err == nil {
-		t.Error("RoomHistory accepted")
+	if _, err := cluster.New(ok, marmot.ServerConfig{RoomHistory: marmot.HistoryConfig{Size: 10, Backend: noBackend{}}}); err == nil {
+		t.Error("RoomHistory.Backend accepted")
 	}
 	n, err := cluster.New(ok, marmot.ServerConfig{})
 	if err != nil {
@@ -46,4 +46,11 @@ func TestConfigValidation(t *testing.T) {
 	if err := n.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// noBackend is a HistoryBackend a cluster refuses (it keeps history itself).
+type noBackend struct{}
+
+func (noBackend) Open(string, marmot.HistoryConfig) (marmot.HistoryStore, error) {
+	return nil, errors.New("no")
 }

@@ -20,7 +20,10 @@ var wireKinds = []func() proto.Message{
 	func() proto.Message { return &wire.Disconnect{} },
 	func() proto.Message { return &wire.ClientsRequest{} },
 	func() proto.Message { return &wire.StatsRequest{} },
-	func() proto.Message { return &wire.RoomDeliver{} },
+	func() proto.Message { return &wire.RoomDeliverSeq{} },
+	func() proto.Message { return &wire.RoomStateQuery{} },
+	func() proto.Message { return &wire.RoomReplicate{} },
+	func() proto.Message { return &wire.RoomRelease{} },
 }
 
 // FuzzNodeMessages feeds the node actor what protoactor's remote decodes
@@ -35,7 +38,11 @@ func FuzzNodeMessages(f *testing.F) {
 		&wire.Disconnect{Id: 1, Code: 1000},
 		&wire.ClientsRequest{},
 		&wire.StatsRequest{},
-		&wire.RoomDeliver{Room: "r", Epoch: "e", Offset: 7, Name: "x", Data: []byte("d")},
+		&wire.RoomDeliverSeq{Room: "r", Epoch: "e", Offset: 7, Name: "x", Data: []byte("d"), Origin: "o", Seq: 3},
+		&wire.RoomStateQuery{Room: "r"},
+		&wire.RoomReplicate{State: &wire.RoomState{Room: "q", Has: true, Epoch: "e", Offset: 2,
+			Entries: []*wire.HistEntry{{Offset: 1, Data: []byte("a")}, {Offset: 2, Data: []byte("b")}}, Seqs: map[string]uint64{"o": 9}}},
+		&wire.RoomRelease{Room: "q"},
 	} {
 		b, _ := proto.Marshal(m)
 		f.Add(append([]byte{byte(i)}, b...))
@@ -67,6 +74,9 @@ func FuzzNodeMessages(f *testing.F) {
 	}
 	n := &Node{srv: srv, log: slog.New(slog.DiscardHandler), prop: defaultPropagator()}
 	n.rb = newRoomBroker(n)
+	// The broker has room r (as a node whose room lives), with history.
+	n.hist = marmot.HistoryConfig{Size: 8, Bytes: 1 << 10}
+	n.rb.room("r").local = true
 	pid := srv.ActorSystem().Root.Spawn(actorProps(n))
 	f.Cleanup(func() { _ = srv.ActorSystem().Root.StopFuture(pid).Wait() })
 
@@ -78,13 +88,14 @@ func FuzzNodeMessages(f *testing.F) {
 		if proto.Unmarshal(in[1:], m) != nil {
 			return // protoactor's remote drops what does not decode
 		}
-		if d, ok := m.(*wire.RoomDeliver); ok {
+		if d, ok := m.(*wire.RoomDeliverSeq); ok {
 			d.Room = "r" // the room that lives here, at any offset
 		}
 		root := srv.ActorSystem().Root
-		if _, ok := m.(*wire.RoomDeliver); ok {
-			// Deliveries are not answered: a request after it tells
-			// that the actor has handled it.
+		switch m.(type) {
+		case *wire.RoomDeliverSeq, *wire.RoomReplicate, *wire.RoomRelease:
+			// Not answered: a request after it tells that the actor
+			// has handled it.
 			root.Send(pid, m)
 			m = &wire.StatsRequest{}
 		}

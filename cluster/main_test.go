@@ -124,13 +124,20 @@ func freePort(t testing.TB, ip string) int {
 
 func startProc(t *testing.T, name string, spec nodeSpec, all []nodeSpec, env ...string) *proc {
 	t.Helper()
+	return startProcBin(t, testnode(t), name, spec, all, env...)
+}
+
+// startProcBin is startProc with another node binary (a baseline's
+// testnode, for figures).
+func startProcBin(t *testing.T, bin, name string, spec nodeSpec, all []nodeSpec, env ...string) *proc {
+	t.Helper()
 	var seeds []string
 	for _, s := range all {
 		if s.id != spec.id {
 			seeds = append(seeds, s.bind)
 		}
 	}
-	cmd := exec.Command(testnode(t))
+	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(),
 		"MARMOT_CLUSTER_NAME="+name,
 		"MARMOT_NODE_ID="+strconv.Itoa(spec.id),

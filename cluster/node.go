@@ -68,6 +68,7 @@ type Node struct {
 	c    *cluster.Cluster
 	prop propagation.TextMapPropagator
 	rb   *roomBroker
+	hist marmot.HistoryConfig // the server's RoomHistory, kept by the brokers and grains
 	log  *slog.Logger
 	mp   metric.MeterProvider
 
@@ -84,8 +85,9 @@ type Node struct {
 
 // New makes a node: a marmot server configured from srv, whose actor
 // system joins the cluster cfg describes when Start is called. srv must
-// not set ActorSystem, NodeID or RoomBroker (the node sets them), nor
-// RoomHistory (not yet across nodes).
+// not set ActorSystem, NodeID or RoomBroker (the node sets them).
+// RoomHistory is kept in memory by every node that has the room and by
+// its grain (docs/CLUSTER.md): its Backend must be nil.
 func New(cfg Config, srv marmot.ServerConfig) (*Node, error) {
 	if err := cfg.normalize(); err != nil {
 		return nil, err
@@ -93,7 +95,10 @@ func New(cfg Config, srv marmot.ServerConfig) (*Node, error) {
 	if srv.ActorSystem != nil || srv.NodeID != 0 || srv.RoomBroker != nil {
 		return nil, errors.New("marmot/cluster: ServerConfig.ActorSystem, NodeID and RoomBroker are the node's to set")
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, prop: srv.Propagator, mp: srv.MeterProvider}
+	if srv.RoomHistory.Backend != nil {
+		return nil, errors.New("marmot/cluster: RoomHistory.Backend is not used in a cluster: the nodes keep room history in memory, on more than one node")
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger, prop: srv.Propagator, mp: srv.MeterProvider, hist: srv.RoomHistory}
 	if n.prop == nil {
 		n.prop = defaultPropagator()
 	}
@@ -111,6 +116,27 @@ func New(cfg Config, srv marmot.ServerConfig) (*Node, error) {
 	}
 	n.srv = s
 	return n, nil
+}
+
+// histCfg is the history the node keeps of each room.
+func (n *Node) histCfg() marmot.HistoryConfig { return n.hist }
+
+// RoomOwner returns the NodeID of the member that hosts room's grain (its
+// sequencer) in the current member list, or false when no member does.
+func (n *Node) RoomOwner(room string) (uint32, bool) {
+	if n.c == nil {
+		return 0, false
+	}
+	pid := n.c.Get(room, roomKind)
+	if pid == nil {
+		return 0, false
+	}
+	for _, m := range n.Members() {
+		if m.Address == pid.Address {
+			return m.NodeID, true
+		}
+	}
+	return 0, false
 }
 
 // Server returns the node's marmot server: its local API (Join, Publish,

@@ -23,9 +23,15 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 		a.n.traffic.received[k].Add(1)
 	}
 	switch m := ctx.Message().(type) {
-	case *wire.RoomDeliver:
+	case *wire.RoomDeliverSeq:
 		a.n.rb.delivered(m)
 		srv.DeliverRoom(m.Room, &marmot.RoomMessage{Name: m.Name, Data: m.Data, Meta: m.Meta, Epoch: m.Epoch, Offset: m.Offset})
+	case *wire.RoomStateQuery:
+		ctx.Respond(a.n.rb.state(m.Room))
+	case *wire.RoomReplicate:
+		a.n.rb.replicate(m.State)
+	case *wire.RoomRelease:
+		a.n.rb.release(m.Room)
 	case *wire.Broadcast:
 		var k int
 		var err error
@@ -89,7 +95,7 @@ func addrString(a net.Addr) string {
 // receivedKind is the metrics' kind of a message from another node.
 func receivedKind(m any) (int, bool) {
 	switch m.(type) {
-	case *wire.RoomDeliver:
+	case *wire.RoomDeliverSeq:
 		return kindDeliver, true
 	case *wire.Broadcast:
 		return kindBroadcast, true

@@ -9,11 +9,12 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
-	"github.com/asynkron/protoactor-go/eventstream"
+	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
 
 	"github.com/marmotws/marmot"
 	"github.com/marmotws/marmot/actors"
 	"github.com/marmotws/marmot/cluster/internal/wire"
+	"github.com/marmotws/marmot/protocol"
 )
 
 // Rooms across nodes. A room is a grain of kind roomKind whose identity is
@@ -38,105 +39,131 @@ import (
 // changing).
 var ErrNoRoute = errors.New("marmot/cluster: no member hosts the room")
 
-// roomGrain is one room's sequencer.
-type roomGrain struct {
-	n         *Node
-	room      string
-	epoch     string
-	offset    uint64
-	published bool                // a message was numbered in this run
-	subs      map[string]struct{} // the subscribed nodes, by address
-	topo      *eventstream.Subscription
-}
+// ErrPublishBacklog is why a room publish failed: the node already has
+// 50,000 publishes (or 64 MiB of them) to the room that the room's grain
+// has not delivered back (it is slow, or is being taken over after a node
+// loss).
+var ErrPublishBacklog = errors.New("marmot/cluster: too many room publishes not yet confirmed")
 
-func newRoomGrain(n *Node) *roomGrain {
-	return &roomGrain{n: n, epoch: actors.NewEpoch(), subs: map[string]struct{}{}}
-}
-
-// Receive implements actor.Actor.
-func (g *roomGrain) Receive(ctx actor.Context) {
-	switch m := ctx.Message().(type) {
-	case *actor.Started:
-		self, root := ctx.Self(), ctx.ActorSystem().Root
-		g.topo = ctx.ActorSystem().EventStream.Subscribe(func(evt any) {
-			if t, ok := evt.(*cluster.ClusterTopology); ok && len(t.Left) > 0 {
-				root.Send(self, t)
-			}
-		})
-	case *wire.RoomSubscribe:
-		g.room = m.Room
-		// A grain that has numbered nothing yet takes on the position a
-		// subscriber saw last: after the room's grain moved (a member
-		// joined or left), the room goes on with its epoch and offsets.
-		if !g.published && m.Epoch != "" && (m.Epoch != g.epoch || m.Offset > g.offset) && m.Offset >= g.offset {
-			g.epoch, g.offset = m.Epoch, m.Offset
-		}
-		g.subs[m.Node] = struct{}{}
-		ctx.Respond(&wire.RoomPosition{Epoch: g.epoch, Offset: g.offset})
-	case *wire.RoomUnsubscribe:
-		delete(g.subs, m.Node)
-		if len(g.subs) == 0 {
-			ctx.Stop(ctx.Self())
-		}
-	case *wire.RoomPublish:
-		g.n.traffic.received[kindPublish].Add(1)
-		g.n.traffic.sent[kindDeliver].Add(int64(len(g.subs)))
-		g.room = m.Room
-		g.offset++
-		g.published = true
-		d := &wire.RoomDeliver{Room: m.Room, Epoch: g.epoch, Offset: g.offset, Name: m.Name, Data: m.Data, Meta: m.Meta}
-		for node := range g.subs {
-			ctx.Send(nodePID(node), d)
-		}
-	case *cluster.ClusterTopology:
-		// A node that left is no subscriber any more; when it comes back
-		// its rooms subscribe again.
-		for _, mb := range m.Left {
-			delete(g.subs, mb.Address())
-		}
-	case *actor.Stopping:
-		if g.topo != nil {
-			ctx.ActorSystem().EventStream.Unsubscribe(g.topo)
-		}
-	}
-}
+// maxUnconfirmed and maxUnconfirmedBytes bound the publishes a node keeps
+// per room until it sees them delivered (see brokerRoom).
+const (
+	maxUnconfirmed      = 50_000
+	maxUnconfirmedBytes = 64 << 20
+)
 
 // roomBroker is the node's marmot.RoomBroker: the local rooms' way to
-// their grains.
+// their grains, and the node's history of each room (rooms_history.go).
 type roomBroker struct {
-	n     *Node
-	mu    sync.Mutex
-	rooms map[string]*brokerRoom // the rooms that live on this node
+	n      *Node
+	origin string // this node's run, in its publishes (its member ID)
+	mu     sync.Mutex
+	rooms  map[string]*brokerRoom // the rooms that live on this node, and its replicas
 
 	pending *cluster.ClusterTopology // the latest topology not worked on (under mu)
+	rdv     *cluster.Rendezvous      // the placement of grains in the latest topology (under mu)
+	retry   bool                     // a room waits for a subscription (under mu)
 	kick    chan struct{}            // wakes run
 	done    chan struct{}            // closed by Stop
 }
 
-// brokerRoom is what the node knows of one of its rooms' grains.
+// brokerRoom is what the node holds of one room.
+//
+// Publishes are not lost when the grain's node dies: the node numbers its
+// own publishes to the room (origin, seq) and keeps each until it comes
+// back in a delivery (the node subscribes to every room it publishes to),
+// at most maxUnconfirmed. After a change of the member list the room is
+// subscribed again, to wherever its grain now is, and the unconfirmed
+// publishes are sent again, in order and before any new one (ready is
+// false meanwhile: new publishes wait in the same queue); the grain
+// numbers an (origin, seq) once.
 type brokerRoom struct {
-	pid    *actor.PID // the grain, once known
-	epoch  string     // the position of the last delivery
-	offset uint64
+	pid         *actor.PID // the grain, once known
+	local       bool       // a local room subscribed (else a replica)
+	hist        *roomHist  // the position of the last delivery, and the history
+	seq         uint64     // this node's publishes to the room
+	unconfirmed []*wire.RoomPublishSeq
+	unconfBytes int  // their payload and name bytes
+	ready       bool // publishes go to pid as they come
 }
 
 func newRoomBroker(n *Node) *roomBroker {
-	return &roomBroker{n: n, rooms: map[string]*brokerRoom{}, kick: make(chan struct{}, 1), done: make(chan struct{})}
+	b := &roomBroker{n: n, rooms: map[string]*brokerRoom{}, kick: make(chan struct{}, 1), done: make(chan struct{})}
+	if n.sys != nil {
+		b.origin = n.sys.ID
+	}
+	return b
 }
 
 var _ marmot.RoomBroker = (*roomBroker)(nil)
 
-// Subscribe implements marmot.RoomBroker.
+func (b *roomBroker) room(name string) *brokerRoom {
+	r := b.rooms[name]
+	if r == nil {
+		r = &brokerRoom{hist: newRoomHist(b.n.histCfg())}
+		b.rooms[name] = r
+	}
+	return r
+}
+
+// Subscribe implements marmot.RoomBroker. The grain's answer carries its
+// history, which the node keeps from then on: a room that starts on a
+// node late (a client that failed over to it) has the room's history.
 func (b *roomBroker) Subscribe(room string) (marmot.RoomPosition, error) {
 	b.mu.Lock()
-	r := b.rooms[room]
-	if r == nil {
-		r = &brokerRoom{}
-		b.rooms[room] = r
-	}
-	epoch, offset := r.epoch, r.offset
+	r := b.room(room)
+	r.local = true
+	epoch, offset := r.hist.epoch, r.hist.last
 	b.mu.Unlock()
-	return b.subscribe(room, epoch, offset)
+	st, pid, err := b.subscribe(room, epoch, offset, true)
+	if err != nil {
+		b.mu.Lock()
+		b.retry = true
+		b.mu.Unlock()
+		b.wake()
+		return marmot.RoomPosition{}, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if r = b.rooms[room]; r == nil {
+		return marmot.RoomPosition{}, ErrNotStarted // stopped meanwhile
+	}
+	b.merge(r, st)
+	b.ready(r, pid)
+	return marmot.RoomPosition{Epoch: st.Epoch, Offset: st.Offset}, nil
+}
+
+// merge takes a state the grain sent over into r's history, keeping the
+// deliveries that reached the node before the answer did (b.mu held).
+func (b *roomBroker) merge(r *brokerRoom, st *wire.RoomState) {
+	old := r.hist
+	if old.epoch == st.Epoch && old.last >= st.Offset && len(st.Entries) == 0 {
+		return
+	}
+	r.hist = newRoomHist(b.n.histCfg())
+	r.hist.install(st)
+	if old.epoch == st.Epoch {
+		for o, s := range old.seqs {
+			r.hist.noteSeq(o, s)
+		}
+		for _, e := range old.entries {
+			r.hist.add(e, st.Epoch)
+		}
+		if old.last > r.hist.last {
+			r.hist.last = old.last
+		}
+	}
+}
+
+// ready sends r's unconfirmed publishes to its grain, in order, and lets
+// the next ones go as they come (b.mu held).
+func (b *roomBroker) ready(r *brokerRoom, pid *actor.PID) {
+	r.pid = pid
+	for _, p := range r.unconfirmed {
+		b.n.sys.Root.Send(pid, p)
+	}
+	b.n.traffic.sent[kindPublish].Add(int64(len(r.unconfirmed)))
+	r.ready = true
 }
 
 // subscribeAttempts bounds the tries of one subscription; the waits
@@ -148,11 +175,11 @@ const subscribeAttempts = 6
 // protoactor's PID cache, which still names a grain that moved away after
 // a member joined; a grain found stopping, or no member to place it on, is
 // tried again.
-func (b *roomBroker) subscribe(room, epoch string, offset uint64) (marmot.RoomPosition, error) {
+func (b *roomBroker) subscribe(room, epoch string, offset uint64, history bool) (*wire.RoomState, *actor.PID, error) {
 	if b.n.c == nil {
-		return marmot.RoomPosition{}, ErrNotStarted
+		return nil, nil, ErrNotStarted
 	}
-	msg := &wire.RoomSubscribe{Room: room, Node: b.n.sys.Address(), Epoch: epoch, Offset: offset}
+	msg := &wire.RoomSubscribeSeq{Room: room, Node: b.n.sys.Address(), Epoch: epoch, Offset: offset, History: history}
 	var err error
 	for attempt := range subscribeAttempts {
 		if attempt > 0 {
@@ -160,36 +187,63 @@ func (b *roomBroker) subscribe(room, epoch string, offset uint64) (marmot.RoomPo
 			// just started), or the grain stopping: wait a little.
 			select {
 			case <-b.done:
-				return marmot.RoomPosition{}, ErrNotStarted
+				return nil, nil, ErrNotStarted
 			case <-time.After(time.Duration(25<<attempt) * time.Millisecond):
 			}
 		}
-		pid := b.n.c.Get(room, roomKind)
+		pid := b.placement(room)
 		if pid == nil {
 			err = fmt.Errorf("%w: %q", ErrNoRoute, room)
 			continue
 		}
 		var res any
-		res, err = b.n.sys.Root.RequestFuture(pid, msg, b.n.cfg.RequestTimeout).Result()
+		// A grain that starts first takes the room over (rooms_grain.go),
+		// which takes up to a RequestTimeout: wait for it beyond that.
+		res, err = b.n.sys.Root.RequestFuture(pid, msg, 2*b.n.cfg.RequestTimeout).Result()
 		if err != nil {
+			b.n.log.Debug("marmot cluster: room subscription", "room", room, "grain", pid, "attempt", attempt, "err", err)
 			continue
 		}
-		pos, ok := res.(*wire.RoomPosition)
+		st, ok := res.(*wire.RoomState)
 		if !ok {
 			err = fmt.Errorf("unexpected answer %T", res)
 			continue
 		}
-		b.mu.Lock()
-		if r := b.rooms[room]; r != nil {
-			r.pid = pid
-		}
-		b.mu.Unlock()
-		return marmot.RoomPosition{Epoch: pos.Epoch, Offset: pos.Offset}, nil
+		return st, pid, nil
 	}
-	return marmot.RoomPosition{}, fmt.Errorf("marmot/cluster: subscribe to room %q: %w", room, err)
+	return nil, nil, fmt.Errorf("marmot/cluster: subscribe to room %q: %w", room, err)
 }
 
-// Unsubscribe implements marmot.RoomBroker.
+// placement returns the room's grain, activated where the latest topology
+// the node actor has seen places it. protoactor's own lookup (disthash)
+// places it by its own copy of the topology, which it updates after the
+// node actor hears of a change (the node listens first): right after a
+// member died it still asks the dead member, and waits 5 s for nothing.
+func (b *roomBroker) placement(room string) *actor.PID {
+	b.mu.Lock()
+	rdv := b.rdv
+	b.mu.Unlock()
+	if rdv == nil {
+		return b.n.c.Get(room, roomKind)
+	}
+	ci := cluster.NewClusterIdentity(room, roomKind)
+	owner := rdv.GetByClusterIdentity(ci)
+	if owner == "" {
+		return nil
+	}
+	res, err := b.n.sys.Root.RequestFuture(actor.NewPID(owner, disthash.PartitionActivatorActorName),
+		&cluster.ActivationRequest{ClusterIdentity: ci}, b.n.cfg.RequestTimeout).Result()
+	if err != nil {
+		return nil
+	}
+	if r, ok := res.(*cluster.ActivationResponse); ok {
+		return r.Pid
+	}
+	return nil
+}
+
+// Unsubscribe implements marmot.RoomBroker. The node's history of the
+// room ends with it (the grain has another node keep it if need be).
 func (b *roomBroker) Unsubscribe(room string) {
 	b.mu.Lock()
 	r := b.rooms[room]
@@ -201,40 +255,101 @@ func (b *roomBroker) Unsubscribe(room string) {
 }
 
 // Publish implements marmot.RoomBroker. It runs on the room's local
-// actor, so the sends of one room leave in its order.
+// actor, so the publishes of one room are numbered in its order.
 func (b *roomBroker) Publish(room string, m *marmot.RoomMessage) error {
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	r := b.rooms[room]
-	var pid *actor.PID
-	if r != nil {
-		pid = r.pid
+	if r == nil || !r.local {
+		return fmt.Errorf("%w: %q", ErrNoRoute, room)
 	}
-	b.mu.Unlock()
-	if pid == nil {
-		if b.n.c == nil {
-			return ErrNotStarted
-		}
-		if pid = b.n.c.Get(room, roomKind); pid == nil {
-			return fmt.Errorf("%w: %q", ErrNoRoute, room)
-		}
-		b.mu.Lock()
-		if r := b.rooms[room]; r != nil {
-			r.pid = pid
-		}
-		b.mu.Unlock()
+	size := len(m.Data) + len(m.Name)
+	if len(r.unconfirmed) >= maxUnconfirmed || r.unconfBytes+size > maxUnconfirmedBytes {
+		return ErrPublishBacklog
 	}
-	b.n.traffic.sent[kindPublish].Add(1)
-	b.n.sys.Root.Send(pid, &wire.RoomPublish{Room: room, Name: m.Name, Data: m.Data, Meta: m.Meta})
+	r.unconfBytes += size
+	r.seq++
+	p := &wire.RoomPublishSeq{Room: room, Name: m.Name, Data: m.Data, Meta: m.Meta, Origin: b.origin, Seq: r.seq}
+	r.unconfirmed = append(r.unconfirmed, p)
+	if r.ready {
+		b.n.traffic.sent[kindPublish].Add(1)
+		b.n.sys.Root.Send(r.pid, p)
+	} else {
+		b.retry = true // the worker subscribes it, if it is not already at it
+		b.wake()
+	}
 	return nil
 }
 
-// delivered records the position of a delivery (on the node actor).
-func (b *roomBroker) delivered(d *wire.RoomDeliver) {
+// History implements marmot.RoomBroker.
+func (b *roomBroker) History(room, epoch string, from, to uint64) ([]marmot.HistoryEntry, error) {
 	b.mu.Lock()
-	if r := b.rooms[d.Room]; r != nil {
-		r.epoch, r.offset = d.Epoch, d.Offset
+	defer b.mu.Unlock()
+	r := b.rooms[room]
+	if r == nil {
+		return nil, &actors.HistoryGap{Reason: protocol.RecoverNoHistory}
 	}
-	b.mu.Unlock()
+	return r.hist.history(epoch, from, to)
+}
+
+// delivered records a delivery (on the node actor, before the room gets
+// it): its position and history, and, for the node's own publish, its
+// confirmation.
+func (b *roomBroker) delivered(d *wire.RoomDeliverSeq) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	r := b.rooms[d.Room]
+	if r == nil {
+		return
+	}
+	r.hist.add(&wire.HistEntry{Offset: d.Offset, Name: d.Name, Data: d.Data, AtUnixNano: d.AtUnixNano, Origin: d.Origin, Seq: d.Seq}, d.Epoch)
+	if d.Origin == b.origin && d.Origin != "" {
+		k := 0
+		for k < len(r.unconfirmed) && r.unconfirmed[k].Seq <= d.Seq {
+			r.unconfBytes -= len(r.unconfirmed[k].Data) + len(r.unconfirmed[k].Name)
+			r.unconfirmed[k] = nil
+			k++
+		}
+		if k > 0 {
+			r.unconfirmed = append(r.unconfirmed[:0], r.unconfirmed[k:]...)
+		}
+	}
+}
+
+// state answers a grain that takes room over (on the node actor).
+func (b *roomBroker) state(room string) *wire.RoomState {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var st *wire.RoomState
+	if r := b.rooms[room]; r != nil {
+		st = r.hist.state(room)
+		st.Replica = !r.local
+	} else {
+		st = &wire.RoomState{Room: room}
+	}
+	if b.n.sys != nil {
+		st.Node = b.n.sys.Address()
+	}
+	return st
+}
+
+// replicate keeps a room's history for its grain (on the node actor).
+func (b *roomBroker) replicate(st *wire.RoomState) {
+	if st == nil || st.Room == "" {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.merge(b.room(st.Room), st)
+}
+
+// release drops a replica the grain no longer needs (on the node actor).
+func (b *roomBroker) release(room string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if r := b.rooms[room]; r != nil && !r.local {
+		delete(b.rooms, room)
+	}
 }
 
 // topologyChanged hands a new topology to the broker's worker (run),
@@ -243,9 +358,15 @@ func (b *roomBroker) delivered(d *wire.RoomDeliver) {
 // subscribers. The worker runs beside the node actor, which goes on
 // delivering meanwhile; only the latest topology waiting is worked on.
 func (b *roomBroker) topologyChanged(t *cluster.ClusterTopology) {
+	rdv := cluster.NewRendezvous()
+	rdv.UpdateMembers(t.Members)
 	b.mu.Lock()
-	b.pending = t
+	b.pending, b.rdv = t, rdv
 	b.mu.Unlock()
+	b.wake()
+}
+
+func (b *roomBroker) wake() {
 	select {
 	case b.kick <- struct{}{}:
 	default:
@@ -262,39 +383,70 @@ func (b *roomBroker) run() {
 		case <-b.kick:
 		}
 		b.mu.Lock()
-		t := b.pending
-		b.pending = nil
-		type pos struct {
-			room, epoch string
-			offset      uint64
-		}
-		all := make([]pos, 0, len(b.rooms))
+		t, retry := b.pending, b.retry
+		b.pending, b.retry = nil, false
+		var all []string
 		for name, r := range b.rooms {
-			r.pid = nil
-			all = append(all, pos{name, r.epoch, r.offset})
+			if r.local && (t != nil || !r.ready) {
+				// New publishes wait until the room is subscribed
+				// again and its unconfirmed ones are sent again.
+				r.ready = false
+				all = append(all, name)
+			}
 		}
 		b.mu.Unlock()
-		if t == nil {
+		if t == nil && !retry {
 			continue
 		}
-		b.n.log.Info("marmot cluster topology", "members", len(t.Members), "joined", len(t.Joined), "left", len(t.Left), "rooms", len(all))
-		for _, p := range all {
+		if t != nil {
+			b.n.log.Info("marmot cluster topology", "members", len(t.Members), "joined", len(t.Joined), "left", len(t.Left), "rooms", len(all))
+		}
+		for _, room := range all {
 			select {
 			case <-b.done:
 				return
 			default:
 			}
-			if _, err := b.subscribe(p.room, p.epoch, p.offset); err != nil {
-				b.n.log.Warn("marmot cluster: room subscription after a topology change failed", "room", p.room, "err", err)
-			}
+			b.resubscribe(room)
 		}
-		if f := b.n.cfg.OnMembersChange; f != nil {
-			ms := make([]Member, 0, len(t.Members))
-			for _, m := range t.Members {
-				ms = append(ms, Member{NodeID: memberNodeID(m), Address: m.Address()})
+		if t != nil {
+			if f := b.n.cfg.OnMembersChange; f != nil {
+				ms := make([]Member, 0, len(t.Members))
+				for _, m := range t.Members {
+					ms = append(ms, Member{NodeID: memberNodeID(m), Address: m.Address()})
+				}
+				sort.Slice(ms, func(i, j int) bool { return ms[i].NodeID < ms[j].NodeID })
+				f(ms)
 			}
-			sort.Slice(ms, func(i, j int) bool { return ms[i].NodeID < ms[j].NodeID })
-			f(ms)
 		}
 	}
+}
+
+// resubscribe subscribes a local room again, reporting the position the
+// node holds (a grain behind it goes on from there; one ahead sends what
+// the node misses), then sends its unconfirmed publishes again.
+func (b *roomBroker) resubscribe(room string) {
+	b.mu.Lock()
+	r := b.rooms[room]
+	if r == nil {
+		b.mu.Unlock()
+		return
+	}
+	epoch, offset := r.hist.epoch, r.hist.last
+	b.mu.Unlock()
+	_, pid, err := b.subscribe(room, epoch, offset, false)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if r = b.rooms[room]; r == nil {
+		return
+	}
+	if err != nil {
+		b.n.log.Warn("marmot cluster: room subscription after a topology change failed", "room", room, "err", err)
+		// Tried again in a second (and at the next publish or change of
+		// the member list): the unconfirmed publishes wait for it.
+		b.retry = true
+		time.AfterFunc(time.Second, b.wake)
+		return
+	}
+	b.ready(r, pid)
 }

@@ -349,6 +349,11 @@ func (p *pubsubBroker) Publish(room string, m *marmot.RoomMessage) error {
 
 // Receive is the node's delivery actor: it numbers and hands each
 // message to the local room.
+// History implements marmot.RoomBroker: the benchmark keeps no history.
+func (p *pubsubBroker) History(room, epoch string, from, to uint64) ([]marmot.HistoryEntry, error) {
+	return nil, &marmot.HistoryGap{Reason: "no history in the pub-sub benchmark"}
+}
+
 func (p *pubsubBroker) Receive(ctx actor.Context) {
 	if m, ok := ctx.Message().(*wire.RoomPublish); ok {
 		p.mu.Lock()

@@ -81,7 +81,7 @@ func TestServeClusterFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"--cluster", "c", "--cluster-bind", "127.0.0.2:7001"},
 		{"--cluster", "c", "--cluster-node", "1"},
-		{"--cluster", "c", "--cluster-node", "1", "--cluster-bind", "127.0.0.2:7001", "--history-size", "10"},
+		{"--cluster", "c", "--cluster-node", "1", "--cluster-bind", "127.0.0.2:7001", "--history-store", "bolt:x.db"},
 		{"--cluster", "c", "--cluster-node", "1", "--cluster-bind", "127.0.0.2:7001", "--cluster-provider", "zk"},
 		{"--cluster", "c", "--cluster-node", "1", "--cluster-bind", "127.0.0.2:7001", "--cluster-provider", "etcd"},
 	} {

@@ -134,15 +134,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if err := f.encrypt.apply(&c.EncryptionConfig); err != nil {
 		return usageError(fs, "%v", err)
 	}
-	if f.cluster.enabled() {
-		// Room history does not span nodes yet: off by default in a
-		// cluster, refused when asked for.
-		asked := false
-		fs.Visit(func(fl *flag.Flag) { asked = asked || strings.HasPrefix(fl.Name, "history-") })
-		if asked {
-			return usageError(fs, "room history (-history-*) does not work with -cluster yet")
-		}
-		f.history.size = 0
+	if f.cluster.enabled() && strings.HasPrefix(f.history.store, "bolt:") {
+		// In a cluster the nodes keep room history in memory, each room's
+		// on more than one node (docs/CLUSTER.md).
+		return usageError(fs, "-history-store bolt: does not work with -cluster: the nodes keep room history in memory, on more than one node")
 	}
 	if err := f.compress.check(c.MaxMessageSize); err != nil {
 		return usageError(fs, "%v", err)

@@ -2,10 +2,11 @@
 // which start three of them as separate processes. It is configured from
 // the environment (MARMOT_CLUSTER_NAME, MARMOT_NODE_ID, MARMOT_BIND,
 // MARMOT_SEEDS, MARMOT_WS_ADDR, MARMOT_PROVIDER, MARMOT_ETCD, and
-// MARMOT_OTLP_URL to export its spans over OTLP/HTTP as service node-N), prints "URL ws://..." once it serves and
+// MARMOT_OTLP_URL to export its spans over OTLP/HTTP as service node-N,
+// MARMOT_HISTORY to keep that many messages of room history), prints "URL ws://..." once it serves and
 // "MEMBERS 1,2,3" after every change of the member list, and stops
 // gracefully when its stdin closes. Its clients drive it with requests:
-// whoami, bcast PAYLOAD, sendto "ID TEXT", count, clients.
+// whoami, bcast PAYLOAD, sendto "ID TEXT", count, clients, owner ROOM.
 //
 // It is built without the race detector on purpose: protoactor's remote
 // and cluster packages have data races of their own (docs/CLUSTER.md),
@@ -78,6 +79,13 @@ func runChild() int {
 			var k int
 			k, err = n.ClientCount(ctx)
 			res = strconv.Itoa(k)
+		case "owner":
+			// The node that hosts the room's grain.
+			id, ok := n.RoomOwner(string(m.Payload))
+			if !ok {
+				err = fmt.Errorf("no owner for room %q", m.Payload)
+			}
+			res = strconv.FormatUint(uint64(id), 10)
 		case "clients":
 			var cs []marmot.ClientInfo
 			cs, err = n.Clients(ctx)
@@ -106,6 +114,11 @@ func runChild() int {
 			attribute.String("service.name", "node-"+strconv.FormatUint(nodeID, 10)))))
 		defer func() { _ = sdk.Shutdown(context.Background()) }()
 		tp = sdk
+	}
+	var hist marmot.HistoryConfig
+	if v := os.Getenv("MARMOT_HISTORY"); v != "" {
+		// Room history: that many messages per room.
+		hist.Size, _ = strconv.Atoi(v)
 	}
 	var err error
 	n, err = cluster.New(cluster.Config{
@@ -137,6 +150,7 @@ func runChild() int {
 		TracerProvider: tp,
 		Logger:         log,
 		MaxConnections: -1,
+		RoomHistory:    hist,
 		ServerEvents:   marmot.ServerEvents{OnHandleCommand: handle},
 	})
 	if err != nil {
