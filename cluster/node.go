@@ -80,6 +80,8 @@ type Node struct {
 	topo    *eventstream.Subscription
 	self    *actor.PID
 	wg      sync.WaitGroup // the room broker's worker
+
+	reqSlots chan struct{} // requests carried out for other nodes (request.go)
 }
 
 // New makes a node: a marmot server configured from srv, whose actor
@@ -93,7 +95,7 @@ func New(cfg Config, srv marmot.ServerConfig) (*Node, error) {
 	if srv.ActorSystem != nil || srv.NodeID != 0 || srv.RoomBroker != nil {
 		return nil, errors.New("marmot/cluster: ServerConfig.ActorSystem, NodeID and RoomBroker are the node's to set")
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, prop: srv.Propagator, mp: srv.MeterProvider}
+	n := &Node{cfg: cfg, log: cfg.Logger, prop: srv.Propagator, mp: srv.MeterProvider, reqSlots: make(chan struct{}, maxNodeRequests)}
 	if n.prop == nil {
 		n.prop = defaultPropagator()
 	}

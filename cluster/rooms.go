@@ -46,11 +46,12 @@ type roomGrain struct {
 	offset    uint64
 	published bool                // a message was numbered in this run
 	subs      map[string]struct{} // the subscribed nodes, by address
+	presence  grainPresence       // every node's members, in rooms with presence (presence.go)
 	topo      *eventstream.Subscription
 }
 
 func newRoomGrain(n *Node) *roomGrain {
-	return &roomGrain{n: n, epoch: actors.NewEpoch(), subs: map[string]struct{}{}}
+	return &roomGrain{n: n, epoch: actors.NewEpoch(), subs: map[string]struct{}{}, presence: grainPresence{}}
 }
 
 // Receive implements actor.Actor.
@@ -94,10 +95,13 @@ func (g *roomGrain) Receive(ctx actor.Context) {
 		for _, mb := range m.Left {
 			delete(g.subs, mb.Address())
 		}
+		g.presence.dropNodes(m.Left)
 	case *actor.Stopping:
 		if g.topo != nil {
 			ctx.ActorSystem().EventStream.Unsubscribe(g.topo)
 		}
+	default:
+		g.receivePresence(ctx, m)
 	}
 }
 
@@ -203,25 +207,9 @@ func (b *roomBroker) Unsubscribe(room string) {
 // Publish implements marmot.RoomBroker. It runs on the room's local
 // actor, so the sends of one room leave in its order.
 func (b *roomBroker) Publish(room string, m *marmot.RoomMessage) error {
-	b.mu.Lock()
-	r := b.rooms[room]
-	var pid *actor.PID
-	if r != nil {
-		pid = r.pid
-	}
-	b.mu.Unlock()
-	if pid == nil {
-		if b.n.c == nil {
-			return ErrNotStarted
-		}
-		if pid = b.n.c.Get(room, roomKind); pid == nil {
-			return fmt.Errorf("%w: %q", ErrNoRoute, room)
-		}
-		b.mu.Lock()
-		if r := b.rooms[room]; r != nil {
-			r.pid = pid
-		}
-		b.mu.Unlock()
+	pid, err := b.grain(room)
+	if err != nil {
+		return err
 	}
 	b.n.traffic.sent[kindPublish].Add(1)
 	b.n.sys.Root.Send(pid, &wire.RoomPublish{Room: room, Name: m.Name, Data: m.Data, Meta: m.Meta})
@@ -286,7 +274,11 @@ func (b *roomBroker) run() {
 			}
 			if _, err := b.subscribe(p.room, p.epoch, p.offset); err != nil {
 				b.n.log.Warn("marmot cluster: room subscription after a topology change failed", "room", p.room, "err", err)
+				continue
 			}
+			// The grain may have moved and lost presence changes: the
+			// room (one with presence) tells it its members again.
+			b.n.srv.ResyncPresence(p.room)
 		}
 		if f := b.n.cfg.OnMembersChange; f != nil {
 			ms := make([]Member, 0, len(t.Members))
