@@ -21,7 +21,9 @@ var ErrTooManyRequests = actors.ErrTooManyRequests
 // requests), ErrTooManyRequests, ErrConnectionClosed when the connection
 // ends first, or ctx's error (an answer that comes later is dropped).
 // Bound it with a deadline: a client that never answers is only given up
-// on when ctx ends or its connection does.
+// on when ctx ends or its connection does. A handler must not wait for a
+// request to the client whose message it is handling (the answer would
+// be read only after the handler returns): ask from another goroutine.
 func (s *Server) RequestClient(ctx context.Context, id ClientID, name string, payload []byte) ([]byte, error) {
 	h, err := s.current()
 	if err != nil {

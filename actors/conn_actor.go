@@ -243,11 +243,11 @@ func (a *ConnectionActor) handleFrame(ctx actor.Context, in *inbound, settle boo
 		ev.OnDataReceived(c.id, in.data)
 	}
 	m, code, err := in.msg, int(in.code), in.err
+	if in.resolved { // an answer to Hub.RequestClient, handed over by the reader
+		m.Release()
+		return
+	}
 	if err == nil && (m.Kind == protocol.KindReply || m.Kind == protocol.KindError) {
-		if c.reqs.answer(m) { // an answer to Hub.RequestClient
-			m.Release()
-			return
-		}
 		code, err = CloseProtocolError, fmt.Errorf("%w: unexpected %s envelope: the server sent no request %d", protocol.ErrInvalidEnvelope, m.Kind, m.id)
 	}
 	if in.drop != dropNone {

@@ -91,6 +91,17 @@ func (r *serverRequests) close(err error) {
 	}
 }
 
+// early runs on the connection's reader goroutine for every frame that
+// decoded: it hands a client's answer to its waiting RequestClient there,
+// so that a handler of the same connection that waits for it (its actor
+// is busy) is answered, and marks the frame resolved for the actor. Any
+// other frame costs one comparison.
+func (c *conn) early(in *inbound) {
+	if m := in.msg; m.Kind == protocol.KindReply || m.Kind == protocol.KindError {
+		in.resolved = c.reqs.answer(m)
+	}
+}
+
 // RequestClient sends client id a request named name and waits for its
 // answer, until ctx ends: the client's reply payload, or a *RemoteError
 // with the code and text its handler answered with (Message.ReplyError).
@@ -98,6 +109,12 @@ func (r *serverRequests) close(err error) {
 // requests), ErrTooManyRequests, ErrConnectionClosed when the connection
 // ends first, or ctx's error. The request runs under a "request NAME"
 // producer span whose context travels in the envelope.
+//
+// A handler must not wait for a request to the client it is handling a
+// message of: that connection's frames (the answer among them) are read
+// and handled one after another, and its own turn writes the request only
+// when it ends, so the call can only end with ctx. Ask from another
+// goroutine, or another client's handler.
 func (h *Hub) RequestClient(ctx context.Context, id ClientID, name string, payload []byte) (res []byte, err error) {
 	if name == "" {
 		return nil, ErrEmptyCommandName
