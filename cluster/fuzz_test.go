@@ -21,6 +21,10 @@ var wireKinds = []func() proto.Message{
 	func() proto.Message { return &wire.ClientsRequest{} },
 	func() proto.Message { return &wire.StatsRequest{} },
 	func() proto.Message { return &wire.RoomDeliver{} },
+	func() proto.Message { return &wire.RoomPresenceChange{} },
+	func() proto.Message { return &wire.RoomPresenceSync{} },
+	func() proto.Message { return &wire.RoomMembersRequest{} },
+	func() proto.Message { return &wire.RequestTo{} },
 }
 
 // FuzzNodeMessages feeds the node actor what protoactor's remote decodes
@@ -36,6 +40,10 @@ func FuzzNodeMessages(f *testing.F) {
 		&wire.ClientsRequest{},
 		&wire.StatsRequest{},
 		&wire.RoomDeliver{Room: "r", Epoch: "e", Offset: 7, Name: "x", Data: []byte("d")},
+		&wire.RoomPresenceChange{Room: "r", Node: 2, Client: 2_000_000_000_001, Joined: true},
+		&wire.RoomPresenceSync{Room: "r", Node: 2, Members: []uint64{2_000_000_000_001, 2_000_000_000_002}},
+		&wire.RoomMembersRequest{Room: "r"},
+		&wire.RequestTo{Id: 1, Name: "q", Data: []byte("d"), TimeoutMs: 10},
 	} {
 		b, _ := proto.Marshal(m)
 		f.Add(append([]byte{byte(i)}, b...))
@@ -65,7 +73,7 @@ func FuzzNodeMessages(f *testing.F) {
 	if err := c.Join(ctx, "r"); err != nil {
 		f.Fatal(err)
 	}
-	n := &Node{srv: srv, log: slog.New(slog.DiscardHandler), prop: defaultPropagator()}
+	n := &Node{srv: srv, log: slog.New(slog.DiscardHandler), prop: defaultPropagator(), reqSlots: make(chan struct{}, maxNodeRequests)}
 	n.rb = newRoomBroker(n)
 	pid := srv.ActorSystem().Root.Spawn(actorProps(n))
 	f.Cleanup(func() { _ = srv.ActorSystem().Root.StopFuture(pid).Wait() })
@@ -82,7 +90,8 @@ func FuzzNodeMessages(f *testing.F) {
 			d.Room = "r" // the room that lives here, at any offset
 		}
 		root := srv.ActorSystem().Root
-		if _, ok := m.(*wire.RoomDeliver); ok {
+		switch m.(type) {
+		case *wire.RoomDeliver, *wire.RoomPresenceChange, *wire.RoomPresenceSync:
 			// Deliveries are not answered: a request after it tells
 			// that the actor has handled it.
 			root.Send(pid, m)

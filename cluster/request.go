@@ -103,7 +103,9 @@ func (n *Node) requestClient(ctx actor.Context, m *wire.RequestTo) {
 	root := ctx.ActorSystem().Root
 	go func() {
 		defer func() { <-n.reqSlots }()
-		c, cancel := context.WithTimeout(n.extract(m.Meta), time.Duration(m.TimeoutMs)*time.Millisecond)
+		// The asking node's bound, within this node's own.
+		d := min(time.Duration(m.TimeoutMs)*time.Millisecond, max(n.cfg.RequestTimeout, time.Millisecond))
+		c, cancel := context.WithTimeout(n.extract(m.Meta), d)
 		defer cancel()
 		data, err := n.srv.RequestClient(c, marmot.ClientID(m.Id), m.Name, m.Data)
 		res := &wire.RequestResult{Data: data}
