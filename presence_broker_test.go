@@ -218,6 +218,11 @@ func TestPresenceBroker(t *testing.T) {
 	s3 = startServer(t, cfg(3, &s3))
 	f, _ := presenceClient(t, s3, "marmot.v1")
 	idF := recv(t, ids, "f")
+	// Asked before anyone is in the room there, server 3 starts it and
+	// answers with the other servers' members.
+	if got, err := f.Presence(ctx, "lobby"); err != nil || !slices.Equal(got, all) {
+		t.Fatalf("Presence on a server without the room: %v, %v; want %v", got, err, all)
+	}
 	if err := f.Join(ctx, "lobby"); err != nil {
 		t.Fatal(err)
 	}

@@ -104,7 +104,7 @@ func (h *Hub) ResyncPresence(room string) bool {
 // hub, ordered by ID (nil when the room does not live here). On a single
 // hub it is Members.
 func (h *Hub) LocalMembers(room string) []ClientID {
-	e, _ := h.prepMembers(room)
+	e, _ := h.prepMembers(room, false)
 	if e == nil {
 		return nil
 	}

@@ -120,7 +120,7 @@ func (r *roomActor) answerMembers(ctx actor.Context, m *roomMembers) {
 // membersOf is the ServerActor's side of *RoomMembers: the room answers
 // the sender itself.
 func (h *Hub) membersOf(ctx actor.Context, m *RoomMembers) {
-	e, err := h.prepMembers(m.Room)
+	e, err := h.prepMembers(m.Room, h.clusterView(m.Room))
 	switch {
 	case err != nil || e == nil:
 		if ctx.Sender() != nil {
@@ -133,9 +133,19 @@ func (h *Hub) membersOf(ctx actor.Context, m *RoomMembers) {
 	}
 }
 
-func (h *Hub) prepMembers(room string) (*roomEntry, error) {
+// prepMembers names the room to ask for its members; with create, it
+// starts the room when it does not live here (see clusterView).
+func (h *Hub) prepMembers(room string, create bool) (*roomEntry, error) {
 	if err := checkRoom(room); err != nil {
 		return nil, err
 	}
-	return h.roomRef(room, false)
+	return h.roomRef(room, create)
+}
+
+// clusterView reports whether room's members are on every hub, so that
+// asking for them starts the room here (which takes the broker's state)
+// rather than answering none: a room with presence under a
+// PresenceBroker.
+func (h *Hub) clusterView(room string) bool {
+	return h.presenceBroker() != nil && h.presenceOn(room)
 }
