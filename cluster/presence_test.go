@@ -1,14 +1,13 @@
 package cluster_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,52 +28,32 @@ type pclient struct {
 func pconnect(t *testing.T, p *proc) *pclient {
 	t.Helper()
 	pc := &pclient{node: p.id, got: make(chan string, 4096)}
-	c, err := marmot.NewClient(marmot.ClientConfig{
-		URL: p.url, Subprotocol: "marmot.v1", Logger: slog.New(slog.DiscardHandler),
-		ClientEvents: marmot.ClientEvents{
-			OnError: func(err error) { t.Logf("client of node %d: %v", p.id, err) },
-			OnHandleCommand: func(m *marmot.Message) {
-				if m.IsRequest() {
-					switch m.Name {
-					case "ping":
-						_ = m.Reply(fmt.Appendf(nil, "pong-%d %s", pc.id, m.Payload))
-					case "refuse":
-						_ = m.ReplyError(409, "no thanks")
-					}
-					return
+	var self atomic.Uint64 // the client's ID, for its answers (set after whoami)
+	pc.c, pc.id = dialNode(t, p, marmot.ClientEvents{
+		OnError: func(err error) { t.Logf("client of node %d: %v", p.id, err) },
+		OnHandleCommand: func(m *marmot.Message) {
+			if m.IsRequest() {
+				switch m.Name {
+				case "ping":
+					_ = m.Reply(fmt.Appendf(nil, "pong-%d %s", self.Load(), m.Payload))
+				case "refuse":
+					_ = m.ReplyError(409, "no thanks")
 				}
-				if m.Room != "" {
-					pc.got <- fmt.Sprintf("msg %s %s", m.Room, m.Payload)
-				}
-			},
-			OnPresence: func(room string, id marmot.ClientID, joined bool) {
-				ev := "leave"
-				if joined {
-					ev = "join"
-				}
-				pc.got <- fmt.Sprintf("%s %s %d", ev, room, id)
-			},
+				return
+			}
+			if m.Room != "" {
+				pc.got <- fmt.Sprintf("msg %s %s", m.Room, m.Payload)
+			}
+		},
+		OnPresence: func(room string, id marmot.ClientID, joined bool) {
+			ev := "leave"
+			if joined {
+				ev = "join"
+			}
+			pc.got <- fmt.Sprintf("%s %s %d", ev, room, id)
 		},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc.c = c
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = c.Close(ctx)
-	})
-	ctx := ctxTimeout(t)
-	if err := c.Connect(ctx); err != nil {
-		t.Fatal(err)
-	}
-	res, err := c.Request(ctx, "whoami", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, _ := strconv.ParseUint(string(res), 10, 64)
-	pc.id = marmot.ClientID(v)
+	self.Store(uint64(pc.id))
 	return pc
 }
 
