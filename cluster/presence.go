@@ -217,9 +217,6 @@ func (a *nodeActor) topologyPresence(t *cluster.ClusterTopology) {
 	if a.gone == nil {
 		a.gone = map[uint32]bool{}
 	}
-	for _, mb := range t.Members {
-		delete(a.gone, memberNodeID(mb))
-	}
 	for _, mb := range t.Left {
 		id := memberNodeID(mb)
 		if id == a.n.cfg.NodeID || a.gone[id] {
@@ -229,6 +226,11 @@ func (a *nodeActor) topologyPresence(t *cluster.ClusterTopology) {
 		for _, room := range a.n.rb.roomNames() {
 			a.n.srv.DeliverPresence(room, &marmot.PresenceUpdate{Node: id, Sync: true})
 		}
+	}
+	// Last: a restarted node can leave (its old member) and be back (its
+	// new one, same NodeID) in one topology.
+	for _, mb := range t.Members {
+		delete(a.gone, memberNodeID(mb))
 	}
 }
 
