@@ -289,6 +289,26 @@ func TestClusterPresence(t *testing.T) {
 		if err := late.c.Join(ctx, room); err != nil {
 			t.Fatal(err)
 		}
-		obs[0].expect(t, fmt.Sprintf("join %s %d", room, late.id))
+		for _, o := range obs[:2] {
+			o.expect(t, fmt.Sprintf("join %s %d", room, late.id))
+		}
+
+		// Node 3 back (a new member, the same NodeID): its clients'
+		// presence counts again.
+		procs[2] = startProc(t, name, specs[2], specs)
+		for _, p := range procs {
+			p.waitMembers("1,2,3")
+		}
+		back := pconnect(t, procs[2])
+		if err := back.c.Join(ctx, room); err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range append(obs[:2:2], late) {
+			o.expect(t, fmt.Sprintf("join %s %d", room, back.id))
+		}
+		want = idList(obs[0].id, obs[1].id, late.id, back.id)
+		if ids, err := back.c.Presence(ctx, room); err != nil || idList(ids...) != want {
+			t.Fatalf("Presence on the restarted node: %v, %v; want %s", ids, err, want)
+		}
 	})
 }
