@@ -124,7 +124,8 @@ func (s *Server) PublishCommand(room, name string, payload []byte) (int, error) 
 }
 
 // Members returns the IDs of room's members, ordered (nil when the room
-// does not exist).
+// does not exist). In a cluster, a room with presence lists every node's
+// members, one without presence this server's (see LocalMembers).
 func (s *Server) Members(room string) []ClientID {
 	h, err := s.current()
 	if err != nil {

@@ -70,7 +70,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.sessions.attach(h, grant, c)
 	h.live.Add(1) // the transport's reader, until it stops for good
 	l := c.link
-	l.start(c.id, nil, func(err error) {
+	l.start(c.id, c.early, func(err error) {
 		h.sys.Root.Send(l.pid, &linkLost{l: l, err: err})
 		h.live.Done()
 	})

@@ -491,6 +491,8 @@ func (c *Client) early(in *inbound) {
 			c.acked(in.l, m.seq)
 		}
 		return // room positions advance as the ClientActor hands messages on
+	case protocol.KindRequest:
+		return // the server's own request (Server.RequestClient): its ID is the server's, not one of ours
 	}
 	if rec, ok := c.joinAnswered(in.l, m); ok {
 		in.recovered = rec

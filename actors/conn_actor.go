@@ -49,6 +49,10 @@ type conn struct {
 	// sess is the client's session (session.go), set before the first
 	// message is read; nil for clients without one.
 	sess *session
+
+	// reqs are the server's requests to the client that wait for its
+	// answers (request_client.go).
+	reqs serverRequests
 }
 
 func (c *conn) info() ClientInfo {
@@ -239,8 +243,12 @@ func (a *ConnectionActor) handleFrame(ctx actor.Context, in *inbound, settle boo
 		ev.OnDataReceived(c.id, in.data)
 	}
 	m, code, err := in.msg, int(in.code), in.err
+	if in.resolved { // an answer to Hub.RequestClient, handed over by the reader
+		m.Release()
+		return
+	}
 	if err == nil && (m.Kind == protocol.KindReply || m.Kind == protocol.KindError) {
-		code, err = CloseProtocolError, fmt.Errorf("%w: unexpected %s envelope: the server sent no request", protocol.ErrInvalidEnvelope, m.Kind)
+		code, err = CloseProtocolError, fmt.Errorf("%w: unexpected %s envelope: the server sent no request %d", protocol.ErrInvalidEnvelope, m.Kind, m.id)
 	}
 	if in.drop != dropNone {
 		h.rateLimited.Add(1)
@@ -294,6 +302,7 @@ func (a *ConnectionActor) teardown(ctx actor.Context) {
 		h.reportError(c.id, fmt.Errorf("%w: %d", ErrUndelivered, n))
 	}
 	h.unregister(c)
+	c.reqs.close(ErrConnectionClosed)
 	h.leaveRooms(c)
 	h.sessions.detach(c)
 	reason := c.final

@@ -41,6 +41,9 @@ type roomActor struct {
 	// presence: members are told of joins and leaves (HubConfig.RoomPresence;
 	// see room_presence.go).
 	presence bool
+	// view is every hub's members, under a PresenceBroker in a room with
+	// presence (nil otherwise; see broker_presence.go).
+	view *presenceView
 
 	// The idle timer runs while the room is empty. It is the room's own
 	// rather than protoactor's ReceiveTimeout, whose timer goroutine
@@ -91,6 +94,7 @@ type (
 	roomMembers struct {
 		c     *conn
 		reqID uint64
+		local bool // only this hub's members (Hub.LocalMembers)
 	}
 )
 
@@ -101,10 +105,11 @@ func (r *roomActor) Receive(ctx actor.Context) {
 		if !r.started { // not after a restart: the state carries on
 			r.started = true
 			r.openHistory()
+			r.presence = r.h.presenceOn(r.name)
 			if r.h.cfg.RoomBroker != nil {
 				r.subscribe()
+				r.startPresence()
 			}
-			r.presence = r.h.presenceOn(r.name)
 		}
 		r.armIdle(ctx)
 	case *actor.Restarting:
@@ -142,6 +147,12 @@ func (r *roomActor) Receive(ctx actor.Context) {
 		r.entry.received()
 		r.answerMembers(ctx, m)
 		r.armIdle(ctx)
+	case *roomPresence:
+		r.entry.received()
+		r.applyPresence(m.u)
+	case *roomResync:
+		r.entry.received()
+		r.resync()
 	case *roomIdleTick:
 		if m.gen != r.idleGen || r.busy() {
 			return // stale: the room was used since
@@ -162,12 +173,11 @@ func (r *roomActor) Receive(ctx actor.Context) {
 		// nor shut down: it failed. It leaves the registry first, so the
 		// next use of its name makes a new room rather than going to this
 		// dead actor.
-		lost := r.h.forgetRoom(r.entry)
+		if r.h.forgetRoom(r.entry) {
+			r.lost()
+		}
 		if b := r.h.cfg.RoomBroker; b != nil {
 			b.Unsubscribe(r.name)
-		}
-		if lost {
-			r.lost()
 		}
 	}
 }
@@ -183,6 +193,9 @@ func (r *roomActor) lost() {
 	r.h.reportError(0, &RoomError{Room: r.name, Op: "run", Err: ErrRoomFailed})
 	for _, c := range r.members {
 		r.leave(c)
+		if r.view != nil { // the other hubs' members are told (before Unsubscribe)
+			r.publishPresence(c.id, protocol.PresenceLeave)
+		}
 		r.h.sys.Root.Send(c.link.pid, &closeRequest{code: CloseInternalError, text: "room failed"})
 	}
 }
@@ -431,7 +444,7 @@ func (e *roomEntry) received() {
 // way to a room (Hub.roomRef).
 func counted(msg any) bool {
 	switch msg.(type) {
-	case *roomJoin, *roomLeave, *roomPublish, *roomMembers, *roomDeliver:
+	case *roomJoin, *roomLeave, *roomPublish, *roomMembers, *roomDeliver, *roomPresence, *roomResync:
 		return true
 	}
 	return false

@@ -48,24 +48,48 @@ func (h *Hub) presenceOn(room string) (on bool) {
 	return f(room)
 }
 
-// memberIDs returns the members' IDs, in increasing order.
+// memberIDs returns the members' IDs, in increasing order: under a
+// presence broker every hub's (see viewIDs), else this hub's.
 func (r *roomActor) memberIDs() []ClientID {
+	if r.view != nil {
+		return r.viewIDs()
+	}
+	return r.localIDs()
+}
+
+// localIDs returns the IDs of the members connected to this hub, in
+// increasing order.
+func (r *roomActor) localIDs() []ClientID {
 	return slices.Sorted(maps.Keys(r.members))
 }
 
 // announce tells every member but subject that subject joined or left
 // (event is protocol.PresenceJoin or PresenceLeave), when the room has
 // presence. Queued in the room's turn, the event takes its place in the
-// room's one order among its messages.
+// room's one order among its messages. Under a presence broker the event
+// goes to the broker, which orders it and delivers it back to every hub
+// (see broker_presence.go).
 func (r *roomActor) announce(subject *conn, event string) {
-	if !r.presence || len(r.members) == 0 {
+	if !r.presence {
 		return
 	}
-	ev := protocol.PresenceEvent{Event: event, Client: uint64(subject.id)}
+	if r.view != nil {
+		r.publishPresence(subject.id, event)
+		return
+	}
+	r.tell(subject.id, event)
+}
+
+// tell sends every local member but subject the presence event.
+func (r *roomActor) tell(subject ClientID, event string) {
+	if len(r.members) == 0 {
+		return
+	}
+	ev := protocol.PresenceEvent{Event: event, Client: uint64(subject)}
 	set := preparedSet{name: protocol.CommandPresence, data: protocol.AppendPresenceEvent(nil, &ev), room: r.name}
 	_, _ = set.fanOut(func(yield func(*conn) bool) {
 		for id, c := range r.members {
-			if id != subject.id && !yield(c) {
+			if id != subject && !yield(c) {
 				return
 			}
 		}
@@ -76,6 +100,9 @@ func (r *roomActor) announce(subject *conn, event string) {
 // client's presence request, else to the sender with a *MemberList.
 func (r *roomActor) answerMembers(ctx actor.Context, m *roomMembers) {
 	ids := r.memberIDs()
+	if m.local {
+		ids = r.localIDs()
+	}
 	if m.c != nil {
 		l := protocol.PresenceList{Members: make([]uint64, len(ids))}
 		for i, id := range ids {
@@ -93,7 +120,7 @@ func (r *roomActor) answerMembers(ctx actor.Context, m *roomMembers) {
 // membersOf is the ServerActor's side of *RoomMembers: the room answers
 // the sender itself.
 func (h *Hub) membersOf(ctx actor.Context, m *RoomMembers) {
-	e, err := h.prepMembers(m.Room)
+	e, err := h.prepMembers(m.Room, h.clusterView(m.Room))
 	switch {
 	case err != nil || e == nil:
 		if ctx.Sender() != nil {
@@ -106,9 +133,19 @@ func (h *Hub) membersOf(ctx actor.Context, m *RoomMembers) {
 	}
 }
 
-func (h *Hub) prepMembers(room string) (*roomEntry, error) {
+// prepMembers names the room to ask for its members; with create, it
+// starts the room when it does not live here (see clusterView).
+func (h *Hub) prepMembers(room string, create bool) (*roomEntry, error) {
 	if err := checkRoom(room); err != nil {
 		return nil, err
 	}
-	return h.roomRef(room, false)
+	return h.roomRef(room, create)
+}
+
+// clusterView reports whether room's members are on every hub, so that
+// asking for them starts the room here (which takes the broker's state)
+// rather than answering none: a room with presence under a
+// PresenceBroker.
+func (h *Hub) clusterView(room string) bool {
+	return h.presenceBroker() != nil && h.presenceOn(room)
 }

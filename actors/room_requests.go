@@ -67,7 +67,9 @@ func (a *ConnectionActor) roomRequest(m *Message) {
 			_ = m.ReplyError(RoomCodeRefused, ErrNoPresence.Error())
 			return
 		}
-		e, err = h.roomRef(room, false)
+		// Under a presence broker the members are on every hub: the
+		// room starts here if need be, and takes the broker's state.
+		e, err = h.roomRef(room, h.presenceBroker() != nil)
 		msg = &roomMembers{c: c, reqID: id}
 	}
 	switch {

@@ -276,7 +276,7 @@ func (h *Hub) publish(room, name string, data []byte) (n int, err error) {
 // Members returns the members of room, ordered by ID (nil when the room
 // does not exist).
 func (h *Hub) Members(room string) []ClientID {
-	e, _ := h.prepMembers(room)
+	e, _ := h.prepMembers(room, h.clusterView(room))
 	if e == nil {
 		return nil
 	}

@@ -28,14 +28,20 @@ type tclient struct {
 func connect(t *testing.T, p *proc) *tclient {
 	t.Helper()
 	tc := &tclient{node: p.id, got: make(chan *marmot.Message, 4096)}
+	tc.c, tc.id = dialNode(t, p, marmot.ClientEvents{OnHandleCommand: func(m *marmot.Message) { tc.got <- m }})
+	return tc
+}
+
+// dialNode connects a client with events to node p, closed when the test
+// ends, and returns it with its ClientID (which names p's node).
+func dialNode(t *testing.T, p *proc, ev marmot.ClientEvents) (*marmot.Client, marmot.ClientID) {
+	t.Helper()
 	c, err := marmot.NewClient(marmot.ClientConfig{
-		URL: p.url, Subprotocol: "marmot.v1", Logger: slog.New(slog.DiscardHandler),
-		ClientEvents: marmot.ClientEvents{OnHandleCommand: func(m *marmot.Message) { tc.got <- m }},
+		URL: p.url, Subprotocol: "marmot.v1", Logger: slog.New(slog.DiscardHandler), ClientEvents: ev,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tc.c = c
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -50,11 +56,11 @@ func connect(t *testing.T, p *proc) *tclient {
 		t.Fatal(err)
 	}
 	v, _ := strconv.ParseUint(string(res), 10, 64)
-	tc.id = marmot.ClientID(v)
-	if tc.id.Node() != uint32(p.id) {
-		t.Fatalf("client %d of node %d names node %d", tc.id, p.id, tc.id.Node())
+	id := marmot.ClientID(v)
+	if id.Node() != uint32(p.id) {
+		t.Fatalf("client %d of node %d names node %d", id, p.id, id.Node())
 	}
-	return tc
+	return c, id
 }
 
 func (tc *tclient) next(t *testing.T, what string) *marmot.Message {

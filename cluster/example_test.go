@@ -48,3 +48,47 @@ func Example() {
 	n, _ := node.ClientCount(ctx)
 	log.Printf("%d clients on %d nodes", n, len(node.Members()))
 }
+
+// A handler asks another client, on whichever node it is, and answers its
+// own client with that client's reply; rooms with presence list every
+// node's members.
+func ExampleNode_RequestClient() {
+	var node *cluster.Node
+	node, err := cluster.New(cluster.Config{
+		Name: "chat", NodeID: 1, Bind: "127.0.0.2:7011",
+		Seeds: []string{"127.0.0.3:7021", "127.0.0.4:7031"},
+	}, marmot.ServerConfig{
+		Addr:         "127.0.0.2:8080",
+		RoomPresence: func(room string) bool { return room == "lobby" },
+		ServerEvents: marmot.ServerEvents{
+			OnHandleCommand: func(m *marmot.Message) {
+				if m.Name != "ask-peer" {
+					return
+				}
+				// Bound it: a peer that does not answer fails the call
+				// with context.DeadlineExceeded.
+				ctx, cancel := context.WithTimeout(m.Context(), 2*time.Second)
+				defer cancel()
+				peer := marmot.ClientID(3_000_000_000_007) // a client of node 3
+				res, err := node.RequestClient(ctx, peer, "question", m.Payload)
+				if err != nil {
+					_ = m.ReplyError(502, err.Error())
+					return
+				}
+				_ = m.Reply(res)
+			},
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := node.Start(context.Background()); err != nil {
+		log.Fatal(err)
+	}
+	defer node.Stop(context.Background())
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ids, _ := node.RoomMembers(ctx, "lobby") // any room, every node
+	log.Printf("%d members in the lobby", len(ids))
+}

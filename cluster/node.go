@@ -81,6 +81,8 @@ type Node struct {
 	topo    *eventstream.Subscription
 	self    *actor.PID
 	wg      sync.WaitGroup // the room broker's worker
+
+	reqSlots chan struct{} // requests carried out for other nodes (request.go)
 }
 
 // New makes a node: a marmot server configured from srv, whose actor
@@ -98,7 +100,7 @@ func New(cfg Config, srv marmot.ServerConfig) (*Node, error) {
 	if srv.RoomHistory.Backend != nil {
 		return nil, errors.New("marmot/cluster: RoomHistory.Backend is not used in a cluster: the nodes keep room history in memory, on more than one node")
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, prop: srv.Propagator, mp: srv.MeterProvider, hist: srv.RoomHistory}
+	n := &Node{cfg: cfg, log: cfg.Logger, prop: srv.Propagator, mp: srv.MeterProvider, hist: srv.RoomHistory, reqSlots: make(chan struct{}, maxNodeRequests)}
 	if n.prop == nil {
 		n.prop = defaultPropagator()
 	}

@@ -14,7 +14,10 @@ import (
 // nodeActor is a node's door for the other nodes (and its own room
 // grains): it carries out on the local server what they ask, one message
 // at a time, which keeps each room's deliveries in the grain's order.
-type nodeActor struct{ n *Node }
+type nodeActor struct {
+	n    *Node
+	gone map[uint32]bool // nodes that left the cluster (presence.go)
+}
 
 // Receive implements actor.Actor.
 func (a *nodeActor) Receive(ctx actor.Context) {
@@ -74,7 +77,10 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 			ActorRestarts: st.ActorRestarts,
 		})
 	case *cluster.ClusterTopology:
+		a.topologyPresence(m)
 		a.n.rb.topologyChanged(m)
+	default:
+		a.receivePresence(ctx, m)
 	}
 }
 

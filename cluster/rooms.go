@@ -408,6 +408,9 @@ func (b *roomBroker) run() {
 			default:
 			}
 			b.resubscribe(room)
+			// The grain may have moved and lost presence changes: the
+			// room (one with presence) tells it its members again.
+			b.n.srv.ResyncPresence(room)
 		}
 		if t != nil {
 			if f := b.n.cfg.OnMembersChange; f != nil {

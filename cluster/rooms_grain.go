@@ -47,6 +47,8 @@ type roomGrain struct {
 	states  []*wire.RoomState   // their answers
 	stash   []stashed           // messages to handle after
 	topo    *eventstream.Subscription
+
+	presence grainPresence // every node's members, in rooms with presence (presence.go)
 }
 
 type grainPhase int
@@ -71,7 +73,7 @@ const maxStash = 100_000
 type grainTakeOverDone struct{}
 
 func newRoomGrain(n *Node) *roomGrain {
-	return &roomGrain{n: n, hist: newRoomHist(n.histCfg()), subs: map[string]bool{}}
+	return &roomGrain{n: n, hist: newRoomHist(n.histCfg()), subs: map[string]bool{}, presence: grainPresence{}}
 }
 
 // Receive implements actor.Actor.
@@ -101,7 +103,7 @@ func (g *roomGrain) Receive(ctx actor.Context) {
 			g.n.log.Warn("marmot cluster: room take-over without every member's answer", "room", g.room, "missing", len(g.waiting))
 			g.takenOver(ctx)
 		}
-	case *wire.RoomSubscribeSeq, *wire.RoomPublishSeq, *wire.RoomUnsubscribe:
+	case *wire.RoomSubscribeSeq, *wire.RoomPublishSeq, *wire.RoomUnsubscribe, *wire.RoomPresenceChange, *wire.RoomPresenceSync:
 		if g.phase == grainTakingOver {
 			if len(g.stash) < maxStash {
 				g.stash = append(g.stash, stashed{msg: m, sender: ctx.Sender()})
@@ -118,6 +120,7 @@ func (g *roomGrain) Receive(ctx actor.Context) {
 				delete(g.waiting, mb.Address())
 			}
 		}
+		g.presence.dropNodes(m.Left)
 		if g.phase == grainTakingOver {
 			if len(g.waiting) == 0 {
 				g.takenOver(ctx)
@@ -129,6 +132,8 @@ func (g *roomGrain) Receive(ctx actor.Context) {
 		if g.topo != nil {
 			ctx.ActorSystem().EventStream.Unsubscribe(g.topo)
 		}
+	default:
+		g.receivePresence(ctx, m) // a presence request is answered at once
 	}
 }
 
@@ -242,6 +247,8 @@ func (g *roomGrain) handle(ctx actor.Context, msg any, sender *actor.PID) {
 		for node := range g.subs {
 			ctx.Send(nodePID(node), d)
 		}
+	default:
+		g.receivePresence(ctx, m) // a change kept back during a take-over
 	}
 }
 

@@ -6,7 +6,9 @@
 // MARMOT_HISTORY to keep that many messages of room history), prints "URL ws://..." once it serves and
 // "MEMBERS 1,2,3" after every change of the member list, and stops
 // gracefully when its stdin closes. Its clients drive it with requests:
-// whoami, bcast PAYLOAD, sendto "ID TEXT", count, clients, owner ROOM.
+// whoami, bcast PAYLOAD, sendto "ID TEXT", count, clients, owner ROOM,
+// members ROOM, ask "ID NAME TIMEOUT_MS PAYLOAD". Rooms whose name starts
+// with "pres-" have presence.
 //
 // It is built without the race detector on purpose: protoactor's remote
 // and cluster packages have data races of their own (docs/CLUSTER.md),
@@ -86,6 +88,12 @@ func runChild() int {
 				err = fmt.Errorf("no owner for room %q", m.Payload)
 			}
 			res = strconv.FormatUint(uint64(id), 10)
+		case "members":
+			var ids []marmot.ClientID
+			ids, err = n.RoomMembers(ctx, string(m.Payload))
+			res = joinIDs(ids)
+		case "ask":
+			res, err = ask(ctx, n, string(m.Payload))
 		case "clients":
 			var cs []marmot.ClientInfo
 			cs, err = n.Clients(ctx)
@@ -152,6 +160,7 @@ func runChild() int {
 		MaxConnections: -1,
 		RoomHistory:    hist,
 		ServerEvents:   marmot.ServerEvents{OnHandleCommand: handle},
+		RoomPresence:   func(room string) bool { return strings.HasPrefix(room, "pres-") },
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -170,4 +179,37 @@ func runChild() int {
 		return 1
 	}
 	return 0
+}
+
+// ask is the "ask" request: "ID NAME TIMEOUT_MS PAYLOAD" sends client ID
+// a request and answers with its reply.
+func ask(ctx context.Context, n *cluster.Node, arg string) (string, error) {
+	f := strings.SplitN(arg, " ", 4)
+	if len(f) < 3 {
+		return "", fmt.Errorf("ask: want ID NAME TIMEOUT_MS [PAYLOAD], got %q", arg)
+	}
+	id, err := strconv.ParseUint(f[0], 10, 64)
+	if err != nil {
+		return "", err
+	}
+	ms, err := strconv.Atoi(f[2])
+	if err != nil {
+		return "", err
+	}
+	var payload []byte
+	if len(f) == 4 {
+		payload = []byte(f[3])
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(ms)*time.Millisecond)
+	defer cancel()
+	res, err := n.RequestClient(ctx, marmot.ClientID(id), f[1], payload)
+	return string(res), err
+}
+
+func joinIDs(ids []marmot.ClientID) string {
+	s := make([]string, len(ids))
+	for i, id := range ids {
+		s[i] = strconv.FormatUint(uint64(id), 10)
+	}
+	return strings.Join(s, ",")
 }
