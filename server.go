@@ -136,6 +136,7 @@ func (s *Server) newHub() *actors.Hub {
 		MaxSessions:         c.MaxSessions,
 		NodeID:              c.NodeID,
 		RoomBroker:          c.RoomBroker,
+		SessionStore:        c.SessionStore,
 		ReceiverMiddleware:  c.ActorMiddleware,
 		Events:              c.ServerEvents,
 	})

@@ -192,6 +192,11 @@ type ServerConfig struct {
 	// one order (see RoomBroker). Package cluster sets it. RoomHistory
 	// must be off with a broker (for now).
 	RoomBroker RoomBroker
+	// SessionStore, when set, lets clients' sessions follow them to other
+	// servers (ClientConfig.FailoverURLs): a client that moves resumes its
+	// session and outbox there (see SessionStore). Package cluster sets
+	// it. Nil: a session lives on its server only.
+	SessionStore SessionStore
 	// Compression turns on permessage-deflate (RFC 7692) for clients that
 	// offer it: messages of Compression.Threshold bytes and more (128 by
 	// default) go out compressed, a broadcast or room message compressed

@@ -2,6 +2,7 @@ package actors
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"net/http"
@@ -43,6 +44,13 @@ type session struct {
 	last     uint64 // the last seq handled
 	acked    uint64 // the last seq acknowledged
 	ackTimer *time.Timer
+	// Set on a session taken over from a lost hub (session_store.go): the
+	// numbers up to redeliver may have been handled there already, and
+	// the first numbered message may skip ahead of last (the lost hub
+	// acknowledged, so handled, what lies between).
+	redeliver uint64
+	skip      bool
+	moved     bool // handed over to another hub: nothing more is handled here
 
 	// Under sessions.mu.
 	secret  []byte
@@ -53,8 +61,9 @@ type session struct {
 
 // sessions is the hub's session registry.
 type sessions struct {
-	ttl time.Duration
-	max int // < 0: sessions off
+	ttl   time.Duration
+	max   int          // < 0: sessions off
+	store SessionStore // nil: sessions are this hub's alone
 
 	mu     sync.Mutex
 	byID   map[uint64]*session
@@ -94,6 +103,9 @@ func (ss *sessions) offer(r *http.Request, header http.Header) *sessionGrant {
 	}
 	secret := make([]byte, secretLen)
 	_, _ = rand.Read(secret) // crypto/rand.Read never fails (Go 1.24+)
+	// A session of another hub is taken over first, without ss.mu: the
+	// store may ask other hubs.
+	taken := ss.take(r.Context(), ask)
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if ss.closed {
@@ -110,6 +122,14 @@ func (ss *sessions) offer(r *http.Request, header http.Header) *sessionGrant {
 		g.s = &session{id: ss.nextID}
 		g.fresh = true
 		ss.byID[g.s.id] = g.s
+		if taken != nil {
+			g.resumed = true
+			g.s.last = taken.Last
+			if !taken.Certain {
+				g.s.skip = true
+				g.s.redeliver = max(taken.Last, sentHigh(r))
+			}
+		}
 	}
 	// The new token works from now on (the client may use it as soon as
 	// it has the 101) and the old one no more: a token resumes once.
@@ -170,8 +190,16 @@ func (ss *sessions) evict() bool {
 	return true
 }
 
-// end forgets s; ss.mu is held.
+// end forgets s, here and in the store; ss.mu is held.
 func (ss *sessions) end(s *session) {
+	ss.forget(s)
+	if ss.store != nil {
+		ss.store.Delete(s.id)
+	}
+}
+
+// forget forgets s here; ss.mu is held.
+func (ss *sessions) forget(s *session) {
 	if s.expiry != nil {
 		s.expiry.Stop()
 		s.expiry = nil
@@ -236,11 +264,15 @@ func (ss *sessions) attach(h *Hub, g *sessionGrant, c *conn) {
 	if old != nil {
 		h.sys.Root.Send(old.link.pid, &closeRequest{code: CloseSessionMoved, text: "session resumed on another connection"})
 	}
+	s.mu.Lock()
+	last := s.last
+	s.mu.Unlock()
+	ss.saveSession(s, g.secret, last)
 	if g.resumed {
 		// Tell the client at once how far the session got, so that it
 		// drops what it re-sends in vain.
 		s.mu.Lock()
-		last := s.last
+		last = s.last
 		s.acked = last
 		s.mu.Unlock()
 		if last > 0 {
@@ -288,18 +320,26 @@ func (ss *sessions) close() {
 	ss.mu.Lock()
 	ss.closed = true
 	all := make([]*session, 0, len(ss.byID))
+	recs := make([]SessionRecord, 0, len(ss.byID))
 	for _, s := range ss.byID {
 		all = append(all, s)
-		ss.end(s)
+		// With a store the session outlives this hub: its clients resume
+		// it on another one, from the final mark saved below.
+		recs = append(recs, SessionRecord{ID: s.id, SecretHash: sha256.Sum256(s.secret), Final: true})
+		ss.forget(s)
 	}
 	ss.mu.Unlock()
-	for _, s := range all {
+	for i, s := range all {
 		s.mu.Lock()
 		if s.ackTimer != nil {
 			s.ackTimer.Stop()
 			s.ackTimer = nil
 		}
+		recs[i].Last = s.last
 		s.mu.Unlock()
+		if ss.store != nil && !s.moved {
+			ss.store.Save(recs[i])
+		}
 	}
 }
 
@@ -319,8 +359,23 @@ func (a *ConnectionActor) sequenced(m *Message) *session {
 	switch {
 	case m.seq == s.last+1:
 		s.last = m.seq
+		s.skip = false
+		m.Redelivered = m.seq <= s.redeliver
+		return s
+	case s.skip && m.seq > s.last && !s.moved:
+		// The first number after a take-over from a lost hub: what lies
+		// between was acknowledged there, so handled.
+		s.skip = false
+		s.last = m.seq
+		m.Redelivered = m.seq <= s.redeliver
 		return s
 	case m.seq <= s.last:
+		if s.moved {
+			// Handed over: the client sends it again to its new hub.
+			s.mu.Unlock()
+			m.Release()
+			return nil
+		}
 		s.mu.Unlock()
 		if m.IsRequest() {
 			_ = m.ReplyError(protocol.CodeDuplicate, "duplicate: handled on an earlier connection of the session")
@@ -362,6 +417,7 @@ func (a *ConnectionActor) handled(s *session) {
 	}
 	s.mu.Unlock()
 	if now {
+		a.c.hub.sessions.mark(s, last)
 		_ = a.c.link.sendEnvelope(&protocol.Envelope{Kind: protocol.KindCommand, Name: protocol.AckCommand, Ack: last})
 	}
 }
@@ -380,6 +436,7 @@ func (ss *sessions) ackLater(s *session) {
 	}
 	s.mu.Unlock()
 	if send {
+		ss.mark(s, last)
 		_ = c.link.sendEnvelope(&protocol.Envelope{Kind: protocol.KindCommand, Name: protocol.AckCommand, Ack: last})
 	}
 }
