@@ -21,6 +21,9 @@ var wireKinds = []func() proto.Message{
 	func() proto.Message { return &wire.ClientsRequest{} },
 	func() proto.Message { return &wire.StatsRequest{} },
 	func() proto.Message { return &wire.RoomDeliver{} },
+	func() proto.Message { return &wire.SessionMarks{} },
+	func() proto.Message { return &wire.SessionTake{} },
+	func() proto.Message { return &wire.SessionHandover{} },
 }
 
 // FuzzNodeMessages feeds the node actor what protoactor's remote decodes
@@ -36,6 +39,9 @@ func FuzzNodeMessages(f *testing.F) {
 		&wire.ClientsRequest{},
 		&wire.StatsRequest{},
 		&wire.RoomDeliver{Room: "r", Epoch: "e", Offset: 7, Name: "x", Data: []byte("d")},
+		&wire.SessionMarks{Home: "h", TtlNanos: int64(time.Minute), Marks: []*wire.SessionMark{{Id: 5, SecretHash: make([]byte, 32), Last: 9}}, Deleted: []uint64{4}},
+		&wire.SessionTake{Id: 5, Secret: make([]byte, 32)},
+		&wire.SessionHandover{Id: 1, Secret: []byte("s")},
 	} {
 		b, _ := proto.Marshal(m)
 		f.Add(append([]byte{byte(i)}, b...))
@@ -65,8 +71,9 @@ func FuzzNodeMessages(f *testing.F) {
 	if err := c.Join(ctx, "r"); err != nil {
 		f.Fatal(err)
 	}
-	n := &Node{srv: srv, log: slog.New(slog.DiscardHandler), prop: defaultPropagator()}
+	n := &Node{srv: srv, sys: srv.ActorSystem(), log: slog.New(slog.DiscardHandler), prop: defaultPropagator()}
 	n.rb = newRoomBroker(n)
+	n.ss = newSessionStore(n, 0)
 	pid := srv.ActorSystem().Root.Spawn(actorProps(n))
 	f.Cleanup(func() { _ = srv.ActorSystem().Root.StopFuture(pid).Wait() })
 
@@ -82,8 +89,9 @@ func FuzzNodeMessages(f *testing.F) {
 			d.Room = "r" // the room that lives here, at any offset
 		}
 		root := srv.ActorSystem().Root
-		if _, ok := m.(*wire.RoomDeliver); ok {
-			// Deliveries are not answered: a request after it tells
+		switch m.(type) {
+		case *wire.RoomDeliver, *wire.SessionMarks:
+			// Deliveries and marks are not answered: a request after it tells
 			// that the actor has handled it.
 			root.Send(pid, m)
 			m = &wire.StatsRequest{}
