@@ -5,7 +5,13 @@
 // MARMOT_OTLP_URL to export its spans over OTLP/HTTP as service node-N), prints "URL ws://..." once it serves and
 // "MEMBERS 1,2,3" after every change of the member list, and stops
 // gracefully when its stdin closes. Its clients drive it with requests:
-// whoami, bcast PAYLOAD, sendto "ID TEXT", count, clients.
+// whoami, bcast PAYLOAD, sendto "ID TEXT", count, clients, done.
+//
+// With MARMOT_HANDLED_LOG=PATH it appends a line "K R" to PATH for every
+// command "m" it handles (payload "mK"; R is 1 when the message was
+// Redelivered), written before the handler returns, so before its
+// acknowledgement (a SIGKILL loses none); prints "HANDLED K" for every
+// hundredth, and "CLOSED CODE" when a connection ends.
 //
 // It is built without the race detector on purpose: protoactor's remote
 // and cluster packages have data races of their own (docs/CLUSTER.md),
@@ -54,7 +60,12 @@ func runChild() int {
 		fmt.Printf(format+"\n", a...)
 	}
 	var n *cluster.Node
+	handledLog := openHandledLog(say)
 	handle := func(m *marmot.Message) {
+		if m.Name == "m" && handledLog != nil {
+			handledLog(m)
+			return
+		}
 		// The message's context carries its process span: the calls to
 		// other nodes carry it on (MARMOT_OTLP_URL exports the spans).
 		ctx, cancel := context.WithTimeout(m.Context(), 20*time.Second)
@@ -64,6 +75,8 @@ func runChild() int {
 		switch m.Name {
 		case "whoami":
 			res = strconv.FormatUint(uint64(m.ClientID), 10)
+		case "done":
+			res = "done" // what came before it was handled
 		case "bcast":
 			var k int
 			k, err = n.Broadcast(ctx, m.Payload)
@@ -137,7 +150,11 @@ func runChild() int {
 		TracerProvider: tp,
 		Logger:         log,
 		MaxConnections: -1,
-		ServerEvents:   marmot.ServerEvents{OnHandleCommand: handle},
+		ServerEvents: marmot.ServerEvents{OnHandleCommand: handle, OnClientDisconnected: func(_ marmot.ClientInfo, reason *marmot.CloseError) {
+			if handledLog != nil && reason != nil {
+				say("CLOSED %d", reason.Code)
+			}
+		}},
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -156,4 +173,38 @@ func runChild() int {
 		return 1
 	}
 	return 0
+}
+
+// openHandledLog opens MARMOT_HANDLED_LOG (nil when unset) and returns the
+// handler of "m" commands that records them there.
+func openHandledLog(say func(string, ...any)) func(*marmot.Message) {
+	path := os.Getenv("MARMOT_HANDLED_LOG")
+	if path == "" {
+		return nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	var mu sync.Mutex
+	return func(m *marmot.Message) {
+		k, err := strconv.Atoi(strings.TrimPrefix(string(m.Payload), "m"))
+		if err != nil {
+			return
+		}
+		r := 0
+		if m.Redelivered {
+			r = 1
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		// One write per message: in the kernel once it returns.
+		if _, err := fmt.Fprintf(f, "%d %d\n", k, r); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+		}
+		if k%100 == 0 {
+			say("HANDLED %d", k)
+		}
+	}
 }
