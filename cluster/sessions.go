@@ -326,11 +326,12 @@ func (st *sessionStore) sweep(now time.Time) {
 
 // takeHeld gives up the mark m asks for, when its secret matches.
 func (st *sessionStore) takeHeld(m *wire.SessionTake) *wire.SessionTaken {
+	now := time.Now()
 	st.hmu.Lock()
 	defer st.hmu.Unlock()
-	st.sweep(time.Now())
+	st.sweep(now)
 	h := st.held[m.Id]
-	if h == nil || (m.UnlessHome != "" && h.home == m.UnlessHome) || !actors.SecretMatches(h.hash, m.Secret) {
+	if h == nil || now.After(h.expires) || (m.UnlessHome != "" && h.home == m.UnlessHome) || !actors.SecretMatches(h.hash, m.Secret) {
 		return &wire.SessionTaken{}
 	}
 	delete(st.held, m.Id)
