@@ -264,15 +264,12 @@ func (ss *sessions) attach(h *Hub, g *sessionGrant, c *conn) {
 	if old != nil {
 		h.sys.Root.Send(old.link.pid, &closeRequest{code: CloseSessionMoved, text: "session resumed on another connection"})
 	}
-	s.mu.Lock()
-	last := s.last
-	s.mu.Unlock()
-	ss.saveSession(s, g.secret, last)
+	ss.saveSession(s, g.secret)
 	if g.resumed {
 		// Tell the client at once how far the session got, so that it
 		// drops what it re-sends in vain.
 		s.mu.Lock()
-		last = s.last
+		last := s.last
 		s.acked = last
 		s.mu.Unlock()
 		if last > 0 {
@@ -320,12 +317,14 @@ func (ss *sessions) close() {
 	ss.mu.Lock()
 	ss.closed = true
 	all := make([]*session, 0, len(ss.byID))
-	recs := make([]SessionRecord, 0, len(ss.byID))
+	var recs []SessionRecord
 	for _, s := range ss.byID {
 		all = append(all, s)
-		// With a store the session outlives this hub: its clients resume
-		// it on another one, from the final mark saved below.
-		recs = append(recs, SessionRecord{ID: s.id, SecretHash: sha256.Sum256(s.secret), Final: true})
+		if ss.store != nil {
+			// With a store the session outlives this hub: its clients
+			// resume it on another one, from the final mark saved below.
+			recs = append(recs, SessionRecord{ID: s.id, SecretHash: sha256.Sum256(s.secret), Final: true})
+		}
 		ss.forget(s)
 	}
 	ss.mu.Unlock()
@@ -335,9 +334,10 @@ func (ss *sessions) close() {
 			s.ackTimer.Stop()
 			s.ackTimer = nil
 		}
-		recs[i].Last = s.last
+		last := s.last
 		s.mu.Unlock()
-		if ss.store != nil && !s.moved {
+		if recs != nil {
+			recs[i].Last = last
 			ss.store.Save(recs[i])
 		}
 	}

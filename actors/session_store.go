@@ -205,10 +205,14 @@ func (h *Hub) HandOverSession(id uint64, secret []byte) (last uint64, err error)
 }
 
 // saveSession records s with the store, under its new secret (attach).
-func (ss *sessions) saveSession(s *session, secret []byte, last uint64) {
-	if ss.store != nil {
-		ss.store.Save(SessionRecord{ID: s.id, SecretHash: sha256.Sum256(secret), Last: last})
+func (ss *sessions) saveSession(s *session, secret []byte) {
+	if ss.store == nil {
+		return
 	}
+	s.mu.Lock()
+	last := s.last
+	s.mu.Unlock()
+	ss.store.Save(SessionRecord{ID: s.id, SecretHash: sha256.Sum256(secret), Last: last})
 }
 
 // mark moves the stored mark of s on, as its acknowledgement goes out.

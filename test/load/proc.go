@@ -179,6 +179,7 @@ type dialer struct {
 	// envelope offers marmot.v1 on plain connections too (the rooms
 	// scenarios speak envelopes); the secure profile always does.
 	envelope bool
+	session  bool // plain marmot.v1 envelopes with a session (target.Session)
 	http     bool // marmot's HTTP fallback transport instead of WebSocket
 	clients  []*http.Client
 	next     atomic.Uint64
@@ -192,7 +193,7 @@ func newDialer(t target) *dialer {
 	sources := t.Sources
 	// Several comma-separated URLs (the nodes of a cluster) are dialled
 	// in turn.
-	d := &dialer{urls: strings.Split(t.URL, ","), secure: t.Secure, compress: t.Compress, http: t.HTTP}
+	d := &dialer{urls: strings.Split(t.URL, ","), secure: t.Secure, compress: t.Compress, http: t.HTTP, session: t.Session && t.Secure == nil}
 	for _, s := range d.urls {
 		u, err := url.Parse(s)
 		if err == nil {
@@ -253,6 +254,10 @@ func (d *dialer) dial(ctx context.Context) (*conn, error) {
 	if d.envelope {
 		opts.Subprotocols = []string{protocol.SubprotocolBinary}
 	}
+	if d.session {
+		opts.Subprotocols = []string{protocol.SubprotocolBinary}
+		opts.HTTPHeader = http.Header{protocol.HeaderSession: {protocol.SessionNew}}
+	}
 	if d.secure != nil {
 		opts.Subprotocols = []string{protocol.SubprotocolBinary}
 		opts.HTTPHeader = http.Header{marmot.HeaderEncryption: {"secure"},
@@ -266,7 +271,7 @@ func (d *dialer) dial(ctx context.Context) (*conn, error) {
 		return nil, err
 	}
 	ws.SetReadLimit(maxMessage)
-	c := &conn{ws: ws}
+	c := &conn{ws: ws, session: d.session}
 	if d.secure != nil {
 		if c.sess, err = d.secure.handshake(ctx, ws); err != nil {
 			_ = ws.CloseNow()
