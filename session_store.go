@@ -27,10 +27,16 @@ var (
 // its connection, if open, is closed with 4009 (CloseSessionMoved), and
 // once none of its messages is being handled the session ends here; it
 // returns the last sequence number handled. Only a SessionStore calls it.
+//
+// A server that has stopped still hands over the sessions it stopped with
+// (when it has a SessionStore), until it starts again.
 func (s *Server) HandOverSession(id uint64, secret []byte) (uint64, error) {
-	h, err := s.current()
-	if err != nil {
-		return 0, actors.ErrSessionNotFound
+	h := s.hub.Load()
+	if h == nil {
+		h = s.stoppedHub.Load()
+	}
+	if h == nil {
+		return 0, actors.ErrSessionStopping
 	}
 	return h.HandOverSession(id, secret)
 }

@@ -69,6 +69,16 @@ type sessions struct {
 	byID   map[uint64]*session
 	nextID uint64
 	closed bool
+	// final keeps, with a store, the sessions left at shutdown for the
+	// other hubs that ask for them (HandOverSession) while this one
+	// leaves; nil otherwise.
+	final map[uint64]finalSession
+}
+
+// finalSession is a session as the hub shut down with it.
+type finalSession struct {
+	secret []byte
+	last   uint64
 }
 
 func newSessions(ttl time.Duration, max int) *sessions {
@@ -317,17 +327,19 @@ func (ss *sessions) close() {
 	ss.mu.Lock()
 	ss.closed = true
 	all := make([]*session, 0, len(ss.byID))
-	var recs []SessionRecord
+	var secrets [][]byte
 	for _, s := range ss.byID {
 		all = append(all, s)
 		if ss.store != nil {
-			// With a store the session outlives this hub: its clients
-			// resume it on another one, from the final mark saved below.
-			recs = append(recs, SessionRecord{ID: s.id, SecretHash: sha256.Sum256(s.secret), Final: true})
+			secrets = append(secrets, s.secret)
 		}
 		ss.forget(s)
 	}
 	ss.mu.Unlock()
+	var final map[uint64]finalSession
+	if ss.store != nil {
+		final = make(map[uint64]finalSession, len(all))
+	}
 	for i, s := range all {
 		s.mu.Lock()
 		if s.ackTimer != nil {
@@ -336,10 +348,18 @@ func (ss *sessions) close() {
 		}
 		last := s.last
 		s.mu.Unlock()
-		if recs != nil {
-			recs[i].Last = last
-			ss.store.Save(recs[i])
+		if ss.store != nil && secrets[i] != nil {
+			// With a store the session outlives this hub: its clients
+			// resume it on another one, which asks this hub while it
+			// leaves, or later the store for this final mark.
+			final[s.id] = finalSession{secret: secrets[i], last: last}
+			ss.store.Save(SessionRecord{ID: s.id, SecretHash: sha256.Sum256(secrets[i]), Last: last, Final: true})
 		}
+	}
+	if final != nil {
+		ss.mu.Lock()
+		ss.final = final
+		ss.mu.Unlock()
 	}
 }
 

@@ -168,14 +168,23 @@ func sentHigh(r *http.Request) uint64 {
 // once no message of it is being handled, the session ends here and its
 // last handled sequence number is returned. A message that reaches the
 // old connection afterwards is not handled: the client sends it again to
-// its new hub. It returns ErrSessionNotFound when this hub has no such
-// session, ErrSessionStopping while it shuts down.
+// its new hub. A hub that has shut down (with a store) still hands over
+// the sessions it was left with, from their final marks. It returns
+// ErrSessionNotFound when this hub has no such session,
+// ErrSessionStopping while it shuts its sessions down.
 func (h *Hub) HandOverSession(id uint64, secret []byte) (last uint64, err error) {
 	ss := h.sessions
 	ss.mu.Lock()
 	if ss.closed {
-		ss.mu.Unlock()
-		return 0, ErrSessionStopping
+		defer ss.mu.Unlock()
+		if f, ok := ss.final[id]; ok && subtle.ConstantTimeCompare(secret, f.secret) == 1 {
+			delete(ss.final, id)
+			return f.last, nil
+		}
+		if ss.final == nil {
+			return 0, ErrSessionStopping // the final marks are not kept yet
+		}
+		return 0, ErrSessionNotFound
 	}
 	s := ss.byID[id]
 	if s == nil || s.secret == nil || subtle.ConstantTimeCompare(secret, s.secret) != 1 {

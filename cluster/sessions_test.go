@@ -133,6 +133,9 @@ func noSessionLost(t *testing.T, errs chan error) {
 //     at least once, none twice on the surviving nodes, a message handled
 //     by node 1 and again after is flagged Redelivered (and those flagged
 //     come first), no ErrSessionLost.
+//   - stopped: node 2 stops gracefully while the client sends; the client
+//     moves to node 3, which takes the session over from draining node 2:
+//     exactly once, none flagged.
 func TestSessionsFollowClients(t *testing.T) {
 	specs := loopbackNodes(t)
 	name := fmt.Sprintf("marmot-sessions-%d", time.Now().UnixNano())
@@ -252,6 +255,59 @@ func TestSessionsFollowClients(t *testing.T) {
 			}
 		}
 		t.Logf("node 1 handled %d; after its loss %d were flagged Redelivered, %d of them handled by node 1 too", len(on1), flagged, twice)
+		noSessionLost(t, errs)
+	})
+
+	t.Run("stopped", func(t *testing.T) {
+		// Node 2 stops gracefully while the client sends: its client,
+		// told 1001, moves to node 3, which takes the session over from
+		// node 2 as it drains: exactly once.
+		const from = 5001
+		c, errs := sessionClient(t, urls[1], urls[2:])
+		sendM(t, c, from, from+199)
+		procs[1].waitLine(fmt.Sprintf("HANDLED %d", from+199))
+		stopped := make(chan struct{})
+		go func() {
+			procs[1].stop()
+			close(stopped)
+		}()
+		// Paced sends until the client has left node 2, then 100 more.
+		to := from + 199
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		deadline := time.After(waitTimeout)
+		for c.URL() == urls[1] {
+			select {
+			case <-tick.C:
+			case <-deadline:
+				t.Fatal("the client did not leave node 2")
+			}
+			to++
+			sendM(t, c, to, to)
+		}
+		sendM(t, c, to+1, to+100)
+		to += 100
+		if _, err := c.Request(ctxTimeout(t), "done", nil); err != nil {
+			t.Fatal(err)
+		}
+		if c.URL() != urls[2] {
+			t.Fatalf("client on %s, want node 3 (%s)", c.URL(), urls[2])
+		}
+		select {
+		case <-stopped:
+		case <-time.After(waitTimeout):
+			t.Fatal("node 2 did not stop")
+		}
+		got := append(readHandled(t, dir, 2, from, to), readHandled(t, dir, 3, from, to)...)
+		if len(got) != to-from+1 {
+			t.Fatalf("%d handled, want %d: %v", len(got), to-from+1, got)
+		}
+		t.Logf("sent m%d-m%d; node 2 handled %d", from, to, len(readHandled(t, dir, 2, from, to)))
+		for i, h := range got {
+			if h.k != from+i || h.redelivered {
+				t.Fatalf("handled #%d is %+v, want m%d once, not redelivered", i, h, from+i)
+			}
+		}
 		noSessionLost(t, errs)
 	})
 }
