@@ -2,7 +2,6 @@ package marmot_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -12,6 +11,7 @@ import (
 	"github.com/marmotws/marmot"
 	"github.com/marmotws/marmot/actors"
 	"github.com/marmotws/marmot/chaos"
+	"github.com/marmotws/marmot/internal/sessiontest"
 )
 
 // hubsStore is a SessionStore shared by the servers of one test, standing
@@ -189,30 +189,6 @@ func storeClient(t *testing.T, a, b *storeNode) (*marmot.Client, *chaos.Proxy, c
 	return c, p, errs
 }
 
-func sendRange(t *testing.T, c *marmot.Client, from, to int) {
-	t.Helper()
-	for k := from; k <= to; k++ {
-		if err := c.SendCommand("m", fmt.Appendf(nil, "m%d", k)); err != nil {
-			t.Fatalf("send m%d: %v", k, err)
-		}
-	}
-}
-
-// noSessionLost fails on an ErrSessionLost the client reported.
-func noSessionLost(t *testing.T, errs chan error) {
-	t.Helper()
-	for {
-		select {
-		case err := <-errs:
-			if errors.Is(err, marmot.ErrSessionLost) {
-				t.Fatalf("client: %v", err)
-			}
-		default:
-			return
-		}
-	}
-}
-
 // TestSessionFollowsClientHandover: the client moves from server A (still
 // alive, its connection cut off behind a blackholed proxy) to server B,
 // which takes the session over from A: A closes the old connection with
@@ -222,14 +198,14 @@ func TestSessionFollowsClientHandover(t *testing.T) {
 	st := newHubsStore()
 	a, b := newStoreNode(t, st, 1), newStoreNode(t, st, 2)
 	c, p, errs := storeClient(t, a, b)
-	sendRange(t, c, 1, 50)
+	sessiontest.Send(t, c, 1, 50)
 	for range 50 {
 		recv(t, a.got, "a message on A")
 	}
 	if err := p.Set(chaos.Faults{Blackhole: true}); err != nil {
 		t.Fatal(err)
 	}
-	sendRange(t, c, 51, 100) // into the blackhole, then again to B
+	sessiontest.Send(t, c, 51, 100) // into the blackhole, then again to B
 	if _, err := c.Request(ctxTimeout(t), "done", nil); err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +230,7 @@ func TestSessionFollowsClientHandover(t *testing.T) {
 	if len(takes) != 1 || !takes[0].Certain || takes[0].Last != 50 {
 		t.Fatalf("takes %+v, want one certain take at 50", takes)
 	}
-	noSessionLost(t, errs)
+	sessiontest.NoSessionLost(t, errs)
 }
 
 // TestSessionFollowsClientLostServer: server A is lost (it stops
@@ -303,10 +279,10 @@ func lostServer(t *testing.T, markAt uint64) {
 			close(lost)
 		})
 	}
-	sendRange(t, c, 1, 20)
+	sessiontest.Send(t, c, 1, 20)
 	for recv(t, marks, "mark 20") != 20 {
 	}
-	sendRange(t, c, 21, 30)
+	sessiontest.Send(t, c, 21, 30)
 	recv(t, lost, "A lost")
 	kept := st.kill(1)
 	if len(kept) != 1 {
@@ -319,11 +295,11 @@ func lostServer(t *testing.T, markAt uint64) {
 	if mark != markAt {
 		t.Fatalf("mark %d, want %d", mark, markAt)
 	}
-	sendRange(t, c, 31, 60)
+	sessiontest.Send(t, c, 31, 60)
 	for c.URL() != b.s.URL() {
 		recv(t, b.got, "the client on B")
 	}
-	sendRange(t, c, 61, 70)
+	sessiontest.Send(t, c, 61, 70)
 	if _, err := c.Request(ctxTimeout(t), "done", nil); err != nil {
 		t.Fatal(err)
 	}
@@ -367,5 +343,5 @@ func lostServer(t *testing.T, markAt uint64) {
 	if len(takes) != 1 || takes[0].Certain || takes[0].Last != mark {
 		t.Fatalf("takes %+v, want one uncertain take at %d", takes, mark)
 	}
-	noSessionLost(t, errs)
+	sessiontest.NoSessionLost(t, errs)
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/marmotws/marmot"
 	"github.com/marmotws/marmot/chaos"
+	"github.com/marmotws/marmot/internal/sessiontest"
 )
 
 // waitLine waits until the node prints the line want.
@@ -96,29 +97,6 @@ func sessionClient(t *testing.T, url string, failover []string) (*marmot.Client,
 	return c, errs
 }
 
-func sendM(t *testing.T, c *marmot.Client, from, to int) {
-	t.Helper()
-	for k := from; k <= to; k++ {
-		if err := c.SendCommand("m", fmt.Appendf(nil, "m%d", k)); err != nil {
-			t.Fatalf("send m%d: %v", k, err)
-		}
-	}
-}
-
-func noSessionLost(t *testing.T, errs chan error) {
-	t.Helper()
-	for {
-		select {
-		case err := <-errs:
-			if errors.Is(err, marmot.ErrSessionLost) {
-				t.Fatalf("client: %v", err)
-			}
-		default:
-			return
-		}
-	}
-}
-
 // TestSessionsFollowClients runs three node processes on 127.0.0.2-4 and
 // a client with its outbox that fails over from node 1:
 //
@@ -157,12 +135,12 @@ func TestSessionsFollowClients(t *testing.T) {
 		}
 		t.Cleanup(func() { _ = p.Close() })
 		c, errs := sessionClient(t, strings.Replace(urls[0], host, p.Addr().String(), 1), urls[1:])
-		sendM(t, c, 1, 100)
+		sessiontest.Send(t, c, 1, 100)
 		procs[0].waitLine("HANDLED 100")
 		if err := p.Set(chaos.Faults{Blackhole: true}); err != nil {
 			t.Fatal(err)
 		}
-		sendM(t, c, 101, 200) // into the blackhole, then to node 2
+		sessiontest.Send(t, c, 101, 200) // into the blackhole, then to node 2
 		if _, err := c.Request(ctxTimeout(t), "done", nil); err != nil {
 			t.Fatal(err)
 		}
@@ -185,7 +163,7 @@ func TestSessionsFollowClients(t *testing.T) {
 		if on1 := readHandled(t, dir, 1, 1, 200); len(on1) != 100 {
 			t.Fatalf("node 1 handled %d, want 1-100", len(on1))
 		}
-		noSessionLost(t, errs)
+		sessiontest.NoSessionLost(t, errs)
 	})
 
 	t.Run("killed", func(t *testing.T) {
@@ -255,7 +233,7 @@ func TestSessionsFollowClients(t *testing.T) {
 			}
 		}
 		t.Logf("node 1 handled %d; after its loss %d were flagged Redelivered, %d of them handled by node 1 too", len(on1), flagged, twice)
-		noSessionLost(t, errs)
+		sessiontest.NoSessionLost(t, errs)
 	})
 
 	t.Run("stopped", func(t *testing.T) {
@@ -264,7 +242,7 @@ func TestSessionsFollowClients(t *testing.T) {
 		// node 2 as it drains: exactly once.
 		const from = 5001
 		c, errs := sessionClient(t, urls[1], urls[2:])
-		sendM(t, c, from, from+199)
+		sessiontest.Send(t, c, from, from+199)
 		procs[1].waitLine(fmt.Sprintf("HANDLED %d", from+199))
 		stopped := make(chan struct{})
 		go func() {
@@ -283,9 +261,9 @@ func TestSessionsFollowClients(t *testing.T) {
 				t.Fatal("the client did not leave node 2")
 			}
 			to++
-			sendM(t, c, to, to)
+			sessiontest.Send(t, c, to, to)
 		}
-		sendM(t, c, to+1, to+100)
+		sessiontest.Send(t, c, to+1, to+100)
 		to += 100
 		if _, err := c.Request(ctxTimeout(t), "done", nil); err != nil {
 			t.Fatal(err)
@@ -308,7 +286,7 @@ func TestSessionsFollowClients(t *testing.T) {
 				t.Fatalf("handled #%d is %+v, want m%d once, not redelivered", i, h, from+i)
 			}
 		}
-		noSessionLost(t, errs)
+		sessiontest.NoSessionLost(t, errs)
 	})
 }
 
