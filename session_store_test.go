@@ -3,15 +3,19 @@ package marmot_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/marmotws/marmot"
 	"github.com/marmotws/marmot/actors"
 	"github.com/marmotws/marmot/chaos"
 	"github.com/marmotws/marmot/internal/sessiontest"
+	"github.com/marmotws/marmot/protocol"
 )
 
 // hubsStore is a SessionStore shared by the servers of one test, standing
@@ -344,4 +348,58 @@ func lostServer(t *testing.T, markAt uint64) {
 		t.Fatalf("takes %+v, want one uncertain take at %d", takes, mark)
 	}
 	sessiontest.NoSessionLost(t, errs)
+}
+
+// upgrade opens a marmot.v1 connection to url presenting the session
+// header tok, and returns it with the response's token and whether it
+// resumed.
+func upgrade(t *testing.T, url, tok string) (*websocket.Conn, string, bool) {
+	t.Helper()
+	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second, Subprotocols: []string{"marmot.v1"}}
+	ws, resp, err := d.Dial(url, http.Header{protocol.HeaderSession: {tok}})
+	if err != nil {
+		t.Fatalf("dial %s: %v", url, err)
+	}
+	resp.Body.Close()
+	t.Cleanup(func() { ws.Close() })
+	return ws, resp.Header.Get(protocol.HeaderSession), resp.Header.Get(protocol.HeaderSessionResumed) == "true"
+}
+
+// TestSessionTokenAcrossServers: a token resumes its session on another
+// server once; used again, or forged (one bit of its secret changed), on
+// either server it gets a fresh session. The session's old connection is
+// closed with 4009 when another server takes it over.
+func TestSessionTokenAcrossServers(t *testing.T) {
+	st := newHubsStore()
+	a, b := newStoreNode(t, st, 1), newStoreNode(t, st, 2)
+	wsA, t1, resumed := upgrade(t, a.s.URL(), protocol.SessionNew)
+	if t1 == "" || resumed {
+		t.Fatalf("new session: token %q, resumed %v", t1, resumed)
+	}
+	_, t2, resumed := upgrade(t, b.s.URL(), t1)
+	if !resumed || t2 == "" || t2 == t1 {
+		t.Fatalf("on B: token %q, resumed %v; want resumed under a new token", t2, resumed)
+	}
+	if ce := readClose(t, wsA); ce.Code != marmot.CloseSessionMoved {
+		t.Fatalf("A's connection closed with %d, want %d", ce.Code, marmot.CloseSessionMoved)
+	}
+	for _, url := range []string{a.s.URL(), b.s.URL()} {
+		if _, _, resumed := upgrade(t, url, t1); resumed {
+			t.Fatalf("the used token resumed again on %s", url)
+		}
+	}
+	forged := []byte(t2)
+	forged[len(forged)-2] ^= 1 // in the secret, past the ID
+	if forged[len(forged)-2] == '.' {
+		t.Fatal("forged the ID, not the secret")
+	}
+	for _, url := range []string{a.s.URL(), b.s.URL()} {
+		if _, _, resumed := upgrade(t, url, string(forged)); resumed {
+			t.Fatalf("a forged token resumed on %s", url)
+		}
+	}
+	// The real one still works, once, on A.
+	if _, _, resumed := upgrade(t, a.s.URL(), t2); !resumed {
+		t.Fatal("the current token did not resume on A")
+	}
 }

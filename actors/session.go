@@ -251,9 +251,18 @@ func (ss *sessions) attach(h *Hub, g *sessionGrant, c *conn) {
 	}
 	s := g.s
 	ss.mu.Lock()
-	if ss.closed || ss.byID[s.id] != s {
-		// Shut down, or the session ended while the upgrade ran.
+	if ss.closed {
 		ss.mu.Unlock()
+		return
+	}
+	if ss.byID[s.id] != s {
+		// The session ended while the upgrade ran: another hub took it
+		// over (HandOverSession) before it was attached here, or,
+		// rarely, the detached session this upgrade resumes expired
+		// meanwhile. Either way this connection has no session to
+		// number against: the client reconnects and learns which.
+		ss.mu.Unlock()
+		h.sys.Root.Send(c.link.pid, &closeRequest{code: CloseSessionMoved, text: "session taken over or ended during the upgrade"})
 		return
 	}
 	if string(s.secret) != string(g.secret) {
