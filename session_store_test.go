@@ -368,7 +368,8 @@ func upgrade(t *testing.T, url, tok string) (*websocket.Conn, string, bool) {
 // TestSessionTokenAcrossServers: a token resumes its session on another
 // server once; used again, or forged (one bit of its secret changed), on
 // either server it gets a fresh session. The session's old connection is
-// closed with 4009 when another server takes it over.
+// closed with 4009 when another server takes it over. A server that
+// refuses the upgrade does not take the session over.
 func TestSessionTokenAcrossServers(t *testing.T) {
 	st := newHubsStore()
 	a, b := newStoreNode(t, st, 1), newStoreNode(t, st, 2)
@@ -397,6 +398,20 @@ func TestSessionTokenAcrossServers(t *testing.T) {
 		if _, _, resumed := upgrade(t, url, string(forged)); resumed {
 			t.Fatalf("a forged token resumed on %s", url)
 		}
+	}
+	// A server that refuses the upgrade (full) does not take the session
+	// over first.
+	full := startServer(t, marmot.ServerConfig{NodeID: 3, SessionStore: st, MaxConnections: 1})
+	st.mu.Lock()
+	st.servers[3] = full
+	st.mu.Unlock()
+	upgrade(t, full.URL(), protocol.SessionNew)
+	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second, Subprotocols: []string{"marmot.v1"}}
+	if ws, resp, err := d.Dial(full.URL(), http.Header{protocol.HeaderSession: {t2}}); err == nil {
+		ws.Close()
+		t.Fatal("a full server accepted the upgrade")
+	} else if resp != nil {
+		resp.Body.Close()
 	}
 	// The real one still works, once, on A.
 	if _, _, resumed := upgrade(t, a.s.URL(), t2); !resumed {
