@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -163,20 +162,12 @@ var tokenEncoding = base64.RawURLEncoding.Strict()
 // lookup finds the session tok names, comparing secrets in constant time;
 // ss.mu is held.
 func (ss *sessions) lookup(tok string) *session {
-	idPart, secretPart, ok := strings.Cut(tok, ".")
-	if !ok || len(tok) > 128 {
+	id, secret, ok := parseToken(tok)
+	if !ok {
 		return nil
-	}
-	id, err := strconv.ParseUint(idPart, 36, 64)
-	if err != nil || strconv.FormatUint(id, 36) != idPart {
-		return nil // one spelling per token
 	}
 	s := ss.byID[id]
-	if s == nil || s.secret == nil {
-		return nil
-	}
-	secret, err := tokenEncoding.DecodeString(secretPart)
-	if err != nil || subtle.ConstantTimeCompare(secret, s.secret) != 1 {
+	if s == nil || s.secret == nil || subtle.ConstantTimeCompare(secret, s.secret) != 1 {
 		return nil
 	}
 	return s

@@ -120,6 +120,11 @@ func parseToken(tok string) (id uint64, secret []byte, ok bool) {
 	if err != nil || strconv.FormatUint(id, 36) != idPart {
 		return 0, nil, false // one spelling per token
 	}
+	// The length first: the decoder skips CR and LF, which would give
+	// a token a second spelling.
+	if len(secretPart) != tokenEncoding.EncodedLen(secretLen) {
+		return 0, nil, false
+	}
 	secret, err = tokenEncoding.DecodeString(secretPart)
 	if err != nil || len(secret) != secretLen {
 		return 0, nil, false
