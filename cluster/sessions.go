@@ -24,8 +24,8 @@ import (
 // and the hash of its token's secret) on one other node, its replica,
 // chosen by rendezvous hashing of the session ID over the other members.
 // Marks go to the replica as the session's acknowledgements go out,
-// batched with every other session's and without an answer: no round trip
-// on the message path.
+// batched with every other session's (markBatch) and without an answer:
+// no round trip on the message path.
 //
 // A client that fails over presents its token to another node, which
 // takes the session over (sessionStore.Take):
@@ -156,22 +156,36 @@ func (st *sessionStore) resendAll() {
 	st.wake()
 }
 
+// markBatch is how long the worker gathers marks after the first one
+// that changed: at most 1/markBatch sends per replica and second, however
+// many sessions acknowledge.
+const markBatch = 5 * time.Millisecond
+
 // run is the store's worker, from Start to Stop: it sends what changed
-// as soon as it can (what changes meanwhile waits for the next round, so
-// marks batch by themselves under load), and every mark every ttl/3, so
-// that replicas keep the marks of live sessions and drop those of a lost
-// home after about ttl.
+// markBatch after the first change (what changes meanwhile goes in the
+// same round), and every mark every ttl/3, so that replicas keep the
+// marks of live sessions and drop those of a lost home after about ttl.
 func (st *sessionStore) run() {
 	defer st.n.wg.Done()
 	tick := time.NewTicker(st.ttl / 3)
 	defer tick.Stop()
+	batch := time.NewTimer(markBatch)
+	batch.Stop()
 	for {
 		select {
 		case <-st.done:
+			batch.Stop()
 			return
 		case <-tick.C:
 			st.resendAll()
 		case <-st.kick:
+			batch.Reset(markBatch)
+			select {
+			case <-st.done:
+				batch.Stop()
+				return
+			case <-batch.C:
+			}
 			st.flush()
 		}
 	}
