@@ -62,6 +62,9 @@ type Server struct {
 	// final keeps the counters of the last stopped hub, so Stats still
 	// reports a finished run after Stop.
 	final atomic.Pointer[Stats]
+	// stoppedHub is the last stopped hub, which still hands over the
+	// sessions it stopped with (HandOverSession) until Start.
+	stoppedHub atomic.Pointer[actors.Hub]
 
 	mu        sync.Mutex // serialises Start and Stop
 	extra     []route    // Handle's, mounted by Start
@@ -136,6 +139,7 @@ func (s *Server) newHub() *actors.Hub {
 		MaxSessions:         c.MaxSessions,
 		NodeID:              c.NodeID,
 		RoomBroker:          c.RoomBroker,
+		SessionStore:        c.SessionStore,
 		ReceiverMiddleware:  c.ActorMiddleware,
 		Events:              c.ServerEvents,
 	})
@@ -184,6 +188,7 @@ func (s *Server) Start(ctx context.Context) error {
 	if s.hub.Load() == nil {
 		s.hub.Store(s.newHub())
 	}
+	s.stoppedHub.Store(nil)
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", s.cfg.Addr)
 	if err != nil {
@@ -284,6 +289,9 @@ func (s *Server) Stop(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 		s.hub.Store(nil)
+		if s.cfg.SessionStore != nil {
+			s.stoppedHub.Store(h) // HandOverSession, until Start
+		}
 		st := h.Stats()
 		s.final.Store(&st)
 	}

@@ -193,6 +193,11 @@ type ServerConfig struct {
 	// broker, RoomHistory's bounds apply to the history the broker keeps
 	// (RoomBroker.History), and its Backend must be nil.
 	RoomBroker RoomBroker
+	// SessionStore, when set, lets clients' sessions follow them to other
+	// servers (ClientConfig.FailoverURLs): a client that moves resumes its
+	// session and outbox there (see SessionStore). Package cluster sets
+	// it. Nil: a session lives on its server only.
+	SessionStore SessionStore
 	// Compression turns on permessage-deflate (RFC 7692) for clients that
 	// offer it: messages of Compression.Threshold bytes and more (128 by
 	// default) go out compressed, a broadcast or room message compressed

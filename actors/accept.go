@@ -51,8 +51,12 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if kind == httpconn.Open {
 		accept = h.acceptSession
 	}
-	grant := h.sessions.offer(r, w.Header()) // a client session (session.go), if asked for
-	t, sess, adm, ok := h.upgrade(w, r, up, accept)
+	// A client session (session.go), if asked for: offered once the
+	// request is admitted (a resume may take the session over from
+	// another hub), its token set on the 101.
+	var grant *sessionGrant
+	offer := func() { grant = h.sessions.offer(r, w.Header()) }
+	t, sess, adm, ok := h.upgrade(w, r, up, accept, offer)
 	if !ok {
 		h.sessions.abort(grant)
 		return
@@ -89,11 +93,12 @@ func (h *Hub) acceptSession(w http.ResponseWriter, r *http.Request) (transport.C
 }
 
 // upgrade screens r (screen.go) and opens its transport with accept,
-// running the secure handshake when the hub encrypts. Both transports come
+// running the secure handshake when the hub encrypts; offer runs once r is
+// admitted, before accept answers it. Both transports come
 // through here, so whatever is checked before a connection opens (origin,
 // per-IP limits, MaxConnections, authentication) applies to both. A
 // refusal is answered, counted, traced and reported here.
-func (h *Hub) upgrade(w http.ResponseWriter, r *http.Request, up *upgradeSpan, accept acceptFunc) (transport.Conn, *crypto.Session, *admission, bool) {
+func (h *Hub) upgrade(w http.ResponseWriter, r *http.Request, up *upgradeSpan, accept acceptFunc, offer func()) (transport.Conn, *crypto.Session, *admission, bool) {
 	adm, ok := h.admitRequest(w, r, up)
 	if !ok {
 		return nil, nil, nil, false
@@ -105,6 +110,7 @@ func (h *Hub) upgrade(w http.ResponseWriter, r *http.Request, up *upgradeSpan, a
 		h.reportError(0, err)
 		return nil, nil, nil, false
 	}
+	offer()
 	t, err := accept(w, r)
 	if err != nil {
 		h.release(adm)

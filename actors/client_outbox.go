@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
@@ -75,11 +76,23 @@ func (c *Client) queueing() bool {
 func (c *Client) sessionHeader(h http.Header) {
 	c.mu.Lock()
 	tok := c.out.token
+	// The highest number sent on an earlier connection: a server that
+	// takes the session over from a lost one marks those it handles again
+	// as possibly redelivered (protocol.HeaderSessionSent).
+	var sent uint64
+	for _, ent := range c.out.entries {
+		if ent.seq != 0 && (ent.sent || ent.resent) {
+			sent = max(sent, ent.seq)
+		}
+	}
 	c.mu.Unlock()
 	if tok == "" {
 		tok = protocol.SessionNew
 	}
 	h.Set(protocol.HeaderSession, tok)
+	if sent > 0 && tok != protocol.SessionNew {
+		h.Set(protocol.HeaderSessionSent, strconv.FormatUint(sent, 10))
+	}
 }
 
 // submit sends e, an application message (data, command, request or

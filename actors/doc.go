@@ -125,6 +125,15 @@
 // connection of a session never handle one number twice; acknowledgements
 // go out batched (handled, ackLater).
 //
+// With HubConfig.SessionStore (session_store.go; package cluster is one) a
+// session also follows its client to another hub: a token this hub does
+// not know is taken over through the store (Take) before the upgrade is
+// answered, from the session's live hub (Hub.HandOverSession: exact) or
+// from the mark the store kept for a lost one (messages the client had sent
+// there are handled with Message.Redelivered). The hub saves each session
+// with the store as it is taken up, and its mark as its acknowledgement
+// goes out (Mark); without a store none of this runs.
+//
 // # Rooms across hubs
 //
 // With HubConfig.RoomBroker (broker.go; package cluster is one), rooms

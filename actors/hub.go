@@ -144,6 +144,10 @@ type HubConfig struct {
 	// MaxSessions bounds the sessions kept at once, attached or waiting
 	// (0: DefaultMaxSessions; < 0: no sessions, clients get none).
 	MaxSessions int
+	// SessionStore, when set, lets sessions follow their clients to other
+	// hubs (see SessionStore; package cluster sets it). Nil: sessions are
+	// this hub's alone.
+	SessionStore SessionStore
 	// ReceiverMiddleware, when set, runs on every connection actor and
 	// every room actor in front of its Receive (protoactor receive
 	// middleware: fault injection, tracing, logging; see middleware.go for
@@ -228,6 +232,8 @@ func NewHub(cfg HubConfig) *Hub {
 	h := &Hub{cfg: cfg, log: cfg.Logger, conns: make(map[ClientID]*conn), rooms: make(map[string]*roomEntry),
 		sessions: newSessions(cfg.SessionTTL, cfg.MaxSessions)}
 	h.nextID.Store(uint64(cfg.NodeID) * NodeIDStride)
+	h.sessions.store = cfg.SessionStore
+	h.sessions.nextID = sessionIDs(cfg.NodeID)
 	h.fullPath = cfg.ConnectionActor != nil || len(cfg.ReceiverMiddleware) > 0
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)

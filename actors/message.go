@@ -68,6 +68,13 @@ type Message struct {
 	out     *link
 	in      *inbound // the frame m and Payload live in; nil once released
 	replied bool
+	// Redelivered is set (server side) on a message of a session taken
+	// over from a lost server (a cluster node that died) whose number the
+	// client had sent there: that server may or may not have handled it
+	// before it was lost. Handle it idempotently, or check it against
+	// your own records. Never set on a single server, nor on a session
+	// that its live server handed over.
+	Redelivered bool
 }
 
 // Release gives m and the storage of its Payload back to marmot, which

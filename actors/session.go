@@ -2,11 +2,11 @@ package actors
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -43,6 +43,13 @@ type session struct {
 	last     uint64 // the last seq handled
 	acked    uint64 // the last seq acknowledged
 	ackTimer *time.Timer
+	// Set on a session taken over from a lost hub (session_store.go): the
+	// numbers up to redeliver may have been handled there already, and
+	// the first numbered message may skip ahead of last (the lost hub
+	// acknowledged, so handled, what lies between).
+	redeliver uint64
+	skip      bool
+	moved     bool // handed over to another hub: nothing more is handled here
 
 	// Under sessions.mu.
 	secret  []byte
@@ -53,13 +60,24 @@ type session struct {
 
 // sessions is the hub's session registry.
 type sessions struct {
-	ttl time.Duration
-	max int // < 0: sessions off
+	ttl   time.Duration
+	max   int          // < 0: sessions off
+	store SessionStore // nil: sessions are this hub's alone
 
 	mu     sync.Mutex
 	byID   map[uint64]*session
 	nextID uint64
 	closed bool
+	// final keeps, with a store, the sessions left at shutdown for the
+	// other hubs that ask for them (HandOverSession) while this one
+	// leaves; nil otherwise.
+	final map[uint64]finalSession
+}
+
+// finalSession is a session as the hub shut down with it.
+type finalSession struct {
+	secret []byte
+	last   uint64
 }
 
 func newSessions(ttl time.Duration, max int) *sessions {
@@ -94,6 +112,9 @@ func (ss *sessions) offer(r *http.Request, header http.Header) *sessionGrant {
 	}
 	secret := make([]byte, secretLen)
 	_, _ = rand.Read(secret) // crypto/rand.Read never fails (Go 1.24+)
+	// A session of another hub is taken over first, without ss.mu: the
+	// store may ask other hubs.
+	taken := ss.take(r.Context(), ask)
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if ss.closed {
@@ -110,6 +131,14 @@ func (ss *sessions) offer(r *http.Request, header http.Header) *sessionGrant {
 		g.s = &session{id: ss.nextID}
 		g.fresh = true
 		ss.byID[g.s.id] = g.s
+		if taken != nil {
+			g.resumed = true
+			g.s.last = taken.Last
+			if !taken.Certain {
+				g.s.skip = true
+				g.s.redeliver = max(taken.Last, sentHigh(r))
+			}
+		}
 	}
 	// The new token works from now on (the client may use it as soon as
 	// it has the 101) and the old one no more: a token resumes once.
@@ -133,20 +162,12 @@ var tokenEncoding = base64.RawURLEncoding.Strict()
 // lookup finds the session tok names, comparing secrets in constant time;
 // ss.mu is held.
 func (ss *sessions) lookup(tok string) *session {
-	idPart, secretPart, ok := strings.Cut(tok, ".")
-	if !ok || len(tok) > 128 {
+	id, secret, ok := parseToken(tok)
+	if !ok {
 		return nil
-	}
-	id, err := strconv.ParseUint(idPart, 36, 64)
-	if err != nil || strconv.FormatUint(id, 36) != idPart {
-		return nil // one spelling per token
 	}
 	s := ss.byID[id]
-	if s == nil || s.secret == nil {
-		return nil
-	}
-	secret, err := tokenEncoding.DecodeString(secretPart)
-	if err != nil || subtle.ConstantTimeCompare(secret, s.secret) != 1 {
+	if s == nil || s.secret == nil || subtle.ConstantTimeCompare(secret, s.secret) != 1 {
 		return nil
 	}
 	return s
@@ -170,8 +191,16 @@ func (ss *sessions) evict() bool {
 	return true
 }
 
-// end forgets s; ss.mu is held.
+// end forgets s, here and in the store; ss.mu is held.
 func (ss *sessions) end(s *session) {
+	ss.forget(s)
+	if ss.store != nil {
+		ss.store.Delete(s.id)
+	}
+}
+
+// forget forgets s here; ss.mu is held.
+func (ss *sessions) forget(s *session) {
 	if s.expiry != nil {
 		s.expiry.Stop()
 		s.expiry = nil
@@ -213,9 +242,18 @@ func (ss *sessions) attach(h *Hub, g *sessionGrant, c *conn) {
 	}
 	s := g.s
 	ss.mu.Lock()
-	if ss.closed || ss.byID[s.id] != s {
-		// Shut down, or the session ended while the upgrade ran.
+	if ss.closed {
 		ss.mu.Unlock()
+		return
+	}
+	if ss.byID[s.id] != s {
+		// The session ended while the upgrade ran: another hub took it
+		// over (HandOverSession) before it was attached here, or,
+		// rarely, the detached session this upgrade resumes expired
+		// meanwhile. Either way this connection has no session to
+		// number against: the client reconnects and learns which.
+		ss.mu.Unlock()
+		h.sys.Root.Send(c.link.pid, &closeRequest{code: CloseSessionMoved, text: "session taken over or ended during the upgrade"})
 		return
 	}
 	if string(s.secret) != string(g.secret) {
@@ -236,6 +274,7 @@ func (ss *sessions) attach(h *Hub, g *sessionGrant, c *conn) {
 	if old != nil {
 		h.sys.Root.Send(old.link.pid, &closeRequest{code: CloseSessionMoved, text: "session resumed on another connection"})
 	}
+	ss.saveSession(s, g.secret)
 	if g.resumed {
 		// Tell the client at once how far the session got, so that it
 		// drops what it re-sends in vain.
@@ -288,18 +327,39 @@ func (ss *sessions) close() {
 	ss.mu.Lock()
 	ss.closed = true
 	all := make([]*session, 0, len(ss.byID))
+	var secrets [][]byte
 	for _, s := range ss.byID {
 		all = append(all, s)
-		ss.end(s)
+		if ss.store != nil {
+			secrets = append(secrets, s.secret)
+		}
+		ss.forget(s)
 	}
 	ss.mu.Unlock()
-	for _, s := range all {
+	var final map[uint64]finalSession
+	if ss.store != nil {
+		final = make(map[uint64]finalSession, len(all))
+	}
+	for i, s := range all {
 		s.mu.Lock()
 		if s.ackTimer != nil {
 			s.ackTimer.Stop()
 			s.ackTimer = nil
 		}
+		last := s.last
 		s.mu.Unlock()
+		if ss.store != nil && secrets[i] != nil {
+			// With a store the session outlives this hub: its clients
+			// resume it on another one, which asks this hub while it
+			// leaves, or later the store for this final mark.
+			final[s.id] = finalSession{secret: secrets[i], last: last}
+			ss.store.Save(SessionRecord{ID: s.id, SecretHash: sha256.Sum256(secrets[i]), Last: last, Final: true})
+		}
+	}
+	if final != nil {
+		ss.mu.Lock()
+		ss.final = final
+		ss.mu.Unlock()
 	}
 }
 
@@ -319,8 +379,23 @@ func (a *ConnectionActor) sequenced(m *Message) *session {
 	switch {
 	case m.seq == s.last+1:
 		s.last = m.seq
+		s.skip = false
+		m.Redelivered = m.seq <= s.redeliver
+		return s
+	case s.skip && m.seq > s.last && !s.moved:
+		// The first number after a take-over from a lost hub: what lies
+		// between was acknowledged there, so handled.
+		s.skip = false
+		s.last = m.seq
+		m.Redelivered = m.seq <= s.redeliver
 		return s
 	case m.seq <= s.last:
+		if s.moved {
+			// Handed over: the client sends it again to its new hub.
+			s.mu.Unlock()
+			m.Release()
+			return nil
+		}
 		s.mu.Unlock()
 		if m.IsRequest() {
 			_ = m.ReplyError(protocol.CodeDuplicate, "duplicate: handled on an earlier connection of the session")
@@ -382,6 +457,7 @@ func (a *ConnectionActor) handled(s *session) {
 	}
 	s.mu.Unlock()
 	if now {
+		a.c.hub.sessions.mark(s, last)
 		_ = a.c.link.sendEnvelope(&protocol.Envelope{Kind: protocol.KindCommand, Name: protocol.AckCommand, Ack: last})
 	}
 }
@@ -400,6 +476,7 @@ func (ss *sessions) ackLater(s *session) {
 	}
 	s.mu.Unlock()
 	if send {
+		ss.mark(s, last)
 		_ = c.link.sendEnvelope(&protocol.Envelope{Kind: protocol.KindCommand, Name: protocol.AckCommand, Ack: last})
 	}
 }

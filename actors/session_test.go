@@ -20,9 +20,10 @@ func offerFor(ss *sessions, ask string) (*sessionGrant, string) {
 	return g, h.Get(protocol.HeaderSession)
 }
 
-// FuzzSessionToken feeds the resume-token parser (it reads the
+// FuzzSessionToken feeds the resume-token parsers (they read the
 // Marmot-Session header of every upgrade) arbitrary tokens: none may
-// panic, and only the one token the server issued names its session.
+// panic, only the one token the server issued names its session, and a
+// token that parses has one spelling.
 func FuzzSessionToken(f *testing.F) {
 	ss := newSessions(time.Minute, 4)
 	_, real := offerFor(ss, protocol.SessionNew)
@@ -41,6 +42,11 @@ func FuzzSessionToken(f *testing.F) {
 		ss.mu.Unlock()
 		if s != nil && tok != real {
 			t.Fatalf("token %q resumes the session of %q", tok, real)
+		}
+		// The parser another hub's take-over uses (session_store.go):
+		// one spelling per token, too.
+		if id, secret, ok := parseToken(tok); ok && token(id, secret) != tok {
+			t.Fatalf("token %q parsed as %d and a secret that spell %q", tok, id, token(id, secret))
 		}
 	})
 }

@@ -30,6 +30,9 @@ var wireKinds = []func() proto.Message{
 	func() proto.Message { return &wire.RoomPresenceSync{} },
 	func() proto.Message { return &wire.RoomMembersRequest{} },
 	func() proto.Message { return &wire.RequestTo{} },
+	func() proto.Message { return &wire.SessionMarks{} },
+	func() proto.Message { return &wire.SessionTake{} },
+	func() proto.Message { return &wire.SessionHandover{} },
 }
 
 // FuzzNodeMessages feeds the node actor what protoactor's remote decodes
@@ -53,6 +56,9 @@ func FuzzNodeMessages(f *testing.F) {
 		&wire.RoomPresenceSync{Room: "r", Node: 2, Members: []uint64{2_000_000_000_001, 2_000_000_000_002}},
 		&wire.RoomMembersRequest{Room: "r"},
 		&wire.RequestTo{Id: 1, Name: "q", Data: []byte("d"), TimeoutMs: 10},
+		&wire.SessionMarks{Home: "h", TtlNanos: int64(time.Minute), Marks: []*wire.SessionMark{{Id: 5, SecretHash: make([]byte, 32), Last: 9}}, Deleted: []uint64{4}},
+		&wire.SessionTake{Id: 5, Secret: make([]byte, 32)},
+		&wire.SessionHandover{Id: 1, Secret: []byte("s")},
 	} {
 		b, _ := proto.Marshal(m)
 		f.Add(append([]byte{byte(i)}, b...))
@@ -82,8 +88,9 @@ func FuzzNodeMessages(f *testing.F) {
 	if err := c.Join(ctx, "r"); err != nil {
 		f.Fatal(err)
 	}
-	n := &Node{srv: srv, log: slog.New(slog.DiscardHandler), prop: defaultPropagator(), reqSlots: make(chan struct{}, maxNodeRequests)}
+	n := &Node{srv: srv, sys: srv.ActorSystem(), log: slog.New(slog.DiscardHandler), prop: defaultPropagator(), reqSlots: make(chan struct{}, maxNodeRequests)}
 	n.rb = newRoomBroker(n)
+	n.ss = newSessionStore(n, 0)
 	// The broker has room r (as a node whose room lives), with history.
 	n.hist = marmot.HistoryConfig{Size: 8, Bytes: 1 << 10}
 	n.rb.room("r").local = true
@@ -103,7 +110,7 @@ func FuzzNodeMessages(f *testing.F) {
 		}
 		root := srv.ActorSystem().Root
 		switch m.(type) {
-		case *wire.RoomDeliverSeq, *wire.RoomReplicate, *wire.RoomRelease, *wire.RoomPresenceChange, *wire.RoomPresenceSync:
+		case *wire.RoomDeliverSeq, *wire.RoomReplicate, *wire.RoomRelease, *wire.RoomPresenceChange, *wire.RoomPresenceSync, *wire.SessionMarks:
 			// Not answered: a request after it tells that the actor
 			// has handled it.
 			root.Send(pid, m)

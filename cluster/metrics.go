@@ -18,10 +18,11 @@ const (
 	kindQuery            // Clients, Stats
 	kindPublish          // a room publish, to the room's grain
 	kindDeliver          // a numbered room message, grain to node
+	kindSession          // session marks, handovers and takes (sessions.go)
 	kindCount
 )
 
-var kindNames = [kindCount]string{"broadcast", "send", "query", "room_publish", "room_deliver"}
+var kindNames = [kindCount]string{"broadcast", "send", "query", "room_publish", "room_deliver", "session"}
 
 // traffic counts the messages a node sent to other nodes' actors and
 // received from them, by kind (cluster health in /metrics).

@@ -69,6 +69,7 @@ type Node struct {
 	prop propagation.TextMapPropagator
 	rb   *roomBroker
 	hist marmot.HistoryConfig // the server's RoomHistory, kept by the brokers and grains
+	ss   *sessionStore
 	log  *slog.Logger
 	mp   metric.MeterProvider
 
@@ -94,8 +95,8 @@ func New(cfg Config, srv marmot.ServerConfig) (*Node, error) {
 	if err := cfg.normalize(); err != nil {
 		return nil, err
 	}
-	if srv.ActorSystem != nil || srv.NodeID != 0 || srv.RoomBroker != nil {
-		return nil, errors.New("marmot/cluster: ServerConfig.ActorSystem, NodeID and RoomBroker are the node's to set")
+	if srv.ActorSystem != nil || srv.NodeID != 0 || srv.RoomBroker != nil || srv.SessionStore != nil {
+		return nil, errors.New("marmot/cluster: ServerConfig.ActorSystem, NodeID, RoomBroker and SessionStore are the node's to set")
 	}
 	if srv.RoomHistory.Backend != nil {
 		return nil, errors.New("marmot/cluster: RoomHistory.Backend is not used in a cluster: the nodes keep room history in memory, on more than one node")
@@ -110,7 +111,8 @@ func New(cfg Config, srv marmot.ServerConfig) (*Node, error) {
 	// new member (protoactor blocks the IDs of members that left).
 	n.sys.ID = "n" + strconv.FormatUint(uint64(cfg.NodeID), 10) + "-" + n.sys.ID
 	n.rb = newRoomBroker(n)
-	srv.ActorSystem, srv.NodeID, srv.RoomBroker = n.sys, cfg.NodeID, n.rb
+	n.ss = newSessionStore(n, srv.SessionTTL)
+	srv.ActorSystem, srv.NodeID, srv.RoomBroker, srv.SessionStore = n.sys, cfg.NodeID, n.rb, n.ss
 	s, err := marmot.NewServer(srv)
 	if err != nil {
 		n.sys.Shutdown()
@@ -170,8 +172,9 @@ func (n *Node) Start(ctx context.Context) error {
 			n.sys.Root.Send(self, t)
 		}
 	})
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.rb.run()
+	go n.ss.run()
 	if err := n.startMember(); err != nil {
 		return err
 	}
@@ -246,8 +249,15 @@ func (n *Node) Stop(ctx context.Context) error {
 	if n.topo != nil {
 		n.sys.EventStream.Unsubscribe(n.topo)
 		close(n.rb.done)
+		close(n.ss.done)
 	}
 	n.wg.Wait()
+	if n.started {
+		// The server saved its sessions' final marks as it stopped:
+		// they go to their replicas before the node leaves, so that
+		// its clients resume them on other nodes.
+		n.ss.flush()
+	}
 	if !n.started {
 		n.sys.Shutdown()
 		return err

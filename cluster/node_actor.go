@@ -76,9 +76,16 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 			DecryptFailures: st.DecryptFailures, SlowConsumerCloses: st.SlowConsumerCloses,
 			ActorRestarts: st.ActorRestarts,
 		})
+	case *wire.SessionMarks:
+		a.n.ss.hold(m)
+	case *wire.SessionTake:
+		ctx.Respond(a.n.ss.takeHeld(m))
+	case *wire.SessionHandover:
+		a.n.ss.handOver(m, ctx.Sender())
 	case *cluster.ClusterTopology:
 		a.topologyPresence(m)
 		a.n.rb.topologyChanged(m)
+		a.n.ss.resendAll()
 	default:
 		a.receivePresence(ctx, m)
 	}
@@ -109,6 +116,8 @@ func receivedKind(m any) (int, bool) {
 		return kindSend, true
 	case *wire.ClientsRequest, *wire.StatsRequest:
 		return kindQuery, true
+	case *wire.SessionMarks, *wire.SessionTake, *wire.SessionHandover:
+		return kindSession, true
 	}
 	return 0, false
 }

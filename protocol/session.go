@@ -15,6 +15,13 @@ const (
 	// session the client's token named. Without it the session is a new
 	// one: the token was unknown, expired or already used.
 	HeaderSessionResumed = "Marmot-Session-Resumed"
+	// HeaderSessionSent, on a resuming upgrade request, is the highest
+	// sequence number the client sent on an earlier connection of the
+	// session (decimal). A server that takes the session over from a
+	// lost server uses it to tell its handler which of the messages sent
+	// again may have been handled before (marmot: Message.Redelivered).
+	// Optional; older servers ignore it.
+	HeaderSessionSent = "Marmot-Session-Sent"
 	// SessionNew is the HeaderSession value that asks for a new session.
 	SessionNew = "new"
 	// AckCommand is the command a server acknowledges with: a command

@@ -25,6 +25,7 @@ type cliFlags struct {
 	encrypt     bool
 	key         string
 	compress    bool
+	session     bool
 	payload     string
 	hold        bool
 
@@ -45,6 +46,7 @@ func (f *cliFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.encrypt, "encrypt", false, "marmot only: secure profile, AES-256-GCM; the clients run marmot's handshake and seal/open every message (same as naming the implementation marmot"+gcmSuffix+")")
 	fs.StringVar(&f.key, "key", defaultKey, "passphrase with --encrypt")
 	fs.BoolVar(&f.compress, "compress", false, "permessage-deflate on server and clients (no context takeover, level 1, from 128 bytes; gorilla's server compresses every message); same as naming the implementation X"+deflateSuffix)
+	fs.BoolVar(&f.session, "session", false, "marmot only: echo clients ask for a session (marmot.v1 data envelopes, numbered, acknowledged in batches): the server side of the client's outbox")
 	fs.StringVar(&f.payload, "payload", payloadPattern, "echo and broadcast message bodies: pattern (a byte pattern) or json (JSON text, what compression is for)")
 	fs.StringVar(&f.serverArgs, "server-args", "", "extra flags for the server child, space-separated (e.g. \"--cpuprofile cpu.out\")")
 
@@ -110,7 +112,7 @@ func (f *cliFlags) splitImpl(name string) (impl string, encrypt, compress bool) 
 // clients speak the secure profile and results are labelled impl+gcm; with
 // compress, they offer permessage-deflate, labelled impl+deflate.
 func (f *cliFlags) target(impl, url string, pid int, encrypt, compress bool) (target, error) {
-	t := target{URL: url, PID: pid, Impl: impl, Sources: f.sources, SourceBase: f.sourceBase, DialConc: f.dialConc, MaxDuration: f.maxDuration, Compress: compress}
+	t := target{URL: url, PID: pid, Impl: impl, Sources: f.sources, SourceBase: f.sourceBase, DialConc: f.dialConc, MaxDuration: f.maxDuration, Compress: compress, Session: f.session}
 	t.HTTP = strings.HasSuffix(impl, httpSuffix)
 	if encrypt {
 		var err error

@@ -34,6 +34,10 @@ type conn struct {
 	envBuf, sealed []byte
 	in             protocol.Envelope
 	plain          []byte
+	// session: plain data envelopes numbered from 1 (seq), the server's
+	// acknowledgements skipped on read.
+	session bool
+	seq     uint64
 }
 
 // write sends p as one message. The secure profile's sequence numbers must
@@ -41,6 +45,17 @@ type conn struct {
 func (c *conn) write(ctx context.Context, p []byte) error {
 	if c.h != nil {
 		return c.h.write(ctx, p)
+	}
+	if c.session {
+		c.seq++
+		c.out = protocol.Envelope{Kind: protocol.KindData, Payload: p, Seq: c.seq}
+		env, err := protocol.Binary.Append(c.envBuf[:0], &c.out)
+		c.out.Payload = nil
+		if err != nil {
+			return err
+		}
+		c.envBuf = env
+		return c.ws.Write(ctx, websocket.MessageBinary, env)
 	}
 	if c.sess == nil {
 		return c.ws.Write(ctx, websocket.MessageBinary, p)
@@ -66,6 +81,19 @@ func (c *conn) read(ctx context.Context) ([]byte, error) {
 		return c.h.read(ctx)
 	}
 	typ, data, err := c.ws.Read(ctx)
+	for err == nil && c.session {
+		if err := protocol.Binary.Decode(data, &c.in); err != nil {
+			return nil, err
+		}
+		switch {
+		case c.in.Kind == protocol.KindCommand && c.in.Name == protocol.AckCommand:
+			typ, data, err = c.ws.Read(ctx) // an acknowledgement: the next one
+		case c.in.Kind != protocol.KindData:
+			return nil, fmt.Errorf("%s envelope, want data", c.in.Kind)
+		default:
+			return c.in.Payload, nil
+		}
+	}
 	if err != nil || c.sess == nil {
 		return data, err
 	}

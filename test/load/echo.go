@@ -32,6 +32,10 @@ type target struct {
 	// HTTP makes the clients speak marmot's HTTP fallback transport
 	// (docs/HTTP.md) instead of WebSocket.
 	HTTP bool
+	// Session makes every client ask for a session and send numbered
+	// marmot.v1 data envelopes (plain connections only); the server's
+	// acknowledgements are read and skipped.
+	Session bool
 	// MaxDuration bounds the whole scenario, dialling included.
 	MaxDuration time.Duration
 }

@@ -187,6 +187,7 @@ type dialer struct {
 	// envelope offers marmot.v1 on plain connections too (the rooms
 	// scenarios speak envelopes); the secure profile always does.
 	envelope bool
+	session  bool // plain marmot.v1 envelopes with a session (target.Session)
 	http     bool // marmot's HTTP fallback transport instead of WebSocket
 	clients  []*http.Client
 	next     atomic.Uint64
@@ -200,7 +201,7 @@ func newDialer(t target) *dialer {
 	sources := t.Sources
 	// Several comma-separated URLs (the nodes of a cluster) are dialled
 	// in turn.
-	d := &dialer{urls: strings.Split(t.URL, ","), secure: t.Secure, compress: t.Compress, http: t.HTTP}
+	d := &dialer{urls: strings.Split(t.URL, ","), secure: t.Secure, compress: t.Compress, http: t.HTTP, session: t.Session && t.Secure == nil}
 	for _, s := range d.urls {
 		u, err := url.Parse(s)
 		if err == nil {
@@ -269,6 +270,10 @@ func (d *dialer) dialTo(ctx context.Context, url string) (*conn, error) {
 	if d.envelope {
 		opts.Subprotocols = []string{protocol.SubprotocolBinary}
 	}
+	if d.session {
+		opts.Subprotocols = []string{protocol.SubprotocolBinary}
+		opts.HTTPHeader = http.Header{protocol.HeaderSession: {protocol.SessionNew}}
+	}
 	if d.secure != nil {
 		opts.Subprotocols = []string{protocol.SubprotocolBinary}
 		opts.HTTPHeader = http.Header{marmot.HeaderEncryption: {"secure"},
@@ -282,7 +287,7 @@ func (d *dialer) dialTo(ctx context.Context, url string) (*conn, error) {
 		return nil, err
 	}
 	ws.SetReadLimit(maxMessage)
-	c := &conn{ws: ws, url: url}
+	c := &conn{ws: ws, url: url, session: d.session}
 	if d.secure != nil {
 		if c.sess, err = d.secure.handshake(ctx, ws); err != nil {
 			_ = ws.CloseNow()

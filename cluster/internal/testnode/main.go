@@ -7,8 +7,14 @@
 // "MEMBERS 1,2,3" after every change of the member list, and stops
 // gracefully when its stdin closes. Its clients drive it with requests:
 // whoami, bcast PAYLOAD, sendto "ID TEXT", count, clients, owner ROOM,
-// members ROOM, ask "ID NAME TIMEOUT_MS PAYLOAD". Rooms whose name starts
-// with "pres-" have presence.
+// members ROOM, ask "ID NAME TIMEOUT_MS PAYLOAD", done. Rooms whose name
+// starts with "pres-" have presence.
+//
+// With MARMOT_HANDLED_LOG=PATH it appends a line "K R" to PATH for every
+// command "m" it handles (payload "mK"; R is 1 when the message was
+// Redelivered), written before the handler returns, so before its
+// acknowledgement (a SIGKILL loses none); prints "HANDLED K" for every
+// hundredth, and "CLOSED CODE" when a connection ends.
 //
 // It is built without the race detector on purpose: protoactor's remote
 // and cluster packages have data races of their own (docs/CLUSTER.md),
@@ -57,7 +63,12 @@ func runChild() int {
 		fmt.Printf(format+"\n", a...)
 	}
 	var n *cluster.Node
+	handledLog := openHandledLog(say)
 	handle := func(m *marmot.Message) {
+		if m.Name == "m" && handledLog != nil {
+			handledLog(m)
+			return
+		}
 		// The message's context carries its process span: the calls to
 		// other nodes carry it on (MARMOT_OTLP_URL exports the spans).
 		ctx, cancel := context.WithTimeout(m.Context(), 20*time.Second)
@@ -67,6 +78,8 @@ func runChild() int {
 		switch m.Name {
 		case "whoami":
 			res = strconv.FormatUint(uint64(m.ClientID), 10)
+		case "done":
+			res = "done" // what came before it was handled
 		case "bcast":
 			var k int
 			k, err = n.Broadcast(ctx, m.Payload)
@@ -159,8 +172,12 @@ func runChild() int {
 		Logger:         log,
 		MaxConnections: -1,
 		RoomHistory:    hist,
-		ServerEvents:   marmot.ServerEvents{OnHandleCommand: handle},
 		RoomPresence:   func(room string) bool { return strings.HasPrefix(room, "pres-") },
+		ServerEvents: marmot.ServerEvents{OnHandleCommand: handle, OnClientDisconnected: func(_ marmot.ClientInfo, reason *marmot.CloseError) {
+			if handledLog != nil && reason != nil {
+				say("CLOSED %d", reason.Code)
+			}
+		}},
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -212,4 +229,38 @@ func joinIDs(ids []marmot.ClientID) string {
 		s[i] = strconv.FormatUint(uint64(id), 10)
 	}
 	return strings.Join(s, ",")
+}
+
+// openHandledLog opens MARMOT_HANDLED_LOG (nil when unset) and returns the
+// handler of "m" commands that records them there.
+func openHandledLog(say func(string, ...any)) func(*marmot.Message) {
+	path := os.Getenv("MARMOT_HANDLED_LOG")
+	if path == "" {
+		return nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	var mu sync.Mutex
+	return func(m *marmot.Message) {
+		k, err := strconv.Atoi(strings.TrimPrefix(string(m.Payload), "m"))
+		if err != nil {
+			return
+		}
+		r := 0
+		if m.Redelivered {
+			r = 1
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		// One write per message: in the kernel once it returns.
+		if _, err := fmt.Fprintf(f, "%d %d\n", k, r); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+		}
+		if k%100 == 0 {
+			say("HANDLED %d", k)
+		}
+	}
 }

@@ -4,3 +4,4 @@ package wire
 //go:generate protoc --go_out=. --go_opt=paths=source_relative wire.proto
 //go:generate protoc --go_out=. --go_opt=paths=source_relative history.proto
 //go:generate protoc --go_out=. --go_opt=paths=source_relative presence.proto
+//go:generate protoc --go_out=. --go_opt=paths=source_relative session.proto
