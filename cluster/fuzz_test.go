@@ -21,6 +21,7 @@ var wireKinds = []func() proto.Message{
 	func() proto.Message { return &wire.ClientsRequest{} },
 	func() proto.Message { return &wire.StatsRequest{} },
 	func() proto.Message { return &wire.RoomDeliver{} },
+	func() proto.Message { return &wire.MemberProbe{} },
 }
 
 // FuzzNodeMessages feeds the node actor what protoactor's remote decodes
@@ -67,7 +68,7 @@ func FuzzNodeMessages(f *testing.F) {
 	}
 	n := &Node{srv: srv, log: slog.New(slog.DiscardHandler), prop: defaultPropagator()}
 	n.rb = newRoomBroker(n)
-	pid := srv.ActorSystem().Root.Spawn(actorProps(n))
+	pid := srv.ActorSystem().Root.Spawn(actorProps(n, nil))
 	f.Cleanup(func() { _ = srv.ActorSystem().Root.StopFuture(pid).Wait() })
 
 	f.Fuzz(func(t *testing.T, in []byte) {

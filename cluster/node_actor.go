@@ -14,7 +14,12 @@ import (
 // nodeActor is a node's door for the other nodes (and its own room
 // grains): it carries out on the local server what they ask, one message
 // at a time, which keeps each room's deliveries in the grain's order.
-type nodeActor struct{ n *Node }
+// Each cluster member has its own (m); a replaced member's is deaf to
+// topologies.
+type nodeActor struct {
+	n *Node
+	m *member
+}
 
 // Receive implements actor.Actor.
 func (a *nodeActor) Receive(ctx actor.Context) {
@@ -67,8 +72,12 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 			DecryptFailures: st.DecryptFailures, SlowConsumerCloses: st.SlowConsumerCloses,
 			ActorRestarts: st.ActorRestarts,
 		})
+	case *wire.MemberProbe:
+		ctx.Respond(a.m.view())
 	case *cluster.ClusterTopology:
-		a.n.rb.topologyChanged(m)
+		if a.m == nil || !a.m.left.Load() {
+			a.n.rb.topologyChanged(m)
+		}
 	}
 }
 

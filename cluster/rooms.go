@@ -149,10 +149,9 @@ const subscribeAttempts = 6
 // a member joined; a grain found stopping, or no member to place it on, is
 // tried again.
 func (b *roomBroker) subscribe(room, epoch string, offset uint64) (marmot.RoomPosition, error) {
-	if b.n.c == nil {
+	if b.n.member() == nil {
 		return marmot.RoomPosition{}, ErrNotStarted
 	}
-	msg := &wire.RoomSubscribe{Room: room, Node: b.n.sys.Address(), Epoch: epoch, Offset: offset}
 	var err error
 	for attempt := range subscribeAttempts {
 		if attempt > 0 {
@@ -164,13 +163,16 @@ func (b *roomBroker) subscribe(room, epoch string, offset uint64) (marmot.RoomPo
 			case <-time.After(time.Duration(25<<attempt) * time.Millisecond):
 			}
 		}
-		pid := b.n.c.Get(room, roomKind)
+		// The member now: a rejoin replaces it (rejoin.go).
+		mb := b.n.member()
+		msg := &wire.RoomSubscribe{Room: room, Node: mb.sys.Address(), Epoch: epoch, Offset: offset}
+		pid := mb.c.Get(room, roomKind)
 		if pid == nil {
 			err = fmt.Errorf("%w: %q", ErrNoRoute, room)
 			continue
 		}
 		var res any
-		res, err = b.n.sys.Root.RequestFuture(pid, msg, b.n.cfg.RequestTimeout).Result()
+		res, err = mb.sys.Root.RequestFuture(pid, msg, b.n.cfg.RequestTimeout).Result()
 		if err != nil {
 			continue
 		}
@@ -195,8 +197,8 @@ func (b *roomBroker) Unsubscribe(room string) {
 	r := b.rooms[room]
 	delete(b.rooms, room)
 	b.mu.Unlock()
-	if r != nil && r.pid != nil {
-		b.n.sys.Root.Send(r.pid, &wire.RoomUnsubscribe{Room: room, Node: b.n.sys.Address()})
+	if mb := b.n.member(); r != nil && r.pid != nil && mb != nil {
+		mb.sys.Root.Send(r.pid, &wire.RoomUnsubscribe{Room: room, Node: mb.sys.Address()})
 	}
 }
 
@@ -210,11 +212,12 @@ func (b *roomBroker) Publish(room string, m *marmot.RoomMessage) error {
 		pid = r.pid
 	}
 	b.mu.Unlock()
+	mb := b.n.member()
+	if mb == nil {
+		return ErrNotStarted
+	}
 	if pid == nil {
-		if b.n.c == nil {
-			return ErrNotStarted
-		}
-		if pid = b.n.c.Get(room, roomKind); pid == nil {
+		if pid = mb.c.Get(room, roomKind); pid == nil {
 			return fmt.Errorf("%w: %q", ErrNoRoute, room)
 		}
 		b.mu.Lock()
@@ -224,7 +227,7 @@ func (b *roomBroker) Publish(room string, m *marmot.RoomMessage) error {
 		b.mu.Unlock()
 	}
 	b.n.traffic.sent[kindPublish].Add(1)
-	b.n.sys.Root.Send(pid, &wire.RoomPublish{Room: room, Name: m.Name, Data: m.Data, Meta: m.Meta})
+	mb.sys.Root.Send(pid, &wire.RoomPublish{Room: room, Name: m.Name, Data: m.Data, Meta: m.Meta})
 	return nil
 }
 

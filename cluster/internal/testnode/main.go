@@ -1,7 +1,7 @@
 // Command testnode runs one cluster node for the cluster package's tests,
 // which start three of them as separate processes. It is configured from
 // the environment (MARMOT_CLUSTER_NAME, MARMOT_NODE_ID, MARMOT_BIND,
-// MARMOT_SEEDS, MARMOT_WS_ADDR, MARMOT_PROVIDER, MARMOT_ETCD, and
+// MARMOT_SEEDS, MARMOT_ADVERTISE, MARMOT_WS_ADDR, MARMOT_PROVIDER, MARMOT_ETCD, and
 // MARMOT_OTLP_URL to export its spans over OTLP/HTTP as service node-N), prints "URL ws://..." once it serves and
 // "MEMBERS 1,2,3" after every change of the member list, and stops
 // gracefully when its stdin closes. Its clients drive it with requests:
@@ -109,11 +109,14 @@ func runChild() int {
 	}
 	var err error
 	n, err = cluster.New(cluster.Config{
-		Name:     os.Getenv("MARMOT_CLUSTER_NAME"),
-		NodeID:   uint32(nodeID),
-		Bind:     os.Getenv("MARMOT_BIND"),
-		Seeds:    seeds,
-		Provider: os.Getenv("MARMOT_PROVIDER"),
+		Name:   os.Getenv("MARMOT_CLUSTER_NAME"),
+		NodeID: uint32(nodeID),
+		Bind:   os.Getenv("MARMOT_BIND"),
+		// MARMOT_ADVERTISE: the address the others reach it at (a
+		// chaos proxy in the partition test).
+		Advertise: os.Getenv("MARMOT_ADVERTISE"),
+		Seeds:     seeds,
+		Provider:  os.Getenv("MARMOT_PROVIDER"),
 		EtcdEndpoints: func() []string {
 			if e := os.Getenv("MARMOT_ETCD"); e != "" {
 				return strings.Split(e, ",")

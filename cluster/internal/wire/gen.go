@@ -2,3 +2,4 @@
 package wire
 
 //go:generate protoc --go_out=. --go_opt=paths=source_relative wire.proto
+//go:generate protoc --go_out=. --go_opt=paths=source_relative member_probe.proto
