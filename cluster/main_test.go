@@ -79,6 +79,19 @@ type nodeSpec struct {
 	id   int
 	ip   string
 	bind string // cluster Bind
+	// advertise, when set, is where the others reach the node (a proxy
+	// in front of bind: MARMOT_ADVERTISE), and what they have as its seed.
+	advertise string
+	// seeds, when set, replaces the node's seeds (the others' addresses).
+	seeds []string
+}
+
+// addr is the node's address as the others reach it.
+func (s nodeSpec) addr() string {
+	if s.advertise != "" {
+		return s.advertise
+	}
+	return s.bind
 }
 
 // freePort picks a cluster port on ip whose next port is free on every
@@ -108,10 +121,12 @@ func freePort(t *testing.T, ip string) int {
 
 func startProc(t *testing.T, name string, spec nodeSpec, all []nodeSpec, env ...string) *proc {
 	t.Helper()
-	var seeds []string
-	for _, s := range all {
-		if s.id != spec.id {
-			seeds = append(seeds, s.bind)
+	seeds := spec.seeds
+	if seeds == nil {
+		for _, s := range all {
+			if s.id != spec.id {
+				seeds = append(seeds, s.addr())
+			}
 		}
 	}
 	cmd := exec.Command(testnode(t))
@@ -122,6 +137,9 @@ func startProc(t *testing.T, name string, spec nodeSpec, all []nodeSpec, env ...
 		"MARMOT_SEEDS="+strings.Join(seeds, ","),
 		"MARMOT_WS_ADDR="+spec.ip+":0",
 	)
+	if spec.advertise != "" {
+		cmd.Env = append(cmd.Env, "MARMOT_ADVERTISE="+spec.advertise)
+	}
 	cmd.Env = append(cmd.Env, env...)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
