@@ -226,7 +226,22 @@ func (p *proc) waitMembers(want string) {
 // directory, and stops it by its PID when the test ends. It returns the
 // client endpoint. Without etcd the test is skipped, unless
 // MARMOT_REQUIRE_ETCD is set (CI installs it).
-func startEtcd(t *testing.T) string {
+func startEtcd(t *testing.T) string { return newEtcd(t).endpoint }
+
+// etcdServer is an etcd-server process that a test can stop and start
+// again on the same ports and data directory.
+type etcdServer struct {
+	t            *testing.T
+	bin, dir     string
+	client, peer string // URLs
+	endpoint     string // host:port of client
+	cmd          *exec.Cmd
+	exited       chan struct{}
+}
+
+// newEtcd starts an etcd server (see startEtcd); it is killed when the
+// test ends.
+func newEtcd(t *testing.T) *etcdServer {
 	t.Helper()
 	bin, err := exec.LookPath("etcd")
 	if err != nil {
@@ -243,12 +258,22 @@ func startEtcd(t *testing.T) string {
 		defer ln.Close()
 		return ln.Addr().(*net.TCPAddr).Port
 	}
-	client := fmt.Sprintf("http://127.0.0.1:%d", port())
-	peer := fmt.Sprintf("http://127.0.0.1:%d", port())
-	cmd := exec.Command(bin, "--name", "test", "--data-dir", t.TempDir(),
-		"--listen-client-urls", client, "--advertise-client-urls", client,
-		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-		"--initial-cluster", "test="+peer, "--logger", "zap")
+	e := &etcdServer{t: t, bin: bin, dir: t.TempDir(),
+		client: fmt.Sprintf("http://127.0.0.1:%d", port()), peer: fmt.Sprintf("http://127.0.0.1:%d", port())}
+	e.endpoint = strings.TrimPrefix(e.client, "http://")
+	t.Cleanup(e.stop)
+	e.start()
+	return e
+}
+
+// start runs etcd and waits until it serves clients.
+func (e *etcdServer) start() {
+	t := e.t
+	t.Helper()
+	cmd := exec.Command(e.bin, "--name", "test", "--data-dir", e.dir,
+		"--listen-client-urls", e.client, "--advertise-client-urls", e.client,
+		"--listen-peer-urls", e.peer, "--initial-advertise-peer-urls", e.peer,
+		"--initial-cluster", "test="+e.peer, "--logger", "zap")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -258,6 +283,7 @@ func startEtcd(t *testing.T) string {
 	}
 	ready := make(chan struct{})
 	exited := make(chan struct{})
+	e.cmd, e.exited = cmd, exited
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		once := sync.Once{}
@@ -271,10 +297,6 @@ func startEtcd(t *testing.T) string {
 		_ = cmd.Wait()
 		close(exited)
 	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	})
 	select {
 	case <-ready:
 	case <-exited:
@@ -282,5 +304,14 @@ func startEtcd(t *testing.T) string {
 	case <-time.After(waitTimeout):
 		t.Fatal("etcd not ready")
 	}
-	return strings.TrimPrefix(client, "http://")
+}
+
+// stop kills etcd (by its PID) and waits for it to be gone.
+func (e *etcdServer) stop() {
+	if e.cmd == nil {
+		return
+	}
+	_ = e.cmd.Process.Kill()
+	<-e.exited
+	e.cmd = nil
 }

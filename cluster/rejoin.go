@@ -42,9 +42,9 @@ import (
 // watchState is the membership watch's state. outChecks is the watch
 // goroutine's alone; the counters are read by the metrics.
 type watchState struct {
-	outChecks  int         // consecutive checks that found this node left out
-	isolated   atomic.Bool // cut off from the majority (automanaged)
-	rejoins    atomic.Int64
+	outChecks int         // consecutive checks that found this node left out
+	isolated  atomic.Bool // cut off from the majority (automanaged)
+	rejoins   atomic.Int64
 }
 
 // rejoinAttempts bounds the tries of one rejoin (a port still taken, a

@@ -5,7 +5,7 @@
 // MARMOT_OTLP_URL to export its spans over OTLP/HTTP as service node-N), prints "URL ws://..." once it serves and
 // "MEMBERS 1,2,3" after every change of the member list, and stops
 // gracefully when its stdin closes. Its clients drive it with requests:
-// whoami, bcast PAYLOAD, sendto "ID TEXT", count, clients.
+// whoami, bcast PAYLOAD, sendto "ID TEXT", count, clients, members.
 //
 // It is built without the race detector on purpose: protoactor's remote
 // and cluster packages have data races of their own (docs/CLUSTER.md),
@@ -78,6 +78,13 @@ func runChild() int {
 			var k int
 			k, err = n.ClientCount(ctx)
 			res = strconv.Itoa(k)
+		case "members":
+			ms := n.Members()
+			ids := make([]string, len(ms))
+			for i, mb := range ms {
+				ids[i] = strconv.Itoa(int(mb.NodeID))
+			}
+			res = strings.Join(ids, ",")
 		case "clients":
 			var cs []marmot.ClientInfo
 			cs, err = n.Clients(ctx)
