@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
+
 	"github.com/marmotws/marmot/actors"
 )
 
@@ -69,6 +71,11 @@ type Config struct {
 	// CloseIsolated, so that clients with FailoverURLs reconnect to a
 	// node of the majority (docs/CLUSTER.md, Failure semantics).
 	KeepClientsWhenIsolated bool
+	// GrainMiddleware, when set, runs in front of every room grain the
+	// node hosts: protoactor receive middleware, as
+	// marmot.ServerConfig.ActorMiddleware is for connection and room
+	// actors (how tests inject faults into grains). nil costs nothing.
+	GrainMiddleware []actor.ReceiverMiddleware
 	// OnMembersChange, when set, is called with the members (ordered by
 	// NodeID) after every change of the member list, once this node's
 	// rooms have subscribed again to their grains, which may have moved.

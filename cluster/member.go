@@ -94,7 +94,9 @@ func (n *Node) newMember() (m *member, err error) {
 		opts = append(opts, remote.WithAdvertisedHost(n.cfg.Advertise))
 	}
 	rc := remote.Configure(host, port, opts...)
-	kind := cluster.NewKind(roomKind, actor.PropsFromProducer(func() actor.Actor { return newRoomGrain(n) }))
+	mw := append([]actor.ReceiverMiddleware{n.grains.middleware}, n.cfg.GrainMiddleware...)
+	kind := cluster.NewKind(roomKind, actor.PropsFromProducer(func() actor.Actor { return newRoomGrain(n) },
+		actor.WithReceiverMiddleware(mw...)))
 	cc := cluster.Configure(n.cfg.Name, provider, disthash.New(), rc,
 		cluster.WithKinds(kind), cluster.WithRequestTimeout(n.cfg.RequestTimeout))
 	defer func() {

@@ -60,8 +60,11 @@ type Node struct {
 	mem  atomic.Pointer[member] // the cluster member now (member.go); replaced on rejoin
 	prop propagation.TextMapPropagator
 	rb   *roomBroker
-	log  *slog.Logger
-	mp   metric.MeterProvider
+	// grains reports and follows up the room grains' failures
+	// (grain_failure.go).
+	grains *grainSupervision
+	log    *slog.Logger
+	mp     metric.MeterProvider
 
 	traffic    traffic
 	metricsReg metric.Registration
@@ -89,6 +92,7 @@ func New(cfg Config, srv marmot.ServerConfig) (*Node, error) {
 		n.prop = defaultPropagator()
 	}
 	n.rb = newRoomBroker(n)
+	n.grains = newGrainSupervision(n, srv.TracerProvider)
 	// The server keeps an actor system of its own: the cluster member's
 	// (member.go) is replaced when the node rejoins, the server's stays.
 	srv.NodeID, srv.RoomBroker = cfg.NodeID, n.rb

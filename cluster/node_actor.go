@@ -72,6 +72,8 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 			DecryptFailures: st.DecryptFailures, SlowConsumerCloses: st.SlowConsumerCloses,
 			ActorRestarts: st.ActorRestarts,
 		})
+	case *wire.RoomResubscribe:
+		a.n.rb.resubscribe(m.Room)
 	case *wire.MemberProbe:
 		ctx.Respond(a.m.view())
 	case *cluster.ClusterTopology:

@@ -57,6 +57,7 @@ func newRoomGrain(n *Node) *roomGrain {
 func (g *roomGrain) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
+		g.n.grains.started(ctx.Self(), g) // after a restart: the failed one's state
 		self, root := ctx.Self(), ctx.ActorSystem().Root
 		g.topo = ctx.ActorSystem().EventStream.Subscribe(func(evt any) {
 			if t, ok := evt.(*cluster.ClusterTopology); ok && len(t.Left) > 0 {
@@ -94,9 +95,12 @@ func (g *roomGrain) Receive(ctx actor.Context) {
 		for _, mb := range m.Left {
 			delete(g.subs, mb.Address())
 		}
-	case *actor.Stopping:
+	case *actor.Restarting, *actor.Stopping:
 		if g.topo != nil {
 			ctx.ActorSystem().EventStream.Unsubscribe(g.topo)
+		}
+		if _, ok := m.(*actor.Stopping); ok {
+			g.n.grains.stopped(ctx, g)
 		}
 	}
 }
@@ -109,6 +113,7 @@ type roomBroker struct {
 	rooms map[string]*brokerRoom // the rooms that live on this node
 
 	pending *cluster.ClusterTopology // the latest topology not worked on (under mu)
+	again   map[string]struct{}      // rooms whose grain stopped after failing (under mu; grain_failure.go)
 	kick    chan struct{}            // wakes run
 	done    chan struct{}            // closed by Stop
 }
@@ -121,7 +126,7 @@ type brokerRoom struct {
 }
 
 func newRoomBroker(n *Node) *roomBroker {
-	return &roomBroker{n: n, rooms: map[string]*brokerRoom{}, kick: make(chan struct{}, 1), done: make(chan struct{})}
+	return &roomBroker{n: n, rooms: map[string]*brokerRoom{}, again: map[string]struct{}{}, kick: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
 var _ marmot.RoomBroker = (*roomBroker)(nil)
@@ -264,6 +269,7 @@ func (b *roomBroker) run() {
 			return
 		case <-b.kick:
 		}
+		b.subscribeAgain()
 		b.mu.Lock()
 		t := b.pending
 		b.pending = nil

@@ -2,6 +2,7 @@
 // which start three of them as separate processes. It is configured from
 // the environment (MARMOT_CLUSTER_NAME, MARMOT_NODE_ID, MARMOT_BIND,
 // MARMOT_SEEDS, MARMOT_ADVERTISE, MARMOT_WS_ADDR, MARMOT_PROVIDER, MARMOT_ETCD, and
+// MARMOT_GRAIN_PANIC to make room grains panic on a publish of that text,
 // MARMOT_OTLP_URL to export its spans over OTLP/HTTP as service node-N), prints "URL ws://..." once it serves and
 // "MEMBERS 1,2,3" after every change of the member list, and stops
 // gracefully when its stdin closes. Its clients drive it with requests:
@@ -23,6 +24,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/sdk/resource"
@@ -31,6 +33,7 @@ import (
 
 	"github.com/marmotws/marmot"
 	"github.com/marmotws/marmot/cluster"
+	"github.com/marmotws/marmot/cluster/internal/wire"
 )
 
 func main() { os.Exit(runChild()) }
@@ -114,11 +117,24 @@ func runChild() int {
 		defer func() { _ = sdk.Shutdown(context.Background()) }()
 		tp = sdk
 	}
+	// MARMOT_GRAIN_PANIC: room grains panic on a publish of that text.
+	var grainMW []actor.ReceiverMiddleware
+	if boom := os.Getenv("MARMOT_GRAIN_PANIC"); boom != "" {
+		grainMW = append(grainMW, func(next actor.ReceiverFunc) actor.ReceiverFunc {
+			return func(c actor.ReceiverContext, env *actor.MessageEnvelope) {
+				if p, ok := env.Message.(*wire.RoomPublish); ok && string(p.Data) == boom {
+					panic("testnode: injected grain failure")
+				}
+				next(c, env)
+			}
+		})
+	}
 	var err error
 	n, err = cluster.New(cluster.Config{
-		Name:   os.Getenv("MARMOT_CLUSTER_NAME"),
-		NodeID: uint32(nodeID),
-		Bind:   os.Getenv("MARMOT_BIND"),
+		GrainMiddleware: grainMW,
+		Name:            os.Getenv("MARMOT_CLUSTER_NAME"),
+		NodeID:          uint32(nodeID),
+		Bind:            os.Getenv("MARMOT_BIND"),
 		// MARMOT_ADVERTISE: the address the others reach it at (a
 		// chaos proxy in the partition test).
 		Advertise: os.Getenv("MARMOT_ADVERTISE"),

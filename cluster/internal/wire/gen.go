@@ -3,3 +3,4 @@ package wire
 
 //go:generate protoc --go_out=. --go_opt=paths=source_relative wire.proto
 //go:generate protoc --go_out=. --go_opt=paths=source_relative member_probe.proto
+//go:generate protoc --go_out=. --go_opt=paths=source_relative room_restart.proto
