@@ -17,14 +17,24 @@ import (
 // proxyPair starts two chaos proxies on ip, at a port and the next one,
 // in front of a node's cluster port upstream and its automanaged health
 // port (upstream's port + 1), and returns the first one's address and
-// both proxies. They close when the test ends.
-func proxyPair(t *testing.T, ip, upstream string) (string, []*chaos.Proxy) {
+// both proxies, avoiding the ports of specs. They close when the test
+// ends.
+func proxyPair(t *testing.T, ip, upstream string, specs []nodeSpec) (string, []*chaos.Proxy) {
 	t.Helper()
+	taken := map[int]bool{}
+	for _, s := range specs {
+		_, p, _ := net.SplitHostPort(s.bind)
+		port, _ := strconv.Atoi(p)
+		taken[port], taken[port+1] = true, true
+	}
 	host, p, _ := net.SplitHostPort(upstream)
 	port, _ := strconv.Atoi(p)
 	health := net.JoinHostPort(host, strconv.Itoa(port+1))
 	for range 20 {
 		at := freePort(t, ip)
+		if taken[at] || taken[at+1] {
+			continue // a node's cluster or health port
+		}
 		a, err := chaos.NewProxy(fmt.Sprintf("%s:%d", ip, at), upstream, chaos.Options{})
 		if err != nil {
 			continue
@@ -99,9 +109,9 @@ func connectFailover(t *testing.T, p *proc, failover ...string) *fclient {
 func TestPartition(t *testing.T) {
 	specs := loopbackNodes(t)
 	ip := specs[2].ip
-	adv, proxies := proxyPair(t, ip, specs[2].bind)
-	seed1, p1 := proxyPair(t, ip, specs[0].bind)
-	seed2, p2 := proxyPair(t, ip, specs[1].bind)
+	adv, proxies := proxyPair(t, ip, specs[2].bind, specs)
+	seed1, p1 := proxyPair(t, ip, specs[0].bind, specs)
+	seed2, p2 := proxyPair(t, ip, specs[1].bind, specs)
 	proxies = append(append(proxies, p1...), p2...)
 	specs[2].advertise = adv
 	specs[2].seeds = []string{seed1, seed2}
@@ -195,5 +205,68 @@ func TestPartition(t *testing.T) {
 	}
 	for _, c := range []*tclient{c1, c3.tclient, c3b} {
 		c.expectMarker(t, "all")
+	}
+}
+
+// TestSlowNodeRejoins blackholes only node 3's health endpoint, as the
+// others reach it, until nodes 1 and 2 have dropped node 3 (as they would
+// a node too slow to answer a poll in time) and blocked its member ID for
+// good. Node 3 still sees them, so it is not isolated and keeps its
+// client; once the health endpoint answers again it finds itself left
+// out, rejoins with a new member ID, and its client, connected all along,
+// gets broadcasts and room messages from the others again.
+func TestSlowNodeRejoins(t *testing.T) {
+	specs := loopbackNodes(t)
+	adv, proxies := proxyPair(t, specs[2].ip, specs[2].bind, specs)
+	specs[2].advertise = adv
+	health := proxies[1]
+
+	name := fmt.Sprintf("marmot-slow-%d", time.Now().UnixNano())
+	procs := make([]*proc, len(specs))
+	for i, s := range specs {
+		procs[i] = startProc(t, name, s, specs)
+	}
+	for _, p := range procs {
+		p.waitMembers("1,2,3")
+	}
+	ctx := ctxTimeout(t)
+	c1 := connect(t, procs[0])
+	c3 := connectFailover(t, procs[2])
+	for _, c := range []*tclient{c1, c3.tclient} {
+		if err := c.c.Join(ctx, "r"); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	if err := health.Set(chaos.Faults{Blackhole: true}); err != nil {
+		t.Fatal(err)
+	}
+	procs[0].waitMembers("1,2")
+	procs[1].waitMembers("1,2")
+	if err := health.Set(chaos.Faults{}); err != nil {
+		t.Fatal(err)
+	}
+	// Every node, node 3 too (its new member), lists the three, and has
+	// subscribed its rooms again since.
+	for _, p := range procs {
+		p.waitMembers("1,2,3")
+	}
+
+	// Node 3's client was never closed, and is reached from node 1.
+	res, err := c1.c.Request(ctx, "bcast", []byte("back"))
+	if err != nil || string(res) != "2" {
+		t.Fatalf("broadcast after the rejoin: %q, %v; want 2 clients", res, err)
+	}
+	c1.expectMarker(t, "back")
+	c3.expectMarker(t, "back")
+	if err := c1.c.Publish("r", []byte("room-back")); err != nil {
+		t.Fatal(err)
+	}
+	c1.expectMarker(t, "room-back")
+	c3.expectMarker(t, "room-back")
+	select {
+	case r := <-c3.closes:
+		t.Fatalf("node 3's client was closed (%d %q) while node 3 rejoined", r.Code, r.Text)
+	default:
 	}
 }

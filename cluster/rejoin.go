@@ -25,9 +25,9 @@ import (
 // others' member lists, and they out of its, until it restarts. The watch
 // asks the other nodes it can find (its members, and with automanaged the
 // seeds that answer on their health endpoint) for their member lists
-// (wire.MemberProbe). When a node that does not list this one has the
-// larger side (more members; on a tie, the lower NodeID), this node is
-// the one left out: after two such checks in a row it rejoins, replacing
+// (wire.MemberProbe). This node's side is itself and the nodes that list
+// it; when a node that does not list it has a larger member list (on a
+// tie, the lower NodeID), this node is the one left out: after two such checks in a row it rejoins, replacing
 // its cluster member with a fresh one under a new member ID (member.go).
 // Its marmot server and clients stay up; its rooms subscribe again to
 // their grains through the new member, as after any change of the member
@@ -115,11 +115,11 @@ func (n *Node) checkIsolation() {
 	}
 }
 
-// leftOut reports whether a node that does not list this one has the
-// larger side of the cluster.
+// leftOut reports whether this node is left out: a node that does not
+// list it has a larger side than this node's (itself and the nodes that
+// list it), or as large a side with a lower NodeID.
 func (n *Node) leftOut(ctx context.Context) bool {
 	m := n.member()
-	mine := m.view().Members
 	peers := map[string]bool{} // member addresses to probe
 	for _, mb := range m.c.MemberList.Members().Members() {
 		if !sameMember(mb.Id, m.id()) {
@@ -136,15 +136,25 @@ func (n *Node) leftOut(ctx context.Context) bool {
 	for addr := range peers {
 		futures[addr] = m.sys.Root.RequestFuture(nodePID(addr), &wire.MemberProbe{}, wait)
 	}
-	for addr, f := range futures {
+	side := []string{m.id()} // this node and those that list it
+	var others []*wire.MemberView
+	for _, f := range futures {
 		res, err := f.Result()
 		v, ok := res.(*wire.MemberView)
-		if err != nil || !ok || containsMember(v.Members, m.id()) || !outranks(v.Members, mine) {
-			continue
+		switch {
+		case err != nil || !ok || v.Self == "":
+		case containsMember(v.Members, m.id()):
+			side = append(side, v.Self)
+		default:
+			others = append(others, v)
 		}
-		n.log.Warn("marmot cluster: another node's larger member list leaves this node out",
-			"member", m.id(), "node", addr, "their_members", len(v.Members), "our_members", len(mine))
-		return true
+	}
+	for _, v := range others {
+		if outranks(v.Members, side) {
+			n.log.Warn("marmot cluster: another node's member list leaves this node out",
+				"member", m.id(), "node", v.Self, "their_members", len(v.Members), "our_side", len(side))
+			return true
+		}
 	}
 	return false
 }
@@ -252,6 +262,7 @@ func containsMember(ids []string, id string) bool {
 
 // outranks reports whether the member list theirs is the larger side
 // against mine: more members, or as many and the lower NodeID.
+// (Member IDs may carry the etcd provider's "<cluster>@" prefix.)
 func outranks(theirs, mine []string) bool {
 	if len(theirs) != len(mine) {
 		return len(theirs) > len(mine)
