@@ -5,9 +5,12 @@
 //
 // What crosses nodes, and how (docs/CLUSTER.md has the whole picture):
 //
-//   - Membership is protoactor's (the automanaged provider today); a node
+//   - Membership is protoactor's (automanaged or etcd provider); a node
 //     that stops answering leaves the member list, one that starts again
-//     joins it.
+//     joins it. A node the others dropped while it lived (slow, or behind
+//     a partition) rejoins on its own under a new member ID, and one cut
+//     off from the majority closes its clients so that they fail over
+//     (rejoin.go).
 //   - ClientIDs are unique in the cluster: a node numbers its clients
 //     from NodeID×10¹², so 3000000000007 is client 7 of node 3, and a
 //     targeted send goes straight to the node the ID names.

@@ -33,9 +33,9 @@ import (
 // their grains through the new member, as after any change of the member
 // list. The nodes of the larger side see a node that joins.
 //
-// Isolated (automanaged): a node whose member list holds fewer than a
-// majority of the nodes it was configured with (itself and its seeds) is
-// cut off; when it becomes so it closes its clients' connections once,
+// Isolated (automanaged): a node whose member list, once it held a
+// majority of the nodes it was configured with (itself and its seeds),
+// holds fewer is cut off; when it becomes so it closes its clients' connections once,
 // with CloseIsolated, so that clients with FailoverURLs reconnect to a
 // node of the majority (unless Config.KeepClientsWhenIsolated).
 
@@ -43,6 +43,7 @@ import (
 // goroutine's alone; the counters are read by the metrics.
 type watchState struct {
 	outChecks int         // consecutive checks that found this node left out
+	majority  bool        // the node has had a majority (it is not starting alone)
 	isolated  atomic.Bool // cut off from the majority (automanaged)
 	rejoins   atomic.Int64
 }
@@ -96,7 +97,14 @@ func (n *Node) checkIsolation() {
 	}
 	total := 1 + len(n.seeds())
 	have := len(n.Members())
+	// A node that has not yet seen a majority is starting (the others
+	// may not be up yet), not cut off.
 	isolated := have < total/2+1
+	if !isolated {
+		n.watch.majority = true
+	} else if !n.watch.majority {
+		return
+	}
 	if n.watch.isolated.Swap(isolated) == isolated {
 		return
 	}
