@@ -22,6 +22,7 @@ var wireKinds = []func() proto.Message{
 	func() proto.Message { return &wire.StatsRequest{} },
 	func() proto.Message { return &wire.RoomDeliver{} },
 	func() proto.Message { return &wire.MemberProbe{} },
+	func() proto.Message { return &wire.RoomResubscribe{} },
 }
 
 // FuzzNodeMessages feeds the node actor what protoactor's remote decodes
@@ -83,9 +84,10 @@ func FuzzNodeMessages(f *testing.F) {
 			d.Room = "r" // the room that lives here, at any offset
 		}
 		root := srv.ActorSystem().Root
-		if _, ok := m.(*wire.RoomDeliver); ok {
-			// Deliveries are not answered: a request after it tells
-			// that the actor has handled it.
+		switch m.(type) {
+		case *wire.RoomDeliver, *wire.RoomResubscribe:
+			// These are not answered: a request after it tells that
+			// the actor has handled it.
 			root.Send(pid, m)
 			m = &wire.StatsRequest{}
 		}

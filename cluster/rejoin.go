@@ -77,6 +77,10 @@ func (n *Node) watchMembership() {
 		case <-t.C:
 		}
 		n.checkIsolation()
+		if n.member().left.Load() {
+			n.rejoin(ctx) // a rejoin that ran out of attempts: another round
+			continue
+		}
 		if n.leftOut(ctx) {
 			n.watch.outChecks++
 		} else {
@@ -231,8 +235,8 @@ func (n *Node) rejoin(ctx context.Context) {
 		return nil
 	})
 	if err != nil {
-		// The old member stays in place, stopped: the next checks find
-		// the node left out again and try another round.
+		// The old member stays in place, stopped: the next check tries
+		// another round.
 		n.log.Error("marmot cluster: could not rejoin the cluster", "attempts", attempt, "err", err)
 		return
 	}
