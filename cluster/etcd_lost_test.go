@@ -21,24 +21,14 @@ const etcdLeaseTTL = 3 * time.Second
 func TestEtcdLost(t *testing.T) {
 	e := newEtcd(t)
 	specs := loopbackNodes(t)
-	name := fmt.Sprintf("marmot-etcdlost-%d", time.Now().UnixNano())
-	env := []string{"MARMOT_PROVIDER=etcd", "MARMOT_ETCD=" + e.endpoint}
-	procs := make([]*proc, len(specs))
-	for i, s := range specs {
-		procs[i] = startProc(t, name, s, specs, env...)
-	}
-	for _, p := range procs {
-		p.waitMembers("1,2,3")
-	}
+	name := clusterName("marmot-etcdlost")
+	procs := startNodes(t, name, specs, "MARMOT_PROVIDER=etcd", "MARMOT_ETCD="+e.endpoint)
 	ctx := ctxTimeout(t)
 	var clients []*tclient
 	for _, p := range procs {
-		c := connect(t, p)
-		if err := c.c.Join(ctx, "r"); err != nil {
-			t.Fatal(err)
-		}
-		clients = append(clients, c)
+		clients = append(clients, connect(t, p))
 	}
+	joinAll(t, "r", clients...)
 	members := func(c *tclient) string {
 		res, err := c.c.Request(ctx, "members", nil)
 		if err != nil {

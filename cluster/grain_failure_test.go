@@ -17,23 +17,12 @@ import (
 func TestGrainFailure(t *testing.T) {
 	col := newCollector(t)
 	specs := loopbackNodes(t)
-	name := fmt.Sprintf("marmot-grain-%d", time.Now().UnixNano())
-	procs := make([]*proc, len(specs))
-	for i, s := range specs {
-		procs[i] = startProc(t, name, s, specs, "MARMOT_GRAIN_PANIC=boom", "MARMOT_OTLP_URL="+col.srv.URL)
-	}
-	for _, p := range procs {
-		p.waitMembers("1,2,3")
-	}
-	ctx := ctxTimeout(t)
+	procs := startNodes(t, clusterName("marmot-grain"), specs, "MARMOT_GRAIN_PANIC=boom", "MARMOT_OTLP_URL="+col.srv.URL)
 	var clients []*tclient
 	for _, p := range procs {
-		c := connect(t, p)
-		if err := c.c.Join(ctx, "r"); err != nil {
-			t.Fatal(err)
-		}
-		clients = append(clients, c)
+		clients = append(clients, connect(t, p))
 	}
+	joinAll(t, "r", clients...)
 	expect := func(text string, offset uint64, epoch string) string {
 		t.Helper()
 		for _, c := range clients {

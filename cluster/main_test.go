@@ -182,6 +182,26 @@ func startProc(t *testing.T, name string, spec nodeSpec, all []nodeSpec, env ...
 	return p
 }
 
+// clusterName is a cluster name of its own for a test (clusters with the
+// same name on reachable addresses join each other).
+func clusterName(prefix string) string { return fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano()) }
+
+// startNodes starts a node process for every spec, in the cluster name,
+// and waits until each lists them all.
+func startNodes(t *testing.T, name string, specs []nodeSpec, env ...string) []*proc {
+	t.Helper()
+	procs := make([]*proc, len(specs))
+	ids := make([]string, len(specs))
+	for i, s := range specs {
+		procs[i] = startProc(t, name, s, specs, env...)
+		ids[i] = strconv.Itoa(s.id)
+	}
+	for _, p := range procs {
+		p.waitMembers(strings.Join(ids, ","))
+	}
+	return procs
+}
+
 // stop ends the node gracefully (stdin closed), or kills it after the
 // deadline.
 func (p *proc) stop() {

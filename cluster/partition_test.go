@@ -116,22 +116,11 @@ func TestPartition(t *testing.T) {
 	specs[2].advertise = adv
 	specs[2].seeds = []string{seed1, seed2}
 
-	name := fmt.Sprintf("marmot-partition-%d", time.Now().UnixNano())
-	procs := make([]*proc, len(specs))
-	for i, s := range specs {
-		procs[i] = startProc(t, name, s, specs)
-	}
-	for _, p := range procs {
-		p.waitMembers("1,2,3")
-	}
+	procs := startNodes(t, clusterName("marmot-partition"), specs)
 	ctx := ctxTimeout(t)
 	c1 := connect(t, procs[0])
 	c3 := connectFailover(t, procs[2], procs[0].url, procs[1].url)
-	for _, c := range []*tclient{c1, c3.tclient} {
-		if err := c.c.Join(ctx, "r"); err != nil {
-			t.Fatal(err)
-		}
-	}
+	joinAll(t, "r", c1, c3.tclient)
 	if err := c1.c.Publish("r", []byte("before")); err != nil {
 		t.Fatal(err)
 	}
@@ -221,22 +210,11 @@ func TestSlowNodeRejoins(t *testing.T) {
 	specs[2].advertise = adv
 	health := proxies[1]
 
-	name := fmt.Sprintf("marmot-slow-%d", time.Now().UnixNano())
-	procs := make([]*proc, len(specs))
-	for i, s := range specs {
-		procs[i] = startProc(t, name, s, specs)
-	}
-	for _, p := range procs {
-		p.waitMembers("1,2,3")
-	}
+	procs := startNodes(t, clusterName("marmot-slow"), specs)
 	ctx := ctxTimeout(t)
 	c1 := connect(t, procs[0])
 	c3 := connectFailover(t, procs[2])
-	for _, c := range []*tclient{c1, c3.tclient} {
-		if err := c.c.Join(ctx, "r"); err != nil {
-			t.Fatal(err)
-		}
-	}
+	joinAll(t, "r", c1, c3.tclient)
 
 	if err := health.Set(chaos.Faults{Blackhole: true}); err != nil {
 		t.Fatal(err)
