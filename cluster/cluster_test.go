@@ -84,6 +84,16 @@ func (tc *tclient) expectMarker(t *testing.T, marker string) {
 	}
 }
 
+// joinAll has every client join room.
+func joinAll(t *testing.T, room string, clients ...*tclient) {
+	t.Helper()
+	for _, c := range clients {
+		if err := c.c.Join(ctxTimeout(t), room); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func ctxTimeout(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	t.Cleanup(cancel)

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
+
 	"github.com/marmotws/marmot/actors"
 )
 
@@ -37,6 +39,12 @@ type Config struct {
 	// gRPC) listens on and is reached at. Required; a concrete IP, not
 	// 0.0.0.0, since the other nodes dial it.
 	Bind string
+	// Advertise is the host:port the other nodes reach this node's
+	// cluster traffic at, when that is not Bind (a proxy or NAT in
+	// between): the node's member address. With automanaged, the port
+	// after it must reach the health endpoint (Bind port + 1). Default
+	// Bind.
+	Advertise string
 	// Provider chooses the membership provider. Default
 	// ProviderAutomanaged.
 	Provider string
@@ -56,6 +64,18 @@ type Config struct {
 	// RequestTimeout bounds one call to another node (a targeted send, a
 	// room subscription, a cluster-wide query). Default 5s.
 	RequestTimeout time.Duration
+	// KeepClientsWhenIsolated keeps a node's clients connected when the
+	// node finds itself cut off from the majority of its cluster
+	// (automanaged: fewer members than half the nodes of Bind and Seeds).
+	// By default such a node closes its clients' connections once, with
+	// CloseIsolated, so that clients with FailoverURLs reconnect to a
+	// node of the majority (docs/CLUSTER.md, Failure semantics).
+	KeepClientsWhenIsolated bool
+	// GrainMiddleware, when set, runs in front of every room grain the
+	// node hosts: protoactor receive middleware, as
+	// marmot.ServerConfig.ActorMiddleware is for connection and room
+	// actors (how tests inject faults into grains). nil costs nothing.
+	GrainMiddleware []actor.ReceiverMiddleware
 	// OnMembersChange, when set, is called with the members (ordered by
 	// NodeID) after every change of the member list, once this node's
 	// rooms have subscribed again to their grains, which may have moved.
@@ -65,6 +85,12 @@ type Config struct {
 	// Default slog.Default().
 	Logger *slog.Logger
 }
+
+// CloseIsolated is the close code (RFC 6455's 1012, Service Restart) a
+// node closes its clients' connections with when it finds itself cut
+// off from the majority of its cluster: a client with FailoverURLs
+// reconnects to another node.
+const CloseIsolated = 1012
 
 // Errors, testable with errors.Is.
 var (
@@ -84,6 +110,11 @@ func (c *Config) normalize() error {
 	}
 	if _, _, err := splitHostPort(c.Bind); err != nil {
 		return fmt.Errorf("marmot/cluster: Bind: %w", err)
+	}
+	if c.Advertise != "" {
+		if _, _, err := splitHostPort(c.Advertise); err != nil {
+			return fmt.Errorf("marmot/cluster: Advertise: %w", err)
+		}
 	}
 	if c.Provider == "" {
 		c.Provider = ProviderAutomanaged

@@ -33,6 +33,8 @@ var wireKinds = []func() proto.Message{
 	func() proto.Message { return &wire.SessionMarks{} },
 	func() proto.Message { return &wire.SessionTake{} },
 	func() proto.Message { return &wire.SessionHandover{} },
+	func() proto.Message { return &wire.MemberProbe{} },
+	func() proto.Message { return &wire.RoomResubscribe{} },
 }
 
 // FuzzNodeMessages feeds the node actor what protoactor's remote decodes
@@ -88,13 +90,16 @@ func FuzzNodeMessages(f *testing.F) {
 	if err := c.Join(ctx, "r"); err != nil {
 		f.Fatal(err)
 	}
-	n := &Node{srv: srv, sys: srv.ActorSystem(), log: slog.New(slog.DiscardHandler), prop: defaultPropagator(), reqSlots: make(chan struct{}, maxNodeRequests)}
+	n := &Node{srv: srv, log: slog.New(slog.DiscardHandler), prop: defaultPropagator(), reqSlots: make(chan struct{}, maxNodeRequests)}
 	n.rb = newRoomBroker(n)
+	// A member with the server's actor system and no cluster: what the
+	// node actor's messages need of it (sessions send on its system).
+	n.mem.Store(&member{sys: srv.ActorSystem()})
 	n.ss = newSessionStore(n, 0)
 	// The broker has room r (as a node whose room lives), with history.
 	n.hist = marmot.HistoryConfig{Size: 8, Bytes: 1 << 10}
 	n.rb.room("r").local = true
-	pid := srv.ActorSystem().Root.Spawn(actorProps(n))
+	pid := srv.ActorSystem().Root.Spawn(actorProps(n, nil))
 	f.Cleanup(func() { _ = srv.ActorSystem().Root.StopFuture(pid).Wait() })
 
 	f.Fuzz(func(t *testing.T, in []byte) {
@@ -110,7 +115,7 @@ func FuzzNodeMessages(f *testing.F) {
 		}
 		root := srv.ActorSystem().Root
 		switch m.(type) {
-		case *wire.RoomDeliverSeq, *wire.RoomReplicate, *wire.RoomRelease, *wire.RoomPresenceChange, *wire.RoomPresenceSync, *wire.SessionMarks:
+		case *wire.RoomDeliverSeq, *wire.RoomReplicate, *wire.RoomRelease, *wire.RoomPresenceChange, *wire.RoomPresenceSync, *wire.SessionMarks, *wire.RoomResubscribe:
 			// Not answered: a request after it tells that the actor
 			// has handled it.
 			root.Send(pid, m)

@@ -95,6 +95,19 @@ type nodeSpec struct {
 	id   int
 	ip   string
 	bind string // cluster Bind
+	// advertise, when set, is where the others reach the node (a proxy
+	// in front of bind: MARMOT_ADVERTISE), and what they have as its seed.
+	advertise string
+	// seeds, when set, replaces the node's seeds (the others' addresses).
+	seeds []string
+}
+
+// addr is the node's address as the others reach it.
+func (s nodeSpec) addr() string {
+	if s.advertise != "" {
+		return s.advertise
+	}
+	return s.bind
 }
 
 // freePort picks a cluster port on ip whose next port is free on every
@@ -131,10 +144,12 @@ func startProc(t *testing.T, name string, spec nodeSpec, all []nodeSpec, env ...
 // testnode, for figures).
 func startProcBin(t *testing.T, bin, name string, spec nodeSpec, all []nodeSpec, env ...string) *proc {
 	t.Helper()
-	var seeds []string
-	for _, s := range all {
-		if s.id != spec.id {
-			seeds = append(seeds, s.bind)
+	seeds := spec.seeds
+	if seeds == nil {
+		for _, s := range all {
+			if s.id != spec.id {
+				seeds = append(seeds, s.addr())
+			}
 		}
 	}
 	cmd := exec.Command(bin)
@@ -145,6 +160,9 @@ func startProcBin(t *testing.T, bin, name string, spec nodeSpec, all []nodeSpec,
 		"MARMOT_SEEDS="+strings.Join(seeds, ","),
 		"MARMOT_WS_ADDR="+spec.ip+":0",
 	)
+	if spec.advertise != "" {
+		cmd.Env = append(cmd.Env, "MARMOT_ADVERTISE="+spec.advertise)
+	}
 	cmd.Env = append(cmd.Env, env...)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
@@ -185,6 +203,26 @@ func startProcBin(t *testing.T, bin, name string, spec nodeSpec, all []nodeSpec,
 		t.Fatalf("node %d did not start", spec.id)
 	}
 	return p
+}
+
+// clusterName is a cluster name of its own for a test (clusters with the
+// same name on reachable addresses join each other).
+func clusterName(prefix string) string { return fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano()) }
+
+// startNodes starts a node process for every spec, in the cluster name,
+// and waits until each lists them all.
+func startNodes(t *testing.T, name string, specs []nodeSpec, env ...string) []*proc {
+	t.Helper()
+	procs := make([]*proc, len(specs))
+	ids := make([]string, len(specs))
+	for i, s := range specs {
+		procs[i] = startProc(t, name, s, specs, env...)
+		ids[i] = strconv.Itoa(s.id)
+	}
+	for _, p := range procs {
+		p.waitMembers(strings.Join(ids, ","))
+	}
+	return procs
 }
 
 // stop ends the node gracefully (stdin closed), or kills it after the
@@ -231,7 +269,22 @@ func (p *proc) waitMembers(want string) {
 // directory, and stops it by its PID when the test ends. It returns the
 // client endpoint. Without etcd the test is skipped, unless
 // MARMOT_REQUIRE_ETCD is set (CI installs it).
-func startEtcd(t *testing.T) string {
+func startEtcd(t *testing.T) string { return newEtcd(t).endpoint }
+
+// etcdServer is an etcd-server process that a test can stop and start
+// again on the same ports and data directory.
+type etcdServer struct {
+	t            *testing.T
+	bin, dir     string
+	client, peer string // URLs
+	endpoint     string // host:port of client
+	cmd          *exec.Cmd
+	exited       chan struct{}
+}
+
+// newEtcd starts an etcd server (see startEtcd); it is killed when the
+// test ends.
+func newEtcd(t *testing.T) *etcdServer {
 	t.Helper()
 	bin, err := exec.LookPath("etcd")
 	if err != nil {
@@ -248,12 +301,22 @@ func startEtcd(t *testing.T) string {
 		defer ln.Close()
 		return ln.Addr().(*net.TCPAddr).Port
 	}
-	client := fmt.Sprintf("http://127.0.0.1:%d", port())
-	peer := fmt.Sprintf("http://127.0.0.1:%d", port())
-	cmd := exec.Command(bin, "--name", "test", "--data-dir", t.TempDir(),
-		"--listen-client-urls", client, "--advertise-client-urls", client,
-		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-		"--initial-cluster", "test="+peer, "--logger", "zap")
+	e := &etcdServer{t: t, bin: bin, dir: t.TempDir(),
+		client: fmt.Sprintf("http://127.0.0.1:%d", port()), peer: fmt.Sprintf("http://127.0.0.1:%d", port())}
+	e.endpoint = strings.TrimPrefix(e.client, "http://")
+	t.Cleanup(e.stop)
+	e.start()
+	return e
+}
+
+// start runs etcd and waits until it serves clients.
+func (e *etcdServer) start() {
+	t := e.t
+	t.Helper()
+	cmd := exec.Command(e.bin, "--name", "test", "--data-dir", e.dir,
+		"--listen-client-urls", e.client, "--advertise-client-urls", e.client,
+		"--listen-peer-urls", e.peer, "--initial-advertise-peer-urls", e.peer,
+		"--initial-cluster", "test="+e.peer, "--logger", "zap")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -263,6 +326,7 @@ func startEtcd(t *testing.T) string {
 	}
 	ready := make(chan struct{})
 	exited := make(chan struct{})
+	e.cmd, e.exited = cmd, exited
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		once := sync.Once{}
@@ -276,10 +340,6 @@ func startEtcd(t *testing.T) string {
 		_ = cmd.Wait()
 		close(exited)
 	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	})
 	select {
 	case <-ready:
 	case <-exited:
@@ -287,5 +347,14 @@ func startEtcd(t *testing.T) string {
 	case <-time.After(waitTimeout):
 		t.Fatal("etcd not ready")
 	}
-	return strings.TrimPrefix(client, "http://")
+}
+
+// stop kills etcd (by its PID) and waits for it to be gone.
+func (e *etcdServer) stop() {
+	if e.cmd == nil {
+		return
+	}
+	_ = e.cmd.Process.Kill()
+	<-e.exited
+	e.cmd = nil
 }

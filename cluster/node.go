@@ -5,9 +5,12 @@
 //
 // What crosses nodes, and how (docs/CLUSTER.md has the whole picture):
 //
-//   - Membership is protoactor's (the automanaged provider today); a node
+//   - Membership is protoactor's (automanaged or etcd provider); a node
 //     that stops answering leaves the member list, one that starts again
-//     joins it.
+//     joins it. A node the others dropped while it lived (slow, or behind
+//     a partition) rejoins on its own under a new member ID, and one cut
+//     off from the majority closes its clients so that they fail over
+//     (rejoin.go).
 //   - ClientIDs are unique in the cluster: a node numbers its clients
 //     from NodeID×10¹², so 3000000000007 is client 7 of node 3, and a
 //     targeted send goes straight to the node the ID names.
@@ -34,21 +37,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
-	"github.com/asynkron/protoactor-go/cluster/clusterproviders/automanaged"
-	"github.com/asynkron/protoactor-go/cluster/clusterproviders/etcd"
-	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
-	"github.com/asynkron/protoactor-go/eventstream"
-	"github.com/asynkron/protoactor-go/remote"
-	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
-
-	"go.uber.org/zap"
 
 	"github.com/marmotws/marmot"
 )
@@ -64,14 +60,16 @@ const roomKind = "marmot-room"
 type Node struct {
 	cfg  Config
 	srv  *marmot.Server
-	sys  *actor.ActorSystem
-	c    *cluster.Cluster
+	mem  atomic.Pointer[member] // the cluster member now (member.go); replaced on rejoin
 	prop propagation.TextMapPropagator
 	rb   *roomBroker
-	hist marmot.HistoryConfig // the server's RoomHistory, kept by the brokers and grains
-	ss   *sessionStore
-	log  *slog.Logger
-	mp   metric.MeterProvider
+	hist   marmot.HistoryConfig // the server's RoomHistory, kept by the brokers and grains
+	ss     *sessionStore
+	// grains reports and follows up the room grains' failures
+	// (grain_failure.go).
+	grains *grainSupervision
+	log    *slog.Logger
+	mp     metric.MeterProvider
 
 	traffic    traffic
 	metricsReg metric.Registration
@@ -79,9 +77,8 @@ type Node struct {
 	mu      sync.Mutex // serialises Start and Stop
 	started bool
 	stopped bool
-	topo    *eventstream.Subscription
-	self    *actor.PID
-	wg      sync.WaitGroup // the room broker's worker
+	wg      sync.WaitGroup // the room broker's and session store's workers, and the membership watch
+	watch   watchState     // the membership watch's (rejoin.go)
 
 	reqSlots chan struct{} // requests carried out for other nodes (request.go)
 }
@@ -105,17 +102,14 @@ func New(cfg Config, srv marmot.ServerConfig) (*Node, error) {
 	if n.prop == nil {
 		n.prop = defaultPropagator()
 	}
-	n.sys = marmot.NewActorSystem(cfg.Logger)
-	// The member's ID carries the NodeID, so that a ClientID's node is
-	// found among the members; the random rest keeps a restarted node a
-	// new member (protoactor blocks the IDs of members that left).
-	n.sys.ID = "n" + strconv.FormatUint(uint64(cfg.NodeID), 10) + "-" + n.sys.ID
 	n.rb = newRoomBroker(n)
 	n.ss = newSessionStore(n, srv.SessionTTL)
-	srv.ActorSystem, srv.NodeID, srv.RoomBroker, srv.SessionStore = n.sys, cfg.NodeID, n.rb, n.ss
+	n.grains = newGrainSupervision(n, srv.TracerProvider)
+	// The server keeps an actor system of its own: the cluster member's
+	// (member.go) is replaced when the node rejoins, the server's stays.
+	srv.NodeID, srv.RoomBroker, srv.SessionStore = cfg.NodeID, n.rb, n.ss
 	s, err := marmot.NewServer(srv)
 	if err != nil {
-		n.sys.Shutdown()
 		return nil, err
 	}
 	n.srv = s
@@ -128,10 +122,11 @@ func (n *Node) histCfg() marmot.HistoryConfig { return n.hist }
 // RoomOwner returns the NodeID of the member that hosts room's grain (its
 // sequencer) in the current member list, or false when no member does.
 func (n *Node) RoomOwner(room string) (uint32, bool) {
-	if n.c == nil {
+	mb := n.member()
+	if mb == nil {
 		return 0, false
 	}
-	pid := n.c.Get(room, roomKind)
+	pid := mb.c.Get(room, roomKind)
 	if pid == nil {
 		return 0, false
 	}
@@ -157,78 +152,22 @@ func (n *Node) NodeID() uint32 { return n.cfg.NodeID }
 func (n *Node) Start(ctx context.Context) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.started || n.topo != nil {
+	if n.started || n.stopped || n.member() != nil {
 		return errors.New("marmot/cluster: node already started")
 	}
-	// The node actor listens to the topology before the member starts,
-	// so that no change is missed.
-	self, err := n.sys.Root.SpawnNamed(actorProps(n), nodeActorName)
+	m, err := n.newMember()
 	if err != nil {
-		return fmt.Errorf("marmot/cluster: spawn the node actor: %w", err)
-	}
-	n.self = self
-	n.topo = n.sys.EventStream.Subscribe(func(evt any) {
-		if t, ok := evt.(*cluster.ClusterTopology); ok {
-			n.sys.Root.Send(self, t)
-		}
-	})
-	n.wg.Add(2)
-	go n.rb.run()
-	go n.ss.run()
-	if err := n.startMember(); err != nil {
 		return err
 	}
+	n.mem.Store(m)
+	n.rb.origin = m.id() // this run of the node, in its room publishes (kept across rejoins)
+	n.wg.Add(3)
+	go n.rb.run()
+	go n.ss.run()
+	go n.watchMembership()
 	n.started = true
 	n.registerMetrics(n.mp)
 	return n.srv.Start(ctx)
-}
-
-// startMember starts the protoactor cluster member; protoactor panics on
-// a bind error, which becomes an error here.
-func (n *Node) startMember() (err error) {
-	host, port, _ := splitHostPort(n.cfg.Bind)
-	hosts := []string{healthAddr(n.cfg.Bind)}
-	for _, s := range n.cfg.Seeds {
-		if s != n.cfg.Bind {
-			hosts = append(hosts, healthAddr(s))
-		}
-	}
-	var provider cluster.ClusterProvider
-	switch n.cfg.Provider {
-	case ProviderEtcd:
-		p, err := etcd.NewWithConfig("/marmot/"+n.cfg.Name, clientv3.Config{
-			Endpoints: n.cfg.EtcdEndpoints, DialTimeout: n.cfg.RequestTimeout,
-			Logger: zap.NewNop(),
-		})
-		if err != nil {
-			return fmt.Errorf("marmot/cluster: etcd: %w", err)
-		}
-		provider = p
-	default:
-		// automanaged serves its health endpoint from a goroutine and
-		// only logs when it cannot listen, which would leave this node
-		// invisible to the others: check that the port is free first.
-		ln, err := net.Listen("tcp", net.JoinHostPort("0.0.0.0", strconv.Itoa(port+1)))
-		if err != nil {
-			return fmt.Errorf("marmot/cluster: the automanaged health port (Bind port + 1): %w", err)
-		}
-		_ = ln.Close()
-		provider = automanaged.NewWithConfig(n.cfg.RefreshTTL, port+1, hosts...)
-	}
-	// The endpoint queue bounds what waits for a slow or unreachable
-	// node (protoactor's default is a million messages).
-	rc := remote.Configure(host, port, remote.WithEndpointWriterQueueSize(100_000), remote.WithEndpointManagerQueueSize(100_000))
-	kind := cluster.NewKind(roomKind, actor.PropsFromProducer(func() actor.Actor { return newRoomGrain(n) }))
-	cc := cluster.Configure(n.cfg.Name, provider, disthash.New(), rc,
-		cluster.WithKinds(kind), cluster.WithRequestTimeout(n.cfg.RequestTimeout))
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("marmot/cluster: start member on %s: %v", n.cfg.Bind, r)
-		}
-	}()
-	n.c = cluster.New(n.sys, cc)
-	n.c.StartMember()
-	return nil
 }
 
 // Stop stops the server gracefully (Server().Stop), then leaves the
@@ -246,20 +185,19 @@ func (n *Node) Stop(ctx context.Context) error {
 	if n.metricsReg != nil {
 		_ = n.metricsReg.Unregister()
 	}
-	if n.topo != nil {
-		n.sys.EventStream.Unsubscribe(n.topo)
+	if n.started {
 		close(n.rb.done)
 		close(n.ss.done)
 	}
-	n.wg.Wait()
+	n.wg.Wait() // a rejoin under way finishes first
 	if n.started {
 		// The server saved its sessions' final marks as it stopped:
 		// they go to their replicas before the node leaves, so that
 		// its clients resume them on other nodes.
 		n.ss.flush()
 	}
-	if !n.started {
-		n.sys.Shutdown()
+	m := n.member()
+	if m == nil {
 		return err
 	}
 	// Leaving takes protoactor about 2 s (it waits for ownership to
@@ -268,7 +206,7 @@ func (n *Node) Stop(ctx context.Context) error {
 	left := make(chan struct{})
 	go func() {
 		defer close(left)
-		n.c.Shutdown(true)
+		m.leave(true, n.cfg.RequestTimeout)
 	}()
 	select {
 	case <-left:
@@ -286,11 +224,12 @@ type Member struct {
 
 // Members returns the nodes the cluster has now, ordered by NodeID.
 func (n *Node) Members() []Member {
-	if n.c == nil {
+	mb := n.member()
+	if mb == nil || mb.c == nil {
 		return nil
 	}
 	var out []Member
-	for _, m := range n.c.MemberList.Members().Members() {
+	for _, m := range mb.c.MemberList.Members().Members() {
 		out = append(out, Member{NodeID: memberNodeID(m), Address: m.Address()})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].NodeID < out[j].NodeID })
@@ -299,8 +238,10 @@ func (n *Node) Members() []Member {
 
 // memberNodeID reads the NodeID from a member's ID: the actor system's
 // ID "n<NodeID>-...", which the etcd provider prefixes with "<cluster>@".
-func memberNodeID(m *cluster.Member) uint32 {
-	id := m.Id
+func memberNodeID(m *cluster.Member) uint32 { return nodeIDOf(m.Id) }
+
+// nodeIDOf reads the NodeID from a member ID (0 if it has none).
+func nodeIDOf(id string) uint32 {
 	if i := strings.LastIndexByte(id, '@'); i >= 0 {
 		id = id[i+1:]
 	}
@@ -372,9 +313,4 @@ func defaultPropagator() propagation.TextMapPropagator {
 		return p
 	}
 	return propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
-}
-
-// actorProps makes n's node actor.
-func actorProps(n *Node) *actor.Props {
-	return actor.PropsFromProducer(func() actor.Actor { return &nodeActor{n: n} })
 }

@@ -14,8 +14,11 @@ import (
 // nodeActor is a node's door for the other nodes (and its own room
 // grains): it carries out on the local server what they ask, one message
 // at a time, which keeps each room's deliveries in the grain's order.
+// Each cluster member has its own (m); a replaced member's is deaf to
+// topologies.
 type nodeActor struct {
 	n    *Node
+	m    *member
 	gone map[uint32]bool // nodes that left the cluster (presence.go)
 }
 
@@ -82,10 +85,16 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 		ctx.Respond(a.n.ss.takeHeld(m))
 	case *wire.SessionHandover:
 		a.n.ss.handOver(m, ctx.Sender())
+	case *wire.RoomResubscribe:
+		a.n.rb.grainStopped(m.Room)
+	case *wire.MemberProbe:
+		ctx.Respond(a.m.view())
 	case *cluster.ClusterTopology:
-		a.topologyPresence(m)
-		a.n.rb.topologyChanged(m)
-		a.n.ss.resendAll()
+		if a.m == nil || !a.m.left.Load() {
+			a.topologyPresence(m)
+			a.n.rb.topologyChanged(m)
+			a.n.ss.resendAll()
+		}
 	default:
 		a.receivePresence(ctx, m)
 	}

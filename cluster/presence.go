@@ -44,7 +44,7 @@ func (b *roomBroker) grain(room string) (*actor.PID, error) {
 	if pid != nil {
 		return pid, nil
 	}
-	if b.n.c == nil {
+	if b.n.member() == nil {
 		return nil, ErrNotStarted
 	}
 	if pid = b.placement(room); pid == nil {
@@ -65,7 +65,7 @@ func (b *roomBroker) PublishPresence(room string, client marmot.ClientID, joined
 		return err
 	}
 	b.n.traffic.sent[kindPublish].Add(1)
-	b.n.sys.Root.Send(pid, &wire.RoomPresenceChange{Room: room, Node: b.n.cfg.NodeID, Client: uint64(client), Joined: joined})
+	b.n.member().sys.Root.Send(pid, &wire.RoomPresenceChange{Room: room, Node: b.n.cfg.NodeID, Client: uint64(client), Joined: joined})
 	return nil
 }
 
@@ -76,7 +76,7 @@ func (b *roomBroker) SyncPresence(room string, members []marmot.ClientID) error 
 		return err
 	}
 	b.n.traffic.sent[kindPublish].Add(1)
-	b.n.sys.Root.Send(pid, &wire.RoomPresenceSync{Room: room, Node: b.n.cfg.NodeID, Members: ids64(members)})
+	b.n.member().sys.Root.Send(pid, &wire.RoomPresenceSync{Room: room, Node: b.n.cfg.NodeID, Members: ids64(members)})
 	return nil
 }
 
@@ -88,7 +88,7 @@ func (b *roomBroker) PresenceState(room string) (map[uint32][]marmot.ClientID, e
 		return nil, err
 	}
 	b.n.traffic.sent[kindQuery].Add(1)
-	res, err := b.n.sys.Root.RequestFuture(pid, &wire.RoomPresenceRequest{Room: room}, b.n.cfg.RequestTimeout).Result()
+	res, err := b.n.member().sys.Root.RequestFuture(pid, &wire.RoomPresenceRequest{Room: room}, b.n.cfg.RequestTimeout).Result()
 	if err != nil {
 		return nil, fmt.Errorf("marmot/cluster: presence of room %q: %w", room, err)
 	}

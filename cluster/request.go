@@ -46,7 +46,7 @@ func (n *Node) RequestClient(ctx context.Context, id marmot.ClientID, name strin
 	d := n.timeout(ctx)
 	remote := d - min(d/10, 500*time.Millisecond)
 	n.traffic.sent[kindSend].Add(1)
-	f := n.sys.Root.RequestFuture(nodePID(addr), &wire.RequestTo{
+	f := n.member().sys.Root.RequestFuture(nodePID(addr), &wire.RequestTo{
 		Id: uint64(id), Name: name, Data: payload, Meta: n.inject(ctx), TimeoutMs: max(remote.Milliseconds(), 1),
 	}, d)
 	type result struct {

@@ -88,11 +88,9 @@ type brokerRoom struct {
 }
 
 func newRoomBroker(n *Node) *roomBroker {
-	b := &roomBroker{n: n, rooms: map[string]*brokerRoom{}, kick: make(chan struct{}, 1), done: make(chan struct{})}
-	if n.sys != nil {
-		b.origin = n.sys.ID
-	}
-	return b
+	// origin is set by Node.Start (the first member's ID, kept across
+	// rejoins: the node's run).
+	return &roomBroker{n: n, rooms: map[string]*brokerRoom{}, kick: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
 var _ marmot.RoomBroker = (*roomBroker)(nil)
@@ -159,8 +157,10 @@ func (b *roomBroker) merge(r *brokerRoom, st *wire.RoomState) {
 // the next ones go as they come (b.mu held).
 func (b *roomBroker) ready(r *brokerRoom, pid *actor.PID) {
 	r.pid = pid
-	for _, p := range r.unconfirmed {
-		b.n.sys.Root.Send(pid, p)
+	if mb := b.n.member(); mb != nil {
+		for _, p := range r.unconfirmed {
+			mb.sys.Root.Send(pid, p)
+		}
 	}
 	b.n.traffic.sent[kindPublish].Add(int64(len(r.unconfirmed)))
 	r.ready = true
@@ -176,10 +176,9 @@ const subscribeAttempts = 6
 // a member joined; a grain found stopping, or no member to place it on, is
 // tried again.
 func (b *roomBroker) subscribe(room, epoch string, offset uint64, history bool) (*wire.RoomState, *actor.PID, error) {
-	if b.n.c == nil {
+	if b.n.member() == nil {
 		return nil, nil, ErrNotStarted
 	}
-	msg := &wire.RoomSubscribeSeq{Room: room, Node: b.n.sys.Address(), Epoch: epoch, Offset: offset, History: history}
 	var err error
 	for attempt := range subscribeAttempts {
 		if attempt > 0 {
@@ -191,6 +190,9 @@ func (b *roomBroker) subscribe(room, epoch string, offset uint64, history bool) 
 			case <-time.After(time.Duration(25<<attempt) * time.Millisecond):
 			}
 		}
+		// The member now: a rejoin replaces it (rejoin.go).
+		mb := b.n.member()
+		msg := &wire.RoomSubscribeSeq{Room: room, Node: mb.sys.Address(), Epoch: epoch, Offset: offset, History: history}
 		pid := b.placement(room)
 		if pid == nil {
 			err = fmt.Errorf("%w: %q", ErrNoRoute, room)
@@ -199,7 +201,7 @@ func (b *roomBroker) subscribe(room, epoch string, offset uint64, history bool) 
 		var res any
 		// A grain that starts first takes the room over (rooms_grain.go),
 		// which takes up to a RequestTimeout: wait for it beyond that.
-		res, err = b.n.sys.Root.RequestFuture(pid, msg, 2*b.n.cfg.RequestTimeout).Result()
+		res, err = mb.sys.Root.RequestFuture(pid, msg, 2*b.n.cfg.RequestTimeout).Result()
 		if err != nil {
 			b.n.log.Debug("marmot cluster: room subscription", "room", room, "grain", pid, "attempt", attempt, "err", err)
 			continue
@@ -223,15 +225,19 @@ func (b *roomBroker) placement(room string) *actor.PID {
 	b.mu.Lock()
 	rdv := b.rdv
 	b.mu.Unlock()
+	mb := b.n.member()
+	if mb == nil || mb.c == nil {
+		return nil
+	}
 	if rdv == nil {
-		return b.n.c.Get(room, roomKind)
+		return mb.c.Get(room, roomKind)
 	}
 	ci := cluster.NewClusterIdentity(room, roomKind)
 	owner := rdv.GetByClusterIdentity(ci)
 	if owner == "" {
 		return nil
 	}
-	res, err := b.n.sys.Root.RequestFuture(actor.NewPID(owner, disthash.PartitionActivatorActorName),
+	res, err := mb.sys.Root.RequestFuture(actor.NewPID(owner, disthash.PartitionActivatorActorName),
 		&cluster.ActivationRequest{ClusterIdentity: ci}, b.n.cfg.RequestTimeout).Result()
 	if err != nil {
 		return nil
@@ -249,8 +255,8 @@ func (b *roomBroker) Unsubscribe(room string) {
 	r := b.rooms[room]
 	delete(b.rooms, room)
 	b.mu.Unlock()
-	if r != nil && r.pid != nil {
-		b.n.sys.Root.Send(r.pid, &wire.RoomUnsubscribe{Room: room, Node: b.n.sys.Address()})
+	if mb := b.n.member(); r != nil && r.pid != nil && mb != nil {
+		mb.sys.Root.Send(r.pid, &wire.RoomUnsubscribe{Room: room, Node: mb.sys.Address()})
 	}
 }
 
@@ -267,13 +273,17 @@ func (b *roomBroker) Publish(room string, m *marmot.RoomMessage) error {
 	if len(r.unconfirmed) >= maxUnconfirmed || r.unconfBytes+size > maxUnconfirmedBytes {
 		return ErrPublishBacklog
 	}
+	mb := b.n.member()
+	if mb == nil {
+		return ErrNotStarted
+	}
 	r.unconfBytes += size
 	r.seq++
 	p := &wire.RoomPublishSeq{Room: room, Name: m.Name, Data: m.Data, Meta: m.Meta, Origin: b.origin, Seq: r.seq}
 	r.unconfirmed = append(r.unconfirmed, p)
 	if r.ready {
 		b.n.traffic.sent[kindPublish].Add(1)
-		b.n.sys.Root.Send(r.pid, p)
+		mb.sys.Root.Send(r.pid, p)
 	} else {
 		b.retry = true // the worker subscribes it, if it is not already at it
 		b.wake()
@@ -327,8 +337,8 @@ func (b *roomBroker) state(room string) *wire.RoomState {
 	} else {
 		st = &wire.RoomState{Room: room}
 	}
-	if b.n.sys != nil {
-		st.Node = b.n.sys.Address()
+	if mb := b.n.member(); mb != nil {
+		st.Node = mb.sys.Address()
 	}
 	return st
 }

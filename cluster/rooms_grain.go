@@ -80,6 +80,7 @@ func newRoomGrain(n *Node) *roomGrain {
 func (g *roomGrain) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
+		g.n.grains.started(ctx.Self(), g) // after a restart: the failed one's state (grain_failure.go)
 		self, root := ctx.Self(), ctx.ActorSystem().Root
 		g.topo = ctx.ActorSystem().EventStream.Subscribe(func(evt any) {
 			if t, ok := evt.(*cluster.ClusterTopology); ok && len(t.Left) > 0 {
@@ -128,9 +129,12 @@ func (g *roomGrain) Receive(ctx actor.Context) {
 			return
 		}
 		g.ensureReplica(ctx)
-	case *actor.Stopping:
+	case *actor.Restarting, *actor.Stopping:
 		if g.topo != nil {
 			ctx.ActorSystem().EventStream.Unsubscribe(g.topo)
+		}
+		if _, ok := m.(*actor.Stopping); ok {
+			g.n.grains.stopped(ctx, g)
 		}
 	default:
 		g.receivePresence(ctx, m) // a presence request is answered at once
@@ -140,8 +144,8 @@ func (g *roomGrain) Receive(ctx actor.Context) {
 // takeOver asks every member what it holds of the room.
 func (g *roomGrain) takeOver(ctx actor.Context) {
 	g.waiting = map[string]struct{}{}
-	if g.n.c != nil {
-		for _, mb := range g.n.c.MemberList.Members().Members() {
+	if m := g.n.member(); m != nil {
+		for _, mb := range m.c.MemberList.Members().Members() {
 			g.waiting[mb.Address()] = struct{}{}
 			ctx.Request(nodePID(mb.Address()), &wire.RoomStateQuery{Room: g.room})
 		}
@@ -279,10 +283,11 @@ func (g *roomGrain) liveSubs() int {
 // two nodes hold it (the grain's own counts as one: it keeps the history
 // too, but not beyond its node's life).
 func (g *roomGrain) ensureReplica(ctx actor.Context) {
-	if g.n.c == nil || g.liveSubs() == 0 {
+	m := g.n.member()
+	if m == nil || g.liveSubs() == 0 {
 		return
 	}
-	self := g.n.sys.Address()
+	self := m.sys.Address()
 	holders := map[string]struct{}{self: {}}
 	for node := range g.subs {
 		holders[node] = struct{}{}
@@ -292,7 +297,7 @@ func (g *roomGrain) ensureReplica(ctx actor.Context) {
 	}
 	var pick string
 	var best uint64
-	for _, mb := range g.n.c.MemberList.Members().Members() {
+	for _, mb := range m.c.MemberList.Members().Members() {
 		addr := mb.Address()
 		if addr == self {
 			continue

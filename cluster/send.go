@@ -87,7 +87,7 @@ func (n *Node) send(ctx context.Context, id marmot.ClientID, m proto.Message) er
 		return fmt.Errorf("%w: client %d, node %d", ErrNodeNotFound, id, id.Node())
 	}
 	n.traffic.sent[kindSend].Add(1)
-	res, err := n.sys.Root.RequestFuture(nodePID(addr), m, n.timeout(ctx)).Result()
+	res, err := n.member().sys.Root.RequestFuture(nodePID(addr), m, n.timeout(ctx)).Result()
 	if err != nil {
 		return fmt.Errorf("marmot/cluster: node %d (%s): %w", id.Node(), addr, err)
 	}
@@ -175,7 +175,7 @@ func (n *Node) each(ctx context.Context, kind int, m proto.Message, f func(Membe
 	calls := make([]call, len(members))
 	futures := make([]func() (any, error), len(members))
 	for i, mb := range members {
-		futures[i] = n.sys.Root.RequestFuture(nodePID(mb.Address), m, d).Result
+		futures[i] = n.member().sys.Root.RequestFuture(nodePID(mb.Address), m, d).Result
 		calls[i].m = mb
 	}
 	var errs []error

@@ -202,7 +202,7 @@ func (st *sessionStore) flush() {
 	batch := func(addr string) *wire.SessionMarks {
 		b := batches[addr]
 		if b == nil {
-			b = &wire.SessionMarks{Home: st.n.sys.ID, TtlNanos: int64(st.ttl)}
+			b = &wire.SessionMarks{Home: st.n.member().sys.ID, TtlNanos: int64(st.ttl)}
 			batches[addr] = b
 		}
 		return b
@@ -252,11 +252,11 @@ func (st *sessionStore) flush() {
 
 func (st *sessionStore) sendTo(addr string, m *wire.SessionMarks) {
 	st.n.traffic.sent[kindSession].Add(1)
-	if addr == st.n.sys.Address() {
+	if addr == st.n.member().sys.Address() {
 		st.hold(m)
 		return
 	}
-	st.n.sys.Root.Send(nodePID(addr), m)
+	st.n.member().sys.Root.Send(nodePID(addr), m)
 }
 
 // replicas returns the members that may keep session id's mark, best
@@ -357,8 +357,8 @@ func (st *sessionStore) takeHeld(m *wire.SessionTake) *wire.SessionTaken {
 func (st *sessionStore) handOver(m *wire.SessionHandover, to *actor.PID) {
 	go func() {
 		last, err := st.n.srv.HandOverSession(m.Id, m.Secret)
-		st.n.sys.Root.Send(to, &wire.SessionTaken{Found: err == nil, Last: last, Certain: err == nil,
-			Home: st.n.sys.ID, Stopping: errors.Is(err, marmot.ErrSessionStopping)})
+		st.n.member().sys.Root.Send(to, &wire.SessionTaken{Found: err == nil, Last: last, Certain: err == nil,
+			Home: st.n.member().sys.ID, Stopping: errors.Is(err, marmot.ErrSessionStopping)})
 	}()
 }
 
@@ -370,7 +370,7 @@ func (st *sessionStore) Take(ctx context.Context, id uint64, secret []byte) (mar
 		return marmot.SessionTaken{}, err
 	}
 	home := actors.SessionNode(id)
-	unless := n.sys.ID // a session of this run of this node is not taken from a replica
+	unless := n.member().sys.ID // a session of this run of this node is not taken from a replica
 	if home != n.cfg.NodeID {
 		unless = ""
 		if addr, ok := n.nodeAddress(home); ok {
@@ -391,7 +391,7 @@ func (st *sessionStore) Take(ctx context.Context, id uint64, secret []byte) (mar
 	for _, addr := range replicas(id, n.Members(), home) {
 		var res *wire.SessionTaken
 		var err error
-		if addr == n.sys.Address() {
+		if addr == n.member().sys.Address() {
 			res = st.takeHeld(req)
 		} else if res, err = st.ask(ctx, addr, req); err != nil {
 			errs = append(errs, err)
@@ -407,7 +407,7 @@ func (st *sessionStore) Take(ctx context.Context, id uint64, secret []byte) (mar
 // ask sends a session request to the node actor at addr.
 func (st *sessionStore) ask(ctx context.Context, addr string, m any) (*wire.SessionTaken, error) {
 	st.n.traffic.sent[kindSession].Add(1)
-	res, err := st.n.sys.Root.RequestFuture(nodePID(addr), m, st.n.timeout(ctx)).Result()
+	res, err := st.n.member().sys.Root.RequestFuture(nodePID(addr), m, st.n.timeout(ctx)).Result()
 	if err != nil {
 		return nil, fmt.Errorf("marmot/cluster: %s: %w", addr, err)
 	}

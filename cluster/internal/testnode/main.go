@@ -1,13 +1,15 @@
 // Command testnode runs one cluster node for the cluster package's tests,
 // which start three of them as separate processes. It is configured from
 // the environment (MARMOT_CLUSTER_NAME, MARMOT_NODE_ID, MARMOT_BIND,
-// MARMOT_SEEDS, MARMOT_WS_ADDR, MARMOT_PROVIDER, MARMOT_ETCD, and
+// MARMOT_SEEDS, MARMOT_ADVERTISE, MARMOT_WS_ADDR, MARMOT_PROVIDER, MARMOT_ETCD,
+// MARMOT_GRAIN_PANIC to make room grains panic on a publish of that text,
 // MARMOT_OTLP_URL to export its spans over OTLP/HTTP as service node-N,
 // MARMOT_HISTORY to keep that many messages of room history), prints "URL ws://..." once it serves and
 // "MEMBERS 1,2,3" after every change of the member list, and stops
 // gracefully when its stdin closes. Its clients drive it with requests:
 // whoami, bcast PAYLOAD, sendto "ID TEXT", count, clients, owner ROOM,
-// members ROOM, ask "ID NAME TIMEOUT_MS PAYLOAD", done. Rooms whose name
+// members (the cluster's NodeIDs), members ROOM (the room's members on
+// every node), ask "ID NAME TIMEOUT_MS PAYLOAD", done. Rooms whose name
 // starts with "pres-" have presence.
 //
 // With MARMOT_HANDLED_LOG=PATH it appends a line "K R" to PATH for every
@@ -32,6 +34,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/sdk/resource"
@@ -40,6 +43,7 @@ import (
 
 	"github.com/marmotws/marmot"
 	"github.com/marmotws/marmot/cluster"
+	"github.com/marmotws/marmot/cluster/internal/wire"
 )
 
 func main() { os.Exit(runChild()) }
@@ -102,6 +106,16 @@ func runChild() int {
 			}
 			res = strconv.FormatUint(uint64(id), 10)
 		case "members":
+			if len(m.Payload) == 0 {
+				// The cluster's members.
+				ms := n.Members()
+				ids := make([]string, len(ms))
+				for i, mb := range ms {
+					ids[i] = strconv.Itoa(int(mb.NodeID))
+				}
+				res = strings.Join(ids, ",")
+				break
+			}
 			var ids []marmot.ClientID
 			ids, err = n.RoomMembers(ctx, string(m.Payload))
 			res = joinIDs(ids)
@@ -136,6 +150,18 @@ func runChild() int {
 		defer func() { _ = sdk.Shutdown(context.Background()) }()
 		tp = sdk
 	}
+	// MARMOT_GRAIN_PANIC: room grains panic on a publish of that text.
+	var grainMW []actor.ReceiverMiddleware
+	if boom := os.Getenv("MARMOT_GRAIN_PANIC"); boom != "" {
+		grainMW = append(grainMW, func(next actor.ReceiverFunc) actor.ReceiverFunc {
+			return func(c actor.ReceiverContext, env *actor.MessageEnvelope) {
+				if p, ok := env.Message.(*wire.RoomPublishSeq); ok && string(p.Data) == boom {
+					panic("testnode: injected grain failure")
+				}
+				next(c, env)
+			}
+		})
+	}
 	var hist marmot.HistoryConfig
 	if v := os.Getenv("MARMOT_HISTORY"); v != "" {
 		// Room history: that many messages per room.
@@ -143,11 +169,15 @@ func runChild() int {
 	}
 	var err error
 	n, err = cluster.New(cluster.Config{
-		Name:     os.Getenv("MARMOT_CLUSTER_NAME"),
-		NodeID:   uint32(nodeID),
-		Bind:     os.Getenv("MARMOT_BIND"),
-		Seeds:    seeds,
-		Provider: os.Getenv("MARMOT_PROVIDER"),
+		GrainMiddleware: grainMW,
+		Name:            os.Getenv("MARMOT_CLUSTER_NAME"),
+		NodeID:          uint32(nodeID),
+		Bind:            os.Getenv("MARMOT_BIND"),
+		// MARMOT_ADVERTISE: the address the others reach it at (a
+		// chaos proxy in the partition test).
+		Advertise: os.Getenv("MARMOT_ADVERTISE"),
+		Seeds:     seeds,
+		Provider:  os.Getenv("MARMOT_PROVIDER"),
 		EtcdEndpoints: func() []string {
 			if e := os.Getenv("MARMOT_ETCD"); e != "" {
 				return strings.Split(e, ",")
