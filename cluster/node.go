@@ -63,8 +63,8 @@ type Node struct {
 	mem  atomic.Pointer[member] // the cluster member now (member.go); replaced on rejoin
 	prop propagation.TextMapPropagator
 	rb   *roomBroker
-	hist   marmot.HistoryConfig // the server's RoomHistory, kept by the brokers and grains
-	ss     *sessionStore
+	hist marmot.HistoryConfig // the server's RoomHistory, kept by the brokers and grains
+	ss   *sessionStore
 	// grains reports and follows up the room grains' failures
 	// (grain_failure.go).
 	grains *grainSupervision
