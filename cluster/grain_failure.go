@@ -109,6 +109,9 @@ func (s *grainSupervision) failed(c actor.ReceiverContext, env *actor.MessageEnv
 
 // started hands a restarted grain its predecessor's state.
 func (s *grainSupervision) started(self *actor.PID, g *roomGrain) {
+	if s == nil { // a grain outside a node (tests)
+		return
+	}
 	s.mu.Lock()
 	c, ok := s.carry[self.Id]
 	delete(s.carry, self.Id)
@@ -121,6 +124,9 @@ func (s *grainSupervision) started(self *actor.PID, g *roomGrain) {
 // stopped tells the subscribers of a grain that protoactor stopped after
 // it failed to subscribe again.
 func (s *grainSupervision) stopped(ctx actor.Context, g *roomGrain) {
+	if s == nil {
+		return
+	}
 	s.mu.Lock()
 	failed := s.stopping[ctx.Self().Id]
 	s.mu.Unlock()

@@ -273,15 +273,11 @@ func (b *roomBroker) Publish(room string, m *marmot.RoomMessage) error {
 	if len(r.unconfirmed) >= maxUnconfirmed || r.unconfBytes+size > maxUnconfirmedBytes {
 		return ErrPublishBacklog
 	}
-	mb := b.n.member()
-	if mb == nil {
-		return ErrNotStarted
-	}
 	r.unconfBytes += size
 	r.seq++
 	p := &wire.RoomPublishSeq{Room: room, Name: m.Name, Data: m.Data, Meta: m.Meta, Origin: b.origin, Seq: r.seq}
 	r.unconfirmed = append(r.unconfirmed, p)
-	if r.ready {
+	if mb := b.n.member(); r.ready && mb != nil {
 		b.n.traffic.sent[kindPublish].Add(1)
 		mb.sys.Root.Send(r.pid, p)
 	} else {
