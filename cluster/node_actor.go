@@ -84,7 +84,7 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 	case *wire.SessionTake:
 		ctx.Respond(a.n.ss.takeHeld(m))
 	case *wire.SessionHandover:
-		a.n.ss.handOver(m, ctx.Sender())
+		a.n.ss.handOver(m, ctx.Sender(), ctx.ActorSystem())
 	case *wire.RoomResubscribe:
 		a.n.rb.grainStopped(m.Room)
 	case *wire.MemberProbe:

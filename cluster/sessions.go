@@ -354,11 +354,13 @@ func (st *sessionStore) takeHeld(m *wire.SessionTake) *wire.SessionTaken {
 
 // handOver answers a SessionHandover from another node, off the node
 // actor: the handover waits for the message the session may be handling.
-func (st *sessionStore) handOver(m *wire.SessionHandover, to *actor.PID) {
+// It answers on sys, the node actor's (its member's) actor system: a
+// request can come while the member is starting, before the node has it.
+func (st *sessionStore) handOver(m *wire.SessionHandover, to *actor.PID, sys *actor.ActorSystem) {
 	go func() {
 		last, err := st.n.srv.HandOverSession(m.Id, m.Secret)
-		st.n.member().sys.Root.Send(to, &wire.SessionTaken{Found: err == nil, Last: last, Certain: err == nil,
-			Home: st.n.member().sys.ID, Stopping: errors.Is(err, marmot.ErrSessionStopping)})
+		sys.Root.Send(to, &wire.SessionTaken{Found: err == nil, Last: last, Certain: err == nil,
+			Home: sys.ID, Stopping: errors.Is(err, marmot.ErrSessionStopping)})
 	}()
 }
 
