@@ -144,8 +144,10 @@ func (g *roomGrain) Receive(ctx actor.Context) {
 // takeOver asks every member what it holds of the room.
 func (g *roomGrain) takeOver(ctx actor.Context) {
 	g.waiting = map[string]struct{}{}
-	if m := g.n.member(); m != nil {
-		for _, mb := range m.c.MemberList.Members().Members() {
+	// The grain's own member (not n.member(): a grain can start while its
+	// member is starting, before the node has it).
+	if c := grainCluster(ctx.ActorSystem()); c != nil {
+		for _, mb := range c.MemberList.Members().Members() {
 			g.waiting[mb.Address()] = struct{}{}
 			ctx.Request(nodePID(mb.Address()), &wire.RoomStateQuery{Room: g.room})
 		}
@@ -283,11 +285,11 @@ func (g *roomGrain) liveSubs() int {
 // two nodes hold it (the grain's own counts as one: it keeps the history
 // too, but not beyond its node's life).
 func (g *roomGrain) ensureReplica(ctx actor.Context) {
-	m := g.n.member()
-	if m == nil || g.liveSubs() == 0 {
+	c := grainCluster(ctx.ActorSystem()) // the grain's own member's
+	if c == nil || g.liveSubs() == 0 {
 		return
 	}
-	self := m.sys.Address()
+	self := ctx.ActorSystem().Address()
 	holders := map[string]struct{}{self: {}}
 	for node := range g.subs {
 		holders[node] = struct{}{}
@@ -297,7 +299,7 @@ func (g *roomGrain) ensureReplica(ctx actor.Context) {
 	}
 	var pick string
 	var best uint64
-	for _, mb := range m.c.MemberList.Members().Members() {
+	for _, mb := range c.MemberList.Members().Members() {
 		addr := mb.Address()
 		if addr == self {
 			continue
@@ -325,4 +327,17 @@ func (g *roomGrain) stop(ctx actor.Context) {
 		}
 	}
 	ctx.Stop(ctx.Self())
+}
+
+// grainCluster is the cluster of the member a grain runs in, or nil for a
+// system without one (protoactor's GetCluster panics then). A grain uses
+// its own member's cluster, not Node.member(): it can start while that
+// member is starting, before the node has it.
+func grainCluster(sys *actor.ActorSystem) (c *cluster.Cluster) {
+	defer func() {
+		if recover() != nil {
+			c = nil
+		}
+	}()
+	return cluster.GetCluster(sys)
 }
