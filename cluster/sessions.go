@@ -2,15 +2,10 @@ package cluster
 
 import (
 	"cmp"
-	"context"
-	"errors"
-	"fmt"
 	"hash/fnv"
 	"slices"
 	"sync"
 	"time"
-
-	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/marmotws/marmot"
 	"github.com/marmotws/marmot/actors"
@@ -198,6 +193,14 @@ func (st *sessionStore) flush() {
 	defer st.flushMu.Unlock()
 	self := st.n.cfg.NodeID
 	members := st.n.Members()
+	// A replica that left the member list is not told to delete the
+	// marks that move away from it: it is lost, or behind a partition,
+	// where its mark is what lets the other side take the session over
+	// (sessions_partition.go).
+	member := map[string]bool{}
+	for _, m := range members {
+		member[m.Address] = true
+	}
 	batches := map[string]*wire.SessionMarks{}
 	batch := func(addr string) *wire.SessionMarks {
 		b := batches[addr]
@@ -213,7 +216,7 @@ func (st *sessionStore) flush() {
 		if order := replicas(id, members, self); len(order) > 0 {
 			addr = order[0]
 		}
-		if o.at != "" && o.at != addr {
+		if o.at != "" && o.at != addr && member[o.at] {
 			st.gone[o.at] = append(st.gone[o.at], id)
 		}
 		o.at = addr
@@ -350,72 +353,4 @@ func (st *sessionStore) takeHeld(m *wire.SessionTake) *wire.SessionTaken {
 	}
 	delete(st.held, m.Id)
 	return &wire.SessionTaken{Found: true, Last: h.last, Certain: h.final}
-}
-
-// handOver answers a SessionHandover from another node, off the node
-// actor: the handover waits for the message the session may be handling.
-// It answers on sys, the node actor's (its member's) actor system: a
-// request can come while the member is starting, before the node has it.
-func (st *sessionStore) handOver(m *wire.SessionHandover, to *actor.PID, sys *actor.ActorSystem) {
-	go func() {
-		last, err := st.n.srv.HandOverSession(m.Id, m.Secret)
-		sys.Root.Send(to, &wire.SessionTaken{Found: err == nil, Last: last, Certain: err == nil,
-			Home: sys.ID, Stopping: errors.Is(err, marmot.ErrSessionStopping)})
-	}()
-}
-
-// Take implements marmot.SessionStore: from the session's home when it is
-// a member and has it, else from the replica that keeps its mark.
-func (st *sessionStore) Take(ctx context.Context, id uint64, secret []byte) (marmot.SessionTaken, error) {
-	n := st.n
-	if err := n.check(); err != nil {
-		return marmot.SessionTaken{}, err
-	}
-	home := actors.SessionNode(id)
-	unless := n.member().sys.ID // a session of this run of this node is not taken from a replica
-	if home != n.cfg.NodeID {
-		unless = ""
-		if addr, ok := n.nodeAddress(home); ok {
-			res, err := st.ask(ctx, addr, &wire.SessionHandover{Id: id, Secret: secret})
-			switch {
-			case err == nil && res.Found:
-				return marmot.SessionTaken{Last: res.Last, Certain: true}, nil
-			case err == nil && !res.Stopping:
-				// The home is alive and does not have it: only a mark of
-				// an earlier run of the home may be taken.
-				unless = res.Home
-			}
-			// Not answering: lost, as far as this client is concerned.
-		}
-	}
-	req := &wire.SessionTake{Id: id, Secret: secret, UnlessHome: unless}
-	var errs []error
-	for _, addr := range replicas(id, n.Members(), home) {
-		var res *wire.SessionTaken
-		var err error
-		if addr == n.member().sys.Address() {
-			res = st.takeHeld(req)
-		} else if res, err = st.ask(ctx, addr, req); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if res.Found {
-			return marmot.SessionTaken{Last: res.Last, Certain: res.Certain}, nil
-		}
-	}
-	return marmot.SessionTaken{}, errors.Join(append([]error{marmot.ErrSessionNotFound}, errs...)...)
-}
-
-// ask sends a session request to the node actor at addr.
-func (st *sessionStore) ask(ctx context.Context, addr string, m any) (*wire.SessionTaken, error) {
-	st.n.traffic.sent[kindSession].Add(1)
-	res, err := st.n.member().sys.Root.RequestFuture(nodePID(addr), m, st.n.timeout(ctx)).Result()
-	if err != nil {
-		return nil, fmt.Errorf("marmot/cluster: %s: %w", addr, err)
-	}
-	t, ok := res.(*wire.SessionTaken)
-	if !ok {
-		return nil, fmt.Errorf("marmot/cluster: %s: unexpected answer %T", addr, res)
-	}
-	return t, nil
 }

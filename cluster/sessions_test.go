@@ -97,6 +97,11 @@ func sessionClient(t *testing.T, url string, failover []string) (*marmot.Client,
 	return c, errs
 }
 
+// takeOverTimeout is the nodes' RequestTimeout in the tests of sessions
+// across nodes: long, so that a take-over that waits it out for a dead
+// home is told from one that ends when the home leaves the member list.
+const takeOverTimeout = 20 * time.Second
+
 // TestSessionsFollowClients runs three node processes on 127.0.0.2-4 and
 // a client with its outbox that fails over from node 1:
 //
@@ -110,7 +115,10 @@ func sessionClient(t *testing.T, url string, failover []string) (*marmot.Client,
 //     from the mark node 1 kept on its replica: every message is handled
 //     at least once, none twice on the surviving nodes, a message handled
 //     by node 1 and again after is flagged Redelivered (and those flagged
-//     come first), no ErrSessionLost.
+//     come first), no ErrSessionLost; the client is resumed and caught
+//     up before the nodes' RequestTimeout (takeOverTimeout) has passed
+//     since the kill: the ask of the dead home ended when it left the
+//     member list.
 //   - stopped: node 2 stops gracefully while the client sends; the client
 //     moves to node 3, which takes the session over from draining node 2:
 //     exactly once, none flagged.
@@ -120,7 +128,8 @@ func TestSessionsFollowClients(t *testing.T) {
 	dir := t.TempDir()
 	procs := make([]*proc, len(specs))
 	for i, s := range specs {
-		procs[i] = startProc(t, name, s, specs, "MARMOT_HANDLED_LOG="+filepath.Join(dir, fmt.Sprintf("node-%d.log", s.id)))
+		procs[i] = startProc(t, name, s, specs, "MARMOT_HANDLED_LOG="+filepath.Join(dir, fmt.Sprintf("node-%d.log", s.id)),
+			"MARMOT_REQUEST_TIMEOUT="+takeOverTimeout.String())
 	}
 	for _, p := range procs {
 		p.waitMembers("1,2,3")
@@ -185,11 +194,19 @@ func TestSessionsFollowClients(t *testing.T) {
 		}()
 		procs[0].waitLine("HANDLED 1500")
 		procs[0].kill()
+		killed := time.Now()
 		if err := recvErr(t, sent); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := c.Request(ctxTimeout(t), "done", nil); err != nil {
 			t.Fatal(err)
+		}
+		// The take-over asked the dead home first: it ended when node 1
+		// left the member list, not when the ask timed out.
+		if took := time.Since(killed); took >= takeOverTimeout {
+			t.Fatalf("resumed %v after the kill: the take-over waited RequestTimeout (%v) for the dead home", took, takeOverTimeout)
+		} else {
+			t.Logf("resumed and caught up %v after the kill (RequestTimeout %v)", took.Round(time.Millisecond), takeOverTimeout)
 		}
 		on1 := readHandled(t, dir, 1, from, to)
 		count := map[int]int{}
