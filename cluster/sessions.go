@@ -75,9 +75,12 @@ type ownSession struct {
 	at    string // the replica it was last sent to
 }
 
-// heldMark is a mark kept for another node.
+// heldMark is a mark kept for another node, or, once taken, its
+// tombstone (sessions_partition.go).
 type heldMark struct {
 	home    string // the home's member ID
+	ttl     time.Duration
+	taken   bool // given up to a take-over: the home is told to end it
 	hash    [32]byte
 	last    uint64
 	final   bool
@@ -256,10 +259,16 @@ func (st *sessionStore) flush() {
 func (st *sessionStore) sendTo(addr string, m *wire.SessionMarks) {
 	st.n.traffic.sent[kindSession].Add(1)
 	if addr == st.n.member().sys.Address() {
-		st.hold(m)
+		if ids := st.hold(m); len(ids) > 0 {
+			st.fenced(ids)
+		}
 		return
 	}
-	st.n.member().sys.Root.Send(nodePID(addr), m)
+	// With the node actor as the sender, which a replica answers with a
+	// SessionFence (sessions_partition.go); by its member's address
+	// (mb.self was spawned before the remote started: "nonhost").
+	mb := st.n.member()
+	mb.sys.Root.RequestWithCustomSender(nodePID(addr), m, nodePID(mb.sys.Address()))
 }
 
 // replicas returns the members that may keep session id's mark, best
@@ -293,20 +302,27 @@ func replicas(id uint64, members []Member, home uint32) []string {
 	return out
 }
 
-// hold keeps the marks another node sent (on the node actor).
-func (st *sessionStore) hold(m *wire.SessionMarks) {
+// hold keeps the marks another node sent (on the node actor), and
+// returns the IDs among them whose session was taken over meanwhile:
+// the home is to end them (sessions_partition.go).
+func (st *sessionStore) hold(m *wire.SessionMarks) (fenced []uint64) {
 	now := time.Now()
 	expires := now.Add(time.Duration(m.TtlNanos))
 	st.hmu.Lock()
 	defer st.hmu.Unlock()
 	st.sweep(now)
 	for _, id := range m.Deleted {
-		if h := st.held[id]; h != nil && h.home == m.Home {
+		if h := st.held[id]; h != nil && (h.home == m.Home || h.taken) {
 			delete(st.held, id)
 		}
 	}
 	for _, mk := range m.Marks {
 		h := st.held[mk.Id]
+		if h != nil && h.taken {
+			// Taken over from here while its home, cut off, kept it.
+			fenced = append(fenced, mk.Id)
+			continue
+		}
 		if h == nil {
 			if len(st.held) >= maxHeldMarks {
 				if !st.warned {
@@ -324,8 +340,9 @@ func (st *sessionStore) hold(m *wire.SessionMarks) {
 			h.home, h.last = m.Home, 0
 		}
 		copy(h.hash[:], mk.SecretHash)
-		h.last, h.final, h.expires = max(h.last, mk.Last), mk.Final, expires
+		h.last, h.final, h.expires, h.ttl = max(h.last, mk.Last), mk.Final, expires, time.Duration(m.TtlNanos)
 	}
+	return fenced
 }
 
 // sweep drops the marks whose home stopped refreshing them; hmu is held.
@@ -341,16 +358,18 @@ func (st *sessionStore) sweep(now time.Time) {
 	}
 }
 
-// takeHeld gives up the mark m asks for, when its secret matches.
+// takeHeld gives up the mark m asks for, when its secret matches: once.
 func (st *sessionStore) takeHeld(m *wire.SessionTake) *wire.SessionTaken {
 	now := time.Now()
 	st.hmu.Lock()
 	defer st.hmu.Unlock()
 	st.sweep(now)
 	h := st.held[m.Id]
-	if h == nil || now.After(h.expires) || (m.UnlessHome != "" && h.home == m.UnlessHome) || !actors.SecretMatches(h.hash, m.Secret) {
+	if h == nil || h.taken || now.After(h.expires) || (m.UnlessHome != "" && h.home == m.UnlessHome) || !actors.SecretMatches(h.hash, m.Secret) {
 		return &wire.SessionTaken{}
 	}
-	delete(st.held, m.Id)
+	// A tombstone, for a home that still has the session (it was cut
+	// off, not lost) and marks it again: it is told to end it.
+	h.taken, h.expires = true, now.Add(h.ttl)
 	return &wire.SessionTaken{Found: true, Last: h.last, Certain: h.final}
 }

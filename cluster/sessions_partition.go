@@ -3,6 +3,8 @@ package cluster
 import (
 	"maps"
 	"slices"
+
+	"github.com/marmotws/marmot"
 )
 
 // Sessions under a partition (docs/CLUSTER.md, "Sessions under a
@@ -18,6 +20,19 @@ import (
 // session), nor after the heal (the home does not have it, and the
 // replica gave it up). What the home handled after its last mark reached
 // the replica is handled again, flagged Redelivered, as after a crash.
+//
+// A home that is not cut off from the majority by its own count may still
+// be lost to it: dropped from the others' member list while it still
+// lists them (its health endpoint unreachable from them, a slow node), or
+// kept by Config.KeepClientsWhenIsolated, or with the etcd provider,
+// which has no isolation rule. A session taken from its replica then is
+// fenced: the replica keeps a tombstone of the mark it gave up (for the
+// mark's TTL), and when the home marks the session again (its next mark,
+// its refresh every SessionTTL/3, or the resend of every mark when its
+// member list changes, as after it rejoined) the replica answers with a
+// SessionFence and the home ends the session (fenced). Until that answer
+// the old token could still resume on the home: the window is the
+// partition itself (the home cannot hear of the take) plus a round trip.
 //
 // The other side of the rule is in Take: a node cut off from the
 // majority takes no mark from a replica, since the home it cannot reach
@@ -41,4 +56,28 @@ func (st *sessionStore) giveUp(code int, text string) int {
 		}
 	}
 	return k
+}
+
+// fenced ends the sessions ids here, which a replica says were taken over
+// from it: the home was cut off from it, and the client resumed elsewhere.
+// Off the caller's goroutine (the node actor's): ending a session waits
+// for the message it may be handling.
+func (st *sessionStore) fenced(ids []uint64) {
+	st.mu.Lock()
+	for _, id := range ids {
+		// Forgotten first: nothing to delete on the replica, which has
+		// only the tombstone.
+		delete(st.own, id)
+		delete(st.dirty, id)
+	}
+	st.mu.Unlock()
+	go func() {
+		k := 0
+		for _, id := range ids {
+			if st.n.srv.DropSession(id, marmot.CloseSessionMoved, "session taken over by another node") {
+				k++
+			}
+		}
+		st.n.log.Warn("marmot cluster: sessions taken over by another node while this node was cut off; ended them here", "sessions", k)
+	}()
 }

@@ -30,13 +30,13 @@ type grantedToken struct {
 	resumed bool
 }
 
-// tokenProxy starts a reverse proxy in front of node p's WebSocket URL
-// that reports every resume token p hands out (the Marmot-Session header
+// tokenProxy starts a reverse proxy in front of wsURL, node's WebSocket
+// URL, that reports every resume token the node hands out (the Marmot-Session header
 // of its 101) to tokens, and returns the proxy's WebSocket URL. It closes
 // when the test ends.
-func tokenProxy(t *testing.T, p *proc, tokens chan<- grantedToken) string {
+func tokenProxy(t *testing.T, node int, wsURL string, tokens chan<- grantedToken) string {
 	t.Helper()
-	u, err := url.Parse(strings.Replace(p.url, "ws://", "http://", 1))
+	u, err := url.Parse(strings.Replace(wsURL, "ws://", "http://", 1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +46,7 @@ func tokenProxy(t *testing.T, p *proc, tokens chan<- grantedToken) string {
 		Transport: tr,
 		ModifyResponse: func(res *http.Response) error {
 			if tok := res.Header.Get(protocol.HeaderSession); tok != "" {
-				tokens <- grantedToken{p.id, tok, res.Header.Get(protocol.HeaderSessionResumed) == "true"}
+				tokens <- grantedToken{node, tok, res.Header.Get(protocol.HeaderSessionResumed) == "true"}
 			}
 			return nil
 		},
@@ -154,13 +154,13 @@ func checkAtLeastOnce(t *testing.T, dir string, home, from, to int) (twice int) 
 // startSessionNodes starts three node processes that log what they
 // handle to dir, with RequestTimeout takeOverTimeout, and waits until
 // each lists the three.
-func startSessionNodes(t *testing.T, prefix string, specs []nodeSpec, dir string) []*proc {
+func startSessionNodes(t *testing.T, prefix string, specs []nodeSpec, dir string, env ...string) []*proc {
 	t.Helper()
 	name := clusterName(prefix)
 	procs := make([]*proc, len(specs))
 	for i, s := range specs {
-		procs[i] = startProc(t, name, s, specs, "MARMOT_HANDLED_LOG="+filepath.Join(dir, fmt.Sprintf("node-%d.log", s.id)),
-			"MARMOT_REQUEST_TIMEOUT="+takeOverTimeout.String())
+		procs[i] = startProc(t, name, s, specs, append([]string{"MARMOT_HANDLED_LOG=" + filepath.Join(dir, fmt.Sprintf("node-%d.log", s.id)),
+			"MARMOT_REQUEST_TIMEOUT=" + takeOverTimeout.String()}, env...)...)
 	}
 	for _, p := range procs {
 		p.waitMembers("1,2,3")
@@ -234,49 +234,9 @@ func TestSessionsPartition(t *testing.T) {
 	procs := startSessionNodes(t, "marmot-sess-partition", specs, dir)
 
 	tokens := make(chan grantedToken, 64)
-	urls := []string{tokenProxy(t, procs[2], tokens), tokenProxy(t, procs[0], tokens), tokenProxy(t, procs[1], tokens)}
-	closes := make(chan *marmot.CloseError, 16)
-	errs := make(chan error, 256)
-	c, err := marmot.NewClient(marmot.ClientConfig{
-		URL: urls[0], FailoverURLs: urls[1:], Subprotocol: "marmot.v1", Logger: slog.New(slog.DiscardHandler),
-		AutoReconnect: true, ReconnectStrategy: marmot.ReconnectFixed, ReconnectInterval: 50 * time.Millisecond,
-		KeepAlive: 500 * time.Millisecond,
-		ClientEvents: marmot.ClientEvents{
-			OnDisconnect: func(r *marmot.CloseError) {
-				select {
-				case closes <- r:
-				default:
-				}
-			},
-			OnError: func(err error) {
-				select {
-				case errs <- err:
-				default:
-				}
-			},
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = c.Close(ctx)
-	})
-	if err := c.Connect(ctxTimeout(t)); err != nil {
-		t.Fatal(err)
-	}
-	nextToken := func() grantedToken {
-		t.Helper()
-		select {
-		case g := <-tokens:
-			return g
-		case <-time.After(waitTimeout):
-			t.Fatal("no resume token handed out")
-		}
-		return grantedToken{}
-	}
+	urls := []string{tokenProxy(t, 3, procs[2].url, tokens), tokenProxy(t, 1, procs[0].url, tokens), tokenProxy(t, 2, procs[1].url, tokens)}
+	c, closes, errs := failoverClient(t, urls[0], urls[1:])
+	nextToken := func() grantedToken { return nextToken(t, tokens) }
 	old := nextToken()
 	if old.node != 3 || old.resumed {
 		t.Fatalf("first token %+v, want a new session on node 3", old)
@@ -341,5 +301,129 @@ func TestSessionsPartition(t *testing.T) {
 
 	twice := checkAtLeastOnce(t, dir, 3, 1, to)
 	t.Logf("sent m1-m%d; node 3 handled %d; %d handled again on the majority, flagged", to, len(readHandled(t, dir, 3, 1, to)), twice)
+	sessiontest.NoSessionLost(t, errs)
+}
+
+// failoverClient connects a client with its outbox to url, failing over
+// to the others; its closes and errors go to the channels it returns.
+func failoverClient(t *testing.T, url string, failover []string) (*marmot.Client, chan *marmot.CloseError, chan error) {
+	t.Helper()
+	closes := make(chan *marmot.CloseError, 16)
+	errs := make(chan error, 256)
+	c, err := marmot.NewClient(marmot.ClientConfig{
+		URL: url, FailoverURLs: failover, Subprotocol: "marmot.v1", Logger: slog.New(slog.DiscardHandler),
+		AutoReconnect: true, ReconnectStrategy: marmot.ReconnectFixed, ReconnectInterval: 50 * time.Millisecond,
+		KeepAlive: 500 * time.Millisecond,
+		ClientEvents: marmot.ClientEvents{
+			OnDisconnect: func(r *marmot.CloseError) {
+				select {
+				case closes <- r:
+				default:
+				}
+			},
+			OnError: func(err error) {
+				select {
+				case errs <- err:
+				default:
+				}
+			},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = c.Close(ctx)
+	})
+	if err := c.Connect(ctxTimeout(t)); err != nil {
+		t.Fatal(err)
+	}
+	return c, closes, errs
+}
+
+// nextToken waits for the next token a tokenProxy saw.
+func nextToken(t *testing.T, tokens <-chan grantedToken) grantedToken {
+	t.Helper()
+	select {
+	case g := <-tokens:
+		return g
+	case <-time.After(waitTimeout):
+		t.Fatal("no resume token handed out")
+	}
+	return grantedToken{}
+}
+
+// TestSessionFenced: nodes 1 and 2 drop node 3, the home of a client's
+// session, while node 3 still lists them (its health endpoint blackholed
+// as they reach it, as in TestSlowNodeRejoins), so node 3 is not cut off
+// by its own count and keeps the session; the client's route to node 3
+// goes dark too (a chaos proxy), and the client moves to node 1, which
+// takes the session over from its replica (node 3 is no member there).
+// Once the health endpoint answers again node 3 rejoins and marks the
+// session again; the replica, which gave the mark up, fences it, and node
+// 3 ends it: the old token resumes nowhere, and every message is handled
+// at least once, none twice but flagged, no ErrSessionLost.
+func TestSessionFenced(t *testing.T) {
+	specs := loopbackNodes(t)
+	adv, proxies := proxyPair(t, specs[2].ip, specs[2].bind, specs)
+	specs[2].advertise = adv
+	health := proxies[1]
+	dir := t.TempDir()
+	procs := startSessionNodes(t, "marmot-fenced", specs, dir, "MARMOT_WARNINGS=1")
+
+	host := strings.TrimSuffix(strings.TrimPrefix(procs[2].url, "ws://"), "/websocket")
+	route, err := chaos.NewProxy("127.0.0.1:0", host, chaos.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = route.Close() })
+	tokens := make(chan grantedToken, 64)
+	c, _, errs := failoverClient(t, tokenProxy(t, 3, strings.Replace(procs[2].url, host, route.Addr().String(), 1), tokens),
+		[]string{tokenProxy(t, 1, procs[0].url, tokens), tokenProxy(t, 2, procs[1].url, tokens)})
+	old := nextToken(t, tokens)
+	if old.node != 3 || old.resumed {
+		t.Fatalf("first token %+v, want a new session on node 3", old)
+	}
+	sessiontest.Send(t, c, 1, 100)
+	procs[2].waitLine("HANDLED 100")
+
+	// Nodes 1 and 2 drop node 3; node 3 still lists them.
+	if err := health.Set(chaos.Faults{Blackhole: true}); err != nil {
+		t.Fatal(err)
+	}
+	procs[0].waitMembers("1,2")
+	procs[1].waitMembers("1,2")
+	// The client's route to node 3 goes dark: it moves to node 1.
+	if err := route.Set(chaos.Faults{Blackhole: true}); err != nil {
+		t.Fatal(err)
+	}
+	sessiontest.Send(t, c, 101, 200)
+	if _, err := c.Request(ctxTimeout(t), "done", nil); err != nil {
+		t.Fatal(err)
+	}
+	if moved := nextToken(t, tokens); moved.node == 3 || !moved.resumed {
+		t.Fatalf("after the move: token %+v, want the session resumed on node 1 or 2", moved)
+	}
+
+	// Node 3 rejoins, marks the session again, and is told to end it.
+	if err := health.Set(chaos.Faults{}); err != nil {
+		t.Fatal(err)
+	}
+	procs[2].waitLine("WARN marmot cluster: sessions taken over by another node while this node was cut off; ended them here")
+	procs[0].waitMembers("1,2,3")
+	procs[1].waitMembers("1,2,3")
+	for _, p := range []*proc{procs[2], procs[0], procs[1]} {
+		if resumes(t, p.url, old.token) {
+			t.Fatalf("node %d resumed the session's old token after it was taken over", p.id)
+		}
+	}
+	sessiontest.Send(t, c, 201, 300)
+	if _, err := c.Request(ctxTimeout(t), "done", nil); err != nil {
+		t.Fatal(err)
+	}
+	twice := checkAtLeastOnce(t, dir, 3, 1, 300)
+	t.Logf("node 3 handled %d; %d handled again elsewhere, flagged", len(readHandled(t, dir, 3, 1, 300)), twice)
 	sessiontest.NoSessionLost(t, errs)
 }

@@ -5,7 +5,8 @@
 // MARMOT_GRAIN_PANIC to make room grains panic on a publish of that text,
 // MARMOT_OTLP_URL to export its spans over OTLP/HTTP as service node-N,
 // MARMOT_HISTORY to keep that many messages of room history,
-// MARMOT_REQUEST_TIMEOUT for Config.RequestTimeout), prints "URL ws://..." once it serves and
+// MARMOT_REQUEST_TIMEOUT for Config.RequestTimeout, MARMOT_WARNINGS to
+// print "WARN <message>" for every warning marmot logs), prints "URL ws://..." once it serves and
 // "MEMBERS 1,2,3" after every change of the member list, and stops
 // gracefully when its stdin closes. Its clients drive it with requests:
 // whoami, bcast PAYLOAD, sendto "ID TEXT", count, clients, owner ROOM,
@@ -66,6 +67,10 @@ func runChild() int {
 		out.Lock()
 		defer out.Unlock()
 		fmt.Printf(format+"\n", a...)
+	}
+	if os.Getenv("MARMOT_WARNINGS") != "" && os.Getenv("MARMOT_TEST_LOG") == "" {
+		// Warnings on stdout, as "WARN <message>" lines.
+		log = slog.New(warnLines{say})
 	}
 	var n *cluster.Node
 	handledLog := openHandledLog(say)
@@ -307,3 +312,18 @@ func envDuration(name string) time.Duration {
 	}
 	return d
 }
+
+// warnLines is the MARMOT_WARNINGS logger: a line "WARN <message>" on
+// stdout for every warning or error of marmot's (not protoactor's),
+// without its attributes.
+type warnLines struct{ say func(string, ...any) }
+
+func (w warnLines) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+func (w warnLines) Handle(_ context.Context, r slog.Record) error {
+	if strings.HasPrefix(r.Message, "marmot") { // not protoactor's own
+		w.say("WARN %s", r.Message)
+	}
+	return nil
+}
+func (w warnLines) WithAttrs([]slog.Attr) slog.Handler { return w }
+func (w warnLines) WithGroup(string) slog.Handler      { return w }
