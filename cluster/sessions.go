@@ -28,10 +28,14 @@ import (
 //   - from its home, when the home is a member: the home closes the old
 //     connection (4009), waits for the message it may be handling, and
 //     hands over its exact mark. Nothing is handled twice.
-//   - else from its replica: the home is lost. What it acknowledged is at
-//     or below the mark; what it handled after the mark cannot be known,
-//     so the messages the client sends again are handled with
-//     Message.Redelivered (at least once, told).
+//   - else from its replica: the home is lost (not a member, or it left
+//     the member list while asked: sessions_take.go). What it
+//     acknowledged is at or below the mark; what it handled after the
+//     mark cannot be known, so the messages the client sends again are
+//     handled with Message.Redelivered (at least once, told).
+//
+// A home that is cut off, not lost, gives its sessions up, or is told to
+// end one that was taken from its replica (sessions_partition.go).
 //
 // Either way the new node makes a session of its own (its own ID, a new
 // token) that starts at the mark, and the client's outbox resumes there.
