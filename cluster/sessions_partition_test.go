@@ -108,9 +108,9 @@ type sentUpTo struct {
 // the session's home (node home) was lost to the others: every message
 // at least once; none twice on the other nodes, each in order there; a
 // message the home handled that another node handled again is flagged
-// Redelivered, and the flagged ones come first. It returns how many were
-// handled twice.
-func checkAtLeastOnce(t *testing.T, dir string, home, from, to int) (twice int) {
+// Redelivered, and the flagged ones come first. It returns how many the
+// other nodes flagged, and how many were handled twice.
+func checkAtLeastOnce(t *testing.T, dir string, home, from, to int) (flagged, twice int) {
 	t.Helper()
 	count := map[int]int{}
 	onHome := map[int]bool{}
@@ -138,6 +138,9 @@ func checkAtLeastOnce(t *testing.T, dir string, home, from, to int) (twice int) 
 			}
 			seen[h.k], prev = true, h.k
 			inPrefix = inPrefix && h.redelivered
+			if h.redelivered {
+				flagged++
+			}
 			if onHome[h.k] {
 				twice++
 			}
@@ -148,7 +151,7 @@ func checkAtLeastOnce(t *testing.T, dir string, home, from, to int) (twice int) 
 			t.Fatalf("m%d never handled", k)
 		}
 	}
-	return twice
+	return flagged, twice
 }
 
 // startSessionNodes starts three node processes that log what they
@@ -203,7 +206,7 @@ func TestSessionHomeFrozen(t *testing.T) {
 		t.Fatal("the client is still on the frozen node")
 	}
 	procs[0].kill()
-	twice := checkAtLeastOnce(t, dir, 1, 1, 400)
+	_, twice := checkAtLeastOnce(t, dir, 1, 1, 400)
 	t.Logf("resumed and caught up %v after the home froze (RequestTimeout %v); %d handled again, flagged", took.Round(time.Millisecond), takeOverTimeout, twice)
 	sessiontest.NoSessionLost(t, errs)
 }
@@ -299,7 +302,7 @@ func TestSessionsPartition(t *testing.T) {
 		}
 	}
 
-	twice := checkAtLeastOnce(t, dir, 3, 1, to)
+	_, twice := checkAtLeastOnce(t, dir, 3, 1, to)
 	t.Logf("sent m1-m%d; node 3 handled %d; %d handled again on the majority, flagged", to, len(readHandled(t, dir, 3, 1, to)), twice)
 	sessiontest.NoSessionLost(t, errs)
 }
@@ -423,7 +426,7 @@ func TestSessionFenced(t *testing.T) {
 	if _, err := c.Request(ctxTimeout(t), "done", nil); err != nil {
 		t.Fatal(err)
 	}
-	twice := checkAtLeastOnce(t, dir, 3, 1, 300)
+	_, twice := checkAtLeastOnce(t, dir, 3, 1, 300)
 	t.Logf("node 3 handled %d; %d handled again elsewhere, flagged", len(readHandled(t, dir, 3, 1, 300)), twice)
 	sessiontest.NoSessionLost(t, errs)
 }

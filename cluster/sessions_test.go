@@ -2,7 +2,6 @@ package cluster_test
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -71,29 +70,7 @@ func readHandled(t *testing.T, dir string, id, from, to int) []handledEntry {
 // others; its errors go to errs.
 func sessionClient(t *testing.T, url string, failover []string) (*marmot.Client, chan error) {
 	t.Helper()
-	errs := make(chan error, 256)
-	c, err := marmot.NewClient(marmot.ClientConfig{
-		URL: url, FailoverURLs: failover, Subprotocol: "marmot.v1", Logger: slog.New(slog.DiscardHandler),
-		AutoReconnect: true, ReconnectStrategy: marmot.ReconnectFixed, ReconnectInterval: 50 * time.Millisecond,
-		KeepAlive: 500 * time.Millisecond,
-		ClientEvents: marmot.ClientEvents{OnError: func(err error) {
-			select {
-			case errs <- err:
-			default:
-			}
-		}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = c.Close(ctx)
-	})
-	if err := c.Connect(ctxTimeout(t)); err != nil {
-		t.Fatal(err)
-	}
+	c, _, errs := failoverClient(t, url, failover)
 	return c, errs
 }
 
@@ -123,17 +100,8 @@ const takeOverTimeout = 20 * time.Second
 //     moves to node 3, which takes the session over from draining node 2:
 //     exactly once, none flagged.
 func TestSessionsFollowClients(t *testing.T) {
-	specs := loopbackNodes(t)
-	name := fmt.Sprintf("marmot-sessions-%d", time.Now().UnixNano())
 	dir := t.TempDir()
-	procs := make([]*proc, len(specs))
-	for i, s := range specs {
-		procs[i] = startProc(t, name, s, specs, "MARMOT_HANDLED_LOG="+filepath.Join(dir, fmt.Sprintf("node-%d.log", s.id)),
-			"MARMOT_REQUEST_TIMEOUT="+takeOverTimeout.String())
-	}
-	for _, p := range procs {
-		p.waitMembers("1,2,3")
-	}
+	procs := startSessionNodes(t, "marmot-sessions", loopbackNodes(t), dir)
 	urls := []string{procs[0].url, procs[1].url, procs[2].url}
 
 	t.Run("moved", func(t *testing.T) {
@@ -209,46 +177,12 @@ func TestSessionsFollowClients(t *testing.T) {
 			t.Logf("resumed and caught up %v after the kill (RequestTimeout %v)", took.Round(time.Millisecond), takeOverTimeout)
 		}
 		on1 := readHandled(t, dir, 1, from, to)
-		count := map[int]int{}
-		onNode1 := map[int]bool{}
 		for _, h := range on1 {
-			onNode1[h.k] = true
-			count[h.k]++
 			if h.redelivered {
 				t.Fatalf("node 1 flagged m%d Redelivered", h.k)
 			}
 		}
-		twice, flagged := 0, 0
-		seen := map[int]bool{}
-		for id := 2; id <= 3; id++ {
-			prev, inPrefix := 0, true
-			for _, h := range readHandled(t, dir, id, from, to) {
-				count[h.k]++
-				switch {
-				case seen[h.k]:
-					t.Fatalf("m%d handled twice on the surviving nodes", h.k)
-				case h.k <= prev:
-					t.Fatalf("node %d handled m%d after m%d", id, h.k, prev)
-				case onNode1[h.k] && !h.redelivered:
-					t.Fatalf("node %d handled m%d again, without Redelivered", id, h.k)
-				case h.redelivered && !inPrefix:
-					t.Fatalf("node %d flagged m%d Redelivered after unflagged messages", id, h.k)
-				}
-				seen[h.k], prev = true, h.k
-				inPrefix = inPrefix && h.redelivered
-				if h.redelivered {
-					flagged++
-				}
-				if onNode1[h.k] {
-					twice++
-				}
-			}
-		}
-		for k := from; k <= to; k++ {
-			if count[k] == 0 {
-				t.Fatalf("m%d never handled", k)
-			}
-		}
+		flagged, twice := checkAtLeastOnce(t, dir, 1, from, to)
 		t.Logf("node 1 handled %d; after its loss %d were flagged Redelivered, %d of them handled by node 1 too", len(on1), flagged, twice)
 		sessiontest.NoSessionLost(t, errs)
 	})
