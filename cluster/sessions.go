@@ -312,6 +312,7 @@ func replicas(id uint64, members []Member, home uint32) []string {
 func (st *sessionStore) hold(m *wire.SessionMarks) (fenced []uint64) {
 	now := time.Now()
 	expires := now.Add(time.Duration(m.TtlNanos))
+	st.n.log.Debug("marmot cluster: session marks held", "home", m.Home, "marks", len(m.Marks), "deleted", len(m.Deleted))
 	st.hmu.Lock()
 	defer st.hmu.Unlock()
 	st.sweep(now)

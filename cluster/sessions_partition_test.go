@@ -1,6 +1,7 @@
 package cluster_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -8,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -184,16 +186,20 @@ func startSessionNodes(t *testing.T, prefix string, specs []nodeSpec, dir string
 func TestSessionHomeFrozen(t *testing.T) {
 	specs := loopbackNodes(t)
 	dir := t.TempDir()
-	procs := startSessionNodes(t, "marmot-frozen", specs, dir)
+	procs := startSessionNodes(t, "marmot-frozen", specs, dir, "MARMOT_WARNINGS=1")
 	c, errs := sessionClient(t, procs[0].url, []string{procs[1].url, procs[2].url})
 	sessiontest.Send(t, c, 1, 300)
 	procs[0].waitLine("HANDLED 300")
+	// A mark of the session is on its replica (node 2 or 3): before it,
+	// a lost home loses the session (ErrSessionLost).
+	waitEitherLine(t, "HELD", procs[1], procs[2])
 
 	if err := procs[0].cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 	frozen := time.Now()
 	t.Cleanup(procs[0].kill) // a stopped process does not stop on stdin's close
+	procs[0].waitStopped()
 	sessiontest.Send(t, c, 301, 400)
 	if _, err := c.Request(ctxTimeout(t), "done", nil); err != nil {
 		t.Fatal(err)
@@ -429,4 +435,44 @@ func TestSessionFenced(t *testing.T) {
 	_, twice := checkAtLeastOnce(t, dir, 3, 1, 300)
 	t.Logf("node 3 handled %d; %d handled again elsewhere, flagged", len(readHandled(t, dir, 3, 1, 300)), twice)
 	sessiontest.NoSessionLost(t, errs)
+}
+
+// waitStopped waits until the node's process is stopped (SIGSTOP): its
+// state in /proc is T.
+func (p *proc) waitStopped() {
+	p.t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+		if err != nil {
+			p.t.Fatalf("node %d: %v", p.id, err)
+		}
+		// pid (comm) state ...: the state follows the last ')'.
+		if i := bytes.LastIndexByte(b, ')'); i > 0 && i+2 < len(b) && b[i+2] == 'T' {
+			return
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("node %d did not stop", p.id)
+		}
+		time.Sleep(5 * time.Millisecond) // polling the process state: no event tells it
+	}
+}
+
+// waitEitherLine waits until node a or node b prints the line want (the
+// other lines they print meanwhile are dropped).
+func waitEitherLine(t *testing.T, want string, a, b *proc) {
+	t.Helper()
+	deadline := time.After(waitTimeout)
+	for {
+		var line string
+		select {
+		case line = <-a.lines:
+		case line = <-b.lines:
+		case <-deadline:
+			t.Fatalf("neither node %d nor node %d printed %q", a.id, b.id, want)
+		}
+		if line == want {
+			return
+		}
+	}
 }

@@ -6,7 +6,8 @@
 // MARMOT_OTLP_URL to export its spans over OTLP/HTTP as service node-N,
 // MARMOT_HISTORY to keep that many messages of room history,
 // MARMOT_REQUEST_TIMEOUT for Config.RequestTimeout, MARMOT_WARNINGS to
-// print "WARN <message>" for every warning marmot logs), prints "URL ws://..." once it serves and
+// print "WARN <message>" for every warning marmot logs and "HELD" for
+// every batch of session marks it keeps for another node), prints "URL ws://..." once it serves and
 // "MEMBERS 1,2,3" after every change of the member list, and stops
 // gracefully when its stdin closes. Its clients drive it with requests:
 // whoami, bcast PAYLOAD, sendto "ID TEXT", count, clients, owner ROOM,
@@ -315,13 +316,17 @@ func envDuration(name string) time.Duration {
 
 // warnLines is the MARMOT_WARNINGS logger: a line "WARN <message>" on
 // stdout for every warning or error of marmot's (not protoactor's),
-// without its attributes.
+// without its attributes, and "HELD" for every batch of session marks
+// the node keeps for another (sessions.go's debug record).
 type warnLines struct{ say func(string, ...any) }
 
-func (w warnLines) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+func (w warnLines) Enabled(_ context.Context, l slog.Level) bool { return true }
 func (w warnLines) Handle(_ context.Context, r slog.Record) error {
-	if strings.HasPrefix(r.Message, "marmot") { // not protoactor's own
+	switch {
+	case r.Level >= slog.LevelWarn && strings.HasPrefix(r.Message, "marmot"): // not protoactor's own
 		w.say("WARN %s", r.Message)
+	case r.Message == "marmot cluster: session marks held":
+		w.say("HELD")
 	}
 	return nil
 }
