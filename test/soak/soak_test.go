@@ -183,4 +183,3 @@ func tail(s string, n int) string {
 	}
 	return s
 }
-
