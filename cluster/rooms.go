@@ -316,9 +316,13 @@ func (b *roomBroker) delivered(d *wire.RoomDeliverSeq) {
 			r.unconfirmed[k] = nil
 			k++
 		}
-		if k > 0 {
-			r.unconfirmed = append(r.unconfirmed[:0], r.unconfirmed[k:]...)
-		}
+		// Drop the confirmed ones from the front by slicing, not by
+		// moving the rest down: the queue can hold thousands while the
+		// grain catches up, and a copy per delivery took most of the
+		// node actor's time in a burst (docs/PERFORMANCE.md).
+		// append reallocates once the tail's capacity is used up, so the
+		// array stays within a small multiple of the queue.
+		r.unconfirmed = r.unconfirmed[k:]
 	}
 }
 
