@@ -56,7 +56,7 @@ const (
 // their grains, and the node's history of each room (rooms_history.go).
 type roomBroker struct {
 	n      *Node
-	origin string // this node's run, in its publishes (its member ID)
+	origin uint64 // this node's run, in its publishes (newOrigin)
 	mu     sync.Mutex
 	rooms  map[string]*brokerRoom // the rooms that live on this node, and its replicas
 
@@ -91,6 +91,24 @@ func newRoomBroker(n *Node) *roomBroker {
 	// origin is set by Node.Start (the first member's ID, kept across
 	// rejoins: the node's run).
 	return &roomBroker{n: n, rooms: map[string]*brokerRoom{}, kick: make(chan struct{}, 1), done: make(chan struct{})}
+}
+
+// originRunBits are the low bits of an origin: the run's start time.
+const originRunBits = 44
+
+// newOrigin numbers a run of node nodeID (a Node from Start to Stop) in
+// its room publishes: the NodeID in the top 20 bits (NodeIDs end at
+// 999,999 < 2^20), so that no two nodes share an origin, and the start
+// time in Unix milliseconds in the low 44 (2^44 ms is 557 years), so that
+// a node restarted under the same NodeID is a new origin: the grain that
+// numbered the old run's seqs 1 to n does not take the new run's 1 to n
+// for them. A restart takes far more than a millisecond; only a wall
+// clock set back by exactly the time between the two starts would repeat
+// one. It replaced the run's member ID, a string of about 30 bytes in
+// every publish, delivery and history entry and the key of the grain's
+// seq map (docs/PERFORMANCE.md, "origin numbering"). Never 0 (none).
+func newOrigin(nodeID uint32, start time.Time) uint64 {
+	return uint64(nodeID)<<originRunBits | uint64(start.UnixMilli())&(1<<originRunBits-1)
 }
 
 var _ marmot.RoomBroker = (*roomBroker)(nil)
@@ -309,7 +327,7 @@ func (b *roomBroker) delivered(d *wire.RoomDeliverSeq) {
 		return
 	}
 	r.hist.add(&wire.HistEntry{Offset: d.Offset, Name: d.Name, Data: d.Data, AtUnixNano: d.AtUnixNano, Origin: d.Origin, Seq: d.Seq}, d.Epoch)
-	if d.Origin == b.origin && d.Origin != "" {
+	if d.Origin == b.origin && d.Origin != 0 {
 		k := 0
 		for k < len(r.unconfirmed) && r.unconfirmed[k].Seq <= d.Seq {
 			r.unconfBytes -= len(r.unconfirmed[k].Data) + len(r.unconfirmed[k].Name)
