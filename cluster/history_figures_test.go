@@ -119,10 +119,15 @@ func historyCostRun(t *testing.T, bin string, perNode, count int, env []string) 
 		}
 	}
 	// The publisher is a client of node 1 outside the room.
-	// Its close, if the server closes it, says why messages went missing.
+	// Its close or first error (a publish the server refused), if any,
+	// says why messages went missing.
 	var pubClosed atomic.Pointer[marmot.CloseError]
+	var pubErr atomic.Value
 	pub, err := marmot.NewClient(marmot.ClientConfig{URL: procs[0].url, Subprotocol: "marmot.v1", Logger: slog.New(slog.DiscardHandler),
-		ClientEvents: marmot.ClientEvents{OnDisconnect: func(e *marmot.CloseError) { pubClosed.CompareAndSwap(nil, e) }}})
+		ClientEvents: marmot.ClientEvents{
+			OnDisconnect: func(e *marmot.CloseError) { pubClosed.CompareAndSwap(nil, e) },
+			OnError:      func(err error) { pubErr.CompareAndSwap(nil, err.Error()) },
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +155,7 @@ func historyCostRun(t *testing.T, bin string, perNode, count int, env []string) 
 			low, high = min(low, g.Load()), max(high, g.Load())
 		}
 		t.Logf("received: %d to %d", low, high)
-		t.Fatalf("not every member got every message: %d of %d short, %d disconnected; the publisher's close: %v", short, len(counts), closed.Load(), pubClosed.Load())
+		t.Fatalf("not every member got every message: %d of %d short, %d disconnected; the publisher's close: %v, its first error: %v", short, len(counts), closed.Load(), pubClosed.Load(), pubErr.Load())
 	}
 	return float64(count*len(counts)) / time.Since(start).Seconds()
 }
