@@ -91,6 +91,17 @@ func (h *roomHist) numbered(origin, seq uint64) bool {
 	return origin != 0 && seq != 0 && seq <= h.seqs[origin]
 }
 
+// after reports whether seq comes after a hole in origin's seqs: the
+// grain has numbered origin's publishes and seq is not the next, nor the
+// next after confirmed (the highest its node has seen numbered, by any
+// grain; 0 on most publishes). An origin it does not know starts anywhere
+// (its first publishes may have been numbered by a grain whose history
+// nobody kept).
+func (h *roomHist) after(origin, seq, confirmed uint64) bool {
+	last, ok := h.seqs[origin]
+	return origin != 0 && ok && seq > max(last, confirmed)+1
+}
+
 // reset empties the history at a new position.
 func (h *roomHist) reset(epoch string, last uint64) {
 	clear(h.entries)

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"errors"
+	"log/slog"
 	"strconv"
 	"testing"
 	"time"
@@ -235,5 +236,66 @@ func TestBrokerQueueBounded(t *testing.T) {
 	}
 	if r.unconfirmed[0].Seq != 99*live+1 || r.unconfBytes != live {
 		t.Fatalf("queue starts at seq %d with %d bytes, want %d and %d", r.unconfirmed[0].Seq, r.unconfBytes, 99*live+1, live)
+	}
+}
+
+// TestRoomHole: the grain numbers an origin's seqs without a hole: one
+// after a hole waits for its node to send the missing ones again, unless
+// the node says the seqs before it were confirmed; an unknown origin
+// starts anywhere.
+func TestRoomHole(t *testing.T) {
+	h := newRoomHist(marmot.HistoryConfig{})
+	for k := uint64(1); k <= 10; k++ {
+		h.add(entry(k, originA, k), "e")
+	}
+	for _, c := range []struct {
+		origin, seq, confirmed uint64
+		hole                   bool
+	}{
+		{originA, 11, 0, false}, {originA, 13, 0, true}, {originA, 13, 12, false},
+		{originA, 14, 12, true}, {originB, 5, 0, false}, {0, 5, 0, false},
+	} {
+		if got := h.after(c.origin, c.seq, c.confirmed); got != c.hole {
+			t.Errorf("after(%#x, %d, confirmed %d) = %v, want %v", c.origin, c.seq, c.confirmed, got, c.hole)
+		}
+	}
+}
+
+// TestBrokerStall: a room whose publishes go unconfirmed for stallAfter
+// is subscribed again and its publishes sent again (ready is cleared for
+// run); one that sees confirmations, or has nothing unconfirmed, is not.
+func TestBrokerStall(t *testing.T) {
+	n := &Node{log: slog.New(slog.DiscardHandler)}
+	n.cfg.RequestTimeout = time.Second
+	b := newRoomBroker(n)
+	b.origin = originA
+	r := b.room("r")
+	r.local = true
+	for range 3 {
+		if err := b.Publish("r", &marmot.RoomMessage{Data: []byte{1}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.retry = false
+	r.ready = true
+	start := r.progress
+	if b.stalled(start.Add(n.stallAfter() - time.Millisecond)) {
+		t.Fatal("stalled before stallAfter")
+	}
+	b.delivered(&wire.RoomDeliverSeq{Room: "r", Epoch: "e", Offset: 1, Origin: originA, Seq: 1})
+	if !r.progress.After(start) {
+		t.Fatal("a confirmation did not count as progress")
+	}
+	if b.stalled(r.progress.Add(n.stallAfter() - time.Millisecond)) {
+		t.Fatal("stalled within stallAfter of a confirmation")
+	}
+	if !b.stalled(r.progress.Add(n.stallAfter())) || r.ready || !b.retry {
+		t.Fatalf("not stalled after stallAfter without a confirmation: ready %v, retry %v", r.ready, b.retry)
+	}
+	// Nothing unconfirmed: nothing to send again.
+	b.delivered(&wire.RoomDeliverSeq{Room: "r", Epoch: "e", Offset: 3, Origin: originA, Seq: 3})
+	r.ready, b.retry = true, false
+	if b.stalled(time.Now().Add(time.Hour)) {
+		t.Fatal("stalled with nothing unconfirmed")
 	}
 }

@@ -117,7 +117,10 @@ func (x *HistEntry) GetOrigin() uint64 {
 }
 
 // RoomPublishSeq hands a message to a room's grain, which numbers it
-// unless it has numbered (origin, seq) already.
+// unless it has numbered (origin, seq) already, or it comes after a hole
+// in origin's seqs (lost on the way). confirmed, on the first publish a
+// node sends again, is the highest seq the node has seen numbered: the
+// seqs up to it are no hole, whichever grain numbered them.
 type RoomPublishSeq struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Room          string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
@@ -126,6 +129,7 @@ type RoomPublishSeq struct {
 	Meta          map[string]string      `protobuf:"bytes,4,rep,name=meta,proto3" json:"meta,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	Seq           uint64                 `protobuf:"varint,6,opt,name=seq,proto3" json:"seq,omitempty"`
 	Origin        uint64                 `protobuf:"fixed64,7,opt,name=origin,proto3" json:"origin,omitempty"`
+	Confirmed     uint64                 `protobuf:"varint,8,opt,name=confirmed,proto3" json:"confirmed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -198,6 +202,13 @@ func (x *RoomPublishSeq) GetSeq() uint64 {
 func (x *RoomPublishSeq) GetOrigin() uint64 {
 	if x != nil {
 		return x.Origin
+	}
+	return 0
+}
+
+func (x *RoomPublishSeq) GetConfirmed() uint64 {
+	if x != nil {
+		return x.Confirmed
 	}
 	return 0
 }
@@ -645,14 +656,15 @@ const file_history_proto_rawDesc = "" +
 	"\fat_unix_nano\x18\x04 \x01(\x03R\n" +
 	"atUnixNano\x12\x10\n" +
 	"\x03seq\x18\x06 \x01(\x04R\x03seq\x12\x16\n" +
-	"\x06origin\x18\a \x01(\x06R\x06originJ\x04\b\x05\x10\x06\"\xf8\x01\n" +
+	"\x06origin\x18\a \x01(\x06R\x06originJ\x04\b\x05\x10\x06\"\x96\x02\n" +
 	"\x0eRoomPublishSeq\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
 	"\x04data\x18\x03 \x01(\fR\x04data\x12A\n" +
 	"\x04meta\x18\x04 \x03(\v2-.marmot.cluster.wire.RoomPublishSeq.MetaEntryR\x04meta\x12\x10\n" +
 	"\x03seq\x18\x06 \x01(\x04R\x03seq\x12\x16\n" +
-	"\x06origin\x18\a \x01(\x06R\x06origin\x1a7\n" +
+	"\x06origin\x18\a \x01(\x06R\x06origin\x12\x1c\n" +
+	"\tconfirmed\x18\b \x01(\x04R\tconfirmed\x1a7\n" +
 	"\tMetaEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01J\x04\b\x05\x10\x06\"\xc8\x02\n" +
