@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/cluster"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/marmotws/marmot"
@@ -50,10 +51,10 @@ func FuzzNodeMessages(f *testing.F) {
 		&wire.Disconnect{Id: 1, Code: 1000},
 		&wire.ClientsRequest{},
 		&wire.StatsRequest{},
-		&wire.RoomDeliverSeq{Room: "r", Epoch: "e", Offset: 7, Name: "x", Data: []byte("d"), Origin: "o", Seq: 3},
+		&wire.RoomDeliverSeq{Room: "r", Epoch: "e", Offset: 7, Name: "x", Data: []byte("d"), Origin: 1<<originRunBits | 5, Seq: 3},
 		&wire.RoomStateQuery{Room: "r"},
 		&wire.RoomReplicate{State: &wire.RoomState{Room: "q", Has: true, Epoch: "e", Offset: 2,
-			Entries: []*wire.HistEntry{{Offset: 1, Data: []byte("a")}, {Offset: 2, Data: []byte("b")}}, Seqs: map[string]uint64{"o": 9}}},
+			Entries: []*wire.HistEntry{{Offset: 1, Data: []byte("a")}, {Offset: 2, Data: []byte("b")}}, Seqs: map[uint64]uint64{1<<originRunBits | 5: 9}}},
 		&wire.RoomRelease{Room: "q"},
 		&wire.RoomPresenceChange{Room: "r", Node: 2, Client: 2_000_000_000_001, Joined: true},
 		&wire.RoomPresenceSync{Room: "r", Node: 2, Members: []uint64{2_000_000_000_001, 2_000_000_000_002}},
@@ -130,35 +131,47 @@ func FuzzNodeMessages(f *testing.F) {
 	})
 }
 
-// grainKinds are the presence messages another node can send a room's
-// grain (the numbering of publishes is the node actor fuzz's neighbour;
-// subscriptions name node addresses this process cannot reach).
+// grainKinds are the messages another node can send a room's grain: the
+// room path's (history.proto) and presence's.
 var grainKinds = []func() proto.Message{
 	func() proto.Message { return &wire.RoomPresenceChange{} },
 	func() proto.Message { return &wire.RoomPresenceSync{} },
 	func() proto.Message { return &wire.RoomPresenceRequest{} },
-	func() proto.Message { return &wire.RoomPublish{} },
+	func() proto.Message { return &wire.RoomPublishSeq{} },
+	func() proto.Message { return &wire.RoomSubscribeSeq{} },
+	func() proto.Message { return &wire.RoomUnsubscribe{} },
 }
 
-// FuzzGrainPresence feeds a room's grain presence changes, syncs, state
-// requests and publishes decoded from any bytes: never a panic or a hang,
-// and its state answers list each node's members in increasing order.
-func FuzzGrainPresence(f *testing.F) {
+// FuzzGrain feeds a room's grain, once it holds the room, publishes,
+// subscriptions, unsubscriptions, presence changes, syncs and state
+// requests decoded from any bytes: never a panic or a hang; a publish
+// with an origin and seq is numbered once (the offset moves by one the
+// first time, not again), and not after a hole in its origin's seqs; the state answers list each node's members in
+// increasing order. The subscriptions name node addresses this process
+// cannot reach (their deliveries end as dead letters); one node, keeper,
+// stays subscribed so that the grain does not end.
+func FuzzGrain(f *testing.F) {
 	for i, m := range []proto.Message{
 		&wire.RoomPresenceChange{Room: "r", Node: 2, Client: 2_000_000_000_001, Joined: true},
 		&wire.RoomPresenceSync{Room: "r", Node: 3, Members: []uint64{3_000_000_000_002, 3_000_000_000_001}},
 		&wire.RoomPresenceRequest{Room: "r"},
-		&wire.RoomPublish{Room: "r", Name: "n", Data: []byte("d")},
+		&wire.RoomPublishSeq{Room: "r", Name: "n", Data: []byte("d"), Origin: 2<<originRunBits | 7, Seq: 1},
+		&wire.RoomSubscribeSeq{Room: "r", Node: "127.0.0.3:7001", History: true},
+		&wire.RoomUnsubscribe{Room: "r", Node: "127.0.0.3:7001"},
 	} {
 		b, _ := proto.Marshal(m)
 		f.Add(append([]byte{byte(i)}, b...))
 	}
-	fence, _ := proto.Marshal(&wire.SessionFence{Ids: []uint64{5, 1}})
-	f.Add(append([]byte{byte(len(wireKinds) - 1)}, fence...))
+	const keeper = "127.0.0.2:7001"
 	sys := marmot.NewActorSystem(slog.New(slog.DiscardHandler))
 	f.Cleanup(sys.Shutdown)
-	n := &Node{log: slog.New(slog.DiscardHandler)}
-	pid := sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return newRoomGrain(n) }))
+	n := &Node{log: slog.New(slog.DiscardHandler), hist: marmot.HistoryConfig{Size: 8, Bytes: 1 << 10}}
+	var g *roomGrain // read between requests: the grain is idle then
+	pid := sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { g = newRoomGrain(n); return g }))
+	// Activated as the cluster does it; with no member to ask it takes
+	// the room over at once, in a new epoch.
+	sys.Root.Send(pid, &cluster.ClusterInit{Identity: cluster.NewClusterIdentity("r", roomKind)})
+	sys.Root.Send(pid, &wire.RoomSubscribeSeq{Room: "r", Node: keeper})
 	f.Fuzz(func(t *testing.T, in []byte) {
 		if len(in) == 0 {
 			return
@@ -167,10 +180,28 @@ func FuzzGrainPresence(f *testing.F) {
 		if proto.Unmarshal(in[1:], m) != nil {
 			return
 		}
+		if u, ok := m.(*wire.RoomUnsubscribe); ok && u.Node == keeper {
+			u.Node += "x"
+		}
+		p, _ := m.(*wire.RoomPublishSeq)
+		if _, err := sys.Root.RequestFuture(pid, &wire.RoomPresenceRequest{Room: "r"}, 5*time.Second).Result(); err != nil {
+			t.Fatalf("state not answered: %v", err)
+		}
+		last, seen := g.hist.last, p != nil && g.hist.numbered(p.Origin, p.Seq)
+		hole := p != nil && g.hist.after(p.Origin, p.Seq, p.Confirmed)
 		sys.Root.Send(pid, m)
 		res, err := sys.Root.RequestFuture(pid, &wire.RoomPresenceRequest{Room: "r"}, 5*time.Second).Result()
 		if err != nil {
 			t.Fatalf("state not answered after %T: %v", m, err)
+		}
+		if p != nil && p.Origin != 0 && p.Seq != 0 {
+			want := last + 1 // a new one takes the next offset
+			if seen || hole {
+				want = last // one numbered already, or after a hole, is dropped
+			}
+			if g.hist.last != want || g.hist.numbered(p.Origin, p.Seq) == hole {
+				t.Fatalf("publish (%#x, %d), numbered before %v, after a hole %v: offset %d → %d, want %d", p.Origin, p.Seq, seen, hole, last, g.hist.last, want)
+			}
 		}
 		for _, s := range res.(*wire.RoomPresenceState).Nodes {
 			if !slices.IsSorted(s.Members) || len(s.Members) == 0 {

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -21,27 +23,31 @@ import (
 // deliveries/s (messages × members / the time from the first publish to
 // the last member's last message). Only with MARMOT_FIGURES set; the
 // figures are in docs/PERFORMANCE.md. MARMOT_FIGURES_BASE names a
-// baseline's testnode binary (built from main) to run as a third mode,
-// without history.
+// baseline's testnode binary (built from main) to run as two more modes,
+// with and without history; MARMOT_FIGURES_ROUNDS sets the rounds (3).
 func TestRoomHistoryCostFigures(t *testing.T) {
 	if os.Getenv("MARMOT_FIGURES") == "" {
 		t.Skip("figures: set MARMOT_FIGURES")
 	}
-	const rounds, perNode, count = 3, 100, 20000
+	const perNode, count = 100, 20000
+	rounds := 3
+	if r, err := strconv.Atoi(os.Getenv("MARMOT_FIGURES_ROUNDS")); err == nil && r > 0 {
+		rounds = r
+	}
 	res := map[string][]float64{}
 	modes := []string{"history", "no history"}
 	base := os.Getenv("MARMOT_FIGURES_BASE")
 	if base != "" {
-		modes = append(modes, "baseline")
+		modes = append(modes, "baseline history", "baseline no history")
 	}
 	for round := range rounds {
 		for _, mode := range modes {
 			env := []string{"MARMOT_HISTORY=0"}
-			if mode == "history" {
+			if mode == "history" || mode == "baseline history" {
 				env = []string{"MARMOT_HISTORY=1000"}
 			}
 			bin := testnode(t)
-			if mode == "baseline" {
+			if strings.HasPrefix(mode, "baseline") {
 				bin = base
 			}
 			rate := historyCostRun(t, bin, perNode, count, env)
@@ -113,7 +119,15 @@ func historyCostRun(t *testing.T, bin string, perNode, count int, env []string) 
 		}
 	}
 	// The publisher is a client of node 1 outside the room.
-	pub, err := marmot.NewClient(marmot.ClientConfig{URL: procs[0].url, Subprotocol: "marmot.v1", Logger: slog.New(slog.DiscardHandler)})
+	// Its close or first error (a publish the server refused), if any,
+	// says why messages went missing.
+	var pubClosed atomic.Pointer[marmot.CloseError]
+	var pubErr atomic.Value
+	pub, err := marmot.NewClient(marmot.ClientConfig{URL: procs[0].url, Subprotocol: "marmot.v1", Logger: slog.New(slog.DiscardHandler),
+		ClientEvents: marmot.ClientEvents{
+			OnDisconnect: func(e *marmot.CloseError) { pubClosed.CompareAndSwap(nil, e) },
+			OnError:      func(err error) { pubErr.CompareAndSwap(nil, err.Error()) },
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +155,7 @@ func historyCostRun(t *testing.T, bin string, perNode, count int, env []string) 
 			low, high = min(low, g.Load()), max(high, g.Load())
 		}
 		t.Logf("received: %d to %d", low, high)
-		t.Fatalf("not every member got every message: %d of %d short, %d disconnected", short, len(counts), closed.Load())
+		t.Fatalf("not every member got every message: %d of %d short, %d disconnected; the publisher's close: %v, its first error: %v", short, len(counts), closed.Load(), pubClosed.Load(), pubErr.Load())
 	}
 	return float64(count*len(counts)) / time.Since(start).Seconds()
 }

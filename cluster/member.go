@@ -9,7 +9,6 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
-	"github.com/asynkron/protoactor-go/cluster/clusterproviders/automanaged"
 	"github.com/asynkron/protoactor-go/cluster/clusterproviders/etcd"
 	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
 	"github.com/asynkron/protoactor-go/eventstream"
@@ -85,7 +84,7 @@ func (n *Node) newMember() (m *member, err error) {
 			return nil, fmt.Errorf("marmot/cluster: the automanaged health port (Bind port + 1): %w", err)
 		}
 		_ = ln.Close()
-		provider = automanaged.NewWithConfig(n.cfg.RefreshTTL, port+1, n.healthHosts()...)
+		provider = newAutomanaged(sys, n.log, n.cfg.RefreshTTL, port+1, n.healthHosts()...) // quiet (automanaged.go)
 	}
 	// The endpoint queue bounds what waits for a slow or unreachable
 	// node (protoactor's default is a million messages).

@@ -160,7 +160,7 @@ func (n *Node) Start(ctx context.Context) error {
 		return err
 	}
 	n.mem.Store(m)
-	n.rb.origin = m.id() // this run of the node, in its room publishes (kept across rejoins)
+	n.rb.origin = newOrigin(n.cfg.NodeID, time.Now()) // this run of the node, in its room publishes (kept across rejoins)
 	n.wg.Add(3)
 	go n.rb.run()
 	go n.ss.run()

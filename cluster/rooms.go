@@ -56,7 +56,7 @@ const (
 // their grains, and the node's history of each room (rooms_history.go).
 type roomBroker struct {
 	n      *Node
-	origin string // this node's run, in its publishes (its member ID)
+	origin uint64 // this node's run, in its publishes (newOrigin)
 	mu     sync.Mutex
 	rooms  map[string]*brokerRoom // the rooms that live on this node, and its replicas
 
@@ -83,14 +83,41 @@ type brokerRoom struct {
 	hist        *roomHist  // the position of the last delivery, and the history
 	seq         uint64     // this node's publishes to the room
 	unconfirmed []*wire.RoomPublishSeq
-	unconfBytes int  // their payload and name bytes
-	ready       bool // publishes go to pid as they come
+	unconfBytes int       // their payload and name bytes
+	ready       bool      // publishes go to pid as they come
+	progress    time.Time // the last confirmation, or the first publish of an empty queue
 }
+
+// stallAfter is how long a room's unconfirmed publishes may go without a
+// confirmation before the node sends them again (stalled). protoactor's
+// remote delivers at most once: a batch lost on a broken gRPC stream is
+// gone, and the grain refuses what comes after a hole in a node's seqs
+// (rooms_grain.go), so the node must send again; the grain numbers an
+// (origin, seq) once, so sending again is safe.
+func (n *Node) stallAfter() time.Duration { return 2 * n.cfg.RequestTimeout }
 
 func newRoomBroker(n *Node) *roomBroker {
 	// origin is set by Node.Start (the first member's ID, kept across
 	// rejoins: the node's run).
 	return &roomBroker{n: n, rooms: map[string]*brokerRoom{}, kick: make(chan struct{}, 1), done: make(chan struct{})}
+}
+
+// originRunBits are the low bits of an origin: the run's start time.
+const originRunBits = 44
+
+// newOrigin numbers a run of node nodeID (a Node from Start to Stop) in
+// its room publishes: the NodeID in the top 20 bits (NodeIDs end at
+// 999,999 < 2^20), so that no two nodes share an origin, and the start
+// time in Unix milliseconds in the low 44 (2^44 ms is 557 years), so that
+// a node restarted under the same NodeID is a new origin: the grain that
+// numbered the old run's seqs 1 to n does not take the new run's 1 to n
+// for them. A restart takes far more than a millisecond; only a wall
+// clock set back by exactly the time between the two starts would repeat
+// one. It replaced the run's member ID, a string of about 30 bytes in
+// every publish, delivery and history entry and the key of the grain's
+// seq map (docs/PERFORMANCE.md, "origin numbering"). Never 0 (none).
+func newOrigin(nodeID uint32, start time.Time) uint64 {
+	return uint64(nodeID)<<originRunBits | uint64(start.UnixMilli())&(1<<originRunBits-1)
 }
 
 var _ marmot.RoomBroker = (*roomBroker)(nil)
@@ -158,7 +185,12 @@ func (b *roomBroker) merge(r *brokerRoom, st *wire.RoomState) {
 func (b *roomBroker) ready(r *brokerRoom, pid *actor.PID) {
 	r.pid = pid
 	if mb := b.n.member(); mb != nil {
-		for _, p := range r.unconfirmed {
+		for i, p := range r.unconfirmed {
+			if i == 0 {
+				// The seqs before it were confirmed: no hole for
+				// the grain (a copy: p may be in a local mailbox).
+				p = &wire.RoomPublishSeq{Room: p.Room, Name: p.Name, Data: p.Data, Meta: p.Meta, Origin: p.Origin, Seq: p.Seq, Confirmed: p.Seq - 1}
+			}
 			mb.sys.Root.Send(pid, p)
 		}
 	}
@@ -274,6 +306,9 @@ func (b *roomBroker) Publish(room string, m *marmot.RoomMessage) error {
 		return ErrPublishBacklog
 	}
 	r.unconfBytes += size
+	if len(r.unconfirmed) == 0 {
+		r.progress = time.Now()
+	}
 	r.seq++
 	p := &wire.RoomPublishSeq{Room: room, Name: m.Name, Data: m.Data, Meta: m.Meta, Origin: b.origin, Seq: r.seq}
 	r.unconfirmed = append(r.unconfirmed, p)
@@ -309,17 +344,41 @@ func (b *roomBroker) delivered(d *wire.RoomDeliverSeq) {
 		return
 	}
 	r.hist.add(&wire.HistEntry{Offset: d.Offset, Name: d.Name, Data: d.Data, AtUnixNano: d.AtUnixNano, Origin: d.Origin, Seq: d.Seq}, d.Epoch)
-	if d.Origin == b.origin && d.Origin != "" {
+	if d.Origin == b.origin && d.Origin != 0 {
 		k := 0
 		for k < len(r.unconfirmed) && r.unconfirmed[k].Seq <= d.Seq {
 			r.unconfBytes -= len(r.unconfirmed[k].Data) + len(r.unconfirmed[k].Name)
 			r.unconfirmed[k] = nil
 			k++
 		}
+		// Drop the confirmed ones from the front by slicing, not by
+		// moving the rest down: the queue can hold thousands while the
+		// grain catches up, and a copy per delivery took most of the
+		// node actor's time in a burst (docs/PERFORMANCE.md).
+		// append reallocates once the tail's capacity is used up, so the
+		// array stays within a small multiple of the queue.
+		r.unconfirmed = r.unconfirmed[k:]
 		if k > 0 {
-			r.unconfirmed = append(r.unconfirmed[:0], r.unconfirmed[k:]...)
+			r.progress = time.Now()
 		}
 	}
+}
+
+// stalled marks the local rooms whose unconfirmed publishes have had no
+// confirmation for stallAfter, so that run subscribes them again and
+// sends those publishes again; it reports whether any was.
+func (b *roomBroker) stalled(now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	found := false
+	for name, r := range b.rooms {
+		if r.local && r.ready && len(r.unconfirmed) > 0 && now.Sub(r.progress) >= b.n.stallAfter() {
+			b.n.log.Warn("marmot cluster: room publishes unconfirmed, sending them again", "room", name, "unconfirmed", len(r.unconfirmed), "first_seq", r.unconfirmed[0].Seq)
+			r.ready, r.progress = false, now
+			b.retry, found = true, true
+		}
+	}
+	return found
 }
 
 // state answers a grain that takes room over (on the node actor).
@@ -382,11 +441,17 @@ func (b *roomBroker) wake() {
 // run is the broker's worker, from Start to Stop.
 func (b *roomBroker) run() {
 	defer b.n.wg.Done()
+	tick := time.NewTicker(b.n.stallAfter() / 4)
+	defer tick.Stop()
 	for {
 		select {
 		case <-b.done:
 			return
 		case <-b.kick:
+		case now := <-tick.C:
+			if !b.stalled(now) {
+				continue
+			}
 		}
 		b.mu.Lock()
 		t, retry := b.pending, b.retry

@@ -34,7 +34,7 @@ import (
 //     it), which numbers it and sends it to every node with members.
 //   - pubsub: protoactor's cluster pub-sub in the same place: a
 //     marmot.RoomBroker (below) that publishes each message, a protobuf
-//     wire.RoomPublish, through a cluster.BatchingProducer to the topic
+//     wire.RoomPublishSeq, through a cluster.BatchingProducer to the topic
 //     named after the room (a grain of protoactor's topic kind), whose
 //     subscribers are one delivery actor per node, which hands the
 //     message to the local room; the offsets are counted by each node as
@@ -343,7 +343,7 @@ func (p *pubsubBroker) Publish(room string, m *marmot.RoomMessage) error {
 		p.producers[room] = prod
 	}
 	p.mu.Unlock()
-	_, err := prod.Produce(context.Background(), &wire.RoomPublish{Room: room, Name: m.Name, Data: m.Data, Meta: m.Meta})
+	_, err := prod.Produce(context.Background(), &wire.RoomPublishSeq{Room: room, Name: m.Name, Data: m.Data, Meta: m.Meta})
 	return err
 }
 
@@ -355,7 +355,7 @@ func (p *pubsubBroker) History(room, epoch string, from, to uint64) ([]marmot.Hi
 }
 
 func (p *pubsubBroker) Receive(ctx actor.Context) {
-	if m, ok := ctx.Message().(*wire.RoomPublish); ok {
+	if m, ok := ctx.Message().(*wire.RoomPublishSeq); ok {
 		p.mu.Lock()
 		p.offsets[m.Room]++
 		off := p.offsets[m.Room]

@@ -244,7 +244,14 @@ func (g *roomGrain) handle(ctx actor.Context, msg any, sender *actor.PID) {
 		g.n.traffic.received[kindPublish].Add(1)
 		g.room = m.Room
 		if g.hist.numbered(m.Origin, m.Seq) {
-			return // sent again after a change of the member list
+			return // sent again after a change of the member list, or a stall
+		}
+		if g.hist.after(m.Origin, m.Seq, m.Confirmed) {
+			// A hole in this origin's seqs: protoactor's remote lost
+			// the ones before (a broken stream). Numbering it would put
+			// it before them; its node sends them all again, in order,
+			// once it sees no confirmation (stallAfter, rooms.go).
+			return
 		}
 		e := &wire.HistEntry{Offset: g.hist.last + 1, Name: m.Name, Data: m.Data, AtUnixNano: time.Now().UnixNano(), Origin: m.Origin, Seq: m.Seq}
 		g.hist.add(e, g.hist.epoch)

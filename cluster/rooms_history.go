@@ -25,7 +25,7 @@ type roomHist struct {
 	entries []*wire.HistEntry // oldest first, ending at last when non-empty
 	bytes   int
 	trimmed string            // why the oldest entries were dropped (a protocol.Recover* reason)
-	seqs    map[string]uint64 // origin → highest seq numbered
+	seqs    map[uint64]uint64 // origin → highest seq numbered
 }
 
 // maxOrigins bounds roomHist.seqs: the origins are node runs (a node that
@@ -39,10 +39,10 @@ const maxOrigins = 1024
 const maxStateBytes = 2 << 20
 
 func newRoomHist(cfg marmot.HistoryConfig) *roomHist {
-	return &roomHist{cfg: cfg, seqs: map[string]uint64{}}
+	return &roomHist{cfg: cfg, seqs: map[uint64]uint64{}}
 }
 
-func histSize(e *wire.HistEntry) int { return len(e.Data) + len(e.Name) + len(e.Origin) + 32 }
+func histSize(e *wire.HistEntry) int { return len(e.Data) + len(e.Name) + 40 }
 
 // add appends the room's next message. A message of another epoch, or one
 // after a gap, starts the history over from it (what came before it is
@@ -68,15 +68,15 @@ func (h *roomHist) add(e *wire.HistEntry, epoch string) {
 	}
 }
 
-func (h *roomHist) noteSeq(origin string, seq uint64) {
-	if origin == "" {
+func (h *roomHist) noteSeq(origin, seq uint64) {
+	if origin == 0 {
 		return
 	}
 	if seq > h.seqs[origin] {
 		if _, ok := h.seqs[origin]; !ok && len(h.seqs) >= maxOrigins {
-			var low string
+			var low uint64
 			for o, s := range h.seqs {
-				if low == "" || s < h.seqs[low] {
+				if low == 0 || s < h.seqs[low] {
 					low = o
 				}
 			}
@@ -87,8 +87,19 @@ func (h *roomHist) noteSeq(origin string, seq uint64) {
 }
 
 // numbered reports whether the grain has numbered origin's seq already.
-func (h *roomHist) numbered(origin string, seq uint64) bool {
-	return origin != "" && seq != 0 && seq <= h.seqs[origin]
+func (h *roomHist) numbered(origin, seq uint64) bool {
+	return origin != 0 && seq != 0 && seq <= h.seqs[origin]
+}
+
+// after reports whether seq comes after a hole in origin's seqs: the
+// grain has numbered origin's publishes and seq is not the next, nor the
+// next after confirmed (the highest its node has seen numbered, by any
+// grain; 0 on most publishes). An origin it does not know starts anywhere
+// (its first publishes may have been numbered by a grain whose history
+// nobody kept).
+func (h *roomHist) after(origin, seq, confirmed uint64) bool {
+	last, ok := h.seqs[origin]
+	return origin != 0 && ok && seq > max(last, confirmed)+1
 }
 
 // reset empties the history at a new position.
@@ -154,7 +165,7 @@ func (h *roomHist) history(epoch string, from, to uint64) ([]marmot.HistoryEntry
 
 // state is the store as a RoomState, its history bounded by maxStateBytes.
 func (h *roomHist) state(room string) *wire.RoomState {
-	st := &wire.RoomState{Room: room, Has: h.epoch != "", Epoch: h.epoch, Offset: h.last, Seqs: make(map[string]uint64, len(h.seqs))}
+	st := &wire.RoomState{Room: room, Has: h.epoch != "", Epoch: h.epoch, Offset: h.last, Seqs: make(map[uint64]uint64, len(h.seqs))}
 	for o, s := range h.seqs {
 		st.Seqs[o] = s
 	}
@@ -170,7 +181,7 @@ func (h *roomHist) state(room string) *wire.RoomState {
 // install takes a state over: its position, history and seqs.
 func (h *roomHist) install(st *wire.RoomState) {
 	h.reset(st.Epoch, st.Offset)
-	h.seqs = map[string]uint64{}
+	h.seqs = map[uint64]uint64{}
 	for o, s := range st.Seqs {
 		h.noteSeq(o, s)
 	}

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"errors"
+	"log/slog"
 	"strconv"
 	"testing"
 	"time"
@@ -14,7 +15,14 @@ import (
 	"github.com/marmotws/marmot/protocol"
 )
 
-func entry(off uint64, origin string, seq uint64) *wire.HistEntry {
+// Origins of the tests' publishers: runs of nodes 1, 2 and 3.
+var (
+	originA = newOrigin(1, time.UnixMilli(1_000))
+	originB = newOrigin(2, time.UnixMilli(1_000))
+	originC = newOrigin(3, time.UnixMilli(1_000))
+)
+
+func entry(off uint64, origin uint64, seq uint64) *wire.HistEntry {
 	return &wire.HistEntry{Offset: off, Data: []byte("m" + strconv.FormatUint(off, 10)), Origin: origin, Seq: seq}
 }
 
@@ -32,9 +40,9 @@ func offsets(es []marmot.HistoryEntry) []uint64 {
 func TestRoomHist(t *testing.T) {
 	h := newRoomHist(marmot.HistoryConfig{Size: 5})
 	for k := uint64(1); k <= 10; k++ {
-		h.add(entry(k, "a", k), "e1")
+		h.add(entry(k, originA, k), "e1")
 	}
-	h.add(entry(7, "a", 7), "e1") // a late copy: ignored
+	h.add(entry(7, originA, 7), "e1") // a late copy: ignored
 	if h.last != 10 || len(h.entries) != 5 {
 		t.Fatalf("last %d, %d entries; want 10, 5", h.last, len(h.entries))
 	}
@@ -49,12 +57,12 @@ func TestRoomHist(t *testing.T) {
 	if _, err := h.history("e0", 9, 10); !errors.As(err, &gap) || gap.Reason != protocol.RecoverEpochChanged {
 		t.Fatalf("history of another epoch: %v, want epoch changed", err)
 	}
-	if !h.numbered("a", 10) || !h.numbered("a", 3) || h.numbered("a", 11) || h.numbered("b", 1) {
+	if !h.numbered(originA, 10) || !h.numbered(originA, 3) || h.numbered(originA, 11) || h.numbered(originB, 1) || h.numbered(0, 1) {
 		t.Fatal("numbered: wrong for origin a's seqs 3, 10, 11 or origin b")
 	}
 	// A hole (a message that never reached this node): the history
 	// starts over after it, and says it cannot fill what came before.
-	h.add(entry(13, "a", 13), "e1")
+	h.add(entry(13, originA, 13), "e1")
 	if _, err := h.history("e1", 10, 13); err == nil {
 		t.Fatal("history across a hole returned no gap")
 	}
@@ -62,7 +70,7 @@ func TestRoomHist(t *testing.T) {
 		t.Fatalf("history after the hole: %v %v", offsets(es), err)
 	}
 	// A new epoch starts over.
-	h.add(entry(1, "b", 1), "e2")
+	h.add(entry(1, originB, 1), "e2")
 	if h.epoch != "e2" || h.last != 1 || len(h.entries) != 1 {
 		t.Fatalf("after a new epoch: %s #%d, %d entries", h.epoch, h.last, len(h.entries))
 	}
@@ -76,7 +84,7 @@ func TestRoomTakeOver(t *testing.T) {
 	node := func(addr string, upTo uint64) *wire.RoomState {
 		h := newRoomHist(cfg)
 		for k := uint64(1); k <= upTo; k++ {
-			h.add(entry(k, "pub", k), "e1")
+			h.add(entry(k, originA, k), "e1")
 		}
 		st := h.state("r")
 		st.Node = addr
@@ -98,10 +106,10 @@ func TestRoomTakeOver(t *testing.T) {
 	// again. 41-47 are in the history (numbered once), 48-50 are new.
 	var fresh []uint64
 	for seq := uint64(41); seq <= 50; seq++ {
-		if g.numbered("pub", seq) {
+		if g.numbered(originA, seq) {
 			continue
 		}
-		g.add(entry(g.last+1, "pub", seq), g.epoch)
+		g.add(entry(g.last+1, originA, seq), g.epoch)
 		fresh = append(fresh, seq)
 	}
 	if len(fresh) != 3 || fresh[0] != 48 || g.last != 50 {
@@ -124,11 +132,11 @@ func TestRoomStateBounded(t *testing.T) {
 	h := newRoomHist(marmot.HistoryConfig{Size: 10})
 	big := make([]byte, 900<<10)
 	for k := uint64(1); k <= 5; k++ {
-		h.add(&wire.HistEntry{Offset: k, Data: big, Origin: "o", Seq: k}, "e")
+		h.add(&wire.HistEntry{Offset: k, Data: big, Origin: originA, Seq: k}, "e")
 	}
 	st := h.state("r")
-	if len(st.Entries) != 2 || st.Entries[1].Offset != 5 || st.Offset != 5 || st.Seqs["o"] != 5 {
-		t.Fatalf("state: %d entries, #%d, seqs %v; want the last 2, #5, o:5", len(st.Entries), st.Offset, st.Seqs)
+	if len(st.Entries) != 2 || st.Entries[1].Offset != 5 || st.Offset != 5 || st.Seqs[originA] != 5 {
+		t.Fatalf("state: %d entries, #%d, seqs %v; want the last 2, #5, A:5", len(st.Entries), st.Offset, st.Seqs)
 	}
 	g := newRoomHist(marmot.HistoryConfig{Size: 10})
 	g.install(st)
@@ -146,7 +154,7 @@ func TestRoomStateBounded(t *testing.T) {
 func TestBrokerRoom(t *testing.T) {
 	n := &Node{hist: marmot.HistoryConfig{Size: 100}}
 	b := newRoomBroker(n)
-	b.origin = "me"
+	b.origin = originA
 	r := b.room("r")
 	r.local = true // subscribing: not ready, publishes wait
 	for k := range 5 {
@@ -159,14 +167,14 @@ func TestBrokerRoom(t *testing.T) {
 	}
 	// Deliveries #6 and #7 (this node's seqs 1 and 2) come before the
 	// answer that the grain was at #5.
-	b.delivered(&wire.RoomDeliverSeq{Room: "r", Epoch: "e", Offset: 6, Origin: "me", Seq: 1})
-	b.delivered(&wire.RoomDeliverSeq{Room: "r", Epoch: "e", Offset: 7, Origin: "me", Seq: 2})
+	b.delivered(&wire.RoomDeliverSeq{Room: "r", Epoch: "e", Offset: 6, Origin: originA, Seq: 1})
+	b.delivered(&wire.RoomDeliverSeq{Room: "r", Epoch: "e", Offset: 7, Origin: originA, Seq: 2})
 	if len(r.unconfirmed) != 3 || r.unconfirmed[0].Seq != 3 {
 		t.Fatalf("after seqs 1-2 delivered: %d unconfirmed, first seq %d", len(r.unconfirmed), r.unconfirmed[0].Seq)
 	}
 	st := &wire.RoomState{Room: "r", Has: true, Epoch: "e", Offset: 5}
 	for k := uint64(1); k <= 5; k++ {
-		st.Entries = append(st.Entries, entry(k, "other", k))
+		st.Entries = append(st.Entries, entry(k, originC, k))
 	}
 	b.merge(r, st)
 	es, err := b.History("r", "e", 0, 7)
@@ -206,5 +214,112 @@ func TestRoomStateWhileStarting(t *testing.T) {
 	st, ok := res.(*wire.RoomState)
 	if !ok || st.Node != sys.Address() || st.Has {
 		t.Fatalf("answer %T %+v, want an empty state naming %q", res, res, sys.Address())
+	}
+}
+
+// TestOrigin: an origin names its node and its run: two nodes never
+// share one, a node restarted later is a new one, and none is 0 (none).
+func TestOrigin(t *testing.T) {
+	start := time.Date(2026, 12, 3, 14, 0, 0, 0, time.UTC)
+	a1 := newOrigin(actors.MaxNodeID, start)
+	a2 := newOrigin(actors.MaxNodeID, start.Add(time.Millisecond)) // restarted
+	b1 := newOrigin(1, start)
+	if a1 == a2 || a1 == b1 || a2 == b1 || a1 == 0 || newOrigin(1, time.UnixMilli(0)) == 0 {
+		t.Fatalf("origins %#x, %#x, %#x: want distinct and non-zero", a1, a2, b1)
+	}
+	if a1>>originRunBits != actors.MaxNodeID || b1>>originRunBits != 1 {
+		t.Fatalf("origins %#x, %#x do not carry NodeIDs %d and 1", a1, b1, actors.MaxNodeID)
+	}
+	// A run numbered by the old grain is not taken for the new one's.
+	h := newRoomHist(marmot.HistoryConfig{})
+	h.add(entry(1, a1, 1), "e")
+	if h.numbered(a2, 1) || !h.numbered(a1, 1) {
+		t.Fatal("the restarted node's seq 1 is taken for its previous run's")
+	}
+}
+
+// TestBrokerQueueBounded: a room's unconfirmed queue, published to and
+// confirmed from the front for a long time, keeps an array within a small
+// multiple of what it holds (it is sliced from the front, not copied).
+func TestBrokerQueueBounded(t *testing.T) {
+	b := newRoomBroker(&Node{})
+	b.origin = originA
+	r := b.room("r")
+	r.local = true
+	const live = 1000
+	for k := uint64(1); k <= 100*live; k++ {
+		if err := b.Publish("r", &marmot.RoomMessage{Data: []byte{1}}); err != nil {
+			t.Fatal(err)
+		}
+		if k > live {
+			b.delivered(&wire.RoomDeliverSeq{Room: "r", Epoch: "e", Offset: k - live, Origin: originA, Seq: k - live})
+		}
+		if len(r.unconfirmed) > live || cap(r.unconfirmed) > 4*live {
+			t.Fatalf("after %d publishes: %d unconfirmed in an array of %d, want at most %d in %d", k, len(r.unconfirmed), cap(r.unconfirmed), live, 4*live)
+		}
+	}
+	if r.unconfirmed[0].Seq != 99*live+1 || r.unconfBytes != live {
+		t.Fatalf("queue starts at seq %d with %d bytes, want %d and %d", r.unconfirmed[0].Seq, r.unconfBytes, 99*live+1, live)
+	}
+}
+
+// TestRoomHole: the grain numbers an origin's seqs without a hole: one
+// after a hole waits for its node to send the missing ones again, unless
+// the node says the seqs before it were confirmed; an unknown origin
+// starts anywhere.
+func TestRoomHole(t *testing.T) {
+	h := newRoomHist(marmot.HistoryConfig{})
+	for k := uint64(1); k <= 10; k++ {
+		h.add(entry(k, originA, k), "e")
+	}
+	for _, c := range []struct {
+		origin, seq, confirmed uint64
+		hole                   bool
+	}{
+		{originA, 11, 0, false}, {originA, 13, 0, true}, {originA, 13, 12, false},
+		{originA, 14, 12, true}, {originB, 5, 0, false}, {0, 5, 0, false},
+	} {
+		if got := h.after(c.origin, c.seq, c.confirmed); got != c.hole {
+			t.Errorf("after(%#x, %d, confirmed %d) = %v, want %v", c.origin, c.seq, c.confirmed, got, c.hole)
+		}
+	}
+}
+
+// TestBrokerStall: a room whose publishes go unconfirmed for stallAfter
+// is subscribed again and its publishes sent again (ready is cleared for
+// run); one that sees confirmations, or has nothing unconfirmed, is not.
+func TestBrokerStall(t *testing.T) {
+	n := &Node{log: slog.New(slog.DiscardHandler)}
+	n.cfg.RequestTimeout = time.Second
+	b := newRoomBroker(n)
+	b.origin = originA
+	r := b.room("r")
+	r.local = true
+	for range 3 {
+		if err := b.Publish("r", &marmot.RoomMessage{Data: []byte{1}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.retry = false
+	r.ready = true
+	start := r.progress
+	if b.stalled(start.Add(n.stallAfter() - time.Millisecond)) {
+		t.Fatal("stalled before stallAfter")
+	}
+	b.delivered(&wire.RoomDeliverSeq{Room: "r", Epoch: "e", Offset: 1, Origin: originA, Seq: 1})
+	if !r.progress.After(start) {
+		t.Fatal("a confirmation did not count as progress")
+	}
+	if b.stalled(r.progress.Add(n.stallAfter() - time.Millisecond)) {
+		t.Fatal("stalled within stallAfter of a confirmation")
+	}
+	if !b.stalled(r.progress.Add(n.stallAfter())) || r.ready || !b.retry {
+		t.Fatalf("not stalled after stallAfter without a confirmation: ready %v, retry %v", r.ready, b.retry)
+	}
+	// Nothing unconfirmed: nothing to send again.
+	b.delivered(&wire.RoomDeliverSeq{Room: "r", Epoch: "e", Offset: 3, Origin: originA, Seq: 3})
+	r.ready, b.retry = true, false
+	if b.stalled(time.Now().Add(time.Hour)) {
+		t.Fatal("stalled with nothing unconfirmed")
 	}
 }

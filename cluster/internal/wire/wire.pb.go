@@ -628,77 +628,8 @@ func (x *Stats) GetActorRestarts() int64 {
 	return 0
 }
 
-// RoomSubscribe tells a room's grain that node has the room, and the last
-// position node saw of it (empty epoch: none); answered with RoomPosition.
-type RoomSubscribe struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Room          string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
-	Node          string                 `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
-	Epoch         string                 `protobuf:"bytes,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	Offset        uint64                 `protobuf:"varint,4,opt,name=offset,proto3" json:"offset,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *RoomSubscribe) Reset() {
-	*x = RoomSubscribe{}
-	mi := &file_wire_proto_msgTypes[9]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *RoomSubscribe) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*RoomSubscribe) ProtoMessage() {}
-
-func (x *RoomSubscribe) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[9]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use RoomSubscribe.ProtoReflect.Descriptor instead.
-func (*RoomSubscribe) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{9}
-}
-
-func (x *RoomSubscribe) GetRoom() string {
-	if x != nil {
-		return x.Room
-	}
-	return ""
-}
-
-func (x *RoomSubscribe) GetNode() string {
-	if x != nil {
-		return x.Node
-	}
-	return ""
-}
-
-func (x *RoomSubscribe) GetEpoch() string {
-	if x != nil {
-		return x.Epoch
-	}
-	return ""
-}
-
-func (x *RoomSubscribe) GetOffset() uint64 {
-	if x != nil {
-		return x.Offset
-	}
-	return 0
-}
-
 // RoomUnsubscribe tells a room's grain that the room has ended on node.
+// (The rest of the room path is in history.proto.)
 type RoomUnsubscribe struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Room          string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
@@ -709,7 +640,7 @@ type RoomUnsubscribe struct {
 
 func (x *RoomUnsubscribe) Reset() {
 	*x = RoomUnsubscribe{}
-	mi := &file_wire_proto_msgTypes[10]
+	mi := &file_wire_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -721,7 +652,7 @@ func (x *RoomUnsubscribe) String() string {
 func (*RoomUnsubscribe) ProtoMessage() {}
 
 func (x *RoomUnsubscribe) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[10]
+	mi := &file_wire_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -734,7 +665,7 @@ func (x *RoomUnsubscribe) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomUnsubscribe.ProtoReflect.Descriptor instead.
 func (*RoomUnsubscribe) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{10}
+	return file_wire_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RoomUnsubscribe) GetRoom() string {
@@ -749,212 +680,6 @@ func (x *RoomUnsubscribe) GetNode() string {
 		return x.Node
 	}
 	return ""
-}
-
-type RoomPosition struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Epoch         string                 `protobuf:"bytes,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	Offset        uint64                 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *RoomPosition) Reset() {
-	*x = RoomPosition{}
-	mi := &file_wire_proto_msgTypes[11]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *RoomPosition) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*RoomPosition) ProtoMessage() {}
-
-func (x *RoomPosition) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[11]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use RoomPosition.ProtoReflect.Descriptor instead.
-func (*RoomPosition) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{11}
-}
-
-func (x *RoomPosition) GetEpoch() string {
-	if x != nil {
-		return x.Epoch
-	}
-	return ""
-}
-
-func (x *RoomPosition) GetOffset() uint64 {
-	if x != nil {
-		return x.Offset
-	}
-	return 0
-}
-
-// RoomPublish hands a message to a room's grain, which numbers it.
-type RoomPublish struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Room          string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	Data          []byte                 `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
-	Meta          map[string]string      `protobuf:"bytes,4,rep,name=meta,proto3" json:"meta,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *RoomPublish) Reset() {
-	*x = RoomPublish{}
-	mi := &file_wire_proto_msgTypes[12]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *RoomPublish) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*RoomPublish) ProtoMessage() {}
-
-func (x *RoomPublish) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[12]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use RoomPublish.ProtoReflect.Descriptor instead.
-func (*RoomPublish) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{12}
-}
-
-func (x *RoomPublish) GetRoom() string {
-	if x != nil {
-		return x.Room
-	}
-	return ""
-}
-
-func (x *RoomPublish) GetName() string {
-	if x != nil {
-		return x.Name
-	}
-	return ""
-}
-
-func (x *RoomPublish) GetData() []byte {
-	if x != nil {
-		return x.Data
-	}
-	return nil
-}
-
-func (x *RoomPublish) GetMeta() map[string]string {
-	if x != nil {
-		return x.Meta
-	}
-	return nil
-}
-
-// RoomDeliver is a numbered room message on its way to a subscribed node.
-type RoomDeliver struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Room          string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
-	Epoch         string                 `protobuf:"bytes,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	Offset        uint64                 `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
-	Name          string                 `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`
-	Data          []byte                 `protobuf:"bytes,5,opt,name=data,proto3" json:"data,omitempty"`
-	Meta          map[string]string      `protobuf:"bytes,6,rep,name=meta,proto3" json:"meta,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *RoomDeliver) Reset() {
-	*x = RoomDeliver{}
-	mi := &file_wire_proto_msgTypes[13]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *RoomDeliver) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*RoomDeliver) ProtoMessage() {}
-
-func (x *RoomDeliver) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[13]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use RoomDeliver.ProtoReflect.Descriptor instead.
-func (*RoomDeliver) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{13}
-}
-
-func (x *RoomDeliver) GetRoom() string {
-	if x != nil {
-		return x.Room
-	}
-	return ""
-}
-
-func (x *RoomDeliver) GetEpoch() string {
-	if x != nil {
-		return x.Epoch
-	}
-	return ""
-}
-
-func (x *RoomDeliver) GetOffset() uint64 {
-	if x != nil {
-		return x.Offset
-	}
-	return 0
-}
-
-func (x *RoomDeliver) GetName() string {
-	if x != nil {
-		return x.Name
-	}
-	return ""
-}
-
-func (x *RoomDeliver) GetData() []byte {
-	if x != nil {
-		return x.Data
-	}
-	return nil
-}
-
-func (x *RoomDeliver) GetMeta() map[string]string {
-	if x != nil {
-		return x.Meta
-	}
-	return nil
 }
 
 var File_wire_proto protoreflect.FileDescriptor
@@ -1017,36 +742,10 @@ const file_wire_proto_rawDesc = "" +
 	"\x10decrypt_failures\x18\t \x01(\x03R\x0fdecryptFailures\x120\n" +
 	"\x14slow_consumer_closes\x18\n" +
 	" \x01(\x03R\x12slowConsumerCloses\x12%\n" +
-	"\x0eactor_restarts\x18\v \x01(\x03R\ractorRestarts\"e\n" +
-	"\rRoomSubscribe\x12\x12\n" +
-	"\x04room\x18\x01 \x01(\tR\x04room\x12\x12\n" +
-	"\x04node\x18\x02 \x01(\tR\x04node\x12\x14\n" +
-	"\x05epoch\x18\x03 \x01(\tR\x05epoch\x12\x16\n" +
-	"\x06offset\x18\x04 \x01(\x04R\x06offset\"9\n" +
+	"\x0eactor_restarts\x18\v \x01(\x03R\ractorRestarts\"9\n" +
 	"\x0fRoomUnsubscribe\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x12\n" +
-	"\x04node\x18\x02 \x01(\tR\x04node\"<\n" +
-	"\fRoomPosition\x12\x14\n" +
-	"\x05epoch\x18\x01 \x01(\tR\x05epoch\x12\x16\n" +
-	"\x06offset\x18\x02 \x01(\x04R\x06offset\"\xc2\x01\n" +
-	"\vRoomPublish\x12\x12\n" +
-	"\x04room\x18\x01 \x01(\tR\x04room\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
-	"\x04data\x18\x03 \x01(\fR\x04data\x12>\n" +
-	"\x04meta\x18\x04 \x03(\v2*.marmot.cluster.wire.RoomPublish.MetaEntryR\x04meta\x1a7\n" +
-	"\tMetaEntry\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf0\x01\n" +
-	"\vRoomDeliver\x12\x12\n" +
-	"\x04room\x18\x01 \x01(\tR\x04room\x12\x14\n" +
-	"\x05epoch\x18\x02 \x01(\tR\x05epoch\x12\x16\n" +
-	"\x06offset\x18\x03 \x01(\x04R\x06offset\x12\x12\n" +
-	"\x04name\x18\x04 \x01(\tR\x04name\x12\x12\n" +
-	"\x04data\x18\x05 \x01(\fR\x04data\x12>\n" +
-	"\x04meta\x18\x06 \x03(\v2*.marmot.cluster.wire.RoomDeliver.MetaEntryR\x04meta\x1a7\n" +
-	"\tMetaEntry\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B2Z0github.com/marmotws/marmot/cluster/internal/wireb\x06proto3"
+	"\x04node\x18\x02 \x01(\tR\x04nodeB2Z0github.com/marmotws/marmot/cluster/internal/wireb\x06proto3"
 
 var (
 	file_wire_proto_rawDescOnce sync.Once
@@ -1060,7 +759,7 @@ func file_wire_proto_rawDescGZIP() []byte {
 	return file_wire_proto_rawDescData
 }
 
-var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_wire_proto_goTypes = []any{
 	(*Broadcast)(nil),       // 0: marmot.cluster.wire.Broadcast
 	(*SendTo)(nil),          // 1: marmot.cluster.wire.SendTo
@@ -1071,27 +770,19 @@ var file_wire_proto_goTypes = []any{
 	(*Clients)(nil),         // 6: marmot.cluster.wire.Clients
 	(*StatsRequest)(nil),    // 7: marmot.cluster.wire.StatsRequest
 	(*Stats)(nil),           // 8: marmot.cluster.wire.Stats
-	(*RoomSubscribe)(nil),   // 9: marmot.cluster.wire.RoomSubscribe
-	(*RoomUnsubscribe)(nil), // 10: marmot.cluster.wire.RoomUnsubscribe
-	(*RoomPosition)(nil),    // 11: marmot.cluster.wire.RoomPosition
-	(*RoomPublish)(nil),     // 12: marmot.cluster.wire.RoomPublish
-	(*RoomDeliver)(nil),     // 13: marmot.cluster.wire.RoomDeliver
-	nil,                     // 14: marmot.cluster.wire.Broadcast.MetaEntry
-	nil,                     // 15: marmot.cluster.wire.SendTo.MetaEntry
-	nil,                     // 16: marmot.cluster.wire.RoomPublish.MetaEntry
-	nil,                     // 17: marmot.cluster.wire.RoomDeliver.MetaEntry
+	(*RoomUnsubscribe)(nil), // 9: marmot.cluster.wire.RoomUnsubscribe
+	nil,                     // 10: marmot.cluster.wire.Broadcast.MetaEntry
+	nil,                     // 11: marmot.cluster.wire.SendTo.MetaEntry
 }
 var file_wire_proto_depIdxs = []int32{
-	14, // 0: marmot.cluster.wire.Broadcast.meta:type_name -> marmot.cluster.wire.Broadcast.MetaEntry
-	15, // 1: marmot.cluster.wire.SendTo.meta:type_name -> marmot.cluster.wire.SendTo.MetaEntry
+	10, // 0: marmot.cluster.wire.Broadcast.meta:type_name -> marmot.cluster.wire.Broadcast.MetaEntry
+	11, // 1: marmot.cluster.wire.SendTo.meta:type_name -> marmot.cluster.wire.SendTo.MetaEntry
 	5,  // 2: marmot.cluster.wire.Clients.clients:type_name -> marmot.cluster.wire.ClientInfo
-	16, // 3: marmot.cluster.wire.RoomPublish.meta:type_name -> marmot.cluster.wire.RoomPublish.MetaEntry
-	17, // 4: marmot.cluster.wire.RoomDeliver.meta:type_name -> marmot.cluster.wire.RoomDeliver.MetaEntry
-	5,  // [5:5] is the sub-list for method output_type
-	5,  // [5:5] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	3,  // [3:3] is the sub-list for method output_type
+	3,  // [3:3] is the sub-list for method input_type
+	3,  // [3:3] is the sub-list for extension type_name
+	3,  // [3:3] is the sub-list for extension extendee
+	0,  // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_wire_proto_init() }
@@ -1105,7 +796,7 @@ func file_wire_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wire_proto_rawDesc), len(file_wire_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
