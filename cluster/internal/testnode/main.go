@@ -10,7 +10,9 @@
 // whoami, bcast PAYLOAD, sendto "ID TEXT", count, clients, owner ROOM,
 // members (the cluster's NodeIDs), members ROOM (the room's members on
 // every node), ask "ID NAME TIMEOUT_MS PAYLOAD", done. Rooms whose name
-// starts with "pres-" have presence.
+// starts with "pres-" have presence. A request named "pub/ROOM" publishes
+// its payload to ROOM from the node (Server.Publish) and is answered once
+// the node's broker has taken it.
 //
 // With MARMOT_HANDLED_LOG=PATH it appends a line "K R" to PATH for every
 // command "m" it handles (payload "mK"; R is 1 when the message was
@@ -71,6 +73,14 @@ func runChild() int {
 	handle := func(m *marmot.Message) {
 		if m.Name == "m" && handledLog != nil {
 			handledLog(m)
+			return
+		}
+		if room, ok := strings.CutPrefix(m.Name, "pub/"); ok {
+			if _, err := n.Server().Publish(room, m.Payload); err != nil {
+				_ = m.ReplyError(503, err.Error())
+				return
+			}
+			_ = m.Reply(nil)
 			return
 		}
 		// The message's context carries its process span: the calls to
