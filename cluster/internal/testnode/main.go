@@ -12,7 +12,8 @@
 // every node), ask "ID NAME TIMEOUT_MS PAYLOAD", done. Rooms whose name
 // starts with "pres-" have presence. A request named "pub/ROOM" publishes
 // its payload to ROOM from the node (Server.Publish) and is answered once
-// the node's broker has taken it.
+// the node's broker has taken it. "goroutines" answers the process's
+// number of goroutines.
 //
 // With MARMOT_HANDLED_LOG=PATH it appends a line "K R" to PATH for every
 // command "m" it handles (payload "mK"; R is 1 when the message was
@@ -31,6 +32,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -92,6 +94,8 @@ func runChild() int {
 		switch m.Name {
 		case "whoami":
 			res = strconv.FormatUint(uint64(m.ClientID), 10)
+		case "goroutines":
+			res = strconv.Itoa(runtime.NumGoroutine())
 		case "done":
 			res = "done" // what came before it was handled
 		case "bcast":
