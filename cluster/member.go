@@ -184,17 +184,29 @@ func (m *member) leave(graceful bool, timeout time.Duration) {
 // goroutines per rejoin, here and on the others. Stopping an actor stops
 // its children (an endpoint writer closes its connection when it stops),
 // so the top-level actors are enough (futures end with their timeouts;
-// the event stream, dead letters and guardians are not actors). The
-// remote's own graceful stop (Remote.Shutdown(true)) is not used: it
-// signals each endpoint reader on a channel that a reader which ended
-// closes, a send that can panic once the gRPC server has stopped.
+// the event stream, dead letters and guardians are not actors), but for
+// the endpoint supervisor itself: a send through the old member while the
+// node rejoins (its room broker's, until the new member is in place) asks
+// it for an endpoint and panics when it does not answer, so only its
+// children, the endpoint writers and watchers, are stopped (sends to them
+// become dead letters). The remote's own graceful stop
+// (Remote.Shutdown(true)) is not used: it signals each endpoint reader on
+// a channel that a reader which ended closes, a send that can panic once
+// the gRPC server has stopped.
 func (m *member) stopActors(timeout time.Duration) {
+	const endpointSupervisor = "EndpointSupervisor" // protoactor's remote's name for it
 	reg := m.sys.ProcessRegistry
 	var futures []*actor.Future
 	for _, bucket := range reg.LocalPIDs.LocalPIDs {
 		for _, id := range bucket.Keys() {
-			if strings.Contains(id, "/") {
-				continue // a child: it stops with its parent
+			parent, _, child := strings.Cut(id, "/")
+			switch {
+			case id == endpointSupervisor:
+				continue // its children below
+			case parent == endpointSupervisor && !strings.Contains(id[len(parent)+1:], "/"):
+				// An endpoint writer or watcher.
+			case child:
+				continue // it stops with its parent
 			}
 			if p, _ := reg.GetLocal(id); !isActor(p) {
 				continue // the event stream, dead letters, guardians
