@@ -31,14 +31,7 @@ func TestGrainStopped(t *testing.T) {
 	joinAll(t, "r", clients...)
 	expect := func(text string, offset uint64, epoch string) string {
 		t.Helper()
-		for _, c := range clients {
-			m := c.next(t, text)
-			if string(m.Payload) != text || m.Offset != offset || (epoch != "" && m.Epoch != epoch) {
-				t.Fatalf("client of node %d: got %q #%d epoch %q, want %q #%d epoch %q", c.node, m.Payload, m.Offset, m.Epoch, text, offset, epoch)
-			}
-			epoch = m.Epoch
-		}
-		return epoch
+		return expectAll(t, clients, text, offset, epoch)
 	}
 	const before = 5
 	epoch := ""

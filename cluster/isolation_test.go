@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/marmotws/marmot/chaos"
-	"github.com/marmotws/marmot/cluster"
 )
 
 // TestEtcdPartition cuts node 3 off from nodes 1 and 2 but not from etcd,
@@ -49,31 +48,8 @@ func TestEtcdPartition(t *testing.T) {
 	t.Logf("nodes 1 and 2 dropped node 3 %v after the cut", time.Since(cut).Round(time.Millisecond))
 
 	// Node 3's client is told, and goes over to the majority.
-	select {
-	case r := <-c3.closes:
-		if r.Code != cluster.CloseIsolated {
-			t.Fatalf("node 3's client closed with %d %q, want CloseIsolated (%d)", r.Code, r.Text, cluster.CloseIsolated)
-		}
-		t.Logf("node 3 closed its client %v after the cut", time.Since(cut).Round(time.Millisecond))
-	case <-time.After(waitTimeout):
-		t.Fatal("node 3's client was not closed when node 3 was cut off")
-	}
-	select {
-	case <-c3.connects:
-	case <-time.After(waitTimeout):
-		t.Fatal("node 3's client did not reconnect")
-	}
-	if u := c3.c.URL(); u != procs[0].url && u != procs[1].url {
-		t.Fatalf("node 3's client reconnected to %s, not to node 1 or 2", u)
-	}
-	select {
-	case room := <-c3.recovers:
-		if room != "r" {
-			t.Fatalf("node 3's client re-joined %q", room)
-		}
-	case <-time.After(waitTimeout):
-		t.Fatal("node 3's client did not re-join its room")
-	}
+	c3.expectFailover(t, "r", procs[0], procs[1])
+	t.Logf("node 3's client failed over %v after the cut", time.Since(cut).Round(time.Millisecond))
 	res, err := c1.c.Request(ctx, "bcast", []byte("during"))
 	if err != nil || string(res) != "2" {
 		t.Fatalf("broadcast during the cut: %q, %v; want 2 clients", res, err)
