@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -52,6 +53,9 @@ type grainSupervision struct {
 	// grain fail too, for ever, holding up every message behind it. Kept
 	// while the room has a grain on this node.
 	poison map[string]map[string]uint64
+	// poisonRooms is len(poison), read without the lock: a grain's
+	// publish path costs one atomic load while no room has poison.
+	poisonRooms atomic.Int32
 }
 
 // grainCarry is a room grain's state that survives its restart: the room,
@@ -113,6 +117,7 @@ func (s *grainSupervision) failed(c actor.ReceiverContext, env *actor.MessageEnv
 		if p == nil {
 			p = map[string]uint64{}
 			s.poison[m.Room] = p
+			s.poisonRooms.Store(int32(len(s.poison)))
 		}
 		p[m.Origin] = max(p[m.Origin], m.Seq)
 		s.mu.Unlock()
@@ -156,6 +161,7 @@ func (s *grainSupervision) stopped(ctx actor.Context, g *roomGrain) {
 	failed := s.stopping[ctx.Self().Id]
 	if !failed {
 		delete(s.poison, g.room) // the room's grain ended on its own
+		s.poisonRooms.Store(int32(len(s.poison)))
 	}
 	s.mu.Unlock()
 	if !failed || g.room == "" {
@@ -171,7 +177,7 @@ func (s *grainSupervision) stopped(ctx actor.Context, g *roomGrain) {
 // before the grain (never numbered; the publishing node's next publish
 // that is numbered confirms it).
 func (s *grainSupervision) poisoned(room, origin string, seq uint64) bool {
-	if s == nil || origin == "" {
+	if s == nil || origin == "" || s.poisonRooms.Load() == 0 {
 		return false
 	}
 	s.mu.Lock()
