@@ -231,6 +231,9 @@ func (n *Node) rejoin(ctx context.Context) {
 			return retry.RetryableError(err)
 		}
 		n.mem.Store(m)
+		// The rooms wait for it (the broker's worker does not use
+		// the stopped member): subscribe them now.
+		n.rb.wake()
 		return nil
 	})
 	if err != nil {

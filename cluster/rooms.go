@@ -198,6 +198,10 @@ func (b *roomBroker) ready(r *brokerRoom, pid *actor.PID) {
 	r.ready = true
 }
 
+// errRejoining is why a subscription was not made: the node is replacing
+// its member (rejoin.go).
+var errRejoining = errors.New("marmot/cluster: the node is rejoining its cluster")
+
 // subscribeAttempts bounds the tries of one subscription; the waits
 // between them add up to about 1.5 s.
 const subscribeAttempts = 6
@@ -224,6 +228,13 @@ func (b *roomBroker) subscribe(room, epoch string, offset uint64, history bool) 
 		}
 		// The member now: a rejoin replaces it (rejoin.go).
 		mb := b.n.member()
+		if mb.left.Load() {
+			// Rejoining: see run. Asked through the stopped member,
+			// the grain's answer would go to the new one, which has
+			// no such request, and the attempt waits out its deadline.
+			err = errRejoining
+			continue
+		}
 		msg := &wire.RoomSubscribeSeq{Room: room, Node: mb.sys.Address(), Epoch: epoch, Offset: offset, History: history}
 		pid := b.placement(room)
 		if pid == nil {
@@ -467,6 +478,19 @@ func (b *roomBroker) run() {
 		}
 		b.mu.Unlock()
 		if t == nil && !retry {
+			continue
+		}
+		if mb := b.n.member(); mb == nil || mb.left.Load() {
+			// The node is rejoining (rejoin.go): its new member's first
+			// topology comes while it starts, before the node has it,
+			// and the old member is stopped. Wait for rejoin's wake once
+			// the new member is in place (the rooms stay not ready).
+			b.mu.Lock()
+			if b.pending == nil {
+				b.pending = t
+			}
+			b.retry = true
+			b.mu.Unlock()
 			continue
 		}
 		if t != nil {

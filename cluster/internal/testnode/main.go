@@ -65,7 +65,7 @@ func runChild() int {
 	}
 	log := slog.New(slog.DiscardHandler)
 	if os.Getenv("MARMOT_TEST_LOG") != "" {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test_node", nodeID)
 	}
 	var out sync.Mutex
 	say := func(format string, a ...any) {
