@@ -33,7 +33,17 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 		a.n.rb.delivered(m)
 		srv.DeliverRoom(m.Room, &marmot.RoomMessage{Name: m.Name, Data: m.Data, Meta: m.Meta, Epoch: m.Epoch, Offset: m.Offset})
 	case *wire.RoomStateQuery:
-		ctx.Respond(a.n.rb.state(m.Room))
+		st := a.n.rb.state(m.Room)
+		if st.Node == "" {
+			// The member is starting (a node that has just come back,
+			// whose grain asks it too): the node has no member yet to
+			// name, so the answer names this actor's system, the
+			// address the grain waits for. Without it the grain waited
+			// out RequestTimeout for an answer it had (test/soak
+			// -cluster; docs/FAULTS.md).
+			st.Node = ctx.ActorSystem().Address()
+		}
+		ctx.Respond(st)
 	case *wire.RoomReplicate:
 		a.n.rb.replicate(m.State)
 	case *wire.RoomRelease:

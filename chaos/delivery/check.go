@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 )
 
 // Kind is a kind of anomaly.
@@ -123,6 +124,77 @@ type Report struct {
 	NotRecovered, Unrecovered int
 	// Examples are the first few anomalies of each kind.
 	Examples []Anomaly
+	// LostRuns sums up the lost messages: runs of consecutive sequence
+	// numbers of one stream that the same number of receivers lost, in
+	// order of room, sender and number (the first maxLostRuns of them;
+	// LostRunsTotal counts all). Many receivers losing the same run is
+	// a message lost upstream of them (the room, a node), one receiver
+	// alone a connection's.
+	LostRuns      []LostRun
+	LostRunsTotal int
+}
+
+// LostRun is a run of lost messages: From to To (both included) of
+// Sender's stream to Room, each lost by Receivers receivers; Sent is when
+// From was numbered and Until when To was.
+type LostRun struct {
+	Room, Sender string
+	From, To     uint64
+	Receivers    int
+	Sent, Until  time.Time
+}
+
+func (l LostRun) String() string {
+	return fmt.Sprintf("%s: %s #%d-#%d (%d messages, numbered %s to %s) lost by %d receivers",
+		l.Room, l.Sender, l.From, l.To, l.To-l.From+1, l.Sent.Format("15:04:05.000"), l.Until.Format("15:04:05.000"), l.Receivers)
+}
+
+// maxLostRuns bounds Report.LostRuns.
+const maxLostRuns = 20
+
+// lostSeq is one lost message: how many receivers lost it, and when it
+// was numbered.
+type lostSeq struct {
+	n  int
+	at time.Time
+}
+
+// lostRuns groups the lost messages of each stream into runs.
+func lostRuns(lost map[streamKey]map[uint64]*lostSeq) (runs []LostRun, total int) {
+	keys := make([]streamKey, 0, len(lost))
+	for k := range lost {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].room != keys[j].room {
+			return keys[i].room < keys[j].room
+		}
+		return keys[i].sender < keys[j].sender
+	})
+	for _, k := range keys {
+		m := lost[k]
+		seqs := make([]uint64, 0, len(m))
+		for seq := range m {
+			seqs = append(seqs, seq)
+		}
+		sort.Slice(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
+		var cur *LostRun
+		for _, seq := range seqs {
+			l := m[seq]
+			if cur != nil && seq == cur.To+1 && l.n == cur.Receivers {
+				cur.To, cur.Until = seq, l.at
+				continue
+			}
+			total++
+			if len(runs) < maxLostRuns {
+				runs = append(runs, LostRun{Room: k.room, Sender: k.sender, From: seq, To: seq, Receivers: l.n, Sent: l.at, Until: l.at})
+				cur = &runs[len(runs)-1]
+			} else {
+				cur = &LostRun{From: seq, To: seq, Receivers: l.n}
+			}
+		}
+	}
+	return runs, total
 }
 
 // OK reports whether nothing was lost, duplicated, reordered or corrupted.
@@ -143,6 +215,12 @@ func (r *Report) Err() error {
 	fmt.Fprintf(&b, "%d lost, %d duplicated, %d reordered, %d corrupted", r.Lost, r.Duplicated, r.Reordered, r.Corrupted)
 	for _, a := range r.Examples {
 		b.WriteString("\n\t" + a.String())
+	}
+	for _, l := range r.LostRuns {
+		b.WriteString("\n\t" + l.String())
+	}
+	if n := r.LostRunsTotal - len(r.LostRuns); n > 0 {
+		fmt.Fprintf(&b, "\n\t(%d more runs of lost messages)", n)
 	}
 	return fmt.Errorf("%w: %s", ErrAnomalies, b.String())
 }
@@ -194,6 +272,7 @@ func (r *Recorder) Check() *Report {
 	})
 
 	var found anomalies
+	lost := map[streamKey]map[uint64]*lostSeq{}
 	for _, ss := range streams {
 		for _, s := range ss {
 			rep.Streams++
@@ -216,7 +295,7 @@ func (r *Recorder) Check() *Report {
 		found.merge(&in.found)
 		if !in.joined.IsZero() {
 			for _, s := range streams[k.room] {
-				expected, unrecovered := in.lost(k, s, &found)
+				expected, unrecovered := in.lost(k, s, &found, lost)
 				rep.Expected += expected
 				rep.Unrecovered += unrecovered
 			}
@@ -226,13 +305,14 @@ func (r *Recorder) Check() *Report {
 	rep.Lost, rep.Duplicated, rep.Reordered, rep.Corrupted = found.n[Lost], found.n[Duplicated], found.n[Reordered], found.n[Corrupted]
 	sort.SliceStable(found.examples, func(i, j int) bool { return found.examples[i].Kind < found.examples[j].Kind })
 	rep.Examples = found.examples
+	rep.LostRuns, rep.LostRunsTotal = lostRuns(lost)
 	return rep
 }
 
 // lost adds to found the messages of s that in should have got and did
 // not, and returns how many it should have got, and how many in its gaps
-// (NotRecovered) it did not get.
-func (in *inbox) lost(k inboxKey, s *Stream, found *anomalies) (expected, unrecovered int) {
+// (NotRecovered) it did not get. It counts each lost message in lost.
+func (in *inbox) lost(k inboxKey, s *Stream, found *anomalies, lost map[streamKey]map[uint64]*lostSeq) (expected, unrecovered int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	sn := in.senders[s.sender]
@@ -255,6 +335,16 @@ func (in *inbox) lost(k inboxKey, s *Stream, found *anomalies) (expected, unreco
 		expected++
 		if !got {
 			found.add(Lost, Anomaly{Receiver: k.receiver, Room: k.room, Sender: s.sender, Seq: seq})
+			sk := streamKey{s.sender, s.room}
+			if lost[sk] == nil {
+				lost[sk] = map[uint64]*lostSeq{}
+			}
+			l := lost[sk][seq]
+			if l == nil {
+				l = &lostSeq{at: s.msgs[seq].at}
+				lost[sk][seq] = l
+			}
+			l.n++
 		}
 	}
 	return expected, unrecovered

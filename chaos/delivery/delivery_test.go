@@ -260,3 +260,41 @@ func TestNotRecovered(t *testing.T) {
 		t.Fatalf("unrecovered %d, lost %d, expected %d; want 1, 0, 0", rep.Unrecovered, rep.Lost, rep.Expected)
 	}
 }
+
+// Lost messages are summed up in runs: consecutive numbers of one stream
+// lost by the same number of receivers.
+func TestLostRuns(t *testing.T) {
+	rec := delivery.NewRecorder()
+	s := rec.Stream("p", "r")
+	rec.Joined("a", "r")
+	rec.Joined("b", "r")
+	var payloads [][]byte
+	for i := range 10 {
+		p, seq := s.Next(fmt.Appendf(nil, "body %d", i))
+		s.Acked(seq)
+		payloads = append(payloads, p)
+	}
+	// Both lose 3-5 (upstream of them); a alone loses 8.
+	for seq := 1; seq <= 10; seq++ {
+		for _, c := range []string{"a", "b"} {
+			if seq >= 3 && seq <= 5 || seq == 8 && c == "a" {
+				continue
+			}
+			rec.Received(c, "r", "e1", uint64(seq), payloads[seq-1])
+		}
+	}
+	rep := rec.Check()
+	if rep.Lost != 7 || rep.LostRunsTotal != 2 || len(rep.LostRuns) != 2 {
+		t.Fatalf("lost %d in %d runs (%d listed), want 7 in 2\n%v", rep.Lost, rep.LostRunsTotal, len(rep.LostRuns), rep.Err())
+	}
+	r0, r1 := rep.LostRuns[0], rep.LostRuns[1]
+	if r0.Room != "r" || r0.Sender != "p" || r0.From != 3 || r0.To != 5 || r0.Receivers != 2 || r0.Sent.After(r0.Until) {
+		t.Errorf("first run %+v, want p #3-#5 lost by 2", r0)
+	}
+	if r1.From != 8 || r1.To != 8 || r1.Receivers != 1 {
+		t.Errorf("second run %+v, want p #8 lost by 1", r1)
+	}
+	if !strings.Contains(rep.Err().Error(), "r: p #3-#5 (3 messages") {
+		t.Errorf("Err does not list the runs: %v", rep.Err())
+	}
+}

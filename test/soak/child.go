@@ -154,7 +154,11 @@ func (c *child) stop(grace time.Duration) {
 
 func (c *child) pid() int { return c.cmd.Process.Pid }
 
-var ctlClient = &http.Client{Timeout: 5 * time.Second}
+// ctlClient asks the servers' control APIs. Its bound is generous: on a
+// busy machine (the CI suite beside the soak) a server can take seconds
+// to answer, which is slowness, not a failure (a server that is not up
+// refuses at once).
+var ctlClient = &http.Client{Timeout: 30 * time.Second}
 
 // stats asks the server for its figures; with gc it collects garbage and
 // returns memory to the OS first, so that RSS figures compare.

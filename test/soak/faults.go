@@ -66,7 +66,7 @@ type injector struct {
 	counts [nFaults]atomic.Int64
 	// restart is how long each server restart took to serve again.
 	restarts []time.Duration
-	killed   []string // what each kill killed
+	killed   []string // what each kill killed, and when
 	// The actor panics (and crashes among them) that killed processes
 	// had injected.
 	killedPanics, killedCrashes int64
@@ -113,6 +113,7 @@ func (in *injector) do(ctx context.Context, f fault) error {
 		}
 		victim.kill()
 		start := time.Now()
+		what += " at " + start.Format("15:04:05.000")
 		if err := victim.start(ctx); err != nil {
 			return err
 		}

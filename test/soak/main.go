@@ -13,12 +13,14 @@
 //	go run ./test/soak -duration 30m            # the long form
 //	go run ./test/soak -seed 7                  # the same fault schedule and targets again
 //	go run ./test/soak -cluster -clients 300    # three cluster nodes; a node killed and restarted
+//	go run ./test/soak -result out.json         # the verdict and its figures as JSON, too
 //
 // The server is this binary run again as a child process (MARMOT_SOAK_ROLE).
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -45,6 +47,7 @@ func main() {
 	cluster := flag.Bool("cluster", false, "run a cluster (-nodes nodes on 127.0.0.2 on, clients spread over them with failover) instead of one server; -kills then kills nodes")
 	nodes := flag.Int("nodes", 3, "nodes of the -cluster")
 	flag.StringVar(&cfg.Dir, "dir", "", "directory for the bolt file and the server log (default: a temporary one)")
+	resultPath := flag.String("result", "", "write the verdict and its figures to this file as JSON (TestSoak reads it)")
 	flag.Parse()
 	if *cluster {
 		cfg.Nodes = max(*nodes, 1)
@@ -60,6 +63,16 @@ func main() {
 	}
 	finish(res)
 	res.summary(os.Stdout)
+	if *resultPath != "" {
+		b, err := json.MarshalIndent(res.outcome(), "", "  ")
+		if err == nil {
+			err = os.WriteFile(*resultPath, b, 0o644)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "soak: -result:", err)
+			os.Exit(1)
+		}
+	}
 	if len(res.failures()) > 0 {
 		os.Exit(1)
 	}

@@ -82,33 +82,6 @@ const (
 	goroutineSlack = 10
 )
 
-// failures lists what the result falls short of; empty: a pass.
-func (r *result) failures() []string {
-	var out []string
-	if err := r.report.Err(); err != nil {
-		out = append(out, err.Error())
-	}
-	if d := float64(r.rssEnd.rss-r.rssWarm.rss) / float64(r.rssWarm.rss); d > rssTolerance {
-		out = append(out, fmt.Sprintf("server RSS grew %.1f%% (%s -> %s), over %.0f%%", 100*d, mib(r.rssWarm.rss), mib(r.rssEnd.rss), 100*rssTolerance))
-	}
-	if r.gorEnd > r.gorBase+goroutineSlack*max(r.cfg.Nodes, 1) {
-		out = append(out, fmt.Sprintf("server goroutines %d at the end, baseline %d", r.gorEnd, r.gorBase))
-	}
-	if r.selfEnd > r.selfBase+goroutineSlack {
-		out = append(out, fmt.Sprintf("soak goroutines %d after closing the clients, baseline %d", r.selfEnd, r.selfBase))
-	}
-	out = append(out, r.traceCheck()...)
-	// One server keeps every room's history: every re-join must be
-	// recovered. A cluster's history does not cross nodes yet, so a
-	// client that failed over is told "not recovered": reported (with
-	// the messages it could not be given, which are not counted as
-	// delivered), not a failure.
-	if r.notRecovered > 0 && r.cfg.Nodes == 0 {
-		out = append(out, fmt.Sprintf("%d re-joins not recovered (last: %s)", r.notRecovered, r.lastReason))
-	}
-	return out
-}
-
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
 // run runs one soak: the server as a child process, the chaos proxy and
@@ -347,7 +320,11 @@ func (r *result) summary(w io.Writer) {
 	for f := range fault(nFaults) {
 		row("  "+f.String(), fmt.Sprint(r.faults[f]))
 	}
-	row("restarts (to serving)", fmt.Sprintf("%v %v", r.killed, r.restarts))
+	kills := make([]string, len(r.killed))
+	for i, k := range r.killed {
+		kills[i] = fmt.Sprintf("%s (serving %s later)", k, r.restarts[i].Round(time.Millisecond))
+	}
+	row("kills", strings.Join(kills, ", "))
 	row("actor panics injected", fmt.Sprintf("%d (%d by Crash, the rest on publishes)", r.serverPanics, r.serverCrashes))
 	row("proxy resets", fmt.Sprint(r.proxy.Resets))
 	row("publishes sent/acked/failed", fmt.Sprintf("%d / %d / %d", r.sent, r.acked, r.failed))
@@ -377,9 +354,5 @@ func (r *result) summary(w io.Writer) {
 	row("server goroutines base/end", fmt.Sprintf("%d / %d", r.gorBase, r.gorEnd))
 	row("soak goroutines base/end", fmt.Sprintf("%d / %d", r.selfBase, r.selfEnd))
 	row("connect / drain / total", fmt.Sprintf("%s / %s / %s", r.connectTime.Round(time.Millisecond), r.drainTime.Round(time.Millisecond), r.elapsed.Round(time.Second)))
-	if f := r.failures(); len(f) > 0 {
-		fmt.Fprintf(w, "FAIL\n  %s\n", strings.Join(f, "\n  "))
-	} else {
-		fmt.Fprintln(w, "PASS")
-	}
+	r.writeVerdict(w)
 }

@@ -36,6 +36,7 @@ const (
 	envMaxConn = "MARMOT_SOAK_MAXCONN"
 	envHistory = "MARMOT_SOAK_HISTORY"
 	envOTLP    = "MARMOT_SOAK_OTLP" // the soak's trace receiver
+	envLog     = "MARMOT_SOAK_LOG"  // the servers' log level (default warn)
 	// With -cluster: the node's ID (1..), its cluster Bind address and the
 	// other nodes' (comma-separated).
 	envNode  = "MARMOT_SOAK_NODE"
@@ -84,7 +85,17 @@ func readGoMemory() goMemory {
 
 // serveChild runs the soak's server until SIGTERM (or SIGKILL).
 func serveChild() error {
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	// Warnings and errors go to the server's log (node-N.log, server.log
+	// in -dir); MARMOT_SOAK_LOG=info (or debug) has the cluster and the
+	// fault injector say more, to find the cause of an anomaly (marmot's
+	// own logs stay at warn: at debug they are a line per connection).
+	level := slog.LevelWarn
+	if v := os.Getenv(envLog); v != "" {
+		if err := level.UnmarshalText([]byte(v)); err != nil {
+			return fmt.Errorf("%s: %w", envLog, err)
+		}
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	store, err := boltstore.Open(os.Getenv(envDB), nil)
 	if err != nil {
 		return err
@@ -130,10 +141,12 @@ func serveChild() error {
 		}},
 	}
 	if id, _ := strconv.ParseUint(os.Getenv(envNode), 10, 32); id > 0 {
-		// A cluster node: room history does not cross nodes yet
-		// (cluster.New refuses it), so a failed-over client's re-join
-		// is not recovered (docs/FAULTS.md).
-		scfg.RoomHistory = marmot.HistoryConfig{}
+		// A cluster node keeps room history in memory, on every node
+		// that has the room and in its grain (cluster.New refuses a
+		// Backend: a node's own file is out of reach when it is down),
+		// so a failed-over client's re-join is recovered on the node it
+		// reaches (docs/CLUSTER.md, "Room history across nodes").
+		scfg.RoomHistory.Backend = nil
 		node, err = cluster.New(cluster.Config{Name: "soak", NodeID: uint32(id), Bind: os.Getenv(envBind),
 			Seeds: strings.Split(os.Getenv(envSeeds), ","), RefreshTTL: time.Second, Logger: log}, scfg)
 		if err != nil {
