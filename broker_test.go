@@ -73,11 +73,11 @@ func (v *memBrokerView) Unsubscribe(room string) {
 	delete(v.b.subs[room], *v.s)
 }
 
-func (v *memBrokerView) Publish(room string, m *marmot.RoomMessage) error {
+func (v *memBrokerView) Publish(room string, m *marmot.RoomMessage) (uint64, error) {
 	v.b.mu.Lock()
 	defer v.b.mu.Unlock()
 	if string(m.Data) == "refuse" {
-		return errors.New("refused by the broker")
+		return 0, errors.New("refused by the broker")
 	}
 	v.b.offsets[room]++
 	v.b.hist[room] = append(v.b.hist[room], marmot.HistoryEntry{Offset: v.b.offsets[room], Name: m.Name, Data: m.Data})
@@ -90,7 +90,7 @@ func (v *memBrokerView) Publish(room string, m *marmot.RoomMessage) error {
 		}
 		s.DeliverRoom(room, &c)
 	}
-	return nil
+	return 0, nil
 }
 
 // History hands out what the broker has delivered (every server's view

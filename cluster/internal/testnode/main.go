@@ -119,6 +119,11 @@ func runChild() int {
 			var ids []marmot.ClientID
 			ids, err = n.RoomMembers(ctx, string(m.Payload))
 			res = joinIDs(ids)
+		case "pub":
+			// "ROOM\nDATA": a server-side publish, answered once the
+			// cluster has it (Server.PublishContext).
+			room, data, _ := strings.Cut(string(m.Payload), "\n")
+			_, err = n.Server().PublishContext(ctx, room, []byte(data))
 		case "ask":
 			res, err = ask(ctx, n, string(m.Payload))
 		case "clients":
