@@ -4,7 +4,8 @@
 // MARMOT_SEEDS, MARMOT_ADVERTISE, MARMOT_WS_ADDR, MARMOT_PROVIDER, MARMOT_ETCD,
 // MARMOT_GRAIN_PANIC to make room grains panic on a publish of that text,
 // MARMOT_OTLP_URL to export its spans over OTLP/HTTP as service node-N,
-// MARMOT_HISTORY to keep that many messages of room history), prints "URL ws://..." once it serves and
+// MARMOT_HISTORY to keep that many messages of room history,
+// MARMOT_KEEP_ISOLATED to keep clients when cut off from the majority), prints "URL ws://..." once it serves and
 // "MEMBERS 1,2,3" after every change of the member list, and stops
 // gracefully when its stdin closes. Its clients drive it with requests:
 // whoami, bcast PAYLOAD, sendto "ID TEXT", count, clients, owner ROOM,
@@ -193,7 +194,9 @@ func runChild() int {
 		// live node for good (protoactor blocks members that left; see
 		// docs/CLUSTER.md): the default 1 s polls half as often as 500 ms.
 		RefreshTTL: time.Second,
-		Logger:     log,
+		// MARMOT_KEEP_ISOLATED: a node left alone keeps its clients.
+		KeepClientsWhenIsolated: os.Getenv("MARMOT_KEEP_ISOLATED") != "",
+		Logger:                  log,
 		OnMembersChange: func(ms []cluster.Member) {
 			ids := make([]string, len(ms))
 			for i, m := range ms {
