@@ -40,3 +40,19 @@ func (s *Server) HandOverSession(id uint64, secret []byte) (uint64, error) {
 	}
 	return h.HandOverSession(id, secret)
 }
+
+// DropSession ends session id on this server without handing it over
+// (its connection, if open, is closed with code and text): a SessionStore
+// calls it when another server took the session over from its saved mark
+// while this one could not be asked. It reports whether the server had
+// the session. Only a SessionStore calls it.
+func (s *Server) DropSession(id uint64, code int, text string) bool {
+	h := s.hub.Load()
+	if h == nil {
+		h = s.stoppedHub.Load()
+	}
+	if h == nil {
+		return false
+	}
+	return h.DropSession(id, code, text)
+}

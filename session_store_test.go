@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -416,5 +417,41 @@ func TestSessionTokenAcrossServers(t *testing.T) {
 	// The real one still works, once, on A.
 	if _, _, resumed := upgrade(t, a.s.URL(), t2); !resumed {
 		t.Fatal("the current token did not resume on A")
+	}
+}
+
+// TestDropSession: a store ends a session on its server without a
+// handover (it was taken over elsewhere while the server was cut off):
+// the session's connection is closed with the code given, the store is
+// told to forget it, and its token resumes it nowhere.
+func TestDropSession(t *testing.T) {
+	st := newHubsStore()
+	a := newStoreNode(t, st, 1)
+	ws, tok, _ := upgrade(t, a.s.URL(), protocol.SessionNew)
+	idPart, _, _ := strings.Cut(tok, ".")
+	id, err := strconv.ParseUint(idPart, 36, 64)
+	if err != nil {
+		t.Fatalf("token %q: %v", tok, err)
+	}
+	if a.s.DropSession(id+1, marmot.CloseSessionMoved, "x") {
+		t.Fatal("dropped a session the server does not have")
+	}
+	if !a.s.DropSession(id, marmot.CloseSessionMoved, "taken over elsewhere") {
+		t.Fatal("the server did not have its session")
+	}
+	if ce := readClose(t, ws); ce.Code != marmot.CloseSessionMoved {
+		t.Fatalf("the session's connection closed with %d, want %d", ce.Code, marmot.CloseSessionMoved)
+	}
+	st.mu.Lock()
+	_, kept := st.recs[id]
+	st.mu.Unlock()
+	if kept {
+		t.Fatal("the store still has the dropped session")
+	}
+	if a.s.DropSession(id, marmot.CloseSessionMoved, "again") {
+		t.Fatal("dropped twice")
+	}
+	if _, _, resumed := upgrade(t, a.s.URL(), tok); resumed {
+		t.Fatal("the dropped session's token resumed it")
 	}
 }

@@ -132,7 +132,9 @@
 // from the mark the store kept for a lost one (messages the client had sent
 // there are handled with Message.Redelivered). The hub saves each session
 // with the store as it is taken up, and its mark as its acknowledgement
-// goes out (Mark); without a store none of this runs.
+// goes out (Mark); without a store none of this runs. A store ends a
+// session here without a handover (Hub.DropSession) when another hub took
+// it over from its mark while this one was cut off.
 //
 // # Rooms across hubs
 //

@@ -196,12 +196,45 @@ func (h *Hub) HandOverSession(id uint64, secret []byte) (last uint64, err error)
 		ss.mu.Unlock()
 		return 0, ErrSessionNotFound
 	}
+	return h.releaseSession(s, CloseSessionMoved, "session resumed on another server"), nil
+}
+
+// DropSession ends session id here without handing it over: a
+// SessionStore calls it when another hub took the session over from its
+// saved mark while this hub could not be asked (cut off from its
+// cluster), so that the session is not resumed here too. Its connection,
+// if open, is closed with code and text; a message that reaches it
+// afterwards is not handled (the client sends it again to the hub that
+// has the session now). It reports whether this hub had the session.
+func (h *Hub) DropSession(id uint64, code int, text string) bool {
+	ss := h.sessions
+	ss.mu.Lock()
+	if ss.closed {
+		_, ok := ss.final[id]
+		delete(ss.final, id)
+		ss.mu.Unlock()
+		return ok
+	}
+	s := ss.byID[id]
+	if s == nil || s.secret == nil {
+		ss.mu.Unlock()
+		return false
+	}
+	h.releaseSession(s, code, text)
+	return true
+}
+
+// releaseSession ends s here for good (HandOverSession, DropSession), closing
+// its connection with code, and returns its last handled sequence
+// number; ss.mu is held, and released.
+func (h *Hub) releaseSession(s *session, code int, text string) (last uint64) {
+	ss := h.sessions
 	old := s.conn
 	s.conn = nil
 	ss.end(s)
 	ss.mu.Unlock()
 	if old != nil {
-		h.sys.Root.Send(old.link.pid, &closeRequest{code: CloseSessionMoved, text: "session resumed on another server"})
+		h.sys.Root.Send(old.link.pid, &closeRequest{code: code, text: text})
 	}
 	// s.mu is held while a message is handled: once it is ours, nothing
 	// of the session runs here any more, and moved keeps it so.
@@ -215,7 +248,7 @@ func (h *Hub) HandOverSession(id uint64, secret []byte) (last uint64, err error)
 		s.ackTimer = nil
 	}
 	s.mu.Unlock()
-	return last, nil
+	return last
 }
 
 // saveSession records s with the store, under its new secret (attach).

@@ -36,6 +36,7 @@ var wireKinds = []func() proto.Message{
 	func() proto.Message { return &wire.SessionHandover{} },
 	func() proto.Message { return &wire.MemberProbe{} },
 	func() proto.Message { return &wire.RoomResubscribe{} },
+	func() proto.Message { return &wire.SessionFence{} },
 }
 
 // FuzzNodeMessages feeds the node actor what protoactor's remote decodes
@@ -66,6 +67,8 @@ func FuzzNodeMessages(f *testing.F) {
 		b, _ := proto.Marshal(m)
 		f.Add(append([]byte{byte(i)}, b...))
 	}
+	fence, _ := proto.Marshal(&wire.SessionFence{Ids: []uint64{5, 1}})
+	f.Add(append([]byte{byte(len(wireKinds) - 1)}, fence...))
 	srv, err := marmot.NewServer(marmot.ServerConfig{Addr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		f.Fatal(err)
@@ -116,7 +119,7 @@ func FuzzNodeMessages(f *testing.F) {
 		}
 		root := srv.ActorSystem().Root
 		switch m.(type) {
-		case *wire.RoomDeliverSeq, *wire.RoomReplicate, *wire.RoomRelease, *wire.RoomPresenceChange, *wire.RoomPresenceSync, *wire.SessionMarks, *wire.RoomResubscribe:
+		case *wire.RoomDeliverSeq, *wire.RoomReplicate, *wire.RoomRelease, *wire.RoomPresenceChange, *wire.RoomPresenceSync, *wire.SessionMarks, *wire.RoomResubscribe, *wire.SessionFence:
 			// Not answered: a request after it tells that the actor
 			// has handled it.
 			root.Send(pid, m)
@@ -160,6 +163,8 @@ func FuzzGrain(f *testing.F) {
 		f.Add(append([]byte{byte(i)}, b...))
 	}
 	const keeper = "127.0.0.2:7001"
+	fence, _ := proto.Marshal(&wire.SessionFence{Ids: []uint64{5, 1}})
+	f.Add(append([]byte{byte(len(wireKinds) - 1)}, fence...))
 	sys := marmot.NewActorSystem(slog.New(slog.DiscardHandler))
 	f.Cleanup(sys.Shutdown)
 	n := &Node{log: slog.New(slog.DiscardHandler), hist: marmot.HistoryConfig{Size: 8, Bytes: 1 << 10}}

@@ -90,7 +90,11 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 			ActorRestarts: st.ActorRestarts,
 		})
 	case *wire.SessionMarks:
-		a.n.ss.hold(m)
+		if ids := a.n.ss.hold(m); len(ids) > 0 && ctx.Sender() != nil {
+			ctx.Send(ctx.Sender(), &wire.SessionFence{Ids: ids})
+		}
+	case *wire.SessionFence:
+		a.n.ss.fenced(m.Ids)
 	case *wire.SessionTake:
 		ctx.Respond(a.n.ss.takeHeld(m))
 	case *wire.SessionHandover:
@@ -135,7 +139,7 @@ func receivedKind(m any) (int, bool) {
 		return kindSend, true
 	case *wire.ClientsRequest, *wire.StatsRequest:
 		return kindQuery, true
-	case *wire.SessionMarks, *wire.SessionTake, *wire.SessionHandover:
+	case *wire.SessionMarks, *wire.SessionTake, *wire.SessionHandover, *wire.SessionFence:
 		return kindSession, true
 	}
 	return 0, false

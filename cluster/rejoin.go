@@ -120,8 +120,11 @@ func (n *Node) checkIsolation() {
 		n.log.Warn("marmot cluster: this node is cut off from the majority of its cluster; keeping its clients", "members", have, "nodes", total)
 		return
 	}
+	// Its sessions first: the majority may take them over from their
+	// replicas (sessions_partition.go).
+	dropped := n.ss.giveUp(CloseIsolated, "marmot: node cut off from its cluster")
 	cs := n.srv.Clients()
-	n.log.Warn("marmot cluster: this node is cut off from the majority of its cluster; closing its clients so that they fail over", "members", have, "nodes", total, "clients", len(cs))
+	n.log.Warn("marmot cluster: this node is cut off from the majority of its cluster; closing its clients so that they fail over", "members", have, "nodes", total, "clients", len(cs), "sessions", dropped)
 	for _, c := range cs {
 		_ = n.srv.Disconnect(c.ID, CloseIsolated, "marmot: node cut off from its cluster")
 	}

@@ -2,15 +2,10 @@ package cluster
 
 import (
 	"cmp"
-	"context"
-	"errors"
-	"fmt"
 	"hash/fnv"
 	"slices"
 	"sync"
 	"time"
-
-	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/marmotws/marmot"
 	"github.com/marmotws/marmot/actors"
@@ -33,10 +28,14 @@ import (
 //   - from its home, when the home is a member: the home closes the old
 //     connection (4009), waits for the message it may be handling, and
 //     hands over its exact mark. Nothing is handled twice.
-//   - else from its replica: the home is lost. What it acknowledged is at
-//     or below the mark; what it handled after the mark cannot be known,
-//     so the messages the client sends again are handled with
-//     Message.Redelivered (at least once, told).
+//   - else from its replica: the home is lost (not a member, or it left
+//     the member list while asked: sessions_take.go). What it
+//     acknowledged is at or below the mark; what it handled after the
+//     mark cannot be known, so the messages the client sends again are
+//     handled with Message.Redelivered (at least once, told).
+//
+// A home that is cut off, not lost, gives its sessions up, or is told to
+// end one that was taken from its replica (sessions_partition.go).
 //
 // Either way the new node makes a session of its own (its own ID, a new
 // token) that starts at the mark, and the client's outbox resumes there.
@@ -80,9 +79,12 @@ type ownSession struct {
 	at    string // the replica it was last sent to
 }
 
-// heldMark is a mark kept for another node.
+// heldMark is a mark kept for another node, or, once taken, its
+// tombstone (sessions_partition.go).
 type heldMark struct {
 	home    string // the home's member ID
+	ttl     time.Duration
+	taken   bool // given up to a take-over: the home is told to end it
 	hash    [32]byte
 	last    uint64
 	final   bool
@@ -198,6 +200,14 @@ func (st *sessionStore) flush() {
 	defer st.flushMu.Unlock()
 	self := st.n.cfg.NodeID
 	members := st.n.Members()
+	// A replica that left the member list is not told to delete the
+	// marks that move away from it: it is lost, or behind a partition,
+	// where its mark is what lets the other side take the session over
+	// (sessions_partition.go).
+	member := map[string]bool{}
+	for _, m := range members {
+		member[m.Address] = true
+	}
 	batches := map[string]*wire.SessionMarks{}
 	batch := func(addr string) *wire.SessionMarks {
 		b := batches[addr]
@@ -213,7 +223,7 @@ func (st *sessionStore) flush() {
 		if order := replicas(id, members, self); len(order) > 0 {
 			addr = order[0]
 		}
-		if o.at != "" && o.at != addr {
+		if o.at != "" && o.at != addr && member[o.at] {
 			st.gone[o.at] = append(st.gone[o.at], id)
 		}
 		o.at = addr
@@ -253,10 +263,16 @@ func (st *sessionStore) flush() {
 func (st *sessionStore) sendTo(addr string, m *wire.SessionMarks) {
 	st.n.traffic.sent[kindSession].Add(1)
 	if addr == st.n.member().sys.Address() {
-		st.hold(m)
+		if ids := st.hold(m); len(ids) > 0 {
+			st.fenced(ids)
+		}
 		return
 	}
-	st.n.member().sys.Root.Send(nodePID(addr), m)
+	// With the node actor as the sender, which a replica answers with a
+	// SessionFence (sessions_partition.go); by its member's address
+	// (mb.self was spawned before the remote started: "nonhost").
+	mb := st.n.member()
+	mb.sys.Root.RequestWithCustomSender(nodePID(addr), m, nodePID(mb.sys.Address()))
 }
 
 // replicas returns the members that may keep session id's mark, best
@@ -290,20 +306,28 @@ func replicas(id uint64, members []Member, home uint32) []string {
 	return out
 }
 
-// hold keeps the marks another node sent (on the node actor).
-func (st *sessionStore) hold(m *wire.SessionMarks) {
+// hold keeps the marks another node sent (on the node actor), and
+// returns the IDs among them whose session was taken over meanwhile:
+// the home is to end them (sessions_partition.go).
+func (st *sessionStore) hold(m *wire.SessionMarks) (fenced []uint64) {
 	now := time.Now()
 	expires := now.Add(time.Duration(m.TtlNanos))
+	st.n.log.Debug("marmot cluster: session marks held", "home", m.Home, "marks", len(m.Marks), "deleted", len(m.Deleted))
 	st.hmu.Lock()
 	defer st.hmu.Unlock()
 	st.sweep(now)
 	for _, id := range m.Deleted {
-		if h := st.held[id]; h != nil && h.home == m.Home {
+		if h := st.held[id]; h != nil && (h.home == m.Home || h.taken) {
 			delete(st.held, id)
 		}
 	}
 	for _, mk := range m.Marks {
 		h := st.held[mk.Id]
+		if h != nil && h.taken {
+			// Taken over from here while its home, cut off, kept it.
+			fenced = append(fenced, mk.Id)
+			continue
+		}
 		if h == nil {
 			if len(st.held) >= maxHeldMarks {
 				if !st.warned {
@@ -321,8 +345,9 @@ func (st *sessionStore) hold(m *wire.SessionMarks) {
 			h.home, h.last = m.Home, 0
 		}
 		copy(h.hash[:], mk.SecretHash)
-		h.last, h.final, h.expires = max(h.last, mk.Last), mk.Final, expires
+		h.last, h.final, h.expires, h.ttl = max(h.last, mk.Last), mk.Final, expires, time.Duration(m.TtlNanos)
 	}
+	return fenced
 }
 
 // sweep drops the marks whose home stopped refreshing them; hmu is held.
@@ -338,84 +363,18 @@ func (st *sessionStore) sweep(now time.Time) {
 	}
 }
 
-// takeHeld gives up the mark m asks for, when its secret matches.
+// takeHeld gives up the mark m asks for, when its secret matches: once.
 func (st *sessionStore) takeHeld(m *wire.SessionTake) *wire.SessionTaken {
 	now := time.Now()
 	st.hmu.Lock()
 	defer st.hmu.Unlock()
 	st.sweep(now)
 	h := st.held[m.Id]
-	if h == nil || now.After(h.expires) || (m.UnlessHome != "" && h.home == m.UnlessHome) || !actors.SecretMatches(h.hash, m.Secret) {
+	if h == nil || h.taken || now.After(h.expires) || (m.UnlessHome != "" && h.home == m.UnlessHome) || !actors.SecretMatches(h.hash, m.Secret) {
 		return &wire.SessionTaken{}
 	}
-	delete(st.held, m.Id)
+	// A tombstone, for a home that still has the session (it was cut
+	// off, not lost) and marks it again: it is told to end it.
+	h.taken, h.expires = true, now.Add(h.ttl)
 	return &wire.SessionTaken{Found: true, Last: h.last, Certain: h.final}
-}
-
-// handOver answers a SessionHandover from another node, off the node
-// actor: the handover waits for the message the session may be handling.
-// It answers on sys, the node actor's (its member's) actor system: a
-// request can come while the member is starting, before the node has it.
-func (st *sessionStore) handOver(m *wire.SessionHandover, to *actor.PID, sys *actor.ActorSystem) {
-	go func() {
-		last, err := st.n.srv.HandOverSession(m.Id, m.Secret)
-		sys.Root.Send(to, &wire.SessionTaken{Found: err == nil, Last: last, Certain: err == nil,
-			Home: sys.ID, Stopping: errors.Is(err, marmot.ErrSessionStopping)})
-	}()
-}
-
-// Take implements marmot.SessionStore: from the session's home when it is
-// a member and has it, else from the replica that keeps its mark.
-func (st *sessionStore) Take(ctx context.Context, id uint64, secret []byte) (marmot.SessionTaken, error) {
-	n := st.n
-	if err := n.check(); err != nil {
-		return marmot.SessionTaken{}, err
-	}
-	home := actors.SessionNode(id)
-	unless := n.member().sys.ID // a session of this run of this node is not taken from a replica
-	if home != n.cfg.NodeID {
-		unless = ""
-		if addr, ok := n.nodeAddress(home); ok {
-			res, err := st.ask(ctx, addr, &wire.SessionHandover{Id: id, Secret: secret})
-			switch {
-			case err == nil && res.Found:
-				return marmot.SessionTaken{Last: res.Last, Certain: true}, nil
-			case err == nil && !res.Stopping:
-				// The home is alive and does not have it: only a mark of
-				// an earlier run of the home may be taken.
-				unless = res.Home
-			}
-			// Not answering: lost, as far as this client is concerned.
-		}
-	}
-	req := &wire.SessionTake{Id: id, Secret: secret, UnlessHome: unless}
-	var errs []error
-	for _, addr := range replicas(id, n.Members(), home) {
-		var res *wire.SessionTaken
-		var err error
-		if addr == n.member().sys.Address() {
-			res = st.takeHeld(req)
-		} else if res, err = st.ask(ctx, addr, req); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if res.Found {
-			return marmot.SessionTaken{Last: res.Last, Certain: res.Certain}, nil
-		}
-	}
-	return marmot.SessionTaken{}, errors.Join(append([]error{marmot.ErrSessionNotFound}, errs...)...)
-}
-
-// ask sends a session request to the node actor at addr.
-func (st *sessionStore) ask(ctx context.Context, addr string, m any) (*wire.SessionTaken, error) {
-	st.n.traffic.sent[kindSession].Add(1)
-	res, err := st.n.member().sys.Root.RequestFuture(nodePID(addr), m, st.n.timeout(ctx)).Result()
-	if err != nil {
-		return nil, fmt.Errorf("marmot/cluster: %s: %w", addr, err)
-	}
-	t, ok := res.(*wire.SessionTaken)
-	if !ok {
-		return nil, fmt.Errorf("marmot/cluster: %s: unexpected answer %T", addr, res)
-	}
-	return t, nil
 }

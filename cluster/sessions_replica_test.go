@@ -3,6 +3,7 @@ package cluster
 import (
 	"crypto/sha256"
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
@@ -45,7 +46,8 @@ func TestReplicas(t *testing.T) {
 
 // TestHeldMarks: a replica gives a mark up once, only for the secret
 // whose hash it keeps, not for a live home that said it has no such
-// session, and forgets marks its home stopped refreshing, or deleted.
+// session, and forgets marks its home stopped refreshing, or deleted; a
+// mark it gave up that its home marks again is named to be fenced.
 func TestHeldMarks(t *testing.T) {
 	st := newSessionStore(&Node{log: slog.New(slog.DiscardHandler)}, time.Minute)
 	secret := []byte("0123456789abcdef0123456789abcdef")
@@ -70,6 +72,23 @@ func TestHeldMarks(t *testing.T) {
 	if r := take(secret, ""); r.Found {
 		t.Fatal("taken twice")
 	}
+	// Its home, cut off meanwhile, marks it again: the replica keeps no
+	// mark, names it to be fenced, and it is not taken again.
+	if fenced := st.hold(&wire.SessionMarks{Home: "run-2", TtlNanos: int64(time.Minute), Marks: []*wire.SessionMark{{Id: 7, SecretHash: hash[:], Last: 8}}}); !slices.Equal(fenced, []uint64{7}) {
+		t.Fatalf("fenced %v after the home marked a taken session, want [7]", fenced)
+	}
+	if r := take(secret, ""); r.Found {
+		t.Fatal("taken again after its home marked it")
+	}
+	// The home ended it (fenced): the tombstone goes with its deletion.
+	st.hold(&wire.SessionMarks{Home: "run-2", Deleted: []uint64{7}})
+	if fenced := st.hold(&wire.SessionMarks{Home: "run-1", TtlNanos: int64(time.Minute), Marks: []*wire.SessionMark{{Id: 7, SecretHash: hash[:], Last: 5}}}); len(fenced) != 0 {
+		t.Fatalf("fenced %v after the tombstone was deleted", fenced)
+	}
+	if r := take(secret, ""); !r.Found || r.Last != 5 {
+		t.Fatalf("take after the tombstone went: %+v", r)
+	}
+	st.hold(&wire.SessionMarks{Home: "run-1", Deleted: []uint64{7}})
 
 	// A final mark is certain; a deleted one is gone.
 	st.hold(&wire.SessionMarks{Home: "run-1", TtlNanos: int64(time.Minute), Marks: []*wire.SessionMark{{Id: 7, SecretHash: hash[:], Last: 9, Final: true}}})

@@ -2,7 +2,6 @@ package cluster_test
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -71,31 +70,14 @@ func readHandled(t *testing.T, dir string, id, from, to int) []handledEntry {
 // others; its errors go to errs.
 func sessionClient(t *testing.T, url string, failover []string) (*marmot.Client, chan error) {
 	t.Helper()
-	errs := make(chan error, 256)
-	c, err := marmot.NewClient(marmot.ClientConfig{
-		URL: url, FailoverURLs: failover, Subprotocol: "marmot.v1", Logger: slog.New(slog.DiscardHandler),
-		AutoReconnect: true, ReconnectStrategy: marmot.ReconnectFixed, ReconnectInterval: 50 * time.Millisecond,
-		KeepAlive: 500 * time.Millisecond,
-		ClientEvents: marmot.ClientEvents{OnError: func(err error) {
-			select {
-			case errs <- err:
-			default:
-			}
-		}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = c.Close(ctx)
-	})
-	if err := c.Connect(ctxTimeout(t)); err != nil {
-		t.Fatal(err)
-	}
+	c, _, errs := failoverClient(t, url, failover)
 	return c, errs
 }
+
+// takeOverTimeout is the nodes' RequestTimeout in the tests of sessions
+// across nodes: long, so that a take-over that waits it out for a dead
+// home is told from one that ends when the home leaves the member list.
+const takeOverTimeout = 20 * time.Second
 
 // TestSessionsFollowClients runs three node processes on 127.0.0.2-4 and
 // a client with its outbox that fails over from node 1:
@@ -110,21 +92,16 @@ func sessionClient(t *testing.T, url string, failover []string) (*marmot.Client,
 //     from the mark node 1 kept on its replica: every message is handled
 //     at least once, none twice on the surviving nodes, a message handled
 //     by node 1 and again after is flagged Redelivered (and those flagged
-//     come first), no ErrSessionLost.
+//     come first), no ErrSessionLost; the client is resumed and caught
+//     up before the nodes' RequestTimeout (takeOverTimeout) has passed
+//     since the kill: the ask of the dead home ended when it left the
+//     member list.
 //   - stopped: node 2 stops gracefully while the client sends; the client
 //     moves to node 3, which takes the session over from draining node 2:
 //     exactly once, none flagged.
 func TestSessionsFollowClients(t *testing.T) {
-	specs := loopbackNodes(t)
-	name := fmt.Sprintf("marmot-sessions-%d", time.Now().UnixNano())
 	dir := t.TempDir()
-	procs := make([]*proc, len(specs))
-	for i, s := range specs {
-		procs[i] = startProc(t, name, s, specs, "MARMOT_HANDLED_LOG="+filepath.Join(dir, fmt.Sprintf("node-%d.log", s.id)))
-	}
-	for _, p := range procs {
-		p.waitMembers("1,2,3")
-	}
+	procs := startSessionNodes(t, "marmot-sessions", loopbackNodes(t), dir)
 	urls := []string{procs[0].url, procs[1].url, procs[2].url}
 
 	t.Run("moved", func(t *testing.T) {
@@ -185,53 +162,27 @@ func TestSessionsFollowClients(t *testing.T) {
 		}()
 		procs[0].waitLine("HANDLED 1500")
 		procs[0].kill()
+		killed := time.Now()
 		if err := recvErr(t, sent); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := c.Request(ctxTimeout(t), "done", nil); err != nil {
 			t.Fatal(err)
 		}
+		// The take-over asked the dead home first: it ended when node 1
+		// left the member list, not when the ask timed out.
+		if took := time.Since(killed); took >= takeOverTimeout {
+			t.Fatalf("resumed %v after the kill: the take-over waited RequestTimeout (%v) for the dead home", took, takeOverTimeout)
+		} else {
+			t.Logf("resumed and caught up %v after the kill (RequestTimeout %v)", took.Round(time.Millisecond), takeOverTimeout)
+		}
 		on1 := readHandled(t, dir, 1, from, to)
-		count := map[int]int{}
-		onNode1 := map[int]bool{}
 		for _, h := range on1 {
-			onNode1[h.k] = true
-			count[h.k]++
 			if h.redelivered {
 				t.Fatalf("node 1 flagged m%d Redelivered", h.k)
 			}
 		}
-		twice, flagged := 0, 0
-		seen := map[int]bool{}
-		for id := 2; id <= 3; id++ {
-			prev, inPrefix := 0, true
-			for _, h := range readHandled(t, dir, id, from, to) {
-				count[h.k]++
-				switch {
-				case seen[h.k]:
-					t.Fatalf("m%d handled twice on the surviving nodes", h.k)
-				case h.k <= prev:
-					t.Fatalf("node %d handled m%d after m%d", id, h.k, prev)
-				case onNode1[h.k] && !h.redelivered:
-					t.Fatalf("node %d handled m%d again, without Redelivered", id, h.k)
-				case h.redelivered && !inPrefix:
-					t.Fatalf("node %d flagged m%d Redelivered after unflagged messages", id, h.k)
-				}
-				seen[h.k], prev = true, h.k
-				inPrefix = inPrefix && h.redelivered
-				if h.redelivered {
-					flagged++
-				}
-				if onNode1[h.k] {
-					twice++
-				}
-			}
-		}
-		for k := from; k <= to; k++ {
-			if count[k] == 0 {
-				t.Fatalf("m%d never handled", k)
-			}
-		}
+		flagged, twice := checkAtLeastOnce(t, dir, 1, from, to)
 		t.Logf("node 1 handled %d; after its loss %d were flagged Redelivered, %d of them handled by node 1 too", len(on1), flagged, twice)
 		sessiontest.NoSessionLost(t, errs)
 	})

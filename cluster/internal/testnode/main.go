@@ -5,7 +5,10 @@
 // MARMOT_GRAIN_PANIC to make room grains panic on a publish of that text,
 // MARMOT_OTLP_URL to export its spans over OTLP/HTTP as service node-N,
 // MARMOT_HISTORY to keep that many messages of room history,
-// MARMOT_KEEP_ISOLATED to keep clients when cut off from the majority), prints "URL ws://..." once it serves and
+// MARMOT_KEEP_ISOLATED to keep clients when cut off from the majority,
+// MARMOT_REQUEST_TIMEOUT for Config.RequestTimeout, MARMOT_WARNINGS to
+// print "WARN <message>" for every warning marmot logs and "HELD" for
+// every batch of session marks it keeps for another node), prints "URL ws://..." once it serves and
 // "MEMBERS 1,2,3" after every change of the member list, and stops
 // gracefully when its stdin closes. Its clients drive it with requests:
 // whoami, bcast PAYLOAD, sendto "ID TEXT", count, clients, owner ROOM,
@@ -66,6 +69,10 @@ func runChild() int {
 		out.Lock()
 		defer out.Unlock()
 		fmt.Printf(format+"\n", a...)
+	}
+	if os.Getenv("MARMOT_WARNINGS") != "" && os.Getenv("MARMOT_TEST_LOG") == "" {
+		// Warnings on stdout, as "WARN <message>" lines.
+		log = slog.New(warnLines{say})
 	}
 	var n *cluster.Node
 	handledLog := openHandledLog(say)
@@ -196,7 +203,9 @@ func runChild() int {
 		RefreshTTL: time.Second,
 		// MARMOT_KEEP_ISOLATED: a node left alone keeps its clients.
 		KeepClientsWhenIsolated: os.Getenv("MARMOT_KEEP_ISOLATED") != "",
-		Logger:                  log,
+		// MARMOT_REQUEST_TIMEOUT: Config.RequestTimeout (a Go duration).
+		RequestTimeout: envDuration("MARMOT_REQUEST_TIMEOUT"),
+		Logger:         log,
 		OnMembersChange: func(ms []cluster.Member) {
 			ids := make([]string, len(ms))
 			for i, m := range ms {
@@ -302,3 +311,32 @@ func openHandledLog(say func(string, ...any)) func(*marmot.Message) {
 		}
 	}
 }
+
+// envDuration reads a duration from the environment (0 when unset).
+func envDuration(name string) time.Duration {
+	d, err := time.ParseDuration(os.Getenv(name))
+	if err != nil && os.Getenv(name) != "" {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		os.Exit(2)
+	}
+	return d
+}
+
+// warnLines is the MARMOT_WARNINGS logger: a line "WARN <message>" on
+// stdout for every warning or error of marmot's (not protoactor's),
+// without its attributes, and "HELD" for every batch of session marks
+// the node keeps for another (sessions.go's debug record).
+type warnLines struct{ say func(string, ...any) }
+
+func (w warnLines) Enabled(_ context.Context, l slog.Level) bool { return true }
+func (w warnLines) Handle(_ context.Context, r slog.Record) error {
+	switch {
+	case r.Level >= slog.LevelWarn && strings.HasPrefix(r.Message, "marmot"): // not protoactor's own
+		w.say("WARN %s", r.Message)
+	case r.Message == "marmot cluster: session marks held":
+		w.say("HELD")
+	}
+	return nil
+}
+func (w warnLines) WithAttrs([]slog.Attr) slog.Handler { return w }
+func (w warnLines) WithGroup(string) slog.Handler      { return w }
