@@ -163,8 +163,6 @@ func FuzzGrain(f *testing.F) {
 		f.Add(append([]byte{byte(i)}, b...))
 	}
 	const keeper = "127.0.0.2:7001"
-	fence, _ := proto.Marshal(&wire.SessionFence{Ids: []uint64{5, 1}})
-	f.Add(append([]byte{byte(len(wireKinds) - 1)}, fence...))
 	sys := marmot.NewActorSystem(slog.New(slog.DiscardHandler))
 	f.Cleanup(sys.Shutdown)
 	n := &Node{log: slog.New(slog.DiscardHandler), hist: marmot.HistoryConfig{Size: 8, Bytes: 1 << 10}}

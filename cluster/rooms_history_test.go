@@ -195,6 +195,28 @@ func TestBrokerRoom(t *testing.T) {
 	}
 }
 
+// TestRoomStateWhileStarting: a node whose member is still starting (one
+// that has just come back) answers a grain's take-over query with its own
+// address, which the grain waits for; an answer naming nobody left the
+// grain waiting out RequestTimeout for an answer it had (test/soak
+// -cluster lost the publishes that piled up meanwhile; docs/FAULTS.md).
+func TestRoomStateWhileStarting(t *testing.T) {
+	n := &Node{hist: marmot.HistoryConfig{Size: 100}}
+	n.rb = newRoomBroker(n)
+	sys := actor.NewActorSystem()
+	defer sys.Shutdown()
+	pid := sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return &nodeActor{n: n} }))
+	defer sys.Root.Stop(pid)
+	res, err := sys.Root.RequestFuture(pid, &wire.RoomStateQuery{Room: "r"}, 5*time.Second).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, ok := res.(*wire.RoomState)
+	if !ok || st.Node != sys.Address() || st.Has {
+		t.Fatalf("answer %T %+v, want an empty state naming %q", res, res, sys.Address())
+	}
+}
+
 // TestOrigin: an origin names its node and its run: two nodes never
 // share one, a node restarted later is a new one, and none is 0 (none).
 func TestOrigin(t *testing.T) {
@@ -299,27 +321,5 @@ func TestBrokerStall(t *testing.T) {
 	r.ready, b.retry = true, false
 	if b.stalled(time.Now().Add(time.Hour)) {
 		t.Fatal("stalled with nothing unconfirmed")
-	}
-}
-
-// TestRoomStateWhileStarting: a node whose member is still starting (one
-// that has just come back) answers a grain's take-over query with its own
-// address, which the grain waits for; an answer naming nobody left the
-// grain waiting out RequestTimeout for an answer it had (test/soak
-// -cluster lost the publishes that piled up meanwhile; docs/FAULTS.md).
-func TestRoomStateWhileStarting(t *testing.T) {
-	n := &Node{hist: marmot.HistoryConfig{Size: 100}}
-	n.rb = newRoomBroker(n)
-	sys := actor.NewActorSystem()
-	defer sys.Shutdown()
-	pid := sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return &nodeActor{n: n} }))
-	defer sys.Root.Stop(pid)
-	res, err := sys.Root.RequestFuture(pid, &wire.RoomStateQuery{Room: "r"}, 5*time.Second).Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, ok := res.(*wire.RoomState)
-	if !ok || st.Node != sys.Address() || st.Has {
-		t.Fatalf("answer %T %+v, want an empty state naming %q", res, res, sys.Address())
 	}
 }
