@@ -66,7 +66,8 @@ type Config struct {
 	RequestTimeout time.Duration
 	// KeepClientsWhenIsolated keeps a node's clients connected when the
 	// node finds itself cut off from the majority of its cluster
-	// (automanaged: fewer members than half the nodes of Bind and Seeds).
+	// (automanaged: fewer members than half the nodes of Bind and Seeds;
+	// etcd: it reaches fewer than half the members etcd lists).
 	// By default such a node closes its clients' connections once, with
 	// CloseIsolated, so that clients with FailoverURLs reconnect to a
 	// node of the majority (docs/CLUSTER.md, Failure semantics).

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -24,7 +25,9 @@ import (
 // deliver nothing until the nodes subscribe again. So the failing grain's
 // subscribers and position are handed to its next incarnation (same PID,
 // same node): the room goes on with the same epoch and offsets, and only
-// the message that failed is lost. A grain that protoactor stops instead
+// the message that failed is lost: the node that published it sends it
+// again (it is not confirmed), and this node's grains of the room drop it
+// (poison), rather than fail on it again. A grain that protoactor stops instead
 // (the budget spent) tells its subscribers (wire.RoomResubscribe), and
 // each node subscribes the room again, which starts a fresh grain that
 // takes on the nodes' position.
@@ -43,6 +46,16 @@ type grainSupervision struct {
 	stats    map[string]*actor.RestartStatistics
 	carry    map[string]grainCarry // what the restarted grain takes on
 	stopping map[string]bool       // stopped by protoactor after failing
+	// poison is, per room, the highest publisher seq per origin of a
+	// message a grain of the room failed on: the publishing node keeps it
+	// unconfirmed and sends it again (after a change of the member list,
+	// or to the fresh grain after a stop), and it must not make the next
+	// grain fail too, for ever, holding up every message behind it. Kept
+	// while the room has a grain on this node.
+	poison map[string]map[uint64]uint64
+	// poisonRooms is len(poison), read without the lock: a grain's
+	// publish path costs one atomic load while no room has poison.
+	poisonRooms atomic.Int32
 }
 
 // grainCarry is a room grain's state that survives its restart: the room,
@@ -63,14 +76,27 @@ func newGrainSupervision(n *Node, tp trace.TracerProvider) *grainSupervision {
 			ActorKind: "room_grain", TracerProvider: tp, Logger: n.log,
 		}),
 		stats: map[string]*actor.RestartStatistics{}, carry: map[string]grainCarry{}, stopping: map[string]bool{},
+		poison: map[string]map[uint64]uint64{},
 	}
 }
 
 // middleware runs in front of every room grain (outermost).
 func (s *grainSupervision) middleware(next actor.ReceiverFunc) actor.ReceiverFunc {
 	return func(c actor.ReceiverContext, env *actor.MessageEnvelope) {
-		if _, ok := env.Message.(*actor.Stopped); ok {
+		switch m := env.Message.(type) {
+		case *actor.Stopped:
 			s.forget(c.Self().Id)
+		case *wire.RoomPublishSeq:
+			if s.poisoned(m.Room, m.Origin, m.Seq) {
+				// A grain of the room failed on it: not numbered, but
+				// counted as its origin's seq, so that the origin's next
+				// publish is not taken for one after a hole (which the
+				// grain refuses, rooms_grain.go) and the room goes on.
+				if g, ok := c.Actor().(*roomGrain); ok {
+					g.hist.noteSeq(m.Origin, m.Seq)
+				}
+				return
+			}
 		}
 		defer func() {
 			if r := recover(); r != nil {
@@ -92,6 +118,17 @@ func (s *grainSupervision) failed(c actor.ReceiverContext, env *actor.MessageEnv
 		s.stats[id] = rs
 	}
 	s.mu.Unlock()
+	if m, ok := env.Message.(*wire.RoomPublishSeq); ok && m.Origin != 0 && m.Seq != 0 {
+		s.mu.Lock()
+		p := s.poison[m.Room]
+		if p == nil {
+			p = map[uint64]uint64{}
+			s.poison[m.Room] = p
+			s.poisonRooms.Store(int32(len(s.poison)))
+		}
+		p[m.Origin] = max(p[m.Origin], m.Seq)
+		s.mu.Unlock()
+	}
 	var d directive
 	s.strategy.HandleFailure(c.ActorSystem(), &d, c.Self(), rs, reason, env)
 	g, ok := c.Actor().(*roomGrain)
@@ -129,6 +166,10 @@ func (s *grainSupervision) stopped(ctx actor.Context, g *roomGrain) {
 	}
 	s.mu.Lock()
 	failed := s.stopping[ctx.Self().Id]
+	if !failed {
+		delete(s.poison, g.room) // the room's grain ended on its own
+		s.poisonRooms.Store(int32(len(s.poison)))
+	}
 	s.mu.Unlock()
 	if !failed || g.room == "" {
 		return
@@ -136,6 +177,19 @@ func (s *grainSupervision) stopped(ctx actor.Context, g *roomGrain) {
 	for node := range g.subs {
 		ctx.Send(nodePID(node), &wire.RoomResubscribe{Room: g.room})
 	}
+}
+
+// poisoned reports whether a grain of room failed on the publish
+// (origin, seq), or on a later one of origin: the middleware drops it
+// before the grain (never numbered; the publishing node's next publish
+// that is numbered confirms it).
+func (s *grainSupervision) poisoned(room string, origin, seq uint64) bool {
+	if s == nil || origin == 0 || s.poisonRooms.Load() == 0 {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return seq <= s.poison[room][origin]
 }
 
 func (s *grainSupervision) forget(id string) {

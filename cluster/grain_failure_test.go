@@ -25,14 +25,7 @@ func TestGrainFailure(t *testing.T) {
 	joinAll(t, "r", clients...)
 	expect := func(text string, offset uint64, epoch string) string {
 		t.Helper()
-		for _, c := range clients {
-			m := c.next(t, text)
-			if string(m.Payload) != text || m.Offset != offset || (epoch != "" && m.Epoch != epoch) {
-				t.Fatalf("client of node %d: got %q #%d epoch %q, want %q #%d epoch %q", c.node, m.Payload, m.Offset, m.Epoch, text, offset, epoch)
-			}
-			epoch = m.Epoch
-		}
-		return epoch
+		return expectAll(t, clients, text, offset, epoch)
 	}
 	if err := clients[0].c.Publish("r", []byte("a")); err != nil {
 		t.Fatal(err)
@@ -64,4 +57,18 @@ func TestGrainFailure(t *testing.T) {
 			t.Fatalf("no %s span exported", supervisor.SpanName)
 		}
 	}
+}
+
+// expectAll checks that every client's next message is text at offset,
+// of epoch (any epoch when ""; then all the same), and returns the epoch.
+func expectAll(t *testing.T, clients []*tclient, text string, offset uint64, epoch string) string {
+	t.Helper()
+	for _, c := range clients {
+		m := c.next(t, text)
+		if string(m.Payload) != text || m.Offset != offset || (epoch != "" && m.Epoch != epoch) {
+			t.Fatalf("client of node %d: got %q #%d epoch %q, want %q #%d epoch %q", c.node, m.Payload, m.Offset, m.Epoch, text, offset, epoch)
+		}
+		epoch = m.Epoch
+	}
+	return epoch
 }

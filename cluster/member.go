@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -170,9 +171,71 @@ func (m *member) leave(graceful bool, timeout time.Duration) {
 		m.c.IdentityLookup.Shutdown()
 	}
 	m.c.Gossip.Shutdown()
+	m.stopActors(timeout)
+}
+
+// stopActors stops the actors the member's system still runs, within
+// timeout. protoactor's non-graceful shutdown (ActorSystem.Shutdown only
+// ends the gossip loop; Remote.Shutdown(false) only stops the gRPC
+// server) leaves them in place, among them the remote's endpoint
+// supervisor, whose endpoint writers keep their gRPC connections to the
+// other nodes open (and those nodes' readers of them): about twenty
+// goroutines per rejoin, here and on the others. Stopping an actor stops
+// its children (an endpoint writer closes its connection when it stops),
+// so the top-level actors are enough (futures end with their timeouts;
+// the event stream, dead letters and guardians are not actors), but for
+// the endpoint supervisor itself: a send through the old member while the
+// node rejoins (its room broker's, until the new member is in place) asks
+// it for an endpoint and panics when it does not answer, so only its
+// children, the endpoint writers and watchers, are stopped (sends to them
+// become dead letters). The remote's own graceful stop
+// (Remote.Shutdown(true)) is not used: it signals each endpoint reader on
+// a channel that a reader which ended closes, a send that can panic once
+// the gRPC server has stopped.
+func (m *member) stopActors(timeout time.Duration) {
+	const endpointSupervisor = "EndpointSupervisor" // protoactor's remote's name for it
+	reg := m.sys.ProcessRegistry
+	var futures []*actor.Future
+	for _, bucket := range reg.LocalPIDs.LocalPIDs {
+		for _, id := range bucket.Keys() {
+			parent, _, child := strings.Cut(id, "/")
+			switch {
+			case id == endpointSupervisor:
+				continue // its children below
+			case parent == endpointSupervisor && !strings.Contains(id[len(parent)+1:], "/"):
+				// An endpoint writer or watcher.
+			case child:
+				continue // it stops with its parent
+			}
+			if p, _ := reg.GetLocal(id); !isActor(p) {
+				continue // the event stream, dead letters, guardians
+			}
+			futures = append(futures, m.sys.Root.StopFuture(m.sys.NewLocalPID(id)))
+		}
+	}
+	deadline := time.After(timeout)
+	for _, f := range futures {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_ = f.Wait() // at most StopFuture's 10 s
+		}()
+		select {
+		case <-done:
+		case <-deadline:
+			return
+		}
+	}
 }
 
 // actorProps makes n's node actor for its member m.
 func actorProps(n *Node, m *member) *actor.Props {
 	return actor.PropsFromProducer(func() actor.Actor { return &nodeActor{n: n, m: m} })
+}
+
+// isActor reports whether a process of the registry is an actor (not a
+// future, the event stream, dead letters or a guardian).
+func isActor(p actor.Process) bool {
+	_, ok := p.(*actor.ActorProcess)
+	return ok
 }

@@ -46,7 +46,7 @@ func (n *Node) registerMetrics(mp metric.MeterProvider) {
 	rejoins, _ := m.Int64ObservableCounter("marmot.cluster.rejoins", metric.WithUnit("{rejoin}"),
 		metric.WithDescription("Times this node, left out of the cluster, rejoined it with a new member ID."))
 	isolated, _ := m.Int64ObservableGauge("marmot.cluster.isolated", metric.WithUnit("1"),
-		metric.WithDescription("1 while this node is cut off from the majority of its cluster (automanaged), else 0."))
+		metric.WithDescription("1 while this node is cut off from the majority of its cluster, else 0."))
 	var kinds [kindCount]metric.MeasurementOption
 	for k := range kinds {
 		kinds[k] = metric.WithAttributes(attribute.String("marmot.cluster.kind", kindNames[k]))

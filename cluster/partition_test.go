@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -61,6 +62,37 @@ type partClient struct {
 	closes   chan *marmot.CloseError
 	connects chan struct{}
 	recovers chan string // rooms re-joined after a reconnect
+}
+
+// expectFailover waits until the client, whose node found itself cut
+// off, is closed with CloseIsolated, reconnects to one of the nodes to and
+// re-joins room there.
+func (fc *partClient) expectFailover(t *testing.T, room string, to ...*proc) {
+	t.Helper()
+	select {
+	case r := <-fc.closes:
+		if r.Code != cluster.CloseIsolated {
+			t.Fatalf("node %d's client closed with %d %q, want CloseIsolated (%d)", fc.node, r.Code, r.Text, cluster.CloseIsolated)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatalf("node %d's client was not closed when its node was cut off", fc.node)
+	}
+	select {
+	case <-fc.connects:
+	case <-time.After(waitTimeout):
+		t.Fatalf("node %d's client did not reconnect", fc.node)
+	}
+	if u := fc.c.URL(); !slices.ContainsFunc(to, func(p *proc) bool { return p.url == u }) {
+		t.Fatalf("node %d's client reconnected to %s, not to the majority", fc.node, u)
+	}
+	select {
+	case r := <-fc.recovers:
+		if r != room {
+			t.Fatalf("node %d's client re-joined %q", fc.node, r)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatalf("node %d's client did not re-join its room", fc.node)
+	}
 }
 
 func connectPartitioned(t *testing.T, p *proc, failover ...string) *partClient {
@@ -138,30 +170,7 @@ func TestPartition(t *testing.T) {
 	procs[2].waitMembers("3")
 
 	// Node 3's client is told, and goes over to the majority.
-	select {
-	case r := <-c3.closes:
-		if r.Code != cluster.CloseIsolated {
-			t.Fatalf("node 3's client closed with %d %q, want CloseIsolated (%d)", r.Code, r.Text, cluster.CloseIsolated)
-		}
-	case <-time.After(waitTimeout):
-		t.Fatal("node 3's client was not closed when node 3 was cut off")
-	}
-	select {
-	case <-c3.connects:
-	case <-time.After(waitTimeout):
-		t.Fatal("node 3's client did not reconnect")
-	}
-	if u := c3.c.URL(); u != procs[0].url && u != procs[1].url {
-		t.Fatalf("node 3's client reconnected to %s, not to node 1 or 2", u)
-	}
-	select {
-	case room := <-c3.recovers:
-		if room != "r" {
-			t.Fatalf("node 3's client re-joined %q", room)
-		}
-	case <-time.After(waitTimeout):
-		t.Fatal("node 3's client did not re-join its room")
-	}
+	c3.expectFailover(t, "r", procs[0], procs[1])
 	res, err := c1.c.Request(ctx, "bcast", []byte("during"))
 	if err != nil || string(res) != "2" {
 		t.Fatalf("broadcast during the cut: %q, %v; want 2 clients", res, err)

@@ -33,19 +33,22 @@ import (
 // their grains through the new member, as after any change of the member
 // list. The nodes of the larger side see a node that joins.
 //
-// Isolated (automanaged): a node whose member list, once it held a
-// majority of the nodes it was configured with (itself and its seeds),
-// holds fewer is cut off; when it becomes so it closes its clients' connections once,
-// with CloseIsolated, so that clients with FailoverURLs reconnect to a
-// node of the majority (unless Config.KeepClientsWhenIsolated).
+// Isolated: a node cut off from the majority of its cluster closes its
+// clients' connections once, with CloseIsolated, so that clients with
+// FailoverURLs reconnect to a node of the majority (unless
+// Config.KeepClientsWhenIsolated). The rules for each provider are in
+// isolation.go.
 
 // watchState is the membership watch's state. outChecks is the watch
 // goroutine's alone; the counters are read by the metrics.
 type watchState struct {
 	outChecks int         // consecutive checks that found this node left out
 	majority  bool        // the node has had a majority (it is not starting alone)
-	isolated  atomic.Bool // cut off from the majority (automanaged)
+	isolated  atomic.Bool // cut off from the majority (isolation.go)
 	rejoins   atomic.Int64
+	// unreached counts, per member ID, the checks in a row whose probe
+	// it did not answer (etcd; isolation.go).
+	unreached map[string]int
 }
 
 // rejoinAttempts bounds the tries of one rejoin (a port still taken, a
@@ -81,7 +84,11 @@ func (n *Node) watchMembership() {
 			n.rejoin(ctx) // a rejoin that ran out of attempts: another round
 			continue
 		}
-		if n.leftOut(ctx) {
+		out, unreached := n.leftOut(ctx)
+		if n.cfg.Provider == ProviderEtcd {
+			n.checkReach(unreached)
+		}
+		if out {
 			n.watch.outChecks++
 		} else {
 			n.watch.outChecks = 0
@@ -109,41 +116,26 @@ func (n *Node) checkIsolation() {
 	} else if !n.watch.majority {
 		return
 	}
-	if n.watch.isolated.Swap(isolated) == isolated {
-		return
-	}
-	if !isolated {
-		n.log.Info("marmot cluster: this node reaches the majority of its cluster again", "members", have, "nodes", total)
-		return
-	}
-	if n.cfg.KeepClientsWhenIsolated {
-		n.log.Warn("marmot cluster: this node is cut off from the majority of its cluster; keeping its clients", "members", have, "nodes", total)
-		return
-	}
-	// Its sessions first: the majority may take them over from their
-	// replicas (sessions_partition.go).
-	dropped := n.ss.giveUp(CloseIsolated, "marmot: node cut off from its cluster")
-	cs := n.srv.Clients()
-	n.log.Warn("marmot cluster: this node is cut off from the majority of its cluster; closing its clients so that they fail over", "members", have, "nodes", total, "clients", len(cs), "sessions", dropped)
-	for _, c := range cs {
-		_ = n.srv.Disconnect(c.ID, CloseIsolated, "marmot: node cut off from its cluster")
-	}
+	n.setIsolated(isolated, have, total)
 }
 
 // leftOut reports whether this node is left out: a node that does not
 // list it has a larger side than this node's (itself and the nodes that
-// list it), or as large a side with a lower NodeID.
-func (n *Node) leftOut(ctx context.Context) bool {
+// list it), or as large a side with a lower NodeID. It also returns the
+// members of its member list that did not answer (isolation.go).
+func (n *Node) leftOut(ctx context.Context) (out bool, unreached []string) {
 	m := n.member()
-	peers := map[string]bool{} // member addresses to probe
+	peers := map[string]string{} // member addresses to probe: their member IDs ("" for a seed)
 	for _, mb := range m.c.MemberList.Members().Members() {
 		if !sameMember(mb.Id, m.id()) {
-			peers[mb.Address()] = true
+			peers[mb.Address()] = mb.Id
 		}
 	}
 	if n.cfg.Provider == ProviderAutomanaged {
 		for _, addr := range n.liveSeeds(ctx, m.id()) {
-			peers[addr] = true
+			if _, ok := peers[addr]; !ok {
+				peers[addr] = ""
+			}
 		}
 	}
 	wait := 2 * n.cfg.RefreshTTL
@@ -153,11 +145,14 @@ func (n *Node) leftOut(ctx context.Context) bool {
 	}
 	side := []string{m.id()} // this node and those that list it
 	var others []*wire.MemberView
-	for _, f := range futures {
+	for addr, f := range futures {
 		res, err := f.Result()
 		v, ok := res.(*wire.MemberView)
 		switch {
 		case err != nil || !ok || v.Self == "":
+			if id := peers[addr]; id != "" {
+				unreached = append(unreached, id)
+			}
 		case containsMember(v.Members, m.id()):
 			side = append(side, v.Self)
 		default:
@@ -168,10 +163,11 @@ func (n *Node) leftOut(ctx context.Context) bool {
 		if outranks(v.Members, side) {
 			n.log.Warn("marmot cluster: another node's member list leaves this node out",
 				"member", m.id(), "node", v.Self, "their_members", len(v.Members), "our_side", len(side))
-			return true
+			out = true
+			break
 		}
 	}
-	return false
+	return out, unreached
 }
 
 // liveSeeds asks the seeds' automanaged health endpoints who they are

@@ -16,6 +16,7 @@ type clusterFlags struct {
 	name     string
 	node     uint
 	bind     string
+	adv      string
 	provider string
 	seeds    string
 	etcd     string
@@ -26,6 +27,7 @@ func addClusterFlags(fs *flag.FlagSet) *clusterFlags {
 	fs.StringVar(&c.name, "cluster", "", "join the cluster called `NAME` (empty: a single server); needs --cluster-node and --cluster-bind")
 	fs.UintVar(&c.node, "cluster-node", 0, "this node's `ID`, 1 to 999999, unique in the cluster: its clients' IDs start at ID×10^12")
 	fs.StringVar(&c.bind, "cluster-bind", "", "`host:port` the node's cluster traffic listens on and is reached at (a concrete IP); automanaged also serves its health on port+1, on every interface")
+	fs.StringVar(&c.adv, "cluster-advertise", "", "`host:port` the other nodes reach this node's cluster traffic at, when that is not --cluster-bind (a proxy or NAT in between; with automanaged, its port+1 must reach the health endpoint); default the bind address")
 	fs.StringVar(&c.provider, "cluster-provider", cluster.ProviderAutomanaged, "membership provider: automanaged (a fixed list of nodes, no external service) or etcd (members register in etcd)")
 	fs.StringVar(&c.seeds, "cluster-seeds", "", "the other nodes' --cluster-bind addresses, comma-separated (automanaged)")
 	fs.StringVar(&c.etcd, "etcd-endpoints", "", "etcd servers, `host:port,...` (--cluster-provider etcd)")
@@ -46,7 +48,7 @@ func (c *clusterFlags) config(log *slog.Logger) (cluster.Config, error) {
 		return cluster.Config{}, fmt.Errorf("invalid value %d for flag -cluster-node: 1 to 999999", c.node)
 	}
 	return cluster.Config{
-		Name: c.name, NodeID: uint32(c.node), Bind: c.bind, Provider: c.provider, Logger: log,
+		Name: c.name, NodeID: uint32(c.node), Bind: c.bind, Advertise: c.adv, Provider: c.provider, Logger: log,
 		Seeds: splitList(c.seeds), EtcdEndpoints: splitList(c.etcd),
 		OnMembersChange: func(ms []cluster.Member) {
 			ids := make([]string, len(ms))

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"flag"
 	"fmt"
+	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"strings"
@@ -89,5 +92,39 @@ func TestServeClusterFlags(t *testing.T) {
 		if code := runServe(t.Context(), append(args, "--addr", "127.0.0.1:0"), &out, &errs); code != exitUsage {
 			t.Errorf("%v: exit code %d, want %d; stderr: %s", args, code, exitUsage, errs.String())
 		}
+	}
+}
+
+// TestServeClusterAdvertise: --cluster-advertise becomes Config.Advertise,
+// defaults to none (the bind address), and an address without a port is a
+// usage error.
+func TestServeClusterAdvertise(t *testing.T) {
+	parse := func(args ...string) *clusterFlags {
+		fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		c := addClusterFlags(fs)
+		if err := fs.Parse(args); err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+		return c
+	}
+	base := []string{"--cluster", "c", "--cluster-node", "1", "--cluster-bind", "127.0.0.2:7001"}
+	cfg, err := parse(append(base, "--cluster-advertise", "10.0.0.9:9001")...).config(slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Advertise != "10.0.0.9:9001" || cfg.Bind != "127.0.0.2:7001" {
+		t.Fatalf("Advertise %q, Bind %q; want 10.0.0.9:9001, 127.0.0.2:7001", cfg.Advertise, cfg.Bind)
+	}
+	if cfg, err = parse(base...).config(slog.New(slog.DiscardHandler)); err != nil || cfg.Advertise != "" {
+		t.Fatalf("without the flag: Advertise %q, %v; want none", cfg.Advertise, err)
+	}
+	var out, errs strings.Builder
+	args := append(base, "--cluster-advertise", "10.0.0.9", "--addr", "127.0.0.1:0")
+	if code := runServe(t.Context(), args, &out, &errs); code != exitUsage {
+		t.Fatalf("%v: exit code %d, want %d; stderr: %s", args, code, exitUsage, errs.String())
+	}
+	if !strings.Contains(errs.String(), "Advertise") {
+		t.Fatalf("stderr does not name the bad advertise address: %s", errs.String())
 	}
 }

@@ -14,7 +14,10 @@
 // whoami, bcast PAYLOAD, sendto "ID TEXT", count, clients, owner ROOM,
 // members (the cluster's NodeIDs), members ROOM (the room's members on
 // every node), ask "ID NAME TIMEOUT_MS PAYLOAD", done. Rooms whose name
-// starts with "pres-" have presence.
+// starts with "pres-" have presence. A request named "pub/ROOM" publishes
+// its payload to ROOM from the node (Server.Publish) and is answered once
+// the node's broker has taken it. "goroutines" answers the process's
+// number of goroutines.
 //
 // With MARMOT_HANDLED_LOG=PATH it appends a line "K R" to PATH for every
 // command "m" it handles (payload "mK"; R is 1 when the message was
@@ -33,6 +36,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -81,6 +85,14 @@ func runChild() int {
 			handledLog(m)
 			return
 		}
+		if room, ok := strings.CutPrefix(m.Name, "pub/"); ok {
+			if _, err := n.Server().Publish(room, m.Payload); err != nil {
+				_ = m.ReplyError(503, err.Error())
+				return
+			}
+			_ = m.Reply(nil)
+			return
+		}
 		// The message's context carries its process span: the calls to
 		// other nodes carry it on (MARMOT_OTLP_URL exports the spans).
 		ctx, cancel := context.WithTimeout(m.Context(), 20*time.Second)
@@ -90,6 +102,8 @@ func runChild() int {
 		switch m.Name {
 		case "whoami":
 			res = strconv.FormatUint(uint64(m.ClientID), 10)
+		case "goroutines":
+			res = strconv.Itoa(runtime.NumGoroutine())
 		case "done":
 			res = "done" // what came before it was handled
 		case "bcast":
