@@ -1,10 +1,12 @@
 package marmot_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/marmotws/marmot"
 )
@@ -20,6 +22,12 @@ type memBroker struct {
 	offsets map[string]uint64
 	hist    map[string][]marmot.HistoryEntry
 	held    map[*marmot.Server][]heldDelivery
+	// With confirm set, Publish returns tickets and the delivery to the
+	// publishing server confirms them (a cluster's broker does so once
+	// its grain has numbered the publish); confirmWait is ConfirmTimeout.
+	confirm     bool
+	confirmWait time.Duration
+	tickets     map[*marmot.Server]uint64
 }
 
 type heldDelivery struct {
@@ -29,7 +37,7 @@ type heldDelivery struct {
 
 func newMemBroker() *memBroker {
 	return &memBroker{subs: map[string]map[*marmot.Server]bool{}, offsets: map[string]uint64{},
-		hist: map[string][]marmot.HistoryEntry{}, held: map[*marmot.Server][]heldDelivery{}}
+		hist: map[string][]marmot.HistoryEntry{}, held: map[*marmot.Server][]heldDelivery{}, tickets: map[*marmot.Server]uint64{}}
 }
 
 // hold keeps s's deliveries back until release.
@@ -73,25 +81,36 @@ func (v *memBrokerView) Unsubscribe(room string) {
 	delete(v.b.subs[room], *v.s)
 }
 
-func (v *memBrokerView) Publish(room string, m *marmot.RoomMessage) error {
+func (v *memBrokerView) Publish(room string, m *marmot.RoomMessage) (uint64, error) {
 	v.b.mu.Lock()
 	defer v.b.mu.Unlock()
 	if string(m.Data) == "refuse" {
-		return errors.New("refused by the broker")
+		return 0, errors.New("refused by the broker")
+	}
+	var ticket uint64
+	if v.b.confirm {
+		v.b.tickets[*v.s]++
+		ticket = v.b.tickets[*v.s]
 	}
 	v.b.offsets[room]++
 	v.b.hist[room] = append(v.b.hist[room], marmot.HistoryEntry{Offset: v.b.offsets[room], Name: m.Name, Data: m.Data})
 	for s := range v.b.subs[room] {
 		c := *m
 		c.Epoch, c.Offset = "e1", v.b.offsets[room]
+		if s == *v.s {
+			c.Confirms = ticket
+		}
 		if h, ok := v.b.held[s]; ok {
 			v.b.held[s] = append(h, heldDelivery{room, &c})
 			continue
 		}
 		s.DeliverRoom(room, &c)
 	}
-	return nil
+	return ticket, nil
 }
+
+// ConfirmTimeout bounds a room's wait for a confirmation.
+func (v *memBrokerView) ConfirmTimeout() time.Duration { return v.b.confirmWait }
 
 // History hands out what the broker has delivered (every server's view
 // of it is the same here: the held deliveries are kept back from the
@@ -309,5 +328,69 @@ func TestRoomBrokerRecoveryWaitsForCatchUp(t *testing.T) {
 	}
 	if m := recv(t, a.room, "the last message"); string(m.Payload) != "end" || m.Offset != before+after+1 {
 		t.Fatalf("got #%d %q, want the end", m.Offset, m.Payload)
+	}
+}
+
+// TestBrokerConfirm: under a broker that confirms its publishes (as a
+// cluster's does once the room's grain has numbered one), Server.Publish
+// returns only once the publish is confirmed, which comes with its
+// delivery back to the publishing server; one whose confirmation does not
+// come within the broker's ConfirmTimeout fails with
+// ErrPublishUnconfirmed (and PublishContext with its ctx).
+func TestBrokerConfirm(t *testing.T) {
+	b := newMemBroker()
+	b.confirm, b.confirmWait = true, 300*time.Millisecond
+	var s1, s2 *marmot.Server
+	s1 = startServer(t, marmot.ServerConfig{NodeID: 1, RoomBroker: b.For(&s1)})
+	s2 = startServer(t, marmot.ServerConfig{NodeID: 2, RoomBroker: b.For(&s2)})
+	c, got := roomClient(t, s2, "marmot.v1", nil)
+	ctx := ctxTimeout(t)
+	if err := c.Join(ctx, "r"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s1.Publish("r", []byte("first")); err != nil { // starts s1's room
+		t.Fatal(err)
+	}
+	recv(t, got, "first")
+
+	// s1's deliveries, and with them its confirmations, held back: the
+	// publish reaches s2's member, and is not answered until s1 gets it.
+	b.hold(s1)
+	done := make(chan error, 1)
+	go func() {
+		_, err := s1.Publish("r", []byte("held"))
+		done <- err
+	}()
+	if m := recv(t, got, "held"); string(m.Payload) != "held" {
+		t.Fatalf("got %q", m.Payload)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Publish returned %v before its confirmation", err)
+	default:
+	}
+	b.release(s1)
+	if err := recv(t, done, "Publish's return"); err != nil {
+		t.Fatal(err)
+	}
+
+	// Never confirmed: ErrPublishUnconfirmed after ConfirmTimeout.
+	b.hold(s1)
+	start := time.Now()
+	if _, err := s1.Publish("r", []byte("lost")); !errors.Is(err, marmot.ErrPublishUnconfirmed) {
+		t.Fatalf("Publish without confirmation: %v, want ErrPublishUnconfirmed", err)
+	}
+	if d := time.Since(start); d < b.confirmWait {
+		t.Fatalf("Publish failed after %v, before ConfirmTimeout (%v)", d, b.confirmWait)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := s1.PublishContext(cctx, "r", []byte("cancelled")); !errors.Is(err, context.Canceled) {
+		t.Fatalf("PublishContext with a cancelled ctx: %v", err)
+	}
+	b.release(s1)
+	// The late confirmations answer nobody; the next publish is answered.
+	if _, err := s1.Publish("r", []byte("after")); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -104,8 +104,12 @@ func (s *Server) Leave(id ClientID, room string) error {
 // Publish sends data to every member of room, with the room's next
 // offset, encoded once per wire format, and returns how many members it
 // was queued for (0 when the room does not exist).
-// With a RoomBroker (a cluster) it returns 0 once the broker has taken
-// the message: the members are on every node, and counted nowhere.
+// With a RoomBroker (a cluster) it returns 0, nil once the room's grain
+// has numbered the message (it survives the loss of this node), and
+// ErrPublishUnconfirmed (in a *RoomError) when that does not happen within
+// the cluster's RequestTimeout: the message may still be delivered, so a
+// retry may deliver it twice. The members are on every node, and counted
+// nowhere. See PublishContext to bound the wait.
 func (s *Server) Publish(room string, data []byte) (int, error) {
 	h, err := s.current()
 	if err != nil {
@@ -113,6 +117,23 @@ func (s *Server) Publish(room string, data []byte) (int, error) {
 	}
 	return h.Publish(room, data)
 }
+
+// PublishContext is Publish bounded by ctx as well: it returns ctx's error
+// when ctx ends first (in a cluster, before the message was confirmed: it
+// may still be delivered). On a single server Publish does not wait for
+// anything but the room, and ctx only bounds that.
+func (s *Server) PublishContext(ctx context.Context, room string, data []byte) (int, error) {
+	h, err := s.current()
+	if err != nil {
+		return 0, err
+	}
+	return h.PublishContext(ctx, room, data)
+}
+
+// ErrPublishUnconfirmed reports a room publish that the cluster did not
+// confirm in time (Server.Publish, a client's Publish reply): its outcome
+// is unknown.
+var ErrPublishUnconfirmed = actors.ErrPublishUnconfirmed
 
 // PublishCommand is Publish as a command named name.
 func (s *Server) PublishCommand(room, name string, payload []byte) (int, error) {

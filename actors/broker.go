@@ -28,8 +28,16 @@ type RoomBroker interface {
 	// It must not block.
 	Unsubscribe(room string)
 	// Publish hands a message to the broker; it must not wait for the
-	// delivery. m is the broker's to keep.
-	Publish(room string, m *RoomMessage) error
+	// delivery. m is the broker's to keep. It returns the publish's
+	// ticket: 0 when the publish is as good as ordered once Publish
+	// returns (the room answers the publisher at once), or a number that
+	// rises with each publish of the room on this hub, which a later
+	// delivery's RoomMessage.Confirms reaches once the broker has ordered
+	// the message durably; the room answers the publisher then, or with
+	// ErrPublishUnconfirmed after the broker's ConfirmTimeout (a broker
+	// may have a method ConfirmTimeout() time.Duration; else
+	// DefaultConfirmTimeout). See room_confirm.go.
+	Publish(room string, m *RoomMessage) (ticket uint64, err error)
 	// History returns the messages of the room's epoch after offset from,
 	// up to and including offset to, that this hub's broker keeps (with
 	// HubConfig.RoomHistory on, the broker keeps the room's history: it
@@ -57,6 +65,10 @@ type RoomMessage struct {
 	Meta   map[string]string // trace context, as in envelopes
 	Epoch  string
 	Offset uint64
+	// Confirms, on a delivery, tells the room that this hub's publishes
+	// to it with a ticket up to Confirms are ordered (0: none by this
+	// delivery). A delivery the room drops as a repeat still confirms.
+	Confirms uint64
 }
 
 // roomDeliver hands a message ordered by the broker to the local room.
@@ -110,17 +122,23 @@ func (r *roomActor) deliver(ctx actor.Context, m *RoomMessage) {
 	}
 }
 
-// brokerPublish hands a publish to the broker. The members it reaches are
-// not known here (they are on every hub): it reports 0.
-func (r *roomActor) brokerPublish(m *roomPublish) (int, error) {
+// brokerPublish hands a publish to the broker and answers the publisher:
+// at once, or when the broker confirms the publish's ticket (see
+// room_confirm.go). The members it reaches are not known here (they are
+// on every hub): it reports 0.
+func (r *roomActor) brokerPublish(ctx actor.Context, m *roomPublish) {
 	data := m.data
 	if !m.owned {
 		data = append([]byte(nil), data...)
 	}
-	if err := r.h.cfg.RoomBroker.Publish(r.name, &RoomMessage{Name: m.name, Data: data, Meta: m.meta}); err != nil {
+	ticket, err := r.h.cfg.RoomBroker.Publish(r.name, &RoomMessage{Name: m.name, Data: data, Meta: m.meta})
+	if err != nil {
 		err = &RoomError{Room: r.name, Op: "publish", Err: err}
 		r.h.reportError(0, err)
-		return 0, err
 	}
-	return 0, nil
+	if err == nil && ticket != 0 && (m.reqID != 0 || ctx.Sender() != nil) {
+		r.await(ctx, ticket, m)
+		return
+	}
+	r.answer(ctx, m.from, m.reqID, 0, err)
 }

@@ -57,6 +57,9 @@ type roomActor struct {
 	// parked are recovering joins that wait for the room to reach the
 	// client's position (with a broker; room_catchup.go).
 	parked []parkedJoin
+	// awaiting are publishes whose answer waits for the broker's
+	// confirmation (room_confirm.go).
+	awaiting []awaitedPublish
 }
 
 // roomIdleTick is the idle timer's message to its room.
@@ -123,6 +126,9 @@ func (r *roomActor) Receive(ctx actor.Context) {
 	case *roomDeliver:
 		r.entry.received()
 		r.deliver(ctx, m.m)
+		if m.m.Confirms != 0 {
+			r.confirm(ctx, m.m.Confirms)
+		}
 	case *roomJoin:
 		r.entry.received()
 		if r.park(ctx, m) {
@@ -131,6 +137,8 @@ func (r *roomActor) Receive(ctx actor.Context) {
 		r.admit(ctx, m, ctx.Sender())
 	case *roomParkTick:
 		r.unpark(ctx)
+	case *roomConfirmTick:
+		r.expire(ctx, false)
 	case *roomLeave:
 		r.entry.received()
 		if r.leave(m.c) {
@@ -140,6 +148,11 @@ func (r *roomActor) Receive(ctx actor.Context) {
 		r.answer(ctx, m.c, m.reqID, 0, nil)
 	case *roomPublish:
 		r.entry.received()
+		if r.h.cfg.RoomBroker != nil {
+			r.brokerPublish(ctx, m)
+			r.armIdle(ctx)
+			break
+		}
 		n, err := r.publish(m)
 		r.armIdle(ctx)
 		r.answer(ctx, m.from, m.reqID, n, err)
@@ -169,6 +182,7 @@ func (r *roomActor) Receive(ctx actor.Context) {
 	case *actor.Stopping:
 		r.disarmIdle()
 		r.dropParked(ctx)
+		r.expire(ctx, true)
 		// A room that stops while still registered was not retired (idle)
 		// nor shut down: it failed. It leaves the registry first, so the
 		// next use of its name makes a new room rather than going to this
@@ -367,9 +381,6 @@ func (r *roomActor) leave(c *conn) bool {
 // delivered, so every offset a member receives is one the history holds
 // and a recovery is never silently short.
 func (r *roomActor) publish(m *roomPublish) (int, error) {
-	if r.h.cfg.RoomBroker != nil {
-		return r.brokerPublish(m)
-	}
 	if r.histErr != nil {
 		return 0, r.histErr
 	}

@@ -41,8 +41,11 @@ type parkedJoin struct {
 type roomParkTick struct{}
 
 // busy reports whether the room must not end for being idle: it has
-// members, or joins waiting to become members.
-func (r *roomActor) busy() bool { return len(r.members) != 0 || len(r.parked) != 0 }
+// members, joins waiting to become members, or publishes waiting for
+// their confirmation.
+func (r *roomActor) busy() bool {
+	return len(r.members) != 0 || len(r.parked) != 0 || len(r.awaiting) != 0
+}
 
 // park keeps a recovering join that the room cannot answer yet for lack
 // of a delivery, and reports whether it did.

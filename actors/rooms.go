@@ -205,7 +205,12 @@ func (h *Hub) prepPublish(room, name string, data []byte) (*roomEntry, any, erro
 
 // callRoom sends msg to the room and waits for its *Ack.
 func (h *Hub) callRoom(e *roomEntry, msg any) *Ack {
-	res, err := h.sys.Root.RequestFuture(e.pid, msg, roomCallTimeout).Result()
+	return ackOf(e, h.sys.Root.RequestFuture(e.pid, msg, roomCallTimeout))
+}
+
+// ackOf waits for a room's answer to f's request.
+func ackOf(e *roomEntry, f *actor.Future) *Ack {
+	res, err := f.Result()
 	if err != nil {
 		return &Ack{Err: fmt.Errorf("marmot: room %q: %w", e.name, err)}
 	}
@@ -239,8 +244,20 @@ func (h *Hub) Leave(id ClientID, room string) error {
 // the room and the message's offset, and returns how many members it was
 // queued for (0 when the room does not exist). The data is encoded once
 // per wire format. Publish does not put the message to OnPublish.
+//
+// With a RoomBroker that confirms its publishes (a cluster), Publish
+// returns 0, nil only once the broker has ordered the message, or
+// ErrPublishUnconfirmed (in a *RoomError) after the broker's
+// ConfirmTimeout; see PublishContext.
 func (h *Hub) Publish(room string, data []byte) (int, error) {
-	return h.publish(room, "", data)
+	return h.publish(context.Background(), room, "", data)
+}
+
+// PublishContext is Publish bounded by ctx: it returns ctx's error if ctx
+// ends before the room has answered (with a RoomBroker, before the broker
+// has confirmed the publish: the message may still be delivered).
+func (h *Hub) PublishContext(ctx context.Context, room string, data []byte) (int, error) {
+	return h.publish(ctx, room, "", data)
 }
 
 // PublishCommand is Publish as a command named name.
@@ -248,13 +265,13 @@ func (h *Hub) PublishCommand(room, name string, payload []byte) (int, error) {
 	if name == "" {
 		return 0, ErrEmptyCommandName
 	}
-	return h.publish(room, name, payload)
+	return h.publish(context.Background(), room, name, payload)
 }
 
 // publish runs under a "publish" producer span, which the members'
 // process spans link to through the envelope's meta, as a broadcast's.
-func (h *Hub) publish(room, name string, data []byte) (n int, err error) {
-	ctx, span := h.tel.tracer.Start(context.Background(), "publish", trace.WithSpanKind(trace.SpanKindProducer),
+func (h *Hub) publish(wait context.Context, room, name string, data []byte) (n int, err error) {
+	ctx, span := h.tel.tracer.Start(wait, "publish", trace.WithSpanKind(trace.SpanKindProducer),
 		trace.WithAttributes(sendAttrs("publish", name, len(data), AttrRoom.String(room))...))
 	defer func() {
 		span.SetAttributes(AttrFanout.Int(n), semconv.MessagingBatchMessageCountKey.Int(n))
@@ -269,8 +286,23 @@ func (h *Hub) publish(room, name string, data []byte) (n int, err error) {
 		return 0, err
 	}
 	msg.(*roomPublish).meta = h.tel.inject(ctx, nil)
-	a := h.callRoom(e, msg)
-	return a.N, a.Err
+	timeout := roomCallTimeout
+	if b, ok := h.cfg.RoomBroker.(confirmTimeouter); ok {
+		timeout += b.ConfirmTimeout() // the room answers after it at the latest
+	}
+	f := h.sys.Root.RequestFuture(e.pid, msg, timeout)
+	if wait.Done() == nil {
+		a := ackOf(e, f)
+		return a.N, a.Err
+	}
+	res := make(chan *Ack, 1)
+	go func() { res <- ackOf(e, f) }() // ends with the future, by its timeout
+	select {
+	case a := <-res:
+		return a.N, a.Err
+	case <-wait.Done():
+		return 0, wait.Err()
+	}
 }
 
 // Members returns the members of room, ordered by ID (nil when the room

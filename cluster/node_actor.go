@@ -30,8 +30,8 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 	}
 	switch m := ctx.Message().(type) {
 	case *wire.RoomDeliverSeq:
-		a.n.rb.delivered(m)
-		srv.DeliverRoom(m.Room, &marmot.RoomMessage{Name: m.Name, Data: m.Data, Meta: m.Meta, Epoch: m.Epoch, Offset: m.Offset})
+		confirms := a.n.rb.delivered(m)
+		srv.DeliverRoom(m.Room, &marmot.RoomMessage{Name: m.Name, Data: m.Data, Meta: m.Meta, Epoch: m.Epoch, Offset: m.Offset, Confirms: confirms})
 	case *wire.RoomStateQuery:
 		st := a.n.rb.state(m.Room)
 		if st.Node == "" {

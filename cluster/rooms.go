@@ -154,6 +154,7 @@ func (b *roomBroker) Subscribe(room string) (marmot.RoomPosition, error) {
 		return marmot.RoomPosition{}, ErrNotStarted // stopped meanwhile
 	}
 	b.merge(r, st)
+	b.continueSeq(r, st)
 	b.ready(r, pid)
 	return marmot.RoomPosition{Epoch: st.Epoch, Offset: st.Offset}, nil
 }
@@ -304,17 +305,19 @@ func (b *roomBroker) Unsubscribe(room string) {
 }
 
 // Publish implements marmot.RoomBroker. It runs on the room's local
-// actor, so the publishes of one room are numbered in its order.
-func (b *roomBroker) Publish(room string, m *marmot.RoomMessage) error {
+// actor, so the publishes of one room are numbered in its order. Its
+// ticket is the publish's seq, which the delivery that confirms it
+// carries back (delivered; rooms_confirm.go).
+func (b *roomBroker) Publish(room string, m *marmot.RoomMessage) (uint64, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	r := b.rooms[room]
 	if r == nil || !r.local {
-		return fmt.Errorf("%w: %q", ErrNoRoute, room)
+		return 0, fmt.Errorf("%w: %q", ErrNoRoute, room)
 	}
 	size := len(m.Data) + len(m.Name)
 	if len(r.unconfirmed) >= maxUnconfirmed || r.unconfBytes+size > maxUnconfirmedBytes {
-		return ErrPublishBacklog
+		return 0, ErrPublishBacklog
 	}
 	r.unconfBytes += size
 	if len(r.unconfirmed) == 0 {
@@ -330,7 +333,7 @@ func (b *roomBroker) Publish(room string, m *marmot.RoomMessage) error {
 		b.retry = true // the worker subscribes it, if it is not already at it
 		b.wake()
 	}
-	return nil
+	return r.seq, nil
 }
 
 // History implements marmot.RoomBroker.
@@ -346,13 +349,14 @@ func (b *roomBroker) History(room, epoch string, from, to uint64) ([]marmot.Hist
 
 // delivered records a delivery (on the node actor, before the room gets
 // it): its position and history, and, for the node's own publish, its
-// confirmation.
-func (b *roomBroker) delivered(d *wire.RoomDeliverSeq) {
+// confirmation, whose seq it returns (the room's RoomMessage.Confirms:
+// the local room answers the publishes up to it; 0 for none).
+func (b *roomBroker) delivered(d *wire.RoomDeliverSeq) (confirms uint64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	r := b.rooms[d.Room]
 	if r == nil {
-		return
+		return 0
 	}
 	r.hist.add(&wire.HistEntry{Offset: d.Offset, Name: d.Name, Data: d.Data, AtUnixNano: d.AtUnixNano, Origin: d.Origin, Seq: d.Seq}, d.Epoch)
 	if d.Origin == b.origin && d.Origin != 0 {
@@ -372,7 +376,11 @@ func (b *roomBroker) delivered(d *wire.RoomDeliverSeq) {
 		if k > 0 {
 			r.progress = time.Now()
 		}
+		if r.local {
+			confirms = d.Seq
+		}
 	}
+	return confirms
 }
 
 // stalled marks the local rooms whose unconfirmed publishes have had no
@@ -496,16 +504,8 @@ func (b *roomBroker) run() {
 		if t != nil {
 			b.n.log.Info("marmot cluster topology", "members", len(t.Members), "joined", len(t.Joined), "left", len(t.Left), "rooms", len(all))
 		}
-		for _, room := range all {
-			select {
-			case <-b.done:
-				return
-			default:
-			}
-			b.resubscribe(room)
-			// The grain may have moved and lost presence changes: the
-			// room (one with presence) tells it its members again.
-			b.n.srv.ResyncPresence(room)
+		if !b.resubscribeAll(all) {
+			return
 		}
 		if t != nil {
 			if f := b.n.cfg.OnMembersChange; f != nil {

@@ -335,7 +335,7 @@ func (p *pubsubBroker) Unsubscribe(room string) {
 	go func() { _, _ = p.c.UnsubscribeByPid(room, p.deliver) }()
 }
 
-func (p *pubsubBroker) Publish(room string, m *marmot.RoomMessage) error {
+func (p *pubsubBroker) Publish(room string, m *marmot.RoomMessage) (uint64, error) {
 	p.mu.Lock()
 	prod := p.producers[room]
 	if prod == nil {
@@ -344,7 +344,7 @@ func (p *pubsubBroker) Publish(room string, m *marmot.RoomMessage) error {
 	}
 	p.mu.Unlock()
 	_, err := prod.Produce(context.Background(), &wire.RoomPublishSeq{Room: room, Name: m.Name, Data: m.Data, Meta: m.Meta})
-	return err
+	return 0, err
 }
 
 // Receive is the node's delivery actor: it numbers and hands each

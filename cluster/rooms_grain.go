@@ -224,7 +224,10 @@ func (g *roomGrain) handle(ctx actor.Context, msg any, sender *actor.PID) {
 		g.subs[m.Node] = false
 		st := &wire.RoomState{Room: g.room, Has: true, Epoch: g.hist.epoch, Offset: g.hist.last}
 		if m.History {
-			st.Entries = g.hist.state(g.room).Entries
+			// A room starting on the node: its history, and the seqs
+			// numbered (the node's own go on from its, rooms_confirm.go).
+			hs := g.hist.state(g.room)
+			st.Entries, st.Seqs = hs.Entries, hs.Seqs
 		}
 		if sender != nil {
 			ctx.Send(sender, st)

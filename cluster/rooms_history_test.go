@@ -158,7 +158,7 @@ func TestBrokerRoom(t *testing.T) {
 	r := b.room("r")
 	r.local = true // subscribing: not ready, publishes wait
 	for k := range 5 {
-		if err := b.Publish("r", &marmot.RoomMessage{Data: []byte{byte(k)}}); err != nil {
+		if _, err := b.Publish("r", &marmot.RoomMessage{Data: []byte{byte(k)}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -182,15 +182,15 @@ func TestBrokerRoom(t *testing.T) {
 		t.Fatalf("history after the merge: %v %v, want #1-#7", offsets(es), err)
 	}
 	// Bounded, in count and in bytes.
-	if err := b.Publish("r", &marmot.RoomMessage{Data: make([]byte, maxUnconfirmedBytes)}); !errors.Is(err, ErrPublishBacklog) {
+	if _, err := b.Publish("r", &marmot.RoomMessage{Data: make([]byte, maxUnconfirmedBytes)}); !errors.Is(err, ErrPublishBacklog) {
 		t.Fatalf("publish of %d bytes: %v", maxUnconfirmedBytes, err)
 	}
 	r.unconfirmed = make([]*wire.RoomPublishSeq, maxUnconfirmed)
-	if err := b.Publish("r", &marmot.RoomMessage{}); !errors.Is(err, ErrPublishBacklog) {
+	if _, err := b.Publish("r", &marmot.RoomMessage{}); !errors.Is(err, ErrPublishBacklog) {
 		t.Fatalf("publish with %d unconfirmed: %v", maxUnconfirmed, err)
 	}
 	// A room that does not live here.
-	if err := b.Publish("nope", &marmot.RoomMessage{}); !errors.Is(err, ErrNoRoute) {
+	if _, err := b.Publish("nope", &marmot.RoomMessage{}); !errors.Is(err, ErrNoRoute) {
 		t.Fatalf("publish to a room not here: %v", err)
 	}
 }
@@ -248,7 +248,7 @@ func TestBrokerQueueBounded(t *testing.T) {
 	r.local = true
 	const live = 1000
 	for k := uint64(1); k <= 100*live; k++ {
-		if err := b.Publish("r", &marmot.RoomMessage{Data: []byte{1}}); err != nil {
+		if _, err := b.Publish("r", &marmot.RoomMessage{Data: []byte{1}}); err != nil {
 			t.Fatal(err)
 		}
 		if k > live {
@@ -296,7 +296,7 @@ func TestBrokerStall(t *testing.T) {
 	r := b.room("r")
 	r.local = true
 	for range 3 {
-		if err := b.Publish("r", &marmot.RoomMessage{Data: []byte{1}}); err != nil {
+		if _, err := b.Publish("r", &marmot.RoomMessage{Data: []byte{1}}); err != nil {
 			t.Fatal(err)
 		}
 	}

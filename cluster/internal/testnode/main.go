@@ -5,6 +5,7 @@
 // MARMOT_GRAIN_PANIC to make room grains panic on a publish of that text,
 // MARMOT_OTLP_URL to export its spans over OTLP/HTTP as service node-N,
 // MARMOT_HISTORY to keep that many messages of room history,
+// MARMOT_KEEP_ISOLATED to keep clients when cut off from the majority,
 // MARMOT_REQUEST_TIMEOUT for Config.RequestTimeout, MARMOT_WARNINGS to
 // print "WARN <message>" for every warning marmot logs and "HELD" for
 // every batch of session marks it keeps for another node), prints "URL ws://..." once it serves and
@@ -140,6 +141,11 @@ func runChild() int {
 			var ids []marmot.ClientID
 			ids, err = n.RoomMembers(ctx, string(m.Payload))
 			res = joinIDs(ids)
+		case "pub":
+			// "ROOM\nDATA": a server-side publish, answered once the
+			// cluster has it (Server.PublishContext).
+			room, data, _ := strings.Cut(string(m.Payload), "\n")
+			_, err = n.Server().PublishContext(ctx, room, []byte(data))
 		case "ask":
 			res, err = ask(ctx, n, string(m.Payload))
 		case "clients":
@@ -209,6 +215,8 @@ func runChild() int {
 		// live node for good (protoactor blocks members that left; see
 		// docs/CLUSTER.md): the default 1 s polls half as often as 500 ms.
 		RefreshTTL: time.Second,
+		// MARMOT_KEEP_ISOLATED: a node left alone keeps its clients.
+		KeepClientsWhenIsolated: os.Getenv("MARMOT_KEEP_ISOLATED") != "",
 		// MARMOT_REQUEST_TIMEOUT: Config.RequestTimeout (a Go duration).
 		RequestTimeout: envDuration("MARMOT_REQUEST_TIMEOUT"),
 		Logger:         log,

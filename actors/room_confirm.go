@@ -1,0 +1,107 @@
+package actors
+
+import (
+	"errors"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+)
+
+// A room under a RoomBroker whose Publish returns a ticket answers the
+// publisher (a client's marmot.publish request, or the Hub's call) only
+// once the broker confirms the publish: a later delivery's
+// RoomMessage.Confirms reaches the ticket. The confirmation travels the
+// delivery's way (broker → Hub.DeliverRoom → room), so the room is told,
+// never called back. A publish the broker does not confirm within its
+// ConfirmTimeout (DefaultConfirmTimeout without one) is answered with
+// ErrPublishUnconfirmed. Without a ticket (a single server, or a broker
+// that confirms nothing) the publish is answered at once, as before.
+
+// ErrPublishUnconfirmed reports a room publish that its RoomBroker did not
+// confirm in time (a cluster whose room's grain is being taken over after
+// a node loss, or out of reach). Its outcome is unknown: the broker may
+// still order it, so a publisher that retries may publish it twice.
+var ErrPublishUnconfirmed = errors.New("marmot: room publish not confirmed in time")
+
+// DefaultConfirmTimeout bounds a room's wait for its broker's confirmation
+// when the broker does not say (see RoomBroker).
+const DefaultConfirmTimeout = 5 * time.Second
+
+// confirmTimeouter is implemented by a RoomBroker that bounds the wait for
+// its confirmations itself.
+type confirmTimeouter interface{ ConfirmTimeout() time.Duration }
+
+// awaitedPublish is a publish whose answer waits for the broker.
+type awaitedPublish struct {
+	ticket uint64
+	from   *conn
+	reqID  uint64
+	sender *actor.PID
+	until  time.Time
+}
+
+// roomConfirmTick wakes the room when an awaited publish's time is up.
+type roomConfirmTick struct{}
+
+func (r *roomActor) confirmTimeout() time.Duration {
+	if b, ok := r.h.cfg.RoomBroker.(confirmTimeouter); ok {
+		if d := b.ConfirmTimeout(); d > 0 {
+			return d
+		}
+	}
+	return DefaultConfirmTimeout
+}
+
+// await keeps a publish's answer until its ticket is confirmed. Tickets
+// rise with each publish, so the queue is in ticket and deadline order.
+// It is bounded by the broker's own bound on unconfirmed publishes.
+func (r *roomActor) await(ctx actor.Context, ticket uint64, m *roomPublish) {
+	d := r.confirmTimeout()
+	r.awaiting = append(r.awaiting, awaitedPublish{ticket: ticket, from: m.from, reqID: m.reqID, sender: ctx.Sender(), until: time.Now().Add(d)})
+	if len(r.awaiting) == 1 {
+		r.armConfirm(ctx, d)
+	}
+}
+
+func (r *roomActor) armConfirm(ctx actor.Context, d time.Duration) {
+	pid, root := ctx.Self(), ctx.ActorSystem().Root
+	time.AfterFunc(d, func() { root.Send(pid, &roomConfirmTick{}) })
+}
+
+// confirm answers the awaited publishes up to ticket through.
+func (r *roomActor) confirm(ctx actor.Context, through uint64) {
+	k := 0
+	for k < len(r.awaiting) && r.awaiting[k].ticket <= through {
+		a := r.awaiting[k]
+		r.answerTo(ctx, a.sender, a.from, a.reqID, 0, nil)
+		k++
+	}
+	r.dropAwaited(k)
+}
+
+// expire answers the awaited publishes whose time is up (all of them when
+// all is set: the room stops) with ErrPublishUnconfirmed.
+func (r *roomActor) expire(ctx actor.Context, all bool) {
+	now := time.Now()
+	k := 0
+	for k < len(r.awaiting) && (all || !now.Before(r.awaiting[k].until)) {
+		a := r.awaiting[k]
+		r.answerTo(ctx, a.sender, a.from, a.reqID, 0, &RoomError{Room: r.name, Op: "publish", Err: ErrPublishUnconfirmed})
+		k++
+	}
+	r.dropAwaited(k)
+	if len(r.awaiting) > 0 && !all {
+		r.armConfirm(ctx, r.awaiting[0].until.Sub(now))
+	}
+}
+
+func (r *roomActor) dropAwaited(k int) {
+	if k == 0 {
+		return
+	}
+	clear(r.awaiting[:k])
+	r.awaiting = r.awaiting[k:]
+	if len(r.awaiting) == 0 {
+		r.awaiting = nil
+	}
+}
