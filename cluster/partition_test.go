@@ -125,6 +125,23 @@ func connectPartitioned(t *testing.T, p *proc, failover ...string) *partClient {
 	return fc
 }
 
+// partitionableNodes is three loopback nodes of which node 3 sees the
+// others, and is seen by them, only through chaos proxies (the returned
+// ones: its advertised cluster and health ports, and its seeds'), so that
+// a test cuts node 3 off by blackholing them.
+func partitionableNodes(t *testing.T) ([]nodeSpec, []*chaos.Proxy) {
+	t.Helper()
+	specs := loopbackNodes(t)
+	ip := specs[2].ip
+	adv, proxies := proxyPair(t, ip, specs[2].bind, specs)
+	seed1, p1 := proxyPair(t, ip, specs[0].bind, specs)
+	seed2, p2 := proxyPair(t, ip, specs[1].bind, specs)
+	proxies = append(append(proxies, p1...), p2...)
+	specs[2].advertise = adv
+	specs[2].seeds = []string{seed1, seed2}
+	return specs, proxies
+}
+
 // TestPartition cuts node 3 off from nodes 1 and 2 and heals the cut.
 // Node 3 advertises a chaos proxy as its cluster address, and reaches
 // nodes 1 and 2's health endpoints through proxies too: blackholing the
@@ -139,14 +156,7 @@ func connectPartitioned(t *testing.T, p *proc, failover ...string) *partClient {
 // rejoins with a new one: every node lists 1,2,3 again, and broadcasts
 // and room messages reach node 3's clients.
 func TestPartition(t *testing.T) {
-	specs := loopbackNodes(t)
-	ip := specs[2].ip
-	adv, proxies := proxyPair(t, ip, specs[2].bind, specs)
-	seed1, p1 := proxyPair(t, ip, specs[0].bind, specs)
-	seed2, p2 := proxyPair(t, ip, specs[1].bind, specs)
-	proxies = append(append(proxies, p1...), p2...)
-	specs[2].advertise = adv
-	specs[2].seeds = []string{seed1, seed2}
+	specs, proxies := partitionableNodes(t)
 
 	procs := startNodes(t, clusterName("marmot-partition"), specs)
 	ctx := ctxTimeout(t)

@@ -231,14 +231,7 @@ func TestSessionHomeFrozen(t *testing.T) {
 //     nor on any node after the heal (once node 3 rejoined): the session
 //     was resumed once.
 func TestSessionsPartition(t *testing.T) {
-	specs := loopbackNodes(t)
-	ip := specs[2].ip
-	adv, proxies := proxyPair(t, ip, specs[2].bind, specs)
-	seed1, p1 := proxyPair(t, ip, specs[0].bind, specs)
-	seed2, p2 := proxyPair(t, ip, specs[1].bind, specs)
-	proxies = append(append(proxies, p1...), p2...)
-	specs[2].advertise = adv
-	specs[2].seeds = []string{seed1, seed2}
+	specs, proxies := partitionableNodes(t)
 	dir := t.TempDir()
 	procs := startSessionNodes(t, "marmot-sess-partition", specs, dir)
 
