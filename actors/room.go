@@ -59,7 +59,8 @@ type roomActor struct {
 	parked []parkedJoin
 	// awaiting are publishes whose answer waits for the broker's
 	// confirmation (room_confirm.go).
-	awaiting []awaitedPublish
+	awaiting     []awaitedPublish
+	confirmTimer *time.Timer // ticks for the awaited head's deadline (room_confirm.go)
 }
 
 // roomIdleTick is the idle timer's message to its room.

@@ -63,9 +63,19 @@ func (r *roomActor) await(ctx actor.Context, ticket uint64, m *roomPublish) {
 	}
 }
 
+// armConfirm sets the room's one confirmation timer to tick in d. One
+// timer, reset rather than made anew: a publisher that waits for each
+// answer empties the queue with every confirmation, and a timer per
+// publish would leave thousands pending, each re-arming while the queue
+// is not empty when it fires. A tick that comes early (its head was
+// confirmed meanwhile) finds nothing due and re-arms for the new head.
 func (r *roomActor) armConfirm(ctx actor.Context, d time.Duration) {
+	if r.confirmTimer != nil {
+		r.confirmTimer.Reset(d)
+		return
+	}
 	pid, root := ctx.Self(), ctx.ActorSystem().Root
-	time.AfterFunc(d, func() { root.Send(pid, &roomConfirmTick{}) })
+	r.confirmTimer = time.AfterFunc(d, func() { root.Send(pid, &roomConfirmTick{}) })
 }
 
 // confirm answers the awaited publishes up to ticket through.
@@ -90,7 +100,11 @@ func (r *roomActor) expire(ctx actor.Context, all bool) {
 		k++
 	}
 	r.dropAwaited(k)
-	if len(r.awaiting) > 0 && !all {
+	switch {
+	case all && r.confirmTimer != nil:
+		r.confirmTimer.Stop()
+		r.confirmTimer = nil // its tick names this actor's PID
+	case len(r.awaiting) > 0 && !all:
 		r.armConfirm(ctx, r.awaiting[0].until.Sub(now))
 	}
 }
