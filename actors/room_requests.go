@@ -63,8 +63,9 @@ func (a *ConnectionActor) roomRequest(m *Message) {
 		// released; the room fans it out later.
 		// Keyed by the request's session number: a request handled
 		// again after a failover is numbered once (publish_key.go).
-		pub := &roomPublish{data: bytes.Clone(m.Payload), from: c, reqID: id, owned: true, key: m.PublishKey(0)}
+		pub := &roomPublish{data: bytes.Clone(m.Payload), from: c, reqID: id, owned: true}
 		if s := c.sess; s != nil && m.seq != 0 && err == nil && e != nil && h.cfg.RoomBroker != nil {
+			pub.key = m.PublishKey(0) // only a broker uses it
 			// Not acknowledged until answered (session_publish.go);
 			// s.mu is held while m is handled. The room answers
 			// within its confirmation timeout.
