@@ -148,7 +148,7 @@
 // broker's Publish may return a ticket: the room then answers the
 // publisher only once a delivery's RoomMessage.Confirms reaches it, or
 // with ErrPublishUnconfirmed after the broker's ConfirmTimeout
-// (room_confirm.go).
+// (room_confirm.go); a RoomMessage with Offset 0 only confirms.
 // HubConfig.NodeID numbers the hub's ClientIDs apart from other hubs'.
 // Without a broker none of this runs.
 //
