@@ -227,7 +227,8 @@ func (b *roomBroker) heldPosition(room string) *wire.RoomHeld {
 func (a *nodeActor) receiveHeld(ctx actor.Context, m any) bool {
 	switch m := m.(type) {
 	case *heldBack:
-		a.n.rb.delivered(m.d) // its confirmation comes with roomHeld
+		a.n.traffic.received[kindDeliver].Add(1) // as a RoomDeliverSeq
+		a.n.rb.delivered(m.d)                    // its confirmation comes with roomHeld
 		d := m.d
 		a.n.srv.DeliverRoom(d.Room, &marmot.RoomMessage{Name: d.Name, Data: d.Data, Meta: d.Meta, Epoch: d.Epoch, Offset: d.Offset})
 	case *roomHeld:
