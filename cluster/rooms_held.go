@@ -78,8 +78,8 @@ type roomHeld struct {
 // heldFlush asks the room's holders after a run of own publishes.
 type heldFlush struct{}
 
-// heldRetryOf asks them again while publishes wait.
-type heldRetryOf struct{}
+// heldRetryTick asks them again while publishes wait.
+type heldRetryTick struct{}
 
 // heldRetry is how long a grain waits for the answers before it asks the
 // holders again (some were not holding the room yet).
@@ -131,7 +131,7 @@ func (g *roomGrain) receiveHeld(ctx actor.Context, m any) bool {
 	case *heldFlush:
 		g.held.queued = false
 		g.askHolders(ctx)
-	case *heldRetryOf:
+	case *heldRetryTick:
 		g.held.retry = false
 		g.held.asked = 0
 		g.askHolders(ctx)
@@ -163,7 +163,7 @@ func (g *roomGrain) askHolders(ctx actor.Context) {
 		h.retry = true
 		if h.timer == nil {
 			self, root := ctx.Self(), ctx.ActorSystem().Root
-			h.timer = time.AfterFunc(g.n.heldRetry(), func() { root.Send(self, &heldRetryOf{}) })
+			h.timer = time.AfterFunc(g.n.heldRetry(), func() { root.Send(self, &heldRetryTick{}) })
 		} else {
 			h.timer.Reset(g.n.heldRetry())
 		}
