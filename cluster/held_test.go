@@ -37,22 +37,7 @@ func TestConfirmedPublishHeldByTwo(t *testing.T) {
 	procs := startNodes(t, clusterName("marmot-held"), specs, "MARMOT_HISTORY=1000")
 	ctx := ctxTimeout(t)
 
-	probe := connect(t, procs[0])
-	room := ""
-	for i := range 200 {
-		r := "held-" + strconv.Itoa(i)
-		res, err := probe.c.Request(ctx, "owner", []byte(r))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if string(res) == "1" {
-			room = r
-			break
-		}
-	}
-	if room == "" {
-		t.Fatal("no room of 200 has its grain on node 1")
-	}
+	room := roomOn(t, connect(t, procs[0]), "held-", 1)
 
 	// Members on nodes 2 and 3; ends[i] gets member i's "end" marker.
 	rec := delivery.NewRecorder()
@@ -181,4 +166,22 @@ func TestConfirmedPublishHeldByTwo(t *testing.T) {
 	if err := rep.Err(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// roomOn returns the first room named prefix and a number whose grain is
+// on node, as c's node places it.
+func roomOn(t *testing.T, c *tclient, prefix string, node int) string {
+	t.Helper()
+	for i := range 200 {
+		r := prefix + strconv.Itoa(i)
+		res, err := c.c.Request(ctxTimeout(t), "owner", []byte(r))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(res) == strconv.Itoa(node) {
+			return r
+		}
+	}
+	t.Fatalf("no room of 200 has its grain on node %d", node)
+	return ""
 }
