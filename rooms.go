@@ -105,7 +105,8 @@ func (s *Server) Leave(id ClientID, room string) error {
 // offset, encoded once per wire format, and returns how many members it
 // was queued for (0 when the room does not exist).
 // With a RoomBroker (a cluster) it returns 0, nil once the room's grain
-// has numbered the message (it survives the loss of this node), and
+// has numbered the message and two nodes hold it (it survives the loss
+// of any one node), and
 // ErrPublishUnconfirmed (in a *RoomError) when that does not happen within
 // the cluster's RequestTimeout: the message may still be delivered, so a
 // retry may deliver it twice. The members are on every node, and counted

@@ -131,7 +131,9 @@ func (r *roomActor) Receive(ctx actor.Context) {
 		r.entry.failed = r
 	case *roomDeliver:
 		r.entry.received()
-		r.deliver(ctx, m.m)
+		if m.m.Offset != 0 { // else only a confirmation
+			r.deliver(ctx, m.m)
+		}
 		if m.m.Confirms != 0 {
 			r.confirm(ctx, m.m.Confirms)
 		}

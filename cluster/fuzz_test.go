@@ -38,6 +38,7 @@ var wireKinds = []func() proto.Message{
 	func() proto.Message { return &wire.RoomResubscribe{} },
 	func() proto.Message { return &wire.RoomPublishDone{} },
 	func() proto.Message { return &wire.SessionFence{} },
+	func() proto.Message { return &wire.RoomHeldQuery{} },
 }
 
 // FuzzNodeMessages feeds the node actor what protoactor's remote decodes
@@ -79,7 +80,9 @@ func FuzzNodeMessages(f *testing.F) {
 		return ok
 	}))}, keyed...))
 	fence, _ := proto.Marshal(&wire.SessionFence{Ids: []uint64{5, 1}})
-	f.Add(append([]byte{byte(len(wireKinds) - 1)}, fence...))
+	f.Add(append([]byte{byte(len(wireKinds) - 2)}, fence...))
+	heldQuery, _ := proto.Marshal(&wire.RoomHeldQuery{Room: "r"})
+	f.Add(append([]byte{byte(len(wireKinds) - 1)}, heldQuery...))
 	srv, err := marmot.NewServer(marmot.ServerConfig{Addr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		f.Fatal(err)
@@ -155,11 +158,12 @@ var grainKinds = []func() proto.Message{
 	func() proto.Message { return &wire.RoomPublishSeq{} },
 	func() proto.Message { return &wire.RoomSubscribeSeq{} },
 	func() proto.Message { return &wire.RoomUnsubscribe{} },
+	func() proto.Message { return &wire.RoomHeld{} },
 }
 
 // FuzzGrain feeds a room's grain, once it holds the room, publishes,
 // subscriptions, unsubscriptions, presence changes, syncs and state
-// requests decoded from any bytes: never a panic or a hang; a publish
+// requests and holders' answers (RoomHeld) decoded from any bytes: never a panic or a hang; a publish
 // with an origin and seq is numbered once (the offset moves by one the
 // first time, not again), and not after a hole in its origin's seqs; the state answers list each node's members in
 // increasing order. The subscriptions name node addresses this process
@@ -173,6 +177,7 @@ func FuzzGrain(f *testing.F) {
 		&wire.RoomPublishSeq{Room: "r", Name: "n", Data: []byte("d"), Origin: 2<<originRunBits | 7, Seq: 1},
 		&wire.RoomSubscribeSeq{Room: "r", Node: "127.0.0.3:7001", History: true},
 		&wire.RoomUnsubscribe{Room: "r", Node: "127.0.0.3:7001"},
+		&wire.RoomHeld{Room: "r", Epoch: "e", Offset: 3},
 	} {
 		b, _ := proto.Marshal(m)
 		f.Add(append([]byte{byte(i)}, b...))

@@ -141,7 +141,8 @@ func (n *Node) RoomOwner(room string) (uint32, bool) {
 // Server returns the node's marmot server: its local API (Join, Publish,
 // Members, the local Broadcast...) works as on a single server; Publish
 // reaches the room's members on every node, and returns once the room's
-// grain has numbered the message (marmot.ErrPublishUnconfirmed after
+// grain has numbered the message and two nodes hold it
+// (marmot.ErrPublishUnconfirmed after
 // RequestTimeout; docs/CLUSTER.md).
 func (n *Node) Server() *marmot.Server { return n.srv }
 

@@ -112,7 +112,9 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 			a.n.ss.resendAll()
 		}
 	default:
-		a.receivePresence(ctx, m)
+		if !a.receiveHeld(ctx, m) { // rooms_held.go
+			a.receivePresence(ctx, m)
+		}
 	}
 }
 

@@ -8,8 +8,8 @@ import (
 
 // A room publish on a node is acknowledged (the client's marmot.publish
 // reply, Server.Publish's return) only once the room's grain has numbered
-// it: the node sees its own (origin, seq) come back in a delivery
-// (roomBroker.delivered), and hands the seq to the local room as the
+// it and two nodes hold it: the node sees its own (origin, seq) come
+// back in a delivery (roomBroker.delivered), and hands the seq to the local room as the
 // delivery's RoomMessage.Confirms; the room answers every publish whose
 // ticket (its seq, from roomBroker.Publish) is at or below it. Until then
 // the publish exists only in the node's unconfirmed queue: a node killed
@@ -19,6 +19,10 @@ import (
 // again, so it may yet be delivered: a publisher that retries may publish
 // it twice (the grain drops a publish it has numbered by its (origin,
 // seq), but a retry is a new publish with a new seq).
+//
+// When the grain runs on this node, a delivery of this node's own publish
+// does not confirm it: the grain holds it back until another node holds
+// the message too, and confirms it then (rooms_held.go).
 
 // ConfirmTimeout bounds how long a room waits for the confirmation of a
 // publish (marmot's RoomBroker contract): Config.RequestTimeout.

@@ -32,7 +32,9 @@ import (
 // that have the room keep its history (their brokers), and when they are
 // fewer than two, counting the grain's own node, the grain has one more
 // node keep it as a replica (RoomReplicate; the first other member in an
-// order hashed from the room's name), which gets the deliveries too.
+// order hashed from the room's name), which gets the deliveries too. A
+// publish of the grain's own node is confirmed only once another node
+// holds it (rooms_held.go).
 type roomGrain struct {
 	n     *Node
 	room  string
@@ -49,6 +51,7 @@ type roomGrain struct {
 	topo    *eventstream.Subscription
 
 	presence grainPresence // every node's members, in rooms with presence (presence.go)
+	held     grainHeld     // own node's publishes another node must hold (rooms_held.go)
 }
 
 type grainPhase int
@@ -133,11 +136,14 @@ func (g *roomGrain) Receive(ctx actor.Context) {
 		if g.topo != nil {
 			ctx.ActorSystem().EventStream.Unsubscribe(g.topo)
 		}
+		g.stopHeld()
 		if _, ok := m.(*actor.Stopping); ok {
 			g.n.grains.stopped(ctx, g)
 		}
 	default:
-		g.receivePresence(ctx, m) // a presence request is answered at once
+		if !g.receiveHeld(ctx, m) {
+			g.receivePresence(ctx, m) // a presence request is answered at once
+		}
 	}
 }
 
@@ -262,10 +268,7 @@ func (g *roomGrain) handle(ctx actor.Context, msg any, sender *actor.PID) {
 		e := &wire.HistEntry{Offset: g.hist.last + 1, Name: m.Name, Data: m.Data, AtUnixNano: time.Now().UnixNano(), Origin: m.Origin, Seq: m.Seq, Key: m.Key}
 		g.hist.add(e, g.hist.epoch)
 		d := &wire.RoomDeliverSeq{Room: g.room, Epoch: g.hist.epoch, Offset: e.Offset, Name: m.Name, Data: m.Data, Meta: m.Meta, Origin: m.Origin, Seq: m.Seq, AtUnixNano: e.AtUnixNano, Key: m.Key}
-		g.n.traffic.sent[kindDeliver].Add(int64(len(g.subs)))
-		for node := range g.subs {
-			ctx.Send(nodePID(node), d)
-		}
+		g.deliver(ctx, d) // rooms_held.go
 	default:
 		g.receivePresence(ctx, m) // a change kept back during a take-over
 	}
@@ -329,6 +332,7 @@ func (g *roomGrain) ensureReplica(ctx actor.Context) {
 	}
 	g.subs[pick] = true
 	ctx.Send(nodePID(pick), &wire.RoomReplicate{State: g.hist.state(g.room)})
+	g.requery(ctx) // it holds what waits (rooms_held.go)
 }
 
 // stop ends the grain when no node has the room any more; its replicas

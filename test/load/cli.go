@@ -454,6 +454,9 @@ func summary(r *Result) string {
 	case "broadcast", "publish":
 		s = fmt.Sprintf("%9.0f deliv/s  p50 %7.0f µs  p99 %7.0f µs  srv %.2f µs/deliv  wire %.0f B/deliv  lost %d dup %d ooo %d",
 			r.DeliveriesPerSec, r.P50, r.P99, r.CPUPerMsgUs, r.WireBytesPerMsg, r.Lost, r.Duplicated, r.OutOfOrder)
+		if r.AnswerP50 > 0 {
+			s += fmt.Sprintf("  answered p50 %.0f µs p99 %.0f µs", r.AnswerP50, r.AnswerP99)
+		}
 	case "connections":
 		s = fmt.Sprintf("%d/%d connected  %6.0f conn/s  %.1f KiB/conn  sample %d/%d", r.Connected, r.Conns, r.ConnectPerSec, r.KiBPerConn, r.SampleOK, r.Sample)
 	}

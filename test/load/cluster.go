@@ -9,9 +9,12 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	pcluster "github.com/asynkron/protoactor-go/cluster"
 
 	"github.com/marmotws/marmot"
 	"github.com/marmotws/marmot/cluster"
@@ -90,16 +93,24 @@ const firstClientSource = 5
 // cluster, the extra server flags appended, and waits until each sees
 // all n. Cluster ports are picked at random below the ephemeral range
 // (with the health port after each) and tried up to three times.
-func spawnCluster(n int, mode string, extra []string) ([]*child, error) {
+func spawnCluster(n int, mode string, extra []string, grainOn int) ([]*child, error) {
 	var lastErr error
 	for range 3 {
 		binds := make([]string, n)
-		for i := range binds {
-			p, err := freeClusterPort(nodeIP(i))
-			if err != nil {
-				return nil, err
+		for try := 0; ; try++ {
+			for i := range binds {
+				p, err := freeClusterPort(nodeIP(i))
+				if err != nil {
+					return nil, err
+				}
+				binds[i] = net.JoinHostPort(nodeIP(i), strconv.Itoa(p))
 			}
-			binds[i] = net.JoinHostPort(nodeIP(i), strconv.Itoa(p))
+			if grainOn == 0 || grainNode(binds, loadRoom) == grainOn-1 {
+				break
+			}
+			if try == 1000 {
+				return nil, fmt.Errorf("no ports found that put room %q's grain on node %d", loadRoom, grainOn)
+			}
 		}
 		name := fmt.Sprintf("load-%d-%d", os.Getpid(), rand.Uint32())
 		nodes := make([]*child, 0, n)
@@ -139,6 +150,21 @@ func spawnCluster(n int, mode string, extra []string) ([]*child, error) {
 		stopAllChildren(nodes)
 	}
 	return nil, lastErr
+}
+
+// grainNode is the index of the node (by cluster address, binds) that
+// hosts room's grain: rendezvous hashing over the members' addresses, as
+// protoactor's disthash places it (package cluster's room kind).
+func grainNode(binds []string, room string) int {
+	ms := make(pcluster.Members, len(binds))
+	for i, b := range binds {
+		host, port, _ := net.SplitHostPort(b)
+		p, _ := strconv.Atoi(port)
+		ms[i] = &pcluster.Member{Id: b, Host: host, Port: int32(p), Kinds: []string{"marmot-room"}}
+	}
+	rdv := pcluster.NewRendezvous()
+	rdv.UpdateMembers(ms)
+	return slices.Index(binds, rdv.GetByClusterIdentity(pcluster.NewClusterIdentity(room, "marmot-room")))
 }
 
 // freeClusterPort picks a port on ip, below the ephemeral range, whose

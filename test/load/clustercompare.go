@@ -44,6 +44,7 @@ type clusterFlags struct {
 	latMembers int
 	latCount   int
 	latRate    float64
+	grainOn    int
 }
 
 func (c *clusterFlags) register(fs *flag.FlagSet) {
@@ -51,6 +52,7 @@ func (c *clusterFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.latMembers, "latency-receivers", 30, "cluster-publish: members in the paced latency row")
 	fs.IntVar(&c.latCount, "latency-count", 500, "cluster-publish: messages in the paced latency row")
 	fs.Float64Var(&c.latRate, "latency-rate", 50, "cluster-publish: messages per second in the paced latency row")
+	fs.IntVar(&c.grainOn, "grain-on", 0, "cluster-publish: the node (1 to --nodes) that hosts the room's grain, by the choice of the nodes' ports (0: wherever rendezvous hashing puts it); 1 is the publisher's node")
 }
 
 // Names of the configurations.
@@ -77,6 +79,9 @@ func configOrder(nodes, round int) []int {
 // clusterCompare runs scenario ("cluster-publish" or
 // "cluster-connections") for rounds rounds.
 func clusterCompare(scenario string, f cliFlags, c clusterFlags, rounds int) error {
+	if c.grainOn < 0 || c.grainOn > c.nodes {
+		return fmt.Errorf("--grain-on %d: 0 or a node, 1 to %d", c.grainOn, c.nodes)
+	}
 	if c.nodes < 2 || c.nodes > firstClientSource-2 {
 		return fmt.Errorf("--nodes %d: 2 to %d (the nodes take 127.0.0.2 on, the clients 127.0.0.%d on)", c.nodes, firstClientSource-2, firstClientSource)
 	}
@@ -94,10 +99,11 @@ func clusterCompare(scenario string, f cliFlags, c clusterFlags, rounds int) err
 
 // startConfig starts the servers of one configuration: nodes > 1 a
 // cluster, 1 a single server on nodeIP(0).
-func startConfig(nodes int, mode string, f *cliFlags) ([]*child, error) {
+// grainOn, when not 0, is the node that hosts the room's grain.
+func startConfig(nodes int, mode string, f *cliFlags, grainOn int) ([]*child, error) {
 	extra := strings.Fields(f.serverArgs)
 	if nodes > 1 {
-		return spawnCluster(nodes, mode, extra)
+		return spawnCluster(nodes, mode, extra, grainOn)
 	}
 	c, err := spawnServer(append([]string{"--impl", "marmot", "--mode", mode, "--addr", nodeIP(0) + ":0"}, extra...)...)
 	if err != nil {
@@ -122,7 +128,7 @@ func clusterPublishCompare(f cliFlags, c clusterFlags, rounds int) error {
 			for _, nodes := range configOrder(c.nodes, round) {
 				name := configName(nodes)
 				fmt.Fprintf(os.Stderr, "round %d/%d  %-70s %-8s load %s\n", round+1, rounds, rw.label, name, loadAvg())
-				servers, err := startConfig(nodes, modeBroadcast, &f)
+				servers, err := startConfig(nodes, modeBroadcast, &f, c.grainOn)
 				if err != nil {
 					return fmt.Errorf("%s: %w", name, err)
 				}
@@ -261,7 +267,7 @@ const connsPerSource = 5000
 // it dialled) with RSSKiB replaced by the RSS with every server's
 // connections open at once.
 func holdConfig(nodes int, f *cliFlags, conns int) ([]*Result, error) {
-	servers, err := startConfig(nodes, modeEcho, f)
+	servers, err := startConfig(nodes, modeEcho, f, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -39,6 +39,8 @@ func metricsOf(scenario string) []metric {
 			{"p50 µs", func(r *Result) float64 { return r.P50 }},
 			{"p99 µs", func(r *Result) float64 { return r.P99 }},
 			{"server CPU µs/delivery", func(r *Result) float64 { return r.CPUPerMsgUs }},
+			{"publish answered p50 µs", func(r *Result) float64 { return r.AnswerP50 }},
+			{"publish answered p99 µs", func(r *Result) float64 { return r.AnswerP99 }},
 		}
 	case "publish-latency":
 		return []metric{
@@ -47,6 +49,8 @@ func metricsOf(scenario string) []metric {
 			{"p99 µs", func(r *Result) float64 { return r.P99 }},
 			{"max µs", func(r *Result) float64 { return r.Max }},
 			{"deliveries", func(r *Result) float64 { return float64(r.Deliveries) }},
+			{"publish answered p50 µs", func(r *Result) float64 { return r.AnswerP50 }},
+			{"publish answered p99 µs", func(r *Result) float64 { return r.AnswerP99 }},
 		}
 	case "recover":
 		return []metric{

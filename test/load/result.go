@@ -51,6 +51,11 @@ type Result struct {
 	P99 float64 `json:"p99_us,omitempty"`
 	Max float64 `json:"max_us,omitempty"`
 
+	// publish: from a publish's send to its answer (a cluster answers once
+	// the publish is confirmed), µs
+	AnswerP50 float64 `json:"answer_p50_us,omitempty"`
+	AnswerP99 float64 `json:"answer_p99_us,omitempty"`
+
 	// connections
 	Conns         int     `json:"conns,omitempty"`
 	Connected     int     `json:"connected,omitempty"`
@@ -100,6 +105,16 @@ func (r *Result) latencies(ns []int64) {
 		return float64(ns[i]) / 1e3
 	}
 	r.P50, r.P90, r.P99, r.Max = at(0.50), at(0.90), at(0.99), float64(ns[len(ns)-1])/1e3
+}
+
+// answers sets the publish answers' latency percentiles from ns.
+func (r *Result) answers(ns []int64) {
+	if len(ns) == 0 {
+		return
+	}
+	slices.Sort(ns)
+	r.AnswerP50 = float64(ns[(len(ns)-1)/2]) / 1e3
+	r.AnswerP99 = float64(ns[int(0.99*float64(len(ns)-1))]) / 1e3
 }
 
 func (r *Result) writeJSON(w io.Writer) {

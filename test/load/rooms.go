@@ -201,6 +201,11 @@ func runPublish(ctx context.Context, t target, o publishOpts) []*Result {
 		done     = make([]chan struct{}, len(paths))
 		replies  atomic.Int64
 		refused  atomic.Int64
+		// sentAt and answeredAt, by request ID (from 1): a publish's
+		// send and its answer, Unix ns.
+		sentAt     = make([]atomic.Int64, len(paths)*o.Count+1)
+		answeredAt = make([]atomic.Int64, len(paths)*o.Count+1)
+		firstReq   = make([]uint64, len(paths)) // each phase's first request ID
 	)
 	for i := range done {
 		done[i] = make(chan struct{})
@@ -268,6 +273,9 @@ func runPublish(ctx context.Context, t target, o publishOpts) []*Result {
 				switch in.Kind {
 				case protocol.KindReply:
 					replies.Add(1)
+					if in.ID < uint64(len(answeredAt)) {
+						answeredAt[in.ID].Store(time.Now().UnixNano())
+					}
 				case protocol.KindError:
 					refused.Add(1)
 				}
@@ -294,6 +302,7 @@ func runPublish(ctx context.Context, t target, o publishOpts) []*Result {
 		pctx, pcancel := context.WithTimeout(ctx, t.MaxDuration)
 		cpu0 := t.cpu()
 		starts[p] = time.Now()
+		firstReq[p] = reqID + 1
 		for seq := range o.Count {
 			if o.Rate > 0 {
 				// Pacing, not synchronisation: message seq leaves at its
@@ -305,6 +314,7 @@ func runPublish(ctx context.Context, t target, o publishOpts) []*Result {
 			if path == pathPublish {
 				reqID++
 				e = protocol.Envelope{Kind: protocol.KindRequest, ID: reqID, Name: protocol.RequestPublish, Room: loadRoom, Payload: payload}
+				sentAt[reqID].Store(time.Now().UnixNano())
 			}
 			frame = envelopeFrame(frame, &e)
 			if err := pub.ws.Write(pctx, websocket.MessageBinary, frame); err != nil {
@@ -358,6 +368,18 @@ func runPublish(ctx context.Context, t target, o publishOpts) []*Result {
 			sumPhase(&r, recv, members, p, o.Count, starts[p])
 			byWhere = append(byWhere, &r)
 		}
+	}
+	for p := range paths {
+		if paths[p] != pathPublish {
+			continue
+		}
+		var ans []int64
+		for id := firstReq[p]; id < firstReq[p]+uint64(o.Count) && id < uint64(len(sentAt)); id++ {
+			if a, s := answeredAt[id].Load(), sentAt[id].Load(); a != 0 && s != 0 {
+				ans = append(ans, a-s)
+			}
+		}
+		res[p].answers(ans)
 	}
 	for p := range paths {
 		r := res[p]
