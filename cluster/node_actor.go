@@ -99,6 +99,8 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 		a.n.ss.fenced(m.Ids)
 	case *wire.SessionTake:
 		ctx.Respond(a.n.ss.takeHeld(m))
+	case *wire.SessionCheck:
+		ctx.Respond(&wire.SessionChecked{Taken: a.n.ss.heldTaken(m.Id)})
 	case *wire.SessionHandover:
 		a.n.ss.handOver(m, ctx.Sender(), ctx.ActorSystem())
 	case *wire.RoomResubscribe:
@@ -141,7 +143,7 @@ func receivedKind(m any) (int, bool) {
 		return kindSend, true
 	case *wire.ClientsRequest, *wire.StatsRequest:
 		return kindQuery, true
-	case *wire.SessionMarks, *wire.SessionTake, *wire.SessionHandover, *wire.SessionFence:
+	case *wire.SessionMarks, *wire.SessionTake, *wire.SessionHandover, *wire.SessionFence, *wire.SessionCheck:
 		return kindSession, true
 	}
 	return 0, false
