@@ -37,6 +37,7 @@ var wireKinds = []func() proto.Message{
 	func() proto.Message { return &wire.MemberProbe{} },
 	func() proto.Message { return &wire.RoomResubscribe{} },
 	func() proto.Message { return &wire.SessionFence{} },
+	func() proto.Message { return &wire.SessionCheck{} },
 }
 
 // FuzzNodeMessages feeds the node actor what protoactor's remote decodes
@@ -68,7 +69,9 @@ func FuzzNodeMessages(f *testing.F) {
 		f.Add(append([]byte{byte(i)}, b...))
 	}
 	fence, _ := proto.Marshal(&wire.SessionFence{Ids: []uint64{5, 1}})
-	f.Add(append([]byte{byte(len(wireKinds) - 1)}, fence...))
+	f.Add(append([]byte{byte(len(wireKinds) - 2)}, fence...))
+	check, _ := proto.Marshal(&wire.SessionCheck{Id: 5})
+	f.Add(append([]byte{byte(len(wireKinds) - 1)}, check...))
 	srv, err := marmot.NewServer(marmot.ServerConfig{Addr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		f.Fatal(err)
