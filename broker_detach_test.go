@@ -1,13 +1,11 @@
 package marmot_test
 
 import (
-	"net/http"
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
-
 	"github.com/marmotws/marmot"
+	"github.com/marmotws/marmot/internal/rawconn"
 	"github.com/marmotws/marmot/protocol"
 )
 
@@ -29,58 +27,6 @@ func (b *memBroker) resubscribe(s *marmot.Server, room string) {
 	defer b.mu.Unlock()
 	b.subs[room][s] = true
 	s.AttachRoom(room, marmot.RoomPosition{Epoch: "e1", Offset: b.offsets[room]})
-}
-
-// rawRoomConn is a client speaking marmot.v1 envelopes itself, to see
-// what a join is answered with.
-type rawRoomConn struct {
-	t    *testing.T
-	ws   *websocket.Conn
-	in   chan protocol.Envelope
-	next uint64
-}
-
-func dialRawRoom(t *testing.T, s *marmot.Server) *rawRoomConn {
-	t.Helper()
-	d := websocket.Dialer{HandshakeTimeout: waitTimeout}
-	ws, _, err := d.Dial(s.URL(), http.Header{"Sec-WebSocket-Protocol": {protocol.SubprotocolBinary}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &rawRoomConn{t: t, ws: ws, in: make(chan protocol.Envelope, 64)}
-	done := make(chan struct{})
-	t.Cleanup(func() { _ = ws.Close(); <-done })
-	go func() {
-		defer close(done)
-		for {
-			_, msg, err := ws.ReadMessage()
-			if err != nil {
-				return
-			}
-			var e protocol.Envelope
-			if err := protocol.Binary.Decode(msg, &e); err != nil {
-				t.Errorf("decode: %v", err)
-				return
-			}
-			e.Payload = append([]byte(nil), e.Payload...)
-			c.in <- e
-		}
-	}()
-	return c
-}
-
-// request sends a request and returns its ID.
-func (c *rawRoomConn) request(name, room string) uint64 {
-	c.t.Helper()
-	c.next++
-	msg, err := protocol.Binary.Append(nil, &protocol.Envelope{Kind: protocol.KindRequest, ID: c.next, Name: name, Room: room})
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	if err := c.ws.WriteMessage(websocket.BinaryMessage, msg); err != nil {
-		c.t.Fatal(err)
-	}
-	return c.next
 }
 
 // TestRoomBrokerJoinWaitsForResubscription: a server whose room the
@@ -110,38 +56,31 @@ func TestRoomBrokerJoinWaitsForResubscription(t *testing.T) {
 		}
 	}
 
-	c := dialRawRoom(t, s2)
-	join := c.request(protocol.RequestJoin, "r")
+	c := rawconn.Dial(t, s2.URL())
+	join := c.Request(t, protocol.RequestJoin, "r")
 	// The join has reached the room once a request after it was answered
 	// (its connection reads in order) and a call to the room came back;
 	// an answer to it would be on the connection before the answer to a
 	// request made after that.
-	ping := c.request("ping", "")
-	if e := recv(t, c.in, "ping's reply"); e.ID != ping {
+	ping := c.Request(t, "ping", "")
+	if e := recv(t, c.In, "ping's reply"); e.ID != ping {
 		t.Fatalf("got %v #%d %q before the ping's reply: the join was answered while the room was dropped", e.Kind, e.ID, e.Payload)
 	}
 	_ = s2.Members("r")
-	ping = c.request("ping", "")
-	if e := recv(t, c.in, "ping's reply"); e.ID != ping {
+	ping = c.Request(t, "ping", "")
+	if e := recv(t, c.In, "ping's reply"); e.ID != ping {
 		t.Fatalf("got %v #%d %q before the second ping's reply: the join was answered while the room was dropped", e.Kind, e.ID, e.Payload)
 	}
 
 	b.resubscribe(s2, "r")
-	e := recv(t, c.in, "the join's reply")
-	if e.Kind != protocol.KindReply || e.ID != join {
-		t.Fatalf("got %v #%d %q, want the join's reply", e.Kind, e.ID, e.Payload)
-	}
-	res, err := protocol.DecodeJoinResult(e.Payload)
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := c.JoinResult(t, join, waitTimeout)
 	if res.Epoch != "e1" || res.Offset != missed {
 		t.Fatalf("join answered at %s/%d, want e1/%d (the broker's position)", res.Epoch, res.Offset, missed)
 	}
 	if _, err := s1.Publish("r", []byte("next")); err != nil {
 		t.Fatal(err)
 	}
-	if e := recv(t, c.in, "the next message"); e.Offset != res.Offset+1 || string(e.Payload) != "next" {
+	if e := recv(t, c.In, "the next message"); e.Offset != res.Offset+1 || string(e.Payload) != "next" {
 		t.Fatalf("next message #%d %q, want #%d next", e.Offset, e.Payload, res.Offset+1)
 	}
 	// The member from before missed what was published meanwhile (no
@@ -167,13 +106,13 @@ func TestRoomBrokerDetachedJoinBounded(t *testing.T) {
 	if err := other.Join(ctx, "r"); err != nil {
 		t.Fatal(err)
 	}
-	c := dialRawRoom(t, s)
+	c := rawconn.Dial(t, s.URL())
 	start := time.Now()
 	b.drop(s, "r")
-	join := c.request(protocol.RequestJoin, "r")
+	join := c.Request(t, protocol.RequestJoin, "r")
 	var e protocol.Envelope
 	select {
-	case e = <-c.in:
+	case e = <-c.In:
 	case <-time.After(marmot.CatchUpWait + waitTimeout):
 		t.Fatalf("join not answered within %v", marmot.CatchUpWait+waitTimeout)
 	}
@@ -185,12 +124,12 @@ func TestRoomBrokerDetachedJoinBounded(t *testing.T) {
 		t.Fatalf("join answered after %v, before CatchUpWait (%v): it did not wait for the broker", waited, marmot.CatchUpWait)
 	}
 	start = time.Now()
-	join = c.request(protocol.RequestJoin, "r2") // another room: not detached
-	if e := recv(t, c.in, "r2's join"); e.ID != join {
+	join = c.Request(t, protocol.RequestJoin, "r2") // another room: not detached
+	if e := recv(t, c.In, "r2's join"); e.ID != join {
 		t.Fatalf("got #%d, want r2's join", e.ID)
 	}
-	join = c.request(protocol.RequestJoin, "r") // the detachment is over
-	if e := recv(t, c.in, "the second join"); e.ID != join || e.Kind != protocol.KindReply {
+	join = c.Request(t, protocol.RequestJoin, "r") // the detachment is over
+	if e := recv(t, c.In, "the second join"); e.ID != join || e.Kind != protocol.KindReply {
 		t.Fatalf("got %v #%d, want the second join's reply", e.Kind, e.ID)
 	}
 	t.Logf("first join waited %v; the next answered in %v", waited.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))

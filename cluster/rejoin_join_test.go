@@ -1,13 +1,10 @@
 package cluster_test
 
 import (
-	"net/http"
 	"testing"
-	"time"
-
-	"github.com/gorilla/websocket"
 
 	"github.com/marmotws/marmot/chaos"
+	"github.com/marmotws/marmot/internal/rawconn"
 	"github.com/marmotws/marmot/protocol"
 )
 
@@ -59,36 +56,28 @@ func TestRejoinJoinPosition(t *testing.T) {
 	}
 	// A join from the rejoin's start on: it waits for the subscription.
 	procs[2].waitLine("WARN marmot cluster: rejoining the cluster with a new member ID")
-	early := dialRaw(t, procs[2].url)
-	earlyJoin := early.request(protocol.RequestJoin, "r")
+	early := rawconn.Dial(t, procs[2].url)
+	earlyJoin := early.Request(t, protocol.RequestJoin, "r")
 	procs[2].waitLine("WARN marmot cluster: rejoined the cluster")
 	for _, p := range procs {
 		p.waitMembers("1,2,3")
 	}
-	late := dialRaw(t, procs[2].url)
-	lateJoin := late.request(protocol.RequestJoin, "r")
+	late := rawconn.Dial(t, procs[2].url)
+	lateJoin := late.Request(t, protocol.RequestJoin, "r")
 	for _, j := range []struct {
-		c    *rawConn
+		c    *rawconn.Conn
 		id   uint64
 		what string
 	}{{early, earlyJoin, "from the rejoin's start"}, {late, lateJoin, "after the rejoin"}} {
-		e := j.c.recv(t, "the join's reply")
-		if e.Kind != protocol.KindReply || e.ID != j.id {
-			t.Fatalf("got %v #%d %q, want the join's reply", e.Kind, e.ID, e.Payload)
-		}
-		res, err := protocol.DecodeJoinResult(e.Payload)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if res.Offset != 3 {
+		if res := j.c.JoinResult(t, j.id, waitTimeout); res.Offset != 3 {
 			t.Fatalf("a join on node 3 %s was told #%d, want #3 (the cluster's position)", j.what, res.Offset)
 		}
 	}
 	if err := c1.c.Publish("r", []byte("m4")); err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range []*rawConn{early, late} {
-		if e := c.recv(t, "m4"); string(e.Payload) != "m4" || e.Offset != 4 {
+	for _, c := range []*rawconn.Conn{early, late} {
+		if e := c.Recv(t, "m4", waitTimeout); string(e.Payload) != "m4" || e.Offset != 4 {
 			t.Fatalf("got #%d %q after the join, want #4 m4", e.Offset, e.Payload)
 		}
 	}
@@ -97,61 +86,4 @@ func TestRejoinJoinPosition(t *testing.T) {
 	if m := c3.next(t, "m4"); string(m.Payload) != "m4" || m.Offset != 4 {
 		t.Fatalf("node 3's client got #%d %q, want #4 m4", m.Offset, m.Payload)
 	}
-}
-
-// rawConn is a client speaking marmot.v1 envelopes itself, to see the
-// position a join is answered with.
-type rawConn struct {
-	ws   *websocket.Conn
-	in   chan protocol.Envelope
-	last uint64 // request ID
-}
-
-func dialRaw(t *testing.T, url string) *rawConn {
-	t.Helper()
-	d := websocket.Dialer{HandshakeTimeout: waitTimeout}
-	ws, _, err := d.Dial(url, http.Header{"Sec-WebSocket-Protocol": {protocol.SubprotocolBinary}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &rawConn{ws: ws, in: make(chan protocol.Envelope, 64)}
-	done := make(chan struct{})
-	t.Cleanup(func() { _ = ws.Close(); <-done })
-	go func() {
-		defer close(done)
-		for {
-			_, msg, err := ws.ReadMessage()
-			if err != nil {
-				return
-			}
-			var e protocol.Envelope
-			if err := protocol.Binary.Decode(msg, &e); err != nil {
-				t.Errorf("decode: %v", err)
-				return
-			}
-			e.Payload = append([]byte(nil), e.Payload...)
-			c.in <- e
-		}
-	}()
-	return c
-}
-
-// request sends a request and returns its ID.
-func (c *rawConn) request(name, room string) uint64 {
-	c.last++
-	msg, _ := protocol.Binary.Append(nil, &protocol.Envelope{Kind: protocol.KindRequest, ID: c.last, Name: name, Room: room})
-	_ = c.ws.WriteMessage(websocket.BinaryMessage, msg)
-	return c.last
-}
-
-// recv returns the next envelope the client got.
-func (c *rawConn) recv(t *testing.T, what string) protocol.Envelope {
-	t.Helper()
-	select {
-	case e := <-c.in:
-		return e
-	case <-time.After(waitTimeout):
-		t.Fatalf("timed out waiting for %s", what)
-	}
-	return protocol.Envelope{}
 }
