@@ -43,11 +43,11 @@ import (
 // replica's tombstone says so). If it did, the session ends here (closed
 // 4009 if still open) and the token resumes nothing. The ask is on the
 // resume only, never on the message path: one round trip per resume on
-// the home, bounded by RequestTimeout. A replica that does not answer
-// (lost, or behind a partition from the home too) cannot say, and the
-// session resumes as before: the window stays open only while the home
-// reaches neither its replica nor the majority, and the majority's nodes
-// take sessions from that replica while it is one.
+// the home, bounded by the membership's probe wait. A replica that does
+// not answer, or that the home no longer lists (lost, or on the other
+// side of a cut), cannot say, and the session resumes as before: what is
+// left of the window is a home cut off from its replica while the
+// majority's nodes still reach it.
 //
 // The other side of the rule is in Take: a node cut off from the
 // majority takes no mark from a replica, since the home it cannot reach
@@ -101,9 +101,12 @@ var _ marmot.SessionChecker = (*sessionStore)(nil)
 
 // TakenElsewhere implements marmot.SessionChecker: it asks the replica
 // the session's mark was last sent to whether it gave the mark up to a
-// take-over. A session whose mark went to no replica (a node alone), or a
-// replica that does not answer within RequestTimeout (and ctx), says
-// false.
+// take-over. A session whose mark went to no replica (a node alone), a
+// replica that is no longer a member here (lost, or on the other side of
+// a cut: it would not answer), or one that does not answer within the
+// membership's probe wait (2 × RefreshTTL, as MemberProbe's; at most
+// RequestTimeout and ctx) says false: a live replica answers in a round
+// trip, and the resume does not wait longer on one that cannot.
 func (st *sessionStore) TakenElsewhere(ctx context.Context, id uint64) bool {
 	st.mu.Lock()
 	at := ""
@@ -118,8 +121,12 @@ func (st *sessionStore) TakenElsewhere(ctx context.Context, id uint64) bool {
 	if at == mb.sys.Address() {
 		return st.heldTaken(id) // never the home's own, but for a member that moved
 	}
+	if !slices.ContainsFunc(st.n.Members(), func(m Member) bool { return m.Address == at }) {
+		return false
+	}
 	st.n.traffic.sent[kindSession].Add(1)
-	res, err := mb.sys.Root.RequestFuture(nodePID(at), &wire.SessionCheck{Id: id}, st.n.timeout(ctx)).Result()
+	wait := min(st.n.timeout(ctx), 2*st.n.cfg.RefreshTTL)
+	res, err := mb.sys.Root.RequestFuture(nodePID(at), &wire.SessionCheck{Id: id}, wait).Result()
 	c, ok := res.(*wire.SessionChecked)
 	if err != nil || !ok {
 		st.n.log.Debug("marmot cluster: the session's replica did not say whether it was taken over", "replica", at, "err", err)
