@@ -246,6 +246,38 @@ type RoomPosition = actors.RoomPosition
 // RoomMessage is one room message on its way through a RoomBroker.
 type RoomMessage = actors.RoomMessage
 
+// CatchUpWait bounds how long a client's join of a room waits, under a
+// RoomBroker, for the room to reach the client's recovery position or for
+// the broker to deliver to the room again (AttachRoom); then it is
+// answered with the room's position as it is.
+const CatchUpWait = actors.CatchUpWait
+
+// DetachRoom tells this server's room that its RoomBroker no longer
+// delivers to it (its sequencer lost the subscription), until
+// AttachRoom: meanwhile the room's joins wait, at most CatchUpWait, so that no client is told a position the next
+// message would skip past. It reports whether the room lives on this
+// server. Only a broker calls it.
+func (s *Server) DetachRoom(room string) bool {
+	h, err := s.current()
+	if err != nil {
+		return false
+	}
+	return h.DetachRoom(room)
+}
+
+// AttachRoom tells this server's room that its RoomBroker delivers to it
+// again and that its next delivery follows pos (a room behind pos takes
+// it), after every delivery before pos was handed to DeliverRoom; the
+// joins that waited are answered. It reports whether the room lives on
+// this server. Only a broker calls it.
+func (s *Server) AttachRoom(room string, pos RoomPosition) bool {
+	h, err := s.current()
+	if err != nil {
+		return false
+	}
+	return h.AttachRoom(room, pos)
+}
+
 // DeliverRoom hands this server's room a message its RoomBroker ordered;
 // the room sends it to its local members with m.Offset. It reports
 // whether the room lives on this server. Only a broker calls it.

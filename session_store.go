@@ -7,6 +7,12 @@ import "github.com/marmotws/marmot/actors"
 // protoactor cluster. See actors.SessionStore.
 type SessionStore = actors.SessionStore
 
+// SessionChecker is the optional part of a SessionStore that the server
+// asks before it resumes one of its own sessions: whether another server
+// took it over meanwhile (a cluster's home cut off from the node that
+// keeps its copy). See actors.SessionChecker.
+type SessionChecker = actors.SessionChecker
+
 // SessionRecord is what a SessionStore keeps of a session: its ID, the
 // hash of its token's secret and its mark.
 type SessionRecord = actors.SessionRecord

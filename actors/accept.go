@@ -55,7 +55,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// request is admitted (a resume may take the session over from
 	// another hub), its token set on the 101.
 	var grant *sessionGrant
-	offer := func() { grant = h.sessions.offer(r, w.Header()) }
+	offer := func() { grant = h.sessions.offer(h, r, w.Header()) }
 	t, sess, adm, ok := h.upgrade(w, r, up, accept, offer)
 	if !ok {
 		h.sessions.abort(grant)

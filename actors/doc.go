@@ -144,7 +144,9 @@
 // message back through Hub.DeliverRoom, which the room fans out to its
 // local members in the broker's order. The broker also keeps the rooms'
 // history (RoomBroker.History), and a client that recovers from an offset
-// the room has not reached yet waits for it (room_catchup.go). A
+// the room has not reached yet waits for it (room_catchup.go), as does a
+// join while the broker does not deliver to the room (Hub.DetachRoom and
+// Hub.AttachRoom; room_detach.go). A
 // broker's Publish may return a ticket: the room then answers the
 // publisher only once a delivery's RoomMessage.Confirms reaches it, or
 // with ErrPublishUnconfirmed after the broker's ConfirmTimeout

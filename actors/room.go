@@ -54,9 +54,15 @@ type roomActor struct {
 	// started is set by the first Started: a restarted room keeps its
 	// state (see Restarting).
 	started bool
-	// parked are recovering joins that wait for the room to reach the
-	// client's position (with a broker; room_catchup.go).
-	parked []parkedJoin
+	// parked are joins that wait for the room to reach the client's
+	// position, or for its broker to deliver to it again (with a broker;
+	// room_catchup.go). parkTimer ticks at parkDue, the first one's time.
+	parked    []parkedJoin
+	parkTimer *time.Timer
+	parkDue   time.Time
+	// detached is when the broker stopped delivering to the room
+	// (Hub.DetachRoom); zero while it delivers (room_detach.go).
+	detached time.Time
 	// awaiting are publishes whose answer waits for the broker's
 	// confirmation (room_confirm.go).
 	awaiting     []awaitedPublish
@@ -145,6 +151,12 @@ func (r *roomActor) Receive(ctx actor.Context) {
 		r.admit(ctx, m, ctx.Sender())
 	case *roomParkTick:
 		r.unpark(ctx)
+	case *roomDetach:
+		r.entry.received()
+		r.detach()
+	case *roomAttach:
+		r.entry.received()
+		r.attach(ctx, m.pos)
 	case *roomConfirmTick:
 		r.expire(ctx, false)
 	case *roomSettle:
@@ -466,7 +478,7 @@ func (e *roomEntry) received() {
 // way to a room (Hub.roomRef).
 func counted(msg any) bool {
 	switch msg.(type) {
-	case *roomJoin, *roomLeave, *roomPublish, *roomMembers, *roomDeliver, *roomPresence, *roomResync, *roomSettle:
+	case *roomJoin, *roomLeave, *roomPublish, *roomMembers, *roomDeliver, *roomPresence, *roomResync, *roomSettle, *roomDetach, *roomAttach:
 		return true
 	}
 	return false

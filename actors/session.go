@@ -118,16 +118,19 @@ type sessionGrant struct {
 // resumed). It returns nil when r asks for none, or when sessions are off
 // or full. The token changes with every upgrade: a token is good for one
 // resume.
-func (ss *sessions) offer(r *http.Request, header http.Header) *sessionGrant {
+func (ss *sessions) offer(h *Hub, r *http.Request, header http.Header) *sessionGrant {
 	ask := r.Header.Get(protocol.HeaderSession)
 	if ask == "" || ss.max < 0 {
 		return nil
 	}
 	secret := make([]byte, secretLen)
 	_, _ = rand.Read(secret) // crypto/rand.Read never fails (Go 1.24+)
-	// A session of another hub is taken over first, without ss.mu: the
-	// store may ask other hubs.
+	// A session of another hub is taken over first, and one of this hub
+	// checked with the store, without ss.mu: the store may ask other hubs.
 	taken := ss.take(r.Context(), ask)
+	if taken == nil && ss.store != nil {
+		ss.checkLocal(r.Context(), h, ask)
+	}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if ss.closed {

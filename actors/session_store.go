@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"net/http"
@@ -61,6 +62,20 @@ type SessionStore interface {
 	// the mark cannot be known). It returns ErrSessionNotFound when
 	// nobody has the session under that secret.
 	Take(ctx context.Context, id uint64, secret []byte) (SessionTaken, error)
+}
+
+// SessionChecker is implemented by a SessionStore that may hand one of
+// this hub's sessions to another hub without this hub hearing of it at
+// once: package cluster's takes a session from the copy of its mark on
+// another node when this hub is lost to that node's side (a partition),
+// and this hub learns of it only later. Before the hub resumes one of its
+// own sessions on a token presented to it, it asks TakenElsewhere; true
+// means the session now lives on another hub: it ends here, as with
+// DropSession, and the token resumes nothing (the client gets a fresh
+// session). It blocks, bounded by ctx; a store that cannot tell says
+// false.
+type SessionChecker interface {
+	TakenElsewhere(ctx context.Context, id uint64) bool
 }
 
 // SessionRecord is what a SessionStore keeps of a session.
@@ -155,13 +170,34 @@ func (ss *sessions) take(ctx context.Context, tok string) *SessionTaken {
 	_, local := ss.byID[id]
 	ss.mu.Unlock()
 	if local {
-		return nil // ours: resumed, or refused, by lookup
+		return nil // ours: resumed, or refused, by lookup (after checkLocal)
 	}
 	t, err := ss.store.Take(ctx, id, secret)
 	if err != nil {
 		return nil
 	}
 	return &t
+}
+
+// checkLocal asks the store, when it is a SessionChecker, whether the
+// session of this hub that tok names (with its secret: a forged token
+// asks nothing) was taken over by another hub, and if so ends it here,
+// closing its connection if still open, so that lookup finds nothing. It
+// runs before ss.mu is taken: the store may ask another hub.
+func (ss *sessions) checkLocal(ctx context.Context, h *Hub, tok string) {
+	sc, ok := ss.store.(SessionChecker)
+	if !ok || tok == protocol.SessionNew {
+		return
+	}
+	ss.mu.Lock()
+	s := ss.lookup(tok)
+	ss.mu.Unlock()
+	if s == nil || !sc.TakenElsewhere(ctx, s.id) {
+		return
+	}
+	if h.DropSession(s.id, CloseSessionMoved, "session resumed on another server") {
+		h.reportError(0, fmt.Errorf("marmot: session %d was taken over by another server; it ended here and its token resumes nothing", s.id))
+	}
 }
 
 // sentHigh is the highest sequence number the client says it sent on an

@@ -16,7 +16,7 @@ func offerFor(ss *sessions, ask string) (*sessionGrant, string) {
 	r := httptest.NewRequest(http.MethodGet, "/", nil)
 	r.Header.Set(protocol.HeaderSession, ask)
 	h := http.Header{}
-	g := ss.offer(r, h)
+	g := ss.offer(nil, r, h) // no store: the hub is not used
 	return g, h.Get(protocol.HeaderSession)
 }
 

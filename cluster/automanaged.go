@@ -3,6 +3,7 @@ package cluster
 import (
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"time"
 
@@ -26,11 +27,21 @@ import (
 // logger at debug level, with the same /_health answer as protoactor's
 // (the member as automanaged.NodeModel, read from the member's cluster
 // when asked).
+//
+// The server also serves a listener marmot opens (echo serves
+// Echo.Listener when it is set, and ignores the address protoactor starts
+// it on, "0.0.0.0:PORT"): on the Bind host only, not every interface, and
+// opened before the member starts, so that a port that is taken fails
+// Node.Start rather than leave the node running invisible to the others
+// (protoactor's goroutine only logs its listen error).
 
 // newAutomanaged is automanaged.NewWithConfig with a quiet health server
-// for sys's member on port.
-func newAutomanaged(sys *actor.ActorSystem, log *slog.Logger, refreshTTL time.Duration, port int, hosts ...string) *automanaged.AutoManagedProvider {
-	return automanaged.NewWithTesting(refreshTTL, port, newHealthServer(sys, log, port), hosts...)
+// for sys's member on ln (its port is the health port).
+func newAutomanaged(sys *actor.ActorSystem, log *slog.Logger, refreshTTL time.Duration, ln net.Listener, hosts ...string) *automanaged.AutoManagedProvider {
+	port := ln.Addr().(*net.TCPAddr).Port
+	e := newHealthServer(sys, log, port)
+	e.Listener = ln
+	return automanaged.NewWithTesting(refreshTTL, port, e, hosts...)
 }
 
 // newHealthServer is the echo server of the /_health endpoint.

@@ -50,8 +50,10 @@ type Config struct {
 	Provider string
 	// Seeds are the other nodes' Bind addresses (automanaged). The
 	// automanaged provider serves each node's health on the port after
-	// its Bind port, on every interface (protoactor's choice): nodes on
-	// one machine need Bind ports at least 2 apart.
+	// its Bind port, on the Bind host: nodes on one machine that share a
+	// host need Bind ports at least 2 apart, and Start fails when that
+	// port is taken (the error wraps the listen's, e.g.
+	// syscall.EADDRINUSE).
 	Seeds []string
 	// EtcdEndpoints are the etcd servers (host:port) the etcd provider
 	// talks to. Members register under /marmot/<Name>/. Required with

@@ -39,6 +39,7 @@ var wireKinds = []func() proto.Message{
 	func() proto.Message { return &wire.RoomPublishDone{} },
 	func() proto.Message { return &wire.SessionFence{} },
 	func() proto.Message { return &wire.RoomHeldQuery{} },
+	func() proto.Message { return &wire.SessionCheck{} },
 }
 
 // FuzzNodeMessages feeds the node actor what protoactor's remote decodes
@@ -69,20 +70,21 @@ func FuzzNodeMessages(f *testing.F) {
 		b, _ := proto.Marshal(m)
 		f.Add(append([]byte{byte(i)}, b...))
 	}
-	// A grain's word on one of this node's publishes (its origin, below),
-	// and a state with publish keys.
-	done, _ := proto.Marshal(&wire.RoomPublishDone{Room: "r", Origin: 1<<originRunBits | 5, Seq: 2, Offset: 4, Failed: true})
-	f.Add(append([]byte{byte(len(wireKinds) - 2)}, done...))
-	keyed, _ := proto.Marshal(&wire.RoomReplicate{State: &wire.RoomState{Room: "q", Has: true, Epoch: "e", Offset: 1,
-		Entries: []*wire.HistEntry{{Offset: 1, Data: []byte("a"), Key: "s1.2"}}, Keys: map[string]uint64{"s1.2": 1, "k": 9}}})
-	f.Add(append([]byte{byte(slices.IndexFunc(wireKinds, func(k func() proto.Message) bool {
-		_, ok := k().(*wire.RoomReplicate)
-		return ok
-	}))}, keyed...))
-	fence, _ := proto.Marshal(&wire.SessionFence{Ids: []uint64{5, 1}})
-	f.Add(append([]byte{byte(len(wireKinds) - 2)}, fence...))
-	heldQuery, _ := proto.Marshal(&wire.RoomHeldQuery{Room: "r"})
-	f.Add(append([]byte{byte(len(wireKinds) - 1)}, heldQuery...))
+	// Seeds of the later kinds, each under its own index (kindIndex): a
+	// grain's word on one of this node's publishes (its origin, below), a
+	// state with publish keys, a fence, a grain's held query and a
+	// session check.
+	for _, m := range []proto.Message{
+		&wire.RoomPublishDone{Room: "r", Origin: 1<<originRunBits | 5, Seq: 2, Offset: 4, Failed: true},
+		&wire.RoomReplicate{State: &wire.RoomState{Room: "q", Has: true, Epoch: "e", Offset: 1,
+			Entries: []*wire.HistEntry{{Offset: 1, Data: []byte("a"), Key: "s1.2"}}, Keys: map[string]uint64{"s1.2": 1, "k": 9}}},
+		&wire.SessionFence{Ids: []uint64{5, 1}},
+		&wire.RoomHeldQuery{Room: "r"},
+		&wire.SessionCheck{Id: 5},
+	} {
+		b, _ := proto.Marshal(m)
+		f.Add(append([]byte{kindIndex(f, m)}, b...))
+	}
 	srv, err := marmot.NewServer(marmot.ServerConfig{Addr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		f.Fatal(err)
@@ -229,4 +231,16 @@ func FuzzGrain(f *testing.F) {
 			}
 		}
 	})
+}
+
+// kindIndex is the index of m's kind in wireKinds, FuzzNodeMessages' first
+// byte for it.
+func kindIndex(f *testing.F, m proto.Message) byte {
+	i := slices.IndexFunc(wireKinds, func(k func() proto.Message) bool {
+		return k().ProtoReflect().Descriptor() == m.ProtoReflect().Descriptor()
+	})
+	if i < 0 {
+		f.Fatalf("%T is not in wireKinds", m)
+	}
+	return byte(i)
 }

@@ -111,7 +111,8 @@ func (s nodeSpec) addr() string {
 }
 
 // freePort picks a cluster port on ip whose next port is free on every
-// interface (automanaged's health endpoint), below the kernel's ephemeral
+// interface (automanaged's health endpoint listens on the Bind host;
+// every interface is stricter), below the kernel's ephemeral
 // range (32768 and up on Linux), where the outgoing connections of other
 // processes on a busy machine would take them between the pick and the
 // node's start.

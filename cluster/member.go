@@ -31,6 +31,9 @@ type member struct {
 	self *actor.PID                // the node actor
 	topo *eventstream.Subscription // topology events, to the node actor
 	left atomic.Bool               // leave was called: its topologies are stale
+	// health is the automanaged health endpoint's listener (nil with
+	// etcd), closed with the member.
+	health net.Listener
 }
 
 // id is the member's protoactor ID: "n<NodeID>-<random>".
@@ -76,16 +79,16 @@ func (n *Node) newMember() (m *member, err error) {
 		}
 		provider = p
 	default:
-		// automanaged serves its health endpoint from a goroutine and
-		// only logs when it cannot listen, which would leave this node
-		// invisible to the others: check that the port is free first.
-		ln, err := net.Listen("tcp", net.JoinHostPort("0.0.0.0", strconv.Itoa(port+1)))
+		// The health endpoint listens on the Bind host only, on a
+		// listener opened here: a port that is taken fails the start
+		// (automanaged.go).
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port+1)))
 		if err != nil {
 			m.stopSystem()
 			return nil, fmt.Errorf("marmot/cluster: the automanaged health port (Bind port + 1): %w", err)
 		}
-		_ = ln.Close()
-		provider = newAutomanaged(sys, n.log, n.cfg.RefreshTTL, port+1, n.healthHosts()...) // quiet (automanaged.go)
+		m.health = ln
+		provider = newAutomanaged(sys, n.log, n.cfg.RefreshTTL, ln, n.healthHosts()...) // quiet (automanaged.go)
 	}
 	// The endpoint queue bounds what waits for a slow or unreachable
 	// node (protoactor's default is a million messages).
@@ -137,6 +140,17 @@ func (n *Node) seeds() []string {
 func (m *member) stopSystem() {
 	m.sys.EventStream.Unsubscribe(m.topo)
 	m.sys.Shutdown()
+	m.closeHealth()
+}
+
+// closeHealth closes the health endpoint's listener. The provider's
+// shutdown closes its server, which closes the listener only once it
+// serves it: closed here too, the port is free for the next member at
+// once (closing it twice is harmless).
+func (m *member) closeHealth() {
+	if m.health != nil {
+		_ = m.health.Close()
+	}
 }
 
 // leave takes the member out of the cluster and stops it: gracefully
@@ -150,6 +164,7 @@ func (m *member) leave(graceful bool, timeout time.Duration) {
 	m.sys.EventStream.Unsubscribe(m.topo)
 	if graceful {
 		m.c.Shutdown(true)
+		m.closeHealth()
 		return
 	}
 	// Shutdown(false) stops the remote at once but leaves the provider
@@ -167,6 +182,7 @@ func (m *member) leave(graceful bool, timeout time.Duration) {
 	case <-done:
 	case <-time.After(timeout):
 	}
+	m.closeHealth()
 	if m.c.IdentityLookup != nil {
 		m.c.IdentityLookup.Shutdown()
 	}

@@ -34,6 +34,8 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 		srv.DeliverRoom(m.Room, &marmot.RoomMessage{Name: m.Name, Data: m.Data, Meta: m.Meta, Epoch: m.Epoch, Offset: m.Offset, Confirms: confirms})
 	case *wire.RoomPublishDone:
 		a.n.rb.publishDone(m)
+	case *roomLink:
+		m.tell(srv) // after the deliveries before it (rooms_attach.go)
 	case *wire.RoomStateQuery:
 		st := a.n.rb.state(m.Room)
 		if st.Node == "" {
@@ -99,6 +101,8 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 		a.n.ss.fenced(m.Ids)
 	case *wire.SessionTake:
 		ctx.Respond(a.n.ss.takeHeld(m))
+	case *wire.SessionCheck:
+		ctx.Respond(&wire.SessionChecked{Taken: a.n.ss.heldTaken(m.Id)})
 	case *wire.SessionHandover:
 		a.n.ss.handOver(m, ctx.Sender(), ctx.ActorSystem())
 	case *wire.RoomResubscribe:
@@ -143,7 +147,7 @@ func receivedKind(m any) (int, bool) {
 		return kindSend, true
 	case *wire.ClientsRequest, *wire.StatsRequest:
 		return kindQuery, true
-	case *wire.SessionMarks, *wire.SessionTake, *wire.SessionHandover, *wire.SessionFence:
+	case *wire.SessionMarks, *wire.SessionTake, *wire.SessionHandover, *wire.SessionFence, *wire.SessionCheck:
 		return kindSession, true
 	}
 	return 0, false

@@ -219,6 +219,7 @@ func (n *Node) liveSeeds(ctx context.Context, self string) []string {
 // new member ID, with bounded retries.
 func (n *Node) rejoin(ctx context.Context) {
 	old := n.member()
+	n.rb.detachAll() // the rooms' joins wait for the new member's subscriptions
 	n.log.Warn("marmot cluster: rejoining the cluster with a new member ID", "member", old.id())
 	old.leave(false, n.cfg.RequestTimeout)
 	b := retry.WithMaxRetries(rejoinAttempts-1, retry.WithCappedDuration(rejoinMaxWait, retry.NewExponential(n.cfg.RefreshTTL)))

@@ -146,6 +146,7 @@ func (b *roomBroker) Subscribe(room string) (marmot.RoomPosition, error) {
 		b.retry = true
 		b.mu.Unlock()
 		b.wake()
+		b.n.srv.DetachRoom(room) // until the worker subscribes it (rooms_attach.go)
 		return marmot.RoomPosition{}, err
 	}
 	b.mu.Lock()
@@ -495,7 +496,8 @@ func (b *roomBroker) run() {
 		if t == nil && !retry {
 			continue
 		}
-		if mb := b.n.member(); mb == nil || mb.left.Load() {
+		mb := b.n.member()
+		if mb == nil || mb.left.Load() {
 			// The node is rejoining (rejoin.go): its new member's first
 			// topology comes while it starts, before the node has it,
 			// and the old member is stopped. Wait for rejoin's wake once
@@ -510,6 +512,7 @@ func (b *roomBroker) run() {
 		}
 		if t != nil {
 			b.n.log.Info("marmot cluster topology", "members", len(t.Members), "joined", len(t.Joined), "left", len(t.Left), "rooms", len(all))
+			b.detach(mb, all) // until subscribed again (rooms_attach.go)
 		}
 		if !b.resubscribeAll(all) {
 			return
@@ -539,7 +542,7 @@ func (b *roomBroker) resubscribe(room string) {
 	}
 	epoch, offset := r.hist.epoch, r.hist.last
 	b.mu.Unlock()
-	_, pid, err := b.subscribe(room, epoch, offset, false)
+	st, pid, err := b.subscribe(room, epoch, offset, false)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if r = b.rooms[room]; r == nil {
@@ -554,4 +557,5 @@ func (b *roomBroker) resubscribe(room string) {
 		return
 	}
 	b.ready(r, pid)
+	b.attach(room, epoch, offset, st)
 }

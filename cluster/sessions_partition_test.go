@@ -368,12 +368,59 @@ func nextToken(t *testing.T, tokens <-chan grantedToken) grantedToken {
 // 3 ends it: the old token resumes nowhere, and every message is handled
 // at least once, none twice but flagged, no ErrSessionLost.
 func TestSessionFenced(t *testing.T) {
+	f := cutHome(t, "marmot-fenced")
+
+	// Node 3 rejoins, marks the session again, and is told to end it.
+	if err := f.health.Set(chaos.Faults{}); err != nil {
+		t.Fatal(err)
+	}
+	f.procs[2].waitLine("WARN marmot cluster: sessions taken over by another node while this node was cut off; ended them here")
+	f.finish(t)
+}
+
+// TestSessionCopiedToken: as TestSessionFenced, but a copy of the
+// session's old token is presented to node 3, its home, while nodes 1
+// and 2 still leave it out: node 3 checks with the session's replica
+// before it resumes the session, learns that it was taken over, ends it
+// and resumes nothing (it did resume it there before, the window of the
+// partition until node 3 marked the session again). After the heal the
+// old token resumes nowhere.
+func TestSessionCopiedToken(t *testing.T) {
+	f := cutHome(t, "marmot-copied")
+	if resumes(t, f.procs[2].url, f.old.token) {
+		t.Fatal("node 3 resumed the session's old token while the session lived on another node")
+	}
+	if err := f.health.Set(chaos.Faults{}); err != nil {
+		t.Fatal(err)
+	}
+	f.procs[2].waitLine("WARN marmot cluster: rejoined the cluster")
+	f.finish(t)
+}
+
+// cutHomeRun is TestSessionFenced's set-up: node 3 dropped by the others
+// while it lists them, and its client moved to node 1 or 2 with its
+// session.
+type cutHomeRun struct {
+	procs  []*proc
+	health *chaos.Proxy
+	dir    string
+	c      *marmot.Client
+	errs   <-chan error
+	old    grantedToken
+}
+
+// cutHome starts TestSessionFenced's three nodes and client, has nodes 1
+// and 2 drop node 3 while node 3 still lists them (its health endpoint
+// blackholed as they reach it), and moves the client (100 messages
+// handled by node 3, then its route there dark) to node 1 or 2, with its
+// session, taken from the replica; the health endpoint stays dark.
+func cutHome(t *testing.T, name string) *cutHomeRun {
 	specs := loopbackNodes(t)
 	adv, proxies := proxyPair(t, specs[2].ip, specs[2].bind, specs)
 	specs[2].advertise = adv
 	health := proxies[1]
 	dir := t.TempDir()
-	procs := startSessionNodes(t, "marmot-fenced", specs, dir, "MARMOT_WARNINGS=1")
+	procs := startSessionNodes(t, name, specs, dir, "MARMOT_WARNINGS=1")
 
 	host := strings.TrimSuffix(strings.TrimPrefix(procs[2].url, "ws://"), "/websocket")
 	route, err := chaos.NewProxy("127.0.0.1:0", host, chaos.Options{Logger: slog.New(slog.DiscardHandler)})
@@ -408,26 +455,29 @@ func TestSessionFenced(t *testing.T) {
 	if moved := nextToken(t, tokens); moved.node == 3 || !moved.resumed {
 		t.Fatalf("after the move: token %+v, want the session resumed on node 1 or 2", moved)
 	}
+	return &cutHomeRun{procs: procs, health: health, dir: dir, c: c, errs: errs, old: old}
+}
 
-	// Node 3 rejoins, marks the session again, and is told to end it.
-	if err := health.Set(chaos.Faults{}); err != nil {
-		t.Fatal(err)
-	}
-	procs[2].waitLine("WARN marmot cluster: sessions taken over by another node while this node was cut off; ended them here")
+// finish checks, once node 3 is back, that the old token resumes nowhere,
+// and that every message is handled at least once, none twice but
+// flagged, no ErrSessionLost.
+func (f *cutHomeRun) finish(t *testing.T) {
+	t.Helper()
+	procs := f.procs
 	procs[0].waitMembers("1,2,3")
 	procs[1].waitMembers("1,2,3")
 	for _, p := range []*proc{procs[2], procs[0], procs[1]} {
-		if resumes(t, p.url, old.token) {
+		if resumes(t, p.url, f.old.token) {
 			t.Fatalf("node %d resumed the session's old token after it was taken over", p.id)
 		}
 	}
-	sessiontest.Send(t, c, 201, 300)
-	if _, err := c.Request(ctxTimeout(t), "done", nil); err != nil {
+	sessiontest.Send(t, f.c, 201, 300)
+	if _, err := f.c.Request(ctxTimeout(t), "done", nil); err != nil {
 		t.Fatal(err)
 	}
-	_, twice := checkAtLeastOnce(t, dir, 3, 1, 300)
-	t.Logf("node 3 handled %d; %d handled again elsewhere, flagged", len(readHandled(t, dir, 3, 1, 300)), twice)
-	sessiontest.NoSessionLost(t, errs)
+	_, twice := checkAtLeastOnce(t, f.dir, 3, 1, 300)
+	t.Logf("node 3 handled %d; %d handled again elsewhere, flagged", len(readHandled(t, f.dir, 3, 1, 300)), twice)
+	sessiontest.NoSessionLost(t, f.errs)
 }
 
 // waitStopped waits until the node's process is stopped (SIGSTOP): its

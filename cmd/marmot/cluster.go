@@ -26,7 +26,7 @@ func addClusterFlags(fs *flag.FlagSet) *clusterFlags {
 	c := &clusterFlags{}
 	fs.StringVar(&c.name, "cluster", "", "join the cluster called `NAME` (empty: a single server); needs --cluster-node and --cluster-bind")
 	fs.UintVar(&c.node, "cluster-node", 0, "this node's `ID`, 1 to 999999, unique in the cluster: its clients' IDs start at ID×10^12")
-	fs.StringVar(&c.bind, "cluster-bind", "", "`host:port` the node's cluster traffic listens on and is reached at (a concrete IP); automanaged also serves its health on port+1, on every interface")
+	fs.StringVar(&c.bind, "cluster-bind", "", "`host:port` the node's cluster traffic listens on and is reached at (a concrete IP); automanaged also serves its health on port+1, on the same host")
 	fs.StringVar(&c.adv, "cluster-advertise", "", "`host:port` the other nodes reach this node's cluster traffic at, when that is not --cluster-bind (a proxy or NAT in between; with automanaged, its port+1 must reach the health endpoint); default the bind address")
 	fs.StringVar(&c.provider, "cluster-provider", cluster.ProviderAutomanaged, "membership provider: automanaged (a fixed list of nodes, no external service) or etcd (members register in etcd)")
 	fs.StringVar(&c.seeds, "cluster-seeds", "", "the other nodes' --cluster-bind addresses, comma-separated (automanaged)")

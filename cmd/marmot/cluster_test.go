@@ -13,7 +13,7 @@ import (
 )
 
 // clusterPort picks a port on ip for --cluster-bind whose next port
-// (automanaged's health endpoint, on every interface) is free too, below
+// (automanaged's health endpoint; checked on every interface) is free too, below
 // the kernel's ephemeral range, where other processes' outgoing
 // connections would take them between the pick and the node's start.
 func clusterPort(t *testing.T, ip string) int {

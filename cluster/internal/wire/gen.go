@@ -10,3 +10,4 @@ package wire
 //go:generate protoc --go_out=. --go_opt=paths=source_relative room_restart.proto
 //go:generate protoc --go_out=. --go_opt=paths=source_relative publish_key.proto
 //go:generate protoc --go_out=. --go_opt=paths=source_relative held.proto
+//go:generate protoc --go_out=. --go_opt=paths=source_relative session_check.proto
