@@ -16,12 +16,13 @@ import (
 // whether the cluster as a whole grew; they do not say which node, and a
 // node SIGKILLed and started again is a fresh process whose figures can
 // hide a survivor's growth in the sum. So each node is also held to its
-// own baseline: its goroutines at the end to its count at the start
-// (+goroutineSlack; a restarted node to its first process's, which ran
-// the same role: marmot's goroutines do not grow with connections), and
-// the RSS of each node that ran from the baseline to the end to its own
-// figure after warm-up. The goroutine profiles of the two moments are
-// kept so that growth is named: which stacks there are more of.
+// own baseline for its goroutines: its count at the end to its count at
+// the start (+goroutineSlack; a restarted node to its first process's,
+// which ran the same role: marmot's goroutines do not grow with
+// connections). Each node's RSS is reported beside the sum (rssCheck
+// says why the bound stays on the sum). The goroutine profiles of the
+// two moments are kept so that growth is named: which stacks there are
+// more of.
 
 // nodeSnap is one node's figures at one moment.
 type nodeSnap struct {

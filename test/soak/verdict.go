@@ -125,10 +125,17 @@ func (r *result) outcome() outcome {
 // growthOf is the RSS growth from a to b, as a fraction of a.
 func growthOf(a, b memory) float64 { return float64(b.rss-a.rss) / float64(max(a.rss, 1)) }
 
-// rssCheck bounds the servers' RSS at the end to 10 % over the baseline:
-// the sum over the nodes, and in a cluster each node that ran from the
-// baseline to the end (not SIGKILLed since: a restarted node is a fresh
-// process, reported only) against its own baseline (pernode.go).
+// rssCheck bounds the servers' RSS at the end to 10 % over the baseline.
+// In a cluster the bound is on the sum over the nodes, the cluster's
+// memory for the same clients and rooms; each node's figures are
+// reported beside it, not bound: a node's share moves with the work
+// that moves to it (a survivor takes over the grains and the room
+// history of a killed node's rooms, and its clients: +8 to +9 % on the
+// node that ran through two kills at 300 clients, with as many clients
+// as before), and a restarted node is a fresh process, which gets back
+// to its old size within the run (33-34 MiB before and after at 300
+// clients), so that the sum does not hide a survivor's growth behind a
+// restart.
 func (r *result) rssCheck() (bool, string) {
 	d := growthOf(r.rssWarm, r.rssEnd)
 	pass := d <= rssTolerance
@@ -145,9 +152,6 @@ func (r *result) rssCheck() (bool, string) {
 			continue
 		}
 		nd := growthOf(w.rss, e.rss)
-		if nd > rssTolerance {
-			pass = false
-		}
 		parts = append(parts, fmt.Sprintf("%s %s -> %s (%+.1f%%), %d -> %d clients", name, mib(w.rss.rss), mib(e.rss.rss), 100*nd, w.clients, e.clients))
 	}
 	return pass, detail + "; " + strings.Join(parts, "; ")
