@@ -28,6 +28,12 @@ type memBroker struct {
 	confirm     bool
 	confirmWait time.Duration
 	tickets     map[*marmot.Server]uint64
+	// keys are the publish keys numbered, per room (a cluster's grain
+	// keeps a window of them): a keyed publish seen before is not
+	// delivered again, only confirmed (Server.ConfirmRoom). published
+	// lists the keys of every publish, as they came.
+	keys      map[string]map[string]uint64
+	published []string
 }
 
 type heldDelivery struct {
@@ -37,7 +43,8 @@ type heldDelivery struct {
 
 func newMemBroker() *memBroker {
 	return &memBroker{subs: map[string]map[*marmot.Server]bool{}, offsets: map[string]uint64{},
-		hist: map[string][]marmot.HistoryEntry{}, held: map[*marmot.Server][]heldDelivery{}, tickets: map[*marmot.Server]uint64{}}
+		hist: map[string][]marmot.HistoryEntry{}, held: map[*marmot.Server][]heldDelivery{}, tickets: map[*marmot.Server]uint64{},
+		keys: map[string]map[string]uint64{}}
 }
 
 // hold keeps s's deliveries back until release.
@@ -92,7 +99,24 @@ func (v *memBrokerView) Publish(room string, m *marmot.RoomMessage) (uint64, err
 		v.b.tickets[*v.s]++
 		ticket = v.b.tickets[*v.s]
 	}
+	v.b.published = append(v.b.published, m.Key)
+	if _, ok := v.b.keys[room][m.Key]; ok && m.Key != "" {
+		if ticket != 0 {
+			(*v.s).ConfirmRoom(room, ticket, nil) // numbered before: confirmed, not delivered
+		}
+		return ticket, nil
+	}
+	if string(m.Data) == "fail" && ticket != 0 {
+		(*v.s).ConfirmRoom(room, ticket, marmot.ErrPublishFailed) // the sequencer failed on it
+		return ticket, nil
+	}
 	v.b.offsets[room]++
+	if m.Key != "" {
+		if v.b.keys[room] == nil {
+			v.b.keys[room] = map[string]uint64{}
+		}
+		v.b.keys[room][m.Key] = v.b.offsets[room]
+	}
 	v.b.hist[room] = append(v.b.hist[room], marmot.HistoryEntry{Offset: v.b.offsets[room], Name: m.Name, Data: m.Data})
 	for s := range v.b.subs[room] {
 		c := *m

@@ -130,6 +130,47 @@ func (s *Server) PublishContext(ctx context.Context, room string, data []byte) (
 	return h.PublishContext(ctx, room, data)
 }
 
+// PublishFor publishes data to room on behalf of m, the message being
+// handled, as PublishContext bounded by m's context: keyed by
+// m.PublishKey, so that when m is handled again on another node after a
+// failover (Message.Redelivered) the cluster numbers the message once,
+// and answers the repeat as confirmed. Make a handler's publishes for one
+// message in the same order each time (the key counts them). On a single
+// server it is PublishContext.
+func (s *Server) PublishFor(m *Message, room string, data []byte) (int, error) {
+	h, err := s.current()
+	if err != nil {
+		return 0, err
+	}
+	return h.PublishFor(m, room, data)
+}
+
+// PublishKeyed is PublishContext with the publish named by key, at most
+// MaxPublishKeyLen bytes: the cluster drops a publish of room whose key
+// it has numbered already (within a window of the room's last few
+// thousand keyed publishes) and answers it as confirmed. Use it to
+// publish once what your own records name (see PublishFor for the
+// message being handled).
+func (s *Server) PublishKeyed(ctx context.Context, room, key string, data []byte) (int, error) {
+	h, err := s.current()
+	if err != nil {
+		return 0, err
+	}
+	return h.PublishKeyed(ctx, room, key, data)
+}
+
+// MaxPublishKeyLen bounds a publish key (PublishKeyed).
+const MaxPublishKeyLen = actors.MaxPublishKeyLen
+
+// ErrInvalidPublishKey reports a publish key longer than
+// MaxPublishKeyLen.
+var ErrInvalidPublishKey = actors.ErrInvalidPublishKey
+
+// ErrPublishFailed reports a room publish the cluster will never deliver:
+// the room's grain failed (panicked) on it. A client's marmot.publish
+// request gets error 500 with its text.
+var ErrPublishFailed = actors.ErrPublishFailed
+
 // ErrPublishUnconfirmed reports a room publish that the cluster did not
 // confirm in time (Server.Publish, a client's Publish reply): its outcome
 // is unknown.
@@ -213,4 +254,18 @@ func (s *Server) DeliverRoom(room string, m *RoomMessage) bool {
 		return false
 	}
 	return h.DeliverRoom(room, m)
+}
+
+// ConfirmRoom tells this server's room that its RoomBroker is done with
+// the room's publishes up to ticket without delivering them here: a
+// publish it dropped as a repeat of one it numbered under the same key
+// (PublishKeyed), or, with err (such as ErrPublishFailed), one it will
+// never order, whose publisher gets err. It reports whether the room
+// lives on this server. Only a broker calls it.
+func (s *Server) ConfirmRoom(room string, ticket uint64, err error) bool {
+	h, herr := s.current()
+	if herr != nil {
+		return false
+	}
+	return h.ConfirmRoom(room, ticket, err)
 }

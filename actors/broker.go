@@ -69,6 +69,10 @@ type RoomMessage struct {
 	// to it with a ticket up to Confirms are ordered (0: none by this
 	// delivery). A delivery the room drops as a repeat still confirms.
 	Confirms uint64
+	// Key, on a publish, names it across hubs (see Hub.PublishFor): a
+	// broker drops a publish whose key it has numbered already, and
+	// confirms it (Hub.ConfirmRoom). Empty: none.
+	Key string
 }
 
 // roomDeliver hands a message ordered by the broker to the local room.
@@ -131,7 +135,7 @@ func (r *roomActor) brokerPublish(ctx actor.Context, m *roomPublish) {
 	if !m.owned {
 		data = append([]byte(nil), data...)
 	}
-	ticket, err := r.h.cfg.RoomBroker.Publish(r.name, &RoomMessage{Name: m.name, Data: data, Meta: m.meta})
+	ticket, err := r.h.cfg.RoomBroker.Publish(r.name, &RoomMessage{Name: m.name, Data: data, Meta: m.meta, Key: m.key})
 	if err != nil {
 		err = &RoomError{Room: r.name, Op: "publish", Err: err}
 		r.h.reportError(0, err)

@@ -75,6 +75,12 @@ type Message struct {
 	// your own records. Never set on a single server, nor on a session
 	// that its live server handed over.
 	Redelivered bool
+	// pubs counts the room publishes made on m's behalf (Hub.PublishFor):
+	// the next one's index in its key. In the bools' padding.
+	pubs uint16
+	// root is the lineage of m's session (session.root; 0 without one):
+	// with seq, what names m's publishes across a failover (PublishKey).
+	root uint64
 }
 
 // Release gives m and the storage of its Payload back to marmot, which

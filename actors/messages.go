@@ -64,6 +64,8 @@ type Publish struct {
 	Room string
 	Name string
 	Data []byte
+	// Key, when set, names the publish across nodes (see Hub.PublishKeyed).
+	Key string
 }
 
 // Ack answers a Broadcast, SendTo, Push, JoinRoom, LeaveRoom or Publish

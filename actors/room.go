@@ -90,7 +90,8 @@ type (
 		meta  map[string]string
 		from  *conn // the publishing client, when reqID is set
 		reqID uint64
-		owned bool // data is the room's to keep (else history copies it)
+		owned bool   // data is the room's to keep (else history copies it)
+		key   string // names the publish across nodes (publish_key.go); "" none
 	}
 	// roomMembers asks who is in the room: a client's marmot.presence
 	// (c and reqID set; answered on its link), or an actor (answered with
@@ -140,6 +141,9 @@ func (r *roomActor) Receive(ctx actor.Context) {
 		r.unpark(ctx)
 	case *roomConfirmTick:
 		r.expire(ctx, false)
+	case *roomSettle:
+		r.entry.received()
+		r.settle(ctx, m.ticket, m.err)
 	case *roomLeave:
 		r.entry.received()
 		if r.leave(m.c) {
@@ -456,7 +460,7 @@ func (e *roomEntry) received() {
 // way to a room (Hub.roomRef).
 func counted(msg any) bool {
 	switch msg.(type) {
-	case *roomJoin, *roomLeave, *roomPublish, *roomMembers, *roomDeliver, *roomPresence, *roomResync:
+	case *roomJoin, *roomLeave, *roomPublish, *roomMembers, *roomDeliver, *roomPresence, *roomResync, *roomSettle:
 		return true
 	}
 	return false

@@ -23,6 +23,12 @@ import (
 // still order it, so a publisher that retries may publish it twice.
 var ErrPublishUnconfirmed = errors.New("marmot: room publish not confirmed in time")
 
+// ErrPublishFailed reports a room publish that its RoomBroker will never
+// order: the room's sequencer failed on it (in a cluster, the room's
+// grain panicked while numbering it, and drops it since). It was not
+// delivered to anyone; publishing it again fails the same way.
+var ErrPublishFailed = errors.New("marmot: room publish failed: the room's sequencer failed on it")
+
 // DefaultConfirmTimeout bounds a room's wait for its broker's confirmation
 // when the broker does not say (see RoomBroker).
 const DefaultConfirmTimeout = 5 * time.Second
@@ -87,6 +93,43 @@ func (r *roomActor) confirm(ctx actor.Context, through uint64) {
 		k++
 	}
 	r.dropAwaited(k)
+}
+
+// roomSettle is a broker's word on one publish outside a delivery
+// (Hub.ConfirmRoom).
+type roomSettle struct {
+	ticket uint64
+	err    error
+}
+
+// ConfirmRoom tells this hub's room that the broker is done with its
+// publishes up to ticket without a delivery of them here: a publish it
+// dropped as one it had numbered already (its key's, see PublishFor), or
+// one it will never number (err, such as ErrPublishFailed, answers
+// ticket itself; the ones before it are confirmed). It reports whether
+// the room lives here. Only a broker calls it.
+func (h *Hub) ConfirmRoom(room string, ticket uint64, err error) bool {
+	e, rerr := h.roomRef(room, false)
+	if rerr != nil || e == nil {
+		return false
+	}
+	h.sys.Root.Send(e.pid, &roomSettle{ticket: ticket, err: err})
+	return true
+}
+
+// settle answers the awaited publishes up to ticket: confirmed, but
+// ticket itself with err when err is set.
+func (r *roomActor) settle(ctx actor.Context, ticket uint64, err error) {
+	if err == nil {
+		r.confirm(ctx, ticket)
+		return
+	}
+	r.confirm(ctx, ticket-1)
+	if len(r.awaiting) > 0 && r.awaiting[0].ticket == ticket {
+		a := r.awaiting[0]
+		r.answerTo(ctx, a.sender, a.from, a.reqID, 0, &RoomError{Room: r.name, Op: "publish", Err: err})
+		r.dropAwaited(1)
+	}
 }
 
 // expire answers the awaited publishes whose time is up (all of them when

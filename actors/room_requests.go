@@ -61,7 +61,9 @@ func (a *ConnectionActor) roomRequest(m *Message) {
 		e, err = h.roomRef(room, h.cfg.RoomBroker != nil) // see Hub.prepPublish
 		// The payload lives in the frame's buffer, reused once m is
 		// released; the room fans it out later.
-		msg = &roomPublish{data: bytes.Clone(m.Payload), from: c, reqID: id, owned: true}
+		// Keyed by the request's session number: a request handled
+		// again after a failover is numbered once (publish_key.go).
+		msg = &roomPublish{data: bytes.Clone(m.Payload), from: c, reqID: id, owned: true, key: m.PublishKey(0)}
 	case protocol.RequestPresence:
 		if !h.presenceOn(room) {
 			_ = m.ReplyError(RoomCodeRefused, ErrNoPresence.Error())

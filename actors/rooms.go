@@ -193,14 +193,17 @@ func (h *Hub) prepLeave(id ClientID, room string) (*roomEntry, any, error) {
 	return e, &roomLeave{c: c}, err
 }
 
-func (h *Hub) prepPublish(room, name string, data []byte) (*roomEntry, any, error) {
+func (h *Hub) prepPublish(room, name, key string, data []byte) (*roomEntry, any, error) {
 	if err := checkRoom(room); err != nil {
 		return nil, nil, err
+	}
+	if len(key) > MaxPublishKeyLen {
+		return nil, nil, ErrInvalidPublishKey
 	}
 	// With a broker the room's members may be on other hubs: the local
 	// room is made so that this hub's publishes reach the broker in order.
 	e, err := h.roomRef(room, h.cfg.RoomBroker != nil)
-	return e, &roomPublish{name: name, data: data}, err
+	return e, &roomPublish{name: name, data: data, key: key}, err
 }
 
 // callRoom sends msg to the room and waits for its *Ack.
@@ -250,14 +253,14 @@ func (h *Hub) Leave(id ClientID, room string) error {
 // ErrPublishUnconfirmed (in a *RoomError) after the broker's
 // ConfirmTimeout; see PublishContext.
 func (h *Hub) Publish(room string, data []byte) (int, error) {
-	return h.publish(context.Background(), room, "", data)
+	return h.publish(context.Background(), room, "", "", data)
 }
 
 // PublishContext is Publish bounded by ctx: it returns ctx's error if ctx
 // ends before the room has answered (with a RoomBroker, before the broker
 // has confirmed the publish: the message may still be delivered).
 func (h *Hub) PublishContext(ctx context.Context, room string, data []byte) (int, error) {
-	return h.publish(ctx, room, "", data)
+	return h.publish(ctx, room, "", "", data)
 }
 
 // PublishCommand is Publish as a command named name.
@@ -265,12 +268,12 @@ func (h *Hub) PublishCommand(room, name string, payload []byte) (int, error) {
 	if name == "" {
 		return 0, ErrEmptyCommandName
 	}
-	return h.publish(context.Background(), room, name, payload)
+	return h.publish(context.Background(), room, name, "", payload)
 }
 
 // publish runs under a "publish" producer span, which the members'
 // process spans link to through the envelope's meta, as a broadcast's.
-func (h *Hub) publish(wait context.Context, room, name string, data []byte) (n int, err error) {
+func (h *Hub) publish(wait context.Context, room, name, key string, data []byte) (n int, err error) {
 	ctx, span := h.tel.tracer.Start(wait, "publish", trace.WithSpanKind(trace.SpanKindProducer),
 		trace.WithAttributes(sendAttrs("publish", name, len(data), AttrRoom.String(room))...))
 	defer func() {
@@ -281,7 +284,7 @@ func (h *Hub) publish(wait context.Context, room, name string, data []byte) (n i
 		}
 		span.End()
 	}()
-	e, msg, err := h.prepPublish(room, name, data)
+	e, msg, err := h.prepPublish(room, name, key, data)
 	if err != nil || e == nil {
 		return 0, err
 	}

@@ -49,7 +49,7 @@ func (s *ServerActor) Receive(ctx actor.Context) {
 		e, msg, err := s.hub.prepLeave(m.ID, m.Room)
 		forwardRoom(ctx, e, msg, err)
 	case *Publish:
-		e, msg, err := s.hub.prepPublish(m.Room, m.Name, m.Data)
+		e, msg, err := s.hub.prepPublish(m.Room, m.Name, m.Key, m.Data)
 		forwardRoom(ctx, e, msg, err)
 	case *RoomMembers:
 		s.hub.membersOf(ctx, m)

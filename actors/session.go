@@ -35,6 +35,11 @@ const secretLen = 32
 // waits SessionTTL for the client to resume it.
 type session struct {
 	id uint64
+	// root names the session's lineage: its own ID, or, for a session
+	// taken over from a lost hub, the root of the one it continues, so
+	// that a message handled again here keeps the publish keys it had
+	// there (publish_key.go).
+	root uint64
 
 	// mu is held while a numbered message is checked and handled, so that
 	// a message re-sent on a new connection while the old one is still
@@ -128,12 +133,18 @@ func (ss *sessions) offer(r *http.Request, header http.Header) *sessionGrant {
 			return nil
 		}
 		ss.nextID++
-		g.s = &session{id: ss.nextID}
+		g.s = &session{id: ss.nextID, root: ss.nextID}
 		g.fresh = true
 		ss.byID[g.s.id] = g.s
 		if taken != nil {
 			g.resumed = true
 			g.s.last = taken.Last
+			if id, _, ok := parseToken(ask); ok {
+				g.s.root = id
+			}
+			if taken.Root != 0 {
+				g.s.root = taken.Root
+			}
 			if !taken.Certain {
 				g.s.skip = true
 				g.s.redeliver = max(taken.Last, sentHigh(r))
@@ -353,7 +364,7 @@ func (ss *sessions) close() {
 			// resume it on another one, which asks this hub while it
 			// leaves, or later the store for this final mark.
 			final[s.id] = finalSession{secret: secrets[i], last: last}
-			ss.store.Save(SessionRecord{ID: s.id, SecretHash: sha256.Sum256(secrets[i]), Last: last, Final: true})
+			ss.store.Save(SessionRecord{ID: s.id, SecretHash: sha256.Sum256(secrets[i]), Last: last, Final: true, Root: s.root})
 		}
 	}
 	if final != nil {
@@ -381,6 +392,7 @@ func (a *ConnectionActor) sequenced(m *Message) *session {
 		s.last = m.seq
 		s.skip = false
 		m.Redelivered = m.seq <= s.redeliver
+		m.root = s.root
 		return s
 	case s.skip && m.seq > s.last && !s.moved:
 		// The first number after a take-over from a lost hub: what lies
@@ -388,6 +400,7 @@ func (a *ConnectionActor) sequenced(m *Message) *session {
 		s.skip = false
 		s.last = m.seq
 		m.Redelivered = m.seq <= s.redeliver
+		m.root = s.root
 		return s
 	case m.seq <= s.last:
 		if s.moved {

@@ -74,6 +74,11 @@ type SessionRecord struct {
 	// Final is set when the hub shut down with the session: Last is then
 	// exact.
 	Final bool
+	// Root names the session's lineage (its first ID, kept across
+	// take-overs from a lost hub): the hub that takes the session over
+	// from this record keys the publishes of the messages it handles
+	// again as this hub did (Message.PublishKey). 0: the ID.
+	Root uint64
 }
 
 // SessionTaken is a session handed over by SessionStore.Take.
@@ -85,6 +90,9 @@ type SessionTaken struct {
 	// and may have handled later numbers: those the client sends again
 	// are handled here with Message.Redelivered set.
 	Certain bool
+	// Root is the session's SessionRecord.Root (0: the ID it was taken
+	// under).
+	Root uint64
 }
 
 // SecretMatches reports, in constant time, whether secret is the one
@@ -259,7 +267,7 @@ func (ss *sessions) saveSession(s *session, secret []byte) {
 	s.mu.Lock()
 	last := s.last
 	s.mu.Unlock()
-	ss.store.Save(SessionRecord{ID: s.id, SecretHash: sha256.Sum256(secret), Last: last})
+	ss.store.Save(SessionRecord{ID: s.id, SecretHash: sha256.Sum256(secret), Last: last, Root: s.root})
 }
 
 // mark moves the stored mark of s on, as its acknowledgement goes out.

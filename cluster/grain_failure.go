@@ -93,7 +93,7 @@ func (s *grainSupervision) middleware(next actor.ReceiverFunc) actor.ReceiverFun
 				// publish is not taken for one after a hole (which the
 				// grain refuses, rooms_grain.go) and the room goes on.
 				if g, ok := c.Actor().(*roomGrain); ok {
-					g.hist.noteSeq(m.Origin, m.Seq)
+					g.poisonedPublish(c, m)
 				}
 				return
 			}
@@ -128,6 +128,11 @@ func (s *grainSupervision) failed(c actor.ReceiverContext, env *actor.MessageEnv
 		}
 		p[m.Origin] = max(p[m.Origin], m.Seq)
 		s.mu.Unlock()
+	}
+	if m, ok := env.Message.(*wire.RoomPublishSeq); ok {
+		if g, ok := c.Actor().(*roomGrain); ok {
+			g.poisonedPublish(c, m) // its publisher is answered now
+		}
 	}
 	var d directive
 	s.strategy.HandleFailure(c.ActorSystem(), &d, c.Self(), rs, reason, env)
@@ -177,6 +182,24 @@ func (s *grainSupervision) stopped(ctx actor.Context, g *roomGrain) {
 	for node := range g.subs {
 		ctx.Send(nodePID(node), &wire.RoomResubscribe{Room: g.room})
 	}
+}
+
+// poisonedPublish counts a publish a grain of the room failed on as its
+// origin's seq, so that the origin's next publish is not taken for one
+// after a hole (which the grain refuses, rooms_grain.go) and the room goes
+// on, and tells its node, whose publisher gets marmot.ErrPublishFailed
+// (rooms_publish_key.go); unless it was numbered before it failed (a
+// resend, or a failure after the numbering).
+func (g *roomGrain) poisonedPublish(c actor.ReceiverContext, m *wire.RoomPublishSeq) {
+	if m.Origin == 0 || m.Seq == 0 || g.hist.numbered(m.Origin, m.Seq) {
+		return
+	}
+	g.hist.noteSeq(m.Origin, m.Seq)
+	var send actor.SenderContext = c.ActorSystem().Root
+	if sc, ok := c.(actor.SenderContext); ok {
+		send = sc
+	}
+	g.publishDone(send, m, 0, true)
 }
 
 // poisoned reports whether a grain of room failed on the publish

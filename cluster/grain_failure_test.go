@@ -1,10 +1,13 @@
 package cluster_test
 
 import (
+	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/marmotws/marmot"
 	"github.com/marmotws/marmot/supervisor"
 )
 
@@ -13,7 +16,10 @@ import (
 // failure is a marmot.actor.failure span exported over OTLP by the node
 // that hosts the grain, and the restarted grain goes on with the room's
 // subscribers, epoch and offsets: the next message reaches every client
-// on every node with the next offset. Only the failed message is lost.
+// on every node with the next offset. Only the failed message is lost,
+// and its publisher is told so: its Publish is answered with
+// marmot.ErrPublishFailed (not as confirmed by the next confirmation of
+// its node, nor unconfirmed after a timeout).
 func TestGrainFailure(t *testing.T) {
 	col := newCollector(t)
 	specs := loopbackNodes(t)
@@ -31,13 +37,39 @@ func TestGrainFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	epoch := expect("a", 1, "")
-	if err := clients[1].c.Publish("r", []byte("boom")); err != nil {
+	// The publisher of "boom" (on node 2, not a member) hears of its
+	// publish through OnError: a refusal or failure is reported there.
+	boomErr := make(chan error, 4)
+	boomer, _ := dialNode(t, procs[1], marmot.ClientEvents{OnError: func(err error) {
+		select {
+		case boomErr <- err:
+		default:
+		}
+	}})
+	if err := boomer.Publish("r", []byte("boom")); err != nil {
 		t.Fatal(err)
 	}
 	if err := clients[2].c.Publish("r", []byte("b")); err != nil {
 		t.Fatal(err)
 	}
 	expect("b", 2, epoch)
+	// A second publish from the same node after the failed one is
+	// numbered at once (the failed seq is no hole) and confirmed.
+	if err := clients[1].c.Publish("r", []byte("c")); err != nil {
+		t.Fatal(err)
+	}
+	expect("c", 3, epoch)
+	select {
+	case err := <-boomErr:
+		var re *marmot.RoomError
+		var remote *marmot.RemoteError
+		if !errors.As(err, &re) || !errors.As(err, &remote) || !strings.Contains(remote.Message, marmot.ErrPublishFailed.Error()) {
+			t.Fatalf("the failed publish was answered with %v, want %q", err, marmot.ErrPublishFailed)
+		}
+		t.Logf("the failed publish's answer: %v", err)
+	case <-time.After(waitTimeout):
+		t.Fatal("the failed publish was not answered with an error")
+	}
 
 	// The failure span, from whichever node hosts the grain.
 	deadline := time.After(waitTimeout)

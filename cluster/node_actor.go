@@ -32,6 +32,8 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 	case *wire.RoomDeliverSeq:
 		confirms := a.n.rb.delivered(m)
 		srv.DeliverRoom(m.Room, &marmot.RoomMessage{Name: m.Name, Data: m.Data, Meta: m.Meta, Epoch: m.Epoch, Offset: m.Offset, Confirms: confirms})
+	case *wire.RoomPublishDone:
+		a.n.rb.publishDone(m)
 	case *wire.RoomStateQuery:
 		st := a.n.rb.state(m.Room)
 		if st.Node == "" {

@@ -172,6 +172,7 @@ func (b *roomBroker) merge(r *brokerRoom, st *wire.RoomState) {
 		for o, s := range old.seqs {
 			r.hist.noteSeq(o, s)
 		}
+		r.hist.keys.merge(&old.keys)
 		for _, e := range old.entries {
 			r.hist.add(e, st.Epoch)
 		}
@@ -190,7 +191,7 @@ func (b *roomBroker) ready(r *brokerRoom, pid *actor.PID) {
 			if i == 0 {
 				// The seqs before it were confirmed: no hole for
 				// the grain (a copy: p may be in a local mailbox).
-				p = &wire.RoomPublishSeq{Room: p.Room, Name: p.Name, Data: p.Data, Meta: p.Meta, Origin: p.Origin, Seq: p.Seq, Confirmed: p.Seq - 1}
+				p = &wire.RoomPublishSeq{Room: p.Room, Name: p.Name, Data: p.Data, Meta: p.Meta, Origin: p.Origin, Seq: p.Seq, Confirmed: p.Seq - 1, Key: p.Key}
 			}
 			mb.sys.Root.Send(pid, p)
 		}
@@ -324,7 +325,7 @@ func (b *roomBroker) Publish(room string, m *marmot.RoomMessage) (uint64, error)
 		r.progress = time.Now()
 	}
 	r.seq++
-	p := &wire.RoomPublishSeq{Room: room, Name: m.Name, Data: m.Data, Meta: m.Meta, Origin: b.origin, Seq: r.seq}
+	p := &wire.RoomPublishSeq{Room: room, Name: m.Name, Data: m.Data, Meta: m.Meta, Origin: b.origin, Seq: r.seq, Key: m.Key}
 	r.unconfirmed = append(r.unconfirmed, p)
 	if mb := b.n.member(); r.ready && mb != nil {
 		b.n.traffic.sent[kindPublish].Add(1)
@@ -358,29 +359,35 @@ func (b *roomBroker) delivered(d *wire.RoomDeliverSeq) (confirms uint64) {
 	if r == nil {
 		return 0
 	}
-	r.hist.add(&wire.HistEntry{Offset: d.Offset, Name: d.Name, Data: d.Data, AtUnixNano: d.AtUnixNano, Origin: d.Origin, Seq: d.Seq}, d.Epoch)
+	r.hist.add(&wire.HistEntry{Offset: d.Offset, Name: d.Name, Data: d.Data, AtUnixNano: d.AtUnixNano, Origin: d.Origin, Seq: d.Seq, Key: d.Key}, d.Epoch)
 	if d.Origin == b.origin && d.Origin != 0 {
-		k := 0
-		for k < len(r.unconfirmed) && r.unconfirmed[k].Seq <= d.Seq {
-			r.unconfBytes -= len(r.unconfirmed[k].Data) + len(r.unconfirmed[k].Name)
-			r.unconfirmed[k] = nil
-			k++
-		}
-		// Drop the confirmed ones from the front by slicing, not by
-		// moving the rest down: the queue can hold thousands while the
-		// grain catches up, and a copy per delivery took most of the
-		// node actor's time in a burst (docs/PERFORMANCE.md).
-		// append reallocates once the tail's capacity is used up, so the
-		// array stays within a small multiple of the queue.
-		r.unconfirmed = r.unconfirmed[k:]
-		if k > 0 {
-			r.progress = time.Now()
-		}
+		b.confirmed(r, d.Seq)
 		if r.local {
 			confirms = d.Seq
 		}
 	}
 	return confirms
+}
+
+// confirmed drops r's unconfirmed publishes up to seq (b.mu held): the
+// grain has numbered them (or is done with them, rooms_publish_key.go).
+func (b *roomBroker) confirmed(r *brokerRoom, seq uint64) {
+	k := 0
+	for k < len(r.unconfirmed) && r.unconfirmed[k].Seq <= seq {
+		r.unconfBytes -= len(r.unconfirmed[k].Data) + len(r.unconfirmed[k].Name)
+		r.unconfirmed[k] = nil
+		k++
+	}
+	// Drop the confirmed ones from the front by slicing, not by
+	// moving the rest down: the queue can hold thousands while the
+	// grain catches up, and a copy per delivery took most of the
+	// node actor's time in a burst (docs/PERFORMANCE.md).
+	// append reallocates once the tail's capacity is used up, so the
+	// array stays within a small multiple of the queue.
+	r.unconfirmed = r.unconfirmed[k:]
+	if k > 0 {
+		r.progress = time.Now()
+	}
 }
 
 // stalled marks the local rooms whose unconfirmed publishes have had no

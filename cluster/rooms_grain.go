@@ -256,9 +256,12 @@ func (g *roomGrain) handle(ctx actor.Context, msg any, sender *actor.PID) {
 			// once it sees no confirmation (stallAfter, rooms.go).
 			return
 		}
-		e := &wire.HistEntry{Offset: g.hist.last + 1, Name: m.Name, Data: m.Data, AtUnixNano: time.Now().UnixNano(), Origin: m.Origin, Seq: m.Seq}
+		if g.repeated(ctx, m) {
+			return // numbered already under its key (rooms_publish_key.go)
+		}
+		e := &wire.HistEntry{Offset: g.hist.last + 1, Name: m.Name, Data: m.Data, AtUnixNano: time.Now().UnixNano(), Origin: m.Origin, Seq: m.Seq, Key: m.Key}
 		g.hist.add(e, g.hist.epoch)
-		d := &wire.RoomDeliverSeq{Room: g.room, Epoch: g.hist.epoch, Offset: e.Offset, Name: m.Name, Data: m.Data, Meta: m.Meta, Origin: m.Origin, Seq: m.Seq, AtUnixNano: e.AtUnixNano}
+		d := &wire.RoomDeliverSeq{Room: g.room, Epoch: g.hist.epoch, Offset: e.Offset, Name: m.Name, Data: m.Data, Meta: m.Meta, Origin: m.Origin, Seq: m.Seq, AtUnixNano: e.AtUnixNano, Key: m.Key}
 		g.n.traffic.sent[kindDeliver].Add(int64(len(g.subs)))
 		for node := range g.subs {
 			ctx.Send(nodePID(node), d)
@@ -276,7 +279,7 @@ func (g *roomGrain) catchUp(ctx actor.Context, node string, from uint64) {
 		es = g.hist.entries // a gap the node's members will see in the offsets
 	}
 	for _, e := range es {
-		ctx.Send(nodePID(node), &wire.RoomDeliverSeq{Room: g.room, Epoch: g.hist.epoch, Offset: e.Offset, Name: e.Name, Data: e.Data, Origin: e.Origin, Seq: e.Seq, AtUnixNano: e.AtUnixNano})
+		ctx.Send(nodePID(node), &wire.RoomDeliverSeq{Room: g.room, Epoch: g.hist.epoch, Offset: e.Offset, Name: e.Name, Data: e.Data, Origin: e.Origin, Seq: e.Seq, AtUnixNano: e.AtUnixNano, Key: e.Key})
 	}
 }
 

@@ -26,6 +26,7 @@ type roomHist struct {
 	bytes   int
 	trimmed string            // why the oldest entries were dropped (a protocol.Recover* reason)
 	seqs    map[uint64]uint64 // origin → highest seq numbered
+	keys    publishKeys       // the latest publish keys numbered (rooms_publish_key.go)
 }
 
 // maxOrigins bounds roomHist.seqs: the origins are node runs (a node that
@@ -57,6 +58,7 @@ func (h *roomHist) add(e *wire.HistEntry, epoch string) {
 	}
 	h.last = e.Offset
 	h.noteSeq(e.Origin, e.Seq)
+	h.keys.note(e.Key, e.Offset)
 	if h.cfg.Size <= 0 {
 		return
 	}
@@ -169,6 +171,7 @@ func (h *roomHist) state(room string) *wire.RoomState {
 	for o, s := range h.seqs {
 		st.Seqs[o] = s
 	}
+	st.Keys = h.keys.state()
 	size, i := 0, len(h.entries)
 	for i > 0 && size+histSize(h.entries[i-1]) <= maxStateBytes {
 		i--
@@ -185,6 +188,7 @@ func (h *roomHist) install(st *wire.RoomState) {
 	for o, s := range st.Seqs {
 		h.noteSeq(o, s)
 	}
+	h.keys.install(st.Keys)
 	// Only a run of entries that ends at the position is history.
 	es := st.Entries
 	for k, e := range es {

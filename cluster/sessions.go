@@ -76,6 +76,7 @@ type ownSession struct {
 	hash  [32]byte
 	last  uint64
 	final bool
+	root  uint64 // the session's lineage (marmot.SessionRecord.Root)
 	at    string // the replica it was last sent to
 }
 
@@ -88,6 +89,7 @@ type heldMark struct {
 	hash    [32]byte
 	last    uint64
 	final   bool
+	root    uint64
 	expires time.Time
 }
 
@@ -109,7 +111,7 @@ func (st *sessionStore) Save(rec marmot.SessionRecord) {
 		o = &ownSession{}
 		st.own[rec.ID] = o
 	}
-	o.hash, o.last, o.final = rec.SecretHash, max(o.last, rec.Last), rec.Final
+	o.hash, o.last, o.final, o.root = rec.SecretHash, max(o.last, rec.Last), rec.Final, rec.Root
 	st.dirty[rec.ID] = struct{}{}
 	st.mu.Unlock()
 	st.wake()
@@ -229,7 +231,7 @@ func (st *sessionStore) flush() {
 		o.at = addr
 		if addr != "" {
 			b := batch(addr)
-			b.Marks = append(b.Marks, &wire.SessionMark{Id: id, SecretHash: o.hash[:], Last: o.last, Final: o.final})
+			b.Marks = append(b.Marks, &wire.SessionMark{Id: id, SecretHash: o.hash[:], Last: o.last, Final: o.final, Root: o.root})
 		}
 	}
 	if st.refresh {
@@ -346,6 +348,7 @@ func (st *sessionStore) hold(m *wire.SessionMarks) (fenced []uint64) {
 		}
 		copy(h.hash[:], mk.SecretHash)
 		h.last, h.final, h.expires, h.ttl = max(h.last, mk.Last), mk.Final, expires, time.Duration(m.TtlNanos)
+		h.root = mk.Root
 	}
 	return fenced
 }
@@ -376,5 +379,5 @@ func (st *sessionStore) takeHeld(m *wire.SessionTake) *wire.SessionTaken {
 	// A tombstone, for a home that still has the session (it was cut
 	// off, not lost) and marks it again: it is told to end it.
 	h.taken, h.expires = true, now.Add(h.ttl)
-	return &wire.SessionTaken{Found: true, Last: h.last, Certain: h.final}
+	return &wire.SessionTaken{Found: true, Last: h.last, Certain: h.final, Root: h.root}
 }

@@ -86,7 +86,7 @@ func (st *sessionStore) Take(ctx context.Context, id uint64, secret []byte) (mar
 			continue
 		}
 		if res.Found {
-			return marmot.SessionTaken{Last: res.Last, Certain: res.Certain}, nil
+			return marmot.SessionTaken{Last: res.Last, Certain: res.Certain, Root: res.Root}, nil
 		}
 	}
 	return marmot.SessionTaken{}, errors.Join(append([]error{marmot.ErrSessionNotFound}, errs...)...)

@@ -127,7 +127,7 @@ func serveChild() error {
 			if !ok || !m.IsRequest() {
 				return
 			}
-			n, err := srv.Publish(room, m.Payload)
+			n, err := srv.PublishFor(m, room, m.Payload)
 			switch {
 			case err != nil:
 				_ = m.ReplyError(503, err.Error())

@@ -15,8 +15,9 @@
 // members (the cluster's NodeIDs), members ROOM (the room's members on
 // every node), ask "ID NAME TIMEOUT_MS PAYLOAD", done. Rooms whose name
 // starts with "pres-" have presence. A request named "pub/ROOM" publishes
-// its payload to ROOM from the node (Server.Publish) and is answered once
-// the node's broker has taken it. "goroutines" answers the process's
+// its payload to ROOM from the node on the request's behalf
+// (Server.PublishFor: a request handled again after a failover is numbered
+// once) and is answered once the room's grain has numbered it. "goroutines" answers the process's
 // number of goroutines.
 //
 // With MARMOT_HANDLED_LOG=PATH it appends a line "K R" to PATH for every
@@ -86,7 +87,7 @@ func runChild() int {
 			return
 		}
 		if room, ok := strings.CutPrefix(m.Name, "pub/"); ok {
-			if _, err := n.Server().Publish(room, m.Payload); err != nil {
+			if _, err := n.Server().PublishFor(m, room, m.Payload); err != nil {
 				_ = m.ReplyError(503, err.Error())
 				return
 			}

@@ -8,3 +8,4 @@ package wire
 //go:generate protoc --go_out=. --go_opt=paths=source_relative session2.proto
 //go:generate protoc --go_out=. --go_opt=paths=source_relative member_probe.proto
 //go:generate protoc --go_out=. --go_opt=paths=source_relative room_restart.proto
+//go:generate protoc --go_out=. --go_opt=paths=source_relative publish_key.proto

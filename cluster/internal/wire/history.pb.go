@@ -40,6 +40,7 @@ type HistEntry struct {
 	AtUnixNano    int64                  `protobuf:"varint,4,opt,name=at_unix_nano,json=atUnixNano,proto3" json:"at_unix_nano,omitempty"`
 	Seq           uint64                 `protobuf:"varint,6,opt,name=seq,proto3" json:"seq,omitempty"`        // the origin's number of the publish in this room
 	Origin        uint64                 `protobuf:"fixed64,7,opt,name=origin,proto3" json:"origin,omitempty"` // the publishing node's run
+	Key           string                 `protobuf:"bytes,20,opt,name=key,proto3" json:"key,omitempty"`        // the publish's key (publish_key.proto), "" none
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -116,6 +117,13 @@ func (x *HistEntry) GetOrigin() uint64 {
 	return 0
 }
 
+func (x *HistEntry) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
 // RoomPublishSeq hands a message to a room's grain, which numbers it
 // unless it has numbered (origin, seq) already, or it comes after a hole
 // in origin's seqs (lost on the way). confirmed, on the first publish a
@@ -130,6 +138,7 @@ type RoomPublishSeq struct {
 	Seq           uint64                 `protobuf:"varint,6,opt,name=seq,proto3" json:"seq,omitempty"`
 	Origin        uint64                 `protobuf:"fixed64,7,opt,name=origin,proto3" json:"origin,omitempty"`
 	Confirmed     uint64                 `protobuf:"varint,8,opt,name=confirmed,proto3" json:"confirmed,omitempty"`
+	Key           string                 `protobuf:"bytes,20,opt,name=key,proto3" json:"key,omitempty"` // names the publish across nodes: numbered once
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -213,6 +222,13 @@ func (x *RoomPublishSeq) GetConfirmed() uint64 {
 	return 0
 }
 
+func (x *RoomPublishSeq) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
 // RoomDeliverSeq is a numbered room message on its way to a node that has
 // the room (or keeps it as a replica).
 type RoomDeliverSeq struct {
@@ -226,6 +242,7 @@ type RoomDeliverSeq struct {
 	Seq           uint64                 `protobuf:"varint,8,opt,name=seq,proto3" json:"seq,omitempty"`
 	AtUnixNano    int64                  `protobuf:"varint,9,opt,name=at_unix_nano,json=atUnixNano,proto3" json:"at_unix_nano,omitempty"`
 	Origin        uint64                 `protobuf:"fixed64,10,opt,name=origin,proto3" json:"origin,omitempty"`
+	Key           string                 `protobuf:"bytes,20,opt,name=key,proto3" json:"key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -323,6 +340,13 @@ func (x *RoomDeliverSeq) GetOrigin() uint64 {
 	return 0
 }
 
+func (x *RoomDeliverSeq) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
 // RoomSubscribeSeq tells a room's grain that node has the room and the
 // last position it holds (empty epoch: none); answered with RoomState.
 // history asks for the grain's history in the answer (a room that starts
@@ -417,6 +441,7 @@ type RoomState struct {
 	Replica       bool                   `protobuf:"varint,7,opt,name=replica,proto3" json:"replica,omitempty"` // the node keeps it only as a replica
 	Node          string                 `protobuf:"bytes,8,opt,name=node,proto3" json:"node,omitempty"`        // the answering node's address
 	Seqs          map[uint64]uint64      `protobuf:"bytes,9,rep,name=seqs,proto3" json:"seqs,omitempty" protobuf_key:"fixed64,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	Keys          map[string]uint64      `protobuf:"bytes,20,rep,name=keys,proto3" json:"keys,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"` // the latest publish keys numbered, and their offsets
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -503,6 +528,13 @@ func (x *RoomState) GetNode() string {
 func (x *RoomState) GetSeqs() map[uint64]uint64 {
 	if x != nil {
 		return x.Seqs
+	}
+	return nil
+}
+
+func (x *RoomState) GetKeys() map[string]uint64 {
+	if x != nil {
+		return x.Keys
 	}
 	return nil
 }
@@ -648,7 +680,7 @@ var File_history_proto protoreflect.FileDescriptor
 
 const file_history_proto_rawDesc = "" +
 	"\n" +
-	"\rhistory.proto\x12\x13marmot.cluster.wire\"\x9d\x01\n" +
+	"\rhistory.proto\x12\x13marmot.cluster.wire\"\xaf\x01\n" +
 	"\tHistEntry\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x04R\x06offset\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -656,7 +688,8 @@ const file_history_proto_rawDesc = "" +
 	"\fat_unix_nano\x18\x04 \x01(\x03R\n" +
 	"atUnixNano\x12\x10\n" +
 	"\x03seq\x18\x06 \x01(\x04R\x03seq\x12\x16\n" +
-	"\x06origin\x18\a \x01(\x06R\x06originJ\x04\b\x05\x10\x06\"\x96\x02\n" +
+	"\x06origin\x18\a \x01(\x06R\x06origin\x12\x10\n" +
+	"\x03key\x18\x14 \x01(\tR\x03keyJ\x04\b\x05\x10\x06\"\xa8\x02\n" +
 	"\x0eRoomPublishSeq\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -664,10 +697,11 @@ const file_history_proto_rawDesc = "" +
 	"\x04meta\x18\x04 \x03(\v2-.marmot.cluster.wire.RoomPublishSeq.MetaEntryR\x04meta\x12\x10\n" +
 	"\x03seq\x18\x06 \x01(\x04R\x03seq\x12\x16\n" +
 	"\x06origin\x18\a \x01(\x06R\x06origin\x12\x1c\n" +
-	"\tconfirmed\x18\b \x01(\x04R\tconfirmed\x1a7\n" +
+	"\tconfirmed\x18\b \x01(\x04R\tconfirmed\x12\x10\n" +
+	"\x03key\x18\x14 \x01(\tR\x03key\x1a7\n" +
 	"\tMetaEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01J\x04\b\x05\x10\x06\"\xc8\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01J\x04\b\x05\x10\x06\"\xda\x02\n" +
 	"\x0eRoomDeliverSeq\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\tR\x05epoch\x12\x16\n" +
@@ -679,7 +713,8 @@ const file_history_proto_rawDesc = "" +
 	"\fat_unix_nano\x18\t \x01(\x03R\n" +
 	"atUnixNano\x12\x16\n" +
 	"\x06origin\x18\n" +
-	" \x01(\x06R\x06origin\x1a7\n" +
+	" \x01(\x06R\x06origin\x12\x10\n" +
+	"\x03key\x18\x14 \x01(\tR\x03key\x1a7\n" +
 	"\tMetaEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01J\x04\b\a\x10\b\"\x82\x01\n" +
@@ -688,7 +723,7 @@ const file_history_proto_rawDesc = "" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12\x14\n" +
 	"\x05epoch\x18\x03 \x01(\tR\x05epoch\x12\x16\n" +
 	"\x06offset\x18\x04 \x01(\x04R\x06offset\x12\x18\n" +
-	"\ahistory\x18\x05 \x01(\bR\ahistory\"\xc4\x02\n" +
+	"\ahistory\x18\x05 \x01(\bR\ahistory\"\xbb\x03\n" +
 	"\tRoomState\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x10\n" +
 	"\x03has\x18\x02 \x01(\bR\x03has\x12\x14\n" +
@@ -697,9 +732,13 @@ const file_history_proto_rawDesc = "" +
 	"\aentries\x18\x05 \x03(\v2\x1e.marmot.cluster.wire.HistEntryR\aentries\x12\x18\n" +
 	"\areplica\x18\a \x01(\bR\areplica\x12\x12\n" +
 	"\x04node\x18\b \x01(\tR\x04node\x12<\n" +
-	"\x04seqs\x18\t \x03(\v2(.marmot.cluster.wire.RoomState.SeqsEntryR\x04seqs\x1a7\n" +
+	"\x04seqs\x18\t \x03(\v2(.marmot.cluster.wire.RoomState.SeqsEntryR\x04seqs\x12<\n" +
+	"\x04keys\x18\x14 \x03(\v2(.marmot.cluster.wire.RoomState.KeysEntryR\x04keys\x1a7\n" +
 	"\tSeqsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\x06R\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\x1a7\n" +
+	"\tKeysEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01J\x04\b\x06\x10\a\"$\n" +
 	"\x0eRoomStateQuery\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\"E\n" +
@@ -720,7 +759,7 @@ func file_history_proto_rawDescGZIP() []byte {
 	return file_history_proto_rawDescData
 }
 
-var file_history_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_history_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_history_proto_goTypes = []any{
 	(*HistEntry)(nil),        // 0: marmot.cluster.wire.HistEntry
 	(*RoomPublishSeq)(nil),   // 1: marmot.cluster.wire.RoomPublishSeq
@@ -733,18 +772,20 @@ var file_history_proto_goTypes = []any{
 	nil,                      // 8: marmot.cluster.wire.RoomPublishSeq.MetaEntry
 	nil,                      // 9: marmot.cluster.wire.RoomDeliverSeq.MetaEntry
 	nil,                      // 10: marmot.cluster.wire.RoomState.SeqsEntry
+	nil,                      // 11: marmot.cluster.wire.RoomState.KeysEntry
 }
 var file_history_proto_depIdxs = []int32{
 	8,  // 0: marmot.cluster.wire.RoomPublishSeq.meta:type_name -> marmot.cluster.wire.RoomPublishSeq.MetaEntry
 	9,  // 1: marmot.cluster.wire.RoomDeliverSeq.meta:type_name -> marmot.cluster.wire.RoomDeliverSeq.MetaEntry
 	0,  // 2: marmot.cluster.wire.RoomState.entries:type_name -> marmot.cluster.wire.HistEntry
 	10, // 3: marmot.cluster.wire.RoomState.seqs:type_name -> marmot.cluster.wire.RoomState.SeqsEntry
-	4,  // 4: marmot.cluster.wire.RoomReplicate.state:type_name -> marmot.cluster.wire.RoomState
-	5,  // [5:5] is the sub-list for method output_type
-	5,  // [5:5] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	11, // 4: marmot.cluster.wire.RoomState.keys:type_name -> marmot.cluster.wire.RoomState.KeysEntry
+	4,  // 5: marmot.cluster.wire.RoomReplicate.state:type_name -> marmot.cluster.wire.RoomState
+	6,  // [6:6] is the sub-list for method output_type
+	6,  // [6:6] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_history_proto_init() }
@@ -758,7 +799,7 @@ func file_history_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_history_proto_rawDesc), len(file_history_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

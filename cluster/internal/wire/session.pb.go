@@ -32,6 +32,7 @@ type SessionMark struct {
 	SecretHash    []byte                 `protobuf:"bytes,2,opt,name=secret_hash,json=secretHash,proto3" json:"secret_hash,omitempty"` // SHA-256 of the token's secret
 	Last          uint64                 `protobuf:"varint,3,opt,name=last,proto3" json:"last,omitempty"`
 	Final         bool                   `protobuf:"varint,4,opt,name=final,proto3" json:"final,omitempty"` // the home node shut down with the session: last is exact
+	Root          uint64                 `protobuf:"varint,16,opt,name=root,proto3" json:"root,omitempty"`  // the session's lineage (publish keys; 0: id)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -92,6 +93,13 @@ func (x *SessionMark) GetFinal() bool {
 		return x.Final
 	}
 	return false
+}
+
+func (x *SessionMark) GetRoot() uint64 {
+	if x != nil {
+		return x.Root
+	}
+	return 0
 }
 
 // SessionMarks hands a node the marks of sessions whose home (the node
@@ -290,6 +298,7 @@ type SessionTaken struct {
 	Certain       bool                   `protobuf:"varint,3,opt,name=certain,proto3" json:"certain,omitempty"`   // last is exact
 	Home          string                 `protobuf:"bytes,4,opt,name=home,proto3" json:"home,omitempty"`          // the answering home's member ID (SessionHandover)
 	Stopping      bool                   `protobuf:"varint,5,opt,name=stopping,proto3" json:"stopping,omitempty"` // the home is shutting down: ask its replica
+	Root          uint64                 `protobuf:"varint,16,opt,name=root,proto3" json:"root,omitempty"`        // the session's lineage (SessionMark.root)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -359,17 +368,25 @@ func (x *SessionTaken) GetStopping() bool {
 	return false
 }
 
+func (x *SessionTaken) GetRoot() uint64 {
+	if x != nil {
+		return x.Root
+	}
+	return 0
+}
+
 var File_session_proto protoreflect.FileDescriptor
 
 const file_session_proto_rawDesc = "" +
 	"\n" +
-	"\rsession.proto\x12\x13marmot.cluster.wire\"h\n" +
+	"\rsession.proto\x12\x13marmot.cluster.wire\"|\n" +
 	"\vSessionMark\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1f\n" +
 	"\vsecret_hash\x18\x02 \x01(\fR\n" +
 	"secretHash\x12\x12\n" +
 	"\x04last\x18\x03 \x01(\x04R\x04last\x12\x14\n" +
-	"\x05final\x18\x04 \x01(\bR\x05final\"\x91\x01\n" +
+	"\x05final\x18\x04 \x01(\bR\x05final\x12\x12\n" +
+	"\x04root\x18\x10 \x01(\x04R\x04root\"\x91\x01\n" +
 	"\fSessionMarks\x12\x12\n" +
 	"\x04home\x18\x01 \x01(\tR\x04home\x12\x1b\n" +
 	"\tttl_nanos\x18\x02 \x01(\x03R\bttlNanos\x126\n" +
@@ -382,13 +399,14 @@ const file_session_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x16\n" +
 	"\x06secret\x18\x02 \x01(\fR\x06secret\x12\x1f\n" +
 	"\vunless_home\x18\x03 \x01(\tR\n" +
-	"unlessHome\"\x82\x01\n" +
+	"unlessHome\"\x96\x01\n" +
 	"\fSessionTaken\x12\x14\n" +
 	"\x05found\x18\x01 \x01(\bR\x05found\x12\x12\n" +
 	"\x04last\x18\x02 \x01(\x04R\x04last\x12\x18\n" +
 	"\acertain\x18\x03 \x01(\bR\acertain\x12\x12\n" +
 	"\x04home\x18\x04 \x01(\tR\x04home\x12\x1a\n" +
-	"\bstopping\x18\x05 \x01(\bR\bstoppingB2Z0github.com/marmotws/marmot/cluster/internal/wireb\x06proto3"
+	"\bstopping\x18\x05 \x01(\bR\bstopping\x12\x12\n" +
+	"\x04root\x18\x10 \x01(\x04R\x04rootB2Z0github.com/marmotws/marmot/cluster/internal/wireb\x06proto3"
 
 var (
 	file_session_proto_rawDescOnce sync.Once
