@@ -196,11 +196,3 @@ func (ns nodes) profiles(ctx context.Context) []stacks {
 	}
 	return out
 }
-
-// name is how the summary calls node i.
-func (ns nodes) name(i int) string {
-	if ns[i].node == 0 {
-		return "server"
-	}
-	return fmt.Sprintf("node %d", ns[i].node)
-}

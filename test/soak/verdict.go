@@ -187,9 +187,9 @@ func (r *result) goroutineCheck() (bool, string) {
 			}
 		}
 	}
-	detail := fmt.Sprintf("%s (slack %d a node)", strings.Join(parts, ", "), goroutineSlack)
+	detail := fmt.Sprintf("%s (slack %d)", strings.Join(parts, ", "), goroutineSlack)
 	if r.cfg.Nodes > 0 {
-		detail = fmt.Sprintf("%d -> %d: %s", r.gorBase, r.gorEnd, detail)
+		detail = fmt.Sprintf("%d -> %d: %s (slack %d a node)", r.gorBase, r.gorEnd, strings.Join(parts, ", "), goroutineSlack)
 	}
 	return pass, detail + strings.Join(grown, "")
 }
