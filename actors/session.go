@@ -390,14 +390,17 @@ func (a *ConnectionActor) sequenced(m *Message) *session {
 	switch {
 	case m.seq == s.last+1:
 		s.last = m.seq
-		s.skip = false
+		s.skip = m.seq < s.redeliver
 		m.Redelivered = m.seq <= s.redeliver
 		m.root = s.root
 		return s
 	case s.skip && m.seq > s.last && !s.moved:
-		// The first number after a take-over from a lost hub: what lies
-		// between was acknowledged there, so handled.
-		s.skip = false
+		// A number after a take-over from a lost hub, up to the highest
+		// the client sent there: what lies between was acknowledged or
+		// answered there, so handled (a request answered leaves the
+		// client's outbox before its acknowledgement, so the client may
+		// send again one number and skip the next few).
+		s.skip = m.seq < s.redeliver
 		s.last = m.seq
 		m.Redelivered = m.seq <= s.redeliver
 		m.root = s.root

@@ -20,6 +20,11 @@
 // once) and is answered once the room's grain has numbered it. "goroutines" answers the process's
 // number of goroutines.
 //
+// With MARMOT_PUB_HOLD=PAYLOAD a "pub/ROOM" request prints "PUBLISHED
+// PAYLOAD REDELIVERED" once published, and one whose payload is PAYLOAD
+// (not redelivered) prints "HELD" and never returns: its session never
+// acknowledges it (a publish handled, then the node lost before its mark).
+//
 // With MARMOT_HANDLED_LOG=PATH it appends a line "K R" to PATH for every
 // command "m" it handles (payload "mK"; R is 1 when the message was
 // Redelivered), written before the handler returns, so before its
@@ -81,6 +86,10 @@ func runChild() int {
 	}
 	var n *cluster.Node
 	handledLog := openHandledLog(say)
+	// MARMOT_PUB_HOLD=PAYLOAD: a "pub/ROOM" request prints "PUBLISHED
+	// PAYLOAD REDELIVERED" once published, and one with PAYLOAD (not
+	// redelivered) prints "HELD" and never returns.
+	pubHold := os.Getenv("MARMOT_PUB_HOLD")
 	handle := func(m *marmot.Message) {
 		if m.Name == "m" && handledLog != nil {
 			handledLog(m)
@@ -90,6 +99,16 @@ func runChild() int {
 			if _, err := n.Server().PublishFor(m, room, m.Payload); err != nil {
 				_ = m.ReplyError(503, err.Error())
 				return
+			}
+			if pubHold != "" {
+				say("PUBLISHED %s %v", m.Payload, m.Redelivered)
+				if string(m.Payload) == pubHold && !m.Redelivered {
+					// Published, never handled to the end: the session
+					// does not acknowledge it, and the node waits for
+					// its SIGKILL.
+					say("HELD")
+					select {}
+				}
 			}
 			_ = m.Reply(nil)
 			return
