@@ -145,4 +145,5 @@ func (r *roomActor) brokerPublish(ctx actor.Context, m *roomPublish) {
 		return
 	}
 	r.answer(ctx, m.from, m.reqID, 0, err)
+	r.answered(m.sess, m.seq)
 }

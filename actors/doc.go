@@ -148,7 +148,13 @@
 // broker's Publish may return a ticket: the room then answers the
 // publisher only once a delivery's RoomMessage.Confirms reaches it, or
 // with ErrPublishUnconfirmed after the broker's ConfirmTimeout
-// (room_confirm.go).
+// (room_confirm.go); a broker that drops a publish as a repeat of its key,
+// or fails it, says so with Hub.ConfirmRoom. A publish made for a
+// client's message (Hub.PublishFor, a marmot.publish request) carries a
+// key that is the same on every hub that handles the message
+// (publish_key.go), so a message handled again after a failover is
+// numbered once; a marmot.publish request's session acknowledgement waits
+// for its answer (session_publish.go).
 // HubConfig.NodeID numbers the hub's ClientIDs apart from other hubs'.
 // Without a broker none of this runs.
 //

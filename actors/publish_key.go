@@ -66,7 +66,10 @@ func sessionKey(root, seq, n uint64) string {
 // next key 1...), so a handler that publishes for m must make them in the
 // same order each time it handles it.
 func (h *Hub) PublishFor(m *Message, room string, data []byte) (int, error) {
-	key := m.PublishKey(int(m.pubs))
+	var key string
+	if h.cfg.RoomBroker != nil { // only a broker uses it
+		key = m.PublishKey(int(m.pubs))
+	}
 	m.pubs++
 	return h.publish(m.Context(), room, "", key, data)
 }

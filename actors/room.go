@@ -92,6 +92,10 @@ type (
 		reqID uint64
 		owned bool   // data is the room's to keep (else history copies it)
 		key   string // names the publish across nodes (publish_key.go); "" none
+		// sess and seq: a publish request whose session acknowledgement
+		// waits for its answer (session_publish.go); nil otherwise.
+		sess *session
+		seq  uint64
 	}
 	// roomMembers asks who is in the room: a client's marmot.presence
 	// (c and reqID set; answered on its link), or an actor (answered with

@@ -44,6 +44,8 @@ type awaitedPublish struct {
 	reqID  uint64
 	sender *actor.PID
 	until  time.Time
+	sess   *session // its session's acknowledgement waits (session_publish.go)
+	seq    uint64
 }
 
 // roomConfirmTick wakes the room when an awaited publish's time is up.
@@ -63,7 +65,7 @@ func (r *roomActor) confirmTimeout() time.Duration {
 // It is bounded by the broker's own bound on unconfirmed publishes.
 func (r *roomActor) await(ctx actor.Context, ticket uint64, m *roomPublish) {
 	d := r.confirmTimeout()
-	r.awaiting = append(r.awaiting, awaitedPublish{ticket: ticket, from: m.from, reqID: m.reqID, sender: ctx.Sender(), until: time.Now().Add(d)})
+	r.awaiting = append(r.awaiting, awaitedPublish{ticket: ticket, from: m.from, reqID: m.reqID, sender: ctx.Sender(), until: time.Now().Add(d), sess: m.sess, seq: m.seq})
 	if len(r.awaiting) == 1 {
 		r.armConfirm(ctx, d)
 	}
@@ -90,6 +92,7 @@ func (r *roomActor) confirm(ctx actor.Context, through uint64) {
 	for k < len(r.awaiting) && r.awaiting[k].ticket <= through {
 		a := r.awaiting[k]
 		r.answerTo(ctx, a.sender, a.from, a.reqID, 0, nil)
+		r.answered(a.sess, a.seq)
 		k++
 	}
 	r.dropAwaited(k)
@@ -128,6 +131,7 @@ func (r *roomActor) settle(ctx actor.Context, ticket uint64, err error) {
 	if len(r.awaiting) > 0 && r.awaiting[0].ticket == ticket {
 		a := r.awaiting[0]
 		r.answerTo(ctx, a.sender, a.from, a.reqID, 0, &RoomError{Room: r.name, Op: "publish", Err: err})
+		r.answered(a.sess, a.seq)
 		r.dropAwaited(1)
 	}
 }
@@ -140,6 +144,7 @@ func (r *roomActor) expire(ctx actor.Context, all bool) {
 	for k < len(r.awaiting) && (all || !now.Before(r.awaiting[k].until)) {
 		a := r.awaiting[k]
 		r.answerTo(ctx, a.sender, a.from, a.reqID, 0, &RoomError{Room: r.name, Op: "publish", Err: ErrPublishUnconfirmed})
+		r.answered(a.sess, a.seq)
 		k++
 	}
 	r.dropAwaited(k)
@@ -149,6 +154,14 @@ func (r *roomActor) expire(ctx actor.Context, all bool) {
 		r.confirmTimer = nil // its tick names this actor's PID
 	case len(r.awaiting) > 0 && !all:
 		r.armConfirm(ctx, r.awaiting[0].until.Sub(now))
+	}
+}
+
+// answered lets the session of an answered publish request acknowledge
+// it (session_publish.go).
+func (r *roomActor) answered(s *session, seq uint64) {
+	if s != nil {
+		r.h.sessions.publishAnswered(s, seq)
 	}
 }
 

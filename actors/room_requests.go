@@ -63,7 +63,16 @@ func (a *ConnectionActor) roomRequest(m *Message) {
 		// released; the room fans it out later.
 		// Keyed by the request's session number: a request handled
 		// again after a failover is numbered once (publish_key.go).
-		msg = &roomPublish{data: bytes.Clone(m.Payload), from: c, reqID: id, owned: true, key: m.PublishKey(0)}
+		pub := &roomPublish{data: bytes.Clone(m.Payload), from: c, reqID: id, owned: true}
+		if s := c.sess; s != nil && m.seq != 0 && err == nil && e != nil && h.cfg.RoomBroker != nil {
+			pub.key = m.PublishKey(0) // only a broker uses it
+			// Not acknowledged until answered (session_publish.go);
+			// s.mu is held while m is handled. The room answers
+			// within its confirmation timeout.
+			s.holdPublish(m.seq, roomCallTimeout+h.confirmWait())
+			pub.sess, pub.seq = s, m.seq
+		}
+		msg = pub
 	case protocol.RequestPresence:
 		if !h.presenceOn(room) {
 			_ = m.ReplyError(RoomCodeRefused, ErrNoPresence.Error())

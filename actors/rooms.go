@@ -289,11 +289,9 @@ func (h *Hub) publish(wait context.Context, room, name, key string, data []byte)
 		return 0, err
 	}
 	msg.(*roomPublish).meta = h.tel.inject(ctx, nil)
-	timeout := roomCallTimeout
-	if b, ok := h.cfg.RoomBroker.(confirmTimeouter); ok {
-		timeout += b.ConfirmTimeout() // the room answers after it at the latest
-	}
-	f := h.sys.Root.RequestFuture(e.pid, msg, timeout)
+	// The room answers after the broker's confirmation timeout at the
+	// latest.
+	f := h.sys.Root.RequestFuture(e.pid, msg, roomCallTimeout+h.confirmWait())
 	if wait.Done() == nil {
 		a := ackOf(e, f)
 		return a.N, a.Err
@@ -306,6 +304,15 @@ func (h *Hub) publish(wait context.Context, room, name, key string, data []byte)
 	case <-wait.Done():
 		return 0, wait.Err()
 	}
+}
+
+// confirmWait is how long a room may wait for its broker's confirmation
+// of a publish (0 without a broker that says).
+func (h *Hub) confirmWait() time.Duration {
+	if b, ok := h.cfg.RoomBroker.(confirmTimeouter); ok {
+		return b.ConfirmTimeout()
+	}
+	return 0
 }
 
 // Members returns the members of room, ordered by ID (nil when the room

@@ -55,6 +55,9 @@ type session struct {
 	redeliver uint64
 	skip      bool
 	moved     bool // handed over to another hub: nothing more is handled here
+	// pending are the numbers of publish requests not answered yet, in
+	// order: the acknowledgement stays below them (session_publish.go).
+	pending []heldPublish
 
 	// Under sessions.mu.
 	secret  []byte
@@ -290,7 +293,7 @@ func (ss *sessions) attach(h *Hub, g *sessionGrant, c *conn) {
 		// Tell the client at once how far the session got, so that it
 		// drops what it re-sends in vain.
 		s.mu.Lock()
-		last := s.last
+		last := s.ackable()
 		s.acked = last
 		s.mu.Unlock()
 		if last > 0 {
@@ -463,19 +466,23 @@ func (a *ConnectionActor) settleUnhandled(m *Message) {
 // once after ackEvery messages, else within ackDelay (the timer sends on
 // whatever connection the session is attached to by then).
 func (a *ConnectionActor) handled(s *session) {
-	last := s.last
-	now := last-s.acked >= ackEvery
+	last := s.ackable()
+	now := last >= s.acked+ackEvery
 	if now {
 		s.acked = last
-	} else if s.ackTimer == nil {
-		h := a.c.hub
-		s.ackTimer = time.AfterFunc(ackDelay, func() { h.sessions.ackLater(s) })
+	} else if s.ackTimer == nil && last > s.acked {
+		s.ackTimer = a.c.hub.sessions.ackTimerFor(s)
 	}
 	s.mu.Unlock()
 	if now {
 		a.c.hub.sessions.mark(s, last)
 		_ = a.c.link.sendEnvelope(&protocol.Envelope{Kind: protocol.KindCommand, Name: protocol.AckCommand, Ack: last})
 	}
+}
+
+// ackTimerFor arms the delayed acknowledgement of s (s.mu held).
+func (ss *sessions) ackTimerFor(s *session) *time.Timer {
+	return time.AfterFunc(ackDelay, func() { ss.ackLater(s) })
 }
 
 // ackLater is the delayed acknowledgement of s.
@@ -485,7 +492,7 @@ func (ss *sessions) ackLater(s *session) {
 	ss.mu.Unlock()
 	s.mu.Lock()
 	s.ackTimer = nil
-	last := s.last
+	last := s.ackable()
 	send := c != nil && last > s.acked
 	if send {
 		s.acked = last

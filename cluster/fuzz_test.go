@@ -36,6 +36,7 @@ var wireKinds = []func() proto.Message{
 	func() proto.Message { return &wire.SessionHandover{} },
 	func() proto.Message { return &wire.MemberProbe{} },
 	func() proto.Message { return &wire.RoomResubscribe{} },
+	func() proto.Message { return &wire.RoomPublishDone{} },
 	func() proto.Message { return &wire.SessionFence{} },
 }
 
@@ -67,6 +68,16 @@ func FuzzNodeMessages(f *testing.F) {
 		b, _ := proto.Marshal(m)
 		f.Add(append([]byte{byte(i)}, b...))
 	}
+	// A grain's word on one of this node's publishes (its origin, below),
+	// and a state with publish keys.
+	done, _ := proto.Marshal(&wire.RoomPublishDone{Room: "r", Origin: 1<<originRunBits | 5, Seq: 2, Offset: 4, Failed: true})
+	f.Add(append([]byte{byte(len(wireKinds) - 2)}, done...))
+	keyed, _ := proto.Marshal(&wire.RoomReplicate{State: &wire.RoomState{Room: "q", Has: true, Epoch: "e", Offset: 1,
+		Entries: []*wire.HistEntry{{Offset: 1, Data: []byte("a"), Key: "s1.2"}}, Keys: map[string]uint64{"s1.2": 1, "k": 9}}})
+	f.Add(append([]byte{byte(slices.IndexFunc(wireKinds, func(k func() proto.Message) bool {
+		_, ok := k().(*wire.RoomReplicate)
+		return ok
+	}))}, keyed...))
 	fence, _ := proto.Marshal(&wire.SessionFence{Ids: []uint64{5, 1}})
 	f.Add(append([]byte{byte(len(wireKinds) - 1)}, fence...))
 	srv, err := marmot.NewServer(marmot.ServerConfig{Addr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
@@ -96,6 +107,7 @@ func FuzzNodeMessages(f *testing.F) {
 	}
 	n := &Node{srv: srv, log: slog.New(slog.DiscardHandler), prop: defaultPropagator(), reqSlots: make(chan struct{}, maxNodeRequests)}
 	n.rb = newRoomBroker(n)
+	n.rb.origin = 1<<originRunBits | 5
 	// A member with the server's actor system and no cluster: what the
 	// node actor's messages need of it (sessions send on its system).
 	n.mem.Store(&member{sys: srv.ActorSystem()})
@@ -117,9 +129,12 @@ func FuzzNodeMessages(f *testing.F) {
 		if d, ok := m.(*wire.RoomDeliverSeq); ok {
 			d.Room = "r" // the room that lives here, at any offset
 		}
+		if d, ok := m.(*wire.RoomPublishDone); ok {
+			d.Room = "r"
+		}
 		root := srv.ActorSystem().Root
 		switch m.(type) {
-		case *wire.RoomDeliverSeq, *wire.RoomReplicate, *wire.RoomRelease, *wire.RoomPresenceChange, *wire.RoomPresenceSync, *wire.SessionMarks, *wire.RoomResubscribe, *wire.SessionFence:
+		case *wire.RoomDeliverSeq, *wire.RoomReplicate, *wire.RoomRelease, *wire.RoomPresenceChange, *wire.RoomPresenceSync, *wire.SessionMarks, *wire.RoomResubscribe, *wire.SessionFence, *wire.RoomPublishDone:
 			// Not answered: a request after it tells that the actor
 			// has handled it.
 			root.Send(pid, m)

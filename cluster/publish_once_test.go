@@ -22,18 +22,7 @@ func TestRedeliveredPublishOnce(t *testing.T) {
 	procs := startSessionNodes(t, "marmot-pubonce", loopbackNodes(t), dir, "MARMOT_PUB_HOLD=held")
 	urls := []string{procs[0].url, procs[1].url, procs[2].url}
 	members := []*tclient{connect(t, procs[1]), connect(t, procs[2])}
-	// A room whose grain is not on node 1: it outlives the kill.
-	room := ""
-	for k := 0; room == ""; k++ {
-		name := "once-" + strconv.Itoa(k)
-		res, err := members[0].c.Request(ctxTimeout(t), "owner", []byte(name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if string(res) != "1" {
-			room = name
-		}
-	}
+	room := roomNotOn(t, members[0], 1) // it outlives the kill
 	joinAll(t, room, members...)
 
 	pub, errs := sessionClient(t, urls[0], urls[1:])
@@ -83,4 +72,74 @@ func TestRedeliveredPublishOnce(t *testing.T) {
 	expectAll(t, members, "after", 3, epoch)
 	sessiontest.NoSessionLost(t, errs)
 	t.Logf("room %s: the publish handled on node 1 and again on node %d was delivered once", room, on.id)
+}
+
+// TestPublishAckWaitsForGrain: a client's Publish (its marmot.publish
+// request, through its session's outbox) on node 1 never reaches the
+// room's grain (the grain's node drops node 1's publishes of it, as if
+// node 1 had died right after handing it over), and node 1 is SIGKILLed
+// after the client has sent a hundred more messages (which would have
+// had the session acknowledge everything before them at once) and had a
+// request answered after them. The session's acknowledgement waited for
+// the publish's answer, so the client still holds the publish: it sends
+// it again to node 2, which publishes it; every member gets it once.
+// (Before, the publish was acknowledged once node 1 had handed it to its
+// room, and lost with node 1.)
+func TestPublishAckWaitsForGrain(t *testing.T) {
+	dir := t.TempDir()
+	procs := startSessionNodes(t, "marmot-puback", loopbackNodes(t), dir, "MARMOT_GRAIN_DROP=lost@1")
+	urls := []string{procs[0].url, procs[1].url, procs[2].url}
+	members := []*tclient{connect(t, procs[1]), connect(t, procs[2])}
+	room := roomNotOn(t, members[0], 1)
+	joinAll(t, room, members...)
+
+	pub, errs := sessionClient(t, urls[0], urls[1:])
+	ctx := ctxTimeout(t)
+	sessiontest.Send(t, pub, 1, 100)
+	procs[0].waitLine("HANDLED 100")
+	if _, err := pub.Request(ctx, "bcast", []byte("warm")); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range members {
+		m.expectMarker(t, "warm")
+	}
+	if err := pub.Publish(room, []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	epoch := expectAll(t, members, "a", 1, "")
+	if err := pub.Publish(room, []byte("lost")); err != nil {
+		t.Fatal(err)
+	}
+	sessiontest.Send(t, pub, 101, 200)
+	procs[0].waitLine("HANDLED 200")
+	if _, err := pub.Request(ctx, "done", nil); err != nil {
+		t.Fatal(err)
+	}
+	procs[0].kill()
+	// Sent again by the client, to node 2, and published from there.
+	expectAll(t, members, "lost", 2, epoch)
+	if err := pub.Publish(room, []byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	expectAll(t, members, "after", 3, epoch)
+	if pub.URL() == urls[0] {
+		t.Fatal("the publisher did not fail over")
+	}
+	sessiontest.NoSessionLost(t, errs)
+}
+
+// roomNotOn returns a room whose grain is not on node id (asked through
+// c), so that it outlives that node's loss.
+func roomNotOn(t *testing.T, c *tclient, id int) string {
+	t.Helper()
+	for k := 0; ; k++ {
+		name := "room-" + strconv.Itoa(k)
+		res, err := c.c.Request(ctxTimeout(t), "owner", []byte(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(res) != strconv.Itoa(id) {
+			return name
+		}
+	}
 }

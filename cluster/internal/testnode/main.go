@@ -3,6 +3,7 @@
 // the environment (MARMOT_CLUSTER_NAME, MARMOT_NODE_ID, MARMOT_BIND,
 // MARMOT_SEEDS, MARMOT_ADVERTISE, MARMOT_WS_ADDR, MARMOT_PROVIDER, MARMOT_ETCD,
 // MARMOT_GRAIN_PANIC to make room grains panic on a publish of that text,
+// MARMOT_GRAIN_DROP=TEXT@NODE to make them drop node NODE's publishes of TEXT,
 // MARMOT_OTLP_URL to export its spans over OTLP/HTTP as service node-N,
 // MARMOT_HISTORY to keep that many messages of room history,
 // MARMOT_KEEP_ISOLATED to keep clients when cut off from the majority,
@@ -204,6 +205,21 @@ func runChild() int {
 			return func(c actor.ReceiverContext, env *actor.MessageEnvelope) {
 				if p, ok := env.Message.(*wire.RoomPublishSeq); ok && string(p.Data) == boom {
 					panic("testnode: injected grain failure")
+				}
+				next(c, env)
+			}
+		})
+	}
+	// MARMOT_GRAIN_DROP=TEXT@NODE: room grains drop, unnumbered and
+	// unanswered, the publishes of TEXT made on node NODE (its publishes
+	// never reach the grain, as when the node dies right after handing
+	// them over). The node's origin carries its NodeID in the top 20 bits.
+	if text, node, ok := strings.Cut(os.Getenv("MARMOT_GRAIN_DROP"), "@"); ok {
+		id, _ := strconv.ParseUint(node, 10, 32)
+		grainMW = append(grainMW, func(next actor.ReceiverFunc) actor.ReceiverFunc {
+			return func(c actor.ReceiverContext, env *actor.MessageEnvelope) {
+				if p, ok := env.Message.(*wire.RoomPublishSeq); ok && string(p.Data) == text && p.Origin>>44 == id {
+					return
 				}
 				next(c, env)
 			}

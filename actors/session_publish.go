@@ -1,0 +1,75 @@
+package actors
+
+import (
+	"slices"
+	"time"
+)
+
+// A client's marmot.publish request under a RoomBroker that confirms its
+// publishes (a cluster) is answered only once the broker has ordered the
+// message (room_confirm.go). Its session acknowledgement waits for that
+// answer too: acknowledged, the request would leave the client's outbox
+// while the message was still only on this hub (in the broker's queue of
+// unconfirmed publishes), and a hub lost in that window would lose it for
+// good, the client never sending it again. Held back, the acknowledgement
+// (and the session's mark, which another hub takes the session over from)
+// stays below the request until it is answered: a client whose hub is lost
+// sends it again to the next, which handles it again (flagged
+// Redelivered) and publishes it under the same publish key, so it is
+// numbered once whichever hub got it to the broker (publish_key.go).
+//
+// The hold is the session's: its acknowledgements are cumulative, so the
+// messages after a held publish wait for it as well (a publish is answered
+// within the broker's ConfirmTimeout). A client that resumes the session
+// on the same hub meanwhile sends them again and they are dropped as
+// handled (a request answered 409, as any request whose answer was lost
+// with its connection). On a single server nothing is held: the room
+// answers at once.
+
+// heldPublish is a publish request the session's acknowledgement waits
+// for, until it is answered or its time is up: a room that failed on it
+// (a panic) never answers it, and the session must not wait for ever.
+type heldPublish struct {
+	seq   uint64
+	until time.Time
+}
+
+// holdPublish keeps the session's acknowledgement below seq, a publish
+// request being handled, for at most d (s.mu held, in sequenced's window).
+func (s *session) holdPublish(seq uint64, d time.Duration) {
+	s.pending = append(s.pending, heldPublish{seq: seq, until: time.Now().Add(d)})
+}
+
+// ackable is how far the session may be acknowledged: every number
+// handled, up to the first publish still unanswered (s.mu held). A hold
+// whose time is up is dropped.
+func (s *session) ackable() uint64 {
+	if len(s.pending) == 0 {
+		return s.last
+	}
+	now := time.Now()
+	for len(s.pending) > 0 && now.After(s.pending[0].until) {
+		s.pending = s.pending[1:]
+	}
+	if len(s.pending) > 0 {
+		return s.pending[0].seq - 1
+	}
+	s.pending = nil
+	return s.last
+}
+
+// publishAnswered lets the session's acknowledgement pass seq, a publish
+// request its room has answered; an acknowledgement that was held back is
+// sent within ackDelay (on the room's goroutine).
+func (ss *sessions) publishAnswered(s *session, seq uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := slices.IndexFunc(s.pending, func(p heldPublish) bool { return p.seq == seq })
+	if i < 0 {
+		return
+	}
+	s.pending = slices.Delete(s.pending, i, i+1)
+	if s.ackable() > s.acked && s.ackTimer == nil && !s.moved {
+		s.ackTimer = ss.ackTimerFor(s)
+	}
+}
