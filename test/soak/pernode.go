@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -195,4 +197,26 @@ func (ns nodes) profiles(ctx context.Context) []stacks {
 		out[i], _ = c.goroutines(ctx)
 	}
 	return out
+}
+
+// saveHeaps writes every node's heap profile (after a GC) to dir as
+// heap-N-TAG.pb.gz (N the node, 0 the single server), for `go tool
+// pprof -base heap-1-warm.pb.gz heap-1-end.pb.gz`: what a node holds
+// more of at the end than at the RSS baseline. A node that does not
+// answer is skipped.
+func (ns nodes) saveHeaps(ctx context.Context, dir, tag string) {
+	for _, c := range ns {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+c.control+"/debug/pprof/heap?gc=1", nil)
+		resp, err := ctlClient.Do(req)
+		if err != nil {
+			continue
+		}
+		if resp.StatusCode == http.StatusOK {
+			if f, err := os.Create(filepath.Join(dir, fmt.Sprintf("heap-%d-%s.pb.gz", c.node, tag))); err == nil {
+				_, _ = io.Copy(f, resp.Body)
+				_ = f.Close()
+			}
+		}
+		resp.Body.Close()
+	}
 }

@@ -221,6 +221,7 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 			}
 			res.memWarm, res.rssWarm, res.warmNodes = warmed.mem, warmed.rss, warmed.nodes
 			res.warm = time.Since(phase.began)
+			srv.saveHeaps(ctx, dir, "warm")
 		}
 	}
 	sleep(ctx, time.Until(phase.began.Add(cfg.Duration)))
@@ -265,6 +266,7 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 	if end, err := measure(ctx, srv, fl); err == nil {
 		res.memEnd, res.rssEnd, res.endNodes = end.mem, end.rss, end.nodes
 	}
+	srv.saveHeaps(ctx, dir, "end")
 	if s, err := srv.stats(ctx, false); err == nil {
 		res.sessEnd = s.Sessions
 	}
