@@ -132,3 +132,73 @@ func TestPublishKeys(t *testing.T) {
 	}
 	next("after")
 }
+
+// TestPublishHeldAckNoDeadlock: a client's Publish waits for its broker's
+// confirmation (and holds its session's acknowledgement), and the next
+// message of the same session is a request whose handler publishes to the
+// same room and waits (holding the session while it is handled). When the
+// confirmations come, the room answers the first publish without waiting
+// for the session, then the handler's: both are answered, in order, and
+// the client's session acknowledges everything.
+func TestPublishHeldAckNoDeadlock(t *testing.T) {
+	b := newMemBroker()
+	b.confirm, b.confirmWait = true, time.Minute
+	var s1 *marmot.Server
+	done := make(chan error, 1)
+	s1 = startServer(t, marmot.ServerConfig{NodeID: 1, RoomBroker: b.For(&s1), ServerEvents: marmot.ServerEvents{
+		OnHandleCommand: func(m *marmot.Message) {
+			if m.Name == "pub" {
+				_, err := s1.PublishFor(m, "r", m.Payload)
+				done <- err
+				_ = m.Reply(nil)
+			}
+		},
+	}})
+	errs := make(chan error, 4)
+	pub := newClient(t, marmot.ClientConfig{URL: s1.URL(), Subprotocol: "marmot.v1", AutoReconnect: true, OutboxBytes: 1 << 20,
+		ClientEvents: marmot.ClientEvents{OnError: func(err error) { errs <- err }}})
+	ctx := ctxTimeout(t)
+	if err := pub.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s1.Publish("r", []byte("start")); err != nil { // the room lives
+		t.Fatal(err)
+	}
+	b.hold(s1)
+	if err := pub.Publish("r", []byte("p1")); err != nil {
+		t.Fatal(err)
+	}
+	answered := make(chan error, 1)
+	go func() {
+		_, err := pub.Request(ctx, "pub", []byte("p2"))
+		answered <- err
+	}()
+	// Both publishes reached the broker before the release.
+	for {
+		b.mu.Lock()
+		n := len(b.published)
+		b.mu.Unlock()
+		if n == 3 {
+			break
+		}
+		select {
+		case err := <-errs:
+			t.Fatal(err)
+		case <-time.After(time.Millisecond): // polling the broker's record, bounded below
+		case <-ctx.Done():
+			t.Fatalf("the publishes did not reach the broker (%d)", n)
+		}
+	}
+	b.release(s1)
+	if err := recv(t, done, "the handler's publish"); err != nil {
+		t.Fatalf("the handler's publish: %v", err)
+	}
+	if err := recv(t, answered, "the request"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-errs:
+		t.Fatalf("the client: %v", err)
+	default:
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/marmotws/marmot/protocol"
@@ -57,7 +58,11 @@ type session struct {
 	moved     bool // handed over to another hub: nothing more is handled here
 	// pending are the numbers of publish requests not answered yet, in
 	// order: the acknowledgement stays below them (session_publish.go).
+	// Under pmu, which is taken under mu or alone (by the room that
+	// answers), never the other way round.
+	pmu     sync.Mutex
 	pending []heldPublish
+	held    atomic.Int32 // len(pending), read without pmu
 
 	// Under sessions.mu.
 	secret  []byte

@@ -37,20 +37,26 @@ type heldPublish struct {
 // holdPublish keeps the session's acknowledgement below seq, a publish
 // request being handled, for at most d (s.mu held, in sequenced's window).
 func (s *session) holdPublish(seq uint64, d time.Duration) {
+	s.pmu.Lock()
 	s.pending = append(s.pending, heldPublish{seq: seq, until: time.Now().Add(d)})
+	s.held.Store(int32(len(s.pending)))
+	s.pmu.Unlock()
 }
 
 // ackable is how far the session may be acknowledged: every number
 // handled, up to the first publish still unanswered (s.mu held). A hold
 // whose time is up is dropped.
 func (s *session) ackable() uint64 {
-	if len(s.pending) == 0 {
+	if s.held.Load() == 0 { // the common case: one atomic load per message
 		return s.last
 	}
+	s.pmu.Lock()
+	defer s.pmu.Unlock()
 	now := time.Now()
 	for len(s.pending) > 0 && now.After(s.pending[0].until) {
 		s.pending = s.pending[1:]
 	}
+	s.held.Store(int32(len(s.pending)))
 	if len(s.pending) > 0 {
 		return s.pending[0].seq - 1
 	}
@@ -59,17 +65,20 @@ func (s *session) ackable() uint64 {
 }
 
 // publishAnswered lets the session's acknowledgement pass seq, a publish
-// request its room has answered; an acknowledgement that was held back is
-// sent within ackDelay (on the room's goroutine).
+// request its room has answered; when it was the first held, the
+// acknowledgement goes out within ackDelay. It runs on the room's
+// goroutine and takes only s.pmu, never s.mu: the session's connection
+// may be handling a message meanwhile (s.mu held) whose handler waits for
+// this very room.
 func (ss *sessions) publishAnswered(s *session, seq uint64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.pmu.Lock()
 	i := slices.IndexFunc(s.pending, func(p heldPublish) bool { return p.seq == seq })
-	if i < 0 {
-		return
+	if i >= 0 {
+		s.pending = slices.Delete(s.pending, i, i+1)
+		s.held.Store(int32(len(s.pending)))
 	}
-	s.pending = slices.Delete(s.pending, i, i+1)
-	if s.ackable() > s.acked && s.ackTimer == nil && !s.moved {
-		s.ackTimer = ss.ackTimerFor(s)
+	s.pmu.Unlock()
+	if i == 0 {
+		time.AfterFunc(ackDelay, func() { ss.ackLater(s) })
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/marmotws/marmot"
 	"github.com/marmotws/marmot/internal/sessiontest"
 )
 
@@ -18,27 +19,8 @@ import (
 // every member gets the message exactly once (before publish keys, twice:
 // the second node's publish was a new one).
 func TestRedeliveredPublishOnce(t *testing.T) {
-	dir := t.TempDir()
-	procs := startSessionNodes(t, "marmot-pubonce", loopbackNodes(t), dir, "MARMOT_PUB_HOLD=held")
-	urls := []string{procs[0].url, procs[1].url, procs[2].url}
-	members := []*tclient{connect(t, procs[1]), connect(t, procs[2])}
-	room := roomNotOn(t, members[0], 1) // it outlives the kill
-	joinAll(t, room, members...)
-
-	pub, errs := sessionClient(t, urls[0], urls[1:])
+	procs, members, room, pub, errs := publisherRig(t, "marmot-pubonce", "MARMOT_PUB_HOLD=held")
 	ctx := ctxTimeout(t)
-	// The session's mark must be on its replica before the kill, or the
-	// session is lost with node 1 (and nothing is handled again): node 1
-	// sends it as the client takes the session up, ahead of a broadcast
-	// to every node, which returns once every node has it.
-	sessiontest.Send(t, pub, 1, 100)
-	procs[0].waitLine("HANDLED 100")
-	if _, err := pub.Request(ctx, "bcast", []byte("warm")); err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range members {
-		m.expectMarker(t, "warm")
-	}
 	if _, err := pub.Request(ctx, "pub/"+room, []byte("a")); err != nil {
 		t.Fatal(err)
 	}
@@ -86,23 +68,8 @@ func TestRedeliveredPublishOnce(t *testing.T) {
 // (Before, the publish was acknowledged once node 1 had handed it to its
 // room, and lost with node 1.)
 func TestPublishAckWaitsForGrain(t *testing.T) {
-	dir := t.TempDir()
-	procs := startSessionNodes(t, "marmot-puback", loopbackNodes(t), dir, "MARMOT_GRAIN_DROP=lost@1")
-	urls := []string{procs[0].url, procs[1].url, procs[2].url}
-	members := []*tclient{connect(t, procs[1]), connect(t, procs[2])}
-	room := roomNotOn(t, members[0], 1)
-	joinAll(t, room, members...)
-
-	pub, errs := sessionClient(t, urls[0], urls[1:])
+	procs, members, room, pub, errs := publisherRig(t, "marmot-puback", "MARMOT_GRAIN_DROP=lost@1")
 	ctx := ctxTimeout(t)
-	sessiontest.Send(t, pub, 1, 100)
-	procs[0].waitLine("HANDLED 100")
-	if _, err := pub.Request(ctx, "bcast", []byte("warm")); err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range members {
-		m.expectMarker(t, "warm")
-	}
 	if err := pub.Publish(room, []byte("a")); err != nil {
 		t.Fatal(err)
 	}
@@ -122,10 +89,35 @@ func TestPublishAckWaitsForGrain(t *testing.T) {
 		t.Fatal(err)
 	}
 	expectAll(t, members, "after", 3, epoch)
-	if pub.URL() == urls[0] {
+	if pub.URL() == procs[0].url {
 		t.Fatal("the publisher did not fail over")
 	}
 	sessiontest.NoSessionLost(t, errs)
+}
+
+// publisherRig starts three session nodes with env, a member on nodes 2
+// and 3 in a room whose grain is not on node 1 (it outlives node 1's
+// loss), and a publisher with its session on node 1 (failing over to 2
+// and 3) whose session's mark is on its replica: node 1 sends it as the
+// client takes the session up, ahead of a broadcast to every node, which
+// returns once every node has it. Without the mark the session would be
+// lost with node 1, and nothing handled again.
+func publisherRig(t *testing.T, prefix string, env ...string) ([]*proc, []*tclient, string, *marmot.Client, chan error) {
+	t.Helper()
+	procs := startSessionNodes(t, prefix, loopbackNodes(t), t.TempDir(), env...)
+	members := []*tclient{connect(t, procs[1]), connect(t, procs[2])}
+	room := roomNotOn(t, members[0], 1)
+	joinAll(t, room, members...)
+	pub, errs := sessionClient(t, procs[0].url, []string{procs[1].url, procs[2].url})
+	sessiontest.Send(t, pub, 1, 100)
+	procs[0].waitLine("HANDLED 100")
+	if _, err := pub.Request(ctxTimeout(t), "bcast", []byte("warm")); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range members {
+		m.expectMarker(t, "warm")
+	}
+	return procs, members, room, pub, errs
 }
 
 // roomNotOn returns a room whose grain is not on node id (asked through
