@@ -92,7 +92,10 @@ func (n *Node) newMember() (m *member, err error) {
 	}
 	// The endpoint queue bounds what waits for a slow or unreachable
 	// node (protoactor's default is a million messages).
-	opts := []remote.ConfigOption{remote.WithEndpointWriterQueueSize(100_000), remote.WithEndpointManagerQueueSize(100_000)}
+	// The dial options close the gRPC connection of a failed attempt to
+	// reach a node, which protoactor leaves running (remote_conns.go).
+	opts := []remote.ConfigOption{remote.WithEndpointWriterQueueSize(100_000), remote.WithEndpointManagerQueueSize(100_000),
+		remote.WithDialOptions(remoteDialOptions()...)}
 	if n.cfg.Advertise != "" {
 		opts = append(opts, remote.WithAdvertisedHost(n.cfg.Advertise))
 	}

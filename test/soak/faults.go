@@ -67,6 +67,8 @@ type injector struct {
 	// restart is how long each server restart took to serve again.
 	restarts []time.Duration
 	killed   []string // what each kill killed, and when
+	// killedNodes are the index in server of each kill's victim.
+	killedNodes []int
 	// The actor panics (and crashes among them) that killed processes
 	// had injected.
 	killedPanics, killedCrashes int64
@@ -100,11 +102,13 @@ func (in *injector) do(ctx context.Context, f fault) error {
 	case faultKill:
 		// One server, or a node drawn from the seed; back once it serves
 		// (and, in a cluster, once every node sees every other again).
-		victim, what := in.server[0], "server"
+		vi, what := 0, "server"
 		if len(in.server) > 1 {
-			victim = in.server[in.rng.IntN(len(in.server))]
-			what = fmt.Sprintf("node %d", victim.node)
+			vi = in.rng.IntN(len(in.server))
+			what = fmt.Sprintf("node %d", in.server[vi].node)
 		}
+		victim := in.server[vi]
+		in.killedNodes = append(in.killedNodes, vi)
 		recordKill(in.tracer, what)
 		// The victim's own counts, before the kill takes them.
 		if s, err := victim.stats(ctx, false); err == nil {

@@ -138,21 +138,6 @@ func (ns nodes) stats(ctx context.Context, gc bool) (serverStats, error) {
 	return sum, nil
 }
 
-// rss sums the nodes' resident sets.
-func (ns nodes) rss() (memory, error) {
-	var sum memory
-	for _, c := range ns {
-		m, err := c.rss()
-		if err != nil {
-			return sum, err
-		}
-		sum.rss += m.rss
-		sum.anon += m.anon
-		sum.file += m.file
-	}
-	return sum, nil
-}
-
 // post posts path to every node.
 func (ns nodes) post(ctx context.Context, path string) error {
 	for _, c := range ns {

@@ -59,7 +59,15 @@ type result struct {
 	memWarm, memEnd goMemory
 	warm            time.Duration
 	gorBase, gorEnd int
-	sessEnd         int // the servers' client sessions at the end
+	// Node by node (one entry for one server; pernode.go): goroutines
+	// at the baseline and the end and their profiles then, the figures
+	// after warm-up and at the end, and whether the node was SIGKILLed
+	// and started again after the RSS baseline.
+	gorNodesBase, gorNodesEnd []int
+	profBase, profEnd         []stacks
+	warmNodes, endNodes       []nodeSnap
+	restarted                 []bool
+	sessEnd                   int // the servers' client sessions at the end
 	// The soak process's own goroutines before the clients and after
 	// they closed.
 	selfBase, selfEnd       int
@@ -155,7 +163,9 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 	}
 	res.connectTime = time.Since(start)
 	phase.set("baseline")
-	res.gorBase = settle(func() int { s, _ := srv.stats(ctx, false); return s.Goroutines }, 0)
+	res.gorNodesBase = settleNodes(ctx, srv, nil)
+	res.gorBase = sum(res.gorNodesBase)
+	res.profBase = srv.profiles(ctx)
 
 	// Publishing for the whole duration. Warm-up lasts until the rooms'
 	// histories are full (History/Rate), so that the RSS it is measured
@@ -177,12 +187,14 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 	res.warm = warm
 	phase.set("warm-up")
 	sleep(ctx, warm)
-	if res.memCalm, res.rssCalm, err = measure(ctx, srv, fl); err != nil {
+	calm, err := measure(ctx, srv, fl)
+	if err != nil {
 		stopPub()
 		pubWG.Wait()
 		return nil, err
 	}
-	res.memWarm, res.rssWarm = res.memCalm, res.rssCalm
+	res.memCalm, res.rssCalm = calm.mem, calm.rss
+	res.memWarm, res.rssWarm, res.warmNodes = calm.mem, calm.rss, calm.nodes
 
 	slot := min(max(cfg.Duration/12, 4*time.Second), 15*time.Second)
 	slots := max(int((cfg.Duration-warm)/slot), 0)
@@ -201,12 +213,15 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 		sleep(ctx, time.Until(slotEnd))
 		if i+1 == settled {
 			phase.set("baseline after the first round")
-			if res.memWarm, res.rssWarm, err = measure(ctx, srv, fl); err != nil {
+			warmed, err := measure(ctx, srv, fl)
+			if err != nil {
 				stopPub()
 				pubWG.Wait()
 				return nil, err
 			}
+			res.memWarm, res.rssWarm, res.warmNodes = warmed.mem, warmed.rss, warmed.nodes
 			res.warm = time.Since(phase.began)
+			srv.saveHeaps(ctx, dir, "warm")
 		}
 	}
 	sleep(ctx, time.Until(phase.began.Add(cfg.Duration)))
@@ -219,6 +234,12 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 		res.faults[i] = inj.counts[i].Load()
 	}
 	res.restarts, res.killed = inj.restarts, inj.killed
+	// Kills come after the baseline (schedule), so a killed node's end
+	// is a fresh process's.
+	res.restarted = make([]bool, len(srv))
+	for _, i := range inj.killedNodes {
+		res.restarted[i] = true
+	}
 	res.serverPanics, res.serverCrashes = inj.killedPanics, inj.killedCrashes
 
 	// Drain: wait for every receiver to be connected and to have caught
@@ -235,12 +256,17 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 	}
 	res.drainTime = time.Since(drainStart)
 	phase.set("measuring")
-	res.gorEnd = settle(func() int { s, _ := srv.stats(ctx, false); return s.Goroutines }, res.gorBase)
+	res.gorNodesEnd = settleNodes(ctx, srv, res.gorNodesBase)
+	res.gorEnd = sum(res.gorNodesEnd)
+	res.profEnd = srv.profiles(ctx)
 	if s, err := srv.stats(ctx, false); err == nil {
 		res.serverPanics += s.Faults.Panics
 		res.serverCrashes += s.Faults.Crashes
 	}
-	res.memEnd, res.rssEnd, _ = measure(ctx, srv, fl)
+	if end, err := measure(ctx, srv, fl); err == nil {
+		res.memEnd, res.rssEnd, res.endNodes = end.mem, end.rss, end.nodes
+	}
+	srv.saveHeaps(ctx, dir, "end")
 	if s, err := srv.stats(ctx, false); err == nil {
 		res.sessEnd = s.Sessions
 	}
@@ -269,16 +295,11 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 // measure returns the servers' memory once every client is connected
 // (within a bound: the faults' reconnects and recoveries are over), after
 // a forced GC and debug.FreeOSMemory.
-func measure(ctx context.Context, srv nodes, fl *fleet) (goMemory, memory, error) {
+func measure(ctx context.Context, srv nodes, fl *fleet) (snapshot, error) {
 	for end := time.Now().Add(time.Minute); fl.connected() < len(fl.recv) && time.Now().Before(end) && ctx.Err() == nil; {
 		sleep(ctx, 100*time.Millisecond)
 	}
-	s, err := srv.stats(ctx, true)
-	if err != nil {
-		return goMemory{}, memory{}, err
-	}
-	m, err := srv.rss()
-	return s.Mem, m, err
+	return srv.each(ctx, true)
 }
 
 // finish measures the soak process's goroutines once run has returned

@@ -161,9 +161,11 @@ func serveChild() error {
 		return err
 	}
 	mux := http.NewServeMux()
-	// The heap profile, for the memory the RSS bound is about
-	// (go tool pprof http://CONTROL/debug/pprof/heap).
-	mux.HandleFunc("GET /debug/pprof/heap", pprof.Index)
+	// The profiles: the heap, for the memory the RSS bound is about
+	// (go tool pprof http://CONTROL/debug/pprof/heap), and the
+	// goroutines, which the soak reads at its baseline and at the end to
+	// name what grew (pernode.go).
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Get("gc") != "" {
 			runtime.GC()

@@ -76,21 +76,59 @@ func envDuration(t *testing.T, name string, def time.Duration) time.Duration {
 // 2-core machine, 1,000 clients in this process starved the publishers.
 // marmot's client, the proxy and the soak's own code stay under -race in
 // TestSoakRace (a small in-process run) and in their packages' tests.
-// MARMOT_SOAK_CLIENTS, MARMOT_SOAK_ROOMS and MARMOT_SOAK_DURATION
-// override the figures; MARMOT_SOAK_CLUSTER=3 runs it on a cluster.
+// MARMOT_SOAK_CLIENTS, MARMOT_SOAK_ROOMS, MARMOT_SOAK_DURATION,
+// MARMOT_SOAK_SEED and MARMOT_SOAK_KILLS override the figures.
 func TestSoak(t *testing.T) {
+	runSoak(t, soakRun{clients: 1000, rooms: 10, duration: 60 * time.Second, seed: 15, kills: 2}, "MARMOT_SOAK")
+}
+
+// TestSoakCluster is the issue's soak "with the cluster, a node killed
+// and restarted", in CI: three cluster nodes on 127.0.0.2-4, each behind
+// its chaos proxy, 300 clients in 5 rooms failing over between them,
+// publishers sending for 60 s while the faults rotate, a node SIGKILLed
+// and started again among them, seed 15 (node 3). It asserts the same
+// verdict as TestSoak, node by node where one process's figure does not
+// carry over to a cluster (pernode.go): each node's goroutines back to
+// its own baseline, the cluster's RSS within 10 %, every re-join
+// recovered, every fault in the trace. 300 clients and one kill keep
+// CI's total in bounds on 2 cores (about 80 s) and to what the issue
+// asks; the rest is on demand with MARMOT_SOAK_CLUSTER_CLIENTS, _ROOMS,
+// _DURATION, _SEED, _NODES and _KILLS (the issue's size: 1000, 10; two
+// kills are go run ./test/soak -cluster's default, docs/FAULTS.md).
+func TestSoakCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	runSoak(t, soakRun{clients: 300, rooms: 5, duration: 60 * time.Second, seed: 15, kills: 1, nodes: 3}, "MARMOT_SOAK_CLUSTER")
+}
+
+// soakRun is one soak run as a process: its figures, which the
+// environment variables PREFIX_CLIENTS, _ROOMS, _DURATION, _SEED, _KILLS
+// and (in a cluster) _NODES override.
+type soakRun struct {
+	clients, rooms int
+	duration       time.Duration
+	seed           int
+	kills          int
+	nodes          int // 0: one server
+}
+
+// runSoak builds the soak, runs it with -result and asserts its verdict.
+func runSoak(t *testing.T, r soakRun, env string) {
 	dir := t.TempDir()
 	exe := buildSoak(t, dir)
-	duration := envDuration(t, "MARMOT_SOAK_DURATION", 60*time.Second)
+	duration := envDuration(t, env+"_DURATION", r.duration)
 	resultPath := filepath.Join(dir, "result.json")
+	r.kills = envInt(t, env+"_KILLS", r.kills)
 	args := []string{
-		"-clients", strconv.Itoa(envInt(t, "MARMOT_SOAK_CLIENTS", 1000)),
-		"-rooms", strconv.Itoa(envInt(t, "MARMOT_SOAK_ROOMS", 10)),
-		"-rate", "10", "-duration", duration.String(), "-seed", "15", "-kills", "2", "-history", "1000",
+		"-clients", strconv.Itoa(envInt(t, env+"_CLIENTS", r.clients)),
+		"-rooms", strconv.Itoa(envInt(t, env+"_ROOMS", r.rooms)),
+		"-rate", "10", "-duration", duration.String(), "-seed", strconv.Itoa(envInt(t, env+"_SEED", r.seed)),
+		"-kills", strconv.Itoa(r.kills), "-history", "1000",
 		"-dir", dir, "-result", resultPath,
 	}
-	if n := envInt(t, "MARMOT_SOAK_CLUSTER", 0); n > 0 {
-		args = append(args, "-cluster", "-nodes", strconv.Itoa(n))
+	if r.nodes > 0 {
+		args = append(args, "-cluster", "-nodes", strconv.Itoa(envInt(t, env+"_NODES", r.nodes)))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), duration+6*time.Minute)
 	defer cancel()
@@ -117,7 +155,7 @@ func TestSoak(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Log(o.Summary)
-	checkOutcome(t, o, 2)
+	checkOutcome(t, o, r.kills)
 	if runErr != nil && !t.Failed() {
 		t.Errorf("the soak exited with %v though its verdict passed", runErr)
 	}

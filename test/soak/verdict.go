@@ -54,10 +54,10 @@ func (r *result) verdict() []criterion {
 		detail += fmt.Sprintf(" (last reason %q; %d messages in their gaps not given)", r.lastReason, unrec)
 	}
 	add("every re-join recovered", r.notRecovered == 0, "%s", detail)
-	d := float64(r.rssEnd.rss-r.rssWarm.rss) / float64(max(r.rssWarm.rss, 1))
-	add("server RSS within 10%", d <= rssTolerance, "%s -> %s (%+.1f%%)", mib(r.rssWarm.rss), mib(r.rssEnd.rss), 100*d)
-	slack := goroutineSlack * max(r.cfg.Nodes, 1)
-	add("server goroutines back", r.gorEnd <= r.gorBase+slack, "%d -> %d (slack %d)", r.gorBase, r.gorEnd, slack)
+	rssPass, rssDetail := r.rssCheck()
+	add("server RSS within 10%", rssPass, "%s", rssDetail)
+	gorPass, gorDetail := r.goroutineCheck()
+	add("server goroutines back", gorPass, "%s", gorDetail)
 	add("soak goroutines back", r.selfEnd <= r.selfBase+goroutineSlack, "%d -> %d (slack %d)", r.selfBase, r.selfEnd, goroutineSlack)
 	tc := r.traceCheck()
 	add("every fault in the trace", len(tc) == 0, "%s", strings.Join(tc, "; "))
@@ -120,4 +120,75 @@ func (r *result) outcome() outcome {
 	r.summary(&b)
 	o.Summary = b.String()
 	return o
+}
+
+// growthOf is the RSS growth from a to b, as a fraction of a.
+func growthOf(a, b memory) float64 { return float64(b.rss-a.rss) / float64(max(a.rss, 1)) }
+
+// rssCheck bounds the servers' RSS at the end to 10 % over the baseline.
+// In a cluster the bound is on the sum over the nodes, the cluster's
+// memory for the same clients and rooms; each node's figures (and its
+// clients) are reported beside it, not bound: a node's share moves with
+// the clients and grains that fail over to it and do not come back (at
+// 1,000 clients every client ended on the one node never killed, +18 to
+// +34 % there), and a restarted node is a fresh process. The sum errs on
+// the lenient side by what a killed process had kept from its peaks (a
+// restarted node with no clients ended 8-10 MiB under its first
+// process's baseline at 1,000 clients): FAULTS.md says so.
+func (r *result) rssCheck() (bool, string) {
+	d := growthOf(r.rssWarm, r.rssEnd)
+	pass := d <= rssTolerance
+	detail := fmt.Sprintf("%s -> %s (%+.1f%%)", mib(r.rssWarm.rss), mib(r.rssEnd.rss), 100*d)
+	if r.cfg.Nodes == 0 || len(r.warmNodes) != len(r.endNodes) {
+		return pass, detail
+	}
+	var parts []string
+	for i := range r.endNodes {
+		w, e := r.warmNodes[i], r.endNodes[i]
+		name := fmt.Sprintf("node %d", i+1)
+		if i < len(r.restarted) && r.restarted[i] {
+			parts = append(parts, fmt.Sprintf("%s %s -> %s restarted, %d -> %d clients", name, mib(w.rss.rss), mib(e.rss.rss), w.clients, e.clients))
+			continue
+		}
+		nd := growthOf(w.rss, e.rss)
+		parts = append(parts, fmt.Sprintf("%s %s -> %s (%+.1f%%), %d -> %d clients", name, mib(w.rss.rss), mib(e.rss.rss), 100*nd, w.clients, e.clients))
+	}
+	return pass, detail + "; " + strings.Join(parts, "; ")
+}
+
+// goroutineCheck bounds each node's goroutines at the end to its count
+// at the baseline (+goroutineSlack; a restarted node's to its first
+// process's), and names the stacks that grew where a node is over.
+func (r *result) goroutineCheck() (bool, string) {
+	if len(r.gorNodesBase) != len(r.gorNodesEnd) || len(r.gorNodesBase) == 0 {
+		return false, "no goroutine figures"
+	}
+	pass := true
+	var parts, grown []string
+	for i, base := range r.gorNodesBase {
+		end := r.gorNodesEnd[i]
+		over := end > base+goroutineSlack
+		if over {
+			pass = false
+		}
+		name := "server"
+		if r.cfg.Nodes > 0 {
+			name = fmt.Sprintf("node %d", i+1)
+		}
+		p := fmt.Sprintf("%s %d -> %d", name, base, end)
+		if i < len(r.restarted) && r.restarted[i] {
+			p += " (restarted)"
+		}
+		parts = append(parts, p)
+		if over && i < len(r.profBase) && i < len(r.profEnd) && r.profBase[i] != nil && r.profEnd[i] != nil {
+			for _, g := range growth(r.profBase[i], r.profEnd[i], 4) {
+				grown = append(grown, "\n        "+name+": "+g)
+			}
+		}
+	}
+	detail := fmt.Sprintf("%s (slack %d)", strings.Join(parts, ", "), goroutineSlack)
+	if r.cfg.Nodes > 0 {
+		detail = fmt.Sprintf("%d -> %d: %s (slack %d a node)", r.gorBase, r.gorEnd, strings.Join(parts, ", "), goroutineSlack)
+	}
+	return pass, detail + strings.Join(grown, "")
 }
