@@ -14,10 +14,13 @@ import (
 // starve the connection's input.
 const inlineBudget = 16
 
-// Mailbox scheduler states, as in protoactor's default mailbox.
+// Mailbox scheduler states, as in protoactor's default mailbox, and one
+// more: running on the connection's reader goroutine (postInline), where
+// the reader may be handed off (handOff).
 const (
 	mailboxIdle int32 = iota
 	mailboxRunning
+	mailboxInline
 )
 
 // connMailbox is the ConnectionActor's mailbox. It keeps protoactor's
@@ -61,7 +64,7 @@ func (m *connMailbox) PostUserMessage(msg any) {
 // postInline posts msg and, when the actor is idle, processes the mailbox on
 // the calling goroutine (up to inlineBudget messages).
 func (m *connMailbox) postInline(msg any) {
-	if m.status.CompareAndSwap(mailboxIdle, mailboxRunning) {
+	if m.status.CompareAndSwap(mailboxIdle, mailboxInline) {
 		if m.direct != nil && m.sysN.Load() == 0 && m.userN.Load() == 0 &&
 			!m.suspended.Load() && !m.stopped.Load() {
 			// Nothing is queued ahead of msg: handle it without the queue.
@@ -82,9 +85,22 @@ func (m *connMailbox) postInline(msg any) {
 	}
 	m.pushUser(msg)
 	// The runner may have gone idle before the push: take over then.
-	if m.status.CompareAndSwap(mailboxIdle, mailboxRunning) {
+	if m.status.CompareAndSwap(mailboxIdle, mailboxInline) {
 		m.process(inlineBudget)
 	}
+}
+
+// handOff relabels a run on the reader's goroutine (mailboxInline) as an
+// ordinary run, and reports whether there was one: the caller then has
+// the transport's reader go on on another goroutine (link.keepReading)
+// while the actor's turn goes on where it is. Only the reader sets
+// mailboxInline, inside postInline, and every run ends (idle) or leaves
+// for a dispatcher goroutine (process) by changing the status: a handOff
+// that wins its compare-and-swap found the reader still inside
+// postInline, and so inside the transport's Message call, whichever
+// goroutine it was called from.
+func (m *connMailbox) handOff() bool {
+	return m.status.CompareAndSwap(mailboxInline, mailboxRunning)
 }
 
 // runDirect handles one message as run would, panics included.
@@ -142,6 +158,7 @@ func (m *connMailbox) processAll() { m.process(0) }
 func (m *connMailbox) process(budget int) {
 	for {
 		if !m.run(&budget) {
+			m.status.Store(mailboxRunning) // no longer the reader's
 			m.dispatcher.Schedule(m.processAll)
 			return
 		}
@@ -153,13 +170,14 @@ func (m *connMailbox) process(budget int) {
 
 // idle marks the mailbox idle after a run. It reports true when messages
 // posted after the run saw the queues empty make it take the run back
-// (false too when another poster took it over).
+// (false too when another poster took it over); taken back, the run keeps
+// its label (on the reader's goroutine or not; after a handOff, not).
 func (m *connMailbox) idle() bool {
-	m.status.Store(mailboxIdle)
+	run := m.status.Swap(mailboxIdle)
 	if m.sysN.Load() == 0 && (m.suspended.Load() || m.userN.Load() == 0) {
 		return false
 	}
-	return m.status.CompareAndSwap(mailboxIdle, mailboxRunning)
+	return m.status.CompareAndSwap(mailboxIdle, run)
 }
 
 // run reports false when it stopped because the budget ran out.

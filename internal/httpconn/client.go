@@ -443,6 +443,11 @@ func (c *ClientConn) postOnce(ctx context.Context, url string, body []byte) erro
 	return nil
 }
 
+// Handoff implements transport.Conn: it cannot (a client has no use for
+// it: its callbacks' requests are answered on the poll loop, see
+// actors.Client.Request).
+func (c *ClientConn) Handoff() bool { return false }
+
 // BeginWrite implements transport.Conn: the run's messages go in one send
 // request (more when they exceed the server's maxBody).
 //

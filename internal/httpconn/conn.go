@@ -222,6 +222,11 @@ func (c *Conn) Start(r transport.Receiver) {
 	}()
 }
 
+// Handoff implements transport.Conn: it cannot. A send's records are
+// delivered on its request's goroutine, one send at a time, so a record
+// that comes in a later send waits until the Message in progress returns.
+func (c *Conn) Handoff() bool { return false }
+
 // deliverEarly hands on the records that came before Start (under inMu).
 func (c *Conn) deliverEarly() error {
 	c.mu.Lock()

@@ -1,0 +1,165 @@
+package marmot_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/gorilla/websocket"
+
+	"github.com/marmotws/marmot"
+	"github.com/marmotws/marmot/protocol"
+)
+
+// selfAskTimeout bounds a handler's request to its own client in these
+// tests: well under waitTimeout, so a request that can only end with its
+// deadline fails the test with that error rather than a test timeout.
+const selfAskTimeout = 8 * time.Second
+
+// envelopeConn is a raw WebSocket client speaking one envelope codec, so
+// that a test controls exactly which frames travel and in which order.
+type envelopeConn struct {
+	t     *testing.T
+	ws    *websocket.Conn
+	codec protocol.Codec
+}
+
+func dialEnvelopes(t *testing.T, url, sub string) *envelopeConn {
+	codec, ok := protocol.Lookup(sub)
+	if !ok {
+		t.Fatalf("no codec for %q", sub)
+	}
+	return &envelopeConn{t: t, ws: dial(t, url, sub), codec: codec}
+}
+
+func (c *envelopeConn) write(e protocol.Envelope) {
+	c.t.Helper()
+	frame, err := c.codec.Append(nil, &e)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if err := c.ws.WriteMessage(c.codec.MessageType(), frame); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func (c *envelopeConn) read() protocol.Envelope {
+	c.t.Helper()
+	_ = c.ws.SetReadDeadline(time.Now().Add(waitTimeout))
+	_, frame, err := c.ws.ReadMessage()
+	if err != nil {
+		c.t.Fatalf("reading: %v", err)
+	}
+	var e protocol.Envelope
+	if err := c.codec.Decode(frame, &e); err != nil {
+		c.t.Fatal(err)
+	}
+	return e
+}
+
+// TestRequestClientFromOwnHandler: a handler asks the very client whose
+// message it is handling (Server.RequestClient) and answers that message
+// with the client's reply (issue #14). The client's frames that come
+// between the server's request and the client's answer are handled after
+// the asking handler returns, in the order they were sent; what the
+// handler sends before it asks reaches the client before the request.
+// Over the callback path and the full actor path (a receive middleware).
+func TestRequestClientFromOwnHandler(t *testing.T) {
+	passThrough := func(next actor.ReceiverFunc) actor.ReceiverFunc { return next }
+	for _, sub := range []string{"marmot.v1", "marmot.json.v1"} {
+		for _, path := range []string{"direct", "middleware"} {
+			t.Run(sub+"/"+path, func(t *testing.T) {
+				var s *marmot.Server
+				handled := make(chan string, 16)
+				cfg := marmot.ServerConfig{ServerEvents: marmot.ServerEvents{
+					OnHandleCommand: func(m *marmot.Message) {
+						handled <- m.Name + ":" + string(m.Payload)
+						if m.Name != "ask" {
+							return
+						}
+						_ = s.SendToClient(m.ClientID, []byte("before the request"))
+						ctx, cancel := context.WithTimeout(m.Context(), selfAskTimeout)
+						defer cancel()
+						res, err := s.RequestClient(ctx, m.ClientID, "question", m.Payload)
+						if err != nil {
+							handled <- "ask failed: " + err.Error()
+							_ = m.ReplyError(500, err.Error())
+							return
+						}
+						handled <- "asked"
+						_ = m.Reply(append([]byte("the client said "), res...))
+					},
+				}}
+				if path == "middleware" {
+					cfg.ActorMiddleware = []actor.ReceiverMiddleware{passThrough}
+				}
+				s = startServer(t, cfg)
+				c := dialEnvelopes(t, s.URL(), sub)
+				defer c.ws.Close()
+
+				c.write(protocol.Envelope{Kind: protocol.KindCommand, Name: "first", Payload: []byte("1")})
+				c.write(protocol.Envelope{Kind: protocol.KindRequest, ID: 1, Name: "ask", Payload: []byte("x")})
+				if e := c.read(); e.Kind != protocol.KindData || string(e.Payload) != "before the request" {
+					t.Fatalf("first from the server: %v %q, want the data sent before the request", e.Kind, e.Payload)
+				}
+				q := c.read()
+				if q.Kind != protocol.KindRequest || q.Name != "question" || string(q.Payload) != "x" {
+					t.Fatalf("second from the server: %v %q %q, want the request", q.Kind, q.Name, q.Payload)
+				}
+				// Frames after the request, before its answer: the
+				// server reads past them to the answer and handles them
+				// after the asking handler.
+				c.write(protocol.Envelope{Kind: protocol.KindCommand, Name: "after", Payload: []byte("2")})
+				c.write(protocol.Envelope{Kind: protocol.KindCommand, Name: "after", Payload: []byte("3")})
+				c.write(protocol.Envelope{Kind: protocol.KindReply, ID: q.ID, Payload: []byte("yes")})
+				c.write(protocol.Envelope{Kind: protocol.KindCommand, Name: "after", Payload: []byte("4")})
+				r := c.read()
+				if r.Kind != protocol.KindReply || r.ID != 1 || string(r.Payload) != "the client said yes" {
+					t.Fatalf("answer to ask: %v %d %q, want the reply with the client's answer", r.Kind, r.ID, r.Payload)
+				}
+				want := []string{"first:1", "ask:x", "asked", "after:2", "after:3", "after:4"}
+				for i, w := range want {
+					if got := recv(t, handled, fmt.Sprintf("handled message %d", i)); got != w {
+						t.Fatalf("handled #%d: %q, want %q (want order %q)", i, got, w, want)
+					}
+				}
+				// The connection goes on as usual.
+				c.write(protocol.Envelope{Kind: protocol.KindRequest, ID: 2, Name: "ask", Payload: []byte("y")})
+				c.read() // before the request
+				q = c.read()
+				c.write(protocol.Envelope{Kind: protocol.KindReply, ID: q.ID, Payload: []byte("again")})
+				if r := c.read(); r.ID != 2 || string(r.Payload) != "the client said again" {
+					t.Fatalf("second ask: %d %q", r.ID, r.Payload)
+				}
+			})
+		}
+	}
+}
+
+// TestRequestClientFromOwnHandlerClosed: a connection that ends while its
+// handler waits for its answer ends the wait with ErrConnectionClosed, not
+// the request's deadline.
+func TestRequestClientFromOwnHandlerClosed(t *testing.T) {
+	var s *marmot.Server
+	asked := make(chan error, 1)
+	s = startServer(t, marmot.ServerConfig{ServerEvents: marmot.ServerEvents{
+		OnHandleCommand: func(m *marmot.Message) {
+			ctx, cancel := context.WithTimeout(m.Context(), selfAskTimeout)
+			defer cancel()
+			_, err := s.RequestClient(ctx, m.ClientID, "question", nil)
+			asked <- err
+		},
+	}})
+	c := dialEnvelopes(t, s.URL(), "marmot.v1")
+	c.write(protocol.Envelope{Kind: protocol.KindRequest, ID: 1, Name: "ask"})
+	if q := c.read(); q.Kind != protocol.KindRequest || q.Name != "question" {
+		t.Fatalf("from the server: %v %q, want the request", q.Kind, q.Name)
+	}
+	_ = c.ws.Close() // no answer, no close frame: the socket just ends
+	if err := recv(t, asked, "the request's end"); !errors.Is(err, marmot.ErrConnectionClosed) {
+		t.Fatalf("request to a connection that ended: %v, want ErrConnectionClosed", err)
+	}
+}
