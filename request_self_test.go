@@ -163,3 +163,78 @@ func TestRequestClientFromOwnHandlerClosed(t *testing.T) {
 		t.Fatalf("request to a connection that ended: %v, want ErrConnectionClosed", err)
 	}
 }
+
+// TestRequestClientFromOwnHandlerBounded: what the client sends before its
+// answer waits within the connection's input budget (1 MiB here); a client
+// that sends more than that first leaves the request to end with its
+// deadline, and everything it sent is then handled in order, its late
+// answer dropped, the connection going on.
+func TestRequestClientFromOwnHandlerBounded(t *testing.T) {
+	const (
+		frames = 24
+		size   = 64 << 10 // frames × size: 1.5 MiB, over the 1 MiB budget
+	)
+	var s *marmot.Server
+	handled := make(chan string, frames+8)
+	s = startServer(t, marmot.ServerConfig{ServerEvents: marmot.ServerEvents{
+		OnHandleCommand: func(m *marmot.Message) {
+			if m.Name != "ask" {
+				handled <- fmt.Sprintf("%s:%d", m.Name, len(m.Payload))
+				return
+			}
+			ctx, cancel := context.WithTimeout(m.Context(), time.Second)
+			defer cancel()
+			_, err := s.RequestClient(ctx, m.ClientID, "question", nil)
+			switch {
+			case errors.Is(err, context.DeadlineExceeded):
+				handled <- "ask: deadline"
+			default:
+				handled <- fmt.Sprintf("ask: %v, want the deadline", err)
+			}
+		},
+	}})
+	c := dialEnvelopes(t, s.URL(), "marmot.v1")
+	defer c.ws.Close()
+	c.write(protocol.Envelope{Kind: protocol.KindRequest, ID: 1, Name: "ask"})
+	q := c.read()
+	if q.Kind != protocol.KindRequest || q.Name != "question" {
+		t.Fatalf("from the server: %v %q, want the request", q.Kind, q.Name)
+	}
+	// The server stops reading once the budget is spent, so the writes
+	// block until the request has given up: write from a goroutine.
+	wrote := make(chan error, 1)
+	go func() {
+		var err error
+		for i := 0; i < frames && err == nil; i++ {
+			var frame []byte
+			frame, err = c.codec.Append(nil, &protocol.Envelope{Kind: protocol.KindCommand, Name: fmt.Sprint("f", i), Payload: make([]byte, size)})
+			if err == nil {
+				err = c.ws.WriteMessage(c.codec.MessageType(), frame)
+			}
+		}
+		for _, e := range []protocol.Envelope{{Kind: protocol.KindReply, ID: q.ID}, {Kind: protocol.KindCommand, Name: "after"}} {
+			if err != nil {
+				break
+			}
+			var frame []byte
+			if frame, err = c.codec.Append(nil, &e); err == nil {
+				err = c.ws.WriteMessage(c.codec.MessageType(), frame)
+			}
+		}
+		wrote <- err
+	}()
+	if got := recv(t, handled, "the request's end"); got != "ask: deadline" {
+		t.Fatal(got)
+	}
+	for i := range frames {
+		if got, want := recv(t, handled, "a frame sent before the answer"), fmt.Sprintf("f%d:%d", i, size); got != want {
+			t.Fatalf("handled %q, want %q", got, want)
+		}
+	}
+	if got := recv(t, handled, "the frame after the late answer"); got != "after:0" {
+		t.Fatalf("handled %q, want after:0 (the late answer dropped, the connection going on)", got)
+	}
+	if err := recv(t, wrote, "the client's writes"); err != nil {
+		t.Fatal(err)
+	}
+}
