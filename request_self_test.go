@@ -238,3 +238,95 @@ func TestRequestClientFromOwnHandlerBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestRequestClientHandoffUnderLoad: while a client streams numbered
+// messages, its handler asks it from time to time (handing the reader on
+// each time) and another goroutine asks it over and over (handing the
+// reader on whenever it finds the handler running on it): every message
+// is handled once, in order, and every request is answered.
+func TestRequestClientHandoffUnderLoad(t *testing.T) {
+	const (
+		n     = 2000
+		every = 50 // the handler asks its client on every 50th message
+	)
+	var s *marmot.Server
+	problems := make(chan string, 16)
+	handledAll := make(chan struct{})
+	ids := make(chan marmot.ClientID, 1)
+	next := 0
+	s = startServer(t, marmot.ServerConfig{ServerEvents: marmot.ServerEvents{
+		OnClientConnected: func(info marmot.ClientInfo) { ids <- info.ID },
+		OnHandleCommand: func(m *marmot.Message) {
+			if got := string(m.Payload); got != fmt.Sprint(next) {
+				problems <- fmt.Sprintf("handled %s, want %d", got, next)
+			}
+			next++
+			if next%every == 0 {
+				ctx, cancel := context.WithTimeout(m.Context(), waitTimeout/2)
+				res, err := s.RequestClient(ctx, m.ClientID, "echo", m.Payload)
+				cancel()
+				if err != nil || string(res) != string(m.Payload) {
+					problems <- fmt.Sprintf("own request at %d: %q, %v", next, res, err)
+				}
+			}
+			if next == n {
+				close(handledAll)
+			}
+		},
+	}})
+	c := newClient(t, marmot.ClientConfig{URL: s.URL(), Subprotocol: "marmot.v1", ClientEvents: marmot.ClientEvents{
+		OnHandleCommand: func(m *marmot.Message) {
+			if m.IsRequest() {
+				_ = m.Reply(m.Payload)
+			}
+		},
+	}})
+	ctx := ctxTimeout(t)
+	if err := c.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	id := recv(t, ids, "the client")
+	stop := make(chan struct{})
+	asked := make(chan int, 1)
+	go func() { // the other goroutine's requests
+		k := 0
+		defer func() { asked <- k }()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			p := []byte(fmt.Sprint("outside-", k))
+			res, err := s.RequestClient(ctx, id, "echo", p)
+			if err != nil || string(res) != string(p) {
+				problems <- fmt.Sprintf("outside request %d: %q, %v", k, res, err)
+				return
+			}
+			k++
+		}
+	}()
+	for i := range n {
+		if err := c.SendCommand("n", []byte(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-handledAll:
+	case p := <-problems:
+		t.Fatal(p)
+	case <-time.After(waitTimeout):
+		t.Fatal("timed out waiting for every message to be handled")
+	}
+	close(stop)
+	k := recv(t, asked, "the outside requests' end")
+	select {
+	case p := <-problems:
+		t.Fatal(p)
+	default:
+	}
+	if k == 0 {
+		t.Fatal("no outside request was answered")
+	}
+	t.Logf("%d messages, %d requests from the handler, %d from outside", n, n/every, k)
+}
