@@ -248,14 +248,19 @@ func (l *link) post(in *inbound) {
 // queues every other frame in the mailbox, in order, for after the turn,
 // bounded by the connection's input budget (inflight); the old goroutine
 // finishes the turn and the mailbox's queue, then leaves the transport.
-// The per-message path does not change: this costs one compare-and-swap
-// per request, and a goroutine only when the reader was running the
-// actor. When the turn runs elsewhere, the reader is free already.
+// The per-message path does not change (connMailbox.leave reads the
+// status before its compare-and-swap, which a store replaced): this costs
+// one compare-and-swap per request, and a goroutine only when the reader
+// was running the actor. When the turn runs elsewhere, the reader is free
+// already.
 func (l *link) keepReading() {
-	if l.mbox != nil && l.mbox.handOff() {
-		l.t.Handoff()
+	if l.mbox != nil {
+		l.mbox.handOff(l.handoff)
 	}
 }
+
+// handoff asks the transport to move its reader (see keepReading).
+func (l *link) handoff() { l.t.Handoff() }
 
 // weight is what one inbound frame counts against the inflight budget.
 func (l *link) weight(in *inbound) int64 {
