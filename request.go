@@ -29,9 +29,7 @@ var ErrTooManyRequests = actors.ErrTooManyRequests
 // after the handler returns, in the order sent. They wait within the
 // connection's input budget (the larger of MaxMessageSize and 1 MiB): a
 // client that sends more than that before answering leaves the request
-// to end with ctx. Over the HTTP transport (docs/HTTP.md) the answer comes
-// in a later send, which waits for the handler: there the request ends
-// with ctx; ask from another goroutine.
+// to end with ctx. Over the HTTP transport too (docs/HTTP.md section 4).
 func (s *Server) RequestClient(ctx context.Context, id ClientID, name string, payload []byte) ([]byte, error) {
 	h, err := s.current()
 	if err != nil {

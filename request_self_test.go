@@ -330,3 +330,59 @@ func TestRequestClientHandoffUnderLoad(t *testing.T) {
 	}
 	t.Logf("%d messages, %d requests from the handler, %d from outside", n, n/every, k)
 }
+
+// TestRequestClientFromOwnHandlerTransports: the same with marmot's own
+// client, over each transport: over HTTP the answer comes in a later send,
+// which the transport takes while the first is still being handled.
+func TestRequestClientFromOwnHandlerTransports(t *testing.T) {
+	for _, tr := range []marmot.Transport{marmot.TransportWebSocket, marmot.TransportHTTP} {
+		t.Run(tr.String(), func(t *testing.T) {
+			var s *marmot.Server
+			handled := make(chan string, 16)
+			s = startServer(t, marmot.ServerConfig{ServerEvents: marmot.ServerEvents{
+				OnHandleCommand: func(m *marmot.Message) {
+					handled <- m.Name + ":" + string(m.Payload)
+					if m.Name != "ask" {
+						return
+					}
+					ctx, cancel := context.WithTimeout(m.Context(), selfAskTimeout)
+					defer cancel()
+					res, err := s.RequestClient(ctx, m.ClientID, "question", m.Payload)
+					if err != nil {
+						_ = m.ReplyError(500, err.Error())
+						return
+					}
+					handled <- "asked"
+					_ = m.Reply(append([]byte("the client said "), res...))
+				},
+			}})
+			c := newClient(t, marmot.ClientConfig{URL: s.URL(), Subprotocol: "marmot.v1", Transport: tr,
+				ClientEvents: marmot.ClientEvents{OnHandleCommand: func(m *marmot.Message) {
+					if m.IsRequest() && m.Name == "question" {
+						_ = m.Reply(append([]byte("yes to "), m.Payload...))
+					}
+				}}})
+			ctx := ctxTimeout(t)
+			if err := c.Connect(ctx); err != nil {
+				t.Fatal(err)
+			}
+			for round := range 3 {
+				if err := c.SendCommand("before", []byte(fmt.Sprint(round))); err != nil {
+					t.Fatal(err)
+				}
+				res, err := c.Request(ctx, "ask", []byte(fmt.Sprint(round)))
+				if want := fmt.Sprint("the client said yes to ", round); err != nil || string(res) != want {
+					t.Fatalf("round %d: %q, %v; want %q", round, res, err, want)
+				}
+				if err := c.SendCommand("after", []byte(fmt.Sprint(round))); err != nil {
+					t.Fatal(err)
+				}
+				for _, w := range []string{fmt.Sprint("before:", round), fmt.Sprint("ask:", round), "asked", fmt.Sprint("after:", round)} {
+					if got := recv(t, handled, w); got != w {
+						t.Fatalf("round %d: handled %q, want %q", round, got, w)
+					}
+				}
+			}
+		})
+	}
+}

@@ -116,9 +116,10 @@ func (c *conn) early(in *inbound) {
 // over and keeping the client's other messages, in order, for after the
 // handler returns. Those wait within the connection's input budget (the
 // larger of MaxMessageSize and 1 MiB): a client that sends more than that
-// before its answer leaves the request to end with ctx. Over the HTTP
-// transport the answer comes in a later send, which waits for the
-// handler: there the call ends with ctx too.
+// before its answer leaves the request to end with ctx. The HTTP
+// transport answers the send the handler's message came in before the
+// handler returns, so that the answer can come in the next
+// (docs/HTTP.md section 4).
 func (h *Hub) RequestClient(ctx context.Context, id ClientID, name string, payload []byte) (res []byte, err error) {
 	if name == "" {
 		return nil, ErrEmptyCommandName

@@ -443,9 +443,9 @@ func (c *ClientConn) postOnce(ctx context.Context, url string, body []byte) erro
 	return nil
 }
 
-// Handoff implements transport.Conn: it cannot (a client has no use for
-// it: its callbacks' requests are answered on the poll loop, see
-// actors.Client.Request).
+// Handoff implements transport.Conn: it cannot. Nothing asks: a client's
+// reader never runs its actor (package actors posts to it), so a callback
+// that waits does not hold the poll loop.
 func (c *ClientConn) Handoff() bool { return false }
 
 // BeginWrite implements transport.Conn: the run's messages go in one send

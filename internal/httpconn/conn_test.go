@@ -474,3 +474,128 @@ func TestConcurrentSendConflicts(t *testing.T) {
 	wait(t, br.Ended, "the end")
 	waitGone(t, e.srv)
 }
+
+// handoffReceiver is a Receiver whose Message, on "wait", hands the reader
+// off (Conn.Handoff) and waits for "release", which comes in a later send.
+type handoffReceiver struct {
+	c        *Conn
+	msgs     chan string
+	ended    chan error
+	handed   chan bool
+	released chan struct{}
+}
+
+func newHandoffReceiver() *handoffReceiver {
+	return &handoffReceiver{msgs: make(chan string, 64), ended: make(chan error, 2),
+		handed: make(chan bool, 1), released: make(chan struct{})}
+}
+
+func (r *handoffReceiver) Message(_ int, rd io.Reader) error {
+	b, err := io.ReadAll(rd)
+	if err != nil {
+		return err
+	}
+	r.msgs <- string(b)
+	switch string(b) {
+	case "wait":
+		r.handed <- r.c.Handoff()
+		select {
+		case <-r.released:
+			r.msgs <- "wait returned"
+		case <-time.After(guard):
+			r.msgs <- "wait timed out"
+		}
+	case "release":
+		close(r.released)
+	}
+	return nil
+}
+
+func (r *handoffReceiver) Done(err error) { r.ended <- err }
+
+// checkHandoff reads what r was handed: want in order, then the waiting
+// call's end and last, in either order (they run at once).
+func checkHandoff(t *testing.T, r *handoffReceiver, want []string, last string) {
+	t.Helper()
+	for _, w := range want {
+		if got := wait(t, r.msgs, w); got != w {
+			t.Fatalf("got %q, want %q", got, w)
+		}
+	}
+	got := map[string]bool{wait(t, r.msgs, "the rest"): true, wait(t, r.msgs, "the rest"): true}
+	if !got["wait returned"] || !got[last] {
+		t.Fatalf("got %v, want the waiting call's end and %q", got, last)
+	}
+	if !wait(t, r.handed, "Handoff") {
+		t.Fatal("Handoff reported false")
+	}
+}
+
+// Handoff inside a send's Message: the send's later records are delivered
+// and the send answered, so the client's next send, with what the
+// receiver waits for, comes through while that call still runs; every
+// record once, in order.
+func TestHandoff(t *testing.T) {
+	e := newEndpoint(t, Config{})
+	cc, err := NewDialer("marmot.v1", 5*time.Second, 5*time.Second, nil).Dial(context.Background(), e.url(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := wait(t, e.conns, "the session")
+	r := newHandoffReceiver()
+	r.c = sc
+	sc.Start(r)
+	cr := newRecorder()
+	cc.Start(cr)
+	write(t, cc, "a", "wait", "b")
+	write(t, cc, "release", "c") // sent once the first send is answered
+	checkHandoff(t, r, []string{"a", "wait", "b", "release"}, "c")
+	write(t, cc, "d")
+	if got := wait(t, r.msgs, "d"); got != "d" {
+		t.Fatalf("got %q, want d", got)
+	}
+	closeBoth(t, e, sc, cc, cr, r.ended)
+}
+
+// The same for records that came before Start: Start's delivery of them
+// is handed off too.
+func TestHandoffBeforeStart(t *testing.T) {
+	e := newEndpoint(t, Config{})
+	cc, err := NewDialer("marmot.v1", 5*time.Second, 5*time.Second, nil).Dial(context.Background(), e.url(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := wait(t, e.conns, "the session")
+	cr := newRecorder()
+	cc.Start(cr)
+	write(t, cc, "wait", "b")
+	write(t, cc, "release", "c")
+	r := newHandoffReceiver()
+	r.c = sc
+	sc.Start(r)
+	checkHandoff(t, r, []string{"wait", "b", "release"}, "c")
+	closeBoth(t, e, sc, cc, cr, r.ended)
+}
+
+// closeBoth closes a session from the client and has the server answer;
+// both readers end once.
+func closeBoth(t *testing.T, e *endpoint, sc *Conn, cc *ClientConn, cr *recorder, ended <-chan error) {
+	t.Helper()
+	cc.Close(1000, "bye", time.Now().Add(5*time.Second))
+	var pc *transport.PeerClose
+	if err := wait(t, ended, "the server's end"); !errors.As(err, &pc) || pc.Code != 1000 {
+		t.Fatalf("server ended with %v", err)
+	}
+	sc.AnswerClose(pc.Code, time.Now().Add(5*time.Second))
+	sc.Release()
+	if err := wait(t, cr.Ended, "the client's end"); !errors.As(err, &pc) || pc.Code != 1000 {
+		t.Fatalf("client ended with %v", err)
+	}
+	cc.Release()
+	waitGone(t, e.srv)
+	select {
+	case err := <-ended:
+		t.Fatalf("the server's end reported twice: %v", err)
+	default:
+	}
+}
