@@ -29,8 +29,10 @@ type sendRun struct {
 
 	// gen moves on with each Handoff: the goroutine whose generation it no
 	// longer is stops once its Message call returns. moved says the send
-	// was handed off at least once; done is closed once it is answered
-	// then, for the request's own goroutine, which must not return before.
+	// was handed off at least once; done, made by the first Handoff, is
+	// closed once it is answered then, for the request's own goroutine,
+	// which must not return before. (The goroutines that see them see gen
+	// move first, or start after the Handoff.)
 	gen   atomic.Uint64
 	moved atomic.Bool
 	done  chan struct{}
@@ -48,7 +50,7 @@ func (c *Conn) serveSend(w http.ResponseWriter, r *http.Request, q url.Values) {
 		return
 	}
 	c.begin()
-	s := &sendRun{c: c, w: w, r: r, bp: bodies.Get().(*[]byte), done: make(chan struct{})}
+	s := &sendRun{c: c, w: w, r: r, bp: bodies.Get().(*[]byte)}
 	if !s.serve(seq) {
 		// Handed off: the send is answered on another goroutine, and the
 		// handler must not return before (net/http ends the response).
@@ -200,7 +202,9 @@ func (c *Conn) Handoff() bool {
 	if s == nil {
 		return false
 	}
-	s.moved.Store(true)
+	if !s.moved.Swap(true) {
+		s.done = make(chan struct{})
+	}
 	go s.deliver(s.gen.Add(1))
 	return true
 }
