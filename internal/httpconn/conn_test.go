@@ -485,9 +485,24 @@ type handoffReceiver struct {
 	released chan struct{}
 }
 
-func newHandoffReceiver() *handoffReceiver {
-	return &handoffReceiver{msgs: make(chan string, 64), ended: make(chan error, 2),
+func newHandoffReceiver(c *Conn) *handoffReceiver {
+	return &handoffReceiver{c: c, msgs: make(chan string, 64), ended: make(chan error, 2),
 		handed: make(chan bool, 1), released: make(chan struct{})}
+}
+
+// openClient opens a session whose client end is started and server end
+// is not.
+func openClient(t *testing.T) (*endpoint, *Conn, *ClientConn, *recorder) {
+	t.Helper()
+	e := newEndpoint(t, Config{})
+	cc, err := NewDialer("marmot.v1", 5*time.Second, 5*time.Second, nil).Dial(context.Background(), e.url(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := wait(t, e.conns, "the session")
+	cr := newRecorder()
+	cc.Start(cr)
+	return e, sc, cc, cr
 }
 
 func (r *handoffReceiver) Message(_ int, rd io.Reader) error {
@@ -536,17 +551,9 @@ func checkHandoff(t *testing.T, r *handoffReceiver, want []string, last string) 
 // receiver waits for, comes through while that call still runs; every
 // record once, in order.
 func TestHandoff(t *testing.T) {
-	e := newEndpoint(t, Config{})
-	cc, err := NewDialer("marmot.v1", 5*time.Second, 5*time.Second, nil).Dial(context.Background(), e.url(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc := wait(t, e.conns, "the session")
-	r := newHandoffReceiver()
-	r.c = sc
+	e, sc, cc, cr := openClient(t)
+	r := newHandoffReceiver(sc)
 	sc.Start(r)
-	cr := newRecorder()
-	cc.Start(cr)
 	write(t, cc, "a", "wait", "b")
 	write(t, cc, "release", "c") // sent once the first send is answered
 	checkHandoff(t, r, []string{"a", "wait", "b", "release"}, "c")
@@ -560,18 +567,10 @@ func TestHandoff(t *testing.T) {
 // The same for records that came before Start: Start's delivery of them
 // is handed off too.
 func TestHandoffBeforeStart(t *testing.T) {
-	e := newEndpoint(t, Config{})
-	cc, err := NewDialer("marmot.v1", 5*time.Second, 5*time.Second, nil).Dial(context.Background(), e.url(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc := wait(t, e.conns, "the session")
-	cr := newRecorder()
-	cc.Start(cr)
+	e, sc, cc, cr := openClient(t)
 	write(t, cc, "wait", "b")
 	write(t, cc, "release", "c")
-	r := newHandoffReceiver()
-	r.c = sc
+	r := newHandoffReceiver(sc)
 	sc.Start(r)
 	checkHandoff(t, r, []string{"wait", "b", "release"}, "c")
 	closeBoth(t, e, sc, cc, cr, r.ended)
