@@ -77,9 +77,8 @@ type Conn interface {
 	// goroutine it runs on stops reading once it returns, and its error,
 	// if any, is ignored. The caller makes sure a Message call is in
 	// progress and has read its message to the end (it may call from
-	// another goroutine). It reports false
-	// when the transport cannot: the reader then stays in that call until
-	// it returns.
+	// another goroutine). It reports false when the transport cannot:
+	// the reader then stays in that call until it returns.
 	Handoff() bool
 
 	// BeginWrite starts a run of writes under deadline (zero: the
