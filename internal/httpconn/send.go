@@ -1,7 +1,6 @@
 package httpconn
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/http"
@@ -120,10 +119,7 @@ func (s *sendRun) deliver(gen uint64) bool {
 		case len(s.early) > 0:
 			rec, s.early = s.early[0], s.early[1:]
 		case len(s.body) > 0:
-			// Checked by serve: a type byte, a length, the data.
-			n := int(binary.BigEndian.Uint32(s.body[1:recHeader]))
-			rec = record{s.body[0], s.body[recHeader : recHeader+n : recHeader+n]}
-			s.body = s.body[recHeader+n:]
+			rec, s.body = nextRecord(s.body) // checked by serve
 			k := s.n
 			s.n++
 			if k < c.nextIn {
