@@ -44,8 +44,18 @@ type endpoint struct {
 
 func newEndpoint(t *testing.T, cfg Config) *endpoint {
 	t.Helper()
+	return newEndpointOver(t, cfg, false)
+}
+
+// newEndpointOver is newEndpoint; with h2, over TLS and HTTP/2.
+func newEndpointOver(t *testing.T, cfg Config, h2 bool) *endpoint {
+	t.Helper()
 	e := &endpoint{srv: NewServer([]string{"marmot.v1", "marmot.json.v1"}, nil, cfg), conns: make(chan *Conn, 16)}
-	e.ts = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	e.ts = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h2 && r.ProtoMajor != 2 {
+			http.Error(w, "not HTTP/2", http.StatusBadRequest)
+			return
+		}
 		switch KindOf(r) {
 		case Open:
 			if c, err := e.srv.Accept(w, r); err == nil {
@@ -57,6 +67,12 @@ func newEndpoint(t *testing.T, cfg Config) *endpoint {
 			http.Error(w, "not the HTTP transport", http.StatusBadRequest)
 		}
 	}))
+	if h2 {
+		e.ts.EnableHTTP2 = true
+		e.ts.StartTLS()
+	} else {
+		e.ts.Start()
+	}
 	t.Cleanup(e.ts.Close)
 	return e
 }
@@ -491,11 +507,15 @@ func newHandoffReceiver(c *Conn) *handoffReceiver {
 }
 
 // openClient opens a session whose client end is started and server end
-// is not.
-func openClient(t *testing.T) (*endpoint, *Conn, *ClientConn, *recorder) {
+// is not; with h2, over TLS and HTTP/2.
+func openClient(t *testing.T, h2 bool) (*endpoint, *Conn, *ClientConn, *recorder) {
 	t.Helper()
-	e := newEndpoint(t, Config{})
-	cc, err := NewDialer("marmot.v1", 5*time.Second, 5*time.Second, nil).Dial(context.Background(), e.url(), nil)
+	e := newEndpointOver(t, Config{}, h2)
+	d := NewDialer("marmot.v1", 5*time.Second, 5*time.Second, nil)
+	if h2 {
+		d.Transport = e.ts.Client().Transport
+	}
+	cc, err := d.Dial(context.Background(), e.url(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -550,24 +570,31 @@ func checkHandoff(t *testing.T, r *handoffReceiver, want []string, last string) 
 // and the send answered, so the client's next send, with what the
 // receiver waits for, comes through while that call still runs; every
 // record once, in order.
+// Over HTTP/1.1 the answer closes the connection (the server reads no
+// more from it until that call returns); over HTTP/2 its stream's end
+// waits for that call, but the client goes on once it has the status.
 func TestHandoff(t *testing.T) {
-	e, sc, cc, cr := openClient(t)
-	r := newHandoffReceiver(sc)
-	sc.Start(r)
-	write(t, cc, "a", "wait", "b")
-	write(t, cc, "release", "c") // sent once the first send is answered
-	checkHandoff(t, r, []string{"a", "wait", "b", "release"}, "c")
-	write(t, cc, "d")
-	if got := wait(t, r.msgs, "d"); got != "d" {
-		t.Fatalf("got %q, want d", got)
+	for _, h2 := range []bool{false, true} {
+		t.Run(map[bool]string{false: "http1", true: "http2"}[h2], func(t *testing.T) {
+			e, sc, cc, cr := openClient(t, h2)
+			r := newHandoffReceiver(sc)
+			sc.Start(r)
+			write(t, cc, "a", "wait", "b")
+			write(t, cc, "release", "c") // sent once the first send is answered
+			checkHandoff(t, r, []string{"a", "wait", "b", "release"}, "c")
+			write(t, cc, "d")
+			if got := wait(t, r.msgs, "d"); got != "d" {
+				t.Fatalf("got %q, want d", got)
+			}
+			closeBoth(t, e, sc, cc, cr, r.ended)
+		})
 	}
-	closeBoth(t, e, sc, cc, cr, r.ended)
 }
 
 // The same for records that came before Start: Start's delivery of them
 // is handed off too.
 func TestHandoffBeforeStart(t *testing.T) {
-	e, sc, cc, cr := openClient(t)
+	e, sc, cc, cr := openClient(t, false)
 	write(t, cc, "wait", "b")
 	write(t, cc, "release", "c")
 	r := newHandoffReceiver(sc)
