@@ -151,7 +151,7 @@ func (s *sendRun) deliver(gen uint64) bool {
 func (s *sendRun) answer(err error) {
 	c := s.c
 	c.current.Store(nil) // a handed-off Message left it set
-	if s.w == nil { // Start's run
+	if s.w == nil {      // Start's run
 		c.inMu.Unlock()
 		return
 	}
