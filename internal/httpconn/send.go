@@ -150,8 +150,9 @@ func (s *sendRun) deliver(gen uint64) bool {
 // delivered) and lets inMu go.
 func (s *sendRun) answer(err error) {
 	c := s.c
-	c.current.Store(nil) // a handed-off Message left it set
-	if s.w == nil {      // Start's run
+	// A handed-off Message left current set.
+	c.current.Store(nil)
+	if s.w == nil { // Start's run
 		c.inMu.Unlock()
 		return
 	}
