@@ -75,6 +75,9 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.live.Add(1) // the transport's reader, until it stops for good
 	l := c.link
 	l.start(c.id, c.early, func(err error) {
+		// No answer can come any more: a handler waiting for one (its
+		// actor busy, linkLost queued behind it) hears it now.
+		c.reqs.close(ErrConnectionClosed)
 		h.sys.Root.Send(l.pid, &linkLost{l: l, err: err})
 		h.live.Done()
 	})

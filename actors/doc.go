@@ -52,6 +52,13 @@
 //     (internal/netpoll) resumes it on a fresh goroutine when bytes arrive.
 //   - Decryption and decoding run on the reader's goroutine, off the
 //     actor: a session's Open must run in frame order, which the reader is.
+//   - A handler that waits for a later message of its own connection (a
+//     request to its own client, request_client.go) would hold the reader
+//     it runs on: Hub.RequestClient writes the request at once and has
+//     the reader go on on a new goroutine for the wait (link.keepReading,
+//     transport.Conn.Handoff); that reader hands the answer over
+//     (conn.early) and queues every other frame in the mailbox, in order,
+//     within the connection's input budget.
 //
 // # Admission
 //

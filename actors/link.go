@@ -238,6 +238,30 @@ func (l *link) post(in *inbound) {
 	}
 }
 
+// keepReading lets the transport's reader go on while the actor's turn
+// waits for a later inbound message of this connection (a handler's
+// request to its own client, Hub.RequestClient). An idle actor runs on
+// the reader's goroutine (connMailbox.postInline), so without this the
+// answer would be read only after the turn ended. When the turn runs
+// there, the transport starts a new reader (transport.Conn.Handoff),
+// which reads on, hands answers to their waiting requests (early) and
+// queues every other frame in the mailbox, in order, for after the turn,
+// bounded by the connection's input budget (inflight); the old goroutine
+// finishes the turn and the mailbox's queue, then leaves the transport.
+// The per-message path does not change (connMailbox.leave reads the
+// status before its compare-and-swap, which a store replaced): this costs
+// one compare-and-swap per request, and a goroutine only when the reader
+// was running the actor. When the turn runs elsewhere, the reader is free
+// already.
+func (l *link) keepReading() {
+	if l.mbox != nil {
+		l.mbox.handOff(l.handoff)
+	}
+}
+
+// handoff asks the transport to move its reader (see keepReading).
+func (l *link) handoff() { l.t.Handoff() }
+
 // weight is what one inbound frame counts against the inflight budget.
 func (l *link) weight(in *inbound) int64 {
 	return min(max(int64(in.size), 1), l.inflight.limit)

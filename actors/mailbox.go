@@ -14,10 +14,14 @@ import (
 // starve the connection's input.
 const inlineBudget = 16
 
-// Mailbox scheduler states, as in protoactor's default mailbox.
+// Mailbox scheduler states, as in protoactor's default mailbox, and two
+// more: running on the connection's reader goroutine (postInline), where
+// the reader may be handed off, and a handoff under way (handOff).
 const (
 	mailboxIdle int32 = iota
 	mailboxRunning
+	mailboxInline
+	mailboxHanding
 )
 
 // connMailbox is the ConnectionActor's mailbox. It keeps protoactor's
@@ -61,7 +65,7 @@ func (m *connMailbox) PostUserMessage(msg any) {
 // postInline posts msg and, when the actor is idle, processes the mailbox on
 // the calling goroutine (up to inlineBudget messages).
 func (m *connMailbox) postInline(msg any) {
-	if m.status.CompareAndSwap(mailboxIdle, mailboxRunning) {
+	if m.status.CompareAndSwap(mailboxIdle, mailboxInline) {
 		if m.direct != nil && m.sysN.Load() == 0 && m.userN.Load() == 0 &&
 			!m.suspended.Load() && !m.stopped.Load() {
 			// Nothing is queued ahead of msg: handle it without the queue.
@@ -82,8 +86,46 @@ func (m *connMailbox) postInline(msg any) {
 	}
 	m.pushUser(msg)
 	// The runner may have gone idle before the push: take over then.
-	if m.status.CompareAndSwap(mailboxIdle, mailboxRunning) {
+	if m.status.CompareAndSwap(mailboxIdle, mailboxInline) {
 		m.process(inlineBudget)
+	}
+}
+
+// handOff runs moveReader, which has the transport's reader go on on
+// another goroutine (link.keepReading), when the actor runs on the
+// reader's goroutine (mailboxInline), and relabels that run an ordinary
+// one: the actor's turn goes on where it is. It reports whether it did.
+//
+// Only the reader sets mailboxInline, inside postInline, and a run ends
+// (idle) or leaves for a dispatcher goroutine (process) only by changing
+// the status from what it finds, waiting while it finds mailboxHanding
+// (leave). So a handOff that wins its compare-and-swap found the reader
+// inside postInline, and so inside the transport's Message call, and
+// keeps it there until moveReader has returned, whichever goroutine it is
+// called from: when that Message call returns, the transport sees the
+// move.
+func (m *connMailbox) handOff(moveReader func()) bool {
+	if !m.status.CompareAndSwap(mailboxInline, mailboxHanding) {
+		return false
+	}
+	moveReader()
+	m.status.Store(mailboxRunning)
+	return true
+}
+
+// leave moves the mailbox's status from the running one to to and returns
+// what it was (mailboxInline or mailboxRunning); only the runner calls it.
+// A handOff under way is waited for: it is a few instructions long.
+func (m *connMailbox) leave(to int32) int32 {
+	for {
+		run := m.status.Load()
+		if run == mailboxHanding {
+			runtime.Gosched()
+			continue
+		}
+		if m.status.CompareAndSwap(run, to) {
+			return run
+		}
 	}
 }
 
@@ -142,6 +184,7 @@ func (m *connMailbox) processAll() { m.process(0) }
 func (m *connMailbox) process(budget int) {
 	for {
 		if !m.run(&budget) {
+			m.leave(mailboxRunning) // no longer the reader's
 			m.dispatcher.Schedule(m.processAll)
 			return
 		}
@@ -153,13 +196,14 @@ func (m *connMailbox) process(budget int) {
 
 // idle marks the mailbox idle after a run. It reports true when messages
 // posted after the run saw the queues empty make it take the run back
-// (false too when another poster took it over).
+// (false too when another poster took it over); taken back, the run keeps
+// its label (on the reader's goroutine or not; after a handOff, not).
 func (m *connMailbox) idle() bool {
-	m.status.Store(mailboxIdle)
+	run := m.leave(mailboxIdle)
 	if m.sysN.Load() == 0 && (m.suspended.Load() || m.userN.Load() == 0) {
 		return false
 	}
-	return m.status.CompareAndSwap(mailboxIdle, mailboxRunning)
+	return m.status.CompareAndSwap(mailboxIdle, run)
 }
 
 // run reports false when it stopped because the budget ran out.

@@ -194,6 +194,21 @@ func (l *link) sendEnvelopeNow(e *protocol.Envelope, now bool) error {
 	return l.out.post(outFrame{typ: l.codec.MessageType(), data: buf, pooled: bp}, nil, now)
 }
 
+// sendAwaited sends e, whose sender then waits for the peer's answer
+// (Hub.RequestClient): it goes out now, not at the end of the actor's
+// turn, since the turn may be the one waiting. Written at once when the
+// outbox is idle; else queued and, during a turn, flushed here (the
+// outbox's write lock keeps the flush exclusive and the frames in order).
+func (l *link) sendAwaited(e *protocol.Envelope) error {
+	if err := l.sendEnvelopeNow(e, true); err != nil {
+		return err
+	}
+	if l.out.inTurn.Load() {
+		_ = l.out.flush(time.Time{}, l.out.onSent)
+	}
+	return nil
+}
+
 // sendData sends application data in whatever form the connection speaks:
 // a raw frame (text when valid UTF-8) or a data envelope.
 func (l *link) sendData(data []byte) error {

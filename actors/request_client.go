@@ -94,8 +94,8 @@ func (r *serverRequests) close(err error) {
 // early runs on the connection's reader goroutine for every frame that
 // decoded: it hands a client's answer to its waiting RequestClient there,
 // so that a handler of the same connection that waits for it (its actor
-// is busy) is answered, and marks the frame resolved for the actor. Any
-// other frame costs one comparison.
+// is busy; see link.keepReading) is answered, and marks the frame
+// resolved for the actor. Any other frame costs one comparison.
 func (c *conn) early(in *inbound) {
 	if m := in.msg; m.Kind == protocol.KindReply || m.Kind == protocol.KindError {
 		in.resolved = c.reqs.answer(m)
@@ -110,11 +110,16 @@ func (c *conn) early(in *inbound) {
 // ends first, or ctx's error. The request runs under a "request NAME"
 // producer span whose context travels in the envelope.
 //
-// A handler must not wait for a request to the client it is handling a
-// message of: that connection's frames (the answer among them) are read
-// and handled one after another, and its own turn writes the request only
-// when it ends, so the call can only end with ctx. Ask from another
-// goroutine, or another client's handler.
+// A handler may ask the client whose message it is handling: the request
+// is written at once (sendAwaited), and the connection's reader goes on
+// reading while the handler waits (link.keepReading), handing the answer
+// over and keeping the client's other messages, in order, for after the
+// handler returns. Those wait within the connection's input budget (the
+// larger of MaxMessageSize and 1 MiB): a client that sends more than that
+// before its answer leaves the request to end with ctx. The HTTP
+// transport answers the send the handler's message came in before the
+// handler returns, so that the answer can come in the next
+// (docs/HTTP.md section 4).
 func (h *Hub) RequestClient(ctx context.Context, id ClientID, name string, payload []byte) (res []byte, err error) {
 	if name == "" {
 		return nil, ErrEmptyCommandName
@@ -140,10 +145,11 @@ func (h *Hub) RequestClient(ctx context.Context, id ClientID, name string, paylo
 		return nil, err
 	}
 	e := protocol.Envelope{Kind: protocol.KindRequest, ID: reqID, Name: name, Payload: payload, Meta: h.tel.inject(ctx, nil)}
-	if err := c.link.sendEnvelope(&e); err != nil {
+	if err := c.link.sendAwaited(&e); err != nil {
 		c.reqs.remove(reqID)
 		return nil, err
 	}
+	c.link.keepReading()
 	select {
 	case r := <-ch:
 		return r.payload, r.err

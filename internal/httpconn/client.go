@@ -439,9 +439,17 @@ func (c *ClientConn) postOnce(ctx context.Context, url string, body []byte) erro
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		return &statusError{code: resp.StatusCode, msg: strings.TrimSpace(string(msg))}
 	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+	// A 204 has no body, and its end is not waited for: over HTTP/2 a
+	// send answered while the server's handler still runs (Conn.Handoff)
+	// ends its stream only when that handler returns, which may wait for
+	// what this client sends next.
 	return nil
 }
+
+// Handoff implements transport.Conn: it cannot. Nothing asks: a client's
+// reader never runs its actor (package actors posts to it), so a callback
+// that waits does not hold the poll loop.
+func (c *ClientConn) Handoff() bool { return false }
 
 // BeginWrite implements transport.Conn: the run's messages go in one send
 // request (more when they exceed the server's maxBody).

@@ -38,9 +38,10 @@ type Conn struct {
 	// every Message.
 	sending   atomic.Bool // a send request is in flight
 	inMu      sync.Mutex
-	nextIn    uint64 // the number of the next new client record
-	readerEnd bool   // the reader has ended: Done was called, or is due at Start
-	doneSent  bool   // Done was called
+	current   atomic.Pointer[sendRun] // the send whose record is in Message (send.go)
+	nextIn    uint64                  // the number of the next new client record
+	readerEnd bool                    // the reader has ended: Done was called, or is due at Start
+	doneSent  bool                    // Done was called
 	endErr    error
 
 	// The writer's run deadline, under the owner's write lock.
@@ -208,7 +209,6 @@ func (c *Conn) Start(r transport.Receiver) {
 	c.mu.Unlock()
 	go func() {
 		c.inMu.Lock()
-		defer c.inMu.Unlock()
 		if c.readerEnd {
 			// Ended before Start, or between Start and here (then
 			// endReaderLocked has called Done already).
@@ -216,40 +216,45 @@ func (c *Conn) Start(r transport.Receiver) {
 				c.doneSent = true
 				r.Done(c.endErr)
 			}
+			c.inMu.Unlock()
 			return
 		}
-		_ = c.deliverEarly()
+		// A run of its own, without a request, so that a Handoff can
+		// move it too (send.go); it lets inMu go when done.
+		(&sendRun{c: c, early: c.takeEarly()}).deliver(0)
 	}()
 }
 
-// deliverEarly hands on the records that came before Start (under inMu).
-func (c *Conn) deliverEarly() error {
+// takeEarly takes the records that came before Start (under inMu, after
+// Start), to be delivered before any other.
+func (c *Conn) takeEarly() []record {
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.early) == 0 {
+		return nil
+	}
 	early := c.early
 	c.early, c.earlyLen = nil, 0
 	c.signal()
-	c.mu.Unlock()
-	for _, rec := range early {
-		if err := c.deliverNow(rec.typ, rec.data); err != nil {
-			return err
-		}
-	}
-	return nil
+	return early
 }
 
-// deliver hands one new client record on (under inMu).
-func (c *Conn) deliver(req *http.Request, typ byte, data []byte) error {
+// beforeStart keeps one new client record for after Start while there is
+// no receiver yet (under inMu), at most one body's worth (waiting for room
+// until req ends): kept reports it did. It reports false and no error
+// once started.
+func (c *Conn) beforeStart(req *http.Request, typ byte, data []byte) (kept bool, err error) {
 	c.mu.Lock()
 	for c.recv == nil {
 		// Before Start: the records wait (a handshake's ReceiveNow takes
-		// them), at most one body's worth.
+		// them).
 		if c.inEnd != nil || c.phase >= phaseReleased {
 			err := c.inEnd
 			c.mu.Unlock()
 			if err == nil {
 				err = ErrSessionEnded
 			}
-			return err
+			return false, err
 		}
 		if c.earlyLen+int64(len(data)) <= c.cfg.maxBody() || len(c.early) == 0 {
 			c.early = append(c.early, record{typ, bytes.Clone(data)})
@@ -257,28 +262,28 @@ func (c *Conn) deliver(req *http.Request, typ byte, data []byte) error {
 			c.signal()
 			c.mu.Unlock()
 			if typ == recClose {
-				return errStop
+				return true, errStop
 			}
-			return nil
+			return true, nil
 		}
 		wake := c.wake
 		c.mu.Unlock()
 		select {
 		case <-wake:
 		case <-req.Context().Done():
-			return req.Context().Err()
+			return false, req.Context().Err()
 		}
 		c.mu.Lock()
 	}
 	c.mu.Unlock()
-	if err := c.deliverEarly(); err != nil {
-		return err
-	}
-	return c.deliverNow(typ, data)
+	return false, nil
 }
 
-// deliverNow hands a record to the receiver (under inMu, after Start).
-func (c *Conn) deliverNow(typ byte, data []byte) error {
+// deliverNow hands a record of run s to the receiver (under inMu, after
+// Start), from the goroutine of s's generation gen. It returns
+// errHandedOff when a Handoff moved the run to another goroutine
+// meanwhile.
+func (c *Conn) deliverNow(typ byte, data []byte, s *sendRun, gen uint64) error {
 	if c.readerEnd {
 		return c.endErr
 	}
@@ -296,7 +301,13 @@ func (c *Conn) deliverNow(typ byte, data []byte) error {
 	if discard {
 		return nil // after an error close, input is garbage until the peer answers
 	}
-	if err := c.recv.Message(int(typ), bytes.NewReader(data)); err != nil {
+	c.current.Store(s) // what a Handoff moves
+	err := c.recv.Message(int(typ), bytes.NewReader(data))
+	if s.gen.Load() != gen {
+		return errHandedOff // the run goes on elsewhere; err is ignored
+	}
+	c.current.Store(nil)
+	if err != nil {
 		c.endReaderLocked(err)
 		return err
 	}
@@ -305,78 +316,6 @@ func (c *Conn) deliverNow(typ byte, data []byte) error {
 
 // bodies recycles send bodies.
 var bodies = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
-
-// serveSend answers POST ?session=ID&seq=N (docs/HTTP.md section 4).
-func (c *Conn) serveSend(w http.ResponseWriter, r *http.Request, q url.Values) {
-	seq, err := parseSeq(q.Get("seq"))
-	if err != nil || seq == 0 {
-		http.Error(w, "marmot: a send needs seq, the number of its first record (from 1)", http.StatusBadRequest)
-		return
-	}
-	if !c.sending.CompareAndSwap(false, true) {
-		http.Error(w, "marmot: another send of this session is in flight", http.StatusConflict)
-		return
-	}
-	defer c.sending.Store(false)
-	c.begin()
-	defer c.end()
-
-	limit := c.cfg.maxBody()
-	if r.ContentLength > limit {
-		c.tooLarge(w, fmt.Errorf("%w: body of %d bytes", ErrTooLarge, r.ContentLength))
-		return
-	}
-	bp := bodies.Get().(*[]byte)
-	defer func() {
-		if cap(*bp) <= minBody {
-			bodies.Put(bp)
-		}
-	}()
-	body, err := readBody((*bp)[:0], r.Body, limit)
-	*bp = body[:0]
-	switch {
-	case errors.Is(err, ErrTooLarge):
-		c.tooLarge(w, err)
-		return
-	case err != nil:
-		http.Error(w, "marmot: reading the body: "+err.Error(), http.StatusBadRequest)
-		return
-	}
-	// The whole body is checked before any of it is delivered.
-	if err := decodeRecords(body, c.cfg.ReadLimit, func(byte, []byte) error { return nil }); err != nil {
-		if errors.Is(err, ErrTooLarge) {
-			c.tooLarge(w, err)
-			return
-		}
-		http.Error(w, "marmot: "+err.Error(), http.StatusBadRequest)
-		return
-	}
-
-	c.inMu.Lock()
-	defer c.inMu.Unlock()
-	if c.readerEnd {
-		http.Error(w, "marmot: unknown or ended session", http.StatusNotFound)
-		return
-	}
-	if seq > c.nextIn {
-		http.Error(w, fmt.Sprintf("marmot: seq %d leaves a gap (next is %d)", seq, c.nextIn), http.StatusBadRequest)
-		return
-	}
-	n := seq
-	err = decodeRecords(body, 0, func(typ byte, data []byte) error {
-		if n++; n <= c.nextIn {
-			return nil // seen before: a repeated send
-		}
-		c.nextIn++
-		return c.deliver(r, typ, data)
-	})
-	switch {
-	case err == nil, errors.Is(err, errStop):
-		w.WriteHeader(http.StatusNoContent)
-	default:
-		http.Error(w, "marmot: unknown or ended session", http.StatusNotFound)
-	}
-}
 
 // readBody reads r into buf, up to limit bytes (ErrTooLarge past it).
 func readBody(buf []byte, r io.Reader, limit int64) ([]byte, error) {

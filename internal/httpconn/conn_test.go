@@ -44,8 +44,18 @@ type endpoint struct {
 
 func newEndpoint(t *testing.T, cfg Config) *endpoint {
 	t.Helper()
+	return newEndpointOver(t, cfg, false)
+}
+
+// newEndpointOver is newEndpoint; with h2, over TLS and HTTP/2.
+func newEndpointOver(t *testing.T, cfg Config, h2 bool) *endpoint {
+	t.Helper()
 	e := &endpoint{srv: NewServer([]string{"marmot.v1", "marmot.json.v1"}, nil, cfg), conns: make(chan *Conn, 16)}
-	e.ts = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	e.ts = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h2 && r.ProtoMajor != 2 {
+			http.Error(w, "not HTTP/2", http.StatusBadRequest)
+			return
+		}
 		switch KindOf(r) {
 		case Open:
 			if c, err := e.srv.Accept(w, r); err == nil {
@@ -57,6 +67,12 @@ func newEndpoint(t *testing.T, cfg Config) *endpoint {
 			http.Error(w, "not the HTTP transport", http.StatusBadRequest)
 		}
 	}))
+	if h2 {
+		e.ts.EnableHTTP2 = true
+		e.ts.StartTLS()
+	} else {
+		e.ts.Start()
+	}
 	t.Cleanup(e.ts.Close)
 	return e
 }
@@ -473,4 +489,139 @@ func TestConcurrentSendConflicts(t *testing.T) {
 	sc.Drop()
 	wait(t, br.Ended, "the end")
 	waitGone(t, e.srv)
+}
+
+// handoffReceiver is a Receiver whose Message, on "wait", hands the reader
+// off (Conn.Handoff) and waits for "release", which comes in a later send.
+type handoffReceiver struct {
+	c        *Conn
+	msgs     chan string
+	ended    chan error
+	handed   chan bool
+	released chan struct{}
+}
+
+func newHandoffReceiver(c *Conn) *handoffReceiver {
+	return &handoffReceiver{c: c, msgs: make(chan string, 64), ended: make(chan error, 2),
+		handed: make(chan bool, 1), released: make(chan struct{})}
+}
+
+// openClient opens a session whose client end is started and server end
+// is not; with h2, over TLS and HTTP/2.
+func openClient(t *testing.T, h2 bool) (*endpoint, *Conn, *ClientConn, *recorder) {
+	t.Helper()
+	e := newEndpointOver(t, Config{}, h2)
+	d := NewDialer("marmot.v1", 5*time.Second, 5*time.Second, nil)
+	if h2 {
+		d.Transport = e.ts.Client().Transport
+	}
+	cc, err := d.Dial(context.Background(), e.url(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := wait(t, e.conns, "the session")
+	cr := newRecorder()
+	cc.Start(cr)
+	return e, sc, cc, cr
+}
+
+func (r *handoffReceiver) Message(_ int, rd io.Reader) error {
+	b, err := io.ReadAll(rd)
+	if err != nil {
+		return err
+	}
+	r.msgs <- string(b)
+	switch string(b) {
+	case "wait":
+		r.handed <- r.c.Handoff()
+		select {
+		case <-r.released:
+			r.msgs <- "wait returned"
+		case <-time.After(guard):
+			r.msgs <- "wait timed out"
+		}
+	case "release":
+		close(r.released)
+	}
+	return nil
+}
+
+func (r *handoffReceiver) Done(err error) { r.ended <- err }
+
+// checkHandoff reads what r was handed: want in order, then the waiting
+// call's end and last, in either order (they run at once).
+func checkHandoff(t *testing.T, r *handoffReceiver, want []string, last string) {
+	t.Helper()
+	for _, w := range want {
+		if got := wait(t, r.msgs, w); got != w {
+			t.Fatalf("got %q, want %q", got, w)
+		}
+	}
+	got := map[string]bool{wait(t, r.msgs, "the rest"): true, wait(t, r.msgs, "the rest"): true}
+	if !got["wait returned"] || !got[last] {
+		t.Fatalf("got %v, want the waiting call's end and %q", got, last)
+	}
+	if !wait(t, r.handed, "Handoff") {
+		t.Fatal("Handoff reported false")
+	}
+}
+
+// Handoff inside a send's Message: the send's later records are delivered
+// and the send answered, so the client's next send, with what the
+// receiver waits for, comes through while that call still runs; every
+// record once, in order.
+// Over HTTP/1.1 the answer closes the connection (the server reads no
+// more from it until that call returns); over HTTP/2 its stream's end
+// waits for that call, but the client goes on once it has the status.
+func TestHandoff(t *testing.T) {
+	for _, h2 := range []bool{false, true} {
+		t.Run(map[bool]string{false: "http1", true: "http2"}[h2], func(t *testing.T) {
+			e, sc, cc, cr := openClient(t, h2)
+			r := newHandoffReceiver(sc)
+			sc.Start(r)
+			write(t, cc, "a", "wait", "b")
+			write(t, cc, "release", "c") // sent once the first send is answered
+			checkHandoff(t, r, []string{"a", "wait", "b", "release"}, "c")
+			write(t, cc, "d")
+			if got := wait(t, r.msgs, "d"); got != "d" {
+				t.Fatalf("got %q, want d", got)
+			}
+			closeBoth(t, e, sc, cc, cr, r.ended)
+		})
+	}
+}
+
+// The same for records that came before Start: Start's delivery of them
+// is handed off too.
+func TestHandoffBeforeStart(t *testing.T) {
+	e, sc, cc, cr := openClient(t, false)
+	write(t, cc, "wait", "b")
+	write(t, cc, "release", "c")
+	r := newHandoffReceiver(sc)
+	sc.Start(r)
+	checkHandoff(t, r, []string{"wait", "b", "release"}, "c")
+	closeBoth(t, e, sc, cc, cr, r.ended)
+}
+
+// closeBoth closes a session from the client and has the server answer;
+// both readers end once.
+func closeBoth(t *testing.T, e *endpoint, sc *Conn, cc *ClientConn, cr *recorder, ended <-chan error) {
+	t.Helper()
+	cc.Close(1000, "bye", time.Now().Add(5*time.Second))
+	var pc *transport.PeerClose
+	if err := wait(t, ended, "the server's end"); !errors.As(err, &pc) || pc.Code != 1000 {
+		t.Fatalf("server ended with %v", err)
+	}
+	sc.AnswerClose(pc.Code, time.Now().Add(5*time.Second))
+	sc.Release()
+	if err := wait(t, cr.Ended, "the client's end"); !errors.As(err, &pc) || pc.Code != 1000 {
+		t.Fatalf("client ended with %v", err)
+	}
+	cc.Release()
+	waitGone(t, e.srv)
+	select {
+	case err := <-ended:
+		t.Fatalf("the server's end reported twice: %v", err)
+	default:
+	}
 }

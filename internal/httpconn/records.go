@@ -55,13 +55,20 @@ func decodeRecords(body []byte, limit int64, fn func(typ byte, data []byte) erro
 		if n > uint64(len(body)-recHeader) {
 			return fmt.Errorf("%w: record of %d bytes, %d left", ErrMalformed, n, len(body)-recHeader)
 		}
-		data := body[recHeader : recHeader+int(n) : recHeader+int(n)]
-		body = body[recHeader+int(n):]
-		if err := fn(typ, data); err != nil {
+		var rec record
+		rec, body = nextRecord(body)
+		if err := fn(rec.typ, rec.data); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// nextRecord splits the first record off body, which decodeRecords has
+// checked (a send's records are checked whole before any is delivered).
+func nextRecord(body []byte) (rec record, rest []byte) {
+	n := int(binary.BigEndian.Uint32(body[1:recHeader]))
+	return record{body[0], body[recHeader : recHeader+n : recHeader+n]}, body[recHeader+n:]
 }
 
 // closeNoStatus is the code a close record without a body stands for

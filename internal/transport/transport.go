@@ -68,6 +68,18 @@ type Conn interface {
 	// Start begins delivering inbound messages to r and keeping the
 	// connection alive (pings; a silent peer ends it with ErrKeepAlive).
 	Start(r Receiver)
+	// Handoff moves the reader to a new goroutine while a Message call
+	// is in progress, for a receiver whose Message is about to wait for a
+	// later message of the same connection (the connection actor's
+	// handler waiting for its own client's answer): the transport goes on
+	// reading and calls Message for the next messages on the new
+	// goroutine, in order, while that call is still running; the
+	// goroutine it runs on stops reading once it returns, and its error,
+	// if any, is ignored. The caller makes sure a Message call is in
+	// progress and has read its message to the end (it may call from
+	// another goroutine). It reports false when the transport cannot:
+	// the reader then stays in that call until it returns.
+	Handoff() bool
 
 	// BeginWrite starts a run of writes under deadline (zero: the
 	// transport's write timeout); with batch, the run's frames may be

@@ -60,8 +60,9 @@ type Conn struct {
 	// respHeader is the 101 response's header (client connections).
 	respHeader http.Header
 	recv       transport.Receiver
-	heard      atomic.Bool  // a frame was read since the last keep-alive tick
-	phase      atomic.Int32 // a phase; written under mu
+	readers    atomic.Uint64 // reader generation: Handoff moves it on (read.go)
+	heard      atomic.Bool   // a frame was read since the last keep-alive tick
+	phase      atomic.Int32  // a phase; written under mu
 
 	// Parking (server connections on Linux).
 	poll      *netpoll.Poller // nil: never park

@@ -2,6 +2,7 @@ package wsconn
 
 import (
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -201,5 +202,71 @@ func TestAcceptorRefusalNamesTheVersion(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Sec-WebSocket-Version") != "13" {
 		t.Fatalf("status %d, Sec-WebSocket-Version %q; want 400 and 13", resp.StatusCode, resp.Header.Get("Sec-WebSocket-Version"))
+	}
+}
+
+// Handoff from inside Message: the next messages reach the Receiver on a
+// new reader, in order, while that call still runs; once it returns, the
+// old goroutine reads nothing more (each message once), and the reader's
+// end is reported once, by the new reader.
+func TestConnHandoff(t *testing.T) {
+	ws, conns := serve(t, Config{WriteTimeout: time.Second})
+	c := wait(t, conns, "the accepted connection")
+	msgs := make(chan string, 16)
+	ended := make(chan error, 2)
+	release := make(chan struct{})
+	handed := make(chan bool, 1)
+	c.Start(receiverFunc{
+		msg: func(_ int, rd io.Reader) error {
+			b, err := io.ReadAll(rd)
+			if err != nil {
+				return err
+			}
+			msgs <- string(b)
+			if string(b) == "wait" {
+				handed <- c.Handoff()
+				<-release // the receiver waits for a later message
+				msgs <- "wait returned"
+			}
+			return nil
+		},
+		done: func(err error) { ended <- err },
+	})
+	for _, m := range []string{"a", "wait", "b", "c"} {
+		if err := ws.WriteMessage(websocket.TextMessage, []byte(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, want := range []string{"a", "wait", "b", "c"} {
+		if got := wait(t, msgs, "a message"); got != want {
+			t.Fatalf("got %q, want %q", got, want)
+		}
+	}
+	if !wait(t, handed, "Handoff") {
+		t.Fatal("Handoff reported false")
+	}
+	close(release)
+	if got := wait(t, msgs, "the waiting call's end"); got != "wait returned" {
+		t.Fatalf("got %q, want the waiting call's end", got)
+	}
+	if err := ws.WriteMessage(websocket.TextMessage, []byte("d")); err != nil {
+		t.Fatal(err)
+	}
+	if got := wait(t, msgs, "a message after the handoff"); got != "d" {
+		t.Fatalf("got %q, want d", got)
+	}
+	_ = ws.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""))
+	var pc *transport.PeerClose
+	if err := wait(t, ended, "Done"); !errors.As(err, &pc) {
+		t.Fatalf("Done(%v), want a PeerClose", err)
+	}
+	c.AnswerClose(pc.Code, time.Now().Add(time.Second))
+	c.Release()
+	select {
+	case m := <-msgs:
+		t.Fatalf("message %q delivered twice or after the end", m)
+	case err := <-ended:
+		t.Fatalf("Done reported twice: %v", err)
+	default:
 	}
 }

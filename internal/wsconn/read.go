@@ -26,10 +26,10 @@ func (c *Conn) Start(r transport.Receiver) {
 	go c.run()
 }
 
-// run reads until the socket fails or the reader parks.
+// run reads until the socket fails, or the reader parks or is handed off.
 func (c *Conn) run() {
-	parked, err := c.read()
-	if parked {
+	stopped, err := c.read()
+	if stopped {
 		return
 	}
 	if c.poll != nil {
@@ -91,10 +91,11 @@ func (c *Conn) closeForRead(code int, text string) {
 	c.mu.Unlock()
 }
 
-// read delivers messages until the socket fails (parked false) or the
-// reader parks (parked true).
-func (c *Conn) read() (parked bool, err error) {
+// read delivers messages until the socket fails (stopped false), or the
+// reader parks or was handed off to another goroutine (stopped true).
+func (c *Conn) read() (stopped bool, err error) {
 	inflating := c.z != nil && c.limit > 0 // inflated messages are bounded again (compress.go)
+	gen := c.readers.Load()
 	for {
 		typ, r, err := c.ws.NextReader()
 		if err != nil {
@@ -114,10 +115,26 @@ func (c *Conn) read() (parked bool, err error) {
 			c.inflated = inflateLimit{r: r, left: c.limit}
 			r = &c.inflated
 		}
-		if err := c.recv.Message(typ, r); err != nil {
+		err = c.recv.Message(typ, r)
+		if c.readers.Load() != gen {
+			return true, nil // Handoff: another goroutine reads on
+		}
+		if err != nil {
 			return false, err
 		}
 	}
+}
+
+// Handoff implements transport.Conn: a new goroutine reads on at once,
+// and the one in Message stops when it returns (read sees the reader
+// generation moved). The Message in progress has read its frame to the
+// end, so the two never touch the socket or the reader's state at once;
+// while it runs, the reader is not waiting (rstate: running), so it is not
+// parked either, and the new reader parks as any reader does.
+func (c *Conn) Handoff() bool {
+	c.readers.Add(1)
+	go c.run()
+	return true
 }
 
 // IdleSince implements netpoll.Target.
