@@ -9,9 +9,9 @@ import (
 )
 
 // laterBroker is a memBroker (without its own tickets) that confirms a
-// server's publishes after their delivery, with a RoomMessage that
-// carries only Confirms (as a cluster's broker does once another node
-// holds a publish its own grain numbered).
+// server's publishes after their delivery, with Server.ConfirmRoom (as a
+// cluster's broker does once another node holds a publish its own grain
+// numbered).
 type laterBroker struct {
 	marmot.RoomBroker
 	s      **marmot.Server
@@ -36,14 +36,14 @@ func (l *laterBroker) confirm(room string) {
 	l.mu.Lock()
 	t := l.ticket
 	l.mu.Unlock()
-	(*l.s).DeliverRoom(room, &marmot.RoomMessage{Confirms: t})
+	(*l.s).ConfirmRoom(room, t, nil)
 }
 
-// TestBrokerConfirmOnly: a RoomMessage with Offset 0 only confirms: it
-// answers the publishes up to its Confirms, and is neither sent to the
-// members nor moves the room's position (the next message has the next
-// offset).
-func TestBrokerConfirmOnly(t *testing.T) {
+// TestBrokerConfirmLater: a confirmation after the delivery
+// (Server.ConfirmRoom) answers the publishes up to its ticket, and is
+// neither sent to the members nor moves the room's position (the next
+// message has the next offset).
+func TestBrokerConfirmLater(t *testing.T) {
 	var s *marmot.Server
 	l := &laterBroker{RoomBroker: newMemBroker().For(&s), s: &s}
 	s = startServer(t, marmot.ServerConfig{NodeID: 1, RoomBroker: l})

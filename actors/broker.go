@@ -68,9 +68,8 @@ type RoomMessage struct {
 	// Confirms, on a delivery, tells the room that this hub's publishes
 	// to it with a ticket up to Confirms are ordered (0: none by this
 	// delivery). A delivery the room drops as a repeat still confirms.
-	// A RoomMessage with Offset 0 is no message, only a confirmation (a
-	// broker that learns after the delivery that the publishes are held
-	// durably).
+	// A broker that learns only after the delivery that the publishes
+	// are held durably confirms them later with Hub.ConfirmRoom.
 	Confirms uint64
 	// Key, on a publish, names it across hubs (see Hub.PublishFor): a
 	// broker drops a publish whose key it has numbered already, and

@@ -163,7 +163,9 @@
 // key that is the same on every hub that handles the message
 // (publish_key.go), so a message handled again after a failover is
 // numbered once; a marmot.publish request's session acknowledgement waits
-// for its answer (session_publish.go); a RoomMessage with Offset 0 only confirms.
+// for its answer (session_publish.go). A broker that confirms after the
+// delivery (a cluster whose grain waits for a second holder) uses
+// Hub.ConfirmRoom too.
 // HubConfig.NodeID numbers the hub's ClientIDs apart from other hubs'.
 // Without a broker none of this runs.
 //

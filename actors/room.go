@@ -137,9 +137,7 @@ func (r *roomActor) Receive(ctx actor.Context) {
 		r.entry.failed = r
 	case *roomDeliver:
 		r.entry.received()
-		if m.m.Offset != 0 { // else only a confirmation
-			r.deliver(ctx, m.m)
-		}
+		r.deliver(ctx, m.m)
 		if m.m.Confirms != 0 {
 			r.confirm(ctx, m.m.Confirms)
 		}

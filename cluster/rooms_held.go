@@ -32,7 +32,7 @@ import (
 // Once one holder holds an offset, the grain tells its own node the
 // highest seq of its own publishes up to there (roomHeld), and the node
 // hands it to the local room as a confirmation without a message
-// (RoomMessage.Offset 0), which answers the publishers.
+// (Server.ConfirmRoom), which answers the publishers.
 //
 // Bounds: the grain remembers at most maxHeldWaiting of its node's
 // publishes not yet held elsewhere, dropping the oldest (their publishers
@@ -232,7 +232,7 @@ func (a *nodeActor) receiveHeld(ctx actor.Context, m any) bool {
 		d := m.d
 		a.n.srv.DeliverRoom(d.Room, &marmot.RoomMessage{Name: d.Name, Data: d.Data, Meta: d.Meta, Epoch: d.Epoch, Offset: d.Offset})
 	case *roomHeld:
-		a.n.srv.DeliverRoom(m.room, &marmot.RoomMessage{Confirms: m.seq})
+		a.n.srv.ConfirmRoom(m.room, m.seq, nil)
 	case *wire.RoomHeldQuery:
 		ctx.Respond(a.n.rb.heldPosition(m.Room))
 	default:
