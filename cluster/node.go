@@ -70,6 +70,9 @@ type Node struct {
 	grains *grainSupervision
 	log    *slog.Logger
 	mp     metric.MeterProvider
+	// roomGrains are the room grains the node hosts, by room
+	// (rooms_takeover.go).
+	roomGrains localGrains
 
 	traffic    traffic
 	metricsReg metric.Registration

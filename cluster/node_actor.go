@@ -38,14 +38,17 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 		m.tell(srv) // after the deliveries before it (rooms_attach.go)
 	case *wire.RoomStateQuery:
 		st := a.n.rb.state(m.Room)
-		if st.Node == "" {
-			// The member is starting (a node that has just come back,
-			// whose grain asks it too): the node has no member yet to
-			// name, so the answer names this actor's system, the
-			// address the grain waits for. Without it the grain waited
-			// out RequestTimeout for an answer it had (test/soak
-			// -cluster; docs/FAULTS.md).
-			st.Node = ctx.ActorSystem().Address()
+		// The answer names the address the grain asked (this actor's
+		// system), which it waits for: a member that is starting (a
+		// node that has just come back) has no member yet to name, and
+		// without it the grain waited out its take-over for an answer it
+		// had (test/soak -cluster; docs/FAULTS.md).
+		st.Node = ctx.ActorSystem().Address()
+		if g := a.n.roomGrains.other(m.Room, st.Node, ctx.Sender()); g != nil {
+			// This node hosts a grain of the room, another takes it
+			// over: the grain answers, and stops (rooms_takeover.go).
+			ctx.Send(g, &grainHandOff{node: st, to: ctx.Sender()})
+			return
 		}
 		ctx.Respond(st)
 	case *wire.RoomReplicate:

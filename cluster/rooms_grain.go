@@ -18,8 +18,9 @@ import (
 //
 // An activation first takes the room over: it asks every member for what
 // it holds of the room (RoomStateQuery, answered by the node actors from
-// their brokers) and, once all have answered or RequestTimeout has passed,
-// goes on from the longest history it got: the same epoch, the next
+// their brokers, or a live grain of the room before it: rooms_takeover.go)
+// and, once all have answered or RequestTimeout has passed (asking again
+// meanwhile), goes on from the longest history it got: the same epoch, the next
 // offset, and the publishers' seqs it numbered, so that a publish sent
 // again after the old grain's node died is numbered once. Within an epoch
 // every node's history is a prefix of the old grain's (its deliveries to
@@ -46,6 +47,7 @@ type roomGrain struct {
 
 	// while it takes over:
 	waiting map[string]struct{} // members that have not answered
+	tries   int                 // questions asked of them (rooms_takeover.go)
 	states  []*wire.RoomState   // their answers
 	stash   []stashed           // messages to handle after
 	topo    *eventstream.Subscription
@@ -72,9 +74,6 @@ type stashed struct {
 // the member list), a subscription is not answered (its node tries again).
 const maxStash = 100_000
 
-// grainTakeOverDone ends the take-over when some member did not answer.
-type grainTakeOverDone struct{}
-
 func newRoomGrain(n *Node) *roomGrain {
 	return &roomGrain{n: n, hist: newRoomHist(n.histCfg()), subs: map[string]bool{}, presence: grainPresence{}}
 }
@@ -92,6 +91,7 @@ func (g *roomGrain) Receive(ctx actor.Context) {
 		})
 	case *cluster.ClusterInit:
 		g.room = m.Identity.Identity
+		g.n.roomGrains.add(g.room, ctx.Self()) // for a later grain's take-over (rooms_takeover.go)
 		g.takeOver(ctx)
 	case *wire.RoomState:
 		if g.phase != grainTakingOver {
@@ -102,11 +102,10 @@ func (g *roomGrain) Receive(ctx actor.Context) {
 		if len(g.waiting) == 0 {
 			g.takenOver(ctx)
 		}
-	case *grainTakeOverDone:
-		if g.phase == grainTakingOver {
-			g.n.log.Warn("marmot cluster: room take-over without every member's answer", "room", g.room, "missing", len(g.waiting))
-			g.takenOver(ctx)
-		}
+	case *grainTakeOverTick:
+		g.takeOverTick(ctx) // rooms_takeover.go
+	case *grainHandOff:
+		g.handOff(ctx, m)
 	case *wire.RoomSubscribeSeq, *wire.RoomPublishSeq, *wire.RoomUnsubscribe, *wire.RoomPresenceChange, *wire.RoomPresenceSync:
 		if g.phase == grainTakingOver {
 			if len(g.stash) < maxStash {
@@ -138,6 +137,7 @@ func (g *roomGrain) Receive(ctx actor.Context) {
 		}
 		g.stopHeld()
 		if _, ok := m.(*actor.Stopping); ok {
+			g.n.roomGrains.remove(g.room, ctx.Self())
 			g.n.grains.stopped(ctx, g)
 		}
 	default:
@@ -155,7 +155,6 @@ func (g *roomGrain) takeOver(ctx actor.Context) {
 	if c := grainCluster(ctx.ActorSystem()); c != nil {
 		for _, mb := range c.MemberList.Members().Members() {
 			g.waiting[mb.Address()] = struct{}{}
-			ctx.Request(nodePID(mb.Address()), &wire.RoomStateQuery{Room: g.room})
 		}
 	}
 	g.n.log.Debug("marmot cluster: room take-over", "room", g.room, "members", len(g.waiting))
@@ -163,8 +162,7 @@ func (g *roomGrain) takeOver(ctx actor.Context) {
 		g.takenOver(ctx)
 		return
 	}
-	self, root := ctx.Self(), ctx.ActorSystem().Root
-	time.AfterFunc(g.n.cfg.RequestTimeout, func() { root.Send(self, &grainTakeOverDone{}) })
+	g.askMembers(ctx) // again until they answer (rooms_takeover.go)
 }
 
 // takenOver goes on from the longest history the members hold, then
@@ -189,7 +187,7 @@ func (g *roomGrain) takenOver(ctx actor.Context) {
 			g.catchUp(ctx, st.Node, st.Offset)
 		}
 	}
-	g.n.log.Info("marmot cluster: room taken over", "node", g.n.cfg.NodeID, "room", g.room, "epoch", g.hist.epoch, "offset", g.hist.last, "answers", len(g.states), "stashed", len(g.stash))
+	g.n.log.Info("marmot cluster: room taken over", "node", g.n.cfg.NodeID, "room", g.room, "epoch", g.hist.epoch, "offset", g.hist.last, "answers", len(g.states), "stashed", len(g.stash), "states", statesSummary(g.states))
 	g.states, g.waiting = nil, nil
 	stash := g.stash
 	g.stash = nil
