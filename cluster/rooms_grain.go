@@ -19,8 +19,8 @@ import (
 // An activation first takes the room over: it asks every member for what
 // it holds of the room (RoomStateQuery, answered by the node actors from
 // their brokers, or a live grain of the room before it: rooms_takeover.go)
-// and, once all have answered or RequestTimeout has passed (asking again
-// meanwhile), goes on from the longest history it got: the same epoch, the next
+// and, once all have answered or twice RequestTimeout has passed (asking
+// again meanwhile), goes on from the longest history it got: the same epoch, the next
 // offset, and the publishers' seqs it numbered, so that a publish sent
 // again after the old grain's node died is numbered once. Within an epoch
 // every node's history is a prefix of the old grain's (its deliveries to
