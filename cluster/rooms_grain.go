@@ -187,7 +187,7 @@ func (g *roomGrain) takenOver(ctx actor.Context) {
 			g.catchUp(ctx, st.Node, st.Offset)
 		}
 	}
-	g.n.log.Info("marmot cluster: room taken over", "node", g.n.cfg.NodeID, "room", g.room, "epoch", g.hist.epoch, "offset", g.hist.last, "answers", len(g.states), "stashed", len(g.stash), "states", statesSummary(g.states))
+	g.n.log.Info("marmot cluster: room taken over", "node", g.n.cfg.NodeID, "room", g.room, "epoch", g.hist.epoch, "offset", g.hist.last, "answers", len(g.states), "asked", g.tries, "stashed", len(g.stash), "states", statesSummary(g.states))
 	g.states, g.waiting = nil, nil
 	stash := g.stash
 	g.stash = nil
