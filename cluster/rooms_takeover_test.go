@@ -118,10 +118,13 @@ func TestTakeOverAsksAgain(t *testing.T) {
 	var answerFrom atomic.Int32
 	answerFrom.Store(2) // the first question is lost
 	if _, err := sys.Root.SpawnNamed(actor.PropsFromFunc(func(c actor.Context) {
-		if m, ok := c.Message().(*wire.RoomStateQuery); ok {
+		switch m := c.Message().(type) {
+		case *wire.RoomStateQuery:
 			if asked.Add(1) >= answerFrom.Load() {
 				c.Respond(&wire.RoomState{Room: m.Room, Has: true, Epoch: "e1", Offset: 7, Node: c.ActorSystem().Address()})
 			}
+		case *wire.MemberProbe:
+			c.Respond(&wire.MemberView{}) // after the questions before it
 		}
 	}), nodeActorName); err != nil {
 		t.Fatal(err)
@@ -130,8 +133,17 @@ func TestTakeOverAsksAgain(t *testing.T) {
 	if st.Epoch != "e1" || st.Offset != 7 {
 		t.Fatalf("grain went on from epoch %q offset %d, want the member's e1 offset 7", st.Epoch, st.Offset)
 	}
-	if k := asked.Load(); k != 2 {
-		t.Fatalf("member asked %d times, want 2", k)
+	// The questions the grain sent are in the member's mailbox before
+	// this request (sent after the grain's answer).
+	questions := func() int32 {
+		t.Helper()
+		if _, err := sys.Root.RequestFuture(actor.NewPID(sys.Address(), nodeActorName), &wire.MemberProbe{}, takeOverTestWait).Result(); err != nil {
+			t.Fatal(err)
+		}
+		return asked.Load()
+	}
+	if k := questions(); k < 2 {
+		t.Fatalf("member asked %d times, want at least 2", k) // more when the machine is slow
 	}
 
 	asked.Store(0)
@@ -140,7 +152,7 @@ func TestTakeOverAsksAgain(t *testing.T) {
 	if st.Epoch == "" || st.Epoch == "e1" || st.Offset != 0 {
 		t.Fatalf("without an answer the grain is at %q offset %d, want a new epoch at 0", st.Epoch, st.Offset)
 	}
-	if k := asked.Load(); k != takeOverTries {
+	if k := questions(); k != takeOverTries {
 		t.Fatalf("member asked %d times, want %d", k, takeOverTries)
 	}
 }
