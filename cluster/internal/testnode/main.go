@@ -4,6 +4,7 @@
 // MARMOT_SEEDS, MARMOT_ADVERTISE, MARMOT_WS_ADDR, MARMOT_PROVIDER, MARMOT_ETCD,
 // MARMOT_GRAIN_PANIC to make room grains panic on a publish of that text,
 // MARMOT_GRAIN_DROP=TEXT@NODE to make them drop node NODE's publishes of TEXT,
+// MARMOT_GRAIN_LOSE_ANSWER to make them drop each member's first take-over answer,
 // MARMOT_OTLP_URL to export its spans over OTLP/HTTP as service node-N,
 // MARMOT_HISTORY to keep that many messages of room history,
 // MARMOT_KEEP_ISOLATED to keep clients when cut off from the majority,
@@ -220,6 +221,28 @@ func runChild() int {
 			return func(c actor.ReceiverContext, env *actor.MessageEnvelope) {
 				if p, ok := env.Message.(*wire.RoomPublishSeq); ok && string(p.Data) == text && p.Origin>>44 == id {
 					return
+				}
+				next(c, env)
+			}
+		})
+	}
+	// MARMOT_GRAIN_LOSE_ANSWER: each room grain drops the first answer
+	// of each member to its take-over (as protoactor's remote drops one
+	// sent to an address it is reconnecting).
+	if os.Getenv("MARMOT_GRAIN_LOSE_ANSWER") != "" {
+		var mu sync.Mutex
+		seen := map[string]bool{}
+		grainMW = append(grainMW, func(next actor.ReceiverFunc) actor.ReceiverFunc {
+			return func(c actor.ReceiverContext, env *actor.MessageEnvelope) {
+				if st, ok := env.Message.(*wire.RoomState); ok && st.Node != "" {
+					key := c.Self().Id + " " + st.Node
+					mu.Lock()
+					first := !seen[key]
+					seen[key] = true
+					mu.Unlock()
+					if first {
+						return
+					}
 				}
 				next(c, env)
 			}
