@@ -288,10 +288,12 @@ func (s *Server) Stop(ctx context.Context) error {
 		if err := h.Shutdown(ctx); err != nil {
 			errs = append(errs, err)
 		}
-		s.hub.Store(nil)
 		if s.cfg.SessionStore != nil {
-			s.stoppedHub.Store(h) // HandOverSession, until Start
+			// HandOverSession, until Start; before the hub is cleared,
+			// so that it always finds one of the two.
+			s.stoppedHub.Store(h)
 		}
+		s.hub.Store(nil)
 		st := h.Stats()
 		s.final.Store(&st)
 	}

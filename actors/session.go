@@ -85,6 +85,8 @@ type sessions struct {
 	// other hubs that ask for them (HandOverSession) while this one
 	// leaves; nil otherwise.
 	final map[uint64]finalSession
+	// finalKept is closed once close has kept final (not under mu).
+	finalKept chan struct{}
 }
 
 // finalSession is a session as the hub shut down with it.
@@ -100,7 +102,7 @@ func newSessions(ttl time.Duration, max int) *sessions {
 	if max == 0 {
 		max = DefaultMaxSessions
 	}
-	return &sessions{ttl: ttl, max: max, byID: make(map[uint64]*session)}
+	return &sessions{ttl: ttl, max: max, byID: make(map[uint64]*session), finalKept: make(chan struct{})}
 }
 
 // sessionGrant is a session offered in an upgrade's response, taken up
@@ -383,6 +385,7 @@ func (ss *sessions) close() {
 		ss.final = final
 		ss.mu.Unlock()
 	}
+	close(ss.finalKept)
 }
 
 // sequenced checks a numbered message m against its connection's session

@@ -218,12 +218,23 @@ func sentHigh(r *http.Request) uint64 {
 // last handled sequence number is returned. A message that reaches the
 // old connection afterwards is not handled: the client sends it again to
 // its new hub. A hub that has shut down (with a store) still hands over
-// the sessions it was left with, from their final marks. It returns
+// the sessions it was left with, from their final marks; one asked while
+// it shuts its sessions down waits for those marks. It returns
 // ErrSessionNotFound when this hub has no such session,
-// ErrSessionStopping while it shuts its sessions down.
+// ErrSessionStopping when it shut down without a store.
 func (h *Hub) HandOverSession(id uint64, secret []byte) (last uint64, err error) {
 	ss := h.sessions
 	ss.mu.Lock()
+	if ss.closed && ss.final == nil && ss.store != nil {
+		// The hub is keeping its sessions' final marks right now
+		// (sessions.close): wait for them. ErrSessionStopping would
+		// send the asker to the session's replica, whose mark is not
+		// the final one yet: at least once, where the handover of a
+		// hub that shuts down is exact.
+		ss.mu.Unlock()
+		<-ss.finalKept
+		ss.mu.Lock()
+	}
 	if ss.closed {
 		defer ss.mu.Unlock()
 		if f, ok := ss.final[id]; ok && subtle.ConstantTimeCompare(secret, f.secret) == 1 {

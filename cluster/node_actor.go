@@ -114,6 +114,7 @@ func (a *nodeActor) Receive(ctx actor.Context) {
 		ctx.Respond(a.m.view())
 	case *cluster.ClusterTopology:
 		if a.m == nil || !a.m.left.Load() {
+			a.n.noteMembers(len(m.Members))
 			a.topologyPresence(m)
 			a.n.rb.topologyChanged(m)
 			a.n.ss.resendAll()

@@ -42,10 +42,13 @@ import (
 // watchState is the membership watch's state. outChecks is the watch
 // goroutine's alone; the counters are read by the metrics.
 type watchState struct {
-	outChecks int         // consecutive checks that found this node left out
-	majority  bool        // the node has had a majority (it is not starting alone)
-	isolated  atomic.Bool // cut off from the majority (isolation.go)
-	rejoins   atomic.Int64
+	outChecks int // consecutive checks that found this node left out
+	// majority: the node has had a majority (it is not starting alone).
+	// Set by the checks and by every member list the node gets
+	// (noteMembers): a majority seen only between two checks counts.
+	majority atomic.Bool
+	isolated atomic.Bool // cut off from the majority (isolation.go)
+	rejoins  atomic.Int64
 	// unreached counts, per member ID, the checks in a row whose probe
 	// it did not answer (etcd; isolation.go).
 	unreached map[string]int
@@ -112,11 +115,22 @@ func (n *Node) checkIsolation() {
 	// may not be up yet), not cut off.
 	isolated := have < total/2+1
 	if !isolated {
-		n.watch.majority = true
-	} else if !n.watch.majority {
+		n.watch.majority.Store(true)
+	} else if !n.watch.majority.Load() {
 		return
 	}
 	n.setIsolated(isolated, have, total)
+}
+
+// noteMembers records that the node has had a majority when a member
+// list of have members (a topology, as it comes) holds one. The checks
+// run every checkEvery: a node cut off within that time of its start,
+// whose member list held the majority only until then, would otherwise
+// count as starting alone and never close its clients (automanaged).
+func (n *Node) noteMembers(have int) {
+	if n.cfg.Provider == ProviderAutomanaged && have >= (1+len(n.seeds()))/2+1 {
+		n.watch.majority.Store(true)
+	}
 }
 
 // leftOut reports whether this node is left out: a node that does not

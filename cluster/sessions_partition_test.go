@@ -237,7 +237,10 @@ func TestSessionsPartition(t *testing.T) {
 
 	tokens := make(chan grantedToken, 64)
 	urls := []string{tokenProxy(t, 3, procs[2].url, tokens), tokenProxy(t, 1, procs[0].url, tokens), tokenProxy(t, 2, procs[1].url, tokens)}
-	c, closes, errs := failoverClient(t, urls[0], urls[1:])
+	// The default KeepAlive: nothing here needs the client to notice a
+	// silent route, and 500 ms dropped the connection (1006) under load
+	// before node 3 closed it.
+	c, closes, errs := failoverClientKeepAlive(t, urls[0], urls[1:], 0)
 	nextToken := func() grantedToken { return nextToken(t, tokens) }
 	old := nextToken()
 	if old.node != 3 || old.resumed {
@@ -260,7 +263,7 @@ func TestSessionsPartition(t *testing.T) {
 	select {
 	case r := <-closes:
 		if r.Code != cluster.CloseIsolated {
-			t.Fatalf("the client was closed with %d %q, want CloseIsolated (%d)", r.Code, r.Text, cluster.CloseIsolated)
+			t.Fatalf("the client was closed with %d %q (%v), want CloseIsolated (%d)", r.Code, r.Text, r.Err, cluster.CloseIsolated)
 		}
 	case <-time.After(waitTimeout):
 		t.Fatal("node 3 did not close its client when cut off")
@@ -307,15 +310,24 @@ func TestSessionsPartition(t *testing.T) {
 }
 
 // failoverClient connects a client with its outbox to url, failing over
-// to the others; its closes and errors go to the channels it returns.
+// to the others; its closes and errors go to the channels it returns. Its
+// KeepAlive is 500 ms, so that it notices a route gone dark (a chaos
+// proxy's blackhole) at once.
 func failoverClient(t *testing.T, url string, failover []string) (*marmot.Client, chan *marmot.CloseError, chan error) {
+	t.Helper()
+	return failoverClientKeepAlive(t, url, failover, 500*time.Millisecond)
+}
+
+// failoverClientKeepAlive is failoverClient with ClientConfig.KeepAlive
+// keepAlive (0: the default).
+func failoverClientKeepAlive(t *testing.T, url string, failover []string, keepAlive time.Duration) (*marmot.Client, chan *marmot.CloseError, chan error) {
 	t.Helper()
 	closes := make(chan *marmot.CloseError, 16)
 	errs := make(chan error, 256)
 	c, err := marmot.NewClient(marmot.ClientConfig{
 		URL: url, FailoverURLs: failover, Subprotocol: "marmot.v1", Logger: slog.New(slog.DiscardHandler),
 		AutoReconnect: true, ReconnectStrategy: marmot.ReconnectFixed, ReconnectInterval: 50 * time.Millisecond,
-		KeepAlive: 500 * time.Millisecond,
+		KeepAlive: keepAlive,
 		ClientEvents: marmot.ClientEvents{
 			OnDisconnect: func(r *marmot.CloseError) {
 				select {

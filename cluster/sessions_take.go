@@ -65,6 +65,8 @@ func (st *sessionStore) Take(ctx context.Context, id uint64, secret []byte) (mar
 			}
 			// Gone, or not answering within RequestTimeout: lost, as far
 			// as this client is concerned.
+			n.log.Debug("marmot cluster: session's home did not hand it over; asking its replica",
+				"session", id, "home", hm.Id, "err", err, "stopping", err == nil && res.Stopping)
 		}
 	}
 	if n.watch.isolated.Load() {
