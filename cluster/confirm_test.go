@@ -32,21 +32,7 @@ func TestAckedPublishSurvivesKill(t *testing.T) {
 	ctx := ctxTimeout(t)
 
 	ask := connect(t, procs[0])
-	room := ""
-	for i := range 200 {
-		r := "acked-" + strconv.Itoa(i)
-		res, err := ask.c.Request(ctx, "owner", []byte(r))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if string(res) == "3" {
-			room = r
-			break
-		}
-	}
-	if room == "" {
-		t.Fatal("no room of 200 has its grain on node 3")
-	}
+	room := roomOn(t, ask, "acked-", 3)
 
 	const publishers = 8
 	// Members on node 2: next[p] is the last of publisher p's messages

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -65,21 +64,7 @@ func nodesLost(t *testing.T, clientsOn []int, pubOn int, kill []int) {
 
 	// A room whose grain is on node 3.
 	probe := connect(t, procs[0])
-	room := ""
-	for i := range 200 {
-		r := "lost-" + strconv.Itoa(i)
-		res, err := probe.c.Request(ctx, "owner", []byte(r))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if string(res) == "3" {
-			room = r
-			break
-		}
-	}
-	if room == "" {
-		t.Fatal("no room of 200 has its grain on node 3")
-	}
+	room := roomOn(t, probe, "lost-", 3)
 
 	rec := delivery.NewRecorder()
 	stream := rec.Stream("pub", room)
