@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -426,6 +427,14 @@ type cutHomeRun struct {
 // blackholed as they reach it), and moves the client (100 messages
 // handled by node 3, then its route there dark) to node 1 or 2, with its
 // session, taken from the replica; the health endpoint stays dark.
+//
+// The client reaches nodes 1 and 2 through gates that refuse it (503)
+// until its route to node 3 goes dark: a connection to node 3 lost
+// before (its 500 ms keep-alive run out on a busy machine) reconnects to
+// node 3, which resumes the session, and the move cannot come before
+// nodes 1 and 2 dropped node 3. (Without the gates such a client moved
+// early, while node 3 was still a member: node 3 handed the session over,
+// exactly, and had nothing left to fence.)
 func cutHome(t *testing.T, name string) *cutHomeRun {
 	specs := loopbackNodes(t)
 	adv, proxies := proxyPair(t, specs[2].ip, specs[2].bind, specs)
@@ -441,8 +450,10 @@ func cutHome(t *testing.T, name string) *cutHomeRun {
 	}
 	t.Cleanup(func() { _ = route.Close() })
 	tokens := make(chan grantedToken, 64)
-	c, _, errs := failoverClient(t, tokenProxy(t, 3, strings.Replace(procs[2].url, host, route.Addr().String(), 1), tokens),
-		[]string{tokenProxy(t, 1, procs[0].url, tokens), tokenProxy(t, 2, procs[1].url, tokens)})
+	gate1, open1 := closedGate(t, tokenProxy(t, 1, procs[0].url, tokens))
+	gate2, open2 := closedGate(t, tokenProxy(t, 2, procs[1].url, tokens))
+	c, closes, errs := failoverClient(t, tokenProxy(t, 3, strings.Replace(procs[2].url, host, route.Addr().String(), 1), tokens),
+		[]string{gate1, gate2})
 	old := nextToken(t, tokens)
 	if old.node != 3 || old.resumed {
 		t.Fatalf("first token %+v, want a new session on node 3", old)
@@ -456,18 +467,76 @@ func cutHome(t *testing.T, name string) *cutHomeRun {
 	}
 	procs[0].waitMembers("1,2")
 	procs[1].waitMembers("1,2")
-	// The client's route to node 3 goes dark: it moves to node 1.
+	// The client's route to node 3 goes dark, and the gates open: it
+	// moves to node 1 or 2.
 	if err := route.Set(chaos.Faults{Blackhole: true}); err != nil {
 		t.Fatal(err)
 	}
+	open1()
+	open2()
 	sessiontest.Send(t, c, 101, 200)
 	if _, err := c.Request(ctxTimeout(t), "done", nil); err != nil {
 		t.Fatal(err)
 	}
-	if moved := nextToken(t, tokens); moved.node == 3 || !moved.resumed {
-		t.Fatalf("after the move: token %+v, want the session resumed on node 1 or 2", moved)
+	// Node 3 resumed the session after every connection lost before the
+	// move (its secret changes each time): the old token is its last.
+	for {
+		g := nextToken(t, tokens)
+		if g.node != 3 {
+			if !g.resumed {
+				t.Fatalf("after the move: token %+v, want the session resumed on node 1 or 2", g)
+			}
+			break
+		}
+		if !g.resumed {
+			t.Fatalf("node 3 handed out token %+v, want the session resumed there", g)
+		}
+		t.Logf("the client reconnected to node 3 before the move (%v), which resumed the session", lostBefore(closes))
+		old = g
 	}
 	return &cutHomeRun{procs: procs, health: health, dir: dir, c: c, errs: errs, old: old}
+}
+
+// lostBefore is how the client's connection ended, for a log: the first
+// close in closes, if any.
+func lostBefore(closes <-chan *marmot.CloseError) string {
+	select {
+	case r := <-closes:
+		return r.Error()
+	default:
+		return "no close reported yet"
+	}
+}
+
+// closedGate starts a reverse proxy in front of wsURL that refuses every
+// upgrade with 503 Service Unavailable (a client retries it, the next
+// FailoverURL) until open is called, and forwards them from then on; it
+// returns the proxy's WebSocket URL and open. It closes when the test
+// ends.
+func closedGate(t *testing.T, wsURL string) (gateURL string, open func()) {
+	t.Helper()
+	u, err := url.Parse(strings.Replace(wsURL, "ws://", "http://", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var opened atomic.Bool
+	tr := &http.Transport{}
+	rp := &httputil.ReverseProxy{
+		Rewrite:   func(r *httputil.ProxyRequest) { r.SetURL(&url.URL{Scheme: "http", Host: u.Host}) },
+		Transport: tr,
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !opened.Load() {
+			http.Error(w, "closed by the test", http.StatusServiceUnavailable)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(func() {
+		srv.Close()
+		tr.CloseIdleConnections()
+	})
+	return "ws://" + srv.Listener.Addr().String() + u.Path, func() { opened.Store(true) }
 }
 
 // finish checks, once node 3 is back, that the old token resumes nowhere,
