@@ -63,6 +63,10 @@ type session struct {
 	pmu     sync.Mutex
 	pending []heldPublish
 	held    atomic.Int32 // len(pending), read without pmu
+	// ackSoon is set while an acknowledgement released by an answered
+	// publish is on its way (publishAnswered): one timer for a run of
+	// answers, not one per answer.
+	ackSoon atomic.Bool
 
 	// Under sessions.mu.
 	secret  []byte

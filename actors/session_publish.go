@@ -66,10 +66,11 @@ func (s *session) ackable() uint64 {
 
 // publishAnswered lets the session's acknowledgement pass seq, a publish
 // request its room has answered; when it was the first held, the
-// acknowledgement goes out within ackDelay. It runs on the room's
-// goroutine and takes only s.pmu, never s.mu: the session's connection
-// may be handling a message meanwhile (s.mu held) whose handler waits for
-// this very room.
+// acknowledgement goes out within ackDelay (one timer for the answers
+// within it: a publisher that waits for each answer would arm one per
+// publish). It runs on the room's goroutine and takes only s.pmu, never
+// s.mu: the session's connection may be handling a message meanwhile
+// (s.mu held) whose handler waits for this very room.
 func (ss *sessions) publishAnswered(s *session, seq uint64) {
 	s.pmu.Lock()
 	i := slices.IndexFunc(s.pending, func(p heldPublish) bool { return p.seq == seq })
@@ -78,7 +79,10 @@ func (ss *sessions) publishAnswered(s *session, seq uint64) {
 		s.held.Store(int32(len(s.pending)))
 	}
 	s.pmu.Unlock()
-	if i == 0 {
-		time.AfterFunc(ackDelay, func() { ss.ackLater(s) })
+	if i == 0 && s.ackSoon.CompareAndSwap(false, true) {
+		time.AfterFunc(ackDelay, func() {
+			s.ackSoon.Store(false) // before: an answer after this arms the next
+			ss.ackLater(s)
+		})
 	}
 }
